@@ -1,0 +1,98 @@
+import type { CloudName } from './clouds.js';
+import type { Secret } from './secret.js';
+
+/**
+ * Settings as a user writes them: the config file's keys, the camelCase form of
+ * the environment variables, and the CLI flags all share this shape. Every
+ * field is optional here; `loadConfig` merges the sources and validates once.
+ */
+export interface Settings {
+  /** Directory (tenant) id or a verified domain. Never `common`/`organizations`/`consumers`. */
+  tenantId?: string;
+  /** Application (client) id of the app registration. */
+  clientId?: string;
+  /** Client secret value (not its id). */
+  clientSecret?: string;
+  /** PEM file holding the private key and certificate, or a PFX/P12 file. */
+  certificatePath?: string;
+  /** Password of an encrypted PEM key or of a PFX file. */
+  certificatePassword?: string;
+  /** Send the certificate chain (`x5c`), for subject-name/issuer authentication. @default false */
+  sendCertificateChain?: boolean;
+  /** File holding a federated JWT (workload identity); re-read when it changes. */
+  federatedTokenFile?: string;
+  /** Library only: returns a federated client assertion (a signed JWT). */
+  clientAssertion?: () => string | Promise<string>;
+  /** Override the cloud's authority host, e.g. `https://login.microsoftonline.us`. */
+  authorityHost?: string;
+  /** National cloud. @default 'global' */
+  cloud?: CloudName;
+  /** Token scope: one resource's `/.default`. @default the cloud's Exchange resource */
+  scope?: string;
+  imap?: { host?: string; port?: number };
+  smtp?: { host?: string; port?: number };
+  /** Sections of later jobs (`relay`, `archive`, …), kept as given. */
+  [section: string]: unknown;
+}
+
+export interface SecretCredential {
+  kind: 'secret';
+  clientSecret: Secret;
+}
+
+/** A certificate credential, already decrypted and checked. */
+export interface CertificateCredential {
+  kind: 'certificate';
+  /** Path the certificate came from, for messages. */
+  path: string;
+  /** Unencrypted PKCS#8 PEM private key, as msal-node wants it. */
+  privateKey: Secret;
+  /** The leaf certificate, PEM. */
+  certificatePem: string;
+  /** Leaf first, then any intermediates, PEM. Sent as `x5c` when `sendCertificateChain`. */
+  chainPem: string[];
+  /** Hex SHA-256 thumbprint of the leaf's DER (for `x5t#S256`). */
+  thumbprintSha256: string;
+  /** Hex SHA-1 thumbprint, for comparison with the portal's "Thumbprint" column. */
+  thumbprintSha1: string;
+  subject: string;
+  notBefore: Date;
+  notAfter: Date;
+  keyBits: number;
+  sendCertificateChain: boolean;
+}
+
+/** A federated assertion read from a file (re-read when it changes) or from a callback. */
+export interface FederatedCredential {
+  kind: 'federated';
+  federatedTokenFile?: string;
+  clientAssertion?: () => string | Promise<string>;
+}
+
+export type Credential = SecretCredential | CertificateCredential | FederatedCredential;
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** A validated configuration, ready for `createTokenProvider` and the clients. */
+export interface MailbridgeConfig {
+  tenantId: string;
+  clientId: string;
+  credential: Credential;
+  cloud: CloudName;
+  /** `https://host[:port]`, no trailing slash. */
+  authorityHost: string;
+  /** `${authorityHost}/${tenantId}` */
+  authority: string;
+  /** True when the authority host is not one msal-node knows (sets `knownAuthorities`). */
+  customAuthorityHost: boolean;
+  scope: string;
+  imap: Endpoint;
+  smtp: Endpoint;
+  /** Problems that do not stop the tool, e.g. a certificate expiring soon. */
+  warnings: string[];
+  /** Job sections from the config file, unvalidated until a job reads them. */
+  sections: Record<string, unknown>;
+}
