@@ -3,7 +3,13 @@
  * services, and client certificates of every shape a user may bring (PEM,
  * encrypted PEM, PFX, short keys, expired, mismatched).
  */
-import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  generateKeyPairSync,
+  randomBytes,
+  X509Certificate,
+} from 'node:crypto';
 import forge from 'node-forge';
 
 export interface KeyPair {
@@ -107,4 +113,16 @@ export function toPfx(issued: Issued, password: string, chain: string[] = []): B
 /** forge reads PKCS#1 (`RSA PRIVATE KEY`) most reliably. */
 function toPkcs1(privateKeyPem: string): string {
   return createPrivateKey(privateKeyPem).export({ type: 'pkcs1', format: 'pem' }).toString();
+}
+
+/**
+ * Hex thumbprint of a certificate's DER bytes, as the Azure portal shows it
+ * (uppercase, no separators): SHA-1 for `x5t`, SHA-256 for `x5t#S256`.
+ */
+export function certificateThumbprint(
+  certificatePem: string,
+  algorithm: 'sha1' | 'sha256' = 'sha256',
+): string {
+  const der = new X509Certificate(certificatePem).raw;
+  return createHash(algorithm).update(der).digest('hex').toUpperCase();
 }

@@ -1,0 +1,219 @@
+import { ConfidentialClientApplication, LogLevel as MsalLogLevel } from '@azure/msal-node';
+import type { MailbridgeConfig } from '../config/types.js';
+import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
+import { type Logger, silentLogger } from '../log/logger.js';
+import { msalCredentialOptions } from './credentials.js';
+import { mapEntraError } from './entra-errors.js';
+import {
+  isTlsVerificationError,
+  networkErrorCode,
+  RetryingNetworkClient,
+  type WireFailure,
+} from './network-client.js';
+import { DEFAULT_RETRY, type RetryOptions } from './retry-policy.js';
+
+export interface AccessToken {
+  accessToken: string;
+  expiresOn: Date;
+}
+
+export interface GetTokenOptions {
+  /** Ignore the cached token and ask Entra for a new one (e.g. after the server refused it). */
+  forceRefresh?: boolean;
+}
+
+export interface TokenProvider {
+  getToken(options?: GetTokenOptions): Promise<AccessToken>;
+  /** The scope tokens are issued for. */
+  readonly scope: string;
+}
+
+export interface TokenProviderOptions {
+  /**
+   * A token is never handed out when it expires within this margin; the
+   * effective margin is half the token's lifetime when that is shorter.
+   * @default 300_000 (5 minutes)
+   */
+  refreshMarginMs?: number;
+  /** Retries of network errors, 429 and 5xx from the token endpoint. */
+  retry?: Partial<RetryOptions>;
+  /** Timeout of one HTTP request to Entra. @default 30_000 */
+  requestTimeoutMs?: number;
+  logger?: Logger;
+}
+
+interface CachedToken extends AccessToken {
+  /** After this, the token is not handed out any more. */
+  hardRefreshAt: number;
+  /** After this, the token is still handed out but a new one is fetched in the background. */
+  softRefreshAt: number;
+}
+
+const DEFAULT_MARGIN_MS = 5 * 60_000;
+/** Share of the usable life after which a background refresh starts. */
+const SOFT_REFRESH_SHARE = 0.75;
+
+/**
+ * Creates the app-only token source for one tenant and app. Keep one per app
+ * for the life of the process: it holds the only msal-node client, the cache,
+ * and the in-flight request that concurrent callers share.
+ */
+export function createTokenProvider(
+  config: MailbridgeConfig,
+  options: TokenProviderOptions = {},
+): TokenProvider {
+  const logger = options.logger ?? silentLogger;
+  const marginMs = options.refreshMarginMs ?? DEFAULT_MARGIN_MS;
+  const network = new RetryingNetworkClient({
+    retry: { ...DEFAULT_RETRY, ...options.retry },
+    timeoutMs: options.requestTimeoutMs ?? 30_000,
+    logger,
+  });
+  const msal = new ConfidentialClientApplication({
+    auth: {
+      clientId: config.clientId,
+      authority: config.authority,
+      // Without this msal-node asks login.microsoftonline.com which hosts exist,
+      // which a sovereign alias or a private test authority cannot answer.
+      ...(config.customAuthorityHost
+        ? { knownAuthorities: [new URL(config.authorityHost).host] }
+        : {}),
+      ...msalCredentialOptions(config.credential),
+    },
+    system: {
+      networkClient: network,
+      loggerOptions: {
+        piiLoggingEnabled: false,
+        logLevel: MsalLogLevel.Warning,
+        loggerCallback: (_level, message) => logger.log('debug', 'msal-node', { message }),
+      },
+    },
+  });
+
+  let cached: CachedToken | undefined;
+  let inFlight: Promise<CachedToken> | undefined;
+
+  const acquire = async (): Promise<CachedToken> => {
+    network.lastFailure = undefined;
+    const startedAt = Date.now();
+    let result: Awaited<
+      ReturnType<ConfidentialClientApplication['acquireTokenByClientCredential']>
+    >;
+    try {
+      // Our cache decides when to refresh, so msal-node's is always bypassed.
+      result = await msal.acquireTokenByClientCredential({
+        scopes: [config.scope],
+        skipCache: true,
+      });
+    } catch (error) {
+      throw toMailbridgeError(error, network.lastFailure, config);
+    }
+    if (!result?.accessToken || !result.expiresOn) {
+      throw new ProtocolError({
+        code: 'TOKEN_RESPONSE_INVALID',
+        message: 'The token endpoint answered without an access token or expiry',
+        remedy:
+          'Check that AZURE_AUTHORITY_HOST points at Microsoft Entra ID (or a compatible service).',
+      });
+    }
+    const expiresOn = result.expiresOn.getTime();
+    const lifetime = Math.max(0, expiresOn - startedAt);
+    const hardRefreshAt = expiresOn - Math.min(marginMs, lifetime / 2);
+    const softRefreshAt = startedAt + (hardRefreshAt - startedAt) * SOFT_REFRESH_SHARE;
+    logger.log('debug', 'token acquired', {
+      expiresOn: result.expiresOn.toISOString(),
+      latencyMs: Date.now() - startedAt,
+    });
+    return {
+      accessToken: result.accessToken,
+      expiresOn: result.expiresOn,
+      hardRefreshAt,
+      softRefreshAt,
+    };
+  };
+
+  const refresh = (): Promise<CachedToken> => {
+    if (!inFlight) {
+      inFlight = acquire()
+        .then((token) => {
+          cached = token;
+          return token;
+        })
+        .finally(() => {
+          inFlight = undefined;
+        });
+    }
+    return inFlight;
+  };
+
+  return {
+    scope: config.scope,
+    async getToken(getOptions: GetTokenOptions = {}): Promise<AccessToken> {
+      const now = Date.now();
+      if (!getOptions.forceRefresh && cached && now < cached.hardRefreshAt) {
+        if (now >= cached.softRefreshAt && !inFlight) {
+          refresh().catch((error: unknown) => {
+            // The caller still has a valid token; the next call past the hard limit retries and reports.
+            logger.log('warn', 'background token refresh failed', {
+              code: error instanceof MailbridgeError ? error.code : 'UNKNOWN',
+            });
+          });
+        }
+        return { accessToken: cached.accessToken, expiresOn: cached.expiresOn };
+      }
+      const token = await refresh();
+      return { accessToken: token.accessToken, expiresOn: token.expiresOn };
+    },
+  };
+}
+
+/** Turns whatever msal-node threw into our error, using what the wire saw when there is anything. */
+function toMailbridgeError(
+  error: unknown,
+  failure: WireFailure | undefined,
+  config: MailbridgeConfig,
+): MailbridgeError {
+  if (error instanceof MailbridgeError) return error;
+  const context = {
+    tenantId: config.tenantId,
+    clientId: config.clientId,
+    scope: config.scope,
+    authorityHost: config.authorityHost,
+    credentialKind: config.credential.kind,
+    ...(config.credential.kind === 'certificate'
+      ? { certificateThumbprint: config.credential.thumbprintSha1 }
+      : {}),
+  };
+  if (failure?.kind === 'response' || failure?.kind === 'exhausted') {
+    return mapEntraError(
+      { status: failure.status, body: failure.body, headers: failure.headers },
+      context,
+    );
+  }
+  if (failure?.kind === 'network') {
+    const code = networkErrorCode(failure.error);
+    if (isTlsVerificationError(failure.error)) {
+      return new NetworkError({
+        code: 'TLS_CERTIFICATE_UNTRUSTED',
+        message: `The TLS certificate of ${config.authorityHost} could not be verified (${code})`,
+        remedy:
+          'If the authority uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
+        cause: failure.error,
+      });
+    }
+    return new NetworkError({
+      code: 'AUTHORITY_UNREACHABLE',
+      message: `The authority ${config.authorityHost} could not be reached (${code}, ${failure.attempts} attempt${failure.attempts === 1 ? '' : 's'})`,
+      remedy: 'Check the network, proxy and firewall, and AZURE_AUTHORITY_HOST / MAILBRIDGE_CLOUD.',
+      cause: failure.error,
+    });
+  }
+  // msal-node refused before any request (e.g. a malformed key or assertion callback failure).
+  const detail = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  return new AuthenticationError({
+    code: 'TOKEN_REQUEST_FAILED',
+    message: `The token request could not be made: ${detail}`,
+    remedy: 'Check the credential settings (run with --debug for details).',
+    cause: error,
+  });
+}

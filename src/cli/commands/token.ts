@@ -1,0 +1,60 @@
+import { decodeAccessTokenClaims } from '../../auth/claims.js';
+import { createTokenProvider } from '../../auth/token-provider.js';
+import { ExitCode } from '../../errors.js';
+import type { Command } from '../command.js';
+import { writeJson, writeLine } from '../output.js';
+
+export const tokenCommand: Command = {
+  name: 'token',
+  summary: 'acquire an app-only access token and show what it grants',
+  usage: 'token [--json] [--show-token]',
+  usesSettings: true,
+  flags: [
+    {
+      name: 'json',
+      type: 'boolean',
+      help: 'print {expiresOn, tenantId, appId, roles, scope} as JSON',
+    },
+    {
+      name: 'show-token',
+      type: 'boolean',
+      help: 'print the access token alone on stdout, for piping (it is a secret: keep it out of logs)',
+    },
+  ],
+  details: [
+    'The claims are decoded for diagnosis only: the token is for Exchange Online, which validates it.',
+    'An empty roles list means the app has no application permissions on Exchange Online',
+    '(delegated permissions, or admin consent missing).',
+  ].join('\n'),
+  async run({ args, io, logger, loadConfig }) {
+    const config = await loadConfig();
+    const provider = createTokenProvider(config, { logger });
+    const token = await provider.getToken();
+    if (args.values['show-token'] === true) {
+      writeLine(io.stdout, token.accessToken);
+      return ExitCode.ok;
+    }
+    const claims = decodeAccessTokenClaims(token.accessToken) ?? {};
+    const summary = {
+      expiresOn: token.expiresOn.toISOString(),
+      tenantId: typeof claims.tid === 'string' ? claims.tid : config.tenantId,
+      appId: claims.appid ?? claims.azp ?? config.clientId,
+      roles: Array.isArray(claims.roles) ? claims.roles : [],
+      scope: config.scope,
+    };
+    if (args.values.json === true) {
+      writeJson(io.stdout, summary);
+      return ExitCode.ok;
+    }
+    const minutes = Math.round((token.expiresOn.getTime() - Date.now()) / 60_000);
+    writeLine(io.stdout, `Token acquired for ${summary.scope}`);
+    writeLine(io.stdout, `  tenant:   ${summary.tenantId}`);
+    writeLine(io.stdout, `  app id:   ${summary.appId}`);
+    writeLine(
+      io.stdout,
+      `  roles:    ${summary.roles.length > 0 ? summary.roles.join(', ') : '(none: no application permissions granted)'}`,
+    );
+    writeLine(io.stdout, `  expires:  ${summary.expiresOn} (in ${minutes} min)`);
+    return ExitCode.ok;
+  },
+};

@@ -1,0 +1,135 @@
+/**
+ * Resolves the configuration exactly as the CLI does. Sources, highest first:
+ * overrides (CLI flags, library callers) > environment > config file >
+ * defaults (the cloud's endpoints). Mappings (`imap`, `smtp`, job sections)
+ * merge key by key, so `MAILBRIDGE_IMAP_PORT` changes the port and keeps the
+ * file's host.
+ */
+import { type Environment, readEnvironment } from './env.js';
+import { readConfigFile } from './file.js';
+import type { MailbridgeConfig, Settings } from './types.js';
+import { type SettingOrigin, validateSettings } from './validate.js';
+
+export interface LoadConfigOptions {
+  /** Environment to read. @default process.env */
+  env?: Environment;
+  /** Path of a JSON or YAML config file. */
+  file?: string;
+  /** Highest-priority settings: CLI flags, or a library caller's options. */
+  overrides?: Settings;
+}
+
+/**
+ * Merges the sources and validates them once.
+ *
+ * @throws ConfigurationError `CONFIG_FILE_UNREADABLE` / `CONFIG_FILE_INVALID`
+ *   for the file itself, `CONFIG_INVALID` (listing every problem) otherwise
+ */
+export async function loadConfig(options: LoadConfigOptions = {}): Promise<MailbridgeConfig> {
+  const fromFile = options.file === undefined ? {} : await readConfigFile(options.file);
+  const environment = readEnvironment(options.env);
+
+  const merged: Settings = {};
+  const origins = new Map<string, SettingOrigin>();
+  if (options.file !== undefined) {
+    const path = options.file;
+    mergeInto(merged, fromFile, origins, () => ({ source: 'file', path }));
+  }
+  mergeInto(merged, environment.settings, origins, (key) => ({
+    source: 'environment',
+    variable: environment.origins.get(key) ?? key,
+  }));
+  if (options.overrides) {
+    mergeInto(merged, options.overrides, origins, () => ({ source: 'override' }));
+  }
+
+  return validateSettings(merged, { origins, problems: environment.problems });
+}
+
+/**
+ * Writes `source` over `target`: `undefined` and `null` leave the lower
+ * source's value, plain objects merge key by key, anything else replaces.
+ */
+function mergeInto(
+  target: Record<string, unknown>,
+  source: Record<string, unknown>,
+  origins: Map<string, SettingOrigin>,
+  originOf: (key: string) => SettingOrigin,
+  prefix = '',
+): void {
+  for (const [key, value] of Object.entries(source)) {
+    if (value === undefined || value === null) continue;
+    const path = `${prefix}${key}`;
+    const existing = target[key];
+    if (isPlainObject(value)) {
+      const nested: Record<string, unknown> = isPlainObject(existing) ? { ...existing } : {};
+      mergeInto(nested, value, origins, originOf, `${path}.`);
+      target[key] = nested;
+    } else {
+      target[key] = value;
+    }
+    origins.set(path, originOf(path));
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+/** A log-safe summary of a configuration: no secret, no key, no password. */
+export interface ConfigSummary {
+  tenantId: string;
+  clientId: string;
+  cloud: string;
+  credential: 'secret' | 'certificate' | 'federated';
+  certificate?: {
+    path: string;
+    subject: string;
+    thumbprintSha1: string;
+    thumbprintSha256: string;
+    notAfter: string;
+    keyBits: number;
+    sendCertificateChain: boolean;
+  };
+  federatedTokenFile?: string;
+  authority: string;
+  customAuthorityHost: boolean;
+  scope: string;
+  imap: string;
+  smtp: string;
+  warnings: string[];
+}
+
+/** What to log or print about a configuration (`--verbose`, `doctor`). */
+export function describeConfig(config: MailbridgeConfig): ConfigSummary {
+  const { credential } = config;
+  const summary: ConfigSummary = {
+    tenantId: config.tenantId,
+    clientId: config.clientId,
+    cloud: config.cloud,
+    credential: credential.kind,
+    authority: config.authority,
+    customAuthorityHost: config.customAuthorityHost,
+    scope: config.scope,
+    imap: `${config.imap.host}:${config.imap.port}`,
+    smtp: `${config.smtp.host}:${config.smtp.port}`,
+    warnings: [...config.warnings],
+  };
+  if (credential.kind === 'certificate') {
+    summary.certificate = {
+      path: credential.path,
+      subject: credential.subject,
+      thumbprintSha1: credential.thumbprintSha1,
+      thumbprintSha256: credential.thumbprintSha256,
+      notAfter: credential.notAfter.toISOString(),
+      keyBits: credential.keyBits,
+      sendCertificateChain: credential.sendCertificateChain,
+    };
+  }
+  if (credential.kind === 'federated' && credential.federatedTokenFile) {
+    summary.federatedTokenFile = credential.federatedTokenFile;
+  }
+  return summary;
+}

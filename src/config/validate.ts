@@ -1,0 +1,617 @@
+/**
+ * Validates merged settings once, collecting every problem, and builds the
+ * `MailbridgeConfig` the rest of the library uses. A user fixing a config
+ * should see all that is wrong in one run, not one problem per run.
+ *
+ * No message here quotes a secret, a password, or a free-form value that may
+ * be a misplaced secret (a client secret pasted into `clientId` is common):
+ * values are quoted only where their shape was checked first.
+ */
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { type ConfigProblem, ConfigurationError } from '../errors.js';
+import { loadCertificate } from './certificate.js';
+import {
+  BUILT_IN_AUTHORITY_HOSTS,
+  CLOUD_NAMES,
+  CLOUDS,
+  type CloudName,
+  DEFAULT_IMAP_PORT,
+  DEFAULT_SMTP_PORT,
+  GRAPH_RESOURCES,
+} from './clouds.js';
+import { ENVIRONMENT_VARIABLES, environmentVariableFor } from './env.js';
+import { describeFsError } from './file.js';
+import { Secret } from './secret.js';
+import type { Credential, Endpoint, MailbridgeConfig, Settings } from './types.js';
+
+/** Where a setting's value came from, to name it in messages. */
+export type SettingOrigin =
+  | { source: 'override' }
+  | { source: 'environment'; variable: string }
+  | { source: 'file'; path: string };
+
+export interface ValidateOptions {
+  /** Setting key (`imap.port` for nested ones) → where its value came from. */
+  origins?: ReadonlyMap<string, SettingOrigin>;
+  /** Problems found before merging (unusable environment values), reported with the rest. */
+  problems?: readonly ConfigProblem[];
+  /** The time certificates are checked against. @default new Date() */
+  now?: Date;
+}
+
+/** Top-level keys with a meaning; any other object-valued key is a job section. */
+export const SETTING_KEYS = [
+  'tenantId',
+  'clientId',
+  'clientSecret',
+  'certificatePath',
+  'certificatePassword',
+  'sendCertificateChain',
+  'federatedTokenFile',
+  'clientAssertion',
+  'authorityHost',
+  'cloud',
+  'scope',
+  'imap',
+  'smtp',
+] as const;
+
+const ENDPOINT_KEYS = ['host', 'port'] as const;
+const CREDENTIAL_KEYS = [
+  'clientSecret',
+  'certificatePath',
+  'federatedTokenFile',
+  'clientAssertion',
+] as const;
+const RESERVED_TENANTS = ['common', 'organizations', 'consumers'];
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DOMAIN =
+  /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$/i;
+const DEFAULT_SUFFIX = '/.default';
+
+/**
+ * Checks merged settings and builds the configuration. Reads the certificate
+ * and checks that a federated token file is readable.
+ *
+ * @throws ConfigurationError `CONFIG_INVALID`, listing every problem
+ */
+export async function validateSettings(
+  settings: Settings,
+  options: ValidateOptions = {},
+): Promise<MailbridgeConfig> {
+  const problems: ConfigProblem[] = [...(options.problems ?? [])];
+  const warnings: string[] = [];
+  const origins = options.origins ?? new Map<string, SettingOrigin>();
+  const add = (field: string, message: string) => problems.push({ field, message });
+  const named = (key: string) => nameWithOrigin(key, origins.get(key));
+
+  // Unknown keys and job sections.
+  const sections: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(settings)) {
+    if (
+      (SETTING_KEYS as readonly string[]).includes(key) ||
+      value === undefined ||
+      value === null
+    ) {
+      continue;
+    }
+    if (isPlainObject(value)) {
+      const near = closest(key, ['imap', 'smtp'], 1);
+      if (near) add(key, `Unknown section '${key}': did you mean '${near}'?`);
+      else sections[key] = value;
+      continue;
+    }
+    add(key, unknownSettingMessage(key, SETTING_KEYS));
+  }
+
+  // Typed reads: a wrong type is reported once, and the value then counts as invalid.
+  const invalid = new Set<string>();
+  const text = (key: string, secret = false): string | undefined => {
+    const value = settings[key];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'string') {
+      invalid.add(key);
+      add(key, `${named(key)} must be a string (in YAML, put the value in quotes).`);
+      return undefined;
+    }
+    return secret ? value : value.trim();
+  };
+
+  // Tenant.
+  const tenantId = text('tenantId');
+  if (!invalid.has('tenantId')) {
+    if (!tenantId) {
+      add(
+        'tenantId',
+        "tenantId is missing. Set it (or AZURE_TENANT_ID) to the Directory (tenant) ID from the app registration's Overview page, or a verified domain such as contoso.onmicrosoft.com.",
+      );
+    } else if (RESERVED_TENANTS.includes(tenantId.toLowerCase())) {
+      add(
+        'tenantId',
+        `${named('tenantId')} is '${tenantId.toLowerCase()}', which cannot be used for app-only tokens: the client credentials flow must name the tenant. Use the Directory (tenant) ID (a GUID) or a verified domain of the tenant.`,
+      );
+    } else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
+      const hint = /^[a-z0-9-]{1,63}$/i.test(tenantId)
+        ? ` (did you mean ${tenantId.toLowerCase()}.onmicrosoft.com?)`
+        : '';
+      add(
+        'tenantId',
+        `${named('tenantId')} is neither a GUID nor a domain name${hint}. Use the Directory (tenant) ID from the app registration's Overview page, or a verified domain of the tenant.`,
+      );
+    }
+  }
+
+  // Client.
+  const clientId = text('clientId');
+  if (!invalid.has('clientId')) {
+    if (!clientId) {
+      add(
+        'clientId',
+        "clientId is missing. Set it (or AZURE_CLIENT_ID) to the Application (client) ID from the app registration's Overview page.",
+      );
+    } else if (!GUID.test(clientId)) {
+      add(
+        'clientId',
+        `${named('clientId')} is not a GUID. Use the Application (client) ID from the app registration's Overview page (not its name, and not a secret).`,
+      );
+    }
+  }
+
+  // Credential: exactly one.
+  const present = CREDENTIAL_KEYS.filter(
+    (key) => settings[key] !== undefined && settings[key] !== null,
+  );
+  if (present.length === 0) {
+    add(
+      'credential',
+      `No credential is set. Set exactly one of ${CREDENTIAL_KEYS.slice(0, 3)
+        .map((key) => `${key} (${environmentVariableFor(key)})`)
+        .join(', ')}; a certificate is the safer choice for unattended use.`,
+    );
+  } else if (present.length > 1) {
+    add(
+      'credential',
+      `More than one credential is set: ${present.map((key) => describeSource(key, origins.get(key))).join(', ')}. Set exactly one, and remove the others from the flags, the environment or the config file.`,
+    );
+  }
+
+  const clientSecret = text('clientSecret', true);
+  if (clientSecret === '') add('clientSecret', `${named('clientSecret')} is empty.`);
+  const certificatePath = text('certificatePath');
+  if (certificatePath === '') add('certificatePath', `${named('certificatePath')} is empty.`);
+  const certificatePassword = text('certificatePassword', true);
+  if (certificatePassword !== undefined && settings.certificatePath === undefined) {
+    add(
+      'certificatePassword',
+      `${named('certificatePassword')} is set but certificatePath is not: the password only decrypts the certificate's key. Set certificatePath (AZURE_CLIENT_CERTIFICATE_PATH) or remove the password.`,
+    );
+  }
+  const federatedTokenFile = text('federatedTokenFile');
+  if (federatedTokenFile === '') {
+    add('federatedTokenFile', `${named('federatedTokenFile')} is empty.`);
+  }
+  const clientAssertion = settings.clientAssertion;
+  if (
+    clientAssertion !== undefined &&
+    clientAssertion !== null &&
+    typeof clientAssertion !== 'function'
+  ) {
+    add(
+      'clientAssertion',
+      'clientAssertion must be a function returning a signed client assertion (JWT); it can only be given in code. From a file or the environment, use federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE).',
+    );
+  }
+
+  let sendCertificateChain = false;
+  const chainSetting = settings.sendCertificateChain;
+  if (chainSetting !== undefined && chainSetting !== null) {
+    const flag = parseFlag(chainSetting);
+    if (flag === undefined) {
+      add('sendCertificateChain', `${named('sendCertificateChain')} must be true or false.`);
+    } else {
+      sendCertificateChain = flag;
+      if (flag && settings.certificatePath === undefined) {
+        warnings.push(
+          'sendCertificateChain is set but no certificate is used (certificatePath is not set); it is ignored.',
+        );
+      }
+    }
+  }
+
+  // Cloud, and the defaults it brings.
+  let cloud: CloudName = 'global';
+  const cloudSetting = text('cloud');
+  if (cloudSetting !== undefined) {
+    const lower = cloudSetting.toLowerCase();
+    if ((CLOUD_NAMES as readonly string[]).includes(lower)) {
+      cloud = lower as CloudName;
+    } else {
+      const hint = /^gcc$/i.test(cloudSetting)
+        ? ' GCC (moderate) tenants use the global cloud.'
+        : closest(lower, CLOUD_NAMES, 3)
+          ? ` Did you mean '${closest(lower, CLOUD_NAMES, 3)}'?`
+          : '';
+      add('cloud', `${named('cloud')} must be one of ${CLOUD_NAMES.join(', ')}.${hint}`);
+    }
+  }
+  const profile = CLOUDS[cloud];
+
+  // Authority.
+  let authorityHost = profile.authorityHost;
+  let customAuthorityHost = false;
+  const authoritySetting = text('authorityHost');
+  if (authoritySetting !== undefined) {
+    const checked = checkAuthorityHost(authoritySetting, named('authorityHost'));
+    if ('problem' in checked) {
+      add('authorityHost', checked.problem);
+    } else {
+      authorityHost = checked.authorityHost;
+      customAuthorityHost = !BUILT_IN_AUTHORITY_HOSTS.includes(new URL(authorityHost).host);
+    }
+  }
+
+  // Scope.
+  let scope = profile.scope;
+  const scopeSetting = text('scope');
+  if (scopeSetting !== undefined) {
+    const checked = checkScope(scopeSetting, cloud, named('scope'));
+    if (checked.problem) add('scope', checked.problem);
+    if (checked.warning) warnings.push(checked.warning);
+    scope = scopeSetting;
+  }
+
+  // IMAP and SMTP endpoints.
+  const imap = endpoint('imap', profile.imapHost, DEFAULT_IMAP_PORT);
+  const smtp = endpoint('smtp', profile.smtpHost, DEFAULT_SMTP_PORT);
+
+  function endpoint(section: 'imap' | 'smtp', defaultHost: string, defaultPort: number): Endpoint {
+    const result: Endpoint = { host: defaultHost, port: defaultPort };
+    const value = settings[section];
+    if (value === undefined || value === null) return result;
+    if (!isPlainObject(value)) {
+      add(
+        section,
+        `${section} must be a mapping with host and/or port, e.g. ${section}: { host: ${defaultHost}, port: ${defaultPort} }.`,
+      );
+      return result;
+    }
+    for (const key of Object.keys(value)) {
+      if (!(ENDPOINT_KEYS as readonly string[]).includes(key)) {
+        add(`${section}.${key}`, unknownSettingMessage(key, ENDPOINT_KEYS, `${section}.`));
+      }
+    }
+    const field = `${section}.host`;
+    if (value.host !== undefined && value.host !== null) {
+      const host = typeof value.host === 'string' ? value.host.trim() : undefined;
+      if (host === undefined) {
+        add(field, `${named(field)} must be a string.`);
+      } else if (host === '') {
+        add(
+          field,
+          `${named(field)} is empty. Set a host name, or remove it to use ${defaultHost}.`,
+        );
+      } else if (/[\s/]/.test(host) || /^[^:]+:\d*$/.test(host)) {
+        add(
+          field,
+          `${named(field)} must be a host name only, like ${defaultHost}: no scheme, path or port (the port goes in ${section}.port).`,
+        );
+      } else {
+        result.host = host;
+      }
+    }
+    const portField = `${section}.port`;
+    if (value.port !== undefined && value.port !== null) {
+      const port = parsePort(value.port);
+      if (port === undefined) {
+        add(portField, `${named(portField)} must be a whole number from 1 to 65535.`);
+      } else {
+        result.port = port;
+      }
+    }
+    return result;
+  }
+
+  // Files: checked even when other settings are wrong, so that one run shows everything.
+  let certificateCredential: Credential | undefined;
+  if (certificatePath) {
+    const result = await loadCertificate({
+      path: certificatePath,
+      ...(certificatePassword === undefined ? {} : { password: certificatePassword }),
+      sendCertificateChain,
+      ...(options.now ? { now: options.now } : {}),
+    });
+    if (result.ok) {
+      certificateCredential = result.credential;
+      warnings.push(...result.warnings);
+    } else {
+      problems.push(...result.problems);
+    }
+  }
+  let federatedPath: string | undefined;
+  if (federatedTokenFile) {
+    federatedPath = resolve(federatedTokenFile);
+    const problem = await checkReadableFile(federatedPath);
+    if (problem) {
+      add(
+        'federatedTokenFile',
+        `${named('federatedTokenFile')} ${federatedPath} cannot be read: ${problem}. With workload identity, the token file is mounted into the pod by the webhook; check the pod's service account and the path.`,
+      );
+    }
+  }
+
+  if (problems.length > 0) throw invalidConfiguration(problems);
+
+  let credential: Credential;
+  if (certificateCredential) {
+    credential = certificateCredential;
+  } else if (clientSecret) {
+    credential = { kind: 'secret', clientSecret: new Secret(clientSecret) };
+  } else if (federatedPath) {
+    credential = { kind: 'federated', federatedTokenFile: federatedPath };
+  } else {
+    credential = {
+      kind: 'federated',
+      clientAssertion: clientAssertion as () => string | Promise<string>,
+    };
+  }
+
+  return {
+    tenantId: tenantId as string,
+    clientId: clientId as string,
+    credential,
+    cloud,
+    authorityHost,
+    authority: `${authorityHost}/${tenantId}`,
+    customAuthorityHost,
+    scope,
+    imap,
+    smtp,
+    warnings,
+    sections,
+  };
+}
+
+function invalidConfiguration(problems: ConfigProblem[]): ConfigurationError {
+  const count = problems.length === 1 ? '1 problem' : `${problems.length} problems`;
+  const lines = problems.map((problem) => `  - ${problem.field}: ${problem.message}`);
+  return new ConfigurationError({
+    code: 'CONFIG_INVALID',
+    // The count closes the list so that the remedy, appended after it, reads as its own line.
+    message: `The configuration is not valid:\n${lines.join('\n')}\n${count}.`,
+    remedy:
+      'Fix each setting where it is set: a command-line flag wins over the environment, which wins over the config file.',
+    problems,
+  });
+}
+
+/**
+ * Checks an authority host. Plain http is refused rather than allowed for
+ * tests: the client's credential goes to this host, and TLS verification is
+ * never switched off anywhere in the library.
+ */
+export function checkAuthorityHost(
+  value: string,
+  name = 'authorityHost',
+): { authorityHost: string } | { problem: string } {
+  const example = 'e.g. https://login.microsoftonline.us';
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
+    return { problem: `${name} must be a URL starting with https://, ${example}.` };
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return { problem: `${name} is not a valid URL; ${example}.` };
+  }
+  if (url.protocol === 'http:') {
+    return {
+      problem: `${name} uses http: the authority receives the app's credential, so it must be https, and TLS verification is never switched off. For a service with a private CA, add that CA to NODE_EXTRA_CA_CERTS and use https.`,
+    };
+  }
+  if (url.protocol !== 'https:') {
+    return { problem: `${name} must use https, ${example}.` };
+  }
+  if (url.username || url.password) {
+    return { problem: `${name} must not carry a user name or password.` };
+  }
+  const origin = `${url.protocol}//${url.host}`;
+  if (url.pathname !== '/' && url.pathname !== '') {
+    return {
+      problem: `${name} takes the scheme, host and port only (${origin}); no path. The tenant goes in tenantId.`,
+    };
+  }
+  if (url.search || url.hash) {
+    return {
+      problem: `${name} takes the scheme, host and port only (${origin}); no query or fragment.`,
+    };
+  }
+  return { authorityHost: origin };
+}
+
+/** Exchange Online resources by cloud; `outlook.office.com` is the global cloud's older name. */
+const EXCHANGE_RESOURCES: readonly { resource: string; cloud: CloudName }[] = [
+  ...CLOUD_NAMES.map((cloud) => ({ resource: stripDefault(CLOUDS[cloud].scope), cloud })),
+  { resource: 'https://outlook.office.com', cloud: 'global' },
+];
+
+/**
+ * Checks a token scope. IMAP and SMTP accept only tokens for the Exchange
+ * resource, asked for with `/.default` (app-only tokens carry the
+ * application permissions granted to the app, IMAP.AccessAsApp and
+ * SMTP.SendAsApp, never named scopes).
+ */
+export function checkScope(
+  scope: string,
+  cloud: CloudName,
+  name = 'scope',
+): { problem?: string; warning?: string } {
+  const exchange = CLOUDS[cloud].scope;
+  if (scope === '') return { problem: `${name} is empty. Remove it to use ${exchange}.` };
+  const parts = scope.split(/[\s,]+/).filter(Boolean);
+  if (parts.length > 1) {
+    return {
+      problem: `${name} holds ${parts.length} scopes, but an app-only token is for one resource: use only ${exchange}.`,
+    };
+  }
+  const resource = stripDefault(scope).replace(/\/+$/, '');
+  // Quoted only when it has the characters of a scope: Entra secrets hold `~`.
+  const quoted = /^[A-Za-z0-9:/._-]{1,200}$/.test(scope) ? ` '${scope}'` : '';
+  if (isGraph(scope)) {
+    return {
+      problem: `${name}${quoted} is a Microsoft Graph scope, and IMAP and SMTP refuse Graph tokens. Use the Exchange Online scope, e.g. ${exchange}.`,
+    };
+  }
+  if (!scope.endsWith(DEFAULT_SUFFIX)) {
+    const bare = !scope.includes('://') && !GUID.test(resource);
+    const delegated = bare || hasPath(resource);
+    return {
+      problem: delegated
+        ? `${name}${quoted} is a delegated permission, which app-only tokens cannot carry. Use the resource's /.default, e.g. ${exchange}, and grant the app the application permissions IMAP.AccessAsApp and/or SMTP.SendAsApp (Office 365 Exchange Online) with admin consent.`
+        : `${name}${quoted} lacks /.default: use ${quoted ? resource : "the resource's URI followed by"}${DEFAULT_SUFFIX}.`,
+    };
+  }
+  if (resource === '') {
+    return { problem: `${name} names no resource; use ${exchange}.` };
+  }
+  const known = EXCHANGE_RESOURCES.find((entry) => entry.resource === resource.toLowerCase());
+  if (
+    known &&
+    !EXCHANGE_RESOURCES.some((e) => e.cloud === cloud && e.resource === known.resource)
+  ) {
+    return {
+      warning: `${name} ${scope} is the Exchange resource of the ${known.cloud} cloud, but cloud is ${cloud}: the servers of one cloud refuse the tokens of another. Set cloud to ${known.cloud} (MAILBRIDGE_CLOUD), or use ${exchange}.`,
+    };
+  }
+  return {};
+}
+
+function isGraph(scope: string): boolean {
+  const resource = stripDefault(scope).replace(/\/+$/, '').toLowerCase();
+  let base = resource;
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(resource)) {
+    try {
+      base = new URL(resource).origin;
+    } catch {
+      base = resource;
+    }
+  } else {
+    base = resource.split('/')[0] ?? resource;
+  }
+  return GRAPH_RESOURCES.some((graph) => {
+    const known = graph.replace(/\/+$/, '').toLowerCase();
+    return known === resource || known === base;
+  });
+}
+
+function hasPath(resource: string): boolean {
+  try {
+    return new URL(resource).pathname.replace(/\/+$/, '') !== '';
+  } catch {
+    return resource.includes('/');
+  }
+}
+
+function stripDefault(scope: string): string {
+  return scope.endsWith(DEFAULT_SUFFIX) ? scope.slice(0, -DEFAULT_SUFFIX.length) : scope;
+}
+
+async function checkReadableFile(path: string): Promise<string | undefined> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) return 'it is not a regular file';
+    await access(path, constants.R_OK);
+    return undefined;
+  } catch (error) {
+    return describeFsError(error);
+  }
+}
+
+function parseFlag(value: unknown): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number' && (value === 0 || value === 1)) return value === 1;
+  if (typeof value !== 'string') return undefined;
+  const lower = value.trim().toLowerCase();
+  if (lower === 'true' || lower === '1') return true;
+  if (lower === 'false' || lower === '0') return false;
+  return undefined;
+}
+
+function parsePort(value: unknown): number | undefined {
+  const port =
+    typeof value === 'number'
+      ? value
+      : typeof value === 'string' && /^\s*\d{1,5}\s*$/.test(value)
+        ? Number(value)
+        : Number.NaN;
+  return Number.isInteger(port) && port >= 1 && port <= 65535 ? port : undefined;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+function nameWithOrigin(key: string, origin: SettingOrigin | undefined): string {
+  return origin?.source === 'environment' ? `${key} (${origin.variable})` : key;
+}
+
+function describeSource(key: string, origin: SettingOrigin | undefined): string {
+  switch (origin?.source) {
+    case 'environment':
+      return `${key} (from ${origin.variable})`;
+    case 'file':
+      return `${key} (from the config file ${origin.path})`;
+    case 'override':
+      return `${key} (from a flag or option)`;
+    default:
+      return key;
+  }
+}
+
+function unknownSettingMessage(key: string, known: readonly string[], prefix = ''): string {
+  const environment = ENVIRONMENT_VARIABLES.find((variable) => variable.name === key);
+  if (environment && prefix === '') {
+    return `Unknown setting '${key}': that is an environment variable's name; in the config file write '${environment.setting}'.`;
+  }
+  const near = closest(key, known, 2);
+  return near
+    ? `Unknown setting '${prefix}${key}' — did you mean '${prefix}${near}'?`
+    : `Unknown setting '${prefix}${key}'. Known settings: ${known.map((k) => prefix + k).join(', ')}; settings of a job go in its section (relay:, archive:, …).`;
+}
+
+/** The known name closest to `name`, ignoring case, `-` and `_`, within `maxDistance` edits. */
+function closest(name: string, known: readonly string[], maxDistance: number): string | undefined {
+  const simple = (value: string) => value.toLowerCase().replace(/[-_\s]/g, '');
+  const target = simple(name);
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = editDistance(target, simple(candidate));
+    if (distance <= maxDistance && (!best || distance < best.distance)) {
+      best = { name: candidate, distance };
+    }
+  }
+  return best?.name;
+}
+
+/** Edit distance counting a swap of two neighbours as one edit (`smpt` → `smtp`). */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number) => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
+  for (let i = 1; i <= a.length; i++) {
+    const row = rows[i] ?? [];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, at(i - 2, j - 2) + 1);
+      }
+      row[j] = best;
+    }
+  }
+  return at(a.length, b.length);
+}

@@ -1,0 +1,47 @@
+/**
+ * m365-mailbridge: app-only OAuth2 for IMAP and SMTP on Microsoft 365.
+ * Everything public is exported here; deep imports are not part of the API.
+ */
+
+export type { AccessTokenClaims } from './auth/claims.js';
+export { decodeAccessTokenClaims } from './auth/claims.js';
+export type { RetryOptions } from './auth/retry-policy.js';
+export { buildOAuthBearer, buildXOAuth2 } from './auth/sasl.js';
+export type {
+  AccessToken,
+  GetTokenOptions,
+  TokenProvider,
+  TokenProviderOptions,
+} from './auth/token-provider.js';
+// Authentication
+export { createTokenProvider } from './auth/token-provider.js';
+export type { CloudName, CloudProfile } from './config/clouds.js';
+export { CLOUD_NAMES, CLOUDS } from './config/clouds.js';
+export { ENVIRONMENT_VARIABLES } from './config/env.js';
+export type { LoadConfigOptions } from './config/load.js';
+// Configuration
+export { describeConfig, loadConfig } from './config/load.js';
+export { Secret } from './config/secret.js';
+export type {
+  CertificateCredential,
+  Credential,
+  Endpoint,
+  FederatedCredential,
+  MailbridgeConfig,
+  SecretCredential,
+  Settings,
+} from './config/types.js';
+export type { ConfigProblem, EntraErrorDetails } from './errors.js';
+// Errors
+export {
+  AuthenticationError,
+  ConfigurationError,
+  ExitCode,
+  isMailbridgeError,
+  MailbridgeError,
+  NetworkError,
+  ProtocolError,
+} from './errors.js';
+export type { LogFields, Logger, LogLevel } from './log/logger.js';
+// Logging
+export { silentLogger } from './log/logger.js';
