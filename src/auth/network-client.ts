@@ -197,7 +197,10 @@ export function networkErrorCode(error: Error): string {
     if (current.name === 'TimeoutError' || current.name === 'AbortError') code = 'ETIMEDOUT';
     current = (current as Error & { cause?: unknown }).cause;
   }
-  return code ?? error.name;
+  if (code) return code;
+  // undici reports some refusals (e.g. a port it blocks) only in the cause's message.
+  const cause = (error as Error & { cause?: unknown }).cause;
+  return cause instanceof Error && cause.message ? cause.message : error.name;
 }
 
 const TLS_ERROR_CODES = new Set([

@@ -58,6 +58,11 @@ function escapeSaslName(name: string): string {
 /** General category Cc: C0 controls, DEL and C1 controls. None belongs in an address or a host name. */
 const CONTROL = /\p{Cc}/u;
 
+/** Throws the error `buildXOAuth2` would for this user, before any token is fetched. */
+export function checkSaslUser(user: string): void {
+  checkUser(user);
+}
+
 function checkUser(user: string): void {
   if (typeof user !== 'string' || user.length === 0) {
     throw invalid(

@@ -1,4 +1,4 @@
-import { buildXOAuth2 } from '../../auth/sasl.js';
+import { buildXOAuth2, checkSaslUser } from '../../auth/sasl.js';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import { ExitCode } from '../../errors.js';
 import { usageError } from '../args.js';
@@ -21,6 +21,7 @@ export const xoauth2Command: Command = {
         'Name the mailbox to log in as, e.g. --user archive@contoso.com.',
       );
     }
+    checkSaslUser(user);
     const config = await loadConfig();
     const token = await createTokenProvider(config, { logger }).getToken();
     writeLine(io.stdout, buildXOAuth2(user, token.accessToken));
