@@ -253,9 +253,13 @@ describe('mailbridge xoauth2', () => {
     const { code, stdout } = await runCli(['xoauth2', '--user', 'archive@contoso.example'], env);
     expect(code).toBe(0);
     const decoded = Buffer.from(stdout.trim(), 'base64').toString('utf8');
-    const match = /^user=archive@contoso\.example\x01auth=Bearer ([^\x01]+)\x01\x01$/.exec(decoded);
-    expect(match).not.toBeNull();
-    expect(service.verifyAccessToken(match?.[1] ?? '').appid).toBe(clientId);
+    const fields = decoded.split('\u0001');
+    expect(fields[0]).toBe('user=archive@contoso.example');
+    expect(fields.slice(2)).toEqual(['', '']);
+    expect(fields[1]?.startsWith('auth=Bearer ')).toBe(true);
+    expect(service.verifyAccessToken(fields[1]?.slice('auth=Bearer '.length) ?? '').appid).toBe(
+      clientId,
+    );
   });
 
   it('refuses a missing or unsafe user with exit 2', async () => {
