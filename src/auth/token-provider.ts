@@ -4,12 +4,8 @@ import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } fro
 import { type Logger, silentLogger } from '../log/logger.js';
 import { msalCredentialOptions } from './credentials.js';
 import { mapEntraError } from './entra-errors.js';
-import {
-  isTlsVerificationError,
-  networkErrorCode,
-  RetryingNetworkClient,
-  type WireFailure,
-} from './network-client.js';
+import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import { RetryingNetworkClient, type WireFailure } from './network-client.js';
 import { DEFAULT_RETRY, type RetryOptions } from './retry-policy.js';
 
 export interface AccessToken {

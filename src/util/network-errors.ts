@@ -1,0 +1,42 @@
+/**
+ * Classifies the errors Node raises for sockets, TLS and fetch, which every
+ * client of ours (token endpoint, IMAP, SMTP) has to turn into advice.
+ */
+
+/** The innermost error code Node gives for a failed fetch (ECONNREFUSED, CERT_HAS_EXPIRED, …). */
+export function networkErrorCode(error: Error): string {
+  let current: unknown = error;
+  let code: string | undefined;
+  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
+    const c = (current as Error & { code?: unknown }).code;
+    if (typeof c === 'string') code = c;
+    if (current.name === 'TimeoutError' || current.name === 'AbortError') code = 'ETIMEDOUT';
+    current = (current as Error & { cause?: unknown }).cause;
+  }
+  if (code) return code;
+  // undici reports some refusals (e.g. a port it blocks) only in the cause's message.
+  const cause = (error as Error & { cause?: unknown }).cause;
+  return cause instanceof Error && cause.message ? cause.message : error.name;
+}
+
+const TLS_ERROR_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+export function isTlsVerificationError(error: Error): boolean {
+  return TLS_ERROR_CODES.has(networkErrorCode(error));
+}
+
+/** Retrying cannot fix a certificate nobody trusts or a host name that does not resolve. */
+export function isPermanentNetworkError(error: Error): boolean {
+  const code = networkErrorCode(error);
+  return TLS_ERROR_CODES.has(code) || code === 'ENOTFOUND';
+}
