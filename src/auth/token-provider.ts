@@ -2,9 +2,9 @@ import { ConfidentialClientApplication, LogLevel as MsalLogLevel } from '@azure/
 import type { MailbridgeConfig } from '../config/types.js';
 import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
 import { msalCredentialOptions } from './credentials.js';
 import { mapEntraError } from './entra-errors.js';
-import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
 import { RetryingNetworkClient, type WireFailure } from './network-client.js';
 import { DEFAULT_RETRY, type RetryOptions } from './retry-policy.js';
 

@@ -1,0 +1,844 @@
+/**
+ * The diagnostics table: what Exchange Online's IMAP and SMTP servers answer,
+ * and what an access token's claims say, mapped to a stable `code`, the likely
+ * causes and the step that fixes it. Every command turns server replies into
+ * errors through this one table, so the same refusal reads the same everywhere.
+ *
+ * Exchange's replies are terse and several setup mistakes share one reply
+ * (`NO AUTHENTICATE failed.` covers a Graph token, a missing application
+ * permission and a wrongly registered service principal alike), so an entry
+ * lists every likely cause, most common first, and one fix that names the
+ * concrete PowerShell or portal step.
+ *
+ * `retryable` says whether the same request can succeed later without anyone
+ * changing the setup (an expired token, throttling, a 4xx that Exchange marks
+ * temporary); `class` says which of our errors to raise when it does not. The
+ * two are independent: `430 4.2.0 mailbox logon failure` is retryable (the
+ * permission may still be propagating) but ends as an authentication error.
+ *
+ * Sources for the replies: Microsoft Learn ("Authenticate an IMAP, POP or SMTP
+ * connection using OAuth", "Message storage and concurrent connection
+ * throttling for SMTP Authenticated Submission"), Exchange's own SmtpResponse
+ * constants (`430 4.2.0 STOREDRV; mailbox logon failure`) and IMAP proxy
+ * (`BAD Command Error. 10` is its reply to an over-long command line), and
+ * server transcripts in client issue trackers (imapflow, MailKit, nodemailer,
+ * imapsync, imap_tools).
+ */
+import type { AccessTokenClaims } from '../auth/claims.js';
+import { CLOUDS, GRAPH_RESOURCES } from '../config/clouds.js';
+import {
+  AuthenticationError,
+  ConfigurationError,
+  type MailbridgeError,
+  type MailbridgeErrorOptions,
+  NetworkError,
+  ProtocolError,
+} from '../errors.js';
+
+export type DiagnosisClass = 'authentication' | 'configuration' | 'protocol' | 'network';
+
+/** Every `code` this module produces. Stable: scripts match on them. */
+export type DiagnosisCode =
+  | 'IMAP_AUTH_FAILED'
+  | 'IMAP_NOT_CONNECTED'
+  | 'IMAP_TOKEN_EXPIRED'
+  | 'IMAP_THROTTLED'
+  | 'IMAP_COMMAND_TOO_LONG'
+  | 'SMTP_AUTH_FAILED'
+  | 'SMTP_AUTH_DISABLED_TENANT'
+  | 'SMTP_AUTH_DISABLED_MAILBOX'
+  | 'SMTP_AUTH_BLOCKED_SECURITY_DEFAULTS'
+  | 'SMTP_AUTH_BLOCKED_POLICY'
+  | 'SMTP_BASIC_AUTH_DISABLED'
+  | 'SMTP_NOT_AUTHENTICATED'
+  | 'SMTP_SEND_AS_DENIED'
+  | 'SMTP_SEND_AS_NOT_PERMITTED'
+  | 'SMTP_MAILBOX_LOGON_FAILURE'
+  | 'SMTP_CONCURRENCY_LIMIT'
+  | 'SMTP_DAILY_QUOTA_EXCEEDED'
+  | 'SMTP_MAILBOX_FULL'
+  | 'SMTP_TLS_VERSION_UNSUPPORTED'
+  | 'TOKEN_WRONG_TENANT'
+  | 'TOKEN_WRONG_AUDIENCE'
+  | 'TOKEN_DELEGATED'
+  | 'TOKEN_NO_ROLES'
+  | 'TOKEN_ROLE_MISSING';
+
+export interface Diagnosis {
+  code: DiagnosisCode;
+  protocol: 'imap' | 'smtp' | 'token';
+  /** What happened, in one sentence without a final full stop. */
+  summary: string;
+  /** Likely causes, most common first. */
+  causes: string[];
+  /** The step that fixes it. */
+  fix: string;
+  /** Whether the same request can succeed later without a change to the setup. */
+  retryable: boolean;
+  /** How long the server asked to wait, when it said so. */
+  retryAfterMs?: number;
+  /** Which of our errors to raise: see `diagnosisToError`. */
+  class: DiagnosisClass;
+  /** The server's reply, made log-safe and short; absent for token diagnoses. */
+  reply?: string;
+}
+
+/** An IMAP reply: status (`NO`, `BAD`, `BYE`) and the human-readable text after it. */
+export interface ImapMatcher {
+  status: readonly ('NO' | 'BAD' | 'BYE')[];
+  text: RegExp;
+}
+
+/** An SMTP reply: every field given must match. */
+export interface SmtpMatcher {
+  codes?: readonly number[];
+  /** RFC 3463 enhanced status code, exactly (`5.7.139`). */
+  enhanced?: string;
+  text?: RegExp;
+}
+
+export interface DiagnosisEntry {
+  code: DiagnosisCode;
+  protocol: Diagnosis['protocol'];
+  class: DiagnosisClass;
+  retryable: boolean;
+  /** Absent for the token entries, which `diagnoseTokenClaims` selects. */
+  imap?: ImapMatcher;
+  smtp?: SmtpMatcher;
+  /** The general sentence; some diagnoses replace it with a more specific one. */
+  summary: string;
+  causes: readonly string[];
+  fix: string;
+}
+
+const FULL_ACCESS =
+  'Add-MailboxPermission -Identity <mailbox> -User <service principal> -AccessRights FullAccess';
+const NEW_SERVICE_PRINCIPAL =
+  'New-ServicePrincipal -AppId <app id> -ObjectId <Enterprise Application object id>';
+const SEND_AS =
+  'Add-RecipientPermission -Identity <address to send as> -Trustee <service principal> -AccessRights SendAs';
+const PROPAGATION = 'Exchange takes up to about 30 minutes to apply a new or changed permission';
+
+/**
+ * The table, in match order: the first entry whose matcher fits wins, so
+ * specific replies come before the general one with the same status code.
+ */
+export const DIAGNOSES: readonly DiagnosisEntry[] = [
+  // ---- IMAP -------------------------------------------------------------
+  {
+    code: 'IMAP_TOKEN_EXPIRED',
+    protocol: 'imap',
+    class: 'network',
+    retryable: true,
+    imap: { status: ['BYE', 'NO', 'BAD'], text: /^Session invalidated - AccessTokenExpired\b/i },
+    summary: 'Exchange Online ended the IMAP session because its access token expired',
+    causes: [
+      'the session outlived the access token it logged in with (app-only tokens live about an hour); Exchange checks the expiry during the session, not only at login',
+    ],
+    fix: 'Reconnect with a new token (the token provider fetches one); long sessions should reconnect before the token expires.',
+  },
+  {
+    code: 'IMAP_THROTTLED',
+    protocol: 'imap',
+    class: 'network',
+    retryable: true,
+    imap: { status: ['NO', 'BAD'], text: /^Request is throttled\b/i },
+    summary: "Exchange Online is throttling this mailbox's IMAP requests",
+    causes: [
+      'too many commands, or too heavy ones (whole message bodies of many messages at once), in a short time',
+      'too many connections to the same mailbox at once, from this program or others using the same mailbox',
+    ],
+    fix: 'Wait for the backoff time the server suggested before the next command, then continue with fewer connections per mailbox and smaller fetch batches.',
+  },
+  {
+    code: 'IMAP_AUTH_FAILED',
+    protocol: 'imap',
+    class: 'authentication',
+    retryable: false,
+    imap: { status: ['NO'], text: /^AUTHENTICATE failed\.?$/i },
+    summary: 'Exchange Online refused the IMAP XOAUTH2 login',
+    causes: [
+      'the token is for another resource, e.g. Microsoft Graph (https://graph.microsoft.com/.default), instead of Exchange Online (https://outlook.office365.com/.default in the global cloud)',
+      "the app has no APPLICATION permission IMAP.AccessAsApp of 'Office 365 Exchange Online', or admin consent was not granted",
+      "the Exchange service principal was registered with New-ServicePrincipal using the App Registration's object id instead of the Enterprise Application's",
+      'the mailbox address is not a mailbox of this tenant',
+    ],
+    fix:
+      'Check the token with `mailbridge token` (roles must list IMAP.AccessAsApp). ' +
+      `Then register the service principal with the Enterprise Application's object id (Enterprise applications > the app > Overview): ${NEW_SERVICE_PRINCIPAL}; ` +
+      'Get-ServicePrincipal lists what is registered now.',
+  },
+  {
+    code: 'IMAP_NOT_CONNECTED',
+    protocol: 'imap',
+    class: 'authentication',
+    retryable: false,
+    imap: { status: ['BAD', 'NO'], text: /^User is authenticated but not connected\.?$/i },
+    summary: 'Exchange Online accepted the token but did not open the mailbox for the app',
+    causes: [
+      'the service principal has no FullAccess permission on this mailbox',
+      'IMAP is disabled for this mailbox',
+      `the permission was granted less than about 30 minutes ago (${PROPAGATION})`,
+      'too many connections to this mailbox are open at once',
+    ],
+    fix:
+      `Give the service principal FullAccess: ${FULL_ACCESS}; ` +
+      'turn IMAP on for the mailbox: Set-CASMailbox -Identity <mailbox> -ImapEnabled $true; ' +
+      'then wait up to 30 minutes before trying again.',
+  },
+  {
+    code: 'IMAP_COMMAND_TOO_LONG',
+    protocol: 'imap',
+    class: 'protocol',
+    retryable: false,
+    imap: { status: ['BAD'], text: /^Command Error\. 10\b/i },
+    summary: 'Exchange Online refused an IMAP command line as too long and closes the connection',
+    causes: [
+      'one command named too many messages (a long list of UIDs); Exchange limits the length of a command line',
+    ],
+    fix: 'Send message sets in smaller batches, as ranges (1:500) rather than long lists of single UIDs.',
+  },
+
+  // ---- SMTP -------------------------------------------------------------
+  {
+    code: 'SMTP_AUTH_DISABLED_TENANT',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { codes: [535], text: /SmtpClientAuthentication is disabled for the Tenant/i },
+    summary: 'SMTP AUTH (client submission) is turned off for the whole organisation',
+    causes: [
+      'the organisation-wide SmtpClientAuthenticationDisabled setting is on and the mailbox has no setting of its own that turns SMTP AUTH on',
+    ],
+    fix:
+      'Turn SMTP AUTH on for the organisation: Set-TransportConfig -SmtpClientAuthenticationDisabled $false ' +
+      "(Exchange admin center > Settings > Mail flow: clear 'Turn off SMTP AUTH protocol for your organization'), " +
+      'or only for this mailbox: Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false. See https://aka.ms/smtp_auth_disabled.',
+  },
+  {
+    code: 'SMTP_AUTH_DISABLED_MAILBOX',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { codes: [535], text: /SmtpClientAuthentication is disabled for the Mailbox/i },
+    summary: 'SMTP AUTH (client submission) is turned off for this mailbox',
+    causes: ['the mailbox has SmtpClientAuthenticationDisabled set to true'],
+    fix:
+      'Turn SMTP AUTH on for the mailbox: Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false ' +
+      '(Microsoft 365 admin center > Active users > the mailbox > Mail > Manage email apps > Authenticated SMTP).',
+  },
+  {
+    code: 'SMTP_AUTH_BLOCKED_SECURITY_DEFAULTS',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { codes: [535], text: /security defaults policy/i },
+    summary: "Entra ID's security defaults blocked the SMTP sign-in",
+    causes: [
+      'the sign-in used a password (AUTH LOGIN or PLAIN), which security defaults block as legacy authentication; XOAUTH2 with an app-only token is not affected',
+      'security defaults are on for the tenant',
+    ],
+    fix:
+      'Sign in with XOAUTH2 and an app-only token, not a password: remove any SMTP password from the configuration. ' +
+      'If password sign-in is really needed, an administrator must replace security defaults with Conditional Access policies (Entra admin center > Overview > Properties > Manage security defaults).',
+  },
+  {
+    code: 'SMTP_AUTH_BLOCKED_POLICY',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { codes: [535], text: /did not meet the criteria to be authenticated/i },
+    summary: 'Entra ID refused the SMTP sign-in by policy',
+    causes: [
+      'a Conditional Access policy blocks this sign-in (for a workload identity, typically by network location)',
+      'the sign-in used a password where multi-factor authentication is required',
+    ],
+    fix: 'Find the sign-in in Entra ID sign-in logs (service principal sign-ins for app-only tokens) and the policy that blocked it, then exclude this app or allow its network location.',
+  },
+  {
+    code: 'SMTP_BASIC_AUTH_DISABLED',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: {
+      text: /Basic authentication is not supported for Client Submission|basic authentication is disabled/i,
+    },
+    summary: 'Exchange Online refused a password (basic authentication) sign-in for SMTP',
+    causes: [
+      'the client sent a user name and password (AUTH LOGIN or PLAIN) instead of an OAuth token; Exchange Online no longer accepts basic authentication for client submission',
+    ],
+    fix: 'Authenticate with XOAUTH2 and an app-only token (the APPLICATION permission SMTP.SendAsApp), and remove any SMTP password from the configuration.',
+  },
+  {
+    code: 'SMTP_AUTH_FAILED',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { codes: [535] },
+    summary: 'Exchange Online refused the SMTP XOAUTH2 login',
+    causes: [
+      'the token is for another resource, e.g. Microsoft Graph (https://graph.microsoft.com/.default), instead of Exchange Online (https://outlook.office365.com/.default in the global cloud)',
+      "the app has no APPLICATION permission SMTP.SendAsApp of 'Office 365 Exchange Online', or admin consent was not granted",
+      "the Exchange service principal was registered with New-ServicePrincipal using the App Registration's object id instead of the Enterprise Application's",
+      `the permissions were changed less than about 30 minutes ago (${PROPAGATION})`,
+    ],
+    fix:
+      'Check the token with `mailbridge token` (roles must list SMTP.SendAsApp). ' +
+      `Then register the service principal with the Enterprise Application's object id: ${NEW_SERVICE_PRINCIPAL}, ` +
+      `give it the mailbox: ${FULL_ACCESS}, and wait up to 30 minutes.`,
+  },
+  {
+    code: 'SMTP_NOT_AUTHENTICATED',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { codes: [530], enhanced: '5.7.57' },
+    summary: 'Exchange Online refused to accept mail from a session that had not signed in',
+    causes: [
+      'the client sent MAIL FROM without an AUTH step (no token configured, or authentication switched off in the client)',
+      'an earlier AUTH failed and the client went on sending',
+      'the session did not upgrade with STARTTLS on port 587, and Exchange Online offers AUTH only over TLS',
+    ],
+    fix: 'Connect to port 587, upgrade with STARTTLS and sign in with AUTH XOAUTH2 before sending; look for an earlier 535 reply in the log.',
+  },
+  {
+    code: 'SMTP_SEND_AS_DENIED',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { text: /SendAsDenied/i },
+    summary: 'Exchange Online refused the From address: the mailbox may not send as it',
+    causes: [
+      'the From address is not the address of the mailbox the app signed in as',
+      'Send As permission on that address was never granted, or was granted less than about 30 minutes ago',
+    ],
+    fix: `Send with the From address of the mailbox the app signs in as, or grant Send As on the other address: ${SEND_AS}, then wait up to 30 minutes.`,
+  },
+  {
+    code: 'SMTP_SEND_AS_NOT_PERMITTED',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { codes: [550], enhanced: '5.7.60' },
+    summary: 'Exchange Online refused the sender address: the client may not send as it',
+    causes: [
+      'the envelope sender (MAIL FROM) or From address is not the address of the mailbox the app signed in as',
+      'Send As permission on that address was never granted, or was granted less than about 30 minutes ago',
+    ],
+    fix: `Send with the address of the mailbox the app signs in as, or grant Send As on the other address: ${SEND_AS}, then wait up to 30 minutes.`,
+  },
+  {
+    code: 'SMTP_MAILBOX_LOGON_FAILURE',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: true,
+    smtp: { codes: [430], text: /STOREDRV; mailbox logon failure/i },
+    summary:
+      'Exchange Online accepted the SMTP login but could not open the mailbox to submit the message',
+    causes: [
+      'the service principal has no FullAccess permission on this mailbox',
+      `the permission was granted less than about 30 minutes ago (${PROPAGATION}); Exchange marks this reply temporary`,
+      "the Exchange service principal was registered with the App Registration's object id instead of the Enterprise Application's",
+    ],
+    fix: `Give the service principal FullAccess: ${FULL_ACCESS}; then wait up to 30 minutes and send again.`,
+  },
+  {
+    code: 'SMTP_CONCURRENCY_LIMIT',
+    protocol: 'smtp',
+    class: 'network',
+    retryable: true,
+    smtp: {
+      codes: [432],
+      text: /Concurrent connections limit exceeded|sender thread limit exceeded/i,
+    },
+    summary:
+      'Exchange Online refused the message: too many connections are sending as this mailbox at once',
+    causes: [
+      'more than three connections submit messages for this mailbox at the same time, counting every program that sends as it',
+    ],
+    fix: 'Send again shortly, and keep to at most three sending connections per mailbox (lower the pool size), or give each program its own mailbox.',
+  },
+  {
+    code: 'SMTP_DAILY_QUOTA_EXCEEDED',
+    protocol: 'smtp',
+    class: 'protocol',
+    retryable: false,
+    smtp: { text: /SubmissionQuotaExceededException/i },
+    summary: 'Exchange Online refused the message: the mailbox reached its daily sending limit',
+    causes: ['the mailbox sent to more than 10,000 recipients within 24 hours'],
+    fix: 'Sending resumes as the 24-hour window moves on. Spread the volume over several mailboxes, or use a service made for bulk mail.',
+  },
+  {
+    code: 'SMTP_MAILBOX_FULL',
+    protocol: 'smtp',
+    class: 'protocol',
+    retryable: false,
+    smtp: { enhanced: '5.2.2', text: /mailbox full/i },
+    summary: 'Exchange Online refused the message: the sending mailbox is full',
+    causes: [
+      'every message sent over SMTP is kept in Sent Items, which counts towards the mailbox quota',
+    ],
+    fix: 'Empty Sent Items, or give that folder a retention policy that deletes old items, so the mailbox stays under its quota.',
+  },
+  {
+    code: 'SMTP_TLS_VERSION_UNSUPPORTED',
+    protocol: 'smtp',
+    class: 'configuration',
+    retryable: false,
+    smtp: { codes: [421], enhanced: '4.7.66' },
+    summary: 'Exchange Online refused the connection: it used TLS 1.0 or 1.1',
+    causes: ['a TLS setting limits the client to TLS 1.0 or 1.1'],
+    fix: 'Remove TLS settings that cap the version below 1.2 (Node.js 20 negotiates TLS 1.2 or 1.3 by default). See https://aka.ms/smtp_auth_tls.',
+  },
+
+  // ---- Token claims (selected by diagnoseTokenClaims) ---------------------
+  {
+    code: 'TOKEN_WRONG_TENANT',
+    protocol: 'token',
+    class: 'configuration',
+    retryable: false,
+    summary: 'The access token was issued by another tenant than the configured one',
+    causes: [
+      "AZURE_TENANT_ID or AZURE_AUTHORITY_HOST names another tenant, or a shared authority ('common', 'organizations') instead of the mailbox's tenant",
+    ],
+    fix: 'Set AZURE_TENANT_ID to the Directory (tenant) ID of the tenant that holds the mailboxes, then get a new token.',
+  },
+  {
+    code: 'TOKEN_WRONG_AUDIENCE',
+    protocol: 'token',
+    class: 'configuration',
+    retryable: false,
+    summary: 'The access token is not for Exchange Online',
+    causes: [
+      "the scope asks for another resource's /.default, e.g. Microsoft Graph (MAILBRIDGE_SCOPE)",
+      'the scope belongs to another national cloud than the IMAP and SMTP hosts (MAILBRIDGE_CLOUD)',
+    ],
+    fix: "Ask for the Exchange Online resource's /.default (https://outlook.office365.com/.default in the global cloud): leave MAILBRIDGE_SCOPE unset to use the cloud's, then get a new token.",
+  },
+  {
+    code: 'TOKEN_DELEGATED',
+    protocol: 'token',
+    class: 'authentication',
+    retryable: false,
+    summary: 'The access token is a delegated (user) token, not an app-only one',
+    causes: [
+      'it was acquired with a user sign-in (authorization code, device code or password grant) instead of the client credentials grant',
+    ],
+    fix: "Use an app-only token from the client credentials grant (mailbridge's token provider gets one), with the APPLICATION permissions IMAP.AccessAsApp / SMTP.SendAsApp of 'Office 365 Exchange Online'.",
+  },
+  {
+    code: 'TOKEN_NO_ROLES',
+    protocol: 'token',
+    class: 'authentication',
+    retryable: false,
+    summary:
+      'The token carries no application roles: delegated permissions were granted instead of application permissions, or admin consent is missing',
+    causes: [
+      'the app registration lists the delegated permissions IMAP.AccessAsUser.All / SMTP.Send instead of the application permissions IMAP.AccessAsApp / SMTP.SendAsApp',
+      'the application permissions were added but admin consent was not granted',
+      "the permissions were added under Microsoft Graph instead of 'Office 365 Exchange Online'",
+    ],
+    fix:
+      "In the app registration's API permissions, add the APPLICATION permission IMAP.AccessAsApp / SMTP.SendAsApp of 'Office 365 Exchange Online' " +
+      '(Add a permission > APIs my organization uses > Office 365 Exchange Online > Application permissions) and grant admin consent, then get a new token.',
+  },
+  {
+    code: 'TOKEN_ROLE_MISSING',
+    protocol: 'token',
+    class: 'authentication',
+    retryable: false,
+    summary: 'The token lacks the application role this protocol needs',
+    causes: [
+      'only the permission for another protocol was added (IMAP.AccessAsApp, SMTP.SendAsApp and POP.AccessAsApp are separate)',
+      'full_access_as_app (EWS) or Microsoft Graph permissions were granted: they do not cover IMAP, POP or SMTP',
+      'the permission was added but admin consent was not granted for it',
+    ],
+    fix: "In the app registration's API permissions, add the missing APPLICATION permission of 'Office 365 Exchange Online' and grant admin consent, then get a new token.",
+  },
+];
+
+const BY_CODE: ReadonlyMap<DiagnosisCode, DiagnosisEntry> = new Map(
+  DIAGNOSES.map((entry) => [entry.code, entry]),
+);
+
+// ---- IMAP ------------------------------------------------------------------
+
+interface ImapReply {
+  /** `NO`, `BAD`, `BYE`, … or undefined when the line carries only text. */
+  status: string | undefined;
+  text: string;
+}
+
+/**
+ * `A1 NO AUTHENTICATE failed.`, `* BYE Session invalidated - AccessTokenExpired`,
+ * the same without a tag, or the text alone. A bracketed response code
+ * (`[AUTHENTICATIONFAILED]`) is skipped.
+ */
+function parseImapLine(line: string): ImapReply {
+  const first = firstLine(line);
+  const m = /^(?:(?:\*|[^\s*]+)\s+)?(OK|NO|BAD|BYE|PREAUTH)(?:\s+|$)(?:\[[^\]]*\]\s*)?(.*)$/i.exec(
+    first,
+  );
+  if (!m) return { status: undefined, text: first };
+  return { status: (m[1] as string).toUpperCase(), text: (m[2] ?? '').trim() };
+}
+
+/**
+ * What the table says about one IMAP reply from Exchange Online, or
+ * `undefined`. Takes the line tagged (`A1 NO …`), untagged (`* BYE …`), as
+ * status and text (`NO AUTHENTICATE failed.`, what imapflow's errors give), or
+ * nothing at all.
+ */
+export function diagnoseImapResponse(line: string | undefined): Diagnosis | undefined {
+  if (!line) return undefined;
+  const reply = parseImapLine(line);
+  for (const entry of DIAGNOSES) {
+    const matcher = entry.imap;
+    if (!matcher) continue;
+    if (reply.status && !(matcher.status as readonly string[]).includes(reply.status)) continue;
+    if (!matcher.text.test(reply.text)) continue;
+    const retryAfterMs = entry.code === 'IMAP_THROTTLED' ? parseThrottleBackoff(line) : undefined;
+    return build(entry, {
+      reply: line,
+      ...(retryAfterMs !== undefined
+        ? {
+            retryAfterMs,
+            summary: `${entry.summary}; it asked to wait ${describeDuration(retryAfterMs)}`,
+          }
+        : {}),
+    });
+  }
+  return undefined;
+}
+
+/**
+ * The wait Exchange Online suggests in its throttling reply, in milliseconds:
+ * `NO Request is throttled. Suggested Backoff Time: 299609 milliseconds` → 299609.
+ * Exchange sends it as `NO` or `BAD`; imapflow waits part of it itself.
+ */
+export function parseThrottleBackoff(line: string): number | undefined {
+  const m = /Suggested Backoff Time:\s*(\d{1,10})\s*milliseconds/i.exec(line);
+  if (!m) return undefined;
+  const ms = Number(m[1]);
+  return Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+// ---- SMTP ------------------------------------------------------------------
+
+/** A reply as nodemailer reports it on its errors (`err.responseCode`, `err.response`). */
+export interface SmtpResponseFields {
+  responseCode?: number;
+  response?: string;
+}
+
+interface SmtpReply {
+  code: number | undefined;
+  enhanced: string | undefined;
+  /** The text of every line, without the codes. */
+  text: string;
+  raw: string;
+}
+
+/**
+ * `535 5.7.3 Authentication unsuccessful [host …]`, also multi-line
+ * (`550-…` continuation lines). The numeric code from nodemailer's
+ * `responseCode` wins over the one in the text.
+ */
+function parseSmtpReply(input: string | SmtpResponseFields): SmtpReply {
+  const raw = typeof input === 'string' ? input : (input.response ?? '');
+  const given = typeof input === 'string' ? undefined : input.responseCode;
+  let code: number | undefined;
+  let enhanced: string | undefined;
+  const texts: string[] = [];
+  for (const line of raw.split(/\r?\n/)) {
+    if (!line.trim()) continue;
+    const m = /^(\d{3})(?:[ -]|$)\s*(?:([245]\.\d{1,3}\.\d{1,3})(?:\s+|$))?(.*)$/.exec(line);
+    if (m) {
+      code ??= Number(m[1]);
+      enhanced ??= m[2];
+      texts.push((m[3] ?? '').trim());
+    } else {
+      // nodemailer keeps only the text when the reply had no code (rare), or the
+      // caller passed the text alone: it may still start with an enhanced code.
+      const e = /^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)(.*)$/.exec(line.trim());
+      if (e) {
+        enhanced ??= e[1];
+        texts.push((e[2] ?? '').trim());
+      } else {
+        texts.push(line.trim());
+      }
+    }
+  }
+  if (Number.isInteger(given) && (given as number) >= 200 && (given as number) <= 599) {
+    code = given;
+  }
+  return { code, enhanced, text: texts.join(' '), raw };
+}
+
+function smtpMatches(matcher: SmtpMatcher, reply: SmtpReply): boolean {
+  if (matcher.codes && (reply.code === undefined || !matcher.codes.includes(reply.code))) {
+    return false;
+  }
+  if (matcher.enhanced && reply.enhanced !== matcher.enhanced) return false;
+  if (matcher.text && !matcher.text.test(reply.text)) return false;
+  return true;
+}
+
+/**
+ * What the table says about one SMTP reply from Exchange Online, or
+ * `undefined`. Takes the reply line(s), or a nodemailer error's
+ * `{ responseCode, response }`.
+ */
+export function diagnoseSmtpResponse(input: string | SmtpResponseFields): Diagnosis | undefined {
+  const reply = parseSmtpReply(input);
+  if (!reply.raw.trim() && reply.code === undefined) return undefined;
+  for (const entry of DIAGNOSES) {
+    if (!entry.smtp || !smtpMatches(entry.smtp, reply)) continue;
+    const summary = entry.code === 'SMTP_SEND_AS_DENIED' ? sendAsSummary(reply.text) : undefined;
+    return build(entry, { reply: reply.raw, ...(summary ? { summary } : {}) });
+  }
+  return undefined;
+}
+
+/** `SendAsDenied; a@x not allowed to send as b@x; …` names both addresses: say so. */
+function sendAsSummary(text: string): string | undefined {
+  const m = /(\S+@\S+?);?\s+not allowed to send as\s+(\S+@[^\s;]+)/i.exec(text);
+  if (!m) return undefined;
+  const signedIn = printable(m[1] as string, 254);
+  const from = printable(m[2] as string, 254);
+  if (!signedIn || !from) return undefined;
+  return `Exchange Online refused the From address: ${signedIn} may not send as ${from}`;
+}
+
+// ---- Token claims ----------------------------------------------------------
+
+export interface TokenNeeds {
+  protocol: 'imap' | 'smtp' | 'pop';
+  /**
+   * The Exchange resource the configuration asks for, with or without
+   * `/.default`. When absent, any cloud's Exchange Online resource is accepted.
+   */
+  expectedAudience?: string;
+  /** The configured tenant; compared only when it is a GUID (a domain cannot be). */
+  tenantId?: string;
+}
+
+/** The application role each protocol needs on Exchange Online. */
+export const REQUIRED_ROLES: Readonly<Record<TokenNeeds['protocol'], string>> = {
+  imap: 'IMAP.AccessAsApp',
+  smtp: 'SMTP.SendAsApp',
+  pop: 'POP.AccessAsApp',
+};
+
+/** Office 365 Exchange Online's application id: v2.0 tokens carry it as `aud`. */
+const EXCHANGE_APP_ID = '00000002-0000-0ff1-ce00-000000000000';
+
+const EXCHANGE_AUDIENCES: ReadonlySet<string> = new Set([
+  ...Object.values(CLOUDS).map((cloud) => normalizeAudience(cloud.scope)),
+  // Exchange Online's other identifier URI in the global cloud.
+  'https://outlook.office.com',
+  EXCHANGE_APP_ID,
+]);
+
+const GRAPH_AUDIENCES: ReadonlySet<string> = new Set(GRAPH_RESOURCES.map(normalizeAudience));
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * What is wrong with an access token for the given protocol, checked in the
+ * order an administrator has to fix it: the tenant, the resource (audience),
+ * the kind of token (app-only), then the application role. `undefined` when
+ * the claims are fine, which does not mean Exchange will accept the login: the
+ * service principal and mailbox permissions are not in the token.
+ */
+export function diagnoseTokenClaims(
+  claims: AccessTokenClaims,
+  needs: TokenNeeds,
+): Diagnosis | undefined {
+  const tid = typeof claims.tid === 'string' ? claims.tid : undefined;
+  if (
+    needs.tenantId &&
+    GUID.test(needs.tenantId) &&
+    tid &&
+    tid.toLowerCase() !== needs.tenantId.toLowerCase()
+  ) {
+    return build(entry('TOKEN_WRONG_TENANT'), {
+      summary: `The access token was issued by tenant ${printable(tid) ?? '(unreadable)'}, not the configured tenant ${needs.tenantId}`,
+    });
+  }
+
+  const audiences = audiencesOf(claims.aud);
+  if (audiences.length > 0 && !audiences.some((aud) => isExpectedAudience(aud, needs))) {
+    const shown = printable(audiences.join(', ')) ?? '(unreadable)';
+    const expected = needs.expectedAudience
+      ? normalizeAudience(needs.expectedAudience)
+      : 'the Exchange Online resource';
+    const graph = audiences.some((aud) => GRAPH_AUDIENCES.has(normalizeAudience(aud)));
+    return build(entry('TOKEN_WRONG_AUDIENCE'), {
+      summary: graph
+        ? `The access token is for Microsoft Graph (aud ${shown}), not Exchange Online: IMAP and SMTP refuse it`
+        : `The access token is for ${shown}, not ${expected}`,
+    });
+  }
+
+  if (typeof claims.scp === 'string' && claims.scp.trim()) {
+    const scopes = printable(claims.scp, 200);
+    return build(entry('TOKEN_DELEGATED'), {
+      summary: `The access token is a delegated (user) token: it carries scopes${scopes ? ` (${scopes})` : ''} instead of application roles`,
+    });
+  }
+
+  const needed = REQUIRED_ROLES[needs.protocol];
+  const roles = Array.isArray(claims.roles)
+    ? claims.roles.filter((role): role is string => typeof role === 'string')
+    : [];
+  if (roles.length === 0) {
+    const noRoles = entry('TOKEN_NO_ROLES');
+    return build(noRoles, {
+      fix: noRoles.fix.replace('IMAP.AccessAsApp / SMTP.SendAsApp', needed),
+    });
+  }
+  if (!roles.some((role) => role.toLowerCase() === needed.toLowerCase())) {
+    const shown = roles
+      .map((role) => printable(role, 100))
+      .filter(Boolean)
+      .slice(0, 10)
+      .join(', ');
+    const missing = entry('TOKEN_ROLE_MISSING');
+    return build(missing, {
+      summary: `The token's application roles (${shown || 'unreadable'}) do not include ${needed}, which ${needs.protocol.toUpperCase()} needs`,
+      fix: missing.fix.replace(
+        'the missing APPLICATION permission',
+        `the APPLICATION permission ${needed}`,
+      ),
+    });
+  }
+  return undefined;
+}
+
+function audiencesOf(aud: unknown): string[] {
+  if (typeof aud === 'string') return [aud];
+  if (Array.isArray(aud)) return aud.filter((a): a is string => typeof a === 'string');
+  return [];
+}
+
+function isExpectedAudience(aud: string, needs: TokenNeeds): boolean {
+  const value = normalizeAudience(aud);
+  if (GRAPH_AUDIENCES.has(value)) return false;
+  if (value === EXCHANGE_APP_ID) return true;
+  if (!needs.expectedAudience) return EXCHANGE_AUDIENCES.has(value);
+  const expected = normalizeAudience(needs.expectedAudience);
+  if (value === expected) return true;
+  // outlook.office365.com and outlook.office.com name the same global resource.
+  const global = normalizeAudience(CLOUDS.global.scope);
+  return expected === global && value === 'https://outlook.office.com';
+}
+
+/** `https://outlook.office365.com/.default` and `…com/` compare as `https://outlook.office365.com`. */
+function normalizeAudience(value: string): string {
+  return value
+    .trim()
+    .toLowerCase()
+    .replace(/\/\.default$/, '')
+    .replace(/\/+$/, '');
+}
+
+// ---- Errors ----------------------------------------------------------------
+
+const CLASSES: Record<DiagnosisClass, new (options: MailbridgeErrorOptions) => MailbridgeError> = {
+  configuration: ConfigurationError,
+  authentication: AuthenticationError,
+  protocol: ProtocolError,
+  network: NetworkError,
+};
+
+/**
+ * Our error for a diagnosis: the class picks the subclass (and so the exit
+ * code: configuration 2, authentication 3, protocol 1, network 4). The message
+ * is the summary with the mailbox and the server's reply, then the likely
+ * causes; the remedy is the fix.
+ */
+export function diagnosisToError(
+  d: Diagnosis,
+  context: { mailbox?: string; cause?: unknown } = {},
+): MailbridgeError {
+  const details: string[] = [];
+  const mailbox = context.mailbox ? printable(context.mailbox, 254) : undefined;
+  if (mailbox) details.push(`mailbox ${mailbox}`);
+  if (d.reply) details.push(`server reply "${d.reply}"`);
+  const head = details.length > 0 ? `${d.summary} (${details.join('; ')})` : d.summary;
+  const causes =
+    d.causes.length === 0
+      ? ''
+      : d.causes.length === 1
+        ? ` Likely cause: ${d.causes[0]}.`
+        : ` Likely causes: ${d.causes.map((cause, i) => `(${i + 1}) ${cause}`).join('; ')}.`;
+  return new CLASSES[d.class]({
+    code: d.code,
+    message: `${head}.${causes}`,
+    remedy: d.fix,
+    ...(context.cause !== undefined ? { cause: context.cause } : {}),
+  });
+}
+
+// ---- Helpers ---------------------------------------------------------------
+
+function entry(code: DiagnosisCode): DiagnosisEntry {
+  return BY_CODE.get(code) as DiagnosisEntry;
+}
+
+function build(
+  from: DiagnosisEntry,
+  overrides: { summary?: string; fix?: string; reply?: string; retryAfterMs?: number } = {},
+): Diagnosis {
+  const reply = overrides.reply !== undefined ? logSafeReply(overrides.reply) : undefined;
+  return {
+    code: from.code,
+    protocol: from.protocol,
+    summary: overrides.summary ?? from.summary,
+    causes: [...from.causes],
+    fix: overrides.fix ?? from.fix,
+    retryable: from.retryable,
+    ...(overrides.retryAfterMs !== undefined ? { retryAfterMs: overrides.retryAfterMs } : {}),
+    class: from.class,
+    ...(reply ? { reply } : {}),
+  };
+}
+
+const REPLY_MAX = 200;
+
+/**
+ * The server's reply for a message: one line, printable ASCII, without
+ * Exchange's `[BeginDiagnosticData]…` blob, at most 200 characters. Server
+ * replies never echo the token, but they can carry long hex dumps.
+ */
+function logSafeReply(raw: string): string | undefined {
+  let text = raw
+    .replace(/\[BeginDiagnosticData\][\s\S]*$/i, '')
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  if (!text) return undefined;
+  if (text.length > REPLY_MAX) text = `${text.slice(0, REPLY_MAX - 1).trimEnd()}…`;
+  return text;
+}
+
+/** A claim or address fit to print: printable ASCII only, else `undefined`. */
+function printable(value: string, max = 200): string | undefined {
+  const text = value.trim();
+  if (!text || text.length > max || !/^[\x20-\x7e]+$/.test(text)) return undefined;
+  return text;
+}
+
+function firstLine(text: string): string {
+  return (text.split(/\r?\n/).find((line) => line.trim()) ?? '').trim();
+}
+
+/** 299609 ms → `about 5 minutes`; 42000 → `42 seconds`. */
+function describeDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 90) return `${seconds} seconds`;
+  const minutes = Math.round(seconds / 60);
+  return `about ${minutes} minute${minutes === 1 ? '' : 's'} (${ms} ms)`;
+}

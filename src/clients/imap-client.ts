@@ -1,0 +1,145 @@
+import { ImapFlow } from 'imapflow';
+import { decodeAccessTokenClaims } from '../auth/claims.js';
+import {
+  type AccessToken,
+  createTokenProvider,
+  type TokenProvider,
+} from '../auth/token-provider.js';
+import type { MailbridgeConfig } from '../config/types.js';
+import { MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
+import { type Logger, silentLogger } from '../log/logger.js';
+import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import { diagnoseImapResponse, diagnoseTokenClaims, diagnosisToError } from './diagnostics.js';
+
+export interface ImapClientOptions {
+  /** Mailbox to log in as: a user or shared mailbox address. */
+  mailbox: string;
+  /** Share one provider per app; a new one is made from `config` when absent. */
+  tokenProvider?: TokenProvider;
+  logger?: Logger;
+  /** @default 30_000 */
+  connectTimeoutMs?: number;
+}
+
+/** What imapflow puts on the errors it throws. */
+export interface ImapFlowErrorFields {
+  code?: string;
+  authenticationFailed?: boolean;
+  responseStatus?: string;
+  responseText?: string;
+  serverResponseCode?: string;
+  reason?: string;
+  throttleReset?: number;
+  throttleWaited?: number;
+}
+
+/**
+ * Opens an imapflow connection (implicit TLS, verified) authenticated with
+ * XOAUTH2 as `mailbox`. imapflow prefers OAUTHBEARER where a server offers it;
+ * Exchange Online offers only XOAUTH2.
+ */
+export async function createImapClient(
+  config: MailbridgeConfig,
+  options: ImapClientOptions,
+): Promise<ImapFlow> {
+  const provider = options.tokenProvider ?? createTokenProvider(config, options);
+  const token = await provider.getToken();
+  return connectImap(config, options, token);
+}
+
+/** Connects with a token already in hand; the session helper needs the token's expiry. */
+export async function connectImap(
+  config: MailbridgeConfig,
+  options: ImapClientOptions,
+  token: AccessToken,
+): Promise<ImapFlow> {
+  const logger = options.logger ?? silentLogger;
+  const client = new ImapFlow({
+    host: config.imap.host,
+    port: config.imap.port,
+    secure: true,
+    servername: config.imap.host,
+    auth: { user: options.mailbox, accessToken: token.accessToken },
+    tls: { minVersion: 'TLSv1.2' },
+    logger: false,
+    disableAutoIdle: true,
+    connectionTimeout: options.connectTimeoutMs ?? 30_000,
+  });
+  // imapflow emits 'error' for socket failures; without a listener Node would crash the process.
+  client.on('error', (error: Error) => {
+    logger.log('debug', 'imap connection error', {
+      mailbox: options.mailbox,
+      error: error.message,
+    });
+  });
+  try {
+    await client.connect();
+  } catch (error) {
+    client.close();
+    throw imapErrorToMailbridge(error, { config, mailbox: options.mailbox, token });
+  }
+  logger.log('debug', 'imap connected', { mailbox: options.mailbox, host: config.imap.host });
+  return client;
+}
+
+/** Turns what imapflow threw into our error, with the diagnosis an admin can act on. */
+export function imapErrorToMailbridge(
+  error: unknown,
+  context: { config: MailbridgeConfig; mailbox: string; token?: AccessToken },
+): MailbridgeError {
+  if (error instanceof MailbridgeError) return error;
+  const err = (error instanceof Error ? error : new Error(String(error))) as Error &
+    ImapFlowErrorFields;
+  const { config, mailbox } = context;
+  const where = `${config.imap.host}:${config.imap.port}`;
+
+  if (err.authenticationFailed) {
+    // The token is the likeliest culprit and the cheapest to check: say exactly what is missing.
+    const claims = context.token ? decodeAccessTokenClaims(context.token.accessToken) : undefined;
+    const fromClaims = claims
+      ? diagnoseTokenClaims(claims, { protocol: 'imap', tenantId: config.tenantId })
+      : undefined;
+    const diagnosis =
+      fromClaims ?? diagnoseImapResponse(responseLine(err, 'NO AUTHENTICATE failed.'));
+    if (diagnosis) return diagnosisToError(diagnosis, { mailbox, cause: err });
+  }
+  const line = responseLine(err);
+  if (line) {
+    const diagnosis = diagnoseImapResponse(line);
+    if (diagnosis) return diagnosisToError(diagnosis, { mailbox, cause: err });
+  }
+  const code = networkErrorCode(err);
+  if (isTlsVerificationError(err)) {
+    return new NetworkError({
+      code: 'TLS_CERTIFICATE_UNTRUSTED',
+      message: `The TLS certificate of the IMAP server ${where} could not be verified (${code})`,
+      remedy:
+        'If the server uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
+      cause: err,
+    });
+  }
+  if (/^E[A-Z]+$/.test(code) || /TIMEOUT/.test(code) || code === 'NoConnection') {
+    return new NetworkError({
+      code: 'IMAP_UNREACHABLE',
+      message: `The IMAP server ${where} could not be reached or closed the connection (${err.reason ?? code})`,
+      remedy:
+        'Check MAILBRIDGE_IMAP_HOST / MAILBRIDGE_IMAP_PORT (993, implicit TLS), the network and the firewall.',
+      cause: err,
+    });
+  }
+  return new ProtocolError({
+    code: 'IMAP_COMMAND_FAILED',
+    message: `The IMAP server refused a command for ${mailbox}: ${line ?? err.message}`,
+    remedy:
+      'Run `mailbridge doctor --mailbox ADDRESS --imap` to find the setup step that is missing.',
+    cause: err,
+  });
+}
+
+/** The server's reply as one line (status + text), as the diagnostics table expects it. */
+function responseLine(err: ImapFlowErrorFields, fallback?: string): string | undefined {
+  if (err.reason && err.reason !== 'Server closed connection')
+    return `* BYE ${err.reason.replace(/^BYE\s+/i, '')}`;
+  if (err.responseStatus && err.responseText) return `${err.responseStatus} ${err.responseText}`;
+  return fallback;
+}

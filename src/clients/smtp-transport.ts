@@ -1,0 +1,171 @@
+import nodemailer from 'nodemailer';
+import type Mail from 'nodemailer/lib/mailer/index.js';
+import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
+import { createTokenProvider, type TokenProvider } from '../auth/token-provider.js';
+import type { MailbridgeConfig } from '../config/types.js';
+import { MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
+import { type Logger, silentLogger } from '../log/logger.js';
+import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import { diagnoseSmtpResponse, diagnosisToError } from './diagnostics.js';
+
+/** Exchange Online accepts 30 messages per minute per mailbox. */
+export const EXCHANGE_MESSAGES_PER_MINUTE = 30;
+
+export interface SmtpTransportOptions {
+  /** Mailbox that authenticates (and, usually, the sender). */
+  from: string;
+  /** Share one provider per app; a new one is made from `config` when absent. */
+  tokenProvider?: TokenProvider;
+  logger?: Logger;
+  /** Keep connections open and reuse them. @default true */
+  pool?: boolean;
+  /** Pooled connections at once. @default 2 */
+  maxConnections?: number;
+  /** Messages per minute, or `false` for no limit. @default 30 (Exchange's limit) */
+  rateLimitPerMinute?: number | false;
+}
+
+export interface SmtpTransport {
+  /** Sends one message; resolves with nodemailer's info (messageId, accepted, rejected, response). */
+  sendMail(message: Mail.Options): Promise<SMTPTransport.SentMessageInfo>;
+  /** Connects, upgrades with STARTTLS and authenticates, without sending. */
+  verify(): Promise<void>;
+  close(): void;
+}
+
+/** What nodemailer puts on its errors. */
+interface NodemailerErrorFields {
+  code?: string;
+  command?: string;
+  responseCode?: number;
+  response?: string;
+}
+
+/**
+ * A nodemailer transport to Exchange's submission port: STARTTLS required and
+ * verified, SASL XOAUTH2 with tokens from our provider, pooled and rate-limited.
+ */
+export function createSmtpTransport(
+  config: MailbridgeConfig,
+  options: SmtpTransportOptions,
+): SmtpTransport {
+  const logger = options.logger ?? silentLogger;
+  const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
+  const rate = options.rateLimitPerMinute ?? EXCHANGE_MESSAGES_PER_MINUTE;
+  const pooled = options.pool ?? true;
+  const common = {
+    host: config.smtp.host,
+    port: config.smtp.port,
+    secure: config.smtp.port === 465,
+    requireTLS: true,
+    tls: { minVersion: 'TLSv1.2' as const, servername: config.smtp.host },
+    auth: {
+      type: 'OAuth2' as const,
+      user: options.from,
+      // Our provider is the only token cache: an expiry 1 ms ahead makes nodemailer ask it every time.
+      provisionCallback: (
+        _user: string,
+        _renew: boolean,
+        callback: (err: Error | null, accessToken?: string, expires?: number) => void,
+      ) => {
+        provider.getToken().then(
+          (token) => callback(null, token.accessToken, Date.now() + 1),
+          (error: unknown) => callback(error as Error),
+        );
+      },
+    },
+    logger: false,
+  };
+  const transporter = pooled
+    ? nodemailer.createTransport({
+        ...common,
+        pool: true,
+        maxConnections: options.maxConnections ?? 2,
+        ...(rate === false ? {} : { rateDelta: 60_000, rateLimit: rate }),
+      } as SMTPPool.Options)
+    : nodemailer.createTransport(common as SMTPTransport.Options);
+
+  const where = `${config.smtp.host}:${config.smtp.port}`;
+  const mapError = (error: unknown): MailbridgeError =>
+    smtpErrorToMailbridge(error, where, options.from);
+
+  return {
+    async sendMail(message) {
+      try {
+        return (await transporter.sendMail(message)) as SMTPTransport.SentMessageInfo;
+      } catch (error) {
+        if (!isAuthRefusal(error)) throw mapError(error);
+        // Exchange answers a stale token with 535, not the 334 challenge after which
+        // nodemailer renews by itself: get a new token and try once more. Nothing was
+        // accepted before AUTH, so this cannot send the message twice.
+        logger.log('info', 'smtp auth refused; retrying with a fresh token', {
+          from: options.from,
+        });
+        await provider.getToken({ forceRefresh: true });
+        try {
+          return (await transporter.sendMail(message)) as SMTPTransport.SentMessageInfo;
+        } catch (second) {
+          throw mapError(second);
+        }
+      }
+    },
+    async verify() {
+      try {
+        await transporter.verify();
+      } catch (error) {
+        throw mapError(error);
+      }
+    },
+    close() {
+      transporter.close();
+    },
+  };
+}
+
+function isAuthRefusal(error: unknown): boolean {
+  const err = error as NodemailerErrorFields;
+  return err?.code === 'EAUTH' && err.responseCode === 535;
+}
+
+export function smtpErrorToMailbridge(
+  error: unknown,
+  where: string,
+  from: string,
+): MailbridgeError {
+  if (error instanceof MailbridgeError) return error;
+  const err = (error instanceof Error ? error : new Error(String(error))) as Error &
+    NodemailerErrorFields;
+  if (err.responseCode !== undefined || err.response) {
+    const diagnosis = diagnoseSmtpResponse({
+      ...(err.responseCode !== undefined ? { responseCode: err.responseCode } : {}),
+      ...(err.response ? { response: err.response } : {}),
+    });
+    if (diagnosis) return diagnosisToError(diagnosis, { mailbox: from, cause: err });
+  }
+  if (isTlsVerificationError(err)) {
+    return new NetworkError({
+      code: 'TLS_CERTIFICATE_UNTRUSTED',
+      message: `The TLS certificate of the SMTP server ${where} could not be verified (${networkErrorCode(err)})`,
+      remedy:
+        'If the server uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
+      cause: err,
+    });
+  }
+  if (err.code && ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS'].includes(err.code)) {
+    return new NetworkError({
+      code: 'SMTP_UNREACHABLE',
+      message: `The SMTP server ${where} could not be reached (${networkErrorCode(err)})`,
+      remedy:
+        'Check MAILBRIDGE_SMTP_HOST / MAILBRIDGE_SMTP_PORT (587, STARTTLS), the network and the firewall.',
+      cause: err,
+    });
+  }
+  return new ProtocolError({
+    code: 'SMTP_FAILED',
+    message: `The SMTP server refused the message from ${from}: ${err.response ?? err.message}`,
+    remedy:
+      'Run `mailbridge doctor --mailbox ADDRESS --smtp` to find the setup step that is missing.',
+    cause: err,
+  });
+}

@@ -1,0 +1,149 @@
+/**
+ * The individual checks of `mailbridge doctor`, in the order a working setup
+ * passes them. Each returns a one-line detail on success and throws our error
+ * (with its diagnosis) on failure.
+ */
+import { connect as tlsConnect } from 'node:tls';
+import type { ImapFlow } from 'imapflow';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { type AccessTokenClaims, decodeAccessTokenClaims } from '../auth/claims.js';
+import type { AccessToken } from '../auth/token-provider.js';
+import { diagnoseTokenClaims, diagnosisToError } from '../clients/diagnostics.js';
+import { imapErrorToMailbridge } from '../clients/imap-client.js';
+import { smtpErrorToMailbridge } from '../clients/smtp-transport.js';
+import type { Endpoint, MailbridgeConfig } from '../config/types.js';
+import { NetworkError, ProtocolError } from '../errors.js';
+import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+
+const CONNECT_TIMEOUT_MS = 15_000;
+
+/** aud, tid and the roles the chosen protocols need. */
+export function checkClaims(
+  token: AccessToken,
+  config: MailbridgeConfig,
+  protocols: ('imap' | 'smtp')[],
+): string {
+  const claims: AccessTokenClaims | undefined = decodeAccessTokenClaims(token.accessToken);
+  if (!claims) {
+    throw new ProtocolError({
+      code: 'TOKEN_NOT_JWT',
+      message: 'The access token is not a JWT, so its claims cannot be checked',
+      remedy: 'Check that AZURE_AUTHORITY_HOST points at Microsoft Entra ID.',
+    });
+  }
+  const expectedAudience = config.scope.replace(/\/\.default$/, '');
+  for (const protocol of protocols) {
+    const diagnosis = diagnoseTokenClaims(claims, {
+      protocol,
+      expectedAudience,
+      tenantId: config.tenantId,
+    });
+    if (diagnosis) throw diagnosisToError(diagnosis);
+  }
+  const roles = Array.isArray(claims.roles) ? claims.roles.join(', ') : '(none)';
+  return `aud ${String(claims.aud)}, tid ${String(claims.tid)}, roles ${roles}`;
+}
+
+/** TCP + TLS handshake (certificate verified) and the server's first line. */
+export function checkTlsGreeting(endpoint: Endpoint, protocol: 'imap'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host: endpoint.host,
+      port: endpoint.port,
+      servername: endpoint.host,
+    });
+    const where = `${endpoint.host}:${endpoint.port}`;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(unreachable(protocol, where, 'ETIMEDOUT'));
+    }, CONNECT_TIMEOUT_MS);
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(
+        isTlsVerificationError(error)
+          ? new NetworkError({
+              code: 'TLS_CERTIFICATE_UNTRUSTED',
+              message: `The TLS certificate of ${where} could not be verified (${networkErrorCode(error)})`,
+              remedy:
+                'If the server uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
+              cause: error,
+            })
+          : unreachable(protocol, where, networkErrorCode(error), error),
+      );
+    });
+    socket.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
+      const greeting = chunk.toString('utf8').split('\r\n')[0] ?? '';
+      const protocolVersion = socket.getProtocol();
+      socket.end();
+      if (!greeting.startsWith('* OK')) {
+        reject(
+          new ProtocolError({
+            code: 'IMAP_GREETING_UNEXPECTED',
+            message: `${where} did not greet as an IMAP server (${greeting.slice(0, 80)})`,
+            remedy: 'Check MAILBRIDGE_IMAP_HOST and MAILBRIDGE_IMAP_PORT (993, implicit TLS).',
+          }),
+        );
+        return;
+      }
+      resolve(`${protocolVersion ?? 'TLS'}, certificate verified`);
+    });
+  });
+}
+
+export async function checkMailboxAccess(
+  client: ImapFlow,
+  config: MailbridgeConfig,
+  mailbox: string,
+): Promise<string> {
+  try {
+    const folders = await client.list();
+    const inbox = await client.mailboxOpen('INBOX', { readOnly: true });
+    return `${folders.length} folders; INBOX holds ${inbox.exists} messages`;
+  } catch (error) {
+    throw imapErrorToMailbridge(error, { config, mailbox });
+  }
+}
+
+/** Connect, EHLO and STARTTLS (required, verified), without logging in. */
+export async function checkSmtpStartTls(
+  config: MailbridgeConfig,
+  mailbox: string,
+): Promise<string> {
+  const connection = new SMTPConnection({
+    host: config.smtp.host,
+    port: config.smtp.port,
+    secure: config.smtp.port === 465,
+    requireTLS: true,
+    tls: { servername: config.smtp.host, minVersion: 'TLSv1.2' },
+    connectionTimeout: CONNECT_TIMEOUT_MS,
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      connection.once('error', reject);
+      connection.connect(() => resolve());
+    });
+    if (!connection.secure) {
+      throw new ProtocolError({
+        code: 'SMTP_NO_STARTTLS',
+        message: `${config.smtp.host}:${config.smtp.port} did not upgrade the connection with STARTTLS`,
+        remedy: 'Use the submission port 587 of smtp.office365.com (or the cloud’s SMTP host).',
+      });
+    }
+    return 'STARTTLS, certificate verified';
+  } catch (error) {
+    throw smtpErrorToMailbridge(error, `${config.smtp.host}:${config.smtp.port}`, mailbox);
+  } finally {
+    connection.quit();
+    connection.close();
+  }
+}
+
+function unreachable(protocol: 'imap', where: string, code: string, cause?: unknown): NetworkError {
+  return new NetworkError({
+    code: `${protocol.toUpperCase()}_UNREACHABLE`,
+    message: `The ${protocol.toUpperCase()} server ${where} could not be reached (${code})`,
+    remedy: `Check MAILBRIDGE_${protocol.toUpperCase()}_HOST / MAILBRIDGE_${protocol.toUpperCase()}_PORT, the network and the firewall.`,
+    ...(cause ? { cause } : {}),
+  });
+}

@@ -1,0 +1,162 @@
+import {
+  type AccessToken,
+  createTokenProvider,
+  type TokenProvider,
+} from '../auth/token-provider.js';
+import { connectImap } from '../clients/imap-client.js';
+import { createSmtpTransport } from '../clients/smtp-transport.js';
+import type { MailbridgeConfig } from '../config/types.js';
+import { ExitCode, MailbridgeError } from '../errors.js';
+import { type Logger, silentLogger } from '../log/logger.js';
+import { checkClaims, checkMailboxAccess, checkSmtpStartTls, checkTlsGreeting } from './checks.js';
+
+export type DoctorStepName =
+  | 'configuration'
+  | 'token'
+  | 'token claims'
+  | 'imap connect'
+  | 'imap authenticate'
+  | 'imap list and select'
+  | 'smtp connect'
+  | 'smtp auth'
+  | 'smtp test message';
+
+export interface DoctorStep {
+  name: DoctorStepName;
+  status: 'passed' | 'failed' | 'skipped';
+  code?: string;
+  detail?: string;
+  fix?: string;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  steps: DoctorStep[];
+  /** The exit code the CLI uses: that of the first failure, else 0. */
+  exitCode: number;
+}
+
+export interface DoctorOptions {
+  mailbox: string;
+  /** Check IMAP. When neither `imap` nor `smtp` is set, both are checked. */
+  imap?: boolean;
+  smtp?: boolean;
+  /** Send one test message to this address after SMTP AUTH passes. */
+  sendTestTo?: string;
+  tokenProvider?: TokenProvider;
+  logger?: Logger;
+  /** Called as each step finishes, for live output. */
+  onStep?: (step: DoctorStep) => void;
+}
+
+/**
+ * Runs each setup check in order and stops at the first failure, so the
+ * report points at the one step to fix. Never throws for a failed check.
+ */
+export async function runDoctor(
+  config: MailbridgeConfig,
+  options: DoctorOptions,
+): Promise<DoctorReport> {
+  const logger = options.logger ?? silentLogger;
+  const both = !options.imap && !options.smtp;
+  const imap = both || options.imap === true;
+  const smtp = both || options.smtp === true;
+  const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
+  const steps: DoctorStep[] = [];
+  let failed: MailbridgeError | undefined;
+  let token: AccessToken | undefined;
+
+  const step = async (name: DoctorStepName, check: () => Promise<string>): Promise<void> => {
+    let result: DoctorStep;
+    if (failed) {
+      result = { name, status: 'skipped' };
+    } else {
+      try {
+        result = { name, status: 'passed', detail: await check() };
+      } catch (error) {
+        failed = asMailbridgeError(error);
+        result = {
+          name,
+          status: 'failed',
+          code: failed.code,
+          detail: failed.message,
+          fix: failed.remedy,
+        };
+      }
+    }
+    steps.push(result);
+    options.onStep?.(result);
+  };
+
+  await step(
+    'configuration',
+    async () => `tenant ${config.tenantId}, app ${config.clientId}, ${config.credential.kind}`,
+  );
+  await step('token', async () => {
+    token = await provider.getToken();
+    return `expires ${token.expiresOn.toISOString()}`;
+  });
+  const protocols = [...(imap ? (['imap'] as const) : []), ...(smtp ? (['smtp'] as const) : [])];
+  await step('token claims', async () => checkClaims(requireToken(token), config, protocols));
+
+  if (imap) {
+    await step('imap connect', () => checkTlsGreeting(config.imap, 'imap'));
+    let client: Awaited<ReturnType<typeof connectImap>> | undefined;
+    await step('imap authenticate', async () => {
+      client = await connectImap(config, { mailbox: options.mailbox, logger }, requireToken(token));
+      return `logged in as ${options.mailbox} (XOAUTH2)`;
+    });
+    await step('imap list and select', async () => {
+      if (!client) throw new Error('no IMAP connection');
+      return checkMailboxAccess(client, config, options.mailbox);
+    });
+    await client?.logout().catch(() => client?.close());
+  }
+
+  if (smtp) {
+    await step('smtp connect', () => checkSmtpStartTls(config, options.mailbox));
+    const transport = createSmtpTransport(config, {
+      from: options.mailbox,
+      tokenProvider: provider,
+      logger,
+      pool: false,
+    });
+    try {
+      await step('smtp auth', async () => {
+        await transport.verify();
+        return `authenticated as ${options.mailbox} (XOAUTH2)`;
+      });
+      if (options.sendTestTo) {
+        const to = options.sendTestTo;
+        await step('smtp test message', async () => {
+          const info = await transport.sendMail({
+            from: options.mailbox,
+            to,
+            subject: 'mailbridge doctor test message',
+            text: `This message was sent by mailbridge doctor to check SMTP sending as ${options.mailbox}.`,
+          });
+          return `accepted, Message-ID ${info.messageId}`;
+        });
+      }
+    } finally {
+      transport.close();
+    }
+  }
+
+  return { ok: !failed, steps, exitCode: failed ? failed.exitCode : ExitCode.ok };
+}
+
+function requireToken(token: AccessToken | undefined): AccessToken {
+  if (!token) throw new Error('no token');
+  return token;
+}
+
+function asMailbridgeError(error: unknown): MailbridgeError {
+  if (error instanceof MailbridgeError) return error;
+  return new MailbridgeError({
+    code: 'INTERNAL',
+    message: error instanceof Error ? error.message : String(error),
+    remedy: 'This is a bug; please report it with the output of --debug.',
+    cause: error,
+  });
+}
