@@ -11,12 +11,22 @@ import {
   usageError,
 } from './args.js';
 import type { Command } from './command.js';
+import { doctorCommand } from './commands/doctor.js';
+import { imapFetchCommand, imapFoldersCommand } from './commands/imap.js';
+import { sendCommand } from './commands/send.js';
 import { tokenCommand } from './commands/token.js';
 import { xoauth2Command } from './commands/xoauth2.js';
 import { commandHelp, mainHelp } from './help.js';
 import { type CliIo, reportError, stderrLogger, writeLine } from './output.js';
 
-export const COMMANDS: Command[] = [tokenCommand, xoauth2Command];
+export const COMMANDS: Command[] = [
+  tokenCommand,
+  xoauth2Command,
+  doctorCommand,
+  imapFoldersCommand,
+  imapFetchCommand,
+  sendCommand,
+];
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
