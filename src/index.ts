@@ -15,6 +15,23 @@ export type {
 } from './auth/token-provider.js';
 // Authentication
 export { createTokenProvider } from './auth/token-provider.js';
+export { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from './clients/connection-limit.js';
+export type { Diagnosis } from './clients/diagnostics.js';
+// Diagnostics
+export {
+  DIAGNOSES,
+  diagnoseImapResponse,
+  diagnoseSmtpResponse,
+  diagnoseTokenClaims,
+  diagnosisToError,
+} from './clients/diagnostics.js';
+export type { ImapClientOptions } from './clients/imap-client.js';
+// IMAP and SMTP clients
+export { createImapClient } from './clients/imap-client.js';
+export type { ImapSession, ImapSessionOptions, ImapSessionStats } from './clients/imap-session.js';
+export { createImapSession } from './clients/imap-session.js';
+export type { SmtpTransport, SmtpTransportOptions } from './clients/smtp-transport.js';
+export { createSmtpTransport, EXCHANGE_MESSAGES_PER_MINUTE } from './clients/smtp-transport.js';
 export type { CloudName, CloudProfile } from './config/clouds.js';
 export { CLOUD_NAMES, CLOUDS } from './config/clouds.js';
 export { ENVIRONMENT_VARIABLES } from './config/env.js';
@@ -31,27 +48,9 @@ export type {
   SecretCredential,
   Settings,
 } from './config/types.js';
-export type { ConfigProblem, EntraErrorDetails } from './errors.js';
-// IMAP and SMTP clients
-export { createImapClient } from './clients/imap-client.js';
-export type { ImapClientOptions } from './clients/imap-client.js';
-export { createImapSession } from './clients/imap-session.js';
-export type { ImapSession, ImapSessionOptions, ImapSessionStats } from './clients/imap-session.js';
-export { createSmtpTransport, EXCHANGE_MESSAGES_PER_MINUTE } from './clients/smtp-transport.js';
-export type { SmtpTransport, SmtpTransportOptions } from './clients/smtp-transport.js';
-export { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from './clients/connection-limit.js';
-
-// Diagnostics
-export {
-  DIAGNOSES,
-  diagnoseImapResponse,
-  diagnoseSmtpResponse,
-  diagnoseTokenClaims,
-  diagnosisToError,
-} from './clients/diagnostics.js';
-export type { Diagnosis } from './clients/diagnostics.js';
-export { runDoctor } from './doctor/run.js';
 export type { DoctorOptions, DoctorReport, DoctorStep, DoctorStepName } from './doctor/run.js';
+export { runDoctor } from './doctor/run.js';
+export type { ConfigProblem, EntraErrorDetails } from './errors.js';
 
 // Errors
 export {

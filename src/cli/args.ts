@@ -112,8 +112,8 @@ export function settingsFromFlags(values: ParsedArgs['values']): Settings {
   };
   const port = (name: string): number | undefined => {
     const v = str(name);
-    // Validation of the number happens with the other settings, so it is reported the same way.
-    return v === undefined ? undefined : Number(v);
+    // Only digits, as in the environment; the range is checked with the other settings.
+    return v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : Number.NaN;
   };
   const settings: Settings = {};
   const set = (key: string, value: unknown) => {

@@ -52,6 +52,7 @@ export function reportError(
       for (const problem of error.problems) {
         writeLine(io.stderr, `  - ${problem.field}: ${problem.message}`);
       }
+      if (error.remedy) writeLine(io.stderr, `  ${error.remedy}`);
     } else {
       writeLine(io.stderr, `mailbridge: error ${error.code}: ${error.message}`);
       if (error.entra?.traceId || error.entra?.correlationId) {

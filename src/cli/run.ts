@@ -37,8 +37,11 @@ export function packageVersion(): string {
 
 /** Runs the CLI and returns the exit code; only `main.ts` calls `process.exit`. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
-  const json = argv.includes('--json');
   const debug = argv.includes('--debug');
+  // Decided before parsing, so that a usage error is reported as JSON too when the command has --json.
+  const found = argv.length > 0 ? findCommand(argv) : undefined;
+  const json =
+    argv.includes('--json') && (found?.command.flags.some((f) => f.name === 'json') ?? false);
   try {
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
       const topic = argv[0] === 'help' ? findCommand(argv.slice(1)) : undefined;
@@ -49,7 +52,6 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       writeLine(io.stdout, packageVersion());
       return ExitCode.ok;
     }
-    const found = findCommand(argv);
     if (!found) {
       throw usageError(
         `unknown command '${argv.filter((a) => !a.startsWith('-')).join(' ')}'`,

@@ -99,8 +99,11 @@ export function imapErrorToMailbridge(
     const fromClaims = claims
       ? diagnoseTokenClaims(claims, { protocol: 'imap', tenantId: config.tenantId })
       : undefined;
+    // Servers word the refusal differently; whatever the words, AUTHENTICATE was refused.
     const diagnosis =
-      fromClaims ?? diagnoseImapResponse(responseLine(err, 'NO AUTHENTICATE failed.'));
+      fromClaims ??
+      diagnoseImapResponse(responseLine(err)) ??
+      diagnoseImapResponse('NO AUTHENTICATE failed.');
     if (diagnosis) return diagnosisToError(diagnosis, { mailbox, cause: err });
   }
   const line = responseLine(err);

@@ -34,7 +34,8 @@ export const doctorCommand: Command = {
   details: [
     'Steps, in order: configuration, token, token claims (aud, tid, roles), imap connect (TLS),',
     'imap authenticate, imap list and select, smtp connect (STARTTLS), smtp auth, smtp test message.',
-    'It stops at the first failure and exits with its code (2 configuration, 3 permission, 4 unreachable).',
+    'It stops at the first failure and exits with its code (1 unexpected server reply, 2 configuration,',
+    '3 authentication or permission, 4 unreachable).',
   ].join('\n'),
   async run({ args, io, logger, loadConfig }) {
     const mailbox = args.values.mailbox;
