@@ -4,17 +4,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages for the real-server tests (none yet beyond Node.js itself).
-APT_PACKAGES=()
+# Debian packages for the real-server tests (test/helpers/mail-servers.ts):
+# Dovecot (IMAP, LMTP, Lua passdb with lua-cjson for the token service's JSON)
+# and Postfix (submission), each run from a temporary folder, never as the
+# system-wide services.
+APT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-cjson postfix)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   # Keep package scripts from starting system-wide services on all interfaces.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update
+  # Postfix's package would otherwise ask how to configure /etc/postfix; the
+  # tests give their instances a configuration folder of their own.
+  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
 

@@ -9,6 +9,7 @@ import type { MailbridgeConfig } from '../config/types.js';
 import { MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import { servername } from '../util/tls.js';
 import { diagnoseImapResponse, diagnoseTokenClaims, diagnosisToError } from './diagnostics.js';
 
 export interface ImapClientOptions {
@@ -58,7 +59,7 @@ export async function connectImap(
     host: config.imap.host,
     port: config.imap.port,
     secure: true,
-    servername: config.imap.host,
+    ...servername(config.imap.host),
     auth: { user: options.mailbox, accessToken: token.accessToken },
     tls: { minVersion: 'TLSv1.2' },
     logger: false,

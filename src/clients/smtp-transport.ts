@@ -7,6 +7,7 @@ import type { MailbridgeConfig } from '../config/types.js';
 import { MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import { servername } from '../util/tls.js';
 import { diagnoseSmtpResponse, diagnosisToError } from './diagnostics.js';
 
 /** Exchange Online accepts 30 messages per minute per mailbox. */
@@ -59,7 +60,7 @@ export function createSmtpTransport(
     port: config.smtp.port,
     secure: config.smtp.port === 465,
     requireTLS: true,
-    tls: { minVersion: 'TLSv1.2' as const, servername: config.smtp.host },
+    tls: { minVersion: 'TLSv1.2' as const, ...servername(config.smtp.host) },
     auth: {
       type: 'OAuth2' as const,
       user: options.from,

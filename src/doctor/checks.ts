@@ -14,6 +14,7 @@ import { smtpErrorToMailbridge } from '../clients/smtp-transport.js';
 import type { Endpoint, MailbridgeConfig } from '../config/types.js';
 import { NetworkError, ProtocolError } from '../errors.js';
 import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import { servername } from '../util/tls.js';
 
 const CONNECT_TIMEOUT_MS = 15_000;
 
@@ -50,7 +51,7 @@ export function checkTlsGreeting(endpoint: Endpoint, protocol: 'imap'): Promise<
     const socket = tlsConnect({
       host: endpoint.host,
       port: endpoint.port,
-      servername: endpoint.host,
+      ...servername(endpoint.host),
     });
     const where = `${endpoint.host}:${endpoint.port}`;
     const timer = setTimeout(() => {
@@ -115,7 +116,7 @@ export async function checkSmtpStartTls(
     port: config.smtp.port,
     secure: config.smtp.port === 465,
     requireTLS: true,
-    tls: { servername: config.smtp.host, minVersion: 'TLSv1.2' },
+    tls: { ...servername(config.smtp.host), minVersion: 'TLSv1.2' },
     connectionTimeout: CONNECT_TIMEOUT_MS,
   });
   try {

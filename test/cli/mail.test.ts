@@ -1,0 +1,337 @@
+/**
+ * doctor, send, imap folders and imap fetch, run as the CLI against Dovecot
+ * and Postfix that accept XOAUTH2 tokens from the local token service.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { simpleParser } from 'mailparser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AccessToken,
+  createImapClient,
+  createSmtpTransport,
+  createTokenProvider,
+  loadConfig,
+  type MailbridgeConfig,
+  runDoctor,
+  type TokenProvider,
+} from '../../src/index.js';
+import {
+  EXCHANGE_AUDIENCE,
+  IMAP_ROLE,
+  type MailServers,
+  SMTP_ROLE,
+  startMailServers,
+} from '../helpers/mail-servers.js';
+import { runCli } from '../helpers/run-cli.js';
+import { startTokenService, type TokenService } from '../helpers/token-service.js';
+
+const SENDER = 'reports@contoso.example';
+const RECIPIENT = 'archive@contoso.example';
+
+let service: TokenService;
+let servers: MailServers;
+let dir: string;
+let env: Record<string, string>;
+let config: MailbridgeConfig;
+
+function envFor(app: {
+  tenantId: string;
+  clientId: string;
+  secret: string | undefined;
+}): Record<string, string> {
+  return {
+    AZURE_TENANT_ID: app.tenantId,
+    AZURE_CLIENT_ID: app.clientId,
+    AZURE_CLIENT_SECRET: app.secret ?? '',
+    AZURE_AUTHORITY_HOST: service.url,
+    MAILBRIDGE_IMAP_HOST: servers.imap.host,
+    MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
+    MAILBRIDGE_SMTP_HOST: servers.smtp.host,
+    MAILBRIDGE_SMTP_PORT: String(servers.smtp.port),
+  };
+}
+
+beforeAll(async () => {
+  service = await startTokenService();
+  servers = await startMailServers({ tokenService: service });
+  dir = await mkdtemp(join(tmpdir(), 'mailbridge-mail-'));
+  const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE, SMTP_ROLE] } });
+  await servers.grantMailbox(app.clientId, SENDER);
+  await servers.grantMailbox(app.clientId, RECIPIENT);
+  env = envFor(app);
+  config = await loadConfig({ env });
+}, 60_000);
+
+afterAll(async () => {
+  await servers?.stop();
+  await service?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('mailbridge doctor', () => {
+  it('passes every step on a granted mailbox', async () => {
+    const { code, stdout } = await runCli(['doctor', '--mailbox', SENDER, '--json'], env);
+    const report = JSON.parse(stdout) as { ok: boolean; steps: { name: string; status: string }[] };
+    expect(report.ok).toBe(true);
+    expect(code).toBe(0);
+    expect(report.steps.map((s) => `${s.name}:${s.status}`)).toEqual([
+      'configuration:passed',
+      'token:passed',
+      'token claims:passed',
+      'imap connect:passed',
+      'imap authenticate:passed',
+      'imap list and select:passed',
+      'smtp connect:passed',
+      'smtp auth:passed',
+    ]);
+  });
+
+  it('fails a mailbox the app was not granted at IMAP AUTHENTICATE, exit 3, and skips the rest', async () => {
+    const { code, stdout } = await runCli(
+      ['doctor', '--mailbox', 'ceo@contoso.example', '--imap', '--json'],
+      env,
+    );
+    expect(code).toBe(3);
+    const report = JSON.parse(stdout) as {
+      ok: boolean;
+      steps: { name: string; status: string; code?: string; fix?: string }[];
+    };
+    expect(report.ok).toBe(false);
+    const failed = report.steps.find((s) => s.status === 'failed');
+    expect(failed?.name).toBe('imap authenticate');
+    expect(failed?.code).toBe('IMAP_AUTH_FAILED');
+    expect(failed?.fix).toMatch(/Add-MailboxPermission|New-ServicePrincipal/);
+    expect(report.steps.at(-1)).toMatchObject({ name: 'imap list and select', status: 'skipped' });
+  });
+
+  it('diagnoses a token without roles as delegated instead of application permissions', async () => {
+    const app = service.registerApp();
+    await servers.grantMailbox(app.clientId, SENDER);
+    const { code, stdout } = await runCli(['doctor', '--mailbox', SENDER], envFor(app));
+    expect(code).toBe(3);
+    expect(stdout).toMatch(/\[FAIL\] token claims +TOKEN_NO_ROLES/);
+    expect(stdout).toContain('delegated permissions');
+    expect(stdout).toContain('application permissions');
+  });
+
+  it('fails an app with IMAP but without SMTP.SendAsApp at the claims step for --smtp', async () => {
+    const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
+    const report = await runDoctor(await loadConfig({ env: envFor(app) }), {
+      mailbox: SENDER,
+      smtp: true,
+    });
+    expect(report.ok).toBe(false);
+    expect(report.steps.find((s) => s.status === 'failed')).toMatchObject({
+      name: 'token claims',
+      code: 'TOKEN_ROLE_MISSING',
+    });
+    expect(report.exitCode).toBe(3);
+  });
+
+  it('reports an unreachable IMAP server at the connect step with exit 4', async () => {
+    const { code, stdout } = await runCli(
+      ['doctor', '--mailbox', SENDER, '--imap', '--imap-port', '9', '--json'],
+      env,
+    );
+    expect(code).toBe(4);
+    const report = JSON.parse(stdout) as {
+      steps: { name: string; status: string; code?: string }[];
+    };
+    expect(report.steps.find((s) => s.status === 'failed')).toMatchObject({
+      name: 'imap connect',
+      code: 'IMAP_UNREACHABLE',
+    });
+  });
+
+  it('sends a test message when asked', async () => {
+    const { code, stdout } = await runCli(
+      ['doctor', '--mailbox', SENDER, '--smtp', '--send-test-to', RECIPIENT],
+      env,
+    );
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/\[ok\] +smtp test message +accepted, Message-ID </);
+  });
+});
+
+describe('mailbridge send, read back over IMAP', () => {
+  it('delivers text and an attachment byte for byte', async () => {
+    const attachment = Buffer.alloc(48 * 1024);
+    for (let i = 0; i < attachment.length; i++) attachment[i] = (i * 31 + 7) % 256;
+    const attachmentPath = join(dir, 'report.bin');
+    await writeFile(attachmentPath, attachment);
+    const text = `Nightly report ${Date.now()}\nSecond line with ümlauts.\n`;
+    const subject = `report ${Date.now()}`;
+    const sent = await runCli(
+      [
+        'send',
+        '--from',
+        SENDER,
+        '--to',
+        RECIPIENT,
+        '--subject',
+        subject,
+        '--text',
+        text,
+        '--attach',
+        attachmentPath,
+      ],
+      env,
+    );
+    expect(sent.stderr).toBe('');
+    expect(sent.code).toBe(0);
+    const messageId = sent.stdout.trim();
+    expect(messageId).toMatch(/^<[^>]+>$/);
+
+    const raw = await waitForMessage(RECIPIENT, messageId);
+    const parsed = await simpleParser(raw);
+    expect(parsed.subject).toBe(subject);
+    expect(parsed.text).toBe(text);
+    expect(parsed.attachments).toHaveLength(1);
+    expect(parsed.attachments[0]?.filename).toBe('report.bin');
+    expect(Buffer.compare(parsed.attachments[0]?.content ?? Buffer.alloc(0), attachment)).toBe(0);
+
+    // imap fetch writes the same bytes the server holds.
+    const uid = await uidOf(RECIPIENT, messageId);
+    const out = join(dir, 'fetched.eml');
+    const fetched = await runCli(
+      [
+        'imap',
+        'fetch',
+        '--mailbox',
+        RECIPIENT,
+        '--folder',
+        'INBOX',
+        '--uid',
+        String(uid),
+        '--out',
+        out,
+      ],
+      env,
+    );
+    expect(fetched.code).toBe(0);
+    expect(Buffer.compare(await readFile(out), raw)).toBe(0);
+  });
+
+  it('refuses a sender the app may not use, with exit 3 and the diagnosis', async () => {
+    const { code, stderr } = await runCli(
+      ['send', '--from', 'ceo@contoso.example', '--to', RECIPIENT, '--subject', 'x', '--text', 'y'],
+      env,
+    );
+    expect(code).toBe(3);
+    expect(stderr).toContain('SMTP_AUTH_FAILED');
+  });
+
+  it('refuses bad usage with exit 2', async () => {
+    expect(
+      (await runCli(['send', '--from', SENDER, '--subject', 'x', '--text', 'y'], env)).code,
+    ).toBe(2);
+    expect(
+      (await runCli(['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 'x'], env)).code,
+    ).toBe(2);
+  });
+
+  it('lists folders as JSON', async () => {
+    const { code, stdout } = await runCli(
+      ['imap', 'folders', '--mailbox', RECIPIENT, '--json'],
+      env,
+    );
+    expect(code).toBe(0);
+    const folders = JSON.parse(stdout) as { path: string; messages: number | null }[];
+    const inbox = folders.find((f) => f.path === 'INBOX');
+    expect(inbox?.messages).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('createSmtpTransport', () => {
+  it('retries once with a fresh token when the server refuses an expired one', async () => {
+    service.setTokenLifetime(1);
+    const real = createTokenProvider(config);
+    const stale: AccessToken = await real.getToken();
+    service.setTokenLifetime(3599);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    let forced = 0;
+    // Serves the expired token until asked for a fresh one, as a cache that trusts a wrong clock would.
+    const provider: TokenProvider = {
+      scope: real.scope,
+      async getToken(options) {
+        if (options?.forceRefresh) {
+          forced++;
+          return real.getToken({ forceRefresh: true });
+        }
+        return forced > 0 ? real.getToken() : stale;
+      },
+    };
+    const transport = createSmtpTransport(config, {
+      from: SENDER,
+      tokenProvider: provider,
+      pool: false,
+    });
+    try {
+      const info = await transport.sendMail({
+        from: SENDER,
+        to: RECIPIENT,
+        subject: 'after expiry',
+        text: 'ok',
+      });
+      expect(info.accepted).toEqual([RECIPIENT]);
+      expect(forced).toBe(1);
+    } finally {
+      transport.close();
+    }
+  });
+
+  it('sends many messages through one pooled, rate-limited transport', async () => {
+    const transport = createSmtpTransport(config, {
+      from: SENDER,
+      rateLimitPerMinute: false,
+      maxConnections: 2,
+    });
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          transport.sendMail({
+            from: SENDER,
+            to: RECIPIENT,
+            subject: `pooled ${i}`,
+            text: `n ${i}`,
+          }),
+        ),
+      );
+      expect(results.every((r) => r.accepted.length === 1)).toBe(true);
+    } finally {
+      transport.close();
+    }
+  });
+});
+
+async function uidOf(mailbox: string, messageId: string): Promise<number | undefined> {
+  const client = await createImapClient(config, { mailbox });
+  try {
+    await client.mailboxOpen('INBOX', { readOnly: true });
+    const found = await client.search({ header: { 'message-id': messageId } }, { uid: true });
+    return found ? found[0] : undefined;
+  } finally {
+    await client.logout();
+  }
+}
+
+async function waitForMessage(mailbox: string, messageId: string): Promise<Buffer> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const uid = await uidOf(mailbox, messageId);
+    if (uid) {
+      const client = await createImapClient(config, { mailbox });
+      try {
+        await client.mailboxOpen('INBOX', { readOnly: true });
+        const msg = await client.fetchOne(String(uid), { source: true }, { uid: true });
+        if (msg && msg.source) return msg.source;
+      } finally {
+        await client.logout();
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`${messageId} did not arrive in ${mailbox}:\n${await servers.logs()}`);
+}
