@@ -51,7 +51,6 @@ export type {
 export type { DoctorOptions, DoctorReport, DoctorStep, DoctorStepName } from './doctor/run.js';
 export { runDoctor } from './doctor/run.js';
 export type { ConfigProblem, EntraErrorDetails } from './errors.js';
-
 // Errors
 export {
   AuthenticationError,
@@ -65,3 +64,15 @@ export {
 export type { LogFields, Logger, LogLevel } from './log/logger.js';
 // Logging
 export { silentLogger } from './log/logger.js';
+export {
+  generateCertificate,
+  keyCredentialFor,
+  writeCertificateFiles,
+} from './setup/certificate.js';
+export { buildAdminConsentUrl } from './setup/consent-url.js';
+export { renderEntraScript } from './setup/entra-script.js';
+export type { ExchangePlan } from './setup/exchange-plan.js';
+// Setup: scripts, certificates and consent for administrators
+export { parseExchangePlan } from './setup/exchange-plan.js';
+export { renderExchangeScript } from './setup/exchange-script.js';
+export { psString } from './setup/powershell.js';

@@ -14,6 +14,10 @@ import type { Command } from './command.js';
 import { doctorCommand } from './commands/doctor.js';
 import { imapFetchCommand, imapFoldersCommand } from './commands/imap.js';
 import { sendCommand } from './commands/send.js';
+import { setupCertCommand } from './commands/setup-cert.js';
+import { setupConsentUrlCommand } from './commands/setup-consent-url.js';
+import { setupEntraCommand } from './commands/setup-entra.js';
+import { setupExchangeCommand } from './commands/setup-exchange.js';
 import { tokenCommand } from './commands/token.js';
 import { xoauth2Command } from './commands/xoauth2.js';
 import { commandHelp, mainHelp } from './help.js';
@@ -26,6 +30,10 @@ export const COMMANDS: Command[] = [
   imapFoldersCommand,
   imapFetchCommand,
   sendCommand,
+  setupExchangeCommand,
+  setupEntraCommand,
+  setupCertCommand,
+  setupConsentUrlCommand,
 ];
 
 export function packageVersion(): string {

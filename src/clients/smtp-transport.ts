@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from '../log/logger.js';
 import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
 import { servername } from '../util/tls.js';
 import { diagnoseSmtpResponse, diagnosisToError } from './diagnostics.js';
+import { createSlidingWindowLimiter } from './rate-limit.js';
 
 /** Exchange Online accepts 30 messages per minute per mailbox. */
 export const EXCHANGE_MESSAGES_PER_MINUTE = 30;
@@ -23,7 +24,7 @@ export interface SmtpTransportOptions {
   pool?: boolean;
   /** Pooled connections at once. @default 2 */
   maxConnections?: number;
-  /** Messages per minute, or `false` for no limit. @default 30 (Exchange's limit) */
+  /** Messages started in any rolling minute, or `false` for no limit. @default 30 (Exchange's limit) */
   rateLimitPerMinute?: number | false;
 }
 
@@ -83,16 +84,17 @@ export function createSmtpTransport(
         ...common,
         pool: true,
         maxConnections: options.maxConnections ?? 2,
-        ...(rate === false ? {} : { rateDelta: 60_000, rateLimit: rate }),
       } as SMTPPool.Options)
     : nodemailer.createTransport(common as SMTPTransport.Options);
 
+  const limiter = rate === false ? undefined : createSlidingWindowLimiter(rate, 60_000);
   const where = `${config.smtp.host}:${config.smtp.port}`;
   const mapError = (error: unknown): MailbridgeError =>
     smtpErrorToMailbridge(error, where, options.from);
 
   return {
     async sendMail(message) {
+      await limiter?.acquire();
       try {
         return (await transporter.sendMail(message)) as SMTPTransport.SentMessageInfo;
       } catch (error) {

@@ -1,0 +1,96 @@
+import { CERTIFICATE_EXPIRY_WARNING_DAYS } from '../../config/certificate.js';
+import type { CloudName } from '../../config/clouds.js';
+import { ExitCode } from '../../errors.js';
+import { readPublicCertificate } from '../../setup/certificate.js';
+import {
+  DEFAULT_APP_NAME,
+  type EntraScriptShell,
+  entraScriptWarnings,
+  renderEntraScript,
+} from '../../setup/entra-script.js';
+import { usageError } from '../args.js';
+import type { Command } from '../command.js';
+import { writeLine } from '../output.js';
+
+const DAY_MS = 86_400_000;
+
+export const setupEntraCommand: Command = {
+  name: 'setup entra',
+  summary: 'print the Entra ID setup (app, permissions, consent, certificate) as a script',
+  usage: 'setup entra [--shell az|pwsh] [--app-name NAME] [--cert FILE] [--cloud NAME]',
+  usesSettings: false,
+  flags: [
+    {
+      name: 'shell',
+      type: 'string',
+      value: 'az|pwsh',
+      help: 'az: Azure CLI in bash (default); pwsh: Microsoft Graph PowerShell',
+    },
+    {
+      name: 'app-name',
+      type: 'string',
+      value: 'NAME',
+      help: `app registration display name, reused when it exists (default ${DEFAULT_APP_NAME})`,
+    },
+    {
+      name: 'cert',
+      type: 'string',
+      value: 'FILE',
+      help: 'certificate to upload, PEM or DER, without its key (e.g. mailbridge.crt)',
+    },
+    {
+      name: 'cloud',
+      type: 'string',
+      value: 'NAME',
+      help: 'global (default) | usgov-high | usgov-dod | china',
+    },
+  ],
+  details: [
+    'The script, run by an administrator who may grant tenant-wide admin consent:',
+    '  1. looks up the app-role ids of IMAP.AccessAsApp, POP.AccessAsApp and SMTP.SendAsApp on',
+    '     "Office 365 Exchange Online" (appId 00000002-0000-0ff1-ce00-000000000000), by name;',
+    '  2. finds the app registration by name or creates it (single tenant);',
+    '  3. adds those application permissions; 4. finds or creates its service principal;',
+    '  5. grants admin consent; 6. uploads the certificate (embedded in the script, public part only);',
+    "  7. prints the tenant id, the application (client) id and the Enterprise Application's",
+    '     object id, for New-ServicePrincipal in Exchange Online.',
+    'Each step reuses what exists, so the script can run again. Nothing is changed by this',
+    'command itself: review the script, then run it, e.g.',
+    '  mailbridge setup entra --cert certs/mailbridge.crt > entra.sh && bash entra.sh',
+    '  mailbridge setup entra --shell pwsh --cert certs/mailbridge.crt > entra.ps1; ./entra.ps1',
+  ].join('\n'),
+  async run({ args, io }) {
+    const shell = stringFlag(args.values.shell) ?? 'az';
+    if (shell !== 'az' && shell !== 'pwsh') {
+      throw usageError(
+        `--shell must be az or pwsh, not '${shell}'`,
+        'Use --shell az (Azure CLI, bash) or --shell pwsh (Microsoft Graph PowerShell).',
+      );
+    }
+    const cloud = (stringFlag(args.values.cloud) ?? 'global') as CloudName;
+    const certPath = stringFlag(args.values.cert);
+    const certificate = certPath === undefined ? undefined : await readPublicCertificate(certPath);
+    const script = renderEntraScript({
+      shell: shell as EntraScriptShell,
+      appName: stringFlag(args.values['app-name']) ?? DEFAULT_APP_NAME,
+      cloud,
+      ...(certificate ? { certificate } : {}),
+    });
+    const warnings = entraScriptWarnings({ shell, cloud });
+    if (certificate) {
+      const days = Math.ceil((new Date(certificate.validTo).getTime() - Date.now()) / DAY_MS);
+      if (days <= CERTIFICATE_EXPIRY_WARNING_DAYS) {
+        warnings.push(
+          `The certificate expires in ${days} day${days === 1 ? '' : 's'}: make a new one with \`mailbridge setup cert\` soon.`,
+        );
+      }
+    }
+    for (const warning of warnings) writeLine(io.stderr, `mailbridge: warning: ${warning}`);
+    io.stdout.write(script);
+    return ExitCode.ok;
+  },
+};
+
+function stringFlag(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}

@@ -1,0 +1,641 @@
+/**
+ * Renders an ExchangePlan as one PowerShell script an Exchange administrator
+ * can read and run. Pure: plan in, text out.
+ *
+ * Shape of every script:
+ * - a comment header that says what the script does, without any user value;
+ * - `param([switch]$WhatIf)`: a dry run that connects and reads but changes nothing;
+ * - a data section assigning each user value once, as a single-quoted literal
+ *   made by `psString`; everything after it only refers to those variables, so
+ *   each value is exactly one string literal in the script;
+ * - steps that each read the current state first and change only what is
+ *   missing (running the script twice changes nothing the second time);
+ * - a read-back that prints what the service principal holds on each mailbox
+ *   and throws listing every gap.
+ *
+ * The output is ASCII only (asserted at the end): Windows PowerShell 5.1 reads
+ * a script file without a byte order mark as Windows-1252 (see powershell.ts).
+ */
+import { CLOUDS } from '../config/clouds.js';
+import type { ExchangePlan, ExchangeProtocol } from './exchange-plan.js';
+import { isGuid, psString } from './powershell.js';
+
+const PROTOCOL_LABEL: Record<ExchangeProtocol, string> = {
+  imap: 'IMAP',
+  pop: 'POP',
+  smtp: 'SMTP AUTH',
+};
+
+/** Renders the install script, or the removal script when `plan.remove`. */
+export function renderExchangeScript(plan: ExchangePlan): string {
+  const lines = plan.remove ? removeScript(plan) : installScript(plan);
+  const text = `${lines.join('\n')}\n`;
+  const nonAscii = /[^\x20-\x7E\n]/.exec(text);
+  if (nonAscii) {
+    // Validation refuses such values first; this is the last line of defence.
+    throw new Error(
+      `renderExchangeScript produced a non-ASCII character (U+${(nonAscii[0].codePointAt(0) ?? 0).toString(16)}) at offset ${nonAscii.index}`,
+    );
+  }
+  return text;
+}
+
+/** A suggested file name for the script. */
+export function exchangeScriptFileName(plan: ExchangePlan): string {
+  return plan.remove ? 'mailbridge-exchange-remove.ps1' : 'mailbridge-exchange-grant.ps1';
+}
+
+// ---------------------------------------------------------------------------
+// The install script
+
+function installScript(plan: ExchangePlan): string[] {
+  const protocols = listText(plan.protocols.map((p) => PROTOCOL_LABEL[p]));
+  const steps: string[] = [
+    'Installs ExchangeOnlineManagement 3.x for the current user if it is',
+    '     missing (Install-Module asks first), imports it and connects with',
+    `     Connect-ExchangeOnline -ExchangeEnvironmentName ${CLOUDS[plan.cloud].exchangeEnvironmentName}.`,
+    'Stops unless the session is connected to the tenant named in $Tenant.',
+    'Stops unless every mailbox in $Mailboxes exists, before changing anything.',
+    'Registers the app in Exchange (New-ServicePrincipal -AppId -ObjectId',
+    '     -DisplayName) unless Get-ServicePrincipal already lists it; stops if',
+    '     Exchange has the app with another object id.',
+    'Grants the service principal FullAccess on each mailbox',
+    '     (Add-MailboxPermission) where it does not hold it yet.',
+  ];
+  if (plan.sendAs) {
+    steps.push(
+      'Grants the service principal SendAs on each mailbox',
+      '     (Add-RecipientPermission) where it does not hold it yet.',
+    );
+  }
+  if (plan.enableProtocols) {
+    steps.push(`Turns on ${protocols} on each mailbox`, '     (Set-CASMailbox) where it is off.');
+  }
+  steps.push(
+    'Reads back what the service principal holds on each mailbox, prints a',
+    '     table, and fails listing every gap.',
+  );
+
+  return [
+    ...header({
+      synopsis: [
+        'Grants an Entra application app-only (OAuth2 client credentials) access',
+        `to Exchange Online mailboxes over ${protocols}.`,
+      ],
+      steps,
+      notes: [
+        'Exchange can take up to 30 minutes to apply new permissions: until then',
+        'the app\'s logins may still fail with "AUTHENTICATE failed".',
+        ...(plan.enableProtocols
+          ? []
+          : [
+              '',
+              'Protocol settings are not changed (generate the script with',
+              '--enable-protocols for that); the read-back warns where one is off.',
+            ]),
+        ...(plan.protocols.includes('smtp')
+          ? [
+              '',
+              'SMTP AUTH is also off for the whole tenant while Entra security defaults',
+              'are on, whatever the mailbox settings say.',
+            ]
+          : []),
+        '',
+        'The removal script: mailbridge setup exchange --remove, same values.',
+      ],
+      removal: false,
+    }),
+    'param([switch]$WhatIf)',
+    '',
+    ...preamble(),
+    ...dataSection(plan, true),
+    ...helpers(plan),
+    ...connectSteps(plan),
+    ...mailboxCheckStep(),
+    ...registerStep(),
+    ...grantFullAccessStep(),
+    ...(plan.sendAs ? grantSendAsStep() : []),
+    ...(plan.enableProtocols ? enableProtocolsStep(plan) : []),
+    ...installReadBack(plan),
+    "Write-Host ''",
+    'if ($WhatIf) {',
+    "    Write-Host 'Dry run: nothing was changed.' -ForegroundColor Yellow",
+    '} else {',
+    "    Write-Host 'Done. Exchange can take up to 30 minutes to apply new mailbox permissions:' -ForegroundColor Green",
+    "    Write-Host 'until then the app''s IMAP/SMTP logins may still fail with \"AUTHENTICATE failed\".' -ForegroundColor Green",
+    "    Write-Host 'Check a mailbox afterwards with: mailbridge doctor --mailbox ADDRESS' -ForegroundColor Green",
+    '}',
+  ];
+}
+
+function registerStep(): string[] {
+  return [
+    "Write-Step 'Service principal of the app in Exchange'",
+    ...findServicePrincipal(),
+    '$ServicePrincipal = $null',
+    'if ($Found.Count -eq 1) {',
+    '    $ServicePrincipal = $Found[0]',
+    '    if ("$($ServicePrincipal.ObjectId)" -ne $ObjectId) {',
+    '        throw ("Exchange already has app $AppId registered with object id $($ServicePrincipal.ObjectId), " +',
+    '            "but this script was generated with $ObjectId. One of them is probably the App Registration\'s " +',
+    '            "object id; the right one is the Object ID on the Enterprise Application\'s overview page " +',
+    '            "(Entra ID > Enterprise applications). If the registered one is wrong, remove it with " +',
+    '            "Remove-ServicePrincipal -Identity $($ServicePrincipal.Identity) and run this script again; " +',
+    '            "otherwise generate the script again with --object-id $($ServicePrincipal.ObjectId).")',
+    '    }',
+    '    Write-Done "app already registered as $($ServicePrincipal.DisplayName) (object id $($ServicePrincipal.ObjectId))"',
+    '} elseif ($WhatIf) {',
+    '    Write-Planned "register the app: New-ServicePrincipal -AppId $AppId -ObjectId $ObjectId -DisplayName \'$DisplayName\'"',
+    '} else {',
+    '    $ServicePrincipal = New-ServicePrincipal -AppId $AppId -ObjectId $ObjectId -DisplayName $DisplayName',
+    '    Write-Changed "registered the app as $($ServicePrincipal.DisplayName) (object id $($ServicePrincipal.ObjectId))"',
+    '}',
+    ...trusteeAssignment(),
+    '',
+  ];
+}
+
+function grantFullAccessStep(): string[] {
+  return [
+    "Write-Step 'FullAccess for the service principal on each mailbox (Add-MailboxPermission)'",
+    'foreach ($Mailbox in $Mailboxes) {',
+    '    if (Test-FullAccess $Mailbox) {',
+    '        Write-Done "FullAccess on $Mailbox already granted"',
+    '        continue',
+    '    }',
+    '    if ($WhatIf) {',
+    '        Write-Planned "grant FullAccess on $Mailbox"',
+    '        continue',
+    '    }',
+    '    $null = Add-MailboxPermission -Identity $Mailbox -User $Trustee -AccessRights FullAccess -InheritanceType All',
+    '    Write-Changed "granted FullAccess on $Mailbox"',
+    '}',
+    '',
+  ];
+}
+
+function grantSendAsStep(): string[] {
+  return [
+    "Write-Step 'SendAs for the service principal on each mailbox (Add-RecipientPermission)'",
+    'foreach ($Mailbox in $Mailboxes) {',
+    '    if (Test-SendAs $Mailbox) {',
+    '        Write-Done "SendAs on $Mailbox already granted"',
+    '        continue',
+    '    }',
+    '    if ($WhatIf) {',
+    '        Write-Planned "grant SendAs on $Mailbox"',
+    '        continue',
+    '    }',
+    '    $null = Add-RecipientPermission -Identity $Mailbox -Trustee $Trustee -AccessRights SendAs -Confirm:$false',
+    '    Write-Changed "granted SendAs on $Mailbox"',
+    '}',
+    '',
+  ];
+}
+
+/** Set-CASMailbox parameter and value that turn each protocol on. */
+const ENABLE: Record<ExchangeProtocol, { read: string; on: string; set: string }> = {
+  imap: { read: 'ImapEnabled', on: 'True', set: '-ImapEnabled $true' },
+  pop: { read: 'PopEnabled', on: 'True', set: '-PopEnabled $true' },
+  // $null (empty) means the organization's setting applies; $false turns SMTP
+  // AUTH on for this mailbox whatever the organization's setting is.
+  smtp: {
+    read: 'SmtpClientAuthenticationDisabled',
+    on: 'False',
+    set: '-SmtpClientAuthenticationDisabled $false',
+  },
+};
+
+function enableProtocolsStep(plan: ExchangePlan): string[] {
+  const lines = [
+    "Write-Step 'Protocols on each mailbox (Set-CASMailbox)'",
+    'foreach ($Mailbox in $Mailboxes) {',
+    '    $Cas = Get-CASMailbox -Identity $Mailbox',
+  ];
+  for (const protocol of plan.protocols) {
+    const { read, on, set } = ENABLE[protocol];
+    const label = PROTOCOL_LABEL[protocol];
+    lines.push(
+      `    if ("$($Cas.${read})" -eq '${on}') {`,
+      `        Write-Done "${label} already on for $Mailbox"`,
+      '    } elseif ($WhatIf) {',
+      `        Write-Planned "turn on ${label} for $Mailbox"`,
+      '    } else {',
+      `        Set-CASMailbox -Identity $Mailbox ${set}`,
+      `        Write-Changed "turned on ${label} for $Mailbox"`,
+      '    }',
+    );
+  }
+  lines.push('}', '');
+  return lines;
+}
+
+function installReadBack(plan: ExchangePlan): string[] {
+  const lines = [
+    "Write-Step 'Read-back: what the service principal holds on each mailbox now'",
+    '$Gaps = @()',
+    '$Notes = @()',
+  ];
+  if (plan.protocols.includes('smtp')) {
+    lines.push(
+      '# An empty SmtpClientAuthenticationDisabled on a mailbox means this organization-wide setting applies.',
+      '$OrgSmtpAuthDisabled = "$((Get-TransportConfig).SmtpClientAuthenticationDisabled)" -eq \'True\'',
+    );
+  }
+  lines.push(
+    '$Rows = foreach ($Mailbox in $Mailboxes) {',
+    '    $HasFullAccess = Test-FullAccess $Mailbox',
+    '    if (-not $HasFullAccess) { $Gaps += "$Mailbox - no FullAccess for the service principal" }',
+  );
+  if (plan.sendAs) {
+    lines.push(
+      '    $HasSendAs = Test-SendAs $Mailbox',
+      '    if (-not $HasSendAs) { $Gaps += "$Mailbox - no SendAs for the service principal" }',
+    );
+  }
+  lines.push('    $Cas = Get-CASMailbox -Identity $Mailbox');
+  const columns = ['Mailbox = $Mailbox', 'FullAccess = $HasFullAccess'];
+  if (plan.sendAs) columns.push('SendAs = $HasSendAs');
+  for (const protocol of plan.protocols) {
+    const label = PROTOCOL_LABEL[protocol];
+    const variable = `$${protocol[0]?.toUpperCase()}${protocol.slice(1)}On`;
+    const { read, on } = ENABLE[protocol];
+    if (protocol === 'smtp') {
+      lines.push(
+        '    $SmtpSetting = "$($Cas.SmtpClientAuthenticationDisabled)"',
+        "    if ($SmtpSetting -eq '') { $SmtpOn = -not $OrgSmtpAuthDisabled } else { $SmtpOn = $SmtpSetting -eq 'False' }",
+      );
+    } else {
+      lines.push(`    ${variable} = "$($Cas.${read})" -eq '${on}'`);
+    }
+    if (plan.enableProtocols) {
+      // The install step sets the mailbox's own setting; the read-back checks that setting.
+      const setOn = protocol === 'smtp' ? "$SmtpSetting -eq 'False'" : variable;
+      lines.push(
+        `    if (-not (${setOn})) { $Gaps += "$Mailbox - ${label} is not turned on for the mailbox" }`,
+      );
+    } else {
+      lines.push(
+        `    if (-not ${variable}) { $Notes += "${label} is off for $Mailbox - turn it on with Set-CASMailbox, or generate this script with --enable-protocols" }`,
+      );
+    }
+    columns.push(`'${label}' = ${variable}`);
+  }
+  lines.push(
+    `    [pscustomobject]@{ ${columns.join('; ')} }`,
+    '}',
+    '$Rows | Format-Table -AutoSize | Out-Host',
+    'foreach ($Note in $Notes) { Write-Warning $Note }',
+    ...gapReport('a real run closes them'),
+  );
+  return lines;
+}
+
+// ---------------------------------------------------------------------------
+// The removal script: the install script's grants, undone in reverse order.
+
+function removeScript(plan: ExchangePlan): string[] {
+  const steps: string[] = [
+    'Connects like the install script and checks the tenant and the mailboxes.',
+    'Finds the app in Exchange (Get-ServicePrincipal); if it is not',
+    '     registered there is nothing to remove and the script stops.',
+  ];
+  if (plan.sendAs) {
+    steps.push(
+      'Revokes SendAs on each mailbox (Remove-RecipientPermission) where the',
+      '     service principal holds it.',
+    );
+  }
+  steps.push(
+    'Revokes FullAccess on each mailbox (Remove-MailboxPermission) where the',
+    '     service principal holds it.',
+    'Reads back each mailbox and fails, before the next step, if the service',
+    '     principal still holds FullAccess or SendAs on any of them.',
+    'Removes the app from Exchange (Remove-ServicePrincipal) unless run with',
+    '     -KeepServicePrincipal.',
+  );
+  return [
+    ...header({
+      synopsis: [
+        "Revokes an Entra application's app-only access to Exchange Online",
+        'mailboxes, undoing what `mailbridge setup exchange` granted.',
+      ],
+      steps,
+      notes: [
+        "Left as they are: the mailboxes' protocol settings (Set-CASMailbox), since",
+        'IMAP, POP or SMTP AUTH may have been on before, or serve other clients;',
+        'and the app itself in Entra ID (App Registration, Enterprise Application).',
+        '',
+        'Removing the service principal also ends any access it has to mailboxes',
+        'not listed here. -KeepServicePrincipal keeps it registered.',
+        '',
+        'Exchange can take up to 30 minutes to apply removed permissions: the app',
+        'may keep working until then.',
+      ],
+      removal: true,
+    }),
+    'param([switch]$WhatIf, [switch]$KeepServicePrincipal)',
+    '',
+    ...preamble(),
+    ...dataSection(plan, false),
+    ...helpers(plan),
+    ...connectSteps(plan),
+    ...mailboxCheckStep(),
+    "Write-Step 'Service principal of the app in Exchange'",
+    ...findServicePrincipal(),
+    'if ($Found.Count -eq 0) {',
+    '    Write-Done "Exchange has no service principal for app $AppId; nothing to remove."',
+    '    return',
+    '}',
+    '$ServicePrincipal = $Found[0]',
+    'if ("$($ServicePrincipal.ObjectId)" -ne $ObjectId) {',
+    '    Write-Warning ("Exchange has app $AppId registered with object id $($ServicePrincipal.ObjectId), " +',
+    '        "not $ObjectId; removing what that registration holds.")',
+    '}',
+    'Write-Done "found $($ServicePrincipal.DisplayName) (object id $($ServicePrincipal.ObjectId))"',
+    ...trusteeAssignment(),
+    '',
+    ...(plan.sendAs ? revokeSendAsStep() : []),
+    ...revokeFullAccessStep(),
+    ...removeReadBack(plan),
+    "Write-Step 'Service principal of the app in Exchange'",
+    'if ($KeepServicePrincipal) {',
+    "    Write-Done 'kept, as asked (-KeepServicePrincipal)'",
+    '} elseif ($WhatIf) {',
+    '    Write-Planned "remove the app\'s registration: Remove-ServicePrincipal -Identity $Trustee"',
+    '} else {',
+    '    Remove-ServicePrincipal -Identity $Trustee -Confirm:$false',
+    '    Write-Changed "removed the registration of app $AppId"',
+    '}',
+    '',
+    "Write-Host ''",
+    'if ($WhatIf) {',
+    "    Write-Host 'Dry run: nothing was changed.' -ForegroundColor Yellow",
+    '} else {',
+    "    Write-Host 'Done. Exchange can take up to 30 minutes to apply removed permissions.' -ForegroundColor Green",
+    "    Write-Host 'Protocol settings (Set-CASMailbox) were left as they were.' -ForegroundColor Green",
+    '}',
+  ];
+}
+
+function revokeSendAsStep(): string[] {
+  return [
+    "Write-Step 'SendAs of the service principal on each mailbox (Remove-RecipientPermission)'",
+    'foreach ($Mailbox in $Mailboxes) {',
+    '    if (-not (Test-SendAs $Mailbox)) {',
+    '        Write-Done "no SendAs on $Mailbox"',
+    '        continue',
+    '    }',
+    '    if ($WhatIf) {',
+    '        Write-Planned "revoke SendAs on $Mailbox"',
+    '        continue',
+    '    }',
+    '    $null = Remove-RecipientPermission -Identity $Mailbox -Trustee $Trustee -AccessRights SendAs -Confirm:$false',
+    '    Write-Changed "revoked SendAs on $Mailbox"',
+    '}',
+    '',
+  ];
+}
+
+function revokeFullAccessStep(): string[] {
+  return [
+    "Write-Step 'FullAccess of the service principal on each mailbox (Remove-MailboxPermission)'",
+    'foreach ($Mailbox in $Mailboxes) {',
+    '    if (-not (Test-FullAccess $Mailbox)) {',
+    '        Write-Done "no FullAccess on $Mailbox"',
+    '        continue',
+    '    }',
+    '    if ($WhatIf) {',
+    '        Write-Planned "revoke FullAccess on $Mailbox"',
+    '        continue',
+    '    }',
+    '    $null = Remove-MailboxPermission -Identity $Mailbox -User $Trustee -AccessRights FullAccess -InheritanceType All -Confirm:$false',
+    '    Write-Changed "revoked FullAccess on $Mailbox"',
+    '}',
+    '',
+  ];
+}
+
+function removeReadBack(plan: ExchangePlan): string[] {
+  return [
+    "Write-Step 'Read-back: what the service principal still holds on each mailbox'",
+    '$Gaps = @()',
+    '$Rows = foreach ($Mailbox in $Mailboxes) {',
+    '    $HasFullAccess = Test-FullAccess $Mailbox',
+    '    if ($HasFullAccess) { $Gaps += "$Mailbox - the service principal still holds FullAccess" }',
+    // SendAs is checked whatever the plan says: removing the service principal
+    // while it still holds SendAs would leave an orphaned permission behind.
+    '    $HasSendAs = Test-SendAs $Mailbox',
+    plan.sendAs
+      ? '    if ($HasSendAs) { $Gaps += "$Mailbox - the service principal still holds SendAs" }'
+      : '    if ($HasSendAs) { $Gaps += "$Mailbox - the service principal holds SendAs (generate this script with --send-as to revoke it too)" }',
+    '    [pscustomobject]@{ Mailbox = $Mailbox; FullAccess = $HasFullAccess; SendAs = $HasSendAs }',
+    '}',
+    '$Rows | Format-Table -AutoSize | Out-Host',
+    ...gapReport('a real run revokes them'),
+    '',
+  ];
+}
+
+// ---------------------------------------------------------------------------
+// Parts both scripts share
+
+interface HeaderText {
+  synopsis: string[];
+  steps: string[];
+  notes: string[];
+  removal: boolean;
+}
+
+function header({ synopsis, steps, notes, removal }: HeaderText): string[] {
+  // Lines starting with spaces continue the step above.
+  let n = 0;
+  const numbered = steps.map((line) =>
+    line.startsWith(' ') ? `   ${line.trimStart()}` : `${++n}. ${line}`,
+  );
+  return [
+    '#Requires -Version 5.1',
+    '<#',
+    '.SYNOPSIS',
+    ...synopsis.map((l) => `    ${l}`),
+    '',
+    '.DESCRIPTION',
+    '    Generated by `mailbridge setup exchange`. Run it as an Exchange',
+    '    administrator in PowerShell 7 or Windows PowerShell 5.1, with -WhatIf',
+    '    first for a dry run that changes nothing.',
+    '',
+    '    What it does, in order. Each step first reads the current state and',
+    removal
+      ? '    changes only what is still there, so running it again changes nothing:'
+      : '    changes only what is missing, so running it again changes nothing:',
+    ...numbered.map((l) => `    ${l}`),
+    '',
+    ...notes.map((l) => (l === '' ? '' : `    ${l}`)),
+    '',
+    '    The values the script was generated with are in the data section',
+    '    below, each written once; the rest of the script only uses those',
+    '    variables.',
+    '',
+    '.PARAMETER WhatIf',
+    '    Dry run: connect, read and print what would change; change nothing',
+    '    (not even install the ExchangeOnlineManagement module).',
+    ...(removal
+      ? [
+          '',
+          '.PARAMETER KeepServicePrincipal',
+          '    Revoke the mailbox permissions but keep the app registered in Exchange.',
+        ]
+      : []),
+    '#>',
+  ];
+}
+
+function preamble(): string[] {
+  return ["$ErrorActionPreference = 'Stop'", 'Set-StrictMode -Version 1.0', ''];
+}
+
+function dataSection(plan: ExchangePlan, install: boolean): string[] {
+  const cloud = CLOUDS[plan.cloud];
+  return [
+    '# ---- Data: every value given to mailbridge, each once, as a single-quoted string ----',
+    `$Tenant = ${psString(plan.tenant)}`,
+    `$AppId = ${psString(plan.appId)}`,
+    "# The Enterprise Application's (service principal's) object id, not the App Registration's.",
+    `$ObjectId = ${psString(plan.objectId)}`,
+    ...(install ? [`$DisplayName = ${psString(plan.displayName)}`] : []),
+    '$Mailboxes = @(',
+    ...plan.mailboxes.map(
+      (m, i) => `    ${psString(m)}${i < plan.mailboxes.length - 1 ? ',' : ''}`,
+    ),
+    ')',
+    `# Cloud ${plan.cloud}`,
+    `$ExchangeEnvironment = ${psString(cloud.exchangeEnvironmentName)}`,
+    '# ---- End of data ----',
+    '',
+  ];
+}
+
+function helpers(plan: ExchangePlan): string[] {
+  const lines = [
+    'function Write-Step([string]$Text) {',
+    "    Write-Host ''",
+    '    Write-Host "==> $Text" -ForegroundColor Cyan',
+    '}',
+    'function Write-Done([string]$Text) { Write-Host "    $Text" }',
+    'function Write-Planned([string]$Text) { Write-Host "    [dry run] would $Text" -ForegroundColor Yellow }',
+    'function Write-Changed([string]$Text) { Write-Host "    $Text" -ForegroundColor Green }',
+    '',
+    '# -User is resolved by Exchange like Add-MailboxPermission -User, so the entry is found',
+    '# whatever name Exchange shows for the service principal in the User column.',
+    'function Test-FullAccess([string]$Mailbox) {',
+    '    if (-not $Trustee) { return $false }',
+    '    $Entries = @(Get-MailboxPermission -Identity $Mailbox -User $Trustee |',
+    '        Where-Object { "$($_.AccessRights)" -match \'\\bFullAccess\\b\' -and "$($_.Deny)" -ne \'True\' })',
+    '    return $Entries.Count -gt 0',
+    '}',
+  ];
+  if (plan.sendAs || plan.remove) {
+    lines.push(
+      'function Test-SendAs([string]$Mailbox) {',
+      '    if (-not $Trustee) { return $false }',
+      '    $Entries = @(Get-RecipientPermission -Identity $Mailbox -Trustee $Trustee -AccessRights SendAs |',
+      '        Where-Object { "$($_.AccessControlType)" -ne \'Deny\' })',
+      '    return $Entries.Count -gt 0',
+      '}',
+    );
+  }
+  lines.push('');
+  return lines;
+}
+
+function connectSteps(plan: ExchangePlan): string[] {
+  const tenantCheck = isGuid(plan.tenant)
+    ? [
+        'if ("$($Connection.TenantID)" -ne $Tenant) {',
+        '    throw ("This session is connected to tenant $($Connection.TenantID), not $Tenant. " +',
+        '        "Run Disconnect-ExchangeOnline, then run this script again and sign in as an administrator of $Tenant.")',
+        '}',
+      ]
+    : [
+        '$TenantDomain = @(Get-AcceptedDomain | Where-Object { "$($_.DomainName)" -eq $Tenant })',
+        'if ($TenantDomain.Count -eq 0) {',
+        '    throw ("The organization this session is connected to (tenant $($Connection.TenantID)) has no accepted domain $Tenant. " +',
+        '        "Run Disconnect-ExchangeOnline, then run this script again and sign in as an administrator of $Tenant.")',
+        '}',
+      ];
+  return [
+    "Write-Step 'ExchangeOnlineManagement module'",
+    "$Module = Get-Module -ListAvailable -Name ExchangeOnlineManagement | Where-Object { $_.Version -ge [version]'3.0.0' }",
+    'if (-not $Module) {',
+    '    if ($WhatIf) {',
+    "        throw ('ExchangeOnlineManagement 3.x is not installed, and a dry run installs nothing. ' +",
+    "            'Install it first: Install-Module -Name ExchangeOnlineManagement -Scope CurrentUser')",
+    '    }',
+    '    Install-Module -Name ExchangeOnlineManagement -MinimumVersion 3.0.0 -Scope CurrentUser',
+    '}',
+    'Import-Module ExchangeOnlineManagement -MinimumVersion 3.0.0',
+    '',
+    'Write-Step "Connecting to Exchange Online ($ExchangeEnvironment)"',
+    'Connect-ExchangeOnline -ExchangeEnvironmentName $ExchangeEnvironment -ShowBanner:$false',
+    '$Connection = @(Get-ConnectionInformation | Where-Object { "$($_.State)" -eq \'Connected\' -and "$($_.IsEopSession)" -ne \'True\' }) | Select-Object -Last 1',
+    "if (-not $Connection) { throw 'Connect-ExchangeOnline did not leave a connected Exchange Online session.' }",
+    ...tenantCheck,
+    'Write-Done "connected as $($Connection.UserPrincipalName) to tenant $($Connection.TenantID)"',
+    '',
+  ];
+}
+
+function mailboxCheckStep(): string[] {
+  return [
+    "Write-Step 'Every mailbox exists (checked before anything is changed)'",
+    '$Missing = @(foreach ($Mailbox in $Mailboxes) {',
+    '    try { $null = Get-EXOMailbox -Identity $Mailbox -ErrorAction Stop }',
+    '    catch { "$Mailbox ($($_.Exception.Message))" }',
+    '})',
+    'if ($Missing.Count -gt 0) {',
+    '    throw ("No mailbox could be read for:`n    " + ($Missing -join "`n    ") + "`nNothing was changed.")',
+    '}',
+    'Write-Done "$($Mailboxes.Count) mailbox(es) found"',
+    '',
+  ];
+}
+
+function findServicePrincipal(): string[] {
+  return [
+    '# Listed and filtered rather than Get-ServicePrincipal -Identity: an unknown identity is an',
+    '# error there, and whether -ErrorAction SilentlyContinue hides it differs between module',
+    '# versions. An empty list is unambiguous.',
+    '$Found = @(Get-ServicePrincipal | Where-Object { "$($_.AppId)" -eq $AppId })',
+    'if ($Found.Count -gt 1) {',
+    '    throw "Exchange lists $($Found.Count) service principals for app $AppId; remove the extra ones with Remove-ServicePrincipal and run this script again."',
+    '}',
+  ];
+}
+
+function trusteeAssignment(): string[] {
+  return [
+    '# The identity Exchange gives its service principal reference: -User and -Trustee resolve it',
+    '# to exactly the object found or created above.',
+    '$Trustee = $null',
+    'if ($ServicePrincipal) { $Trustee = "$($ServicePrincipal.Identity)" }',
+  ];
+}
+
+function listText(items: string[]): string {
+  return items.length <= 1
+    ? (items[0] ?? '')
+    : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
+function gapReport(dryRunNote: string): string[] {
+  return [
+    'if ($Gaps.Count -gt 0) {',
+    '    $Report = "The read-back found $($Gaps.Count) gap(s):`n    " + ($Gaps -join "`n    ")',
+    '    if ($WhatIf) {',
+    `        Write-Host "$Report\`n[dry run] ${dryRunNote}." -ForegroundColor Yellow`,
+    '    } else {',
+    '        throw $Report',
+    '    }',
+    '}',
+  ];
+}
