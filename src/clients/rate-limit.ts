@@ -1,46 +1,73 @@
 /**
  * A sliding-window rate limit for submissions. nodemailer's own limiter counts
  * fixed windows from the first message, so a full window followed by the next
- * one puts twice the limit inside one rolling minute; Microsoft does not say
- * Exchange counts fixed minutes, so we never exceed the limit in any 60 s.
+ * one puts twice the limit inside one rolling minute. Microsoft does not say
+ * that Exchange counts fixed minutes, so we keep any 60 s of acceptances at
+ * or under the limit: a slot is counted from the moment its send finished,
+ * and a send in flight holds its slot until then.
  */
 
-/** Milliseconds until another start is allowed, given the starts still in the window. */
+/**
+ * Milliseconds until another send may start, given the end times of the slots
+ * in use (`Infinity` for sends still in flight). `Infinity` means: wait until
+ * a send in flight finishes.
+ */
 export function nextSlotDelay(
-  starts: readonly number[],
+  ends: readonly number[],
   now: number,
   limit: number,
   windowMs: number,
 ): number {
-  const recent = starts.filter((t) => t > now - windowMs);
-  if (recent.length < limit) return 0;
-  // The slot frees when the oldest of the last `limit` starts leaves the window.
-  const oldest = recent[recent.length - limit] as number;
-  return Math.max(0, oldest + windowMs - now);
+  const held = ends.filter((end) => end > now - windowMs);
+  if (held.length < limit) return 0;
+  // The (held - limit + 1)-th earliest end frees the slot we need.
+  const sorted = [...held].sort((a, b) => a - b);
+  const freeing = sorted[held.length - limit] as number;
+  return freeing === Number.POSITIVE_INFINITY ? freeing : Math.max(0, freeing + windowMs - now);
 }
 
 export interface RateLimiter {
-  /** Resolves when one more start is allowed, and counts it. Callers are served in order. */
-  acquire(): Promise<void>;
+  /** Runs `task` once the limit allows, in call order, counting it until it finishes. */
+  run<T>(task: () => Promise<T>): Promise<T>;
 }
 
 export function createSlidingWindowLimiter(limit: number, windowMs: number): RateLimiter {
-  let starts: number[] = [];
+  let slots: { end: number }[] = [];
   let queue: Promise<void> = Promise.resolve();
+  let wake: (() => void) | undefined;
   return {
-    acquire() {
+    async run(task) {
+      const slot = { end: Number.POSITIVE_INFINITY };
       const turn = queue.then(async () => {
         for (;;) {
           const now = Date.now();
-          starts = starts.filter((t) => t > now - windowMs);
-          const delay = nextSlotDelay(starts, now, limit, windowMs);
+          slots = slots.filter((s) => s.end > now - windowMs);
+          const delay = nextSlotDelay(
+            slots.map((s) => s.end),
+            now,
+            limit,
+            windowMs,
+          );
           if (delay === 0) break;
-          await new Promise((resolve) => setTimeout(resolve, delay));
+          await new Promise<void>((resolve) => {
+            const timer = Number.isFinite(delay) ? setTimeout(resolve, delay) : undefined;
+            wake = () => {
+              if (timer) clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = undefined;
         }
-        starts.push(Date.now());
+        slots.push(slot);
       });
       queue = turn;
-      return turn;
+      await turn;
+      try {
+        return await task();
+      } finally {
+        slot.end = Date.now();
+        wake?.();
+      }
     },
   };
 }

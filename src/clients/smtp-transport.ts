@@ -94,9 +94,10 @@ export function createSmtpTransport(
 
   return {
     async sendMail(message) {
-      await limiter?.acquire();
+      const send = () => transporter.sendMail(message) as Promise<SMTPTransport.SentMessageInfo>;
+      const limited = () => (limiter ? limiter.run(send) : send());
       try {
-        return (await transporter.sendMail(message)) as SMTPTransport.SentMessageInfo;
+        return await limited();
       } catch (error) {
         if (!isAuthRefusal(error)) throw mapError(error);
         // Exchange answers a stale token with 535, not the 334 challenge after which
@@ -107,7 +108,7 @@ export function createSmtpTransport(
         });
         await provider.getToken({ forceRefresh: true });
         try {
-          return (await transporter.sendMail(message)) as SMTPTransport.SentMessageInfo;
+          return await limited();
         } catch (second) {
           throw mapError(second);
         }
