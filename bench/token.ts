@@ -10,20 +10,14 @@
  *   2. token endpoint requests made by 1,000 concurrent callers on a cold
  *      provider, and the same on a cold msal-node client.
  *
- * The service speaks HTTPS with a certificate from a throwaway CA, and Node
- * reads NODE_EXTRA_CA_CERTS only at process start. So the script runs twice:
- * the launcher makes the CA in a temporary directory, runs this same file in
- * a child process that trusts it, and removes the directory when the child ends.
+ * Node reads NODE_EXTRA_CA_CERTS only at process start, so the launcher
+ * (bench/support.ts) makes a throwaway CA and runs this file again in a child
+ * that trusts it.
  *
  *   npx tsx bench/token.ts [--rounds 5] [--sample-ms 1000] [--write-readme]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   ConfidentialClientApplication,
@@ -31,13 +25,18 @@ import {
   version as msalVersion,
 } from '@azure/msal-node';
 import { createTokenProvider, loadConfig, type TokenProvider } from '../src/index.js';
-import { createTestCa } from '../test/helpers/pki.js';
-import { CA_CERT_FILE, CA_KEY_FILE, TEST_CA_DIR_ENV } from '../test/helpers/test-ca.js';
 import {
   type RegisteredApp,
   startTokenService,
   type TokenService,
 } from '../test/helpers/token-service.js';
+import {
+  markdownTable,
+  median,
+  README,
+  runInChildTrustingTestCa,
+  writeReadmeSection,
+} from './support.js';
 
 /** Set by the launcher in the child's environment: "the CA is trusted, measure". */
 const CHILD_ENV = 'MAILBRIDGE_BENCH_TOKEN_CHILD';
@@ -50,9 +49,6 @@ const COLD_DELAY_MS = 100;
 const COLD_ROUNDS = 3;
 /** Awaited calls between two clock reads in the sequential loop. */
 const CHUNK = 1_000;
-const README = join(dirname(fileURLToPath(import.meta.url)), 'README.md');
-const README_BEGIN = '<!-- bench:token:begin -->';
-const README_END = '<!-- bench:token:end -->';
 
 interface BenchOptions {
   rounds: number;
@@ -79,43 +75,6 @@ function parseOptions(argv: string[]): BenchOptions {
 
 // ---------------------------------------------------------------------------
 // Launcher: make the CA, run the measuring child with it trusted, clean up.
-
-async function launch(): Promise<number> {
-  const dir = await mkdtemp(join(os.tmpdir(), 'mailbridge-bench-'));
-  try {
-    const ca = createTestCa(`mailbridge bench CA ${new Date().toISOString()}`);
-    const caPath = join(dir, CA_CERT_FILE);
-    await writeFile(caPath, ca.certificatePem, { mode: 0o644 });
-    await writeFile(join(dir, CA_KEY_FILE), ca.keys.privateKeyPem, { mode: 0o600 });
-    // execArgv carries tsx's loader, argv[1] is this file: the child runs the same way.
-    const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-      stdio: 'inherit',
-      env: {
-        ...process.env,
-        NODE_EXTRA_CA_CERTS: caPath,
-        [TEST_CA_DIR_ENV]: dir,
-        [CHILD_ENV]: '1',
-      },
-    });
-    return await waitForChild(child);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** Passes termination signals on, so the launcher outlives the child and removes the CA. */
-async function waitForChild(child: ChildProcess): Promise<number> {
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
-  for (const signal of signals) process.on(signal, forward);
-  try {
-    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-    if (signal) return 128 + (os.constants.signals[signal] ?? 0);
-    return code ?? 1;
-  } finally {
-    for (const signal of signals) process.off(signal, forward);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Measuring child
@@ -165,7 +124,7 @@ async function measure(options: BenchOptions): Promise<number> {
     const problems = check(results);
     for (const problem of problems) process.stderr.write(`FAILED: ${problem}\n`);
     if (problems.length === 0 && options.writeReadme) {
-      await writeReadme(`${renderMachine(machine)}\n\n${table}`);
+      await writeReadmeSection('token', `${renderMachine(machine)}\n\n${table}`);
       process.stderr.write(`wrote the results into ${README}\n`);
     }
     return problems.length === 0 ? 0 : 1;
@@ -485,24 +444,6 @@ function renderTable(results: Results, options: BenchOptions): string {
   return `${cacheHits}\n\n${burst}\n\nThe token service holds every token request ${COLD_DELAY_MS} ms before answering, so the callers overlap.`;
 }
 
-/** First column left-aligned, the figures right-aligned. */
-function markdownTable(header: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const rule = header.map((_, i) => (i === 0 ? '---' : '---:'));
-  return [line(header), line(rule), ...rows.map(line)].join('\n');
-}
-
-async function writeReadme(content: string): Promise<void> {
-  const text = await readFile(README, 'utf8');
-  const begin = text.indexOf(README_BEGIN);
-  const end = text.indexOf(README_END);
-  if (begin < 0 || end < begin) {
-    throw new Error(`${README} has no ${README_BEGIN} … ${README_END} section to fill`);
-  }
-  const updated = `${text.slice(0, begin + README_BEGIN.length)}\n${content}\n${text.slice(end)}`;
-  await writeFile(README, updated);
-}
-
 const numberFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
 function rate(value: number | undefined): string {
@@ -517,13 +458,6 @@ function counts(values: number[]): string {
   return new Set(values).size === 1 ? String(values[0]) : values.join(', ');
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  const upper = sorted[middle] ?? Number.NaN;
-  return sorted.length % 2 === 1 ? upper : ((sorted[middle - 1] ?? Number.NaN) + upper) / 2;
-}
-
 function progress(message: string): void {
   process.stderr.write(`bench:token ${message}\n`);
 }
@@ -532,7 +466,7 @@ function progress(message: string): void {
 
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
-  return process.env[CHILD_ENV] === '1' ? measure(options) : launch();
+  return process.env[CHILD_ENV] === '1' ? measure(options) : runInChildTrustingTestCa(CHILD_ENV);
 }
 
 main().then(

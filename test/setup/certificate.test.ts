@@ -8,15 +8,11 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COMMON_FLAGS, parseCommandArgs } from '../../src/cli/args.js';
-import type { Command } from '../../src/cli/command.js';
 import { setupCertCommand } from '../../src/cli/commands/setup-cert.js';
-import { reportError } from '../../src/cli/output.js';
 import { loadCertificate } from '../../src/config/certificate.js';
-import { createTokenProvider, loadConfig, silentLogger } from '../../src/index.js';
+import { createTokenProvider, loadConfig } from '../../src/index.js';
 import {
   CERTIFICATE_FILE_NAMES,
   generateCertificate,
@@ -24,43 +20,11 @@ import {
   keyCredentialFor,
   writeCertificateFiles,
 } from '../../src/setup/certificate.js';
+import { runCommand } from '../helpers/run-command.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
 
 const DAY = 86_400_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command as `src/cli/run.ts` does, in process, with captured output. */
-async function runCommand(command: Command, argv: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (chunks: string[]) =>
-    new Writable({
-      write(chunk, _encoding, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    });
-  const io = { stdout: sink(out), stderr: sink(err), env: {} };
-  let code: number;
-  try {
-    const args = parseCommandArgs(argv, [...COMMON_FLAGS, ...command.flags]);
-    code = await command.run({
-      args,
-      io,
-      logger: silentLogger,
-      loadConfig: () => Promise.reject(new Error('setup commands take no settings')),
-    });
-  } catch (error) {
-    code = reportError(error, io, { json: argv.includes('--json'), debug: false });
-  }
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
 
 function mode(path: string): Promise<number> {
   return stat(path).then((s) => s.mode & 0o777);

@@ -1,21 +1,12 @@
-/**
- * `mailbridge setup consent-url`: Microsoft identity platform's v2.0
- * admin-consent URL, its encoding (known-answer vectors, and a round trip
- * through WHATWG URL parsing), the clouds, and every refusal.
- */
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { COMMON_FLAGS, parseCommandArgs } from '../../src/cli/args.js';
-import type { Command } from '../../src/cli/command.js';
 import { setupConsentUrlCommand } from '../../src/cli/commands/setup-consent-url.js';
-import { reportError } from '../../src/cli/output.js';
 import { CLOUDS } from '../../src/config/clouds.js';
-import { silentLogger } from '../../src/index.js';
 import {
   type AdminConsentUrlOptions,
   buildAdminConsentUrl,
   encodeQueryValue,
 } from '../../src/setup/consent-url.js';
+import { runCommand } from '../helpers/run-command.js';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const CLIENT = 'a3b1c2d4-e5f6-4789-9abc-def012345678';
@@ -27,33 +18,6 @@ function build(options: Partial<AdminConsentUrlOptions> = {}): string {
     redirectUri: 'https://app.contoso.com/consent',
     ...options,
   });
-}
-
-/** Runs a command as `src/cli/run.ts` does, in process, with captured output. */
-async function runCommand(command: Command, argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (chunks: string[]) =>
-    new Writable({
-      write(chunk, _encoding, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    });
-  const io = { stdout: sink(out), stderr: sink(err), env: {} };
-  let code: number;
-  try {
-    const args = parseCommandArgs(argv, [...COMMON_FLAGS, ...command.flags]);
-    code = await command.run({
-      args,
-      io,
-      logger: silentLogger,
-      loadConfig: () => Promise.reject(new Error('setup commands take no settings')),
-    });
-  } catch (error) {
-    code = reportError(error, io, { json: false, debug: false });
-  }
-  return { code, stdout: out.join(''), stderr: err.join('') };
 }
 
 describe('buildAdminConsentUrl', () => {

@@ -10,14 +10,9 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COMMON_FLAGS, parseCommandArgs } from '../../src/cli/args.js';
-import type { Command } from '../../src/cli/command.js';
 import { setupEntraCommand } from '../../src/cli/commands/setup-entra.js';
-import { reportError } from '../../src/cli/output.js';
 import { CLOUD_NAMES } from '../../src/config/clouds.js';
-import { silentLogger } from '../../src/index.js';
 import {
   type GeneratedCertificate,
   generateCertificate,
@@ -33,6 +28,7 @@ import {
 } from '../../src/setup/entra-script.js';
 import { psString } from '../../src/setup/powershell.js';
 import { findUnsafeCharacter, shQuote } from '../../src/setup/shell-quote.js';
+import { runCommand } from '../helpers/run-command.js';
 
 const GUID_ANYWHERE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 
@@ -50,39 +46,6 @@ function hostileNames(dir: string): string[] {
     '-n',
     'Mailbrücke 郵便',
   ];
-}
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command as `src/cli/run.ts` does, in process, with captured output. */
-async function runCommand(command: Command, argv: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (chunks: string[]) =>
-    new Writable({
-      write(chunk, _encoding, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    });
-  const io = { stdout: sink(out), stderr: sink(err), env: {} };
-  let code: number;
-  try {
-    const args = parseCommandArgs(argv, [...COMMON_FLAGS, ...command.flags]);
-    code = await command.run({
-      args,
-      io,
-      logger: silentLogger,
-      loadConfig: () => Promise.reject(new Error('setup commands take no settings')),
-    });
-  } catch (error) {
-    code = reportError(error, io, { json: argv.includes('--json'), debug: false });
-  }
-  return { code, stdout: out.join(''), stderr: err.join('') };
 }
 
 function bash(script: string, env: Record<string, string> = {}) {
