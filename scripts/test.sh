@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages for the real-server tests (test/helpers/mail-servers.ts):
 # Dovecot (IMAP, LMTP, Lua passdb with lua-cjson for the token service's JSON)
 # and Postfix (submission), each run from a temporary folder, never as the
-# system-wide services.
-APT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-cjson postfix)
+# system-wide services; swaks (with Net::SSLeay for STARTTLS) is the legacy
+# SMTP client of the relay tests.
+APT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-cjson postfix swaks libnet-ssleay-perl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

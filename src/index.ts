@@ -51,6 +51,26 @@ export type {
 export type { DoctorOptions, DoctorReport, DoctorStep, DoctorStepName } from './doctor/run.js';
 export { runDoctor } from './doctor/run.js';
 export type { ConfigProblem, EntraErrorDetails } from './errors.js';
+// Relay: a local SMTP bridge for legacy senders
+export { startRelay } from './jobs/relay/relay.js';
+export type { RelayHandle, StartRelayOptions } from './jobs/relay/relay.js';
+export {
+  EXCHANGE_MAX_MESSAGE_SIZE,
+  EXCHANGE_MAX_RECIPIENTS,
+  openRelayProblems,
+  parseRelaySettings,
+  RELAY_DEFAULTS,
+} from './jobs/relay/config.js';
+export type {
+  ListenAddress,
+  ParseRelayOptions,
+  PolicyRule,
+  RelaySettings,
+} from './jobs/relay/config.js';
+export type { DeliveryTransport } from './jobs/relay/delivery.js';
+export { hashPassword, parsePasswordHash, verifyPassword } from './jobs/relay/password.js';
+export type { DeliveryRecord, SpoolEnvelope } from './jobs/relay/spool.js';
+
 // Errors
 export {
   AuthenticationError,

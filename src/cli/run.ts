@@ -13,6 +13,7 @@ import {
 import type { Command } from './command.js';
 import { doctorCommand } from './commands/doctor.js';
 import { imapFetchCommand, imapFoldersCommand } from './commands/imap.js';
+import { RELAY_COMMANDS } from './commands/relay.js';
 import { sendCommand } from './commands/send.js';
 import { setupCertCommand } from './commands/setup-cert.js';
 import { setupConsentUrlCommand } from './commands/setup-consent-url.js';
@@ -34,6 +35,7 @@ export const COMMANDS: Command[] = [
   setupEntraCommand,
   setupCertCommand,
   setupConsentUrlCommand,
+  ...RELAY_COMMANDS,
 ];
 
 export function packageVersion(): string {

@@ -1,0 +1,189 @@
+/**
+ * Pure delay math and failure classification for deliveries; the delivery
+ * worker owns the timers.
+ *
+ * What is temporary follows SMTP (RFC 5321 §4.2.1: 4yz replies are
+ * transient, 5yz permanent) with three exceptions a relay needs:
+ * - a refused login (535 and every other AUTH failure) is retried, as
+ *   Postfix does by default (`smtp_sasl_auth_soft_bounce`): it is about the
+ *   app's setup, not the message, and turning every queued message into a
+ *   dead letter because a permission was missing would lose mail;
+ * - Exchange's daily quota (`SubmissionQuotaExceededException`, a 5xx)
+ *   clears as the 24-hour window moves, so it waits an hour and tries again;
+ * - failures before any reply (network, TLS, the token endpoint) are
+ *   temporary: the relay keeps the message until `retryFor` runs out.
+ */
+import { diagnoseSmtpResponse } from '../../clients/diagnostics.js';
+import { MailbridgeError, NetworkError } from '../../errors.js';
+
+export interface BackoffOptions {
+  initialMs: number;
+  maxMs: number;
+  /** Random spread, as a fraction of the delay. @default 0.2 */
+  jitter?: number;
+}
+
+/**
+ * Delay before attempt `failures + 1`: initial × 2^(failures − 1), capped at
+ * `maxMs`, spread by ±jitter so that messages deferred together do not all
+ * come back at once. `random` returns [0, 1).
+ */
+export function retryDelay(
+  failures: number,
+  options: BackoffOptions,
+  random: () => number = Math.random,
+): number {
+  const exponent = Math.max(0, Math.min(failures - 1, 40));
+  const base = Math.min(options.maxMs, options.initialMs * 2 ** exponent);
+  const jitter = options.jitter ?? 0.2;
+  const spread = base * jitter * (random() * 2 - 1);
+  return Math.max(0, Math.round(Math.min(options.maxMs, base + spread)));
+}
+
+export interface DeliveryFailure {
+  kind: 'temporary' | 'permanent';
+  /**
+   * `mailbox`: the failure is about the connection or the login, so every
+   * message of that mailbox waits; `message`: only this one.
+   */
+  scope: 'message' | 'mailbox';
+  /** Diagnosis code from the diagnostics table, or our error code. */
+  code: string;
+  /** SMTP reply code, when the server gave one. */
+  responseCode?: number;
+  /** The server's reply (log-safe, one line), or our error's message. */
+  reply: string;
+  /** Least wait before the next attempt (the server's suggestion, or the quota window). */
+  minDelayMs?: number;
+}
+
+/** What nodemailer puts on its errors (and on each entry of `rejectedErrors`). */
+interface SmtpErrorFields {
+  code?: unknown;
+  responseCode?: unknown;
+  response?: unknown;
+  command?: unknown;
+}
+
+const QUOTA_WAIT_MS = 60 * 60 * 1000;
+/** Replies about the connection or the session rather than the message. */
+const SESSION_REPLY_CODES = new Set([421, 430, 432, 454]);
+
+/** Classifies what `transport.sendMail` threw. */
+export function classifyDeliveryError(error: unknown): DeliveryFailure {
+  const smtp = findSmtpFields(error);
+  const responseCode = typeof smtp?.responseCode === 'number' ? smtp.responseCode : undefined;
+  const response = typeof smtp?.response === 'string' ? smtp.response : undefined;
+  const nodemailerCode = typeof smtp?.code === 'string' ? smtp.code : undefined;
+  const diagnosis =
+    responseCode !== undefined || response
+      ? diagnoseSmtpResponse({
+          ...(responseCode !== undefined ? { responseCode } : {}),
+          ...(response ? { response } : {}),
+        })
+      : undefined;
+  const ours = error instanceof MailbridgeError ? error : undefined;
+  const reply = logSafe(response ?? ours?.message ?? (error as Error)?.message ?? String(error));
+  const code =
+    diagnosis?.code ??
+    (ours && !['SMTP_FAILED'].includes(ours.code) ? ours.code : undefined) ??
+    (responseCode !== undefined
+      ? responseCode >= 500
+        ? 'SMTP_PERMANENT_FAILURE'
+        : 'SMTP_TEMPORARY_FAILURE'
+      : (nodemailerCode ?? ours?.code ?? 'DELIVERY_FAILED'));
+  const base = { code, reply, ...(responseCode !== undefined ? { responseCode } : {}) };
+
+  if (nodemailerCode === 'EAUTH' || smtp?.command === 'AUTH' || smtp?.command === 'AUTH XOAUTH2') {
+    return { ...base, kind: 'temporary', scope: 'mailbox' };
+  }
+  if (diagnosis?.code === 'SMTP_DAILY_QUOTA_EXCEEDED') {
+    return { ...base, kind: 'temporary', scope: 'mailbox', minDelayMs: QUOTA_WAIT_MS };
+  }
+  if (responseCode !== undefined && responseCode >= 400) {
+    const temporary = responseCode < 500 || diagnosis?.retryable === true;
+    return {
+      ...base,
+      kind: temporary ? 'temporary' : 'permanent',
+      scope: SESSION_REPLY_CODES.has(responseCode) ? 'mailbox' : 'message',
+      ...(diagnosis?.retryAfterMs !== undefined ? { minDelayMs: diagnosis.retryAfterMs } : {}),
+    };
+  }
+  if (nodemailerCode === 'ENOENT' || nodemailerCode === 'EISDIR') {
+    // The spooled file itself is gone: no later attempt can read it either.
+    return { ...base, code: 'SPOOL_FILE_MISSING', kind: 'permanent', scope: 'message' };
+  }
+  // No reply at all: network, TLS, token endpoint, or a dropped connection.
+  const connection =
+    error instanceof NetworkError ||
+    (ours !== undefined && ours.name === 'AuthenticationError') ||
+    ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ETLS', 'ECONNREFUSED'].includes(
+      nodemailerCode ?? '',
+    );
+  return { ...base, kind: 'temporary', scope: connection ? 'mailbox' : 'message' };
+}
+
+export type NextStep =
+  | { action: 'retry'; at: number; delayMs: number }
+  | { action: 'dead'; reason: string };
+
+/**
+ * After a failed attempt: when to try again, or that the message goes to
+ * `dead/`. `failures` counts this one; `since` is when the message was
+ * accepted (or last released by `relay retry`).
+ */
+export function nextStep(
+  failure: DeliveryFailure,
+  state: { failures: number; since: number },
+  now: number,
+  options: BackoffOptions & { retryForMs: number },
+  random: () => number = Math.random,
+): NextStep {
+  if (failure.kind === 'permanent') {
+    return { action: 'dead', reason: `permanent failure ${failure.code}: ${failure.reply}` };
+  }
+  const delayMs = Math.max(retryDelay(state.failures, options, random), failure.minDelayMs ?? 0);
+  if (now + delayMs - state.since > options.retryForMs) {
+    return {
+      action: 'dead',
+      reason: `gave up after ${describeMs(now - state.since)} and ${state.failures} attempt(s); last failure ${failure.code}: ${failure.reply}`,
+    };
+  }
+  return { action: 'retry', at: now + delayMs, delayMs };
+}
+
+/** The first object in the `cause` chain that carries nodemailer's SMTP fields. */
+function findSmtpFields(error: unknown): SmtpErrorFields | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current && typeof current === 'object'; depth++) {
+    const fields = current as SmtpErrorFields & { cause?: unknown };
+    // nodemailer's codes are E + capitals (EAUTH, EENVELOPE, ECONNECTION); ours have underscores.
+    if (
+      fields.responseCode !== undefined ||
+      (typeof fields.code === 'string' && /^E[A-Z]+$/.test(fields.code))
+    ) {
+      return fields;
+    }
+    current = fields.cause;
+  }
+  return undefined;
+}
+
+function logSafe(text: string): string {
+  const line = text
+    .replace(/\[BeginDiagnosticData\][\s\S]*$/i, '')
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return line.length > 300 ? `${line.slice(0, 299)}…` : line;
+}
+
+export function describeMs(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 120) return `${m} min`;
+  const h = Math.round(m / 60);
+  return h < 48 ? `${h} h` : `${Math.round(h / 24)} d`;
+}

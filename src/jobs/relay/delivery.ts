@@ -1,0 +1,517 @@
+/**
+ * The delivery worker: takes committed messages from the spool queue and
+ * submits them to Exchange Online, one pooled XOAUTH2 transport per sending
+ * mailbox. It owns the timers; what to send when (schedule.ts), how long to
+ * wait (backoff.ts) and what a failure means (backoff.ts) are pure.
+ *
+ * At most `connectionsPerMailbox` messages per mailbox are in flight, which
+ * bounds the duplicates a crash can cause: only a message whose DATA reached
+ * Exchange but whose delivery record was not yet written is sent again
+ * (RFC 1047: the window between the final `.` and the reply cannot be closed).
+ */
+import { open } from 'node:fs/promises';
+import type Mail from 'nodemailer/lib/mailer/index.js';
+import { type Logger, silentLogger } from '../../log/logger.js';
+import {
+  type BackoffOptions,
+  classifyDeliveryError,
+  type DeliveryFailure,
+  describeMs,
+  nextStep,
+  retryDelay,
+} from './backoff.js';
+import { buildBounce, mustNotBounce } from './bounce.js';
+import type { RelayMetrics } from './metrics.js';
+import { expiredMessages, type MailboxHealth, planDeliveries } from './schedule.js';
+import type { Spool, SpoolEnvelope } from './spool.js';
+
+/** What the worker needs of a transport: `createSmtpTransport` fits. */
+export interface DeliveryTransport {
+  sendMail(message: Mail.Options): Promise<{
+    accepted: (string | Mail.Address)[];
+    rejected: (string | Mail.Address)[];
+    rejectedErrors?: unknown[];
+    response: string;
+  }>;
+  close(): void;
+}
+
+export interface DeliveryWorkerOptions {
+  spool: Spool;
+  /** Makes the transport of one mailbox; called once per mailbox. */
+  transportFor: (mailbox: string) => DeliveryTransport;
+  connectionsPerMailbox: number;
+  retryForMs: number;
+  backoff: BackoffOptions;
+  /** Queue a bounce to the sender when a message goes to dead/. */
+  bounce: boolean;
+  hostname: string;
+  metrics: RelayMetrics;
+  logger?: Logger;
+  /** How often the queue folder is scanned for messages released by `relay retry`. @default 2000 */
+  scanIntervalMs?: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** After a spool write failed, the message waits this long before the next attempt. */
+const SPOOL_ERROR_WAIT_MS = 30_000;
+
+export class DeliveryWorker {
+  private readonly queue = new Map<string, SpoolEnvelope>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly inFlightByMailbox = new Map<string, number>();
+  private readonly health = new Map<string, MailboxHealth>();
+  private readonly transports = new Map<string, DeliveryTransport>();
+  /** Ids finished in this process, so a scan racing a removal cannot bring one back. */
+  private readonly finished = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private scanTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private scanning = false;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  deadCount = 0;
+
+  constructor(private readonly options: DeliveryWorkerOptions) {
+    this.logger = options.logger ?? silentLogger;
+    this.now = options.now ?? Date.now;
+  }
+
+  get queueDepth(): number {
+    return this.queue.size;
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** Starts with the messages recovered from the spool. */
+  start(initial: SpoolEnvelope[], deadCount: number): void {
+    this.deadCount = deadCount;
+    for (const envelope of initial) this.queue.set(envelope.id, envelope);
+    const interval = this.options.scanIntervalMs ?? 2000;
+    this.scanTimer = setInterval(() => void this.scan(), interval);
+    this.scanTimer.unref();
+    this.pump();
+  }
+
+  /** A message the server just committed. */
+  enqueue(envelope: SpoolEnvelope): void {
+    if (this.stopping || this.finished.has(envelope.id)) return;
+    this.queue.set(envelope.id, envelope);
+    this.pump();
+  }
+
+  /**
+   * Stops starting deliveries and waits up to `timeoutMs` for those in
+   * flight; whatever is left stays spooled for the next start.
+   */
+  async stop(timeoutMs: number): Promise<{ unfinished: number }> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.scanTimer) clearInterval(this.scanTimer);
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight.values()]),
+      new Promise<void>((resolve) => {
+        timeout = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    if (timeout) clearTimeout(timeout);
+    const unfinished = this.inFlight.size;
+    for (const transport of this.transports.values()) transport.close();
+    this.transports.clear();
+    return { unfinished };
+  }
+
+  /** Picks up messages released by `relay retry` (new files and `.kick` markers). */
+  async scan(): Promise<void> {
+    if (this.scanning || this.stopping) return;
+    this.scanning = true;
+    try {
+      const { spool } = this.options;
+      for (const id of await spool.listKicks()) {
+        await spool.clearKick(id);
+        let envelope = this.queue.get(id);
+        if (!envelope) {
+          // Released from dead/ (or queued while no relay ran): its .json is in queue/ now.
+          envelope = await spool.readEnvelope(id).catch(() => undefined);
+          if (!envelope) continue;
+          this.finished.delete(id);
+          this.deadCount = (await spool.listDead()).length;
+        }
+        const now = new Date(this.now()).toISOString();
+        this.queue.set(id, { ...envelope, nextAttemptAt: now });
+        const health = this.health.get(envelope.mailbox);
+        if (health) health.pausedUntil = 0;
+        this.logger.log('info', 'released', { event: 'released', id });
+      }
+      this.pump();
+    } catch (error) {
+      this.logger.log('warn', 'spool scan failed', { error: (error as Error).message });
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private pump(): void {
+    if (this.stopping) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const now = this.now();
+    const scheduled = [...this.queue.values()].map((e) => ({
+      id: e.id,
+      mailbox: e.mailbox,
+      nextAttemptAt: Date.parse(e.nextAttemptAt),
+      since: Date.parse(e.since),
+    }));
+    const inFlight = new Set(this.inFlight.keys());
+    for (const id of expiredMessages(scheduled, inFlight, now, this.options.retryForMs)) {
+      const envelope = this.queue.get(id) as SpoolEnvelope;
+      this.queue.delete(id);
+      this.track(
+        id,
+        envelope.mailbox,
+        this.giveUp(
+          envelope,
+          `gave up after ${describeMs(now - Date.parse(envelope.since))} (relay.retryFor) and ${envelope.attempts} attempt(s)${envelope.lastError ? `; last failure ${envelope.lastError.code}: ${envelope.lastError.reply}` : ''}`,
+          envelope.lastError?.responseCode,
+        ),
+      );
+    }
+    const plan = planDeliveries({
+      now,
+      messages: scheduled,
+      inFlight: new Set(this.inFlight.keys()),
+      inFlightByMailbox: this.inFlightByMailbox,
+      health: this.health,
+      maxPerMailbox: this.options.connectionsPerMailbox,
+    });
+    for (const id of plan.start) {
+      const envelope = this.queue.get(id);
+      if (envelope) this.track(id, envelope.mailbox, this.deliver(envelope));
+    }
+    if (plan.wakeAt !== undefined) {
+      const delay = Math.max(10, Math.min(plan.wakeAt - now, 60_000));
+      this.timer = setTimeout(() => this.pump(), delay);
+      this.timer.unref();
+    }
+  }
+
+  private track(id: string, mailbox: string, work: Promise<void>): void {
+    this.inFlightByMailbox.set(mailbox, (this.inFlightByMailbox.get(mailbox) ?? 0) + 1);
+    const done = work
+      .catch((error: unknown) => {
+        // A spool write failed: keep the message where it is and try again later,
+        // not at once (a full disk would otherwise make this a busy loop).
+        this.logger.log('error', 'spool update failed', {
+          event: 'spool-error',
+          id,
+          error: (error as Error).message,
+        });
+        const envelope = this.queue.get(id);
+        if (envelope) {
+          const at = new Date(this.now() + SPOOL_ERROR_WAIT_MS).toISOString();
+          this.queue.set(id, { ...envelope, nextAttemptAt: at });
+        }
+      })
+      .finally(() => {
+        this.inFlight.delete(id);
+        const n = (this.inFlightByMailbox.get(mailbox) ?? 1) - 1;
+        if (n > 0) this.inFlightByMailbox.set(mailbox, n);
+        else this.inFlightByMailbox.delete(mailbox);
+        this.pump();
+      });
+    this.inFlight.set(id, done);
+  }
+
+  private transport(mailbox: string): DeliveryTransport {
+    let transport = this.transports.get(mailbox);
+    if (!transport) {
+      transport = this.options.transportFor(mailbox);
+      this.transports.set(mailbox, transport);
+    }
+    return transport;
+  }
+
+  private async deliver(queued: SpoolEnvelope): Promise<void> {
+    const { spool } = this.options;
+    const started = this.now();
+    const envelope: SpoolEnvelope = { ...queued, attempts: queued.attempts + 1 };
+    const message: Mail.Options = {
+      envelope: { from: envelope.from, to: envelope.to },
+      raw: { path: spool.queuePath(envelope.id, 'eml') },
+    };
+    let accepted: string[] = [];
+    let rejected: { recipient: string; failure: DeliveryFailure }[] = [];
+    let response = '';
+    try {
+      const info = await this.transport(envelope.mailbox).sendMail(message);
+      accepted = info.accepted.map(addressOf);
+      response = oneLine(info.response);
+      rejected = (info.rejectedErrors ?? []).map((error) => ({
+        recipient: String((error as { recipient?: unknown }).recipient ?? ''),
+        failure: classifyDeliveryError(error),
+      }));
+    } catch (error) {
+      const perRecipient = rejectedErrorsOf(error);
+      if (!perRecipient) {
+        await this.failed(envelope, classifyDeliveryError(error));
+        return;
+      }
+      rejected = perRecipient.map((e) => ({
+        recipient: String((e as { recipient?: unknown }).recipient ?? ''),
+        failure: classifyDeliveryError(e),
+      }));
+    }
+    this.markMailboxHealthy(envelope.mailbox);
+
+    const permanent = rejected.filter((r) => r.failure.kind === 'permanent');
+    const temporary = rejected.filter((r) => r.failure.kind === 'temporary');
+    const complete = temporary.length === 0 && permanent.length === 0;
+    const now = this.now();
+    if (accepted.length > 0) {
+      await spool.recordDelivery({
+        id: envelope.id,
+        messageId: envelope.messageId,
+        mailbox: envelope.mailbox,
+        from: envelope.from,
+        to: accepted,
+        size: envelope.size,
+        receivedAt: envelope.receivedAt,
+        deliveredAt: new Date(now).toISOString(),
+        attempts: envelope.attempts,
+        response,
+        complete,
+      });
+      this.logger.log('info', 'delivered', {
+        event: 'delivered',
+        id: envelope.id,
+        messageId: envelope.messageId,
+        mailbox: envelope.mailbox,
+        recipients: accepted.length,
+        size: envelope.size,
+        attempts: envelope.attempts,
+        sendMs: now - started,
+        latencyMs: now - Date.parse(envelope.receivedAt),
+        partial: complete ? undefined : true,
+      });
+    }
+    if (complete) {
+      this.finish(envelope.id);
+      this.options.metrics.delivered++;
+      this.options.metrics.observeLatency(now - Date.parse(envelope.receivedAt));
+      return;
+    }
+    const delivered = [...(envelope.delivered ?? []), ...accepted];
+    if (permanent.length > 0) {
+      const first = permanent[0]?.failure as DeliveryFailure;
+      const reason = permanent
+        .map((r) => `<${r.recipient}>: ${r.failure.code}: ${r.failure.reply}`)
+        .join('; ');
+      if (temporary.length === 0) {
+        await this.giveUp(
+          { ...envelope, to: permanent.map((r) => r.recipient), delivered },
+          `permanent failure ${reason}`,
+          first.responseCode,
+          first.code,
+        );
+        return;
+      }
+      const copyId = await spool.copyToDead(
+        { ...envelope, delivered },
+        permanent.map((r) => r.recipient),
+        `permanent failure ${reason}`,
+        envelope.attempts,
+      );
+      this.deadCount++;
+      this.options.metrics.failed++;
+      this.logger.log('warn', 'recipients failed permanently', {
+        event: 'dead',
+        id: copyId,
+        messageId: envelope.messageId,
+        mailbox: envelope.mailbox,
+        code: first.code,
+        reply: first.reply,
+        recipients: permanent.length,
+      });
+    }
+    // Some recipients were deferred: keep the message for them only.
+    const worst = temporary[0]?.failure as DeliveryFailure;
+    await this.failed(
+      { ...envelope, to: temporary.map((r) => r.recipient), delivered },
+      { ...worst, scope: 'message' },
+    );
+  }
+
+  private async failed(envelope: SpoolEnvelope, failure: DeliveryFailure): Promise<void> {
+    const now = this.now();
+    if (failure.kind === 'temporary' && failure.scope === 'mailbox') {
+      this.markMailboxFailing(envelope.mailbox, now);
+    } else if (failure.responseCode !== undefined && failure.scope === 'message') {
+      // The server answered about this message: the connection and the login work.
+      this.markMailboxHealthy(envelope.mailbox);
+    }
+    const health = this.health.get(envelope.mailbox);
+    const step = nextStep(
+      failure,
+      { failures: envelope.attempts, since: Date.parse(envelope.since) },
+      now,
+      { ...this.options.backoff, retryForMs: this.options.retryForMs },
+      this.options.random,
+    );
+    if (step.action === 'dead') {
+      await this.giveUp(
+        { ...envelope, lastError: errorOf(failure, now) },
+        step.reason,
+        failure.responseCode,
+        failure.code,
+      );
+      return;
+    }
+    // A mailbox-wide failure waits for the mailbox, not for the message's own backoff:
+    // when the probe succeeds, everything queued behind it goes at once.
+    const at = failure.scope === 'mailbox' && health ? Math.max(health.pausedUntil, now) : step.at;
+    const updated: SpoolEnvelope = {
+      ...envelope,
+      nextAttemptAt: new Date(at).toISOString(),
+      lastError: errorOf(failure, now),
+    };
+    await this.options.spool.updateEnvelope(updated);
+    if (this.queue.has(envelope.id)) this.queue.set(envelope.id, updated);
+    this.options.metrics.deferred++;
+    this.logger.log('warn', 'deferred', {
+      event: 'deferred',
+      id: envelope.id,
+      messageId: envelope.messageId,
+      mailbox: envelope.mailbox,
+      code: failure.code,
+      responseCode: failure.responseCode,
+      reply: failure.reply,
+      attempts: envelope.attempts,
+      retryInMs: at - now,
+    });
+  }
+
+  /** Moves a message to dead/, counts it, logs it, and queues a bounce when asked to. */
+  private async giveUp(
+    envelope: SpoolEnvelope,
+    reason: string,
+    responseCode?: number,
+    code?: string,
+  ): Promise<void> {
+    const { spool } = this.options;
+    const headers = this.options.bounce
+      ? await readHeaders(spool.queuePath(envelope.id, 'eml'))
+      : '';
+    await spool.moveToDead(envelope, reason);
+    this.finish(envelope.id);
+    this.deadCount++;
+    this.options.metrics.failed++;
+    this.logger.log('error', 'failed', {
+      event: 'dead',
+      id: envelope.id,
+      messageId: envelope.messageId,
+      mailbox: envelope.mailbox,
+      code: code ?? envelope.lastError?.code,
+      responseCode,
+      reason,
+      attempts: envelope.attempts,
+    });
+    if (!this.options.bounce || envelope.bounce || mustNotBounce(envelope.from, headers)) return;
+    const raw = buildBounce({
+      hostname: this.options.hostname,
+      from: envelope.mailbox,
+      to: envelope.from,
+      originalMessageId: envelope.messageId,
+      receivedAt: envelope.receivedAt,
+      recipients: envelope.to,
+      reason,
+      ...(responseCode !== undefined ? { responseCode } : {}),
+      headers,
+    });
+    const bounce = await spool.enqueueGenerated(raw, {
+      from: envelope.mailbox,
+      to: [envelope.from],
+      mailbox: envelope.mailbox,
+      client: { address: 'relay' },
+      bounce: true,
+    });
+    this.options.metrics.bounces++;
+    this.logger.log('info', 'bounce queued', {
+      event: 'bounce',
+      id: bounce.id,
+      original: envelope.id,
+      mailbox: envelope.mailbox,
+    });
+    this.enqueue(bounce);
+  }
+
+  private finish(id: string): void {
+    this.queue.delete(id);
+    this.finished.add(id);
+  }
+
+  private markMailboxFailing(mailbox: string, now: number): void {
+    const health = this.health.get(mailbox) ?? { failures: 0, pausedUntil: 0 };
+    // Concurrent failures of one outage count once.
+    if (health.pausedUntil > now) return;
+    health.failures++;
+    health.pausedUntil =
+      now + retryDelay(health.failures, this.options.backoff, this.options.random);
+    this.health.set(mailbox, health);
+  }
+
+  private markMailboxHealthy(mailbox: string): void {
+    if (this.health.has(mailbox)) {
+      this.health.delete(mailbox);
+      this.logger.log('info', 'mailbox reachable again', { event: 'mailbox-ok', mailbox });
+    }
+  }
+}
+
+function errorOf(failure: DeliveryFailure, now: number): NonNullable<SpoolEnvelope['lastError']> {
+  return {
+    code: failure.code,
+    reply: failure.reply,
+    at: new Date(now).toISOString(),
+    ...(failure.responseCode !== undefined ? { responseCode: failure.responseCode } : {}),
+  };
+}
+
+/** nodemailer's EENVELOPE when every recipient was refused: one error per recipient. */
+function rejectedErrorsOf(error: unknown): unknown[] | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current && typeof current === 'object'; depth++) {
+    const e = current as { code?: unknown; rejectedErrors?: unknown; cause?: unknown };
+    if (e.code === 'EENVELOPE' && Array.isArray(e.rejectedErrors) && e.rejectedErrors.length > 0) {
+      return e.rejectedErrors;
+    }
+    current = e.cause;
+  }
+  return undefined;
+}
+
+function addressOf(value: string | Mail.Address): string {
+  return typeof value === 'string' ? value : (value.address ?? '');
+}
+
+function oneLine(text: string | undefined): string {
+  return (text ?? '').replace(/[^\x20-\x7e]+/g, ' ').slice(0, 300);
+}
+
+/** The header section of a spooled message, at most 64 KiB, for a bounce. */
+async function readHeaders(path: string): Promise<string> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return '';
+  try {
+    const buffer = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const text = buffer.subarray(0, bytesRead).toString('latin1');
+    const end = text.search(/\r?\n\r?\n/);
+    return end === -1 ? text : text.slice(0, end);
+  } finally {
+    await handle.close();
+  }
+}

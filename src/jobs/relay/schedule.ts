@@ -1,0 +1,90 @@
+/**
+ * Which queued messages to hand to the transports now, and when to look
+ * again. Pure: the delivery worker owns the timers and the sockets.
+ *
+ * Per mailbox: at most `maxPerMailbox` deliveries at once (Exchange refuses
+ * more than three concurrent submissions per mailbox). A mailbox whose last
+ * attempt failed at the connection or login is paused; when the pause ends a
+ * single delivery probes it, and only a success reopens it fully. So an
+ * unreachable Exchange costs one attempt per pause, not one per message, and
+ * the whole queue follows as soon as it answers again.
+ */
+
+export interface ScheduledMessage {
+  id: string;
+  mailbox: string;
+  /** ms since the epoch. */
+  nextAttemptAt: number;
+}
+
+export interface MailboxHealth {
+  /** Connection or login failures in a row. */
+  failures: number;
+  /** No delivery for this mailbox before this time (ms). */
+  pausedUntil: number;
+}
+
+export interface PlanInput {
+  now: number;
+  messages: Iterable<ScheduledMessage>;
+  /** Ids being delivered now. */
+  inFlight: ReadonlySet<string>;
+  /** Deliveries in flight per mailbox. */
+  inFlightByMailbox: ReadonlyMap<string, number>;
+  health: ReadonlyMap<string, MailboxHealth>;
+  maxPerMailbox: number;
+}
+
+export interface Plan {
+  /** Ids to start now, oldest due first. */
+  start: string[];
+  /** The earliest time something else becomes due, if anything is waiting. */
+  wakeAt?: number;
+}
+
+export function planDeliveries(input: PlanInput): Plan {
+  const due = new Map<string, ScheduledMessage[]>();
+  let wakeAt: number | undefined;
+  const later = (t: number) => {
+    wakeAt = wakeAt === undefined ? t : Math.min(wakeAt, t);
+  };
+  for (const message of input.messages) {
+    if (input.inFlight.has(message.id)) continue;
+    const health = input.health.get(message.mailbox);
+    if (health && health.pausedUntil > input.now) {
+      later(health.pausedUntil);
+      continue;
+    }
+    if (message.nextAttemptAt > input.now) {
+      later(message.nextAttemptAt);
+      continue;
+    }
+    const list = due.get(message.mailbox);
+    if (list) list.push(message);
+    else due.set(message.mailbox, [message]);
+  }
+  const start: string[] = [];
+  for (const [mailbox, list] of due) {
+    const probing = (input.health.get(mailbox)?.failures ?? 0) > 0;
+    const capacity =
+      (probing ? 1 : input.maxPerMailbox) - (input.inFlightByMailbox.get(mailbox) ?? 0);
+    if (capacity <= 0) continue;
+    list.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : 1));
+    for (const message of list.slice(0, capacity)) start.push(message.id);
+  }
+  return { start, ...(wakeAt !== undefined ? { wakeAt } : {}) };
+}
+
+/** Messages whose retry window has closed while they waited (e.g. behind a paused mailbox). */
+export function expiredMessages(
+  messages: Iterable<ScheduledMessage & { since: number }>,
+  inFlight: ReadonlySet<string>,
+  now: number,
+  retryForMs: number,
+): string[] {
+  const out: string[] = [];
+  for (const message of messages) {
+    if (!inFlight.has(message.id) && now - message.since > retryForMs) out.push(message.id);
+  }
+  return out;
+}

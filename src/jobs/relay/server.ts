@@ -1,0 +1,317 @@
+/**
+ * One SMTP listener of the relay, on smtp-server's hooks:
+ *
+ *   onConnect   the client's address: allowed network, must authenticate, or refused (554)
+ *   onAuth      AUTH PLAIN / LOGIN against the users file (535 on a wrong password)
+ *   onMailFrom  authentication required (530), then the sender policy (550 5.7.1 + reason)
+ *   onRcptTo    maxRecipients (452 4.5.3)
+ *   onData      spool, flush, commit; only then 250 (552 when too large, 451 when the spool fails)
+ *
+ * smtp-server's own enhanced status codes are off (its default), so each
+ * reply below carries the RFC 3463 code that fits it in its text.
+ */
+import type { AddressInfo } from 'node:net';
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerAuthentication,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from 'smtp-server';
+import type { Logger } from '../../log/logger.js';
+import { isLoopbackAddress } from './cidr.js';
+import type { ListenAddress, RelaySettings } from './config.js';
+import type { RelayMetrics } from './metrics.js';
+import { type Admission, admitClient, decideSender } from './policy.js';
+import type { Spool, SpoolEnvelope } from './spool.js';
+import type { UserStore } from './users.js';
+
+export interface SmtpListenerOptions {
+  listener: ListenAddress;
+  settings: RelaySettings;
+  /** PEM certificate and key, when `relay.tls` is set. */
+  tls?: { cert: Buffer; key: Buffer };
+  users?: UserStore;
+  spool: Spool;
+  metrics: RelayMetrics;
+  logger: Logger;
+  hostname: string;
+  /** A message is committed to the spool (the client is about to hear 250). */
+  onAccepted: (envelope: SpoolEnvelope) => void;
+}
+
+export interface SmtpListener {
+  /** Where it listens (the real port when 0 was asked for). */
+  readonly host: string;
+  readonly port: number;
+  readonly implicitTls: boolean;
+  /** Stops accepting connections; sessions in progress get until `timeoutMs` to finish. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+interface SessionState {
+  admission: Admission;
+  authFailures: number;
+  /** Mailbox decided at MAIL FROM for the current transaction. */
+  mailbox?: string;
+}
+
+/** After this many wrong passwords in one session the connection is closed (421). */
+const MAX_AUTH_FAILURES = 3;
+
+/** Whether AUTH is offered on a listener, and why not when it is not. */
+export function authOffered(
+  listener: ListenAddress,
+  settings: Pick<RelaySettings, 'users' | 'tls' | 'allowPlaintextAuth'>,
+): boolean {
+  if (!settings.users) return false;
+  // Passwords never cross a network in clear unless the operator asked for it.
+  return (
+    settings.tls !== undefined || isLoopbackAddress(listener.host) || settings.allowPlaintextAuth
+  );
+}
+
+export async function startSmtpListener(options: SmtpListenerOptions): Promise<SmtpListener> {
+  const { listener, settings, spool, metrics, logger } = options;
+  const sessions = new Map<string, SessionState>();
+  const withAuth = authOffered(listener, settings) && options.users !== undefined;
+  const disabled = [...(options.tls ? [] : ['STARTTLS']), ...(withAuth ? [] : ['AUTH'])];
+  const users = options.users;
+
+  const server = new SMTPServer({
+    name: options.hostname,
+    banner: 'mailbridge relay',
+    secure: listener.implicitTls,
+    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' } : {}),
+    size: settings.maxMessageSize,
+    authMethods: ['PLAIN', 'LOGIN'],
+    // Required or not is decided per client in onMailFrom (allowed networks need no AUTH).
+    authOptional: true,
+    // STARTTLS first, except where a password cannot leave the machine (loopback) or the operator allowed it.
+    allowInsecureAuth: isLoopbackAddress(listener.host) || settings.allowPlaintextAuth,
+    disabledCommands: disabled,
+    disableReverseLookup: true,
+    hideDSN: true,
+    closeTimeout: settings.shutdownTimeout,
+    logger: false,
+
+    onConnect(session, callback) {
+      const admission = admitClient(settings.allowNetworks, withAuth, session.remoteAddress);
+      if (admission === 'refuse') {
+        metrics.refuse('network');
+        logger.log('warn', 'connection refused', {
+          event: 'refused',
+          reason: 'network',
+          client: session.remoteAddress,
+        });
+        callback(
+          smtpError(554, `5.7.1 Access denied: ${session.remoteAddress} may not use this relay`),
+        );
+        return;
+      }
+      sessions.set(session.id, { admission, authFailures: 0 });
+      callback();
+    },
+
+    onClose(session) {
+      sessions.delete(session.id);
+    },
+
+    onAuth(auth: SMTPServerAuthentication, session, callback) {
+      const state = sessions.get(session.id);
+      if (!users || !state || (auth.method !== 'PLAIN' && auth.method !== 'LOGIN')) {
+        callback(smtpError(504, '5.5.4 Unrecognized authentication type'));
+        return;
+      }
+      const name = auth.username ?? '';
+      users.verify(name, auth.password ?? '').then(
+        (user) => {
+          if (user) {
+            logger.log('info', 'authenticated', {
+              event: 'auth',
+              user,
+              client: session.remoteAddress,
+              method: auth.method,
+            });
+            callback(null, { user });
+            return;
+          }
+          state.authFailures++;
+          metrics.refuse('auth');
+          logger.log('warn', 'authentication failed', {
+            event: 'auth-failed',
+            user: printable(name),
+            client: session.remoteAddress,
+            method: auth.method,
+            failures: state.authFailures,
+          });
+          callback(
+            state.authFailures >= MAX_AUTH_FAILURES
+              ? smtpError(421, '4.7.0 Too many authentication failures, closing connection')
+              : smtpError(535, '5.7.8 Authentication credentials invalid'),
+          );
+        },
+        (error: unknown) => {
+          logger.log('error', 'authentication error', {
+            event: 'auth-error',
+            error: (error as Error).message,
+          });
+          callback(smtpError(454, '4.7.0 Temporary authentication failure'));
+        },
+      );
+    },
+
+    onMailFrom(address: SMTPServerAddress, session, callback) {
+      const state = sessions.get(session.id);
+      const user = typeof session.user === 'string' ? session.user : undefined;
+      if (!state || (user === undefined && state.admission !== 'network')) {
+        metrics.refuse('auth_required');
+        logger.log('warn', 'sender refused', {
+          event: 'refused',
+          reason: 'auth_required',
+          client: session.remoteAddress,
+        });
+        callback(smtpError(530, '5.7.0 Authentication required'));
+        return;
+      }
+      const decision = decideSender(
+        settings.policy,
+        { ...(user !== undefined ? { user } : {}), remoteAddress: session.remoteAddress },
+        address.address,
+      );
+      if (!decision.ok) {
+        metrics.refuse('policy');
+        logger.log('warn', 'sender refused', {
+          event: 'refused',
+          reason: 'policy',
+          client: session.remoteAddress,
+          user,
+          from: printable(address.address),
+        });
+        callback(smtpError(decision.responseCode, decision.message));
+        return;
+      }
+      state.mailbox = decision.mailbox;
+      callback();
+    },
+
+    onRcptTo(_address, session, callback) {
+      if (session.envelope.rcptTo.length >= settings.maxRecipients) {
+        metrics.refuse('recipients');
+        callback(
+          smtpError(
+            452,
+            `4.5.3 Too many recipients: at most ${settings.maxRecipients} per message, send the rest in another message`,
+          ),
+        );
+        return;
+      }
+      callback();
+    },
+
+    onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {
+      const state = sessions.get(session.id);
+      const mailFrom = session.envelope.mailFrom;
+      if (!state?.mailbox || !mailFrom) {
+        callback(smtpError(503, '5.5.1 Bad sequence of commands'));
+        return;
+      }
+      const user = typeof session.user === 'string' ? session.user : undefined;
+      const started = Date.now();
+      spool
+        .receive(stream, {
+          from: mailFrom.address,
+          to: session.envelope.rcptTo.map((r) => r.address),
+          mailbox: state.mailbox,
+          client: { address: session.remoteAddress, ...(user !== undefined ? { user } : {}) },
+          maxBytes: settings.maxMessageSize,
+        })
+        .then(
+          (result) => {
+            if (!result.ok || stream.sizeExceeded) {
+              metrics.refuse('size');
+              logger.log('warn', 'message refused', {
+                event: 'refused',
+                reason: 'size',
+                client: session.remoteAddress,
+                size: result.ok ? result.envelope.size : result.bytes,
+                limit: settings.maxMessageSize,
+              });
+              callback(
+                smtpError(
+                  552,
+                  `5.3.4 Message size exceeds fixed maximum message size (${settings.maxMessageSize} bytes)`,
+                ),
+              );
+              return;
+            }
+            const envelope = result.envelope;
+            metrics.accepted++;
+            metrics.acceptedBytes += envelope.size;
+            logger.log('info', 'accepted', {
+              event: 'accepted',
+              id: envelope.id,
+              messageId: envelope.messageId,
+              messageIdAdded: envelope.messageIdAdded ? true : undefined,
+              from: printable(envelope.from) || '<>',
+              recipients: envelope.to.length,
+              mailbox: envelope.mailbox,
+              size: envelope.size,
+              client: session.remoteAddress,
+              user,
+              tls: session.secure,
+              spoolMs: Date.now() - started,
+            });
+            options.onAccepted(envelope);
+            callback(null, `2.0.0 Ok: queued as ${envelope.id}`);
+          },
+          (error: unknown) => {
+            metrics.refuse('spool');
+            logger.log('error', 'spool write failed', {
+              event: 'spool-error',
+              client: session.remoteAddress,
+              error: (error as Error).message,
+            });
+            callback(smtpError(451, '4.3.0 Could not store the message, try again later'));
+          },
+        );
+    },
+  });
+
+  server.on('error', (error) => {
+    logger.log('error', 'smtp listener error', {
+      event: 'listener-error',
+      listen: listener.text,
+      error: error.message,
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.server.once('error', onError);
+    server.listen(listener.port, listener.host, () => {
+      server.server.off('error', onError);
+      resolve();
+    });
+  });
+  const bound = server.server.address() as AddressInfo;
+  return {
+    host: listener.host,
+    port: bound.port,
+    implicitTls: listener.implicitTls,
+    close(timeoutMs) {
+      return new Promise<void>((resolve) => {
+        server.options.closeTimeout = timeoutMs;
+        server.close(() => resolve());
+      });
+    },
+  };
+}
+
+function smtpError(responseCode: number, message: string): Error & { responseCode: number } {
+  return Object.assign(new Error(message), { responseCode });
+}
+
+function printable(text: string): string {
+  return text.replace(/[^\x21-\x7e]/g, '?').slice(0, 254);
+}

@@ -1,0 +1,631 @@
+/**
+ * The relay's spool: the only place a message lives between the client's
+ * `250` and Exchange's. Layout under the spool directory:
+ *
+ *   tmp/<id>.eml, tmp/<id>.json    a reception in progress (never acknowledged)
+ *   queue/<id>.eml                 the message as received (plus a Message-ID if it had none)
+ *   queue/<id>.json                its envelope; its presence commits the message
+ *   queue/<id>.kick                "try now", left by `mailbridge relay retry`
+ *   dead/<id>.eml, .json, .reason.txt   permanent failures, with the server's reply
+ *   delivered.jsonl                one line per delivery (the delivery record), keyed by spool id
+ *   lock                           the process id of the relay using this spool
+ *
+ * Commit order: both files are written to tmp/ and fsynced, the .eml is
+ * renamed into queue/, then the .json, then queue/ itself is fsynced; only
+ * then may the client hear `250`. A message leaves queue/ only after
+ * Exchange accepted it and the delivery record was appended: the .json goes
+ * first (uncommitting it), then the .eml. `recover()` finishes or rolls back
+ * whatever a crash interrupted, following the same order.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import {
+  appendFile,
+  copyFile,
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { ConfigurationError } from '../../errors.js';
+
+export interface SpoolEnvelope {
+  version: 1;
+  id: string;
+  /** Envelope sender; `''` is the null sender. */
+  from: string;
+  /** Recipients still to deliver. */
+  to: string[];
+  /** The Microsoft 365 mailbox the app signs in as to submit it. */
+  mailbox: string;
+  /** The message's Message-ID header (`<…>`), kept so a duplicate is recognisable. */
+  messageId: string;
+  /** Whether the relay added the Message-ID because the message had none. */
+  messageIdAdded: boolean;
+  /** Bytes of the spooled file. */
+  size: number;
+  receivedAt: string;
+  /** Start of the retry window: `receivedAt`, or when `relay retry` released it. */
+  since: string;
+  client: { address: string; user?: string };
+  /** Delivery attempts so far. */
+  attempts: number;
+  nextAttemptAt: string;
+  lastError?: { code: string; reply: string; at: string; responseCode?: number };
+  /** Recipients Exchange already accepted (after a partial delivery). */
+  delivered?: string[];
+  /** A bounce made by the relay: never bounced itself. */
+  bounce?: boolean;
+  /** Set in dead/: when and why. */
+  deadAt?: string;
+  reason?: string;
+}
+
+/** One line of delivered.jsonl. */
+export interface DeliveryRecord {
+  id: string;
+  messageId: string;
+  mailbox: string;
+  from: string;
+  /** Recipients accepted by this delivery. */
+  to: string[];
+  size: number;
+  receivedAt: string;
+  deliveredAt: string;
+  attempts: number;
+  /** Exchange's reply to the message. */
+  response: string;
+  /** False when recipients remain (a partial delivery). */
+  complete: boolean;
+}
+
+export interface ReceiveInput {
+  from: string;
+  to: string[];
+  mailbox: string;
+  client: { address: string; user?: string };
+  /** Stop writing past this many bytes: the message will be refused. */
+  maxBytes: number;
+  bounce?: boolean;
+}
+
+export type ReceiveResult =
+  | { ok: true; envelope: SpoolEnvelope }
+  | { ok: false; reason: 'too-large'; bytes: number };
+
+export interface RecoveryReport {
+  queued: number;
+  /** Receptions never acknowledged, removed. */
+  discarded: number;
+  /** Messages whose delivery record was written before the crash, removed from the queue now. */
+  alreadyDelivered: number;
+  /** Interrupted moves to or from dead/ that were completed or undone. */
+  repaired: number;
+}
+
+/** Spool ids: a base-36 time stamp then random hex, so that names sort by arrival. */
+export const SPOOL_ID = /^[0-9a-z]{19}(?:-[0-9]{1,6})?$/;
+const DELIVERED_ROTATE_BYTES = 64 * 1024 * 1024;
+/** How much of the header section is searched for Message-ID. */
+const HEADER_SCAN_BYTES = 256 * 1024;
+
+export function newSpoolId(now = Date.now()): string {
+  return `${now.toString(36).padStart(9, '0')}${randomBytes(5).toString('hex')}`;
+}
+
+export class Spool {
+  readonly dir: string;
+  readonly tmpDir: string;
+  readonly queueDir: string;
+  readonly deadDir: string;
+  readonly deliveredPath: string;
+  private readonly hostname: string;
+  private lockHeld = false;
+
+  constructor(dir: string, options: { hostname?: string } = {}) {
+    this.dir = dir;
+    this.tmpDir = join(dir, 'tmp');
+    this.queueDir = join(dir, 'queue');
+    this.deadDir = join(dir, 'dead');
+    this.deliveredPath = join(dir, 'delivered.jsonl');
+    this.hostname = options.hostname ?? osHostname();
+  }
+
+  /** Creates the folders (mode 0700: messages are private). */
+  async init(): Promise<void> {
+    try {
+      for (const folder of [this.dir, this.tmpDir, this.queueDir, this.deadDir]) {
+        await mkdir(folder, { recursive: true, mode: 0o700 });
+      }
+    } catch (cause) {
+      throw new ConfigurationError({
+        code: 'RELAY_SPOOL_UNUSABLE',
+        message: `The relay spool ${this.dir} cannot be created (${(cause as NodeJS.ErrnoException).code ?? 'error'})`,
+        remedy: 'Point relay.spool at a directory the relay user owns, on a local file system.',
+        cause,
+      });
+    }
+  }
+
+  /**
+   * Takes the spool for this process. A lock left by a process that no longer
+   * runs (a crash, `kill -9`) is taken over.
+   *
+   * @throws ConfigurationError `RELAY_SPOOL_LOCKED` when another live relay holds it
+   */
+  async lock(): Promise<void> {
+    const path = join(this.dir, 'lock');
+    const text = await readFile(path, 'utf8').catch(() => '');
+    const pid = Number.parseInt(text.trim(), 10);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+      throw new ConfigurationError({
+        code: 'RELAY_SPOOL_LOCKED',
+        message: `The relay spool ${this.dir} is in use by process ${pid}`,
+        remedy:
+          'Run one relay per spool directory; stop the other one or give this one its own spool.',
+      });
+    }
+    await writeFile(path, `${process.pid}\n`, { mode: 0o600 });
+    this.lockHeld = true;
+  }
+
+  async unlock(): Promise<void> {
+    if (!this.lockHeld) return;
+    this.lockHeld = false;
+    await unlink(join(this.dir, 'lock')).catch(() => {});
+  }
+
+  /** Finishes or undoes what a crash interrupted; see the module comment. */
+  async recover(): Promise<RecoveryReport> {
+    const report: RecoveryReport = { queued: 0, discarded: 0, alreadyDelivered: 0, repaired: 0 };
+    for (const name of await readdir(this.tmpDir)) {
+      await rm(join(this.tmpDir, name), { force: true, recursive: true });
+      if (name.endsWith('.eml')) report.discarded++;
+    }
+    const queue = await listIds(this.queueDir);
+    const dead = await listIds(this.deadDir);
+    for (const id of queue.eml) {
+      if (queue.json.has(id)) continue;
+      if (dead.json.has(id) && !dead.eml.has(id)) {
+        // `relay retry` moved the .eml out of dead/ but not yet the .json: undo.
+        await rename(this.queuePath(id, 'eml'), this.deadPath(id, 'eml'));
+        report.repaired++;
+      } else {
+        // Never committed (the client never heard 250), or delivered and half removed.
+        await unlink(this.queuePath(id, 'eml'));
+        report.discarded++;
+      }
+    }
+    for (const id of queue.json) {
+      if (queue.eml.has(id)) continue;
+      if (dead.eml.has(id) && !dead.json.has(id)) {
+        // A move to dead/ stopped between its two renames: finish it.
+        await rename(this.queuePath(id, 'json'), this.deadPath(id, 'json'));
+        report.repaired++;
+        continue;
+      }
+      const envelope = await this.readJson(this.queuePath(id, 'json')).catch(() => undefined);
+      await rename(this.queuePath(id, 'json'), this.deadPath(id, 'json'));
+      await writeFile(
+        this.deadPath(id, 'reason.txt'),
+        `Spool id ${id}${envelope ? ` (Message-ID ${envelope.messageId})` : ''}: the message file is missing from the queue; only its envelope is left.\n`,
+      );
+      report.repaired++;
+    }
+    // Delivery records written just before a crash: the message went out, drop it (or the
+    // recipients it reached) instead of sending it again.
+    const pending = new Set([...queue.json].filter((id) => queue.eml.has(id)));
+    const records = await this.readDeliveryRecords(pending);
+    for (const id of pending) {
+      const done = records.get(id);
+      if (!done) continue;
+      if (done.complete) {
+        await this.removeFromQueue(id);
+        pending.delete(id);
+        report.alreadyDelivered++;
+        continue;
+      }
+      const envelope = await this.readEnvelope(id);
+      const reached = new Set(done.to.map((a) => a.toLowerCase()));
+      const left = envelope.to.filter((a) => !reached.has(a.toLowerCase()));
+      if (left.length !== envelope.to.length) {
+        await this.updateEnvelope({
+          ...envelope,
+          to: left,
+          delivered: [...(envelope.delivered ?? []), ...done.to],
+        });
+      }
+    }
+    await this.rotateDeliveryRecords();
+    report.queued = pending.size;
+    return report;
+  }
+
+  /**
+   * Writes one message from the client's DATA stream into the queue: the
+   * bytes as received, with a `Message-ID:` line in front when the header
+   * has none. Resolves only once the message is committed and flushed.
+   */
+  async receive(stream: Readable, input: ReceiveInput): Promise<ReceiveResult> {
+    const id = newSpoolId();
+    const tmpEml = join(this.tmpDir, `${id}.eml`);
+    const tmpJson = join(this.tmpDir, `${id}.json`);
+    let handle: FileHandle | undefined;
+    let committed = false;
+    try {
+      handle = await open(tmpEml, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      let head: Buffer[] = [];
+      let headBytes = 0;
+      let headerDone = false;
+      let messageId: string | undefined;
+      let added = false;
+      let bytes = 0;
+      let tooLarge = false;
+      const flushHead = async () => {
+        const buffered = Buffer.concat(head);
+        head = [];
+        messageId = findMessageId(buffered);
+        if (!messageId) {
+          messageId = `<${id}@${this.hostname}>`;
+          added = true;
+          const line = Buffer.from(`Message-ID: ${messageId}\r\n`, 'latin1');
+          await writeAll(handle as FileHandle, line);
+          bytes += line.length;
+        }
+        await writeAll(handle as FileHandle, buffered);
+        bytes += buffered.length;
+        headerDone = true;
+      };
+      // A failed write does not stop reading: the client's DATA must be drained
+      // for it to hear the 451, and the stream belongs to the SMTP connection.
+      let writeError: unknown;
+      let received = 0;
+      for await (const chunk of stream) {
+        const data = chunk as Buffer;
+        received += data.length;
+        if (tooLarge || writeError) continue;
+        if (received > input.maxBytes) {
+          tooLarge = true;
+          continue;
+        }
+        try {
+          if (headerDone) {
+            await writeAll(handle, data);
+            bytes += data.length;
+            continue;
+          }
+          head.push(data);
+          headBytes += data.length;
+          const joined = head.length > 1 ? Buffer.concat(head) : data;
+          if (head.length > 1) head = [joined];
+          if (headerEnd(joined) !== -1 || headBytes >= HEADER_SCAN_BYTES) {
+            headBytes = 0;
+            await flushHead();
+          }
+        } catch (error) {
+          writeError = error;
+        }
+      }
+      if (writeError) throw writeError;
+      if (tooLarge) return { ok: false, reason: 'too-large', bytes: received };
+      if (!headerDone) await flushHead();
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+
+      const now = new Date().toISOString();
+      const envelope: SpoolEnvelope = {
+        version: 1,
+        id,
+        from: input.from,
+        to: input.to,
+        mailbox: input.mailbox,
+        messageId: messageId as string,
+        messageIdAdded: added,
+        size: bytes,
+        receivedAt: now,
+        since: now,
+        client: input.client,
+        attempts: 0,
+        nextAttemptAt: now,
+        ...(input.bounce ? { bounce: true } : {}),
+      };
+      await writeDurably(tmpJson, `${JSON.stringify(envelope)}\n`);
+      await rename(tmpEml, this.queuePath(id, 'eml'));
+      await rename(tmpJson, this.queuePath(id, 'json'));
+      await syncDir(this.queueDir);
+      committed = true;
+      return { ok: true, envelope };
+    } finally {
+      if (handle) await handle.close().catch(() => {});
+      if (!committed) {
+        await rm(tmpEml, { force: true });
+        await rm(tmpJson, { force: true });
+      }
+    }
+  }
+
+  /** Queues a message made by the relay itself (a bounce), with the same durability. */
+  async enqueueGenerated(
+    raw: Buffer,
+    input: Omit<ReceiveInput, 'maxBytes'>,
+  ): Promise<SpoolEnvelope> {
+    const result = await this.receive(Readable.from([raw]), {
+      ...input,
+      maxBytes: Number.MAX_SAFE_INTEGER,
+    });
+    if (!result.ok) throw new Error('unreachable: a generated message has no size limit');
+    return result.envelope;
+  }
+
+  queuePath(id: string, kind: 'eml' | 'json' | 'kick'): string {
+    return join(this.queueDir, `${id}.${kind}`);
+  }
+
+  deadPath(id: string, kind: 'eml' | 'json' | 'reason.txt'): string {
+    return join(this.deadDir, `${id}.${kind}`);
+  }
+
+  /** Envelopes of every committed message in the queue. */
+  async listQueue(): Promise<SpoolEnvelope[]> {
+    const ids = await listIds(this.queueDir);
+    const out: SpoolEnvelope[] = [];
+    for (const id of [...ids.json].sort()) {
+      if (!ids.eml.has(id)) continue;
+      const envelope = await this.readEnvelope(id).catch(() => undefined);
+      if (envelope) out.push(envelope);
+    }
+    return out;
+  }
+
+  async listDead(): Promise<SpoolEnvelope[]> {
+    const ids = await listIds(this.deadDir);
+    const out: SpoolEnvelope[] = [];
+    for (const id of [...ids.json].sort()) {
+      const envelope = await this.readJson(this.deadPath(id, 'json')).catch(() => undefined);
+      if (envelope) out.push(envelope);
+    }
+    return out;
+  }
+
+  /** Ids with a `.kick` marker in the queue. */
+  async listKicks(): Promise<string[]> {
+    return [...(await listIds(this.queueDir)).kick];
+  }
+
+  async clearKick(id: string): Promise<void> {
+    await rm(this.queuePath(id, 'kick'), { force: true });
+  }
+
+  async readEnvelope(id: string): Promise<SpoolEnvelope> {
+    return this.readJson(this.queuePath(id, 'json'));
+  }
+
+  /** Replaces the envelope atomically (attempts, next attempt, last error). */
+  async updateEnvelope(envelope: SpoolEnvelope): Promise<void> {
+    const tmp = join(this.tmpDir, `${envelope.id}.${randomBytes(4).toString('hex')}.json`);
+    await writeFile(tmp, `${JSON.stringify(envelope)}\n`, { mode: 0o600 });
+    await rename(tmp, this.queuePath(envelope.id, 'json'));
+  }
+
+  /**
+   * Records a delivery, then removes the message when no recipient is left.
+   * The record is written before the removal: after a crash in between,
+   * `recover()` finds it and does not send the message again.
+   */
+  async recordDelivery(record: DeliveryRecord): Promise<void> {
+    // Not fsynced per line: a process crash keeps what was written; only a power
+    // failure could lose a line, and that costs a duplicate, never a message.
+    await appendFile(this.deliveredPath, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+    if (record.complete) await this.removeFromQueue(record.id);
+  }
+
+  /** Moves a message to dead/ with the reason beside it. */
+  async moveToDead(envelope: SpoolEnvelope, reason: string): Promise<void> {
+    const id = envelope.id;
+    const dead: SpoolEnvelope = { ...envelope, deadAt: new Date().toISOString(), reason };
+    await writeFile(this.deadPath(id, 'reason.txt'), reasonText(dead), { mode: 0o600 });
+    // The .json is rewritten in queue/ first so the move is two renames that recover() can finish.
+    await this.updateEnvelope(dead);
+    await rename(this.queuePath(id, 'eml'), this.deadPath(id, 'eml')).catch((error: unknown) => {
+      // A message file that vanished still leaves its envelope and reason in dead/.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    });
+    await rename(this.queuePath(id, 'json'), this.deadPath(id, 'json'));
+    await syncDir(this.deadDir);
+    await syncDir(this.queueDir);
+  }
+
+  /**
+   * Puts a copy of a message in dead/ for the recipients that failed
+   * permanently while others are still to be delivered. Returns its id.
+   */
+  async copyToDead(
+    envelope: SpoolEnvelope,
+    recipients: string[],
+    reason: string,
+    suffix: number,
+  ): Promise<string> {
+    const id = `${envelope.id}-${suffix}`;
+    const dead: SpoolEnvelope = {
+      ...envelope,
+      id,
+      to: recipients,
+      deadAt: new Date().toISOString(),
+      reason,
+    };
+    await copyFile(this.queuePath(envelope.id, 'eml'), this.deadPath(id, 'eml'));
+    await writeFile(this.deadPath(id, 'reason.txt'), reasonText(dead), { mode: 0o600 });
+    await writeDurably(this.deadPath(id, 'json'), `${JSON.stringify(dead)}\n`);
+    await syncDir(this.deadDir);
+    return id;
+  }
+
+  /**
+   * `relay retry`: a dead message goes back to the queue with a new retry
+   * window; a queued one gets a `.kick` marker the running relay acts on.
+   */
+  async release(id: string): Promise<'released' | 'kicked' | 'unknown'> {
+    if (!SPOOL_ID.test(id)) return 'unknown';
+    const inDead = await exists(this.deadPath(id, 'json'));
+    if (inDead) {
+      const envelope = await this.readJson(this.deadPath(id, 'json'));
+      const now = new Date().toISOString();
+      const { deadAt: _deadAt, reason: _reason, ...rest } = envelope;
+      const released: SpoolEnvelope = { ...rest, attempts: 0, since: now, nextAttemptAt: now };
+      await writeFile(this.deadPath(id, 'json'), `${JSON.stringify(released)}\n`, { mode: 0o600 });
+      await rename(this.deadPath(id, 'eml'), this.queuePath(id, 'eml'));
+      await rename(this.deadPath(id, 'json'), this.queuePath(id, 'json'));
+      await syncDir(this.queueDir);
+      await rm(this.deadPath(id, 'reason.txt'), { force: true });
+      await writeFile(this.queuePath(id, 'kick'), '');
+      return 'released';
+    }
+    if (await exists(this.queuePath(id, 'json'))) {
+      await writeFile(this.queuePath(id, 'kick'), '');
+      return 'kicked';
+    }
+    return 'unknown';
+  }
+
+  private async removeFromQueue(id: string): Promise<void> {
+    await rm(this.queuePath(id, 'json'), { force: true });
+    await rm(this.queuePath(id, 'eml'), { force: true });
+    await rm(this.queuePath(id, 'kick'), { force: true });
+  }
+
+  /** Latest record per id, for the ids asked about. */
+  async readDeliveryRecords(ids: ReadonlySet<string>): Promise<Map<string, DeliveryRecord>> {
+    const found = new Map<string, DeliveryRecord>();
+    if (ids.size === 0) return found;
+    const text = await readFile(this.deliveredPath, 'utf8').catch(() => '');
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      let record: DeliveryRecord;
+      try {
+        record = JSON.parse(line) as DeliveryRecord;
+      } catch {
+        continue; // a line cut short by a crash
+      }
+      if (!ids.has(record.id)) continue;
+      const previous = found.get(record.id);
+      found.set(
+        record.id,
+        previous
+          ? { ...record, to: [...previous.to, ...record.to], complete: record.complete }
+          : record,
+      );
+    }
+    return found;
+  }
+
+  private async rotateDeliveryRecords(): Promise<void> {
+    const info = await stat(this.deliveredPath).catch(() => undefined);
+    if (info && info.size > DELIVERED_ROTATE_BYTES) {
+      await rename(this.deliveredPath, `${this.deliveredPath}.1`);
+    }
+  }
+
+  private async readJson(path: string): Promise<SpoolEnvelope> {
+    return JSON.parse(await readFile(path, 'utf8')) as SpoolEnvelope;
+  }
+}
+
+/** The Message-ID in a header section (folded lines allowed), or `undefined`. */
+export function findMessageId(head: Buffer): string | undefined {
+  const end = headerEnd(head);
+  const text = head.subarray(0, end === -1 ? head.length : end).toString('latin1');
+  const unfolded = text.replace(/\r?\n[ \t]+/g, ' ');
+  const m = /^message-id:[ \t]*(<[^<>\s]+>)/im.exec(unfolded);
+  return m?.[1];
+}
+
+/** Offset of the blank line that ends the header section, or -1. */
+function headerEnd(data: Buffer): number {
+  if (data.length >= 2 && data[0] === 0x0d && data[1] === 0x0a) return 0;
+  const crlf = data.indexOf('\r\n\r\n');
+  const lf = data.indexOf('\n\n');
+  if (crlf === -1) return lf;
+  if (lf === -1) return crlf;
+  return Math.min(crlf, lf);
+}
+
+function reasonText(envelope: SpoolEnvelope): string {
+  return [
+    `Spool id:    ${envelope.id}`,
+    `Message-ID:  ${envelope.messageId}`,
+    `From:        <${envelope.from}>`,
+    `To:          ${envelope.to.map((a) => `<${a}>`).join(', ')}`,
+    `Mailbox:     ${envelope.mailbox}`,
+    `Received:    ${envelope.receivedAt}`,
+    `Failed:      ${envelope.deadAt}`,
+    `Attempts:    ${envelope.attempts}`,
+    `Reason:      ${envelope.reason}`,
+    '',
+  ].join('\n');
+}
+
+async function listIds(
+  dir: string,
+): Promise<{ eml: Set<string>; json: Set<string>; kick: Set<string> }> {
+  const out = { eml: new Set<string>(), json: new Set<string>(), kick: new Set<string>() };
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = /^(.+)\.(eml|json|kick)$/.exec(name);
+    if (m && SPOOL_ID.test(m[1] as string))
+      out[m[2] as 'eml' | 'json' | 'kick'].add(m[1] as string);
+  }
+  return out;
+}
+
+async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
+    offset += bytesWritten;
+  }
+}
+
+async function writeDurably(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'w', 0o600);
+  try {
+    await writeAll(handle, Buffer.from(text, 'utf8'));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** fsync of a directory: makes the renames into it survive a power failure. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
