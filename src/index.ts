@@ -51,6 +51,40 @@ export type {
 export type { DoctorOptions, DoctorReport, DoctorStep, DoctorStepName } from './doctor/run.js';
 export { runDoctor } from './doctor/run.js';
 export type { ConfigProblem, EntraErrorDetails } from './errors.js';
+// Archive: incremental, crash-safe mailbox archiving
+export {
+  archiveFolderDirName,
+  archiveMailbox,
+  archiveMailboxDirName,
+  archiveMailboxes,
+  DEFAULT_ARCHIVE_CONCURRENCY,
+  matchesPattern,
+  parseMessageMetadata,
+  readManifest,
+  summarizeRun,
+  verifyArchive,
+} from './jobs/archive/index.js';
+export type {
+  AlteredFile,
+  ArchiveCounts,
+  ArchiveFolderResult,
+  ArchiveMailboxesOptions,
+  ArchiveMailboxFailure,
+  ArchiveMailboxOptions,
+  ArchiveMailboxResult,
+  ArchiveProgressEvent,
+  ArchiveRunResult,
+  ArchiveSummary,
+  AttachmentInfo,
+  FolderFilter,
+  ManifestProblem,
+  ManifestRecord,
+  MessageAddress,
+  MessageMetadata,
+  VerifyOptions,
+  VerifyReport,
+} from './jobs/archive/index.js';
+
 // Relay: a local SMTP bridge for legacy senders
 export { startRelay } from './jobs/relay/relay.js';
 export type { RelayHandle, StartRelayOptions } from './jobs/relay/relay.js';

@@ -11,6 +11,7 @@ import {
   usageError,
 } from './args.js';
 import type { Command } from './command.js';
+import { archiveCommand, archiveVerifyCommand } from './commands/archive.js';
 import { doctorCommand } from './commands/doctor.js';
 import { imapFetchCommand, imapFoldersCommand } from './commands/imap.js';
 import { RELAY_COMMANDS } from './commands/relay.js';
@@ -35,6 +36,8 @@ export const COMMANDS: Command[] = [
   setupEntraCommand,
   setupCertCommand,
   setupConsentUrlCommand,
+  archiveCommand,
+  archiveVerifyCommand,
   ...RELAY_COMMANDS,
 ];
 

@@ -1,0 +1,234 @@
+/**
+ * Pure: progress state, rates, ETA and the text the CLI prints. The CLI owns
+ * the timer and the terminal; the library only emits events.
+ */
+import type {
+  ArchiveMailboxFailure,
+  ArchiveMailboxResult,
+  ArchiveProgressEvent,
+  ArchiveRunResult,
+} from './runner.js';
+
+export interface MailboxProgress {
+  mailbox: string;
+  phase: 'waiting' | 'listing' | 'archiving' | 'done' | 'failed';
+  folder?: string;
+  messages: number;
+  bytes: number;
+  estimatedMessages: number;
+  startedAt?: number;
+  endedAt?: number;
+}
+
+export function initialProgress(mailbox: string): MailboxProgress {
+  return { mailbox, phase: 'waiting', messages: 0, bytes: 0, estimatedMessages: 0 };
+}
+
+export function applyProgressEvent(
+  state: MailboxProgress,
+  event: ArchiveProgressEvent,
+  now: number,
+): MailboxProgress {
+  const next: MailboxProgress = {
+    ...state,
+    messages: event.counts.messages,
+    bytes: event.counts.bytes,
+    estimatedMessages: event.counts.estimatedMessages,
+    startedAt: state.startedAt ?? now,
+  };
+  switch (event.type) {
+    case 'mailbox-start':
+      next.phase = 'archiving';
+      break;
+    case 'folder-start':
+    case 'message':
+      next.phase = 'archiving';
+      next.folder = event.folder;
+      break;
+    case 'folder-done':
+      break;
+    case 'mailbox-done':
+      next.phase = event.result.ok ? 'done' : 'failed';
+      next.folder = undefined;
+      next.endedAt = now;
+      break;
+  }
+  return next;
+}
+
+export function markFailed(state: MailboxProgress, now: number): MailboxProgress {
+  return {
+    ...state,
+    phase: 'failed',
+    folder: undefined,
+    endedAt: now,
+    startedAt: state.startedAt ?? now,
+  };
+}
+
+export interface Rates {
+  messagesPerSecond: number;
+  bytesPerSecond: number;
+  /** Seconds left at the current rate; undefined until there is a rate and an estimate. */
+  etaSeconds?: number;
+}
+
+export function progressRates(state: MailboxProgress, now: number): Rates {
+  const elapsed = ((state.endedAt ?? now) - (state.startedAt ?? now)) / 1000;
+  const messagesPerSecond = elapsed > 0 ? state.messages / elapsed : 0;
+  const bytesPerSecond = elapsed > 0 ? state.bytes / elapsed : 0;
+  const left = Math.max(0, state.estimatedMessages - state.messages);
+  const rates: Rates = { messagesPerSecond, bytesPerSecond };
+  if (state.phase === 'archiving' && messagesPerSecond > 0)
+    rates.etaSeconds = left / messagesPerSecond;
+  return rates;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+export function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
+}
+
+/** One line per mailbox for a terminal, cut to `width` columns. */
+export function renderProgressLines(
+  states: readonly MailboxProgress[],
+  now: number,
+  width = 100,
+): string[] {
+  const nameWidth = Math.min(32, Math.max(8, ...states.map((s) => s.mailbox.length)));
+  return states.map((s) => {
+    const r = progressRates(s, now);
+    const name = s.mailbox.length > nameWidth ? `${s.mailbox.slice(0, nameWidth - 1)}…` : s.mailbox;
+    const count =
+      s.estimatedMessages > s.messages ? `${s.messages}/${s.estimatedMessages}` : `${s.messages}`;
+    const parts = [
+      name.padEnd(nameWidth),
+      s.phase.padEnd(9),
+      `${count} msgs`.padStart(16),
+      formatBytes(s.bytes).padStart(10),
+      `${r.messagesPerSecond.toFixed(1)} msg/s`.padStart(12),
+      `${formatBytes(r.bytesPerSecond)}/s`.padStart(12),
+      r.etaSeconds !== undefined ? `ETA ${formatDuration(r.etaSeconds * 1000)}` : '',
+      s.phase === 'archiving' && s.folder ? s.folder : '',
+    ];
+    const line = parts.filter((p) => p !== '').join('  ');
+    return line.length > width ? `${line.slice(0, width - 1)}…` : line;
+  });
+}
+
+/** The periodic log line when stderr is not a terminal. */
+export function progressLogRecord(state: MailboxProgress, now: number): Record<string, unknown> {
+  const r = progressRates(state, now);
+  return {
+    event: 'archive-progress',
+    time: new Date(now).toISOString(),
+    mailbox: state.mailbox,
+    phase: state.phase,
+    folder: state.folder ?? null,
+    messages: state.messages,
+    estimatedMessages: state.estimatedMessages,
+    bytes: state.bytes,
+    messagesPerSecond: round(r.messagesPerSecond),
+    bytesPerSecond: Math.round(r.bytesPerSecond),
+    etaSeconds: r.etaSeconds === undefined ? null : Math.round(r.etaSeconds),
+  };
+}
+
+export interface ArchiveSummary {
+  ok: boolean;
+  mailboxes: number;
+  mailboxesFailed: number;
+  folders: number;
+  foldersFailed: number;
+  messagesNew: number;
+  messagesTotal: number;
+  bytesNew: number;
+  bytesTotal: number;
+  parseErrors: number;
+  recovered: number;
+  durationMs: number;
+  messagesPerSecond: number;
+  bytesPerSecond: number;
+}
+
+export function summarizeRun(run: ArchiveRunResult): ArchiveSummary {
+  const done = run.mailboxes.filter((m): m is ArchiveMailboxResult => 'folders' in m);
+  const sum = (pick: (m: ArchiveMailboxResult) => number) =>
+    done.reduce((total, m) => total + pick(m), 0);
+  const seconds = run.durationMs / 1000;
+  const messagesNew = sum((m) => m.messagesNew);
+  const bytesNew = sum((m) => m.bytesNew);
+  return {
+    ok: run.ok,
+    mailboxes: run.mailboxes.length,
+    mailboxesFailed: run.mailboxes.filter((m) => !m.ok).length,
+    folders: sum((m) => m.folders.length),
+    foldersFailed: sum((m) => m.folders.filter((f) => f.status === 'failed').length),
+    messagesNew,
+    messagesTotal: sum((m) => m.messagesTotal),
+    bytesNew,
+    bytesTotal: sum((m) => m.bytesTotal),
+    parseErrors: sum((m) => m.parseErrors),
+    recovered: sum((m) => m.recovered),
+    durationMs: run.durationMs,
+    messagesPerSecond: seconds > 0 ? round(messagesNew / seconds) : 0,
+    bytesPerSecond: seconds > 0 ? Math.round(bytesNew / seconds) : 0,
+  };
+}
+
+export function formatSummary(
+  summary: ArchiveSummary,
+  mailboxes: readonly (ArchiveMailboxResult | ArchiveMailboxFailure)[],
+): string[] {
+  const lines: string[] = [];
+  for (const m of mailboxes) {
+    if (!('folders' in m)) {
+      lines.push(`${m.mailbox}: FAILED ${m.error.code}: ${m.error.message}`);
+      continue;
+    }
+    const status = m.interrupted ? 'interrupted' : m.ok ? 'ok' : 'incomplete';
+    lines.push(
+      `${m.mailbox}: ${status}, ${m.messagesNew} new (${formatBytes(m.bytesNew)}), ${m.messagesTotal} archived, ${m.folders.length} folders -> ${m.directory}`,
+    );
+    for (const f of m.folders) {
+      if (f.status === 'failed')
+        lines.push(`  folder ${f.folder}: FAILED ${f.error?.code}: ${f.error?.message}`);
+    }
+    if (m.parseErrors > 0)
+      lines.push(
+        `  ${m.parseErrors} message(s) archived but not parsed (parseError in the manifest)`,
+      );
+    for (const p of m.unmatchedPatterns) lines.push(`  --folder ${p} matched no folder`);
+  }
+  lines.push(
+    `Archived ${summary.messagesNew} new messages (${formatBytes(summary.bytesNew)}) from ${summary.mailboxes} mailbox(es), ${summary.folders} folders, in ${formatDuration(summary.durationMs)}` +
+      ` (${summary.messagesPerSecond} msg/s, ${formatBytes(summary.bytesPerSecond)}/s); ${summary.messagesTotal} messages (${formatBytes(summary.bytesTotal)}) in the archive.`,
+  );
+  if (summary.recovered > 0)
+    lines.push(`Recorded ${summary.recovered} file(s) left by an interrupted run.`);
+  if (summary.mailboxesFailed > 0 || summary.foldersFailed > 0) {
+    lines.push(
+      `${summary.mailboxesFailed} mailbox(es) and ${summary.foldersFailed} folder(s) failed; run again to continue.`,
+    );
+  }
+  return lines;
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}

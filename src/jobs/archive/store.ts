@@ -1,0 +1,368 @@
+/**
+ * One mailbox's archive directory: the lock, message files and crash
+ * recovery. Every message file is written so that it is either complete or
+ * absent under its final name:
+ *
+ *   1. streamed into `.tmp/` (same filesystem, so the rename is atomic),
+ *   2. flushed (fdatasync) and closed,
+ *   3. renamed to `{folder}/{uidValidity}/{uid}.eml`,
+ *   4. its directory flushed (`sync()`), before the manifest line is written.
+ *
+ * A crash leaves at most temp files, which the next run deletes, and files in
+ * place whose manifest lines were not written yet ("orphans": complete files,
+ * as they were flushed before the rename). Orphans are recorded, not fetched
+ * again: the file holds exactly the bytes the server returned, and the folder
+ * may have changed UIDVALIDITY or lost the message since. The runner hashes
+ * and parses the file and asks the server for its flags and INTERNALDATE when
+ * it still can.
+ *
+ * The scan for orphans reads every folder directory once per run. It could be
+ * limited to runs after an unclean end, but a user deleting a lock file or
+ * copying an archive would then silently lose the guarantee.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { MailbridgeError } from '../../errors.js';
+import { fsyncDirectory, writeFileAtomic } from './durable.js';
+import type { ManifestIndex } from './manifest.js';
+import {
+  decodeName,
+  FOLDER_INFO_FILE,
+  folderDirName,
+  LOCK_FILE,
+  MANIFEST_FILE,
+  messagePath,
+  TEMP_DIR,
+} from './paths.js';
+
+export interface WrittenFile {
+  sha256: string;
+  size: number;
+}
+
+/** A message file being written in `.tmp/`. */
+export interface PartialMessage {
+  readonly size: number;
+  write(chunk: Buffer): Promise<void>;
+  /** Flushes, renames into place (relative path) and returns the file's hash and size. */
+  commit(relativePath: string): Promise<WrittenFile>;
+  discard(): Promise<void>;
+}
+
+/** A complete file in place without a manifest line, left by a crash. */
+export interface OrphanFile {
+  folder: string;
+  folderDir: string;
+  uidValidity: number;
+  uid: number;
+  path: string;
+}
+
+interface LockInfo {
+  pid: number;
+  hostname: string;
+  startedAt: string;
+}
+
+export class ArchiveStore {
+  private readonly knownDirs = new Set<string>();
+  private readonly dirtyDirs = new Set<string>();
+  private readonly folderDirs = new Map<string, string>();
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    /** A previous run ended without releasing the lock (it crashed or was killed). */
+    readonly previousRunInterrupted: boolean,
+  ) {}
+
+  get tempDir(): string {
+    return join(this.dir, TEMP_DIR);
+  }
+
+  get manifestFile(): string {
+    return join(this.dir, MANIFEST_FILE);
+  }
+
+  /** Creates the directory if needed, takes the lock and deletes leftover temp files. */
+  static async open(dir: string): Promise<ArchiveStore> {
+    const created = await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (created !== undefined) await syncCreatedParents(created, dir);
+    const stale = await acquireLock(dir);
+    const store = new ArchiveStore(dir, stale);
+    // Only a run holding the lock writes here, so whatever is in .tmp is a leftover.
+    await rm(store.tempDir, { recursive: true, force: true });
+    await mkdir(store.tempDir, { mode: 0o700 });
+    store.knownDirs.add(dir);
+    return store;
+  }
+
+  /**
+   * The directory name of `folder`, created with its `folder.json` the first
+   * time. The file names the folder for recovery and people, and catches two
+   * folders landing in one directory (folders that differ only in case, on a
+   * case-insensitive filesystem).
+   */
+  async folderDir(folder: string): Promise<string> {
+    const cached = this.folderDirs.get(folder);
+    if (cached) return cached;
+    const name = folderDirName(folder);
+    const path = join(this.dir, name);
+    await this.ensureDir(path);
+    const info = join(path, FOLDER_INFO_FILE);
+    const existing = await readFolderInfo(info);
+    if (existing === undefined) {
+      await writeFileAtomic(info, `${JSON.stringify({ folder })}\n`, this.tempDir);
+      await this.sync();
+    } else if (existing !== folder) {
+      throw new MailbridgeError({
+        code: 'ARCHIVE_FOLDER_CLASH',
+        message: `The folders '${existing}' and '${folder}' map to the same directory ${path}`,
+        remedy:
+          'The filesystem treats the two names as one (case-insensitive?). Archive to a case-sensitive filesystem, or leave one folder out with --exclude.',
+      });
+    }
+    this.folderDirs.set(folder, name);
+    return name;
+  }
+
+  async createPartial(): Promise<PartialMessage> {
+    const temp = join(this.tempDir, `${randomBytes(8).toString('hex')}.part`);
+    const handle = await open(temp, 'wx', 0o600);
+    const hash = createHash('sha256');
+    let size = 0;
+    let done = false;
+    const finish = async (keep: boolean) => {
+      done = true;
+      await handle.close().catch(() => {});
+      if (!keep) await rm(temp, { force: true });
+    };
+    return {
+      get size() {
+        return size;
+      },
+      write: async (chunk: Buffer) => {
+        let written = 0;
+        while (written < chunk.length) {
+          const { bytesWritten } = await handle.write(chunk, written, chunk.length - written);
+          written += bytesWritten;
+        }
+        hash.update(chunk);
+        size += chunk.length;
+      },
+      commit: async (relativePath: string) => {
+        if (done) throw new Error('partial message already finished');
+        try {
+          await handle.datasync();
+        } catch (error) {
+          await finish(false);
+          throw error;
+        }
+        await finish(true);
+        const final = join(this.dir, ...relativePath.split('/'));
+        try {
+          await this.ensureDir(dirname(final));
+          await rename(temp, final);
+        } catch (error) {
+          await rm(temp, { force: true });
+          throw error;
+        }
+        this.dirtyDirs.add(dirname(final));
+        return { sha256: hash.digest('hex'), size };
+      },
+      discard: async () => {
+        if (!done) await finish(false);
+      },
+    };
+  }
+
+  async writeMessage(relativePath: string, data: Buffer): Promise<WrittenFile> {
+    const partial = await this.createPartial();
+    try {
+      await partial.write(data);
+    } catch (error) {
+      await partial.discard();
+      throw error;
+    }
+    return partial.commit(relativePath);
+  }
+
+  /** Flushes every directory changed since the last call: renames become durable. */
+  async sync(): Promise<void> {
+    const dirs = [...this.dirtyDirs];
+    this.dirtyDirs.clear();
+    for (const dir of dirs) await fsyncDirectory(dir);
+  }
+
+  /** Files in place that the manifest does not list. */
+  async findOrphans(index: ManifestIndex): Promise<OrphanFile[]> {
+    const orphans: OrphanFile[] = [];
+    for (const entry of await readdir(this.dir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+      const folderDir = entry.name;
+      const folder =
+        (await readFolderInfo(join(this.dir, folderDir, FOLDER_INFO_FILE))) ??
+        decodeName(folderDir);
+      const uvDirs = await readdir(join(this.dir, folderDir), { withFileTypes: true });
+      for (const uvDir of uvDirs) {
+        if (!uvDir.isDirectory() || !/^[1-9][0-9]{0,9}$/.test(uvDir.name)) continue;
+        const uidValidity = Number(uvDir.name);
+        for (const file of await readdir(join(this.dir, folderDir, uvDir.name))) {
+          const match = /^([1-9][0-9]{0,9})\.eml$/.exec(file);
+          if (!match) continue;
+          const uid = Number(match[1]);
+          if (folder !== undefined && index.has(folder, uidValidity, uid)) continue;
+          if (folder === undefined) {
+            // Without folder.json nothing says which folder this is; leave it for `verify` to report.
+            continue;
+          }
+          orphans.push({
+            folder,
+            folderDir,
+            uidValidity,
+            uid,
+            path: messagePath(folderDir, uidValidity, uid),
+          });
+        }
+      }
+    }
+    return orphans.sort((a, b) =>
+      a.folder === b.folder
+        ? a.uidValidity - b.uidValidity || a.uid - b.uid
+        : a.folder < b.folder
+          ? -1
+          : 1,
+    );
+  }
+
+  absolute(relativePath: string): string {
+    return join(this.dir, ...relativePath.split('/'));
+  }
+
+  /** Releases the lock. Call only after the last manifest write. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await rm(this.tempDir, { recursive: true, force: true });
+    await rm(join(this.dir, LOCK_FILE), { force: true });
+  }
+
+  private async ensureDir(path: string): Promise<void> {
+    if (this.knownDirs.has(path)) return;
+    const created = await mkdir(path, { recursive: true, mode: 0o700 });
+    if (created !== undefined) {
+      // Each new directory's entry lives in its parent: flush those with the next sync().
+      for (let dir = path; dir.length >= created.length; dir = dirname(dir)) {
+        this.dirtyDirs.add(dirname(dir));
+      }
+    }
+    this.knownDirs.add(path);
+  }
+}
+
+/** SHA-256 and size of a file, read through one reused buffer (no garbage per chunk). */
+export async function hashFile(
+  path: string,
+  buffer = Buffer.allocUnsafe(256 * 1024),
+): Promise<WrittenFile> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const handle = await open(path, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+async function readFolderInfo(path: string): Promise<string | undefined> {
+  try {
+    const info = JSON.parse(await readFile(path, 'utf8')) as { folder?: unknown };
+    return typeof info.folder === 'string' ? info.folder : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function syncCreatedParents(firstCreated: string, leaf: string): Promise<void> {
+  for (let dir = leaf; dir.length >= firstCreated.length; dir = dirname(dir)) {
+    await fsyncDirectory(dirname(dir));
+  }
+}
+
+/**
+ * Takes `.lock` (O_EXCL). A lock left by a process that is gone (same host,
+ * no such pid) is taken over and reported as stale. Returns whether it was.
+ */
+async function acquireLock(dir: string): Promise<boolean> {
+  const path = join(dir, LOCK_FILE);
+  let stale = false;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'wx', 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = await readLock(path);
+      if (holder && isAlive(holder)) {
+        throw new MailbridgeError({
+          code: 'ARCHIVE_LOCKED',
+          message: `Another archive run (pid ${holder.pid} on ${holder.hostname}, since ${holder.startedAt}) is writing to ${dir}`,
+          remedy:
+            'Wait for it to finish. If no such run exists (e.g. it ran on another machine that is gone), delete the .lock file.',
+        });
+      }
+      stale = true;
+      await rm(path, { force: true });
+      continue;
+    }
+    try {
+      const info: LockInfo = {
+        pid: process.pid,
+        hostname: hostname(),
+        startedAt: new Date().toISOString(),
+      };
+      await handle.writeFile(`${JSON.stringify(info)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsyncDirectory(dir);
+    return stale;
+  }
+  throw new MailbridgeError({
+    code: 'ARCHIVE_LOCKED',
+    message: `Could not take the lock ${path}: other runs keep taking it`,
+    remedy: 'Run one archive per output directory at a time.',
+  });
+}
+
+async function readLock(path: string): Promise<LockInfo | undefined> {
+  try {
+    const info = JSON.parse(await readFile(path, 'utf8')) as Partial<LockInfo>;
+    if (typeof info.pid !== 'number' || typeof info.hostname !== 'string') return undefined;
+    return { pid: info.pid, hostname: info.hostname, startedAt: String(info.startedAt ?? '?') };
+  } catch {
+    // Empty or cut short: its writer died while taking it.
+    return undefined;
+  }
+}
+
+function isAlive(holder: LockInfo): boolean {
+  // A pid on another machine cannot be checked: assume it runs.
+  if (holder.hostname !== hostname()) return true;
+  try {
+    process.kill(holder.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import { NetworkError } from '../../../src/errors.js';
+import {
+  applyProgressEvent,
+  formatBytes,
+  formatDuration,
+  formatSummary,
+  initialProgress,
+  progressLogRecord,
+  progressRates,
+  renderProgressLines,
+  summarizeRun,
+} from '../../../src/jobs/archive/progress.js';
+import type { ArchiveMailboxResult, ArchiveRunResult } from '../../../src/jobs/archive/runner.js';
+
+const counts = (messages: number, bytes: number, estimatedMessages: number) => ({
+  messages,
+  bytes,
+  estimatedMessages,
+});
+
+describe('progress', () => {
+  it('follows events and computes rate and ETA', () => {
+    let state = initialProgress('archive@contoso.example');
+    state = applyProgressEvent(
+      state,
+      {
+        type: 'mailbox-start',
+        mailbox: state.mailbox,
+        directory: '/x',
+        folders: 3,
+        counts: counts(0, 0, 100),
+      },
+      1_000,
+    );
+    state = applyProgressEvent(
+      state,
+      {
+        type: 'message',
+        mailbox: state.mailbox,
+        folder: 'Archive/2024',
+        uid: 7,
+        size: 2048,
+        counts: counts(25, 25 * 2048, 100),
+      },
+      6_000,
+    );
+    expect(state).toMatchObject({ phase: 'archiving', folder: 'Archive/2024', messages: 25 });
+    const rates = progressRates(state, 6_000);
+    expect(rates.messagesPerSecond).toBe(5);
+    expect(rates.bytesPerSecond).toBe(10_240);
+    expect(rates.etaSeconds).toBe(15);
+    const [line] = renderProgressLines([state], 6_000, 120);
+    expect(line).toContain('archive@contoso.example');
+    expect(line).toContain('25/100 msgs');
+    expect(line).toContain('5.0 msg/s');
+    expect(line).toContain('10 KiB/s');
+    expect(line).toContain('ETA 15s');
+    expect(line).toContain('Archive/2024');
+    expect(renderProgressLines([state], 6_000, 30)[0]).toHaveLength(30);
+    expect(progressLogRecord(state, 6_000)).toMatchObject({
+      event: 'archive-progress',
+      mailbox: 'archive@contoso.example',
+      messages: 25,
+      estimatedMessages: 100,
+      messagesPerSecond: 5,
+      etaSeconds: 15,
+    });
+  });
+
+  it('formats sizes and durations', () => {
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(1536)).toBe('1.5 KiB');
+    expect(formatBytes(50 * 1024 * 1024)).toBe('50 MiB');
+    expect(formatDuration(2_500)).toBe('2.5s');
+    expect(formatDuration(125_000)).toBe('2m05s');
+    expect(formatDuration(3_720_000)).toBe('1h02m');
+  });
+
+  it('summarizes a run, failures included', () => {
+    const ok: ArchiveMailboxResult = {
+      mailbox: 'a@contoso.example',
+      directory: '/out/a@contoso.example',
+      ok: true,
+      interrupted: false,
+      folders: [
+        {
+          folder: 'INBOX',
+          status: 'archived',
+          messagesNew: 10,
+          bytesNew: 10_000,
+          vanished: 0,
+          parseErrors: 1,
+          recovered: 0,
+        },
+      ],
+      messagesNew: 10,
+      bytesNew: 10_000,
+      messagesTotal: 30,
+      bytesTotal: 30_000,
+      parseErrors: 1,
+      recovered: 0,
+      vanished: 0,
+      unmatchedPatterns: ['Nope'],
+      durationMs: 2_000,
+      session: { connects: 1, tokenRenewals: 0, retries: 0, throttledMs: 0 },
+    };
+    const run: ArchiveRunResult = {
+      ok: false,
+      durationMs: 4_000,
+      mailboxes: [
+        ok,
+        {
+          mailbox: 'b@contoso.example',
+          ok: false,
+          interrupted: false,
+          error: new NetworkError({ code: 'IMAP_UNREACHABLE', message: 'down', remedy: 'fix it' }),
+        },
+      ],
+    };
+    const summary = summarizeRun(run);
+    expect(summary).toMatchObject({
+      ok: false,
+      mailboxes: 2,
+      mailboxesFailed: 1,
+      folders: 1,
+      messagesNew: 10,
+      messagesTotal: 30,
+      bytesNew: 10_000,
+      parseErrors: 1,
+      messagesPerSecond: 2.5,
+    });
+    const text = formatSummary(summary, run.mailboxes).join('\n');
+    expect(text).toContain('a@contoso.example: ok, 10 new (9.8 KiB), 30 archived, 1 folders');
+    expect(text).toContain('1 message(s) archived but not parsed');
+    expect(text).toContain('--folder Nope matched no folder');
+    expect(text).toContain('b@contoso.example: FAILED IMAP_UNREACHABLE: down. fix it');
+    expect(text).toContain('1 mailbox(es) and 0 folder(s) failed');
+  });
+});

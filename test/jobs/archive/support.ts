@@ -1,0 +1,268 @@
+/**
+ * Shared by the archive integration tests: Dovecot behind the Exchange-like
+ * fault proxy (sessions end when their 5-second tokens expire), seeding by
+ * APPEND straight into Dovecot, and snapshots of the server and an archive to
+ * compare.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ImapFlow } from 'imapflow';
+import { createImapClient, loadConfig, type MailbridgeConfig } from '../../../src/index.js';
+import { type ManifestRecord, readManifest } from '../../../src/jobs/archive/manifest.js';
+import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
+import {
+  EXCHANGE_AUDIENCE,
+  IMAP_ROLE,
+  type MailServers,
+  startMailServers,
+} from '../../helpers/mail-servers.js';
+import { startTokenService, type TokenService } from '../../helpers/token-service.js';
+
+export interface ArchiveTestEnv {
+  service: TokenService;
+  servers: MailServers;
+  proxy: ImapFaultProxy;
+  /** Settings reaching Dovecot through the proxy, as the job sees the server. */
+  config: MailbridgeConfig;
+  /** The same as environment variables, for child processes and the CLI. */
+  env: Record<string, string>;
+  /** A connection straight to Dovecot, for seeding and checking. */
+  direct(mailbox: string): Promise<ImapFlow>;
+  close(): Promise<void>;
+}
+
+export async function startArchiveTestEnv(mailboxes: string[]): Promise<ArchiveTestEnv> {
+  const service = await startTokenService();
+  const servers = await startMailServers({ tokenService: service });
+  const proxy = await startImapFaultProxy(servers.imap);
+  const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
+  for (const mailbox of mailboxes) await servers.grantMailbox(app.clientId, mailbox);
+  const env = {
+    AZURE_TENANT_ID: app.tenantId,
+    AZURE_CLIENT_ID: app.clientId,
+    AZURE_CLIENT_SECRET: app.secret ?? '',
+    AZURE_AUTHORITY_HOST: service.url,
+    MAILBRIDGE_IMAP_HOST: proxy.host,
+    MAILBRIDGE_IMAP_PORT: String(proxy.port),
+  };
+  const config = await loadConfig({ env });
+  const directConfig = { ...config, imap: { host: servers.imap.host, port: servers.imap.port } };
+  return {
+    service,
+    servers,
+    proxy,
+    config,
+    env,
+    // Dovecot checks the token at login only: a short-lived token is fine here.
+    direct: (mailbox) => createImapClient(directConfig, { mailbox }),
+    async close() {
+      await proxy.close();
+      await servers.stop();
+      await service.close();
+    },
+  };
+}
+
+export function plainMessage(i: number, folder: string, to: string): string {
+  return [
+    `From: "Sender ${i}" <sender${i}@fabrikam.example>`,
+    `To: ${to}`,
+    `Subject: =?UTF-8?Q?Nachricht_${i}_=C3=BCber_${encodeURIComponent(folder).replace(/%/g, '=')}?=`,
+    `Message-ID: <m${i}.${Buffer.from(folder).toString('hex').slice(0, 16)}@fabrikam.example>`,
+    `Date: Mon, ${1 + (i % 27)} Apr 2024 09:${String(i % 60).padStart(2, '0')}:00 +0200`,
+    'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=utf-8',
+    'Content-Transfer-Encoding: 8bit',
+    '',
+    `Grüße aus ${folder}, Nachricht ${i}.`,
+    'x'.repeat(100 + ((i * 37) % 900)),
+    '',
+  ].join('\r\n');
+}
+
+export function messageWithAttachment(i: number, to: string, attachmentBytes: number): string {
+  const data = Buffer.alloc(attachmentBytes);
+  for (let j = 0; j < data.length; j++) data[j] = (j * 31 + i) % 256;
+  const base64 = data.toString('base64').replace(/.{76}/g, '$&\r\n');
+  return [
+    `From: reports@fabrikam.example`,
+    `To: ${to}`,
+    `Subject: Report ${i}`,
+    `Message-ID: <report${i}@fabrikam.example>`,
+    'Date: Tue, 2 Apr 2024 10:00:00 +0000',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="outer"',
+    '',
+    '--outer',
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    `Report ${i} attached.`,
+    '--outer',
+    `Content-Type: application/octet-stream; name="report-${i}.bin"`,
+    `Content-Disposition: attachment; filename="report-${i}.bin"`,
+    'Content-Transfer-Encoding: base64',
+    '',
+    base64,
+    '--outer--',
+    '',
+  ].join('\r\n');
+}
+
+/** Broken MIME that mailparser gives up on: more parts than it accepts. */
+export function malformedMessage(to: string): string {
+  const parts = Array.from(
+    { length: 1100 },
+    (_, i) => `--b0\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`,
+  ).join('');
+  return `From: broken@fabrikam.example\r\nTo: ${to}\r\nSubject: broken MIME\r\nMessage-ID: <broken@fabrikam.example>\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n${parts}`;
+}
+
+export interface ServerFolder {
+  uidValidity: number;
+  messages: Map<number, { sha256: string; size: number }>;
+}
+
+/** Every selectable folder with each message's SHA-256 and size as Dovecot returns BODY[]. */
+export async function serverSnapshot(
+  env: ArchiveTestEnv,
+  mailbox: string,
+): Promise<Map<string, ServerFolder>> {
+  const client = await env.direct(mailbox);
+  const out = new Map<string, ServerFolder>();
+  try {
+    for (const folder of await client.list()) {
+      if ([...folder.flags].some((f) => /^\\(noselect|nonexistent)$/i.test(f))) continue;
+      const status = await client.mailboxOpen(folder.path, { readOnly: true });
+      const messages = new Map<number, { sha256: string; size: number }>();
+      if (status.exists > 0) {
+        const uids = (await client.search({ all: true }, { uid: true })) || [];
+        for (const uid of uids) {
+          const download = await client.download(String(uid), undefined, { uid: true });
+          const hash = createHash('sha256');
+          let size = 0;
+          for await (const chunk of download.content as AsyncIterable<Buffer>) {
+            hash.update(chunk);
+            size += chunk.length;
+          }
+          messages.set(uid, { sha256: hash.digest('hex'), size });
+        }
+      }
+      out.set(folder.path, { uidValidity: Number(status.uidValidity), messages });
+    }
+  } finally {
+    await client.logout();
+  }
+  return out;
+}
+
+export async function manifestRecords(mailboxDir: string): Promise<ManifestRecord[]> {
+  const records: ManifestRecord[] = [];
+  await readManifest(`${mailboxDir}/manifest.jsonl`, (r) => records.push(r));
+  return records;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+const CHILD = fileURLToPath(new URL('./fixtures/archive-child.mjs', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/**
+ * Compiles src/ into a temporary directory for child processes: they then run
+ * as users run them, without a TypeScript loader in their memory or start-up.
+ * Type errors elsewhere in the tree do not stop tsc from emitting; only the
+ * files the children need are checked for.
+ */
+export async function buildForChildren(): Promise<{ dir: string; remove(): Promise<void> }> {
+  const root = await mkdtemp(join(tmpdir(), 'mailbridge-archive-build-'));
+  // Bare imports resolve from the build's location: give it the project's packages.
+  await symlink(join(ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
+  await writeFile(join(root, 'package.json'), '{"type":"module"}\n');
+  const dir = join(root, 'dist');
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const result = spawnSync(
+    process.execPath,
+    [
+      tsc,
+      '-p',
+      join(ROOT, 'tsconfig.build.json'),
+      '--outDir',
+      dir,
+      '--declaration',
+      'false',
+      '--declarationMap',
+      'false',
+      '--sourceMap',
+      'false',
+    ],
+    { encoding: 'utf8' },
+  );
+  for (const needed of ['config/load.js', 'jobs/archive/runner.js']) {
+    if (!existsSync(join(dir, needed))) {
+      throw new Error(`tsc did not emit ${needed}:\n${result.stdout}\n${result.stderr}`);
+    }
+  }
+  return { dir, remove: () => rm(root, { recursive: true, force: true }) };
+}
+
+export interface ChildRun {
+  /** Resolves when the process ends. */
+  done: Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>;
+  kill(): void;
+}
+
+/** Starts `archiveMailbox` from `build` (see buildForChildren) in a child process. */
+export function startArchiveChild(
+  build: string,
+  env: Record<string, string>,
+  mailbox: string,
+  outDir: string,
+  options: Record<string, unknown> = {},
+  onMessage?: (count: number) => void,
+): ChildRun {
+  const child = spawn(process.execPath, [CHILD, build, mailbox, outDir], {
+    env: {
+      ...process.env,
+      ...env,
+      ARCHIVE_TEST_OPTIONS: JSON.stringify(options),
+      ARCHIVE_TEST_PROGRESS: onMessage ? '1' : '0',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let messages = 0;
+  let line = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c;
+    const lines = (line + c).split('\n');
+    line = lines.pop() ?? '';
+    for (const l of lines) if (/^message \d+$/.test(l)) onMessage?.(++messages);
+  });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+  });
+  const done = new Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { done, kill: () => child.kill('SIGKILL') };
+}
