@@ -1,0 +1,515 @@
+/**
+ * Archive benchmark (results and how to read them: bench/README.md).
+ *
+ * One Dovecot mailbox of `--messages` messages (bench/archive-seed.ts: real
+ * MIME, 2 KB – 2 MB, median about 20 KB) is pulled, from cold, in the same
+ * run, by three clients over implicit TLS with the same XOAUTH2 login:
+ *   1. ours: `archiveMailbox(config, { mailbox, outDir })` into an empty
+ *      directory (fsync per message file and per manifest batch);
+ *   2. mbsync (Debian's isync, `FSync yes`, its default) into an empty
+ *      Maildir, `Sync Pull`, `Create Near`, the token as its password
+ *      through the Cyrus SASL plugin of `libsasl2-modules-kdexoauth2`;
+ *   3. the raw ceiling: a minimal TLS client that logs in, SELECTs INBOX,
+ *      sends one `UID FETCH 1:* BODY.PEEK[]` and discards what it reads.
+ * `--rounds` rounds, each running the three in a rotated order; medians.
+ *
+ * Needs root, the mail servers of test/helpers/mail-servers.ts and
+ * `apt-get install isync libsasl2-modules-kdexoauth2`. Like bench/smtp.ts it
+ * runs twice: a launcher that makes a throwaway CA and a child that trusts it.
+ *
+ *   npx tsx bench/archive.ts [--messages 10000] [--rounds 3] [--write-readme]
+ */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
+import { parseArgs, promisify } from 'node:util';
+import {
+  archiveMailbox,
+  createTokenProvider,
+  loadConfig,
+  type MailbridgeConfig,
+} from '../src/index.js';
+import {
+  EXCHANGE_AUDIENCE,
+  IMAP_ROLE,
+  type MailServers,
+  startMailServers,
+} from '../test/helpers/mail-servers.js';
+import { startTokenService } from '../test/helpers/token-service.js';
+import { seedMaildir } from './archive-seed.js';
+import {
+  describeMachine,
+  markdownTable,
+  median,
+  README,
+  runInChildTrustingTestCa,
+  writeReadmeSection,
+} from './support.js';
+
+/** Set by the launcher in the child's environment: "the CA is trusted, measure". */
+const CHILD_ENV = 'MAILBRIDGE_BENCH_ARCHIVE_CHILD';
+const MAILBOX = 'bench-archive@contoso.example';
+const SASL_PLUGIN_DIRS = ['/usr/lib/x86_64-linux-gnu/sasl2', '/usr/lib/aarch64-linux-gnu/sasl2'];
+/** Goals from the issue: ours / mbsync and ours / raw, messages per second. */
+const GOAL_VS_MBSYNC = 1.5;
+const GOAL_VS_RAW = 0.5;
+
+const execFileAsync = promisify(execFile);
+
+interface BenchOptions {
+  messages: number;
+  rounds: number;
+  writeReadme: boolean;
+}
+
+function parseOptions(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      messages: { type: 'string', default: '10000' },
+      rounds: { type: 'string', default: '3' },
+      'write-readme': { type: 'boolean', default: false },
+    },
+  });
+  const whole = (name: string, value: string | undefined, min: number, max: number) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`--${name} must be a whole number from ${min} to ${max}`);
+    return n;
+  };
+  return {
+    messages: whole('messages', values.messages, 1, 100_000),
+    rounds: whole('rounds', values.rounds, 1, 20),
+    writeReadme: values['write-readme'],
+  };
+}
+
+type Side = 'ours' | 'mbsync' | 'raw';
+const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw'];
+
+interface Run {
+  side: Side;
+  round: number;
+  ms: number;
+  messages: number;
+}
+
+interface Context {
+  config: MailbridgeConfig;
+  servers: MailServers;
+  /**
+   * What mbsync trusts: the test CA and Dovecot's own certificate. isync 1.4
+   * matches the host name against DNS names only, never an IP address
+   * subjectAltName, and Dovecot listens on 127.0.0.1 only; a certificate
+   * listed in CertificateFile is accepted without the host name check.
+   */
+  mbsyncTrust: string;
+  work: string;
+}
+
+// ---------------------------------------------------------------------------
+// The three clients
+
+async function token(config: MailbridgeConfig): Promise<string> {
+  return (await createTokenProvider(config).getToken()).accessToken;
+}
+
+/** Ours, through the library, into an empty directory; the token fetch included. */
+async function runOurs(ctx: Context, dir: string): Promise<number> {
+  const result = await archiveMailbox(ctx.config, { mailbox: MAILBOX, outDir: dir });
+  if (!result.ok) throw new Error(`archiveMailbox did not finish: ${JSON.stringify(result)}`);
+  return result.messagesNew;
+}
+
+/** mbsync into an empty Maildir; the token is fetched before, as a password manager would. */
+async function runMbsync(ctx: Context, dir: string, accessToken: string): Promise<number> {
+  const tokenFile = join(dir, 'token');
+  await writeFile(tokenFile, accessToken, { mode: 0o600 });
+  const maildir = join(dir, 'Maildir');
+  // mbsync creates folders inside its store, not the store itself.
+  await mkdir(maildir);
+  const configFile = join(dir, 'mbsyncrc');
+  await writeFile(
+    configFile,
+    [
+      'FSync yes',
+      '',
+      'IMAPAccount bench',
+      `Host ${ctx.servers.imap.host}`,
+      `Port ${ctx.servers.imap.port}`,
+      `User ${MAILBOX}`,
+      `PassCmd "cat ${tokenFile}"`,
+      'SSLType IMAPS',
+      `CertificateFile ${ctx.mbsyncTrust}`,
+      'SystemCertificates no',
+      'AuthMechs XOAUTH2',
+      '',
+      'IMAPStore remote',
+      'Account bench',
+      '',
+      'MaildirStore local',
+      `Path ${maildir}/`,
+      `Inbox ${maildir}/INBOX`,
+      'SubFolders Verbatim',
+      '',
+      'Channel bench',
+      'Far :remote:',
+      'Near :local:',
+      'Patterns *',
+      'Sync Pull',
+      'Create Near',
+      'SyncState *',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn('mbsync', ['-c', configFile, 'bench'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      text += d.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve(text) : reject(new Error(`mbsync exited with ${code}:\n${text}`)),
+    );
+  });
+  let count = 0;
+  for (const sub of ['cur', 'new']) {
+    count += (await readdir(join(maildir, 'INBOX', sub)).catch(() => [])).length;
+  }
+  if (count === 0) throw new Error(`mbsync stored nothing:\n${output}`);
+  return count;
+}
+
+interface RawResult {
+  messages: number;
+  bytes: number;
+}
+
+/**
+ * The ceiling: login with SASL-IR, SELECT, one `UID FETCH 1:* BODY.PEEK[]`,
+ * every byte read and dropped. Skips literals by their announced length.
+ */
+function runRaw(ctx: Context, accessToken: string): Promise<RawResult> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: ctx.servers.imap.host, port: ctx.servers.imap.port });
+    const sasl = Buffer.from(`user=${MAILBOX}\x01auth=Bearer ${accessToken}\x01\x01`).toString(
+      'base64',
+    );
+    const steps = [
+      `a AUTHENTICATE XOAUTH2 ${sasl}\r\n`,
+      'b SELECT INBOX\r\n',
+      'c UID FETCH 1:* BODY.PEEK[]\r\n',
+      'd LOGOUT\r\n',
+    ];
+    let step = -1;
+    let pending: Buffer = Buffer.alloc(0);
+    let literalLeft = 0;
+    const result: RawResult = { messages: 0, bytes: 0 };
+    const fail = (error: Error) => {
+      socket.destroy();
+      reject(error);
+    };
+    const line = (text: string) => {
+      const literal = /\{(\d+)\}\r\n$/.exec(text);
+      if (literal) {
+        literalLeft = Number(literal[1]);
+        if (step === 2) {
+          result.bytes += literalLeft;
+          result.messages++;
+        }
+      }
+      if (step < 0 ? text.startsWith('* OK') : text.startsWith(`${'abcd'[step]} `)) {
+        if (step >= 0 && !text.startsWith(`${'abcd'[step]} OK`)) {
+          fail(new Error(`raw client: ${text.trim()}`));
+          return;
+        }
+        step++;
+        if (step < steps.length) socket.write(steps[step] as string);
+        else {
+          socket.end();
+          resolve(result);
+        }
+      }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      let pos = 0;
+      while (pos < chunk.length) {
+        if (literalLeft > 0) {
+          const take = Math.min(literalLeft, chunk.length - pos);
+          literalLeft -= take;
+          pos += take;
+          continue;
+        }
+        const nl = chunk.indexOf(10, pos);
+        if (nl < 0) {
+          pending = Buffer.concat([pending, chunk.subarray(pos)]);
+          break;
+        }
+        const bytes = Buffer.concat([pending, chunk.subarray(pos, nl + 1)]);
+        pending = Buffer.alloc(0);
+        pos = nl + 1;
+        line(bytes.toString('latin1'));
+      }
+    });
+    socket.on('error', fail);
+    socket.on('close', () => {
+      if (step < steps.length) fail(new Error('raw client: connection closed early'));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+
+async function measure(options: BenchOptions): Promise<number> {
+  const missing = await missingTools();
+  if (missing.length > 0) {
+    process.stderr.write(
+      `bench:archive needs ${missing.join(' and ')}: apt-get install -y isync libsasl2-modules-kdexoauth2\n`,
+    );
+    return 2;
+  }
+  const service = await startTokenService();
+  let servers: MailServers | undefined;
+  const work = await mkdtemp(join(os.tmpdir(), 'mailbridge-bench-archive-'));
+  try {
+    progress('starting Dovecot');
+    servers = await startMailServers({ tokenService: service });
+    const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
+    await servers.grantMailbox(app.clientId, MAILBOX);
+    const config = await loadConfig({
+      env: {
+        AZURE_TENANT_ID: app.tenantId,
+        AZURE_CLIENT_ID: app.clientId,
+        AZURE_CLIENT_SECRET: app.secret ?? '',
+        AZURE_AUTHORITY_HOST: service.url,
+        MAILBRIDGE_IMAP_HOST: servers.imap.host,
+        MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
+      },
+    });
+    const mbsyncTrust = join(work, 'mbsync-trust.pem');
+    const tlsDir = join(servers.dir, 'tls');
+    await writeFile(
+      mbsyncTrust,
+      (await readFile(join(tlsDir, 'ca.pem'), 'utf8')) +
+        (await readFile(join(tlsDir, 'server.pem'), 'utf8')),
+    );
+    const ctx: Context = { config, servers, mbsyncTrust, work };
+
+    progress(`seeding ${options.messages} messages`);
+    const seedStart = performance.now();
+    const [domain, user] = [MAILBOX.split('@')[1] as string, MAILBOX.split('@')[0] as string];
+    const [uid, gid] = await mailUser();
+    const seeded = await seedMaildir(
+      join(servers.dir, 'mail', domain, user, 'Maildir'),
+      options.messages,
+      MAILBOX,
+      { uid, gid },
+    );
+    await execFileAsync('sync');
+    progress(
+      `seeded ${seeded.messages} messages, ${mb(seeded.bytes)} MB, in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`,
+    );
+
+    // Dovecot gives the files UIDs and builds its index at the first SELECT: not measured.
+    progress('warm-up: one raw fetch (Dovecot indexes the Maildir)');
+    const warm = await runRaw(ctx, await token(config));
+    if (warm.messages !== options.messages || warm.bytes !== seeded.bytes) {
+      throw new Error(
+        `Dovecot serves ${warm.messages} messages, ${warm.bytes} bytes; seeded ${seeded.messages}, ${seeded.bytes}`,
+      );
+    }
+
+    const runs: Run[] = [];
+    for (let round = 0; round < options.rounds; round++) {
+      const order = SIDES.map((_, i) => SIDES[(i + round) % SIDES.length] as Side);
+      for (const side of order) {
+        const dir = await mkdtemp(join(work, `${side}-`));
+        try {
+          const accessToken = side === 'ours' ? '' : await token(config);
+          await execFileAsync('sync');
+          const start = performance.now();
+          let messages: number;
+          if (side === 'ours') messages = await runOurs(ctx, dir);
+          else if (side === 'mbsync') messages = await runMbsync(ctx, dir, accessToken);
+          else {
+            const raw = await runRaw(ctx, accessToken);
+            if (raw.bytes !== seeded.bytes) throw new Error(`raw read ${raw.bytes} bytes`);
+            messages = raw.messages;
+          }
+          const ms = performance.now() - start;
+          if (messages !== options.messages)
+            throw new Error(`${side} got ${messages} of ${options.messages} messages`);
+          runs.push({ side, round, ms, messages });
+          progress(
+            `round ${round + 1}: ${side} ${(ms / 1000).toFixed(2)} s, ${(messages / (ms / 1000)).toFixed(0)} messages/s`,
+          );
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+          // The deleted files' writeback is not the next client's cost.
+          await execFileAsync('sync');
+        }
+      }
+    }
+
+    const machine = describeMachine(await softwareVersions());
+    const table = render(runs, options, seeded.bytes);
+    process.stdout.write(`${machine}\n\n${table}\n`);
+    if (options.writeReadme) {
+      await writeReadmeSection('archive', `${machine}\n\n${table}`);
+      process.stderr.write(`wrote the results into ${README}\n`);
+    }
+    return 0;
+  } finally {
+    await servers?.stop();
+    await service.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function render(runs: Run[], options: BenchOptions, bytes: number): string {
+  const seconds = (side: Side) => runs.filter((r) => r.side === side).map((r) => r.ms / 1000);
+  const wall = Object.fromEntries(SIDES.map((s) => [s, median(seconds(s))])) as Record<
+    Side,
+    number
+  >;
+  const rate = (side: Side) => options.messages / wall[side];
+  const mbps = (side: Side) => bytes / 1024 / 1024 / wall[side];
+  const x = (v: number) => `${v.toFixed(2)}×`;
+  // Per round, ours against the other two of the same round.
+  const perRound = (other: Side) =>
+    Array.from({ length: options.rounds }, (_, round) => {
+      const of = (side: Side) => runs.find((r) => r.side === side && r.round === round)?.ms;
+      return (of(other) ?? Number.NaN) / (of('ours') ?? Number.NaN);
+    });
+  const range = (values: number[]) => `${x(Math.min(...values))} – ${x(Math.max(...values))}`;
+  const vsMbsync = rate('ours') / rate('mbsync');
+  const vsRaw = rate('ours') / rate('raw');
+  const table = markdownTable(
+    [
+      `${options.messages} messages, ${mb(bytes)} MB, median of ${options.rounds} round(s)`,
+      'ours: `archiveMailbox`',
+      'mbsync (isync, FSync yes)',
+      'raw ceiling: one `UID FETCH 1:* BODY.PEEK[]`',
+    ],
+    [
+      ['Messages/s', rate('ours').toFixed(0), rate('mbsync').toFixed(0), rate('raw').toFixed(0)],
+      ['MB/s', mbps('ours').toFixed(1), mbps('mbsync').toFixed(1), mbps('raw').toFixed(1)],
+      ['Wall time (s), median', wall.ours.toFixed(2), wall.mbsync.toFixed(2), wall.raw.toFixed(2)],
+      [
+        'Wall time (s), every round',
+        ...SIDES.map((s) =>
+          seconds(s)
+            .map((v) => v.toFixed(2))
+            .join(', '),
+        ),
+      ],
+    ],
+  );
+  const ratios = markdownTable(
+    ['Ratio (messages/s)', 'of the medians', 'range over the rounds', 'goal', 'met'],
+    [
+      [
+        'ours / mbsync',
+        x(vsMbsync),
+        range(perRound('mbsync')),
+        `≥ ${GOAL_VS_MBSYNC.toFixed(2)}×`,
+        vsMbsync >= GOAL_VS_MBSYNC ? 'yes' : '**no**',
+      ],
+      [
+        'ours / raw ceiling',
+        x(vsRaw),
+        range(perRound('raw')),
+        `≥ ${GOAL_VS_RAW.toFixed(2)}×`,
+        vsRaw >= GOAL_VS_RAW ? 'yes' : '**no**',
+      ],
+    ],
+  );
+  return [
+    table,
+    ratios,
+    `Messages: bench/archive-seed.ts, ${options.messages} in INBOX, real MIME, 2 KB – 2 MB, ` +
+      `median about 20 KB; MB are the bytes Dovecot serves (${bytes} bytes, CRLF), the same ` +
+      'for all three. Every run starts from an empty directory and logs in anew; rounds rotate ' +
+      'the order of the three clients.',
+  ].join('\n\n');
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1);
+}
+
+async function missingTools(): Promise<string[]> {
+  const missing: string[] = [];
+  try {
+    await execFileAsync('mbsync', ['--version']);
+  } catch {
+    missing.push('mbsync (isync)');
+  }
+  if (!SASL_PLUGIN_DIRS.some((dir) => existsSync(join(dir, 'libkdexoauth2.so')))) {
+    missing.push('the SASL XOAUTH2 plugin (libsasl2-modules-kdexoauth2)');
+  }
+  return missing;
+}
+
+async function mailUser(): Promise<[number, number]> {
+  const passwd = await readFile('/etc/passwd', 'utf8');
+  const fields = passwd
+    .split('\n')
+    .find((l) => l.startsWith('mail:'))
+    ?.split(':');
+  if (!fields) throw new Error('no mail user in /etc/passwd');
+  return [Number(fields[2]), Number(fields[3])];
+}
+
+async function softwareVersions(): Promise<string[]> {
+  const command = async (file: string, args: string[]) =>
+    (await execFileAsync(file, args).catch(() => ({ stdout: 'unknown' }))).stdout.trim();
+  const dovecot = (await command('dovecot', ['--version'])).split(' ')[0];
+  const isync = (await command('mbsync', ['--version'])).replace(/^isync\s*/, '');
+  const imapflow = await readFile(
+    new URL('../node_modules/imapflow/package.json', import.meta.url),
+    'utf8',
+  ).then(
+    (text) => (JSON.parse(text) as { version: string }).version,
+    () => 'unknown',
+  );
+  const fs = await command('findmnt', ['-n', '-o', 'FSTYPE', '-T', os.tmpdir()]);
+  return [
+    `imapflow ${imapflow}`,
+    `Dovecot ${dovecot}`,
+    `isync ${isync}`,
+    `${os.tmpdir()} on ${fs}`,
+  ];
+}
+
+function progress(message: string): void {
+  process.stderr.write(`bench:archive ${message}\n`);
+}
+
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const options = parseOptions(process.argv.slice(2));
+  return process.env[CHILD_ENV] === '1' ? measure(options) : runInChildTrustingTestCa(CHILD_ENV);
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`bench:archive failed: ${error instanceof Error ? error.stack : error}\n`);
+    process.exitCode = 1;
+  },
+);
