@@ -97,7 +97,7 @@ export async function startImapFaultProxy(upstream: {
           return true;
         }
         const throttle = throttles[0];
-        if (throttle && throttle.match.test(line)) {
+        if (throttle?.match.test(line)) {
           throttle.remaining--;
           if (throttle.remaining <= 0) throttles.shift();
           throttlesSent++;
