@@ -46,6 +46,8 @@ export interface WrittenFile {
 export interface PartialMessage {
   readonly size: number;
   write(chunk: Buffer): Promise<void>;
+  /** Flushes (fdatasync) and closes the temp file; no more writes after it. */
+  flush(): Promise<void>;
   /** Flushes, renames into place (relative path) and returns the file's hash and size. */
   commit(relativePath: string): Promise<WrittenFile>;
   discard(): Promise<void>;
@@ -67,8 +69,11 @@ interface LockInfo {
 }
 
 export class ArchiveStore {
-  private readonly knownDirs = new Set<string>();
+  /** Directories made (or being made) by this run; several messages may ask for one at once. */
+  private readonly knownDirs = new Map<string, Promise<void>>();
   private readonly dirtyDirs = new Set<string>();
+  /** The `sync()` running: a second call waits for it, so it never returns before those flushes. */
+  private syncing: Promise<void> = Promise.resolve();
   private readonly folderDirs = new Map<string, string>();
   private closed = false;
 
@@ -95,7 +100,7 @@ export class ArchiveStore {
     // Only a run holding the lock writes here, so whatever is in .tmp is a leftover.
     await rm(store.tempDir, { recursive: true, force: true });
     await mkdir(store.tempDir, { mode: 0o700 });
-    store.knownDirs.add(dir);
+    store.knownDirs.set(dir, Promise.resolve());
     return store;
   }
 
@@ -133,11 +138,26 @@ export class ArchiveStore {
     const handle = await open(temp, 'wx', 0o600);
     const hash = createHash('sha256');
     let size = 0;
-    let done = false;
-    const finish = async (keep: boolean) => {
-      done = true;
+    let closed = false;
+    let flushed = false;
+    let finished = false;
+    const close = async (keep: boolean) => {
+      closed = true;
       await handle.close().catch(() => {});
       if (!keep) await rm(temp, { force: true });
+    };
+    const flush = async () => {
+      if (flushed) return;
+      if (closed) throw new Error('partial message already finished');
+      try {
+        await handle.datasync();
+      } catch (error) {
+        finished = true;
+        await close(false);
+        throw error;
+      }
+      flushed = true;
+      await close(true);
     };
     return {
       get size() {
@@ -152,15 +172,11 @@ export class ArchiveStore {
         hash.update(chunk);
         size += chunk.length;
       },
+      flush,
       commit: async (relativePath: string) => {
-        if (done) throw new Error('partial message already finished');
-        try {
-          await handle.datasync();
-        } catch (error) {
-          await finish(false);
-          throw error;
-        }
-        await finish(true);
+        if (finished) throw new Error('partial message already finished');
+        await flush();
+        finished = true;
         const final = join(this.dir, ...relativePath.split('/'));
         try {
           await this.ensureDir(dirname(final));
@@ -173,27 +189,51 @@ export class ArchiveStore {
         return { sha256: hash.digest('hex'), size };
       },
       discard: async () => {
-        if (!done) await finish(false);
+        if (finished) return;
+        finished = true;
+        if (!closed) await close(false);
+        else await rm(temp, { force: true });
       },
     };
   }
 
-  async writeMessage(relativePath: string, data: Buffer): Promise<WrittenFile> {
+  /** Writes a message given whole into `.tmp/` and flushes it; `commit` then renames it. */
+  async prepareMessage(data: Buffer): Promise<PartialMessage> {
     const partial = await this.createPartial();
     try {
       await partial.write(data);
+      await partial.flush();
     } catch (error) {
       await partial.discard();
       throw error;
     }
-    return partial.commit(relativePath);
+    return partial;
   }
 
-  /** Flushes every directory changed since the last call: renames become durable. */
-  async sync(): Promise<void> {
-    const dirs = [...this.dirtyDirs];
-    this.dirtyDirs.clear();
-    for (const dir of dirs) await fsyncDirectory(dir);
+  async writeMessage(relativePath: string, data: Buffer): Promise<WrittenFile> {
+    return (await this.prepareMessage(data)).commit(relativePath);
+  }
+
+  /**
+   * Flushes every directory changed since the last call: renames become
+   * durable. Messages are stored several at once, so a rename can land while
+   * another call flushes; calls run one after another, and a call returns
+   * only once every rename finished before it started is flushed.
+   */
+  sync(): Promise<void> {
+    const run = this.syncing.then(async () => {
+      const dirs = [...this.dirtyDirs];
+      this.dirtyDirs.clear();
+      try {
+        await Promise.all(dirs.map((dir) => fsyncDirectory(dir)));
+      } catch (error) {
+        // Not flushed: flushed again by the next call, which must not skip them.
+        for (const dir of dirs) this.dirtyDirs.add(dir);
+        throw error;
+      }
+    });
+    this.syncing = run.catch(() => {});
+    return run;
   }
 
   /** Files in place that the manifest does not list. */
@@ -249,16 +289,22 @@ export class ArchiveStore {
     await rm(join(this.dir, LOCK_FILE), { force: true });
   }
 
-  private async ensureDir(path: string): Promise<void> {
-    if (this.knownDirs.has(path)) return;
-    const created = await mkdir(path, { recursive: true, mode: 0o700 });
-    if (created !== undefined) {
-      // Each new directory's entry lives in its parent: flush those with the next sync().
-      for (let dir = path; dir.length >= created.length; dir = dirname(dir)) {
-        this.dirtyDirs.add(dirname(dir));
+  private ensureDir(path: string): Promise<void> {
+    const known = this.knownDirs.get(path);
+    if (known) return known;
+    // One promise per directory: a message stored meanwhile into the same new directory waits
+    // for it, so its parents are marked for the next sync() before that message's rename.
+    const making = mkdir(path, { recursive: true, mode: 0o700 }).then((created) => {
+      if (created !== undefined) {
+        // Each new directory's entry lives in its parent: flush those with the next sync().
+        for (let dir = path; dir.length >= created.length; dir = dirname(dir)) {
+          this.dirtyDirs.add(dirname(dir));
+        }
       }
-    }
-    this.knownDirs.add(path);
+    });
+    this.knownDirs.set(path, making);
+    making.catch(() => this.knownDirs.delete(path));
+    return making;
   }
 }
 

@@ -123,6 +123,31 @@ describe('ArchiveStore', () => {
     expect((await readdir(join(dir, 'mb'))).sort()).toEqual(['Archive%2F2024']);
   });
 
+  it('prepares messages at once and places them one by one; a discarded one leaves nothing', async () => {
+    const store = await ArchiveStore.open(join(dir, 'mb'));
+    const folderDir = await store.folderDir('INBOX');
+    // Written and flushed concurrently, as the runner does; nothing is in place before commit.
+    const prepared = await Promise.all(
+      ['one', 'two', 'three'].map((text) => store.prepareMessage(Buffer.from(text))),
+    );
+    expect(await readdir(store.tempDir)).toHaveLength(3);
+    const [one, two, three] = prepared;
+    expect(await one?.commit(messagePath(folderDir, 7, 1))).toEqual({
+      sha256: sha256('one'),
+      size: 3,
+    });
+    await two?.commit(messagePath(folderDir, 7, 2));
+    await three?.discard();
+    await expect(three?.commit(messagePath(folderDir, 7, 3)) as Promise<unknown>).rejects.toThrow(
+      'already finished',
+    );
+    // Two calls at once: neither returns before the directory holding the renames is flushed.
+    await Promise.all([store.sync(), store.sync()]);
+    expect((await readdir(join(dir, 'mb', folderDir, '7'))).sort()).toEqual(['1.eml', '2.eml']);
+    expect(await readdir(store.tempDir)).toEqual([]);
+    await store.close();
+  });
+
   it('refuses a second writer and takes over the lock of a dead one', async () => {
     const mailboxDir = join(dir, 'mb');
     const first = await ArchiveStore.open(mailboxDir);
