@@ -8,7 +8,7 @@ import { createJsonLogger } from '../../jobs/relay/json-logger.js';
 import { hashPassword } from '../../jobs/relay/password.js';
 import { startRelay } from '../../jobs/relay/relay.js';
 import { SPOOL_ID, Spool, type SpoolEnvelope } from '../../jobs/relay/spool.js';
-import { usageError } from '../args.js';
+import { type FlagSpec, usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import type { CliIo } from '../output.js';
 import { writeJson, writeLine } from '../output.js';
@@ -27,6 +27,13 @@ const RELAY_DETAILS = [
   'keep the rest spooled, exit 0. Listening beyond loopback without an IP allow-list, or without',
   'TLS and a users file, is refused at start-up (exit 2): no open relay.',
 ].join('\n');
+
+const SPOOL_FLAG: FlagSpec = {
+  name: 'spool',
+  type: 'string',
+  value: 'DIR',
+  help: 'spool directory (else relay.spool of --config)',
+};
 
 export const relayCommand: Command = {
   name: 'relay',
@@ -120,12 +127,7 @@ export const relayStatusCommand: Command = {
   usage: 'relay status (--spool DIR | --config FILE) [--json]',
   usesSettings: false,
   flags: [
-    {
-      name: 'spool',
-      type: 'string',
-      value: 'DIR',
-      help: 'spool directory (else relay.spool of --config)',
-    },
+    SPOOL_FLAG,
     { name: 'json', type: 'boolean', help: 'print { spool, running, pid, queue, dead } as JSON' },
   ],
   async run(context) {
@@ -181,12 +183,7 @@ export const relayRetryCommand: Command = {
   usage: 'relay retry (--spool DIR | --config FILE) (ID... | --all)',
   usesSettings: false,
   flags: [
-    {
-      name: 'spool',
-      type: 'string',
-      value: 'DIR',
-      help: 'spool directory (else relay.spool of --config)',
-    },
+    SPOOL_FLAG,
     { name: 'all', type: 'boolean', help: 'every dead and every waiting message' },
   ],
   details: [
