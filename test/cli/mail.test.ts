@@ -17,6 +17,7 @@ import {
   runDoctor,
   type TokenProvider,
 } from '../../src/index.js';
+import { appEnvironment } from '../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -41,16 +42,7 @@ function envFor(app: {
   clientId: string;
   secret: string | undefined;
 }): Record<string, string> {
-  return {
-    AZURE_TENANT_ID: app.tenantId,
-    AZURE_CLIENT_ID: app.clientId,
-    AZURE_CLIENT_SECRET: app.secret ?? '',
-    AZURE_AUTHORITY_HOST: service.url,
-    MAILBRIDGE_IMAP_HOST: servers.imap.host,
-    MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
-    MAILBRIDGE_SMTP_HOST: servers.smtp.host,
-    MAILBRIDGE_SMTP_PORT: String(servers.smtp.port),
-  };
+  return appEnvironment(service, app, { imap: servers.imap, smtp: servers.smtp });
 }
 
 beforeAll(async () => {

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImapClient, loadConfig, type MailbridgeConfig } from '../../src/index.js';
+import { appEnvironment } from '../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -34,14 +35,7 @@ beforeAll(async () => {
   appId = app.clientId;
   await servers.grantMailbox(app.clientId, MAILBOX);
   config = await loadConfig({
-    env: {
-      AZURE_TENANT_ID: app.tenantId,
-      AZURE_CLIENT_ID: app.clientId,
-      AZURE_CLIENT_SECRET: app.secret ?? '',
-      AZURE_AUTHORITY_HOST: service.url,
-      MAILBRIDGE_IMAP_HOST: servers.imap.host,
-      MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
-    },
+    env: appEnvironment(service, app, { imap: servers.imap }),
   });
 }, 60_000);
 
@@ -77,14 +71,7 @@ describe('createImapClient', () => {
     const app = service.registerApp();
     await servers.grantMailbox(app.clientId, MAILBOX);
     const noRoles = await loadConfig({
-      env: {
-        AZURE_TENANT_ID: app.tenantId,
-        AZURE_CLIENT_ID: app.clientId,
-        AZURE_CLIENT_SECRET: app.secret ?? '',
-        AZURE_AUTHORITY_HOST: service.url,
-        MAILBRIDGE_IMAP_HOST: servers.imap.host,
-        MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
-      },
+      env: appEnvironment(service, app, { imap: servers.imap }),
     });
     const error = await createImapClient(noRoles, { mailbox: MAILBOX }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'TOKEN_NO_ROLES', exitCode: 3 });

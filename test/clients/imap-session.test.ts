@@ -12,6 +12,7 @@ import {
   loadConfig,
   type MailbridgeConfig,
 } from '../../src/index.js';
+import { appEnvironment } from '../helpers/app-env.js';
 import { type ImapFaultProxy, startImapFaultProxy } from '../helpers/imap-fault-proxy.js';
 import {
   EXCHANGE_AUDIENCE,
@@ -50,14 +51,7 @@ beforeAll(async () => {
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
   await servers.grantMailbox(app.clientId, MAILBOX);
   config = await loadConfig({
-    env: {
-      AZURE_TENANT_ID: app.tenantId,
-      AZURE_CLIENT_ID: app.clientId,
-      AZURE_CLIENT_SECRET: app.secret ?? '',
-      AZURE_AUTHORITY_HOST: service.url,
-      MAILBRIDGE_IMAP_HOST: proxy.host,
-      MAILBRIDGE_IMAP_PORT: String(proxy.port),
-    },
+    env: appEnvironment(service, app, { imap: proxy }),
   });
   // Seeded straight into Dovecot (not through the proxy) with a long-lived token.
   const seeder = await createImapClient(

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { ImapFlow } from 'imapflow';
 import { createImapClient, loadConfig, type MailbridgeConfig } from '../../../src/index.js';
 import { type ManifestRecord, readManifest } from '../../../src/jobs/archive/manifest.js';
+import { appEnvironment } from '../../helpers/app-env.js';
 import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
 import {
   EXCHANGE_AUDIENCE,
@@ -42,14 +43,7 @@ export async function startArchiveTestEnv(mailboxes: string[]): Promise<ArchiveT
   const proxy = await startImapFaultProxy(servers.imap);
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
   for (const mailbox of mailboxes) await servers.grantMailbox(app.clientId, mailbox);
-  const env = {
-    AZURE_TENANT_ID: app.tenantId,
-    AZURE_CLIENT_ID: app.clientId,
-    AZURE_CLIENT_SECRET: app.secret ?? '',
-    AZURE_AUTHORITY_HOST: service.url,
-    MAILBRIDGE_IMAP_HOST: proxy.host,
-    MAILBRIDGE_IMAP_PORT: String(proxy.port),
-  };
+  const env = appEnvironment(service, app, { imap: proxy });
   const config = await loadConfig({ env });
   const directConfig = { ...config, imap: { host: servers.imap.host, port: servers.imap.port } };
   return {

@@ -10,6 +10,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { createImapClient } from '../../../src/clients/imap-client.js';
 import { loadConfig } from '../../../src/config/load.js';
 import type { MailbridgeConfig } from '../../../src/config/types.js';
+import { appEnvironment } from '../../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -37,16 +38,7 @@ export async function startUpstream(mailboxes: string[]): Promise<Upstream> {
   const servers = await startMailServers({ tokenService: service });
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE, SMTP_ROLE] } });
   for (const mailbox of mailboxes) await servers.grantMailbox(app.clientId, mailbox);
-  const env = {
-    AZURE_TENANT_ID: app.tenantId,
-    AZURE_CLIENT_ID: app.clientId,
-    AZURE_CLIENT_SECRET: app.secret ?? '',
-    AZURE_AUTHORITY_HOST: service.url,
-    MAILBRIDGE_IMAP_HOST: servers.imap.host,
-    MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
-    MAILBRIDGE_SMTP_HOST: servers.smtp.host,
-    MAILBRIDGE_SMTP_PORT: String(servers.smtp.port),
-  };
+  const env = appEnvironment(service, app, { imap: servers.imap, smtp: servers.smtp });
   const config = await loadConfig({ env });
 
   const messageIds = async (mailbox: string): Promise<Map<string, number>> => {
