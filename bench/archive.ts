@@ -33,6 +33,7 @@ import {
   loadConfig,
   type MailbridgeConfig,
 } from '../src/index.js';
+import { appEnvironment } from '../test/helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -45,13 +46,12 @@ import {
   describeMachine,
   markdownTable,
   median,
+  progressLogger,
   README,
-  runInChildTrustingTestCa,
+  runBench,
   writeReadmeSection,
 } from './support.js';
 
-/** Set by the launcher in the child's environment: "the CA is trusted, measure". */
-const CHILD_ENV = 'MAILBRIDGE_BENCH_ARCHIVE_CHILD';
 const MAILBOX = 'bench-archive@contoso.example';
 const SASL_PLUGIN_DIRS = ['/usr/lib/x86_64-linux-gnu/sasl2', '/usr/lib/aarch64-linux-gnu/sasl2'];
 /** Goals from the issue: ours / mbsync and ours / raw, messages per second. */
@@ -288,14 +288,7 @@ async function measure(options: BenchOptions): Promise<number> {
     const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
     await servers.grantMailbox(app.clientId, MAILBOX);
     const config = await loadConfig({
-      env: {
-        AZURE_TENANT_ID: app.tenantId,
-        AZURE_CLIENT_ID: app.clientId,
-        AZURE_CLIENT_SECRET: app.secret ?? '',
-        AZURE_AUTHORITY_HOST: service.url,
-        MAILBRIDGE_IMAP_HOST: servers.imap.host,
-        MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
-      },
+      env: appEnvironment(service, app, { imap: servers.imap }),
     });
     const mbsyncTrust = join(work, 'mbsync-trust.pem');
     const tlsDir = join(servers.dir, 'tls');
@@ -493,23 +486,8 @@ async function softwareVersions(): Promise<string[]> {
   ];
 }
 
-function progress(message: string): void {
-  process.stderr.write(`bench:archive ${message}\n`);
-}
+const progress = progressLogger('archive');
 
 // ---------------------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const options = parseOptions(process.argv.slice(2));
-  return process.env[CHILD_ENV] === '1' ? measure(options) : runInChildTrustingTestCa(CHILD_ENV);
-}
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench:archive failed: ${error instanceof Error ? error.stack : error}\n`);
-    process.exitCode = 1;
-  },
-);
+runBench('archive', parseOptions, measure);

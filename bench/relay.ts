@@ -38,6 +38,7 @@ import {
   loadConfig,
   type MailbridgeConfig,
 } from '../src/index.js';
+import { appEnvironment } from '../test/helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -50,13 +51,12 @@ import {
   delay,
   describeMachine,
   markdownTable,
+  progressLogger,
   README,
-  runInChildTrustingTestCa,
+  runBench,
   writeReadmeSection,
 } from './support.js';
 
-/** Set by the launcher in the child's environment: "the CA is trusted, measure". */
-const CHILD_ENV = 'MAILBRIDGE_BENCH_RELAY_CHILD';
 const RUN_RELAY = fileURLToPath(new URL('../test/jobs/relay/run-relay.ts', import.meta.url));
 const SENDER = 'scanner@contoso.example';
 /** One recipient per side, so Dovecot's count checks each side on its own. */
@@ -327,16 +327,7 @@ async function measure(options: BenchOptions): Promise<number> {
     for (const mailbox of [SENDER, ...Object.values(RECIPIENTS)]) {
       await servers.grantMailbox(app.clientId, mailbox);
     }
-    const env = {
-      AZURE_TENANT_ID: app.tenantId,
-      AZURE_CLIENT_ID: app.clientId,
-      AZURE_CLIENT_SECRET: app.secret ?? '',
-      AZURE_AUTHORITY_HOST: service.url,
-      MAILBRIDGE_IMAP_HOST: servers.imap.host,
-      MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
-      MAILBRIDGE_SMTP_HOST: servers.smtp.host,
-      MAILBRIDGE_SMTP_PORT: String(servers.smtp.port),
-    };
+    const env = appEnvironment(service, app, { imap: servers.imap, smtp: servers.smtp });
     const config = await loadConfig({ env });
     const configFile = join(dir, 'mailbridge.json');
     await writeFile(
@@ -662,23 +653,8 @@ async function softwareVersions(): Promise<string[]> {
   ];
 }
 
-function progress(message: string): void {
-  process.stderr.write(`bench:relay ${message}\n`);
-}
+const progress = progressLogger('relay');
 
 // ---------------------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const options = parseOptions(process.argv.slice(2));
-  return process.env[CHILD_ENV] === '1' ? measure(options) : runInChildTrustingTestCa(CHILD_ENV);
-}
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench:relay failed: ${error instanceof Error ? error.stack : error}\n`);
-    process.exitCode = 1;
-  },
-);
+runBench('relay', parseOptions, measure);

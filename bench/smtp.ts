@@ -37,6 +37,7 @@ import {
   loadConfig,
   type MailbridgeConfig,
 } from '../src/index.js';
+import { appEnvironment } from '../test/helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -46,17 +47,17 @@ import {
 } from '../test/helpers/mail-servers.js';
 import { startTokenService, type TokenService } from '../test/helpers/token-service.js';
 import {
+  counts,
   delay,
   describeMachine,
   markdownTable,
   median,
+  progressLogger,
   README,
-  runInChildTrustingTestCa,
+  runBench,
   writeReadmeSection,
 } from './support.js';
 
-/** Set by the launcher in the child's environment: "the CA is trusted, measure". */
-const CHILD_ENV = 'MAILBRIDGE_BENCH_SMTP_CHILD';
 const SENDER = 'reports@contoso.example';
 /** One recipient per side, so Dovecot's count checks each side on its own. */
 const RECIPIENTS = {
@@ -183,16 +184,7 @@ async function measure(options: BenchOptions): Promise<number> {
       await servers.grantMailbox(app.clientId, mailbox);
     }
     const config = await loadConfig({
-      env: {
-        AZURE_TENANT_ID: app.tenantId,
-        AZURE_CLIENT_ID: app.clientId,
-        AZURE_CLIENT_SECRET: app.secret ?? '',
-        AZURE_AUTHORITY_HOST: service.url,
-        MAILBRIDGE_IMAP_HOST: servers.imap.host,
-        MAILBRIDGE_IMAP_PORT: String(servers.imap.port),
-        MAILBRIDGE_SMTP_HOST: servers.smtp.host,
-        MAILBRIDGE_SMTP_PORT: String(servers.smtp.port),
-      },
+      env: appEnvironment(service, app, { imap: servers.imap, smtp: servers.smtp }),
     });
     const results = await run(config, service, servers, options);
     const machine = describeMachine(await softwareVersions());
@@ -767,27 +759,8 @@ function fixed(value: number | undefined, digits: number): string {
   return value === undefined || !Number.isFinite(value) ? '-' : value.toFixed(digits);
 }
 
-function counts(values: number[]): string {
-  return new Set(values).size === 1 ? String(values[0]) : values.join(', ');
-}
-
-function progress(message: string): void {
-  process.stderr.write(`bench:smtp ${message}\n`);
-}
+const progress = progressLogger('smtp');
 
 // ---------------------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const options = parseOptions(process.argv.slice(2));
-  return process.env[CHILD_ENV] === '1' ? measure(options) : runInChildTrustingTestCa(CHILD_ENV);
-}
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench:smtp failed: ${error instanceof Error ? error.stack : error}\n`);
-    process.exitCode = 1;
-  },
-);
+runBench('smtp', parseOptions, measure);

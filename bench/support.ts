@@ -107,3 +107,41 @@ export function median(values: readonly number[]): number {
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * The entry point of every bench: options are parsed first (so a usage error
+ * shows before any CA is made), then the launcher runs this same file again
+ * in a child that trusts the throwaway CA, and the child measures.
+ */
+export function runBench<Options>(
+  name: string,
+  parse: (argv: string[]) => Options,
+  measure: (options: Options) => Promise<number>,
+): void {
+  const childEnv = `MAILBRIDGE_BENCH_${name.toUpperCase()}_CHILD`;
+  const main = async (): Promise<number> => {
+    const options = parse(process.argv.slice(2));
+    return process.env[childEnv] === '1' ? measure(options) : runInChildTrustingTestCa(childEnv);
+  };
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(
+        `bench:${name} failed: ${error instanceof Error ? error.stack : error}\n`,
+      );
+      process.exitCode = 1;
+    },
+  );
+}
+
+/** A progress line on stderr, named after the bench. */
+export function progressLogger(name: string): (message: string) => void {
+  return (message) => process.stderr.write(`bench:${name} ${message}\n`);
+}
+
+/** One value when all rounds agree, else every round's. */
+export function counts(values: readonly number[]): string {
+  return new Set(values).size === 1 ? String(values[0]) : values.join(', ');
+}

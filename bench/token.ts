@@ -31,15 +31,15 @@ import {
   type TokenService,
 } from '../test/helpers/token-service.js';
 import {
+  counts,
   markdownTable,
   median,
+  progressLogger,
   README,
-  runInChildTrustingTestCa,
+  runBench,
   writeReadmeSection,
 } from './support.js';
 
-/** Set by the launcher in the child's environment: "the CA is trusted, measure". */
-const CHILD_ENV = 'MAILBRIDGE_BENCH_TOKEN_CHILD';
 const EXCHANGE = 'https://outlook.office365.com';
 const SCOPES = [`${EXCHANGE}/.default`];
 const OTHER_SCOPE = 'https://graph.microsoft.com/.default';
@@ -454,27 +454,8 @@ function ratio(ours: number, msal: number): string {
   return `${(ours / msal).toFixed(1)}×`;
 }
 
-function counts(values: number[]): string {
-  return new Set(values).size === 1 ? String(values[0]) : values.join(', ');
-}
-
-function progress(message: string): void {
-  process.stderr.write(`bench:token ${message}\n`);
-}
+const progress = progressLogger('token');
 
 // ---------------------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const options = parseOptions(process.argv.slice(2));
-  return process.env[CHILD_ENV] === '1' ? measure(options) : runInChildTrustingTestCa(CHILD_ENV);
-}
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench:token failed: ${error instanceof Error ? error.stack : error}\n`);
-    process.exitCode = 1;
-  },
-);
+runBench('token', parseOptions, measure);
