@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { readConfigFile } from '../../config/file.js';
 import { ConfigurationError, ExitCode } from '../../errors.js';
@@ -136,7 +136,7 @@ export const relayStatusCommand: Command = {
     const [queue, dead, pid] = await Promise.all([
       spool.listQueue(),
       spool.listDead(),
-      lockPid(spool.dir),
+      spool.lockHolder(),
     ]);
     const now = Date.now();
     if (args.values.json === true) {
@@ -258,18 +258,6 @@ async function openExistingSpool({ args }: CommandContext): Promise<Spool> {
     });
   }
   return new Spool(dir);
-}
-
-async function lockPid(dir: string): Promise<number | undefined> {
-  const text = await readFile(resolve(dir, 'lock'), 'utf8').catch(() => '');
-  const pid = Number.parseInt(text.trim(), 10);
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
-  }
 }
 
 function summary(e: SpoolEnvelope): Record<string, unknown> {

@@ -14,7 +14,7 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { MailbridgeError } from '../../errors.js';
-import { fsyncDirectory } from './durable.js';
+import { fsyncDirectory } from '../../util/durable.js';
 import type { MessageMetadata } from './metadata.js';
 import type { ArchivedRange } from './plan.js';
 

@@ -25,7 +25,8 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from 'nod
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { MailbridgeError } from '../../errors.js';
-import { fsyncDirectory, writeFileAtomic } from './durable.js';
+import { fsyncDirectory, writeFileAtomic } from '../../util/durable.js';
+import { processAlive } from '../../util/process.js';
 import type { ManifestIndex } from './manifest.js';
 import {
   decodeName,
@@ -405,10 +406,5 @@ async function readLock(path: string): Promise<LockInfo | undefined> {
 function isAlive(holder: LockInfo): boolean {
   // A pid on another machine cannot be checked: assume it runs.
   if (holder.hostname !== hostname()) return true;
-  try {
-    process.kill(holder.pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return processAlive(holder.pid);
 }

@@ -37,6 +37,8 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { ConfigurationError } from '../../errors.js';
+import { fsyncDirectory } from '../../util/durable.js';
+import { processAlive } from '../../util/process.js';
 
 export interface SpoolEnvelope {
   version: 1;
@@ -163,10 +165,8 @@ export class Spool {
    * @throws ConfigurationError `RELAY_SPOOL_LOCKED` when another live relay holds it
    */
   async lock(): Promise<void> {
-    const path = join(this.dir, 'lock');
-    const text = await readFile(path, 'utf8').catch(() => '');
-    const pid = Number.parseInt(text.trim(), 10);
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+    const pid = await this.lockHolder();
+    if (pid !== undefined && pid !== process.pid) {
       throw new ConfigurationError({
         code: 'RELAY_SPOOL_LOCKED',
         message: `The relay spool ${this.dir} is in use by process ${pid}`,
@@ -174,8 +174,15 @@ export class Spool {
           'Run one relay per spool directory; stop the other one or give this one its own spool.',
       });
     }
-    await writeFile(path, `${process.pid}\n`, { mode: 0o600 });
+    await writeFile(join(this.dir, 'lock'), `${process.pid}\n`, { mode: 0o600 });
     this.lockHeld = true;
+  }
+
+  /** The pid of the live process holding the spool's lock, if any. */
+  async lockHolder(): Promise<number | undefined> {
+    const text = await readFile(join(this.dir, 'lock'), 'utf8').catch(() => '');
+    const pid = Number.parseInt(text.trim(), 10);
+    return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : undefined;
   }
 
   async unlock(): Promise<void> {
@@ -342,7 +349,7 @@ export class Spool {
       await writeDurably(tmpJson, `${JSON.stringify(envelope)}\n`);
       await rename(tmpEml, this.queuePath(id, 'eml'));
       await rename(tmpJson, this.queuePath(id, 'json'));
-      await syncDir(this.queueDir);
+      await fsyncDirectory(this.queueDir);
       committed = true;
       return { ok: true, envelope };
     } finally {
@@ -441,8 +448,8 @@ export class Spool {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     });
     await rename(this.queuePath(id, 'json'), this.deadPath(id, 'json'));
-    await syncDir(this.deadDir);
-    await syncDir(this.queueDir);
+    await fsyncDirectory(this.deadDir);
+    await fsyncDirectory(this.queueDir);
   }
 
   /**
@@ -466,7 +473,7 @@ export class Spool {
     await copyFile(this.queuePath(envelope.id, 'eml'), this.deadPath(id, 'eml'));
     await writeFile(this.deadPath(id, 'reason.txt'), reasonText(dead), { mode: 0o600 });
     await writeDurably(this.deadPath(id, 'json'), `${JSON.stringify(dead)}\n`);
-    await syncDir(this.deadDir);
+    await fsyncDirectory(this.deadDir);
     return id;
   }
 
@@ -485,7 +492,7 @@ export class Spool {
       await writeFile(this.deadPath(id, 'json'), `${JSON.stringify(released)}\n`, { mode: 0o600 });
       await rename(this.deadPath(id, 'eml'), this.queuePath(id, 'eml'));
       await rename(this.deadPath(id, 'json'), this.queuePath(id, 'json'));
-      await syncDir(this.queueDir);
+      await fsyncDirectory(this.queueDir);
       await rm(this.deadPath(id, 'reason.txt'), { force: true });
       await writeFile(this.queuePath(id, 'kick'), '');
       return 'released';
@@ -604,28 +611,9 @@ async function writeDurably(path: string, text: string): Promise<void> {
   }
 }
 
-/** fsync of a directory: makes the renames into it survive a power failure. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,
     () => false,
   );
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
