@@ -2,7 +2,11 @@ import { ConfidentialClientApplication, LogLevel as MsalLogLevel } from '@azure/
 import type { MailbridgeConfig } from '../config/types.js';
 import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
-import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import {
+  isTlsVerificationError,
+  networkErrorCode,
+  tlsUntrustedError,
+} from '../util/network-errors.js';
 import { msalCredentialOptions } from './credentials.js';
 import { mapEntraError } from './entra-errors.js';
 import { RetryingNetworkClient, type WireFailure } from './network-client.js';
@@ -189,13 +193,7 @@ function toMailbridgeError(
   if (failure?.kind === 'network') {
     const code = networkErrorCode(failure.error);
     if (isTlsVerificationError(failure.error)) {
-      return new NetworkError({
-        code: 'TLS_CERTIFICATE_UNTRUSTED',
-        message: `The TLS certificate of ${config.authorityHost} could not be verified (${code})`,
-        remedy:
-          'If the authority uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
-        cause: failure.error,
-      });
+      return tlsUntrustedError(config.authorityHost, 'the authority', failure.error);
     }
     return new NetworkError({
       code: 'AUTHORITY_UNREACHABLE',

@@ -8,7 +8,11 @@ import {
 import type { MailbridgeConfig } from '../config/types.js';
 import { MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
-import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import {
+  isTlsVerificationError,
+  networkErrorCode,
+  tlsUntrustedError,
+} from '../util/network-errors.js';
 import { servername } from '../util/tls.js';
 import { diagnoseImapResponse, diagnoseTokenClaims, diagnosisToError } from './diagnostics.js';
 
@@ -114,13 +118,7 @@ export function imapErrorToMailbridge(
   }
   const code = networkErrorCode(err);
   if (isTlsVerificationError(err)) {
-    return new NetworkError({
-      code: 'TLS_CERTIFICATE_UNTRUSTED',
-      message: `The TLS certificate of the IMAP server ${where} could not be verified (${code})`,
-      remedy:
-        'If the server uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
-      cause: err,
-    });
+    return tlsUntrustedError(`the IMAP server ${where}`, 'the server', err);
   }
   if (/^E[A-Z]+$/.test(code) || /TIMEOUT/.test(code) || code === 'NoConnection') {
     return new NetworkError({

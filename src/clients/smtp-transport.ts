@@ -6,7 +6,11 @@ import { createTokenProvider, type TokenProvider } from '../auth/token-provider.
 import type { MailbridgeConfig } from '../config/types.js';
 import { MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
-import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import {
+  isTlsVerificationError,
+  networkErrorCode,
+  tlsUntrustedError,
+} from '../util/network-errors.js';
 import { servername } from '../util/tls.js';
 import { diagnoseSmtpResponse, diagnosisToError } from './diagnostics.js';
 import { createSlidingWindowLimiter } from './rate-limit.js';
@@ -148,13 +152,7 @@ export function smtpErrorToMailbridge(
     if (diagnosis) return diagnosisToError(diagnosis, { mailbox: from, cause: err });
   }
   if (isTlsVerificationError(err)) {
-    return new NetworkError({
-      code: 'TLS_CERTIFICATE_UNTRUSTED',
-      message: `The TLS certificate of the SMTP server ${where} could not be verified (${networkErrorCode(err)})`,
-      remedy:
-        'If the server uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
-      cause: err,
-    });
+    return tlsUntrustedError(`the SMTP server ${where}`, 'the server', err);
   }
   if (err.code && ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS'].includes(err.code)) {
     return new NetworkError({

@@ -13,7 +13,11 @@ import { imapErrorToMailbridge } from '../clients/imap-client.js';
 import { smtpErrorToMailbridge } from '../clients/smtp-transport.js';
 import type { Endpoint, MailbridgeConfig } from '../config/types.js';
 import { NetworkError, ProtocolError } from '../errors.js';
-import { isTlsVerificationError, networkErrorCode } from '../util/network-errors.js';
+import {
+  isTlsVerificationError,
+  networkErrorCode,
+  tlsUntrustedError,
+} from '../util/network-errors.js';
 import { servername } from '../util/tls.js';
 
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -62,13 +66,7 @@ export function checkTlsGreeting(endpoint: Endpoint, protocol: 'imap'): Promise<
       clearTimeout(timer);
       reject(
         isTlsVerificationError(error)
-          ? new NetworkError({
-              code: 'TLS_CERTIFICATE_UNTRUSTED',
-              message: `The TLS certificate of ${where} could not be verified (${networkErrorCode(error)})`,
-              remedy:
-                'If the server uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.',
-              cause: error,
-            })
+          ? tlsUntrustedError(where, 'the server', error)
           : unreachable(protocol, where, networkErrorCode(error), error),
       );
     });

@@ -2,6 +2,7 @@
  * Classifies the errors Node raises for sockets, TLS and fetch, which every
  * client of ours (token endpoint, IMAP, SMTP) has to turn into advice.
  */
+import { NetworkError } from '../errors.js';
 
 /** The innermost error code Node gives for a failed fetch (ECONNREFUSED, CERT_HAS_EXPIRED, …). */
 export function networkErrorCode(error: Error): string {
@@ -39,4 +40,21 @@ export function isTlsVerificationError(error: Error): boolean {
 export function isPermanentNetworkError(error: Error): boolean {
   const code = networkErrorCode(error);
   return TLS_ERROR_CODES.has(code) || code === 'ENOTFOUND';
+}
+
+/**
+ * The error for a certificate nobody trusts, whichever client met it. The
+ * advice is the same everywhere: trust the CA, never switch verification off.
+ */
+export function tlsUntrustedError(
+  what: string,
+  who: 'the authority' | 'the server',
+  error: Error,
+): NetworkError {
+  return new NetworkError({
+    code: 'TLS_CERTIFICATE_UNTRUSTED',
+    message: `The TLS certificate of ${what} could not be verified (${networkErrorCode(error)})`,
+    remedy: `If ${who} uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.`,
+    cause: error,
+  });
 }
