@@ -1,10 +1,10 @@
 /**
- * One JSON object per line, for the relay's operational log (journald,
+ * One JSON object per line, for operational logs such as the relay's (journald,
  * Docker and log shippers read it as is). Fields are whatever the caller
  * passes: the relay passes ids, sizes, counts, codes and addresses, never
  * message contents, passwords or tokens.
  */
-import type { LogFields, Logger, LogLevel } from '../../log/logger.js';
+import type { LogFields, Logger, LogLevel } from './logger.js';
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 

@@ -13,9 +13,9 @@ import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRelaySettings } from '../../../src/jobs/relay/config.js';
-import { createJsonLogger } from '../../../src/jobs/relay/json-logger.js';
 import { hashPassword } from '../../../src/jobs/relay/password.js';
 import { type RelayHandle, startRelay } from '../../../src/jobs/relay/relay.js';
+import { createJsonLogger } from '../../../src/log/json-logger.js';
 import { issueServerCertificate } from '../../helpers/pki.js';
 import { loadTestCa } from '../../helpers/test-ca.js';
 import {

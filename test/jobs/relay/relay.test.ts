@@ -26,7 +26,6 @@ import type { MailbridgeConfig } from '../../../src/config/types.js';
 import { ConfigurationError } from '../../../src/errors.js';
 import { parseRelaySettings } from '../../../src/jobs/relay/config.js';
 import type { DeliveryTransport } from '../../../src/jobs/relay/delivery.js';
-import { createJsonLogger } from '../../../src/jobs/relay/json-logger.js';
 import {
   hashPassword,
   parsePasswordHash,
@@ -34,6 +33,7 @@ import {
 } from '../../../src/jobs/relay/password.js';
 import { type RelayHandle, startRelay } from '../../../src/jobs/relay/relay.js';
 import { authOffered } from '../../../src/jobs/relay/server.js';
+import { createJsonLogger } from '../../../src/log/json-logger.js';
 import type { LogFields, Logger, LogLevel } from '../../../src/log/logger.js';
 import { issueServerCertificate } from '../../helpers/pki.js';
 import { loadTestCa } from '../../helpers/test-ca.js';
