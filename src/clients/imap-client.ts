@@ -47,7 +47,9 @@ export async function createImapClient(
   config: MailbridgeConfig,
   options: ImapClientOptions,
 ): Promise<ImapFlow> {
-  const provider = options.tokenProvider ?? createTokenProvider(config, options);
+  const provider =
+    options.tokenProvider ??
+    createTokenProvider(config, options.logger ? { logger: options.logger } : {});
   const token = await provider.getToken();
   return connectImap(config, options, token);
 }
