@@ -10,8 +10,11 @@
  *      Maildir, `Sync Pull`, `Create Near`, the token as its password
  *      through the Cyrus SASL plugin of `libsasl2-modules-kdexoauth2`;
  *   3. the raw ceiling: a minimal TLS client that logs in, SELECTs INBOX,
- *      sends one `UID FETCH 1:* BODY.PEEK[]` and discards what it reads.
- * `--rounds` rounds, each running the three in a rotated order; medians.
+ *      sends one `UID FETCH 1:* BODY.PEEK[]` and discards what it reads;
+ *   4. the disk ceiling: the same bytes, from memory, written as durable
+ *      files (temp, fdatasync, rename) with no server at all.
+ * `--rounds` rounds, each running the four in a rotated order; medians, and
+ * each client's CPU time.
  *
  * Needs root, the mail servers of test/helpers/mail-servers.ts and
  * `apt-get install isync libsasl2-modules-kdexoauth2`. Like bench/smtp.ts it
@@ -21,7 +24,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -41,7 +44,7 @@ import {
   startMailServers,
 } from '../test/helpers/mail-servers.js';
 import { startTokenService } from '../test/helpers/token-service.js';
-import { seedMaildir } from './archive-seed.js';
+import { buildMessage, messageSizes, seedMaildir } from './archive-seed.js';
 import {
   describeMachine,
   markdownTable,
@@ -88,13 +91,17 @@ function parseOptions(argv: string[]): BenchOptions {
   };
 }
 
-type Side = 'ours' | 'mbsync' | 'raw';
-const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw'];
+type Side = 'ours' | 'mbsync' | 'raw' | 'disk';
+const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw', 'disk'];
+/** Files the disk ceiling writes and flushes at once, as the archive does. */
+const DISK_CONCURRENCY = 4;
 
 interface Run {
   side: Side;
   round: number;
   ms: number;
+  /** CPU seconds (user + system) of the client: the bench process, or mbsync. */
+  cpu: number;
   messages: number;
 }
 
@@ -116,6 +123,54 @@ interface Context {
 
 async function token(config: MailbridgeConfig): Promise<string> {
   return (await createTokenProvider(config).getToken()).accessToken;
+}
+
+/**
+ * The disk ceiling: the messages' bytes, already in memory, written as one
+ * file each the way the archive must (temp file, fdatasync, rename, the
+ * directory flushed at the end), DISK_CONCURRENCY at a time, in order. No
+ * server, no parsing, no hashing: what this machine's filesystem allows for
+ * durable message files.
+ */
+async function runDisk(dir: string, messages: readonly Buffer[]): Promise<number> {
+  const temp = join(dir, 'tmp');
+  const final = join(dir, 'cur');
+  await mkdir(temp);
+  await mkdir(final);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= messages.length) return;
+      const file = join(temp, `${i}.part`);
+      const handle = await open(file, 'wx', 0o600);
+      try {
+        await handle.writeFile(messages[i] as Buffer);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      await rename(file, join(final, `${i + 1}.eml`));
+    }
+  };
+  await Promise.all(Array.from({ length: DISK_CONCURRENCY }, worker));
+  const handle = await open(final, 'r');
+  await handle.sync();
+  await handle.close();
+  return messages.length;
+}
+
+/** CPU seconds of this process's waited-for children (Linux: /proc, in USER_HZ = 100 ticks). */
+async function childrenCpuSeconds(): Promise<number> {
+  const stat = await readFile('/proc/self/stat', 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+function ownCpuSeconds(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
 }
 
 /** Ours, through the library, into an empty directory; the token fetch included. */
@@ -323,27 +378,41 @@ async function measure(options: BenchOptions): Promise<number> {
       );
     }
 
+    // The disk ceiling's input: the same bytes as served (CRLF), made before anything is timed.
+    const sizes = messageSizes(options.messages);
+    const served = sizes.map((size, i) =>
+      Buffer.from(buildMessage(i, size, MAILBOX).replace(/\n/g, '\r\n'), 'utf8'),
+    );
+    if (served.reduce((sum, m) => sum + m.length, 0) !== seeded.bytes) {
+      throw new Error('the disk ceiling would not write the bytes Dovecot serves');
+    }
+
     const runs: Run[] = [];
     for (let round = 0; round < options.rounds; round++) {
       const order = SIDES.map((_, i) => SIDES[(i + round) % SIDES.length] as Side);
       for (const side of order) {
         const dir = await mkdtemp(join(work, `${side}-`));
         try {
-          const accessToken = side === 'ours' ? '' : await token(config);
+          const accessToken = side === 'ours' || side === 'disk' ? '' : await token(config);
           await execFileAsync('sync');
+          const childCpu = await childrenCpuSeconds();
+          const cpuStart = process.cpuUsage();
           const start = performance.now();
           let messages: number;
           if (side === 'ours') messages = await runOurs(ctx, dir);
           else if (side === 'mbsync') messages = await runMbsync(ctx, dir, accessToken);
+          else if (side === 'disk') messages = await runDisk(dir, served);
           else {
             const raw = await runRaw(ctx, accessToken);
             if (raw.bytes !== seeded.bytes) throw new Error(`raw read ${raw.bytes} bytes`);
             messages = raw.messages;
           }
           const ms = performance.now() - start;
+          const cpu =
+            side === 'mbsync' ? (await childrenCpuSeconds()) - childCpu : ownCpuSeconds(cpuStart);
           if (messages !== options.messages)
             throw new Error(`${side} got ${messages} of ${options.messages} messages`);
-          runs.push({ side, round, ms, messages });
+          runs.push({ side, round, ms, cpu, messages });
           progress(
             `round ${round + 1}: ${side} ${(ms / 1000).toFixed(2)} s, ${(messages / (ms / 1000)).toFixed(0)} messages/s`,
           );
@@ -388,17 +457,20 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
   const range = (values: number[]) => `${x(Math.min(...values))} – ${x(Math.max(...values))}`;
   const vsMbsync = rate('ours') / rate('mbsync');
   const vsRaw = rate('ours') / rate('raw');
+  const vsDisk = rate('ours') / rate('disk');
+  const cpu = (side: Side) => median(runs.filter((r) => r.side === side).map((r) => r.cpu));
   const table = markdownTable(
     [
       `${options.messages} messages, ${mb(bytes)} MB, median of ${options.rounds} round(s)`,
       'ours: `archiveMailbox`',
       'mbsync (isync, FSync yes)',
       'raw ceiling: one `UID FETCH 1:* BODY.PEEK[]`',
+      'disk ceiling: the same bytes as durable files, no server',
     ],
     [
-      ['Messages/s', rate('ours').toFixed(0), rate('mbsync').toFixed(0), rate('raw').toFixed(0)],
-      ['MB/s', mbps('ours').toFixed(1), mbps('mbsync').toFixed(1), mbps('raw').toFixed(1)],
-      ['Wall time (s), median', wall.ours.toFixed(2), wall.mbsync.toFixed(2), wall.raw.toFixed(2)],
+      ['Messages/s', ...SIDES.map((s) => rate(s).toFixed(0))],
+      ['MB/s', ...SIDES.map((s) => mbps(s).toFixed(1))],
+      ['Wall time (s), median', ...SIDES.map((s) => wall[s].toFixed(2))],
       [
         'Wall time (s), every round',
         ...SIDES.map((s) =>
@@ -407,6 +479,8 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
             .join(', '),
         ),
       ],
+      ['CPU time (s, user + system), median', ...SIDES.map((s) => cpu(s).toFixed(2))],
+      ['CPU per message (µs)', ...SIDES.map((s) => ((cpu(s) / options.messages) * 1e6).toFixed(0))],
     ],
   );
   const ratios = markdownTable(
@@ -426,6 +500,8 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
         `≥ ${GOAL_VS_RAW.toFixed(2)}×`,
         vsRaw >= GOAL_VS_RAW ? 'yes' : '**no**',
       ],
+      ['ours / disk ceiling', x(vsDisk), range(perRound('disk')), '', ''],
+      ['disk ceiling / raw ceiling', x(rate('disk') / rate('raw')), '', '', ''],
     ],
   );
   return [
@@ -433,8 +509,9 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
     ratios,
     `Messages: bench/archive-seed.ts, ${options.messages} in INBOX, real MIME, 2 KB – 2 MB, ` +
       `median about 20 KB; MB are the bytes Dovecot serves (${bytes} bytes, CRLF), the same ` +
-      'for all three. Every run starts from an empty directory and logs in anew; rounds rotate ' +
-      'the order of the three clients.',
+      'for all four. Every run starts from an empty directory and logs in anew; rounds rotate ' +
+      "the order of the clients. CPU time is the client's own (the bench process, or mbsync), " +
+      "not Dovecot's.",
   ].join('\n\n');
 }
 
