@@ -6,6 +6,7 @@
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   COMMON_FLAGS,
@@ -135,6 +136,12 @@ async function expectArchiveMatchesServer(
     expect(await sha256File(join(dir, ...r.path.split('/'))), r.path).toBe(r.sha256);
   }
   expect((await verifyArchive(out)).ok).toBe(true);
+}
+
+async function uidValidityOf(client: ImapFlow, folder: string): Promise<number> {
+  const status = await client.status(folder, { uidValidity: true });
+  if (!status) throw new Error(`no STATUS for ${folder}`);
+  return Number(status.uidValidity);
 }
 
 describe('archiveMailbox', () => {
@@ -310,6 +317,48 @@ describe('archiveMailbox', () => {
     expect(volatile?.vanished).toBeGreaterThan(0);
     expect((volatile?.messagesNew ?? 0) + (volatile?.vanished ?? 0)).toBe(40);
     await expectArchiveMatchesServer(MAILBOX, { CON: 2, Volatile: volatile?.messagesNew ?? 0 });
+  });
+
+  it('archives a folder again when it is deleted and made anew during the run', async () => {
+    const other = await env.direct(MAILBOX);
+    await other.mailboxCreate('Recreated');
+    for (let i = 0; i < 30; i++)
+      await other.append('Recreated', plainMessage(800 + i, 'Recreated', MAILBOX));
+    const oldUv = await uidValidityOf(other, 'Recreated');
+    let replacing: Promise<void> | undefined;
+    const result = await archive({
+      fetch: { maxGroupMessages: 3 },
+      onProgress: (event) => {
+        if (event.type === 'message' && event.folder === 'Recreated' && !replacing) {
+          // The archive waits out a throttling reply while another client replaces the folder.
+          env.proxy.throttleNext(1, 1500, /FETCH/);
+          replacing = (async () => {
+            await other.mailboxDelete('Recreated');
+            await other.mailboxCreate('Recreated');
+            for (let i = 0; i < 4; i++)
+              await other.append('Recreated', plainMessage(900 + i, 'Recreated', MAILBOX));
+          })();
+        }
+      },
+    });
+    await replacing;
+    const newUv = await uidValidityOf(other, 'Recreated');
+    await other.logout();
+    expect(newUv).not.toBe(oldUv);
+
+    expect(result.ok).toBe(true);
+    expect(result.folders.find((f) => f.folder === 'Recreated')?.status).toBe('archived');
+    const records = (await manifestRecords(mailboxDir)).filter((r) => r.folder === 'Recreated');
+    const before = records.filter((r) => r.uidValidity === oldUv);
+    // The change landed mid-folder: some of the old messages were archived, not all.
+    expect(before.length).toBeGreaterThan(0);
+    expect(before.length).toBeLessThan(30);
+    expect(before.map((r) => r.uid)).toEqual(before.map((_, i) => i + 1));
+    expect(records.filter((r) => r.uidValidity === newUv).map((r) => r.uid)).toEqual([1, 2, 3, 4]);
+    // Volatile's messages, deleted on the server by the test before, stay in the archive.
+    const volatile = (await manifestRecords(mailboxDir)).filter((r) => r.folder === 'Volatile');
+    await expectArchiveMatchesServer(MAILBOX, { CON: 2, Volatile: volatile.length });
+    expect((await archive()).messagesNew).toBe(0);
   });
 
   it('only takes the selected folders and messages', async () => {
