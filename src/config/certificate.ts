@@ -11,7 +11,7 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import forge from 'node-forge';
+import type forge from 'node-forge';
 import type { ConfigProblem } from '../errors.js';
 import { describeFsError } from './file.js';
 import { Secret } from './secret.js';
@@ -59,7 +59,7 @@ export async function loadCertificate(options: LoadCertificateOptions): Promise<
   // By content, not by name: a PEM file named .pfx (or a PFX named .pem) is common.
   const material = /-----BEGIN [A-Z0-9 ]+-----/.test(content.toString('latin1'))
     ? readPem(content.toString('utf8'), path, options.password)
-    : readPfx(content, path, options.password);
+    : await readPfx(content, path, options.password);
   if ('problems' in material) return { ok: false, problems: material.problems };
 
   return check(material, path, options);
@@ -146,7 +146,12 @@ function readPem(text: string, path: string, password: string | undefined): Read
   return problems.length > 0 ? { problems } : { keys, certificates };
 }
 
-function readPfx(content: Buffer, path: string, password: string | undefined): Read {
+/**
+ * node-forge is loaded only for a PFX file: most runs use a PEM file or a
+ * secret, and the library costs about 11 MB of memory loaded.
+ */
+async function readPfx(content: Buffer, path: string, password: string | undefined): Promise<Read> {
+  const { default: forge } = await import('node-forge');
   const neither = refuse(
     'certificatePath',
     `${path} is neither a PEM file nor a PFX/P12 file (a DER certificate alone has no private key). Use a PEM file holding the private key and the certificate, or a PFX file.`,
@@ -201,7 +206,7 @@ function readPfx(content: Buffer, path: string, password: string | undefined): R
       keys.push(
         bag.key
           ? createPrivateKey(forge.pki.privateKeyToPem(bag.key))
-          : createPrivateKey({ key: derOf(bag.asn1), format: 'der', type: 'pkcs8' }),
+          : createPrivateKey({ key: derOf(forge, bag.asn1), format: 'der', type: 'pkcs8' }),
       );
     } catch (error) {
       problems.push({
@@ -228,8 +233,8 @@ function readPfx(content: Buffer, path: string, password: string | undefined): R
   for (const bag of certificateBags) {
     try {
       const der = bag.cert
-        ? derOf(forge.pki.certificateToAsn1(bag.cert))
-        : derOf(bag.asn1 as forge.asn1.Asn1);
+        ? derOf(forge, forge.pki.certificateToAsn1(bag.cert))
+        : derOf(forge, bag.asn1 as forge.asn1.Asn1);
       certificates.push(new X509Certificate(der));
     } catch {
       problems.push({
@@ -354,7 +359,7 @@ function oneLine(subject: string): string {
   return subject.split('\n').filter(Boolean).join(', ');
 }
 
-function derOf(asn1: forge.asn1.Asn1): Buffer {
+function derOf(forge: typeof import('node-forge'), asn1: forge.asn1.Asn1): Buffer {
   return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
 }
 

