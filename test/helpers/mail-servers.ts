@@ -284,7 +284,9 @@ userdb {
   driver = static
   args = uid=${mailUid} gid=${mailGid} home=${layout.mail}/%Ld/%Ln allow_all_users=yes
 }
-mail_location = maildir:~/Maildir
+# Folders as plain directories: Exchange allows dots in folder names (v1.2, a..b), which the
+# default Maildir++ layout refuses. INBOX stays the Maildir itself (the archive bench seeds it).
+mail_location = maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir
 namespace inbox {
   inbox = yes
   separator = /

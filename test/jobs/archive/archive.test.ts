@@ -39,7 +39,6 @@ import {
 const MAILBOX = 'archive@contoso.example';
 const OTHER = 'reports@contoso.example';
 const LONG = 'L'.repeat(210);
-/** Dovecot's maildir++ refuses `.` in names (`a..b`); paths.test.ts covers those. */
 const FOLDERS = [
   'INBOX',
   'Archive/2024',
@@ -51,6 +50,8 @@ const FOLDERS = [
   'star*',
   '日本語',
   'CON',
+  'a..b',
+  'v1.2',
   'Empty',
 ];
 
@@ -163,7 +164,7 @@ describe('archiveMailbox', () => {
       },
     });
     expect(result.ok, JSON.stringify(result.folders.filter((f) => f.error))).toBe(true);
-    const expected = 12 + 8 + 2 * 8 + 4;
+    const expected = 12 + 8 + 2 * 10 + 4;
     expect(result.messagesNew).toBe(expected);
     expect(result.messagesTotal).toBe(expected);
     expect(result.parseErrors).toBe(1);
@@ -185,6 +186,9 @@ describe('archiveMailbox', () => {
     expect(dirs).toContain('x%25y');
     expect(dirs).toContain('star%2A');
     expect(dirs).toContain('%43ON');
+    // Dots are kept; only a name made of dots alone is encoded (paths.test.ts).
+    expect(dirs).toContain('a..b');
+    expect(dirs).toContain('v1.2');
     expect(dirs).toContain(encodeName(LONG));
     expect(encodeName(LONG)).toMatch(/~[0-9a-f]{20}$/);
     expect(dirs).not.toContain('Empty');
