@@ -6,12 +6,13 @@
  * attachment bodies into lines and decoding them only for their size, which
  * the outline computes from the encoded bytes instead.
  *
- * The outline is a message of its own: every header block byte for byte,
- * the multipart delimiters, and each leaf part's body either kept or left
- * empty. Left empty are base64 bodies (their decoded size is counted here)
- * and the inline text bodies the manifest does not describe. Every other
- * body (a quoted-printable or 7bit attachment) is kept, so mailparser decodes
- * it and counts its size itself.
+ * The outline is a message of its own: the header blocks byte for byte, the
+ * multipart delimiters, and each leaf part's body either kept or left empty.
+ * The inline text bodies the manifest does not describe are left out
+ * altogether, headers and all (each part costs mailparser a set of streams).
+ * Base64 bodies are left empty and their decoded size is counted here. Every
+ * other body (a quoted-printable or 7bit attachment) is kept, so mailparser
+ * decodes it and counts its size itself.
  *
  * Only plainly well-formed structures are outlined. Anything this module
  * would have to guess at (a missing closing delimiter, a boundary without a
@@ -27,9 +28,9 @@ export interface MessageOutline {
   /** The message with bulky bodies left out: what mailparser parses. */
   skeleton: Buffer;
   /**
-   * One entry per leaf part, in document order: the decoded size of a body
-   * left out, or undefined where the body was kept (mailparser counts it) or
-   * is a text body (not reported).
+   * One entry per leaf part of the skeleton, in document order: the decoded
+   * size of a body left out, or undefined where the body was kept (mailparser
+   * counts it) or is the message's own text body (not reported).
    */
   leafSizes: (number | undefined)[];
 }
@@ -74,7 +75,7 @@ function outlineEntity(
   pieces: Buffer[],
   leafSizes: (number | undefined)[],
   state: { parts: number },
-): void {
+): 'text' | 'other' {
   if (depth > MAX_DEPTH || ++state.parts > MAX_PARTS) throw new NotOutlined();
   const { bodyStart, blankLine } = headerEnd(message, start, end);
   const headers = parseHeaderBlock(message.toString('latin1', start, bodyStart));
@@ -90,8 +91,9 @@ function outlineEntity(
     const parts = splitMultipart(message, bodyStart, end, boundary);
     const open = Buffer.from(`--${boundary}\r\n`, 'latin1');
     for (const [partStart, partEnd] of parts) {
+      const [piecesBefore, leavesBefore] = [pieces.length, leafSizes.length];
       pieces.push(open);
-      outlineEntity(
+      const kind = outlineEntity(
         message,
         partStart,
         partEnd,
@@ -101,23 +103,31 @@ function outlineEntity(
         leafSizes,
         state,
       );
+      if (kind === 'text') {
+        // Left out altogether: the manifest does not describe text bodies, and every part
+        // costs mailparser a set of streams.
+        pieces.length = piecesBefore;
+        leafSizes.length = leavesBefore;
+        continue;
+      }
       pieces.push(CRLF);
     }
     pieces.push(Buffer.from(`--${boundary}--\r\n`, 'latin1'));
-    return;
+    return 'other';
   }
   if (type === 'message/rfc822' || type === 'message/global') throw new NotOutlined();
-  if (headers.encoding === 'base64') {
-    leafSizes.push(base64DecodedSize(message, bodyStart, end));
-    return;
-  }
   const inline = headers.disposition === '' || headers.disposition === 'inline';
   if (inline && BODY_TYPES.has(type)) {
     leafSizes.push(undefined);
-    return;
+    return 'text';
+  }
+  if (headers.encoding === 'base64') {
+    leafSizes.push(base64DecodedSize(message, bodyStart, end));
+    return 'other';
   }
   pieces.push(message.subarray(bodyStart, end));
   leafSizes.push(undefined);
+  return 'other';
 }
 
 /** Where the body starts: after the blank line ending the headers, or at `end` without one. */
