@@ -20,7 +20,7 @@
  * limited to runs after an unclean end, but a user deleting a lock file or
  * copying an archive would then silently lose the guarantee.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -77,6 +77,7 @@ export class ArchiveStore {
   private syncing: Promise<void> = Promise.resolve();
   private readonly folderDirs = new Map<string, string>();
   private closed = false;
+  private tempFiles = 0;
 
   private constructor(
     readonly dir: string,
@@ -135,7 +136,8 @@ export class ArchiveStore {
   }
 
   async createPartial(): Promise<PartialMessage> {
-    const temp = join(this.tempDir, `${randomBytes(8).toString('hex')}.part`);
+    // Unique without randomness: only this run writes in .tmp, emptied when it took the lock.
+    const temp = join(this.tempDir, `${++this.tempFiles}.part`);
     const handle = await open(temp, 'wx', 0o600);
     const hash = createHash('sha256');
     let size = 0;
