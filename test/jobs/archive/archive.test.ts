@@ -323,35 +323,44 @@ describe('archiveMailbox', () => {
     await expectArchiveMatchesServer(MAILBOX, { CON: 2, Volatile: volatile?.messagesNew ?? 0 });
   });
 
-  it('archives a folder again when it is deleted and made anew during the run', async () => {
+  it('archives a folder again when it is replaced during the run', async () => {
     const other = await env.direct(MAILBOX);
-    await other.mailboxCreate('Recreated');
-    for (let i = 0; i < 30; i++)
-      await other.append('Recreated', plainMessage(800 + i, 'Recreated', MAILBOX));
+    for (const [folder, count, first] of [
+      ['Recreated', 30, 800],
+      ['Staging', 4, 900],
+    ] as const) {
+      await other.mailboxCreate(folder);
+      for (let i = 0; i < count; i++)
+        await other.append(folder, plainMessage(first + i, folder, MAILBOX));
+    }
     const oldUv = await uidValidityOf(other, 'Recreated');
+    const newUv = await uidValidityOf(other, 'Staging');
+    expect(newUv).not.toBe(oldUv);
     let replacing: Promise<void> | undefined;
     const result = await archive({
+      folders: ['Recreated'],
       fetch: { maxGroupMessages: 3 },
       onProgress: (event) => {
         if (event.type === 'message' && event.folder === 'Recreated' && !replacing) {
-          // The archive waits out a throttling reply while another client replaces the folder.
+          // While the archive waits out a throttling reply, another client puts a different
+          // folder (another UIDVALIDITY) in its place. Renames leave no moment without the
+          // folder, and no index of the old folder for Dovecot to mix up with the new one.
           env.proxy.throttleNext(1, 1500, /FETCH/);
           replacing = (async () => {
-            await other.mailboxDelete('Recreated');
-            await other.mailboxCreate('Recreated');
-            for (let i = 0; i < 4; i++)
-              await other.append('Recreated', plainMessage(900 + i, 'Recreated', MAILBOX));
+            await other.mailboxRename('Recreated', 'Replaced');
+            await other.mailboxRename('Staging', 'Recreated');
+            // The archive's connection has the old folder selected: it goes, and comes back.
+            env.proxy.dropAll();
           })();
         }
       },
     });
     await replacing;
-    const newUv = await uidValidityOf(other, 'Recreated');
+    await other.mailboxDelete('Replaced');
     await other.logout();
-    expect(newUv).not.toBe(oldUv);
 
-    expect(result.ok).toBe(true);
-    expect(result.folders.find((f) => f.folder === 'Recreated')?.status).toBe('archived');
+    expect(result.ok, JSON.stringify(result.folders)).toBe(true);
+    expect(result.folders).toMatchObject([{ folder: 'Recreated', status: 'archived' }]);
     const records = (await manifestRecords(mailboxDir)).filter((r) => r.folder === 'Recreated');
     const before = records.filter((r) => r.uidValidity === oldUv);
     // The change landed mid-folder: some of the old messages were archived, not all.
