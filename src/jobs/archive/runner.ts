@@ -197,9 +197,9 @@ interface StoreTask {
 }
 
 /**
- * Measured with the 52 MiB message of test/jobs/archive/crash.test.ts on a
- * busy machine: peak RSS 125-134 MiB with 256 KiB pieces, up to 148 MiB with
- * 512 KiB (200 round trips for 50 MB instead of 100).
+ * Measured with the 52 MiB message of test/jobs/archive/crash.test.ts: peak
+ * RSS 125-134 MiB with 256 KiB pieces, 131-143 MiB with 512 KiB (200 round
+ * trips for 50 MB instead of 100).
  */
 const DEFAULT_CHUNK_BYTES = 256 * 1024;
 /**
