@@ -26,7 +26,7 @@ import {
   MailParser,
   type MessageText,
 } from 'mailparser';
-import { outlineMessage } from './mime-outline.js';
+import { isMessageText, outlineMessage } from './mime-outline.js';
 
 export interface MessageAddress {
   name: string;
@@ -56,9 +56,6 @@ export interface MessageMetadata {
 const PARSER_SLICE_BYTES = 64 * 1024;
 /** Longest wait for the parser once the whole message was given. */
 const PARSE_TIMEOUT_MS = 120_000;
-
-/** Parts MailParser treats as the message text when inline (its `textTypes`). */
-const BODY_TYPES = new Set(['text/plain', 'text/html', 'message/delivery-status']);
 
 /**
  * Parses a message given whole (a Buffer) or as a file path, streaming the
@@ -200,9 +197,8 @@ export function createMetadataParser(leafSizes?: readonly (number | undefined)[]
 }
 
 function isBodyText(part: AttachmentStream): boolean {
-  const disposition = structuredValue(part.headers.get('content-disposition'));
-  const inline = disposition === undefined || disposition === '' || disposition === 'inline';
-  return inline && BODY_TYPES.has(part.contentType);
+  const disposition = structuredValue(part.headers.get('content-disposition')) ?? '';
+  return isMessageText(part.contentType, disposition);
 }
 
 function structuredValue(value: unknown): string | undefined {

@@ -41,6 +41,15 @@ const MAX_DEPTH = 50;
 /** Inline parts mailparser takes as the message text (its `textTypes`). */
 const BODY_TYPES = new Set(['text/plain', 'text/html', 'message/delivery-status']);
 
+/**
+ * Whether a part is the message's own text, which the manifest does not list
+ * as an attachment: MailParser's rule, for the outline and for metadata.ts.
+ * `disposition` lowercased, without parameters ('' when absent).
+ */
+export function isMessageText(contentType: string, disposition: string): boolean {
+  return (disposition === '' || disposition === 'inline') && BODY_TYPES.has(contentType);
+}
+
 const CR = 0x0d;
 const LF = 0x0a;
 const DASH = 0x2d;
@@ -116,8 +125,7 @@ function outlineEntity(
     return 'other';
   }
   if (type === 'message/rfc822' || type === 'message/global') throw new NotOutlined();
-  const inline = headers.disposition === '' || headers.disposition === 'inline';
-  if (inline && BODY_TYPES.has(type)) {
+  if (isMessageText(type, headers.disposition)) {
     leafSizes.push(undefined);
     return 'text';
   }
