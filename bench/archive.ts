@@ -36,6 +36,7 @@ import {
   loadConfig,
   type MailbridgeConfig,
 } from '../src/index.js';
+import { fsyncDirectory } from '../src/util/durable.js';
 import { appEnvironment } from '../test/helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
@@ -154,9 +155,7 @@ async function runDisk(dir: string, messages: readonly Buffer[]): Promise<number
     }
   };
   await Promise.all(Array.from({ length: DISK_CONCURRENCY }, worker));
-  const handle = await open(final, 'r');
-  await handle.sync();
-  await handle.close();
+  await fsyncDirectory(final);
   return messages.length;
 }
 
