@@ -21,9 +21,11 @@
  * copying an archive would then silently lose the guarantee.
  */
 import { createHash } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { closeSync, fdatasync, open as openCallback, renameSync, rmSync, writeSync } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic } from '../../util/durable.js';
 import { processAlive } from '../../util/process.js';
@@ -37,6 +39,9 @@ import {
   messagePath,
   TEMP_DIR,
 } from './paths.js';
+
+const datasync = promisify(fdatasync);
+const openFile = promisify(openCallback);
 
 export interface WrittenFile {
   sha256: string;
@@ -135,42 +140,64 @@ export class ArchiveStore {
     return name;
   }
 
+  /**
+   * A temp file opened and flushed through libuv's threadpool, but written,
+   * closed and renamed with synchronous calls. Those only touch the page
+   * cache and the directory (µs each), while every trip through the
+   * threadpool costs two thread wake-ups: on a 2-vCPU VM, storing 10,000
+   * bench messages took 510-590 µs of CPU per file all asynchronous and
+   * 340-390 this way (bench/README.md). The open stays asynchronous: creating
+   * an inode waits while the journal commits another file's flush.
+   */
   async createPartial(): Promise<PartialMessage> {
     // Unique without randomness: only this run writes in .tmp, emptied when it took the lock.
     const temp = join(this.tempDir, `${++this.tempFiles}.part`);
-    const handle = await open(temp, 'wx', 0o600);
+    const fd = await openFile(temp, 'wx', 0o600);
     const hash = createHash('sha256');
     let size = 0;
-    let closed = false;
+    let open = true;
     let flushed = false;
     let finished = false;
-    const close = async (keep: boolean) => {
-      closed = true;
-      await handle.close().catch(() => {});
-      if (!keep) await rm(temp, { force: true });
+    const close = (keep: boolean) => {
+      if (open) {
+        open = false;
+        try {
+          closeSync(fd);
+        } catch {
+          // Nothing to keep in a file whose flush or write failed; a close error on a flushed file
+          // cannot lose data.
+        }
+      }
+      if (!keep) rmSync(temp, { force: true });
     };
     const flush = async () => {
       if (flushed) return;
-      if (closed) throw new Error('partial message already finished');
+      if (!open) throw new Error('partial message already finished');
       try {
-        await handle.datasync();
+        await datasync(fd);
       } catch (error) {
         finished = true;
-        await close(false);
+        close(false);
         throw error;
       }
       flushed = true;
-      await close(true);
+      close(true);
     };
     return {
       get size() {
         return size;
       },
       write: async (chunk: Buffer) => {
-        let written = 0;
-        while (written < chunk.length) {
-          const { bytesWritten } = await handle.write(chunk, written, chunk.length - written);
-          written += bytesWritten;
+        if (!open || flushed) throw new Error('partial message already flushed');
+        try {
+          let written = 0;
+          while (written < chunk.length) {
+            written += writeSync(fd, chunk, written, chunk.length - written);
+          }
+        } catch (error) {
+          finished = true;
+          close(false);
+          throw error;
         }
         hash.update(chunk);
         size += chunk.length;
@@ -183,9 +210,9 @@ export class ArchiveStore {
         const final = join(this.dir, ...relativePath.split('/'));
         try {
           await this.ensureDir(dirname(final));
-          await rename(temp, final);
+          renameSync(temp, final);
         } catch (error) {
-          await rm(temp, { force: true });
+          rmSync(temp, { force: true });
           throw error;
         }
         this.dirtyDirs.add(dirname(final));
@@ -194,8 +221,7 @@ export class ArchiveStore {
       discard: async () => {
         if (finished) return;
         finished = true;
-        if (!closed) await close(false);
-        else await rm(temp, { force: true });
+        close(false);
       },
     };
   }
