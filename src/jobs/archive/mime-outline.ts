@@ -33,6 +33,10 @@ export interface MessageOutline {
    * counts it) or is the message's own text body (not reported).
    */
   leafSizes: (number | undefined)[];
+  /** The header block of each of those leaf parts (ending in its blank line), parallel to `leafSizes`. */
+  leafHeaders: Buffer[];
+  /** The message's own header block, ending in its blank line. */
+  rootHeaders: Buffer;
 }
 
 /** mailparser's splitter gives up beyond this many parts; so does the outline (the caller parses it whole). */
@@ -63,16 +67,27 @@ class NotOutlined extends Error {}
 
 /** Outlines `message`, or undefined when its structure is not plainly well-formed. */
 export function outlineMessage(message: Buffer): MessageOutline | undefined {
-  const pieces: Buffer[] = [];
-  const leafSizes: (number | undefined)[] = [];
-  const state = { parts: 0 };
+  const out: Outlining = { pieces: [], leafSizes: [], leafHeaders: [], rootHeaders: [], parts: 0 };
   try {
-    outlineEntity(message, 0, message.length, [], 0, pieces, leafSizes, state);
+    outlineEntity(message, 0, message.length, [], 0, out);
   } catch (error) {
     if (error instanceof NotOutlined) return undefined;
     throw error;
   }
-  return { skeleton: Buffer.concat(pieces), leafSizes };
+  return {
+    skeleton: Buffer.concat(out.pieces),
+    leafSizes: out.leafSizes,
+    leafHeaders: out.leafHeaders,
+    rootHeaders: Buffer.concat(out.rootHeaders),
+  };
+}
+
+interface Outlining {
+  pieces: Buffer[];
+  leafSizes: (number | undefined)[];
+  leafHeaders: Buffer[];
+  rootHeaders: Buffer[];
+  parts: number;
 }
 
 function outlineEntity(
@@ -81,16 +96,18 @@ function outlineEntity(
   end: number,
   boundaries: readonly string[],
   depth: number,
-  pieces: Buffer[],
-  leafSizes: (number | undefined)[],
-  state: { parts: number },
+  out: Outlining,
 ): 'text' | 'other' {
-  if (depth > MAX_DEPTH || ++state.parts > MAX_PARTS) throw new NotOutlined();
+  const { pieces, leafSizes, leafHeaders } = out;
+  if (depth > MAX_DEPTH || ++out.parts > MAX_PARTS) throw new NotOutlined();
   const { bodyStart, blankLine } = headerEnd(message, start, end);
   const headers = parseHeaderBlock(message.toString('latin1', start, bodyStart));
-  pieces.push(message.subarray(start, bodyStart));
+  const headerPieces = [message.subarray(start, bodyStart)];
   // A header block without a body: mailparser is given the blank line that ends it.
-  if (!blankLine) pieces.push(message[bodyStart - 1] === LF ? CRLF : DOUBLE_CRLF);
+  if (!blankLine) headerPieces.push(message[bodyStart - 1] === LF ? CRLF : DOUBLE_CRLF);
+  pieces.push(...headerPieces);
+  if (depth === 0) out.rootHeaders = headerPieces;
+  const leafHeader = () => leafHeaders.push(Buffer.concat(headerPieces));
   const type = headers.contentType;
   if (type.startsWith('multipart/')) {
     const boundary = headers.boundary;
@@ -108,15 +125,14 @@ function outlineEntity(
         partEnd,
         [...boundaries, boundary],
         depth + 1,
-        pieces,
-        leafSizes,
-        state,
+        out,
       );
       if (kind === 'text') {
         // Left out altogether: the manifest does not describe text bodies, and every part
         // costs mailparser a set of streams.
         pieces.length = piecesBefore;
         leafSizes.length = leavesBefore;
+        leafHeaders.length = leavesBefore;
         continue;
       }
       pieces.push(CRLF);
@@ -125,6 +141,7 @@ function outlineEntity(
     return 'other';
   }
   if (type === 'message/rfc822' || type === 'message/global') throw new NotOutlined();
+  leafHeader();
   if (isMessageText(type, headers.disposition)) {
     leafSizes.push(undefined);
     return 'text';

@@ -11,6 +11,7 @@ import {
   parseMessageMetadata,
 } from '../../../src/jobs/archive/metadata.js';
 import { outlineMessage } from '../../../src/jobs/archive/mime-outline.js';
+import { metadataFromOutline } from '../../../src/jobs/archive/outline-metadata.js';
 
 async function parsedWhole(message: Buffer): Promise<MessageMetadata> {
   const parser = createMetadataParser();
@@ -282,5 +283,134 @@ describe('outlineMessage', () => {
       ['notes.txt', expect.any(Number)],
     ]);
     expect(related.subject).toBe('Quartalsbericht Übersicht');
+  });
+});
+
+/** Around one base64 attachment, headers that each take a branch of MailParser's reading. */
+function withHeaders(head: string[], part: string[] = []): Buffer {
+  return crlf([
+    ...head,
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="m"',
+    '',
+    '--m',
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    'Hello',
+    '--m',
+    ...(part.length > 0
+      ? part
+      : ['Content-Type: application/pdf; name="a.pdf"', 'Content-Disposition: attachment']),
+    'Content-Transfer-Encoding: base64',
+    '',
+    base64Body(300),
+    '--m--',
+    '',
+  ]);
+}
+
+const LATIN1_SUBJECT = Buffer.concat([
+  Buffer.from('Subject: caf'),
+  Buffer.from([0xe9]),
+  Buffer.from(' raw latin-1'),
+]).toString('latin1');
+
+/** Read by outline-metadata.ts without MailParser: must equal MailParser's reading of the whole. */
+const DESCRIBED: Record<string, Buffer> = {
+  'the shapes above, headers as usual': withHeaders(HEAD),
+  'raw UTF-8 in a subject and a display name': withHeaders([
+    'From: Jürgen Müller <juergen@contoso.example>',
+    'Subject: Grüße aus Köln',
+  ]),
+  'raw Latin-1 in a subject': withHeaders([LATIN1_SUBJECT]),
+  'a folded subject with encoded words in two charsets': withHeaders([
+    'Subject: =?iso-8859-1?q?caf=E9?=',
+    '  =?utf-8?B?8J+Ygg==?= and text',
+  ]),
+  'an unknown charset in an encoded word': withHeaders(['Subject: =?x-unknown?q?abc?= tail']),
+  'an empty Subject before a real one, two Message-IDs, one without brackets': withHeaders([
+    'Subject:',
+    'Subject: second',
+    'Message-ID: bare@fabrikam.example',
+    'Message-ID: <later@fabrikam.example>',
+  ]),
+  'an empty Message-ID': withHeaders(['Message-ID:', 'Subject: x']),
+  'two From, two To and two Cc fields, groups, and a punycode domain': withHeaders([
+    'From: first@fabrikam.example',
+    'From: second@fabrikam.example',
+    'To: Team: a@contoso.example, "B, Person" <b@contoso.example>;',
+    'To: c@xn--bcher-kva.example',
+    'Cc: undisclosed-recipients:;',
+    'Cc: =?utf-8?q?D=C3=B6?= <d@contoso.example>',
+  ]),
+  'an encoded word hiding in an address': withHeaders([
+    'From: =?utf-8?q?ceo=40bank=2Eexample?= <x@fabrikam.example>',
+    'To: =?utf-8?q?evil=40x=2Eexample?=@contoso.example',
+  ]),
+  'no Date, no From, no Subject': withHeaders(['X-Nothing: here']),
+  'a Date that is no date': withHeaders(['Date: someday soon', 'Subject: x']),
+  'a generic type with a file name (MailParser guesses from the name)': withHeaders(HEAD, [
+    'Content-Type: application/octet-stream',
+    'Content-Disposition: attachment; filename="budget.xlsx"',
+  ]),
+  'no Content-Type, a file name in the disposition': withHeaders(HEAD, [
+    'Content-Disposition: attachment; filename="photo.jpg"',
+  ]),
+  'a file name in RFC 2231 form, continued': withHeaders(HEAD, [
+    'Content-Type: application/pdf',
+    "Content-Disposition: attachment; filename*0*=utf-8''%C3%9Cber; filename*1*=sicht.pdf",
+  ]),
+  'a file name as an encoded word in the type': withHeaders(HEAD, [
+    'Content-Type: application/pdf; name="=?utf-8?B?w5xiZXJzaWNodC5wZGY=?="',
+  ]),
+  'an inline disposition with a comment on an image': withHeaders(HEAD, [
+    'Content-Type: image/png',
+    'Content-Disposition: inline (shown in the body); filename="logo.png"',
+  ]),
+  'a text part whose inline disposition carries a comment (still the message text)': withHeaders(
+    HEAD,
+    ['Content-Type: text/plain', 'Content-Disposition: inline (shown as text)'],
+  ),
+  'an unknown disposition': withHeaders(HEAD, [
+    'Content-Type: application/zip; name=x.zip',
+    'Content-Disposition: something-else',
+  ]),
+  'upper-case type and disposition': withHeaders(HEAD, [
+    'Content-Type: APPLICATION/PDF; NAME="UP.PDF"',
+    'Content-Disposition: ATTACHMENT',
+  ]),
+  'a single part base64 message': OUTLINED['a single part base64 message'] as Buffer,
+  'a plain text message': OUTLINED['a plain text message'] as Buffer,
+  'headers and no body': OUTLINED['headers and no body'] as Buffer,
+};
+
+describe('metadataFromOutline', () => {
+  for (const [name, message] of Object.entries(DESCRIBED)) {
+    it(`reads what MailParser reads: ${name}`, async () => {
+      const outline = outlineMessage(message);
+      expect(outline).toBeDefined();
+      const described = metadataFromOutline(outline as NonNullable<typeof outline>);
+      expect(described).toBeDefined();
+      const whole = await parsedWhole(message);
+      expect(whole.parseError).toBeUndefined();
+      expect(described).toEqual(whole);
+      expect(await parseMessageMetadata(message)).toEqual(whole);
+    });
+  }
+
+  it('leaves to MailParser an attachment whose size only decoding tells', () => {
+    const message = OUTLINED[
+      'related: an inline image, an RFC 2231 file name and a quoted-printable attachment'
+    ] as Buffer;
+    const outline = outlineMessage(message);
+    expect(outline).toBeDefined();
+    expect(metadataFromOutline(outline as NonNullable<typeof outline>)).toBeUndefined();
+  });
+
+  it('leaves to MailParser a part type it would have to guess', () => {
+    const message = withHeaders(HEAD, ['Content-Type: ', 'Content-Disposition: attachment']);
+    const outline = outlineMessage(message);
+    expect(outline).toBeDefined();
+    expect(metadataFromOutline(outline as NonNullable<typeof outline>)).toBeUndefined();
   });
 });
