@@ -426,8 +426,11 @@ async function measure(options: BenchOptions): Promise<number> {
             `round ${round + 1}: ${side} ${(ms / 1000).toFixed(2)} s, ${(messages / (ms / 1000)).toFixed(0)} messages/s`,
           );
         } finally {
-          await rm(dir, { recursive: true, force: true });
-          // The deleted files' writeback is not the next client's cost.
+          // Kept until the end (`work` is removed then), not deleted here: on ext4 without a
+          // journal, a new file's inode allocation skips inodes deleted in the last seconds,
+          // one inode table lookup each, so 10,000 files just deleted made the next client
+          // pay for the previous one (perf: __ext4_new_inode, recently_deleted). This run's
+          // writeback is not the next client's cost either.
           await execFileAsync('sync');
         }
       }

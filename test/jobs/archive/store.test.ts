@@ -148,6 +148,24 @@ describe('ArchiveStore', () => {
     await store.close();
   });
 
+  it('drops the temp file of a message it cannot place, and takes no write after the flush', async () => {
+    const store = await ArchiveStore.open(join(dir, 'mb'));
+    const folderDir = await store.folderDir('INBOX');
+    // A file where the UIDVALIDITY directory must go: the rename cannot happen.
+    await writeFile(join(dir, 'mb', folderDir, '7'), 'in the way');
+    const blocked = await store.prepareMessage(Buffer.from('blocked'));
+    await expect(blocked.commit(messagePath(folderDir, 7, 1))).rejects.toThrow(/EEXIST|ENOTDIR/);
+    expect(await readdir(store.tempDir)).toEqual([]);
+
+    const partial = await store.createPartial();
+    await partial.write(Buffer.from('abc'));
+    await partial.flush();
+    await expect(partial.write(Buffer.from('more'))).rejects.toThrow('already flushed');
+    await partial.discard();
+    expect(await readdir(store.tempDir)).toEqual([]);
+    await store.close();
+  });
+
   it('refuses a second writer and takes over the lock of a dead one', async () => {
     const mailboxDir = join(dir, 'mb');
     const first = await ArchiveStore.open(mailboxDir);
