@@ -4,6 +4,7 @@
  * whole message, and a structure the outline cannot be sure of is parsed
  * whole.
  */
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import {
   createMetadataParser,
@@ -397,6 +398,15 @@ describe('metadataFromOutline', () => {
       expect(await parseMessageMetadata(message)).toEqual(whole);
     });
   }
+
+  it('uses the very header parsers MailParser uses, not other copies of them', () => {
+    // A different libmime or mailsplit than mailparser's could read a header differently.
+    const ours = createRequire(import.meta.url);
+    const mailparsers = createRequire(ours.resolve('mailparser'));
+    for (const name of ['libmime', '@zone-eu/mailsplit']) {
+      expect(ours.resolve(name)).toBe(mailparsers.resolve(name));
+    }
+  });
 
   it('leaves to MailParser an attachment whose size only decoding tells', () => {
     const message = OUTLINED[
