@@ -8,11 +8,11 @@
  *
  * MailParser builds a splitter, a decoder and a few streams per part: in the
  * archive bench that was about 400 of 1,100 µs of CPU per message, where
- * this takes about 50 (bench/README.md). Only outlines that this module can
- * describe completely
- * are read here: every attachment's size known from its base64 body, every
- * type present. Anything else (undefined) is parsed by MailParser as before
- * (metadata.ts); tests compare both on every shape they know.
+ * this takes about 50 (bench/README.md). Only outlines this module can
+ * describe completely are read here: every attachment's size known from its
+ * base64 body, every type present. Anything else (undefined) is parsed by
+ * MailParser as before (metadata.ts); tests compare both on every shape
+ * they know.
  */
 import { MimeNode } from '@zone-eu/mailsplit';
 import libmime from 'libmime';
