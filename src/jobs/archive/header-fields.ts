@@ -75,7 +75,8 @@ export function headerValue(line: string): string {
   return Buffer.from(value, 'binary').toString();
 }
 
-function decodeWords(value: string): string {
+/** libmime's encoded-word decoding, keeping the value as it is where MailParser does. */
+export function decodeWords(value: string): string {
   try {
     return libmime.decodeWords(value);
   } catch {

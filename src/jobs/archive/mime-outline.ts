@@ -67,7 +67,13 @@ class NotOutlined extends Error {}
 
 /** Outlines `message`, or undefined when its structure is not plainly well-formed. */
 export function outlineMessage(message: Buffer): MessageOutline | undefined {
-  const out: Outlining = { pieces: [], leafSizes: [], leafHeaders: [], rootHeaders: [], parts: 0 };
+  const out: Outlining = {
+    pieces: [],
+    leafSizes: [],
+    leafHeaders: [],
+    rootHeaders: Buffer.alloc(0),
+    parts: 0,
+  };
   try {
     outlineEntity(message, 0, message.length, [], 0, out);
   } catch (error) {
@@ -78,7 +84,7 @@ export function outlineMessage(message: Buffer): MessageOutline | undefined {
     skeleton: Buffer.concat(out.pieces),
     leafSizes: out.leafSizes,
     leafHeaders: out.leafHeaders,
-    rootHeaders: Buffer.concat(out.rootHeaders),
+    rootHeaders: out.rootHeaders,
   };
 }
 
@@ -86,7 +92,7 @@ interface Outlining {
   pieces: Buffer[];
   leafSizes: (number | undefined)[];
   leafHeaders: Buffer[];
-  rootHeaders: Buffer[];
+  rootHeaders: Buffer;
   parts: number;
 }
 
@@ -106,8 +112,7 @@ function outlineEntity(
   // A header block without a body: mailparser is given the blank line that ends it.
   if (!blankLine) headerPieces.push(message[bodyStart - 1] === LF ? CRLF : DOUBLE_CRLF);
   pieces.push(...headerPieces);
-  if (depth === 0) out.rootHeaders = headerPieces;
-  const leafHeader = () => leafHeaders.push(Buffer.concat(headerPieces));
+  if (depth === 0) out.rootHeaders = Buffer.concat(headerPieces);
   const type = headers.contentType;
   if (type.startsWith('multipart/')) {
     const boundary = headers.boundary;
@@ -141,7 +146,7 @@ function outlineEntity(
     return 'other';
   }
   if (type === 'message/rfc822' || type === 'message/global') throw new NotOutlined();
-  leafHeader();
+  leafHeaders.push(Buffer.concat(headerPieces));
   if (isMessageText(type, headers.disposition)) {
     leafSizes.push(undefined);
     return 'text';

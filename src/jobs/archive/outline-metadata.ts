@@ -16,7 +16,12 @@
  */
 import { MimeNode } from '@zone-eu/mailsplit';
 import libmime from 'libmime';
-import { type HeaderFields, headerFieldsFromLines, headerValue } from './header-fields.js';
+import {
+  decodeWords,
+  type HeaderFields,
+  headerFieldsFromLines,
+  headerValue,
+} from './header-fields.js';
 import type { AttachmentInfo } from './metadata.js';
 import { isMessageText, type MessageOutline } from './mime-outline.js';
 
@@ -74,11 +79,5 @@ function disposition(node: MimeNode): string {
     : undefined;
   if (!line) return '';
   const value = libmime.parseHeaderValue(headerValue(line.line), { stripComments: true }).value;
-  let decoded = value;
-  try {
-    decoded = libmime.decodeWords(value);
-  } catch {
-    // An unknown charset: kept as it is, as MailParser keeps it.
-  }
-  return decoded.trim().toLowerCase();
+  return decodeWords(value).trim().toLowerCase();
 }

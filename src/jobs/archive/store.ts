@@ -146,8 +146,9 @@ export class ArchiveStore {
    * cache and the directory (µs each), while every trip through the
    * threadpool costs two thread wake-ups: on a 2-vCPU VM, storing 10,000
    * bench messages took 510-590 µs of CPU per file all asynchronous and
-   * 340-390 this way (bench/README.md). The open stays asynchronous: creating
-   * an inode waits while the journal commits another file's flush.
+   * 340-390 this way (bench/README.md). The open stays asynchronous: ext4's
+   * inode allocation can take hundreds of µs under load, and a synchronous
+   * open measured slower, as it holds up the event loop meanwhile.
    */
   async createPartial(): Promise<PartialMessage> {
     // Unique without randomness: only this run writes in .tmp, emptied when it took the lock.
@@ -188,7 +189,7 @@ export class ArchiveStore {
         return size;
       },
       write: async (chunk: Buffer) => {
-        if (!open || flushed) throw new Error('partial message already flushed');
+        if (!open) throw new Error('partial message already flushed or discarded');
         try {
           let written = 0;
           while (written < chunk.length) {
