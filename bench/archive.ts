@@ -171,51 +171,61 @@ async function runDisk(dir: string, messages: readonly Buffer[]): Promise<number
   return messages.length;
 }
 
-/** CPU seconds of this process's waited-for children (Linux: /proc, in USER_HZ = 100 ticks). */
-async function childrenCpuSeconds(): Promise<number> {
-  const stat = await readFile('/proc/self/stat', 'utf8');
+interface ProcessTimes {
+  ppid: number;
+  /** Its own user + system CPU seconds. */
+  own: number;
+  /** User + system CPU seconds of its children it waited for. */
+  reaped: number;
+}
+
+/** A process's CPU times from /proc (Linux, USER_HZ = 100 ticks per second). */
+async function processTimes(pid: number | 'self'): Promise<ProcessTimes> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which is in parentheses and may hold spaces.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[13]) + Number(fields[14])) / 100;
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    ppid: Number(f[1]),
+    own: (Number(f[11]) + Number(f[12])) / 100,
+    reaped: (Number(f[13]) + Number(f[14])) / 100,
+  };
+}
+
+/** CPU seconds of this process's waited-for children. */
+async function childrenCpuSeconds(): Promise<number> {
+  return (await processTimes('self')).reaped;
+}
+
+/** The pid of the Dovecot master started with `configFile`. */
+async function dovecotMaster(configFile: string): Promise<number> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').includes(configFile) && cmdline.includes('dovecot')) {
+      return Number(entry);
+    }
+  }
+  throw new Error(`no Dovecot master runs with ${configFile}`);
 }
 
 /**
- * CPU seconds used so far by the Dovecot instance whose configuration is
- * `configFile`: the master's own and its reaped children's times, plus those
- * of its children still running (Linux: /proc, USER_HZ = 100 ticks).
+ * CPU seconds used so far by a Dovecot instance: the master's own and its
+ * reaped children's times, plus those of its children still running.
  */
-async function serverCpuSeconds(configFile: string): Promise<number> {
-  const stats: { pid: number; ppid: number; ticks: number; reaped: number }[] = [];
-  let master: number | undefined;
+async function serverCpuSeconds(master: number): Promise<number> {
+  let seconds = 0;
   for (const entry of await readdir('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
+    const pid = Number(entry);
     try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const item = {
-        pid: Number(entry),
-        ppid: Number(f[1]),
-        ticks: Number(f[11]) + Number(f[12]),
-        reaped: Number(f[13]) + Number(f[14]),
-      };
-      stats.push(item);
-      if (master === undefined) {
-        const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
-        if (cmdline.split('\0').includes(configFile) && cmdline.includes('dovecot')) {
-          master = item.pid;
-        }
-      }
+      const times = await processTimes(pid);
+      if (pid === master) seconds += times.own + times.reaped;
+      else if (times.ppid === master) seconds += times.own;
     } catch {
       // The process ended meanwhile.
     }
   }
-  if (master === undefined) return Number.NaN;
-  let ticks = 0;
-  for (const item of stats) {
-    if (item.pid === master) ticks += item.ticks + item.reaped;
-    else if (item.ppid === master) ticks += item.ticks;
-  }
-  return ticks / 100;
+  return seconds;
 }
 
 function ownCpuSeconds(since: NodeJS.CpuUsage): number {
@@ -404,7 +414,7 @@ async function measure(options: BenchOptions): Promise<number> {
     );
     const ctx: Context = { config, servers, mbsyncTrust, work };
     // How test/helpers/mail-servers.ts lays out the instance: its master runs with this file.
-    const dovecotConfig = join(servers.dir, 'dovecot', 'dovecot.conf');
+    const dovecot = await dovecotMaster(join(servers.dir, 'dovecot', 'dovecot.conf'));
 
     progress(`seeding ${options.messages} messages`);
     const seedStart = performance.now();
@@ -448,7 +458,7 @@ async function measure(options: BenchOptions): Promise<number> {
           const accessToken = side === 'ours' || side === 'disk' ? '' : await token(config);
           await execFileAsync('sync');
           const childCpu = await childrenCpuSeconds();
-          const serverStart = await serverCpuSeconds(dovecotConfig);
+          const serverStart = await serverCpuSeconds(dovecot);
           const cpuStart = process.cpuUsage();
           const start = performance.now();
           let messages: number;
@@ -463,7 +473,7 @@ async function measure(options: BenchOptions): Promise<number> {
           const ms = performance.now() - start;
           const cpu =
             side === 'mbsync' ? (await childrenCpuSeconds()) - childCpu : ownCpuSeconds(cpuStart);
-          const serverCpu = (await serverCpuSeconds(dovecotConfig)) - serverStart;
+          const serverCpu = (await serverCpuSeconds(dovecot)) - serverStart;
           if (messages !== options.messages)
             throw new Error(`${side} got ${messages} of ${options.messages} messages`);
           runs.push({ side, round, ms, cpu, serverCpu, messages });
