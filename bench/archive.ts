@@ -3,7 +3,7 @@
  *
  * One Dovecot mailbox of `--messages` messages (bench/archive-seed.ts: real
  * MIME, 2 KB – 2 MB, median about 20 KB) is pulled, from cold, in the same
- * run, by three clients over implicit TLS with the same XOAUTH2 login:
+ * run, by these clients, over implicit TLS with the same XOAUTH2 login:
  *   1. ours: `archiveMailbox(config, { mailbox, outDir })` into an empty
  *      directory (fsync per message file and per manifest batch);
  *   2. mbsync (Debian's isync, `FSync yes`, its default) into an empty
@@ -12,8 +12,12 @@
  *   3. the raw ceiling: a minimal TLS client that logs in, SELECTs INBOX,
  *      sends one `UID FETCH 1:* BODY.PEEK[]` and discards what it reads;
  *   4. the disk ceiling: the same bytes, from memory, written as durable
- *      files (temp, fdatasync, rename) with no server at all.
- * `--rounds` rounds, each running the four in a rotated order; medians, and
+ *      files (temp, fdatasync, rename) with no server at all;
+ *   5. the minimal durable client: the raw ceiling's reader writing each
+ *      message as the disk ceiling does. No hash, no parsing, no manifest,
+ *      no reconnects: what any client that keeps the crash-safety rule with a
+ *      flush per file could reach here.
+ * `--rounds` rounds, each running the five in a rotated order; medians, and
  * each client's CPU time.
  *
  * Needs root, the mail servers of test/helpers/mail-servers.ts and
@@ -27,6 +31,7 @@ import {
   closeSync,
   existsSync,
   fdatasync,
+  mkdirSync,
   open as openCallback,
   renameSync,
   writeSync,
@@ -101,8 +106,8 @@ function parseOptions(argv: string[]): BenchOptions {
   };
 }
 
-type Side = 'ours' | 'mbsync' | 'raw' | 'disk';
-const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw', 'disk'];
+type Side = 'ours' | 'mbsync' | 'raw' | 'disk' | 'minimal';
+const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw', 'disk', 'minimal'];
 /** Files the disk ceiling writes and flushes at once: as many as the archive (runner.ts). */
 const DISK_CONCURRENCY = 32;
 
@@ -131,44 +136,86 @@ interface Context {
 }
 
 // ---------------------------------------------------------------------------
-// The three clients
+// The clients
 
 async function token(config: MailbridgeConfig): Promise<string> {
   return (await createTokenProvider(config).getToken()).accessToken;
 }
 
 /**
- * The disk ceiling: the messages' bytes, already in memory, written as one
- * file each the way the archive's store does (temp file opened and flushed
- * through the threadpool, written, closed and renamed with synchronous
- * calls; the directory flushed at the end), DISK_CONCURRENCY at a time, in
- * order. No server, no parsing, no hashing: what this machine's filesystem
- * allows for durable message files.
+ * Message files written the way the archive's store does: a temp file opened
+ * and flushed through the threadpool, written, closed and renamed with
+ * synchronous calls; up to DISK_CONCURRENCY at once, renamed in order; the
+ * directory flushed at the end.
  */
-async function runDisk(dir: string, messages: readonly Buffer[]): Promise<number> {
-  const temp = join(dir, 'tmp');
-  const final = join(dir, 'cur');
-  await mkdir(temp);
-  await mkdir(final);
-  let next = 0;
-  const worker = async () => {
-    for (;;) {
-      const i = next++;
-      if (i >= messages.length) return;
-      const file = join(temp, `${i}.part`);
+class DurableFiles {
+  private readonly temp: string;
+  private readonly final: string;
+  private readonly inFlight: { file: string; name: string; done: Promise<void> }[] = [];
+  /** Renames run one at a time, in order, whoever asks for them. */
+  private placing: Promise<void> = Promise.resolve();
+  private count = 0;
+
+  constructor(dir: string) {
+    this.temp = join(dir, 'tmp');
+    this.final = join(dir, 'cur');
+    mkdirSync(this.temp);
+    mkdirSync(this.final);
+  }
+
+  get full(): boolean {
+    return this.inFlight.length >= DISK_CONCURRENCY;
+  }
+
+  add(data: Buffer): void {
+    const n = ++this.count;
+    const file = join(this.temp, `${n}.part`);
+    const done = (async () => {
       const fd = await openFile(file, 'wx', 0o600);
       try {
-        writeSync(fd, messages[i] as Buffer);
+        writeSync(fd, data);
         await datasync(fd);
       } finally {
         closeSync(fd);
       }
-      renameSync(file, join(final, `${i + 1}.eml`));
-    }
-  };
-  await Promise.all(Array.from({ length: DISK_CONCURRENCY }, worker));
-  await fsyncDirectory(final);
-  return messages.length;
+    })();
+    // Awaited in order by place(); until then a failure must not count as unhandled.
+    done.catch(() => {});
+    this.inFlight.push({ file, name: `${n}.eml`, done });
+  }
+
+  /** Renames files in order until fewer than `keep` are in flight. */
+  place(keep = DISK_CONCURRENCY): Promise<void> {
+    this.placing = this.placing.then(async () => {
+      while (this.inFlight.length >= keep && this.inFlight.length > 0) {
+        const head = this.inFlight[0] as { file: string; name: string; done: Promise<void> };
+        await head.done;
+        this.inFlight.shift();
+        renameSync(head.file, join(this.final, head.name));
+      }
+    });
+    return this.placing;
+  }
+
+  async finish(): Promise<number> {
+    await this.place(1);
+    await fsyncDirectory(this.final);
+    return this.count;
+  }
+}
+
+/**
+ * The disk ceiling: the messages' bytes, already in memory, written as
+ * durable files. No server, no parsing, no hashing: what this machine's
+ * filesystem allows for durable message files.
+ */
+async function runDisk(dir: string, messages: readonly Buffer[]): Promise<number> {
+  const files = new DurableFiles(dir);
+  for (const message of messages) {
+    files.add(message);
+    if (files.full) await files.place();
+  }
+  return files.finish();
 }
 
 interface ProcessTimes {
@@ -313,9 +360,11 @@ interface RawResult {
 
 /**
  * The ceiling: login with SASL-IR, SELECT, one `UID FETCH 1:* BODY.PEEK[]`,
- * every byte read and dropped. Skips literals by their announced length.
+ * every byte read and dropped, skipping literals by their announced length.
+ * With `files` (the minimal durable client), each message is written there
+ * instead, the socket paused while DISK_CONCURRENCY files are in flight.
  */
-function runRaw(ctx: Context, accessToken: string): Promise<RawResult> {
+function runRaw(ctx: Context, accessToken: string, files?: DurableFiles): Promise<RawResult> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({ host: ctx.servers.imap.host, port: ctx.servers.imap.port });
     const sasl = Buffer.from(`user=${MAILBOX}\x01auth=Bearer ${accessToken}\x01\x01`).toString(
@@ -330,6 +379,8 @@ function runRaw(ctx: Context, accessToken: string): Promise<RawResult> {
     let step = -1;
     let pending: Buffer = Buffer.alloc(0);
     let literalLeft = 0;
+    let message: Buffer[] | undefined;
+    let paused = false;
     const result: RawResult = { messages: 0, bytes: 0 };
     const fail = (error: Error) => {
       socket.destroy();
@@ -342,6 +393,7 @@ function runRaw(ctx: Context, accessToken: string): Promise<RawResult> {
         if (step === 2) {
           result.bytes += literalLeft;
           result.messages++;
+          if (files) message = [];
         }
       }
       if (step < 0 ? text.startsWith('* OK') : text.startsWith(`${'abcd'[step]} `)) {
@@ -353,7 +405,8 @@ function runRaw(ctx: Context, accessToken: string): Promise<RawResult> {
         if (step < steps.length) socket.write(steps[step] as string);
         else {
           socket.end();
-          resolve(result);
+          if (files) files.finish().then(() => resolve(result), fail);
+          else resolve(result);
         }
       }
     };
@@ -362,8 +415,21 @@ function runRaw(ctx: Context, accessToken: string): Promise<RawResult> {
       while (pos < chunk.length) {
         if (literalLeft > 0) {
           const take = Math.min(literalLeft, chunk.length - pos);
+          message?.push(chunk.subarray(pos, pos + take));
           literalLeft -= take;
           pos += take;
+          if (literalLeft === 0 && files && message) {
+            files.add(Buffer.concat(message));
+            message = undefined;
+            if (files.full && !paused) {
+              paused = true;
+              socket.pause();
+              files.place().then(() => {
+                paused = false;
+                socket.resume();
+              }, fail);
+            }
+          }
           continue;
         }
         const nl = chunk.indexOf(10, pos);
@@ -466,7 +532,8 @@ async function measure(options: BenchOptions): Promise<number> {
           else if (side === 'mbsync') messages = await runMbsync(ctx, dir, accessToken);
           else if (side === 'disk') messages = await runDisk(dir, served);
           else {
-            const raw = await runRaw(ctx, accessToken);
+            const files = side === 'minimal' ? new DurableFiles(dir) : undefined;
+            const raw = await runRaw(ctx, accessToken, files);
             if (raw.bytes !== seeded.bytes) throw new Error(`raw read ${raw.bytes} bytes`);
             messages = raw.messages;
           }
@@ -535,6 +602,7 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
       'mbsync (isync, FSync yes)',
       'raw ceiling: one `UID FETCH 1:* BODY.PEEK[]`',
       'disk ceiling: the same bytes as durable files, no server',
+      "minimal durable client: the raw reader writing the disk ceiling's files",
     ],
     [
       ['Messages/s', ...SIDES.map((s) => rate(s).toFixed(0))],
@@ -575,6 +643,8 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
       ],
       ['ours / disk ceiling', x(vsDisk), range(perRound('disk')), '', ''],
       ['disk ceiling / raw ceiling', x(rate('disk') / rate('raw')), '', '', ''],
+      ['minimal durable client / mbsync', x(rate('minimal') / rate('mbsync')), '', '', ''],
+      ['minimal durable client / raw ceiling', x(rate('minimal') / rate('raw')), '', '', ''],
     ],
   );
   return [
@@ -582,7 +652,7 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
     ratios,
     `Messages: bench/archive-seed.ts, ${options.messages} in INBOX, real MIME, 2 KB – 2 MB, ` +
       `median about 20 KB; MB are the bytes Dovecot serves (${bytes} bytes, CRLF), the same ` +
-      'for all four. Every run starts from an empty directory and logs in anew; rounds rotate ' +
+      'for all five. Every run starts from an empty directory and logs in anew; rounds rotate ' +
       "the order of the clients. CPU time is the client's own (the bench process, or mbsync); " +
       "Dovecot's, on the same two cores, is on its own row.",
   ].join('\n\n');
