@@ -20,8 +20,12 @@
  *   6. the required work only: the minimal client plus what the issue asks
  *      of every message, its SHA-256 and the manifest's metadata
  *      (`parseMessageMetadata`, as ours), and nothing else: no IMAP library,
- *      no manifest file, no session helper.
- * `--rounds` rounds, each running the six in a rotated order; medians, and
+ *      no manifest file, no session helper;
+ *   7. the required work through imapflow: the same, with imapflow (logged
+ *      in by `createImapClient`, as ours is) reading one
+ *      `UID FETCH 1:* BODY.PEEK[]`. Against 6 it prices the IMAP library,
+ *      against ours everything else ours does.
+ * `--rounds` rounds, each running the seven in a rotated order; medians, and
  * each client's CPU time.
  *
  * Needs root, the mail servers of test/helpers/mail-servers.ts and
@@ -49,6 +53,7 @@ import tls from 'node:tls';
 import { parseArgs, promisify } from 'node:util';
 import {
   archiveMailbox,
+  createImapClient,
   createTokenProvider,
   loadConfig,
   type MailbridgeConfig,
@@ -112,8 +117,8 @@ function parseOptions(argv: string[]): BenchOptions {
   };
 }
 
-type Side = 'ours' | 'mbsync' | 'raw' | 'disk' | 'minimal' | 'required';
-const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw', 'disk', 'minimal', 'required'];
+type Side = 'ours' | 'mbsync' | 'raw' | 'disk' | 'minimal' | 'required' | 'library';
+const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw', 'disk', 'minimal', 'required', 'library'];
 /** How the ratio rows name each client. */
 const SIDE_NAMES: Record<Side, string> = {
   ours: 'ours',
@@ -122,6 +127,7 @@ const SIDE_NAMES: Record<Side, string> = {
   disk: 'disk ceiling',
   minimal: 'minimal durable client',
   required: 'required work only',
+  library: 'required work through imapflow',
 };
 /** Files the disk ceiling writes and flushes at once: as many as the archive (runner.ts). */
 const DISK_CONCURRENCY = 32;
@@ -245,6 +251,28 @@ async function runDisk(dir: string, messages: readonly Buffer[]): Promise<number
   for (const message of messages) {
     files.add(message);
     if (files.full) await files.place();
+  }
+  return files.finish();
+}
+
+/**
+ * The required work with imapflow as the reader: what any client built on the
+ * IMAP library ours uses, keeping the crash-safety rule and doing the issue's
+ * per-message work, could reach here. One FETCH of every message, imapflow's
+ * backpressure holding the socket while DISK_CONCURRENCY files are in flight.
+ */
+async function runLibrary(ctx: Context, dir: string): Promise<number> {
+  const files = new DurableFiles(dir, true);
+  const client = await createImapClient(ctx.config, { mailbox: MAILBOX });
+  try {
+    await client.mailboxOpen('INBOX', { readOnly: true });
+    for await (const message of client.fetch('1:*', { uid: true, source: true }, { uid: true })) {
+      if (!message.source) throw new Error(`imapflow gave UID ${message.uid} without its body`);
+      files.add(message.source);
+      if (files.full) await files.place();
+    }
+  } finally {
+    await client.logout();
   }
   return files.finish();
 }
@@ -552,7 +580,8 @@ async function measure(options: BenchOptions): Promise<number> {
       for (const side of order) {
         const dir = await mkdtemp(join(work, `${side}-`));
         try {
-          const accessToken = side === 'ours' || side === 'disk' ? '' : await token(config);
+          const accessToken =
+            side === 'ours' || side === 'disk' || side === 'library' ? '' : await token(config);
           await execFileAsync('sync');
           const childCpu = await childrenCpuSeconds();
           const serverStart = await serverCpuSeconds(dovecot);
@@ -562,6 +591,7 @@ async function measure(options: BenchOptions): Promise<number> {
           if (side === 'ours') messages = await runOurs(ctx, dir);
           else if (side === 'mbsync') messages = await runMbsync(ctx, dir, accessToken);
           else if (side === 'disk') messages = await runDisk(dir, served);
+          else if (side === 'library') messages = await runLibrary(ctx, dir);
           else {
             const files =
               side === 'minimal' || side === 'required'
@@ -646,6 +676,7 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
       'disk ceiling: the same bytes as durable files, no server',
       "minimal durable client: the raw reader writing the disk ceiling's files",
       'required work only: the minimal client, plus SHA-256 and metadata',
+      'required work through imapflow: the same, read by imapflow',
     ],
     [
       ['Messages/s', ...SIDES.map((s) => rate(s).toFixed(0))],
@@ -690,6 +721,9 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
       compared('minimal', 'raw'),
       compared('required', 'mbsync'),
       compared('required', 'raw'),
+      compared('library', 'mbsync'),
+      compared('library', 'raw'),
+      compared('ours', 'library'),
     ],
   );
   return [
@@ -697,7 +731,7 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
     ratios,
     `Messages: bench/archive-seed.ts, ${options.messages} in INBOX, real MIME, 2 KB – 2 MB, ` +
       `median about 20 KB; MB are the bytes Dovecot serves (${bytes} bytes, CRLF), the same ` +
-      'for all six. Every run starts from an empty directory and logs in anew; rounds rotate ' +
+      'for all seven. Every run starts from an empty directory and logs in anew; rounds rotate ' +
       "the order of the clients. CPU time is the client's own (the bench process, or mbsync); " +
       "Dovecot's, on the same two cores, is on its own row.",
   ].join('\n\n');
