@@ -163,18 +163,19 @@ async function token(config: MailbridgeConfig): Promise<string> {
   return (await createTokenProvider(config).getToken()).accessToken;
 }
 
-/**
- * Message files written the way the archive's store does: a temp file opened
- * and flushed through the threadpool, written, closed and renamed with
- * synchronous calls; up to DISK_CONCURRENCY at once, renamed in order; the
- * directory flushed at the end.
- */
+/** A message file written and flushed, or being so, waiting for its rename. */
 interface FileInFlight {
   file: string;
   name: string;
   done: Promise<void>;
 }
 
+/**
+ * Message files written the way the archive's store does: a temp file opened
+ * and flushed through the threadpool, written, closed and renamed with
+ * synchronous calls; up to DISK_CONCURRENCY at once, renamed in order; the
+ * directory flushed at the end.
+ */
 class DurableFiles {
   private readonly temp: string;
   private readonly final: string;
