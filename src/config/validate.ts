@@ -11,6 +11,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type ConfigProblem, ConfigurationError } from '../errors.js';
+import { closestName } from '../util/did-you-mean.js';
 import { loadCertificate } from './certificate.js';
 import {
   BUILT_IN_AUTHORITY_HOSTS,
@@ -98,7 +99,7 @@ export async function validateSettings(
       continue;
     }
     if (isPlainObject(value)) {
-      const near = closest(key, ['imap', 'smtp'], 1);
+      const near = closestName(key, ['imap', 'smtp'], 1);
       if (near) add(key, `Unknown section '${key}': did you mean '${near}'?`);
       else sections[key] = value;
       continue;
@@ -230,8 +231,8 @@ export async function validateSettings(
     } else {
       const hint = /^gcc$/i.test(cloudSetting)
         ? ' GCC (moderate) tenants use the global cloud.'
-        : closest(lower, CLOUD_NAMES, 3)
-          ? ` Did you mean '${closest(lower, CLOUD_NAMES, 3)}'?`
+        : closestName(lower, CLOUD_NAMES, 3)
+          ? ` Did you mean '${closestName(lower, CLOUD_NAMES, 3)}'?`
           : '';
       add('cloud', `${named('cloud')} must be one of ${CLOUD_NAMES.join(', ')}.${hint}`);
     }
@@ -576,42 +577,8 @@ function unknownSettingMessage(key: string, known: readonly string[], prefix = '
   if (environment && prefix === '') {
     return `Unknown setting '${key}': that is an environment variable's name; in the config file write '${environment.setting}'.`;
   }
-  const near = closest(key, known, 2);
+  const near = closestName(key, known);
   return near
     ? `Unknown setting '${prefix}${key}' — did you mean '${prefix}${near}'?`
     : `Unknown setting '${prefix}${key}'. Known settings: ${known.map((k) => prefix + k).join(', ')}; settings of a job go in its section (relay:, archive:, …).`;
-}
-
-/** The known name closest to `name`, ignoring case, `-` and `_`, within `maxDistance` edits. */
-function closest(name: string, known: readonly string[], maxDistance: number): string | undefined {
-  const simple = (value: string) => value.toLowerCase().replace(/[-_\s]/g, '');
-  const target = simple(name);
-  let best: { name: string; distance: number } | undefined;
-  for (const candidate of known) {
-    const distance = editDistance(target, simple(candidate));
-    if (distance <= maxDistance && (!best || distance < best.distance)) {
-      best = { name: candidate, distance };
-    }
-  }
-  return best?.name;
-}
-
-/** Edit distance counting a swap of two neighbours as one edit (`smpt` → `smtp`). */
-function editDistance(a: string, b: string): number {
-  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  const at = (i: number, j: number) => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
-  for (let i = 1; i <= a.length; i++) {
-    const row = rows[i] ?? [];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        best = Math.min(best, at(i - 2, j - 2) + 1);
-      }
-      row[j] = best;
-    }
-  }
-  return at(a.length, b.length);
 }

@@ -10,6 +10,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { type ConfigProblem, ConfigurationError } from '../../errors.js';
+import { closestName } from '../../util/did-you-mean.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from './cidr.js';
 import { parseSenderPattern, type SenderPattern } from './policy.js';
 
@@ -143,7 +144,7 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
   }
   for (const key of Object.keys(section)) {
     if ((RELAY_KEYS as readonly string[]).includes(key)) continue;
-    const near = closest(key, RELAY_KEYS);
+    const near = closestName(key, RELAY_KEYS);
     add(
       `relay.${key}`,
       near
@@ -636,31 +637,4 @@ function booleanSetting(
 /** A value fit to quote in a message: printable ASCII, at most 60 characters. */
 function shown(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 60);
-}
-
-function closest(name: string, known: readonly string[]): string | undefined {
-  const simple = (v: string) => v.toLowerCase().replace(/[-_\s]/g, '');
-  let best: { name: string; distance: number } | undefined;
-  for (const candidate of known) {
-    const d = distance(simple(name), simple(candidate));
-    if (d <= 2 && (!best || d < best.distance)) best = { name: candidate, distance: d };
-  }
-  return best?.name;
-}
-
-function distance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      row[j] = Math.min(
-        (previous[j] as number) + 1,
-        (row[j - 1] as number) + 1,
-        (previous[j - 1] as number) + cost,
-      );
-    }
-    previous = row;
-  }
-  return previous[b.length] as number;
 }

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { asciiText, displayText } from '../../src/util/display-text.js';
+
+describe('displayText', () => {
+  it('shows terminal escapes, newlines and bidi overrides as visible escapes', () => {
+    expect(displayText('<\x1b]0;pwned\x07\x1b[2J@x>')).toBe('<\\x1b]0;pwned\\x07\\x1b[2J@x>');
+    expect(displayText('a\r\nforged: line')).toBe('a\\x0d\\x0aforged: line');
+    expect(displayText('invoice\u202Efdp.exe')).toBe('invoice\\u202efdp.exe');
+    expect(displayText('\u009b31m')).toBe('\\x9b31m');
+  });
+
+  it('keeps letters of every script as they are', () => {
+    expect(displayText('Entwürfe/日本語/Ελληνικά')).toBe('Entwürfe/日本語/Ελληνικά');
+  });
+
+  it('cuts long text with an ellipsis at the given length', () => {
+    const shown = displayText('x'.repeat(500), 20);
+    expect(shown).toHaveLength(20);
+    expect(shown.endsWith('…')).toBe(true);
+  });
+});
+
+describe('asciiText', () => {
+  it('replaces everything but printable ASCII', () => {
+    expect(asciiText('árchive\x1b[2J', 40)).toBe('?rchive?[2J');
+  });
+});
