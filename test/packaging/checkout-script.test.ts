@@ -71,6 +71,30 @@ describe('scripts/mailbridge', () => {
     expect(result.stderr).not.toContain(BUILDING);
   }, 60_000);
 
+  it('keeps the last install when the build fails, and shows why', async () => {
+    const file = join(checkout, 'src', 'cli', 'main.ts');
+    const source = await readFile(file, 'utf8');
+    await writeFile(file, `${source}\nexport const broken: number = 'not a number';\n`);
+    try {
+      const result = await script(['--version']);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain(BUILDING);
+      expect(result.stderr).toMatch(/src\/cli\/main\.ts.*error TS2322/);
+      expect(result.stdout).toBe('');
+      const last = await runProcess(
+        join(checkout, '.mailbridge', 'bin', 'mailbridge'),
+        ['--version'],
+        {
+          env: process.env,
+          timeoutMs: 60_000,
+        },
+      );
+      expect(last).toMatchObject({ code: 0, stdout: `${version}\n` });
+    } finally {
+      await writeFile(file, source);
+    }
+  }, 300_000);
+
   it('rebuilds after a source changed', async () => {
     const file = join(checkout, 'src', 'cli', 'main.ts');
     await writeFile(
