@@ -6,10 +6,11 @@
  * spool's file writes and fsyncs. Unbounded, a flood of wrong passwords fills
  * the pool and every accepted message waits behind it. So:
  *
- * - At most `concurrency` checks run at once (1 by default), leaving the other
- *   threads to the spool. Checks wait in a queue ordered by trust: an address
- *   that has signed in as that user before goes first, then addresses with
- *   no failures, then the rest, so a flood queues behind the legitimate.
+ * - At most `concurrency` checks run at once (1 by default), plus one kept
+ *   for an address that signed in as that user before, leaving at least two
+ *   threads to the spool. Checks wait in a queue ordered by trust: trusted
+ *   first, then addresses with no failures, then the rest (judged when a
+ *   place frees), so a flood queues behind the legitimate.
  * - Per client address, failures set a growing delay (as Dovecot's auth
  *   penalty: `initialMs`, doubling, at most `maxMs`) that also spaces that
  *   address's attempts one after another: an address at the maximum gets
@@ -100,33 +101,45 @@ export class AuthGuard {
     return { ok: true, waitMs: Math.max(addressWait, userWait), rank };
   }
 
-  /** Runs `check` when a place is free, the lowest rank first, in arrival order within a rank. */
+  /**
+   * Runs `check` when a place is free, the lowest rank first, in arrival order
+   * within a rank. One more place than `concurrency` is kept for trusted
+   * logins (rank 0), so the device at its usual address never waits behind a
+   * guess in progress.
+   */
   async run<T>(rank: () => number, check: () => Promise<T>): Promise<T> {
-    if (this.running >= this.concurrency) {
+    if (!this.fits(rank())) {
       await new Promise<void>((start) => this.waiting.push({ rank, start }));
     } else this.running++;
     try {
       return await check();
     } finally {
-      this.startNext();
+      this.running--;
+      this.startWaiting();
     }
   }
 
-  private startNext(): void {
-    let best = -1;
-    let bestRank = Number.POSITIVE_INFINITY;
+  private fits(rank: number): boolean {
+    return this.running < this.concurrency + (rank === 0 ? 1 : 0);
+  }
+
+  private startWaiting(): void {
     // The queue is at most one entry per open connection (relay.maxConnections).
-    this.waiting.forEach((entry, i) => {
-      const rank = entry.rank();
-      if (rank < bestRank) {
-        best = i;
-        bestRank = rank;
-      }
-    });
-    const [next] = best === -1 ? [] : this.waiting.splice(best, 1);
-    // The place passes straight to the next check: `running` stays counted.
-    if (next) next.start();
-    else this.running--;
+    for (;;) {
+      let best = -1;
+      let bestRank = Number.POSITIVE_INFINITY;
+      this.waiting.forEach((entry, i) => {
+        const rank = entry.rank();
+        if (rank < bestRank) {
+          best = i;
+          bestRank = rank;
+        }
+      });
+      if (best === -1 || !this.fits(bestRank)) return;
+      const [next] = this.waiting.splice(best, 1);
+      this.running++;
+      next?.start();
+    }
   }
 
   /** Records the outcome of a check. */
