@@ -502,6 +502,40 @@ describe('limits and hostile input', () => {
     expect(logger.text()).not.toContain('Winter');
   });
 
+  it('refuses AUTH unchecked, with 421 and a log line, from an address whose next slot is beyond the penalty', async () => {
+    const logger = captureLogger();
+    const relay = await startTestRelay(
+      {
+        users: usersFile,
+        policy: [{ user: 'scanner', senders: ['scans@contoso.com'] }],
+        authPenalty: { initial: '1s', max: '1s' },
+      },
+      { logger },
+    );
+    const open = async () => {
+      const smtp = await openSmtp(portOf(relay));
+      await smtp.send('EHLO bot');
+      return smtp;
+    };
+    const bad = Buffer.from('\0scanner\0nope').toString('base64');
+    const [a, b, c] = [await open(), await open(), await open()];
+    expect(await a.send(`AUTH PLAIN ${bad}`)).toMatch(/^535/);
+    // b waits its 1 s slot; c would have to wait 2 s, more than the maximum of 1 s.
+    const waited = b.send(`AUTH PLAIN ${bad}`);
+    expect(await c.send(`AUTH PLAIN ${bad}`)).toBe(
+      '421 4.7.0 Too many failed logins from your address, try again later',
+    );
+    expect(await waited).toMatch(/^535/);
+    for (const smtp of [a, b, c]) smtp.close();
+    expect(logger.lines.find((l) => l.reason === 'auth_throttled')).toMatchObject({
+      event: 'refused',
+      client: '127.0.0.1',
+      user: 'scanner',
+    });
+    expect(relay.metrics.render()).toMatch(/refused_total\{reason="auth_throttled"\} 1$/m);
+    expect(relay.metrics.refused.get('auth')).toBe(2);
+  });
+
   it('refuses connections beyond the per-address and the total limit with 421, a log line and a metric', async () => {
     const logger = captureLogger();
     const relay = await startTestRelay(
