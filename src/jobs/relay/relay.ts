@@ -16,7 +16,7 @@ import { type ParseRelayOptions, parseRelaySettings, type RelaySettings } from '
 import { type DeliveryTransport, DeliveryWorker } from './delivery.js';
 import { type StatusHttpServer, startStatusHttp } from './http.js';
 import { RelayMetrics } from './metrics.js';
-import { type SmtpListener, startSmtpListener } from './server.js';
+import { type SmtpListener, sharedListenerState, startSmtpListener } from './server.js';
 import { type RecoveryReport, Spool } from './spool.js';
 import { openUserStore, type UserStore } from './users.js';
 
@@ -127,6 +127,7 @@ export async function startRelay(
     started.push({ close: () => deliveries.stop(0) });
 
     const listeners: SmtpListener[] = [];
+    const shared = sharedListenerState(settings);
     for (const listener of settings.listen) {
       try {
         const smtp = await startSmtpListener({
@@ -138,6 +139,7 @@ export async function startRelay(
           metrics,
           logger,
           hostname,
+          shared,
           onAccepted: (envelope) => deliveries.enqueue(envelope),
         });
         listeners.push(smtp);
