@@ -15,7 +15,8 @@ export type RefusalReason =
   | 'policy'
   | 'size'
   | 'recipients'
-  | 'spool';
+  | 'spool'
+  | 'credential';
 
 export class RelayMetrics {
   accepted = 0;

@@ -13,6 +13,7 @@ import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, NetworkError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { type ParseRelayOptions, parseRelaySettings, type RelaySettings } from './config.js';
+import { CredentialMonitor } from './credential.js';
 import { type DeliveryTransport, DeliveryWorker } from './delivery.js';
 import { type StatusHttpServer, startStatusHttp } from './http.js';
 import { RelayMetrics } from './metrics.js';
@@ -56,6 +57,8 @@ export interface RelayHandle {
  *
  * @throws ConfigurationError for the relay section (`RELAY_CONFIG_INVALID`),
  *   the users file, the TLS files, a spool in use (`RELAY_SPOOL_LOCKED`)
+ * @throws AuthenticationError (or another token error) when Entra ID refuses
+ *   the app's credential at start-up; an unreachable Entra only degrades it
  * @throws NetworkError `RELAY_LISTEN_FAILED` when an address cannot be bound
  */
 export async function startRelay(
@@ -73,6 +76,16 @@ export async function startRelay(
       )
     : undefined;
   if (users) await checkPolicyUsers(settings, users);
+
+  // A credential Entra refuses would otherwise show only as mail deferred for a day.
+  const credential = new CredentialMonitor(
+    options.tokenProvider ?? createTokenProvider(config, { logger }),
+    { backoff: settings.retryBackoff, logger },
+  );
+  if ((await credential.check()).status === 'refused') {
+    credential.close();
+    throw credential.error;
+  }
 
   const spool = new Spool(settings.spool, { hostname });
   await spool.init();
@@ -98,13 +111,12 @@ export async function startRelay(
       inFlight: () => worker?.inFlightCount ?? 0,
       dead: () => worker?.deadCount ?? 0,
     });
-    const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
     const transportFor =
       options.transportFor ??
       ((mailbox: string) =>
         createSmtpTransport(config, {
           from: mailbox,
-          tokenProvider: provider,
+          tokenProvider: credential.forRoute(mailbox),
           logger,
           pool: true,
           maxConnections: settings.connectionsPerMailbox,
@@ -139,6 +151,7 @@ export async function startRelay(
           logger,
           hostname,
           onAccepted: (envelope) => deliveries.enqueue(envelope),
+          refuseNewMail: () => credential.refusingMail(),
         });
         listeners.push(smtp);
         started.push({ close: () => smtp.close(0) });
@@ -162,6 +175,7 @@ export async function startRelay(
             accepting,
             queueDepth: deliveries.queueDepth,
             inFlight: deliveries.inFlightCount,
+            credential: credential.state,
           }),
           metrics: () => metrics.render(),
         });
@@ -184,6 +198,7 @@ export async function startRelay(
       auth: users !== undefined,
       allowNetworks: settings.allowNetworks.map((c) => c.text).join(' ') || undefined,
       queued: deliveries.queueDepth,
+      credential: credential.state.status,
     });
 
     let stopping: Promise<{ unfinished: number }> | undefined;
@@ -205,6 +220,7 @@ export async function startRelay(
             deliveries.stop(timeoutMs),
           ]);
           await http?.close();
+          credential.close();
           await spool.unlock();
           logger.log('info', 'relay stopped', {
             event: 'stopped',
@@ -218,6 +234,7 @@ export async function startRelay(
     };
   } catch (error) {
     for (const part of started.reverse()) await part.close().catch(() => {});
+    credential.close();
     await spool.unlock();
     throw error;
   }

@@ -38,6 +38,8 @@ export interface SmtpListenerOptions {
   hostname: string;
   /** A message is committed to the spool (the client is about to hear 250). */
   onAccepted: (envelope: SpoolEnvelope) => void;
+  /** True while no message could go upstream (the app's credential is refused): senders keep theirs. */
+  refuseNewMail?: () => boolean;
 }
 
 export interface SmtpListener {
@@ -189,6 +191,18 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
           from: printable(address.address),
         });
         callback(smtpError(decision.responseCode, decision.message));
+        return;
+      }
+      if (options.refuseNewMail?.()) {
+        metrics.refuse('credential');
+        logger.log('warn', 'sender refused', {
+          event: 'refused',
+          reason: 'credential',
+          client: session.remoteAddress,
+        });
+        callback(
+          smtpError(451, '4.3.2 The relay cannot submit mail upstream now, try again later'),
+        );
         return;
       }
       state.mailbox = decision.mailbox;
