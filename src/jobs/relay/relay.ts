@@ -17,9 +17,10 @@ import { CredentialMonitor } from './credential.js';
 import { type DeliveryTransport, DeliveryWorker } from './delivery.js';
 import { type StatusHttpServer, startStatusHttp } from './http.js';
 import { RelayMetrics } from './metrics.js';
+import { checkPolicyAddresses, checkPolicyUsers, warnUnprovenMailboxes } from './policy-check.js';
 import { type SmtpListener, startSmtpListener } from './server.js';
 import { type RecoveryReport, Spool } from './spool.js';
-import { openUserStore, type UserStore } from './users.js';
+import { openUserStore } from './users.js';
 
 export interface StartRelayOptions extends ParseRelayOptions {
   /** Validated settings; parsed from `config.sections.relay` when absent. */
@@ -68,6 +69,7 @@ export async function startRelay(
   const settings = options.settings ?? parseRelaySettings(config.sections.relay, options);
   const logger = options.logger ?? silentLogger;
   const hostname = settings.hostname ?? osHostname();
+  checkPolicyAddresses(settings.policy);
 
   const tls = settings.tls ? await readTls(settings.tls) : undefined;
   const users = settings.users
@@ -104,6 +106,7 @@ export async function startRelay(
       repaired: recovery.repaired,
       dead,
     });
+    await warnUnprovenMailboxes(settings.policy, spool.deliveredPath, logger);
 
     let worker: DeliveryWorker | undefined;
     const metrics = new RelayMetrics({
@@ -258,25 +261,6 @@ async function readTls(paths: {
     }
   };
   return { cert: await read(paths.cert, 'certificate'), key: await read(paths.key, 'key') };
-}
-
-async function checkPolicyUsers(settings: RelaySettings, users: UserStore): Promise<void> {
-  const known = new Set(await users.names());
-  const problems = settings.policy
-    .filter((rule) => rule.user !== undefined && !known.has(rule.user))
-    .map((rule) => ({
-      field: `relay.policy[${rule.index}].user`,
-      message: `user '${rule.user}' is not in the users file ${settings.users}.`,
-    }));
-  if (problems.length > 0) {
-    throw new ConfigurationError({
-      code: 'RELAY_CONFIG_INVALID',
-      message: `The relay configuration has ${problems.length} problem(s)`,
-      remedy:
-        'Add the user with `mailbridge relay hash-password --user NAME >> USERS_FILE`, or fix the rule.',
-      problems,
-    });
-  }
 }
 
 function formatHost(host: string): string {
