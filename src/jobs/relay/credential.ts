@@ -7,11 +7,11 @@
  * - After a failure, routes get the same failure without a new request until
  *   a back-off has passed: N queued mailboxes cost one token request per
  *   pause, not N.
- * - A forced refresh (a route's login was refused with 535) is honoured at
- *   most once per token, and never for a token that itself came from a
- *   forced refresh. The token is app-wide: a 535 for one mailbox says nothing
- *   about a token that is as fresh as it gets, and honouring every such
- *   refresh let each nonexistent sender-as-mailbox cost a token request per
+ * - A forced refresh (a route's login was refused with 535) is made at most
+ *   once per token, and never for a token that itself came from a forced
+ *   refresh. The token is app-wide: once one route has refreshed it, a 535
+ *   for another mailbox says nothing about it, and honouring every such
+ *   request let each nonexistent sender-as-mailbox cost a token request per
  *   retry (198 forced refreshes for one message in 39 minutes).
  */
 import type { AccessToken, GetTokenOptions, TokenProvider } from '../../auth/token-provider.js';
@@ -50,15 +50,13 @@ export class CredentialMonitor {
   private checking: Promise<unknown> | undefined;
   private probe: NodeJS.Timeout | undefined;
   private closed = false;
-  /** The token each route last got. */
-  private readonly held = new Map<string, string>();
-  /** Tokens already refreshed away by force, and the one a forced refresh produced. */
-  private readonly forcedAway = new Set<string>();
+  /** The last token refreshed away by force, and the one that refresh produced. */
+  private forcedAway: string | undefined;
   private forcedFresh: string | undefined;
   private readonly logger: Logger;
   private readonly now: () => number;
-  /** Forced refreshes asked for and not made (for logs and tests). */
-  refreshesDeclined = 0;
+  /** The token source of the transports (one per route, i.e. sending mailbox). */
+  readonly tokenProvider: TokenProvider;
 
   constructor(
     private readonly provider: TokenProvider,
@@ -66,6 +64,10 @@ export class CredentialMonitor {
   ) {
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
+    this.tokenProvider = {
+      scope: provider.scope,
+      getToken: (getOptions?: GetTokenOptions) => this.routeToken(getOptions),
+    };
   }
 
   /** The error of the last failed token request, while requests fail. */
@@ -111,35 +113,18 @@ export class CredentialMonitor {
     if (this.probe) clearTimeout(this.probe);
   }
 
-  /** The token source of one route (sending mailbox). */
-  forRoute(route: string): TokenProvider {
-    return {
-      scope: this.provider.scope,
-      getToken: (options?: GetTokenOptions) => this.routeToken(route, options),
-    };
-  }
-
-  private async routeToken(route: string, options: GetTokenOptions = {}): Promise<AccessToken> {
+  private async routeToken(options: GetTokenOptions = {}): Promise<AccessToken> {
     if (this.failure && this.now() < this.holdUntil) throw this.failure.error;
-    let token = await this.request(() => this.provider.getToken());
-    if (options.forceRefresh) {
-      const mayForce =
-        this.held.get(route) === token.accessToken &&
-        !this.forcedAway.has(token.accessToken) &&
-        token.accessToken !== this.forcedFresh;
-      if (mayForce) {
-        this.forcedAway.add(token.accessToken);
-        token = await this.request(() => this.provider.getToken({ forceRefresh: true }));
-        this.forcedFresh = token.accessToken;
-        // Only the latest tokens can be held by anyone: forget older ones.
-        if (this.forcedAway.size > 16) this.forcedAway.clear();
-      } else {
-        this.refreshesDeclined++;
-        this.logger.log('debug', 'forced token refresh not needed', { event: 'refresh-declined' });
-      }
+    const token = await this.request(() => this.provider.getToken());
+    if (!options.forceRefresh) return token;
+    if (token.accessToken === this.forcedAway || token.accessToken === this.forcedFresh) {
+      this.logger.log('debug', 'forced token refresh not needed', { event: 'refresh-declined' });
+      return token;
     }
-    this.held.set(route, token.accessToken);
-    return token;
+    this.forcedAway = token.accessToken;
+    const fresh = await this.request(() => this.provider.getToken({ forceRefresh: true }));
+    this.forcedFresh = fresh.accessToken;
+    return fresh;
   }
 
   private async request(get: () => Promise<AccessToken>): Promise<AccessToken> {

@@ -105,6 +105,7 @@ export class RelayMetrics {
       'size',
       'recipients',
       'spool',
+      'credential',
     ];
     metric(
       'mailbridge_relay_refused_total',

@@ -119,7 +119,7 @@ export async function startRelay(
       ((mailbox: string) =>
         createSmtpTransport(config, {
           from: mailbox,
-          tokenProvider: credential.forRoute(mailbox),
+          tokenProvider: credential.tokenProvider,
           logger,
           pool: true,
           maxConnections: settings.connectionsPerMailbox,

@@ -229,6 +229,8 @@ describe('at run time', () => {
       );
       await smtp.send('QUIT');
       smtp.close();
+      const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      expect(metrics).toContain('mailbridge_relay_refused_total{reason="credential"} 1');
       expect(output.text()).not.toContain('expiring-secret-value');
     } finally {
       service.setTokenLifetime(DEFAULT_TOKEN_LIFETIME_SECONDS);
