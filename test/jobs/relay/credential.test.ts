@@ -129,7 +129,10 @@ describe('at start-up', () => {
     expect(relay.stderr()).toContain('SECRET_INVALID');
     expect(relay.stderr()).toContain('AADSTS7000215');
     expect(relay.stderr()).not.toContain('not-the-secret');
-    expect(relay.events().some((e) => e.event === 'started')).toBe(false);
+    expect(relay.events().map((e) => e.event)).not.toContain('started');
+    expect(relay.events()).toContainEqual(
+      expect.objectContaining({ event: 'start-failed', code: 'SECRET_INVALID' }),
+    );
   }, 40_000);
 
   it('starts degraded (503) while Entra is unreachable and turns ok when it answers', async () => {
