@@ -85,7 +85,7 @@ export class CredentialMonitor {
   }
 
   /**
-   * Asks for a token now (start-up, and probes while mail is refused).
+   * Asks for a token now (at start-up, and as the probe while requests fail).
    * Resolves with the state; never rejects.
    */
   async check(): Promise<CredentialState> {
@@ -138,6 +138,7 @@ export class CredentialMonitor {
       }
       this.failure = undefined;
       this.failures = 0;
+      if (this.probe) clearTimeout(this.probe);
       return token;
     } catch (error) {
       this.recordFailure(error);
