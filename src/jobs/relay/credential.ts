@@ -41,6 +41,13 @@ export interface CredentialMonitorOptions {
   now?: () => number;
 }
 
+/**
+ * Longest pause between token requests while they fail: new mail is refused
+ * meanwhile, so a fixed setup should be noticed within minutes, not after
+ * `retryBackoff.max` (an hour by default). One request per 5 minutes is nothing to Entra.
+ */
+const MAX_PROBE_INTERVAL_MS = 5 * 60_000;
+
 export class CredentialMonitor {
   private failure:
     | { error: unknown; status: CredentialStatus; code: string; since: number }
@@ -161,7 +168,7 @@ export class CredentialMonitor {
     }
     this.failures++;
     this.failure = { error, status, code, since: this.failure?.since ?? now };
-    const wait = retryDelay(this.failures, this.options.backoff);
+    const wait = Math.min(retryDelay(this.failures, this.options.backoff), MAX_PROBE_INTERVAL_MS);
     this.holdUntil = now + wait;
     // Ask again after the pause even with an empty queue (new mail is refused while
     // the credential is), so that a fixed setup or a returning Entra is noticed.
