@@ -27,6 +27,8 @@ export const REFUSAL_REASONS = [
   'connections_per_address',
   /** relay.sessionTimeout passed: the session was cut. */
   'session_timeout',
+  /** The app's credential is refused: no message could go upstream. */
+  'credential',
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

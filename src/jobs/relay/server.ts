@@ -47,6 +47,8 @@ export interface SmtpListenerOptions {
   onAccepted: (envelope: SpoolEnvelope) => void;
   /** State shared by the relay's listeners (limits count over all of them); one per listener when absent. */
   shared?: ListenerShared;
+  /** True while no message could go upstream (the app's credential is refused): senders keep theirs. */
+  refuseNewMail?: () => boolean;
 }
 
 /** What the listeners of one relay count together. */
@@ -303,6 +305,18 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
           from: asciiText(address.address, 254),
         });
         callback(smtpError(decision.responseCode, decision.message));
+        return;
+      }
+      if (options.refuseNewMail?.()) {
+        metrics.refuse('credential');
+        logger.log('warn', 'sender refused', {
+          event: 'refused',
+          reason: 'credential',
+          client: session.remoteAddress,
+        });
+        callback(
+          smtpError(451, '4.3.2 The relay cannot submit mail upstream now, try again later'),
+        );
         return;
       }
       state.mailbox = decision.mailbox;

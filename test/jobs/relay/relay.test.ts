@@ -882,6 +882,7 @@ describe('operations', () => {
       accepting: true,
       queueDepth: 0,
       inFlight: 0,
+      credential: { status: 'ok' },
     });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     for (const line of [
