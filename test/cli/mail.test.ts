@@ -2,9 +2,12 @@
  * doctor, send, imap folders and imap fetch, run as the CLI against Dovecot
  * and Postfix that accept XOAUTH2 tokens from the local token service.
  */
+import { randomInt } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createConnection, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -25,7 +28,9 @@ import {
   SMTP_ROLE,
   startMailServers,
 } from '../helpers/mail-servers.js';
+import { issueServerCertificate } from '../helpers/pki.js';
 import { runCli } from '../helpers/run-cli.js';
+import { loadTestCa } from '../helpers/test-ca.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
 
 const SENDER = 'reports@contoso.example';
@@ -233,6 +238,174 @@ describe('mailbridge send, read back over IMAP', () => {
     const folders = JSON.parse(stdout) as { path: string; messages: number | null }[];
     const inbox = folders.find((f) => f.path === 'INBOX');
     expect(inbox?.messages).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('mailbridge send: addresses, standard input, headers', { timeout: 120_000 }, () => {
+  const base = ['send', '--from', SENDER, '--subject', 'x', '--text', 'y'];
+
+  it('refuses a --to that is not an address as usage (exit 2), naming it, before any connection', async () => {
+    const { code, stderr } = await runCli([...base, '--to', 'not an address'], {
+      ...env,
+      MAILBRIDGE_SMTP_PORT: '9',
+    });
+    expect(code).toBe(2);
+    expect(stderr).toContain("error USAGE: --to 'not an address' is not a mail address");
+    expect(stderr).not.toContain('doctor');
+  });
+
+  it('refuses CR/LF and anything but one bare address in every address flag', async () => {
+    const injected = `${RECIPIENT}\r\nRCPT TO:<shared@contoso.example>`;
+    const { code, stderr } = await runCli([...base, '--to', injected], env);
+    expect(code).toBe(2);
+    expect(stderr).toContain(`--to '${RECIPIENT}\\x0d\\x0aRCPT TO:<shared@contoso.example>'`);
+    expect(stderr).not.toMatch(/[\r]/);
+    for (const [flag, value] of [
+      ['--from', `Eve <${SENDER}>`],
+      ['--cc', `${RECIPIENT}, shared@contoso.example`],
+      ['--bcc', 'shared@contoso'],
+      ['--reply-to', `${RECIPIENT}\nshared@contoso.example`],
+    ] as const) {
+      // The last --from wins over the one in `base`.
+      const run = await runCli([...base, '--to', RECIPIENT, flag, value], env);
+      expect(run.code, `${flag} ${value}`).toBe(2);
+      expect(run.stderr).toContain(`${flag} '`);
+    }
+  });
+
+  it('reads --text from standard input with -, adds --html, --reply-to and --header, and prints JSON', async () => {
+    const html = join(dir, 'body.html');
+    await writeFile(html, '<p>HTML body</p>');
+    const text = `from stdin ${Date.now()}\nline two\n`;
+    const sent = await runCli(
+      [
+        ...['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 'stdin'],
+        ...['--text', '-', '--html', html, '--reply-to', 'replies@contoso.example'],
+        ...['--header', 'X-Report-Id: 42', '--header', 'In-Reply-To: <a@b.example>', '--json'],
+      ],
+      env,
+      { input: text },
+    );
+    expect(sent.stderr).toBe('');
+    expect(sent.code).toBe(0);
+    const result = JSON.parse(sent.stdout) as {
+      messageId: string;
+      accepted: string[];
+      rejected: string[];
+    };
+    expect(result).toEqual({
+      messageId: expect.stringMatching(/^<[^>]+>$/),
+      accepted: [RECIPIENT],
+      rejected: [],
+    });
+    const parsed = await simpleParser(await waitForMessage(RECIPIENT, result.messageId));
+    expect(parsed.text).toBe(text);
+    expect(parsed.html).toContain('<p>HTML body</p>');
+    expect(parsed.replyTo?.text).toBe('replies@contoso.example');
+    expect(parsed.headers.get('x-report-id')).toBe('42');
+    expect(parsed.headers.get('in-reply-to')).toBe('<a@b.example>');
+  });
+
+  it('sends --eml - from standard input as it is', async () => {
+    const messageId = `<eml-${Date.now()}@contoso.example>`;
+    const raw = `From: ${SENDER}\r\nTo: ${RECIPIENT}\r\nSubject: piped eml\r\nMessage-ID: ${messageId}\r\n\r\npiped\r\n`;
+    const sent = await runCli(['send', '--from', SENDER, '--to', RECIPIENT, '--eml', '-'], env, {
+      input: raw,
+    });
+    expect(sent.code).toBe(0);
+    expect(sent.stdout.trim()).toBe(messageId);
+    const parsed = await simpleParser(await waitForMessage(RECIPIENT, messageId));
+    expect(parsed.subject).toBe('piped eml');
+  });
+
+  it('refuses two readers of standard input, headers it sets itself, line breaks in headers, and --eml with composing flags', async () => {
+    const send = ['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 's'];
+    const cases: [string[], RegExp][] = [
+      [['--text', '-', '--html', '-'], /--text and --html cannot both read standard input/],
+      [['--text', 'y', '--header', 'Subject: other'], /--header cannot set Subject/],
+      [['--text', 'y', '--header', 'content-type: text/plain'], /--header cannot set content-type/],
+      [['--text', 'y', '--header', 'X-A: b\r\nBcc: eve@contoso.example'], /line break/],
+      [['--text', 'y', '--header', 'no colon here'], /is not 'Name: value'/],
+      [['--eml', '-'], /--eml sends the file as it is, so --subject/],
+    ];
+    const runs = await Promise.all(
+      cases.map(([extra]) => runCli([...send, ...extra], env, { input: 'body' })),
+    );
+    cases.forEach(([extra, message], i) => {
+      expect(runs[i]?.code, extra.join(' ')).toBe(2);
+      expect(runs[i]?.stderr).toMatch(message);
+    });
+  });
+});
+
+describe('a port of the wrong kind', { timeout: 60_000 }, () => {
+  it('names a silent port (a TLS server that never greets) instead of "could not be reached", within seconds', async () => {
+    const ca = loadTestCa();
+    const certificate = issueServerCertificate(ca);
+    const silent = createTlsServer({
+      key: certificate.keys.privateKeyPem,
+      cert: certificate.certificatePem,
+    });
+    silent.on('tlsClientError', () => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const { code, stderr } = await runCli(
+        ['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 'x', '--text', 'y'],
+        { ...env, MAILBRIDGE_SMTP_PORT: String(port) },
+      );
+      expect(code).toBe(4);
+      expect(stderr).toContain('error SMTP_NO_GREETING');
+      expect(stderr).toContain('implicit TLS');
+      expect(stderr).toContain('587');
+      // Timed in process: a loaded machine makes the CLI's start-up alone take seconds.
+      const transport = createSmtpTransport(
+        { ...config, smtp: { ...config.smtp, port } },
+        { from: SENDER, pool: false },
+      );
+      const started = Date.now();
+      await expect(transport.verify()).rejects.toMatchObject({ code: 'SMTP_NO_GREETING' });
+      expect(Date.now() - started).toBeLessThan(8_000);
+      transport.close();
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('names an IMAP port that answers TLS in plain text (the Postfix submission port)', async () => {
+    const { code, stderr } = await runCli(
+      ['imap', 'folders', '--mailbox', RECIPIENT, '--imap-port', String(servers.smtp.port)],
+      env,
+    );
+    expect(code).toBe(4);
+    expect(stderr).toContain('error IMAP_PORT_NOT_TLS');
+    expect(stderr).toContain('993');
+  });
+
+  it('names an SMTP port 465 (implicit TLS) that is really the Postfix submission port', async () => {
+    // Port 465 is what selects implicit TLS; a loopback address of its own keeps it clear of others.
+    const host = `127.${randomInt(1, 255)}.${randomInt(1, 255)}.${randomInt(2, 255)}`;
+    const forwarder = createNetServer((socket) => {
+      const upstream = createConnection({ host: servers.smtp.host, port: servers.smtp.port });
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((resolve, reject) => {
+      forwarder.once('error', reject);
+      forwarder.listen(465, host, resolve);
+    });
+    try {
+      const { code, stderr } = await runCli(
+        ['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 'x', '--text', 'y'],
+        { ...env, MAILBRIDGE_SMTP_HOST: host, MAILBRIDGE_SMTP_PORT: '465' },
+      );
+      expect(code).toBe(4);
+      expect(stderr).toContain('error SMTP_PORT_NOT_TLS');
+      expect(stderr).toContain('587');
+    } finally {
+      forwarder.close();
+    }
   });
 });
 
