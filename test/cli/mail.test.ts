@@ -241,6 +241,9 @@ describe('mailbridge send, read back over IMAP', () => {
   });
 });
 
+/** Several CLI runs at once on a loaded machine: each may take far longer than alone. */
+const SLOW = { timeoutMs: 60_000 };
+
 describe('mailbridge send: addresses, standard input, headers', { timeout: 120_000 }, () => {
   const base = ['send', '--from', SENDER, '--subject', 'x', '--text', 'y'];
 
@@ -329,7 +332,7 @@ describe('mailbridge send: addresses, standard input, headers', { timeout: 120_0
       [['--eml', '-'], /--eml sends the file as it is, so --subject/],
     ];
     const runs = await Promise.all(
-      cases.map(([extra]) => runCli([...send, ...extra], env, { input: 'body' })),
+      cases.map(([extra]) => runCli([...send, ...extra], env, { ...SLOW, input: 'body' })),
     );
     cases.forEach(([extra, message], i) => {
       expect(runs[i]?.code, extra.join(' ')).toBe(2);
@@ -406,6 +409,149 @@ describe('a port of the wrong kind', { timeout: 60_000 }, () => {
     } finally {
       forwarder.close();
     }
+  });
+});
+
+describe('mailbridge imap list, folders and fetch', { timeout: 120_000 }, () => {
+  const folder = `Listing-${Date.now()}`;
+  const evilSubject = 'Pay \u202eevil\u001b[31m now';
+  let uids: number[] = [];
+
+  beforeAll(async () => {
+    const client = await createImapClient(config, { mailbox: RECIPIENT });
+    try {
+      await client.mailboxCreate(folder);
+      const message = (subject: string, from: string) =>
+        Buffer.from(
+          `From: ${from}\r\nTo: ${RECIPIENT}\r\nSubject: ${subject}\r\nMessage-ID: <${subject.length}.${Date.now()}@contoso.example>\r\n\r\nbody\r\n`,
+        );
+      const encoded = `=?UTF-8?B?${Buffer.from(evilSubject).toString('base64')}?=`;
+      const appended = [
+        await client.append(
+          folder,
+          message('january', SENDER),
+          ['\\Seen'],
+          new Date('2026-01-05T10:00:00Z'),
+        ),
+        await client.append(
+          folder,
+          message('february', 'Ops <ops@contoso.example>'),
+          [],
+          new Date('2026-02-05T10:00:00Z'),
+        ),
+        await client.append(
+          folder,
+          message(encoded, SENDER),
+          ['\\Flagged'],
+          new Date('2026-03-05T10:00:00Z'),
+        ),
+      ];
+      uids = appended.map((a) => (a ? a.uid : undefined) as number);
+    } finally {
+      await client.logout();
+    }
+  });
+
+  const list = (...extra: string[]) =>
+    runCli(['imap', 'list', '--mailbox', RECIPIENT, '--folder', folder, ...extra], env, SLOW);
+
+  it('lists messages oldest first: UID, date, size, flags, sender, subject; --json, --since, --limit', async () => {
+    const [human, json, since, limited] = await Promise.all([
+      list(),
+      list('--json'),
+      list('--since', '2026-02-01', '--json'),
+      list('--limit', '1', '--json'),
+    ]);
+    expect(human.stderr).toBe('');
+    expect(human.code).toBe(0);
+    const lines = human.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(
+      new RegExp(`^${uids[0]}  2026-01-05 10:00  +\\d+  \\\\Seen +  ${SENDER}  january$`),
+    );
+    expect(lines[1]).toMatch(/ {2}- {2,}ops@contoso\.example {2,}february$/);
+
+    const rows = JSON.parse(json.stdout) as {
+      uid: number;
+      date: string;
+      from: { name: string | null; address: string };
+      subject: string;
+      size: number;
+      flags: string[];
+    }[];
+    expect(rows.map((r) => r.uid)).toEqual(uids);
+    expect(rows[1]).toMatchObject({
+      date: '2026-02-05T10:00:00.000Z',
+      from: { name: 'Ops', address: 'ops@contoso.example' },
+      subject: 'february',
+      flags: [],
+    });
+    expect(rows[1]?.size).toBeGreaterThan(50);
+    expect(rows[2]?.subject).toBe(evilSubject);
+    expect((JSON.parse(since.stdout) as { uid: number }[]).map((r) => r.uid)).toEqual(
+      uids.slice(1),
+    );
+    expect((JSON.parse(limited.stdout) as { uid: number }[]).map((r) => r.uid)).toEqual(
+      uids.slice(2),
+    );
+  });
+
+  it('refuses a wrong --since or --limit as usage (exit 2)', async () => {
+    const [date, limit] = await Promise.all([list('--since', '2026-02-30'), list('--limit', '0')]);
+    expect(date.code).toBe(2);
+    expect(date.stderr).toContain("--since must be a date like 2026-01-31, not '2026-02-30'");
+    expect(limit.code).toBe(2);
+  });
+
+  it('shows server text with visible escapes: subjects and folder names with controls and the RTL override', async () => {
+    const weird = ['Evil\u202eFolder', 'Bell\u0007Folder'];
+    const created: string[] = [];
+    const client = await createImapClient(config, { mailbox: RECIPIENT });
+    try {
+      for (const name of weird) {
+        // Dovecot may refuse control characters in names; what it accepts must print safely.
+        if (
+          await client.mailboxCreate(name).then(
+            () => true,
+            () => false,
+          )
+        )
+          created.push(name);
+      }
+    } finally {
+      await client.logout();
+    }
+    expect(created).toContain('Evil\u202eFolder');
+    const [folders, messages] = await Promise.all([
+      runCli(['imap', 'folders', '--mailbox', RECIPIENT], env, SLOW),
+      list(),
+    ]);
+    expect(folders.code).toBe(0);
+    expect(folders.stdout).toContain('Evil\\u202eFolder');
+    if (created.includes('Bell\u0007Folder')) expect(folders.stdout).toContain('Bell\\x07Folder');
+    for (const raw of ['\u0007', '\u202e']) expect(folders.stdout).not.toContain(raw);
+    expect(messages.stdout).toContain('Pay \\u202eevil\\x1b[31m now');
+    for (const raw of ['\u001b', '\u202e']) expect(messages.stdout).not.toContain(raw);
+  });
+
+  it('says that a missing folder does not exist and to run imap folders, for fetch and list', async () => {
+    const [fetch, listed] = await Promise.all([
+      runCli(
+        ['imap', 'fetch', '--mailbox', RECIPIENT, '--folder', 'Inbox2', '--uid', '1'],
+        env,
+        SLOW,
+      ),
+      runCli(['imap', 'list', '--mailbox', RECIPIENT, '--folder', 'No\u202eSuch'], env, SLOW),
+    ]);
+    for (const run of [fetch, listed]) {
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain('error IMAP_FOLDER_NOT_FOUND');
+      expect(run.stderr).toContain('does not exist');
+      expect(run.stderr).toContain('mailbridge imap folders');
+      expect(run.stderr).not.toContain('setup step');
+    }
+    expect(fetch.stderr).toContain("did you mean 'INBOX'?");
+    expect(listed.stderr).toContain("'No\\u202eSuch'");
   });
 });
 
