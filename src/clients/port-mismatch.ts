@@ -7,7 +7,10 @@
  */
 import { NetworkError } from '../errors.js';
 
-/** How long an SMTP server may take to greet: Exchange Online greets well within a second. */
+/**
+ * How long an SMTP server may take to greet: Exchange Online greets well within
+ * a second. Whoever opens an SMTP connection should use it (the transport does).
+ */
 export const SMTP_GREETING_TIMEOUT_MS = 5_000;
 
 /**
@@ -28,7 +31,7 @@ export function isPlainTextAnswerToTls(error: Error): boolean {
 export function smtpNoGreetingError(where: string, cause: Error): NetworkError {
   return new NetworkError({
     code: 'SMTP_NO_GREETING',
-    message: `The SMTP server ${where} accepted the connection but sent no greeting within ${SMTP_GREETING_TIMEOUT_MS / 1000} seconds: the port probably expects implicit TLS (as 465 and IMAP's 993 do) or is not an SMTP port`,
+    message: `The SMTP server ${where} accepted the connection but sent no SMTP greeting: the port probably expects implicit TLS (as 465 and IMAP's 993 do) or is not an SMTP port`,
     remedy:
       'Set MAILBRIDGE_SMTP_PORT (or --smtp-port) to 587, where Exchange Online takes submissions with STARTTLS; mailbridge uses implicit TLS only on port 465.',
     cause,
