@@ -227,6 +227,21 @@ export const ERROR_CODES = {
     exit: 1,
     remedy: 'Run `mailbridge doctor --mailbox ADDRESS --imap`.',
   },
+  IMAP_FOLDER_NOT_FOUND: {
+    group: 'mail',
+    exit: 1,
+    remedy: '`imap fetch`, `imap list`: no such folder; `mailbridge imap folders` lists them.',
+  },
+  IMAP_SEARCH_REFUSED: {
+    group: 'mail',
+    exit: 1,
+    remedy: 'The server refused UID SEARCH in the folder; run again.',
+  },
+  IMAP_PORT_NOT_TLS: {
+    group: 'mail',
+    exit: 4,
+    remedy: 'The IMAP port answered TLS in plain text (143?): use 993, implicit TLS.',
+  },
   IMAP_MESSAGE_NOT_FOUND: {
     group: 'mail',
     exit: 1,
@@ -308,6 +323,17 @@ export const ERROR_CODES = {
     exit: 2,
     remedy: 'Remove settings that cap TLS below 1.2.',
   },
+  SMTP_NO_GREETING: {
+    group: 'mail',
+    exit: 4,
+    remedy:
+      'Connected, but no SMTP greeting in 5 s: the port expects implicit TLS or is not SMTP; use 587.',
+  },
+  SMTP_PORT_NOT_TLS: {
+    group: 'mail',
+    exit: 4,
+    remedy: 'Port 465 (implicit TLS) answered in plain text: use 587 (STARTTLS).',
+  },
   SMTP_NO_STARTTLS: {
     group: 'mail',
     exit: 1,
@@ -388,11 +414,6 @@ export const ERROR_CODES = {
     exit: 1,
     remedy:
       'Warning: the folder was recreated on the server; it is archived again under its new UIDVALIDITY.',
-  },
-  IMAP_SEARCH_REFUSED: {
-    group: 'archive',
-    exit: 1,
-    remedy: 'The server refused UID SEARCH in a folder: run the archive again later.',
   },
   IMAP_PARTIAL_FETCH_IGNORED: {
     group: 'archive',

@@ -26,7 +26,9 @@ function readmeRows(): Map<string, string> {
   const end = readme.indexOf('\n## ', start + 1);
   const rows = new Map<string, string>();
   for (const m of readme.slice(start, end).matchAll(/^\| `([A-Z0-9_]+)` \| ([^|]+) \|/gm)) {
-    rows.set(m[1] as string, (m[2] as string).trim());
+    const code = m[1] as string;
+    if (rows.has(code)) throw new Error(`README lists ${code} twice`);
+    rows.set(code, (m[2] as string).trim());
   }
   return rows;
 }

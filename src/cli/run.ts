@@ -13,7 +13,7 @@ import {
 import type { Command } from './command.js';
 import { archiveCommand, archiveVerifyCommand } from './commands/archive.js';
 import { doctorCommand } from './commands/doctor.js';
-import { imapFetchCommand, imapFoldersCommand } from './commands/imap.js';
+import { imapFetchCommand, imapFoldersCommand, imapListCommand } from './commands/imap.js';
 import { RELAY_COMMANDS } from './commands/relay.js';
 import { sendCommand } from './commands/send.js';
 import { setupCertCommand } from './commands/setup-cert.js';
@@ -30,6 +30,7 @@ export const COMMANDS: Command[] = [
   xoauth2Command,
   doctorCommand,
   imapFoldersCommand,
+  imapListCommand,
   imapFetchCommand,
   sendCommand,
   setupExchangeCommand,
