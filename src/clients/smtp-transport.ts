@@ -11,7 +11,7 @@ import {
   networkErrorCode,
   tlsUntrustedError,
 } from '../util/network-errors.js';
-import { servername } from '../util/tls.js';
+import { servername, trustOptions } from '../util/tls.js';
 import { diagnoseSmtpResponse, diagnosisToError } from './diagnostics.js';
 import { createSlidingWindowLimiter } from './rate-limit.js';
 
@@ -65,7 +65,11 @@ export function createSmtpTransport(
     port: config.smtp.port,
     secure: config.smtp.port === 465,
     requireTLS: true,
-    tls: { minVersion: 'TLSv1.2' as const, ...servername(config.smtp.host) },
+    tls: {
+      minVersion: 'TLSv1.2' as const,
+      ...servername(config.smtp.host),
+      ...trustOptions(config.extraCaCertificates),
+    },
     auth: {
       type: 'OAuth2' as const,
       user: options.from,
