@@ -28,6 +28,7 @@ import { describeFsError } from './file.js';
 import { checkProxy } from './proxy.js';
 import { Secret } from './secret.js';
 import type { Credential, Endpoint, MailbridgeConfig, Settings } from './types.js';
+import { fieldName, quotedKey } from './unknown-key.js';
 
 /** Where a setting's value came from, to name it in messages. */
 export type SettingOrigin =
@@ -604,27 +605,6 @@ function describeSource(key: string, origin: SettingOrigin | undefined): string 
     default:
       return key;
   }
-}
-
-/**
- * A key is named in messages only when it looks like a setting name (a short
- * identifier). Anything else may be a secret pasted as a key
- * (`abc8Q~xyz...: 1`, or a YAML line missing its key) and is described
- * without being quoted.
- */
-function looksLikeSettingName(key: string): boolean {
-  return /^[A-Za-z][A-Za-z0-9_]{0,39}$/.test(key);
-}
-
-function quotedKey(key: string, prefix = ''): string {
-  return looksLikeSettingName(key)
-    ? `'${prefix}${key}'`
-    : `${prefix ? `in ${prefix.slice(0, -1)}, ` : ''}(a key of ${key.length} characters that is no setting name, not shown in case it is a misplaced secret)`;
-}
-
-/** The problem's field: the key itself only when it may be shown. */
-function fieldName(key: string, prefix = ''): string {
-  return looksLikeSettingName(key) ? `${prefix}${key}` : `${prefix}(unknown key)`;
 }
 
 function unknownSettingMessage(key: string, known: readonly string[], prefix = ''): string {
