@@ -162,8 +162,9 @@ export const ERROR_CODES = {
   },
   TOKEN_RESPONSE_INVALID: {
     group: 'token',
-    exit: 1,
-    remedy: 'The answer had no access token or expiry: check that the authority host is Entra ID.',
+    exit: 4,
+    remedy:
+      "The answer's `access_token` is not a string, or it has no `expires_in`: check that the authority host is Entra ID.",
   },
   AUTHORITY_UNREACHABLE: {
     group: 'token',
@@ -564,6 +565,29 @@ export const ERROR_CODES = {
     group: 'setup',
     exit: 2,
     remedy: 'Correct the value named in the message.',
+  },
+  AUTHORITY_RESPONSE_TOO_LARGE: {
+    group: 'token',
+    exit: 4,
+    remedy:
+      'The answer was longer than 1 MiB and was cut off: not Entra ID, or something in between is broken.',
+  },
+  AUTHORITY_ANSWER_NOT_JSON: {
+    group: 'token',
+    exit: 4,
+    remedy:
+      "An HTML page or other non-JSON answer (quoted, escaped): a proxy, portal or other service answers in Entra's place.",
+  },
+  PROXY_UNREACHABLE: {
+    group: 'token',
+    exit: 4,
+    remedy:
+      'The proxy of `HTTPS_PROXY`/`HTTP_PROXY` could not be reached: check its host and port, or exempt the authority with `NO_PROXY`.',
+  },
+  PROXY_REFUSED: {
+    group: 'token',
+    exit: 4,
+    remedy: 'The proxy refused the CONNECT tunnel; 407: put its credentials in the proxy URL.',
   },
 } as const satisfies Record<string, ErrorCodeInfo>;
 

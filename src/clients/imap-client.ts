@@ -15,7 +15,7 @@ import {
   networkErrorCode,
   tlsUntrustedError,
 } from '../util/network-errors.js';
-import { servername } from '../util/tls.js';
+import { servername, trustOptions } from '../util/tls.js';
 import { diagnoseImapResponse, diagnoseTokenClaims, diagnosisToError } from './diagnostics.js';
 import { isPlainTextAnswerToTls, notTlsPortError } from './port-mismatch.js';
 
@@ -70,7 +70,7 @@ export async function connectImap(
     secure: true,
     ...servername(config.imap.host),
     auth: { user: options.mailbox, accessToken: token.accessToken },
-    tls: { minVersion: 'TLSv1.2' },
+    tls: { minVersion: 'TLSv1.2', ...trustOptions(config.extraCaCertificates) },
     logger: false,
     disableAutoIdle: true,
     connectionTimeout: options.connectTimeoutMs ?? 30_000,

@@ -11,7 +11,7 @@ import {
   networkErrorCode,
   tlsUntrustedError,
 } from '../util/network-errors.js';
-import { servername } from '../util/tls.js';
+import { servername, trustOptions } from '../util/tls.js';
 import { diagnoseSmtpResponse, diagnosisToError } from './diagnostics.js';
 import {
   isPlainTextAnswerToTls,
@@ -73,7 +73,11 @@ export function createSmtpTransport(
     port: config.smtp.port,
     secure: config.smtp.port === 465,
     requireTLS: true,
-    tls: { minVersion: 'TLSv1.2' as const, ...servername(config.smtp.host) },
+    tls: {
+      minVersion: 'TLSv1.2' as const,
+      ...servername(config.smtp.host),
+      ...trustOptions(config.extraCaCertificates),
+    },
     // A port that takes the connection and stays silent is the wrong kind of port: say so soon.
     greetingTimeout: SMTP_GREETING_TIMEOUT_MS,
     auth: {
