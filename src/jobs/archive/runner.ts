@@ -239,10 +239,16 @@ export async function archiveMailbox(
         bytes: opened.read.tornBytes,
       });
     }
-    if (opened.read.badLines.length > 0) {
-      job.logger.log('warn', 'archive manifest has lines that are not records; ignored', {
+    const { problems } = opened.read;
+    if (problems.length > 0) {
+      // Not checkpoints: the folders they name are archived from the sound lines' UIDs.
+      job.logger.log('warn', 'archive manifest has lines `archive verify` rejects; ignored', {
         mailbox: options.mailbox,
-        lines: opened.read.badLines.slice(0, 10).join(','),
+        lines: problems.length,
+        first: problems
+          .slice(0, 5)
+          .map((p) => `${p.line} (${p.problem})`)
+          .join(', '),
       });
     }
     return await job.run();

@@ -9,8 +9,8 @@
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readManifest } from './manifest.js';
-import { FOLDER_INFO_FILE, LOCK_FILE, MANIFEST_FILE, parseMessagePath } from './paths.js';
+import { type ManifestLineProblem, type ManifestRecord, readManifest } from './manifest.js';
+import { FOLDER_INFO_FILE, LOCK_FILE, MANIFEST_FILE } from './paths.js';
 import { hashFile } from './store.js';
 
 export interface AlteredFile {
@@ -26,7 +26,8 @@ export interface AlteredFile {
 export interface ManifestProblem {
   manifest: string;
   line: number;
-  problem: 'not a record' | 'unsafe path' | 'duplicate';
+  /** The line is not sound (manifest.ts's `lineProblem`: the rule the archive run uses), or it repeats a path. */
+  problem: ManifestLineProblem['problem'] | 'duplicate';
   path?: string;
 }
 
@@ -55,11 +56,7 @@ export interface VerifyOptions {
   onProgress?: (checked: number, bytes: number) => void;
 }
 
-interface Expected {
-  path: string;
-  sha256: string;
-  size: number;
-}
+type Expected = Pick<ManifestRecord, 'path' | 'sha256' | 'size'>;
 
 export async function verifyArchive(
   directory: string,
@@ -113,18 +110,10 @@ async function verifyMailbox(
   report.mailboxes.push(prefix === '' ? '.' : prefix.slice(0, -1));
   const manifestName = `${prefix}${MANIFEST_FILE}`;
   const expected = new Map<string, Expected>();
+  const duplicates: ManifestProblem[] = [];
   const read = await readManifest(join(dir, MANIFEST_FILE), (record, line) => {
-    if (!parseMessagePath(record.path)) {
-      report.manifestProblems.push({
-        manifest: manifestName,
-        line,
-        problem: 'unsafe path',
-        path: record.path,
-      });
-      return;
-    }
     if (expected.has(record.path)) {
-      report.manifestProblems.push({
+      duplicates.push({
         manifest: manifestName,
         line,
         problem: 'duplicate',
@@ -134,9 +123,11 @@ async function verifyMailbox(
     }
     expected.set(record.path, { path: record.path, sha256: record.sha256, size: record.size });
   });
-  for (const line of read.badLines) {
-    report.manifestProblems.push({ manifest: manifestName, line, problem: 'not a record' });
-  }
+  const problems: ManifestProblem[] = [
+    ...duplicates,
+    ...read.problems.map((problem) => ({ manifest: manifestName, ...problem })),
+  ];
+  report.manifestProblems.push(...problems.sort((a, b) => a.line - b.line));
   if (read.tornBytes > 0) report.tornManifests.push(manifestName);
   if (await isFile(join(dir, LOCK_FILE)))
     report.locked.push(prefix === '' ? '.' : prefix.slice(0, -1));

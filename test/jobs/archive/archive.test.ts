@@ -3,7 +3,7 @@
  * tokens that live 5 seconds: sessions end when a token expires, a command is
  * throttled, connections drop; the archive must still equal the server.
  */
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImapFlow } from 'imapflow';
@@ -421,6 +421,45 @@ describe('archiveMailbox', () => {
       expect(rest).toMatchObject({ ok: true, messagesNew: 8, messagesTotal: 12 });
       const keys = (await manifestRecords(otherDir)).map((r) => `${r.folder}/${r.uid}`);
       expect(new Set(keys).size).toBe(12);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes no checkpoint from a manifest line that verify rejects, and says so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-forged-'));
+    try {
+      const first = await archiveMailbox(env.config, { mailbox: OTHER, outDir: dir });
+      expect(first.ok).toBe(true);
+      const otherDir = join(dir, mailboxDirName(OTHER));
+      const inbox = (await manifestRecords(otherDir)).find((r) => r.folder === 'INBOX');
+      if (!inbox) throw new Error('no INBOX line');
+      await appendFile(
+        join(otherDir, 'manifest.jsonl'),
+        `${JSON.stringify({ ...inbox, uid: 999999, path: '/etc/passwd' })}\n`,
+      );
+      const client = await env.direct(OTHER);
+      const added = await client.append('INBOX', plainMessage(990, 'INBOX', OTHER));
+      if (!added) throw new Error('APPEND refused');
+      await client.logout();
+      const warnings: string[] = [];
+      const second = await archiveMailbox(env.config, {
+        mailbox: OTHER,
+        outDir: dir,
+        logger: {
+          log(level, message, fields) {
+            if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
+          },
+        },
+      });
+      expect(second).toMatchObject({ ok: true, messagesNew: 1 });
+      expect(second.folders.find((f) => f.folder === 'INBOX')?.messagesNew).toBe(1);
+      expect(warnings.join('\n')).toMatch(/lines `archive verify` rejects; ignored.*unsafe path/);
+      // The later tests count this mailbox's messages.
+      const cleaner = await env.direct(OTHER);
+      await cleaner.mailboxOpen('INBOX');
+      await cleaner.messageDelete(String(added.uid), { uid: true });
+      await cleaner.logout();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
