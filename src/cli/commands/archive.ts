@@ -65,7 +65,7 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'archive mailboxes as .eml files with a manifest; incremental and crash-safe',
   usage:
-    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR [--folder NAME...] [--exclude NAME...] [--since DATE] [--concurrency N] [--json]',
+    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--concurrency N] [--json]',
   usesSettings: true,
   flags: [
     {
@@ -106,6 +106,11 @@ export const archiveCommand: Command = {
       type: 'string',
       value: 'DATE',
       help: 'only messages received on or after DATE (YYYY-MM-DD)',
+    },
+    {
+      name: 'allow-empty',
+      type: 'boolean',
+      help: 'succeed when --folder/--exclude select no folder (otherwise exit 2)',
     },
     {
       name: 'concurrency',
@@ -177,6 +182,7 @@ export const archiveCommand: Command = {
         folders: strings(args.values.folder),
         exclude: strings(args.values.exclude),
         ...(since ? { since } : {}),
+        allowEmpty: args.values['allow-empty'] === true,
         concurrency,
         logger: reporter.wrap(logger),
         signal: controller.signal,
@@ -195,7 +201,15 @@ export const archiveCommand: Command = {
         ok: run.ok,
         summary,
         mailboxes: run.mailboxes.map((m) =>
-          'folders' in m ? m : { mailbox: m.mailbox, ok: false, error: m.error.toJSON() },
+          'folders' in m
+            ? m
+            : {
+                mailbox: m.mailbox,
+                ok: false,
+                messagesNew: m.messagesNew,
+                bytesNew: m.bytesNew,
+                error: m.error.toJSON(),
+              },
         ),
       });
     } else {

@@ -18,11 +18,11 @@
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { MailbridgeError } from '../../errors.js';
 import { fsyncDirectory } from '../../util/durable.js';
 import type { MessageMetadata } from './metadata.js';
 import { folderDirName, messagePath, parseMessagePath } from './paths.js';
 import type { ArchivedRange } from './plan.js';
+import { ArchiveDiskError, diskError } from './store.js';
 
 export interface ManifestRecord extends MessageMetadata {
   /** IMAP folder path, as the server lists it (Unicode). */
@@ -277,7 +277,7 @@ export class ManifestWriter {
   async append(records: readonly ManifestRecord[]): Promise<void> {
     if (records.length === 0) return;
     if (this.broken) {
-      throw new MailbridgeError({
+      throw new ArchiveDiskError({
         code: 'ARCHIVE_MANIFEST_WRITE_FAILED',
         message: `An earlier write to ${this.file} failed`,
         remedy: 'Fix the cause (disk full, permissions) and run the archive again.',
@@ -296,13 +296,11 @@ export class ManifestWriter {
       // A short write must not leave half a line for the next append to glue onto.
       this.broken = true;
       await this.handle.truncate(this.length).catch(() => {});
-      throw new MailbridgeError({
-        code: 'ARCHIVE_MANIFEST_WRITE_FAILED',
-        message: `Could not write to ${this.file}: ${(error as Error).message}`,
-        remedy:
-          'Fix the cause (disk full, permissions) and run the archive again; it continues where it stopped.',
-        cause: error,
-      });
+      throw diskError(
+        'ARCHIVE_MANIFEST_WRITE_FAILED',
+        `Could not write to ${this.file}: ${(error as Error).message}`,
+        error,
+      );
     }
   }
 

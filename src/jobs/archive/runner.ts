@@ -28,8 +28,16 @@ import {
   type ImapSessionStats,
 } from '../../clients/imap-session.js';
 import type { MailbridgeConfig } from '../../config/types.js';
-import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../../errors.js';
+import {
+  AuthenticationError,
+  ConfigurationError,
+  MailbridgeError,
+  NetworkError,
+  ProtocolError,
+} from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
+import { closestName } from '../../util/did-you-mean.js';
+import { displayText } from '../../util/display-text.js';
 import { folderSelected, isSelectable, unmatchedPatterns } from './filters.js';
 import { ManifestIndex, type ManifestRecord, ManifestWriter } from './manifest.js';
 import { createMetadataParser, type MessageMetadata, parseMessageMetadata } from './metadata.js';
@@ -49,7 +57,14 @@ import {
   shouldWriteManifest,
   toUidSet,
 } from './plan.js';
-import { ArchiveStore, hashFile, type OrphanFile, type PartialMessage } from './store.js';
+import {
+  ArchiveDiskError,
+  ArchiveStore,
+  diskError,
+  hashFile,
+  type OrphanFile,
+  type PartialMessage,
+} from './store.js';
 
 export interface ArchiveMailboxOptions {
   /** Mailbox to archive (a user or shared mailbox address). */
@@ -62,6 +77,13 @@ export interface ArchiveMailboxOptions {
   exclude?: readonly string[];
   /** Only messages with an INTERNALDATE on or after this day (IMAP `SEARCH SINCE`). */
   since?: Date;
+  /**
+   * Accept a selection of no folder at all. Otherwise `folders` and `exclude`
+   * that leave nothing to archive fail the mailbox (ARCHIVE_NO_FOLDER_MATCHED,
+   * exit 2): a scheduled run would back up nothing for ever without anyone
+   * noticing. @default false
+   */
+  allowEmpty?: boolean;
   /** Share one provider per app; a new one is made from `config` when absent. */
   tokenProvider?: TokenProvider;
   logger?: Logger;
@@ -229,10 +251,11 @@ export async function archiveMailbox(
   const store = await ArchiveStore.open(directory);
   const index = new ManifestIndex();
   let writer: ManifestWriter | undefined;
+  let job: MailboxJob | undefined;
   try {
     const opened = await ManifestWriter.open(store.manifestFile, index);
     writer = opened.writer;
-    const job = new MailboxJob(config, options, store, index, writer);
+    job = new MailboxJob(config, options, store, index, writer);
     if (opened.read.tornBytes > 0) {
       job.logger.log('warn', 'archive manifest ended in a line cut short by a crash; removed it', {
         mailbox: options.mailbox,
@@ -252,11 +275,19 @@ export async function archiveMailbox(
       });
     }
     return await job.run();
+  } catch (error) {
+    if (job && typeof error === 'object' && error !== null) {
+      archivedBeforeFailure.set(error, { ...job.counts });
+    }
+    throw error;
   } finally {
     await writer?.close();
     await store.close();
   }
 }
+
+/** What a failed mailbox run had archived, by the error it failed with, for its summary. */
+const archivedBeforeFailure = new WeakMap<object, ArchiveCounts>();
 
 class MailboxJob {
   readonly logger: Logger;
@@ -267,7 +298,7 @@ class MailboxJob {
   private readonly started = Date.now();
   private pending: ManifestRecord[] = [];
   private oldestPendingAt: number | undefined;
-  private readonly counts: ArchiveCounts = { messages: 0, bytes: 0, estimatedMessages: 0 };
+  readonly counts: ArchiveCounts = { messages: 0, bytes: 0, estimatedMessages: 0 };
   private readonly folderResults: ArchiveFolderResult[] = [];
   private readonly folderEstimates = new Map<string, number>();
 
@@ -307,7 +338,17 @@ class MailboxJob {
         filter.include,
       );
       for (const pattern of unmatched) {
-        this.logger.log('warn', 'archive: no folder matches', { mailbox, pattern });
+        this.logger.log('warn', 'archive: no folder matches', {
+          mailbox,
+          pattern: displayText(pattern),
+        });
+      }
+      if (folders.length === 0 && !this.options.allowEmpty) {
+        throw noFolderMatched(
+          mailbox,
+          filter,
+          selectable.map((f) => f.path),
+        );
       }
 
       const orphans = groupByFolder(await this.store.findOrphans(this.index));
@@ -415,6 +456,7 @@ class MailboxJob {
           error instanceof InterruptedError ||
           error instanceof AuthenticationError ||
           error instanceof NetworkError ||
+          error instanceof ArchiveDiskError ||
           !(error instanceof MailbridgeError)
         ) {
           throw error;
@@ -422,9 +464,9 @@ class MailboxJob {
         // The server refused something about this folder only (e.g. it was deleted meanwhile).
         this.logger.log('warn', 'archive: folder failed', {
           mailbox: this.options.mailbox,
-          folder: path,
+          folder: displayText(path),
           code: error.code,
-          error: error.message,
+          error: displayText(error.message),
         });
         result.status = 'failed';
         result.error = { code: error.code, message: error.message };
@@ -887,6 +929,9 @@ export interface ArchiveMailboxFailure {
   ok: false;
   interrupted: false;
   error: MailbridgeError;
+  /** Archived before the failure: these messages stay archived. */
+  messagesNew: number;
+  bytesNew: number;
 }
 
 export interface ArchiveRunResult {
@@ -924,7 +969,9 @@ export async function archiveMailboxes(
       try {
         results[i] = await archiveMailbox(config, { ...shared, mailbox, tokenProvider });
       } catch (error) {
-        results[i] = failure(mailbox, toMailbridgeError(error, mailbox));
+        const done =
+          typeof error === 'object' && error ? archivedBeforeFailure.get(error) : undefined;
+        results[i] = failure(mailbox, archiveError(error, mailbox), done);
       }
     }
   };
@@ -937,8 +984,19 @@ export async function archiveMailboxes(
   };
 }
 
-function failure(mailbox: string, error: MailbridgeError): ArchiveMailboxFailure {
-  return { mailbox, ok: false, interrupted: false, error };
+function failure(
+  mailbox: string,
+  error: MailbridgeError,
+  done?: ArchiveCounts,
+): ArchiveMailboxFailure {
+  return {
+    mailbox,
+    ok: false,
+    interrupted: false,
+    error,
+    messagesNew: done?.messages ?? 0,
+    bytesNew: done?.bytes ?? 0,
+  };
 }
 
 function interruptedError(mailbox: string): MailbridgeError {
@@ -949,15 +1007,34 @@ function interruptedError(mailbox: string): MailbridgeError {
   });
 }
 
-function toMailbridgeError(error: unknown, mailbox: string): MailbridgeError {
+/** A mailbox run's failure as a MailbridgeError (`ARCHIVE_<errno>` for the disk's). */
+export function archiveError(error: unknown, mailbox: string): MailbridgeError {
   if (error instanceof MailbridgeError) return error;
   const err = error as NodeJS.ErrnoException;
+  if (err.code) {
+    return diskError(`ARCHIVE_${err.code}`, `Archiving ${mailbox} failed: ${err.message}`, error);
+  }
   return new MailbridgeError({
-    code: err.code ? `ARCHIVE_${err.code}` : 'ARCHIVE_FAILED',
+    code: 'ARCHIVE_FAILED',
     message: `Archiving ${mailbox} failed: ${err.message ?? String(error)}`,
-    remedy: err.code
-      ? 'Check the output directory (space, permissions); the archive continues where it stopped when run again.'
-      : 'Run again with --debug and report the output if it keeps failing.',
+    remedy: 'Run again with --debug and report the output if it keeps failing.',
     cause: error,
+  });
+}
+
+function noFolderMatched(
+  mailbox: string,
+  filter: { include: readonly string[]; exclude: readonly string[] },
+  folders: readonly string[],
+): ConfigurationError {
+  const shown = (patterns: readonly string[]) => patterns.map((p) => displayText(p)).join(', ');
+  const hints = filter.include.flatMap((pattern) => {
+    const close = closestName(pattern, folders);
+    return close ? [`did you mean '${displayText(close)}' for '${displayText(pattern)}'?`] : [];
+  });
+  return new ConfigurationError({
+    code: 'ARCHIVE_NO_FOLDER_MATCHED',
+    message: `No folder of ${mailbox} is selected${filter.include.length ? ` by --folder ${shown(filter.include)}` : ''}${filter.exclude.length ? ` once --exclude ${shown(filter.exclude)} is left out` : ''}, so nothing would be archived`,
+    remedy: `${hints.length ? `${hints.join(' ')} ` : ''}Folders are exact IMAP paths with * as wildcard (\`mailbridge imap folders --mailbox ${mailbox}\` lists them); pass --allow-empty if an empty selection is intended.`,
   });
 }

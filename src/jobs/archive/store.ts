@@ -43,6 +43,36 @@ import {
 const datasync = promisify(fdatasync);
 const openFile = promisify(openCallback);
 
+/** The disk side failed (full, read-only, no permission): no other folder can do better. */
+export class ArchiveDiskError extends MailbridgeError {
+  override name = 'ArchiveDiskError';
+}
+
+/** Errors from the disk, by what the user has to do before a new run can get further. */
+const DISK_REMEDIES: Record<string, string> = {
+  EACCES:
+    'Give the user running mailbridge write access to the archive directory (or choose another one), then run the archive again.',
+  ENOSPC:
+    'Free space on the disk holding the archive, then run the archive again: it continues where it stopped.',
+  EROFS:
+    'The archive directory is on a read-only filesystem: make it writable or choose another one, then run the archive again.',
+};
+DISK_REMEDIES.EPERM = DISK_REMEDIES.EACCES as string;
+DISK_REMEDIES.EDQUOT = DISK_REMEDIES.ENOSPC as string;
+
+/** A disk error (`cause`, with its errno `code`) as what the user has to do about it. */
+export function diskError(code: string, message: string, cause: unknown): ArchiveDiskError {
+  const errno = (cause as NodeJS.ErrnoException).code ?? '';
+  return new ArchiveDiskError({
+    code,
+    message,
+    remedy:
+      DISK_REMEDIES[errno] ??
+      'Check the archive directory (space, permissions), then run the archive again.',
+    cause,
+  });
+}
+
 export interface WrittenFile {
   sha256: string;
   size: number;

@@ -3,6 +3,7 @@
  * tokens that live 5 seconds: sessions end when a token expires, a command is
  * throttled, connections drop; the archive must still equal the server.
  */
+import { execFileSync } from 'node:child_process';
 import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +39,8 @@ import {
 
 const MAILBOX = 'archive@contoso.example';
 const OTHER = 'reports@contoso.example';
+/** Archived onto a small filesystem that fills up. */
+const FULL = 'full@contoso.example';
 const LONG = 'L'.repeat(210);
 const FOLDERS = [
   'INBOX',
@@ -60,7 +63,7 @@ let out: string;
 let mailboxDir: string;
 
 beforeAll(async () => {
-  env = await startArchiveTestEnv([MAILBOX, OTHER]);
+  env = await startArchiveTestEnv([MAILBOX, OTHER, FULL]);
   out = await mkdtemp(join(tmpdir(), 'mailbridge-archive-'));
   mailboxDir = join(out, mailboxDirName(MAILBOX));
   const seeder = await env.direct(MAILBOX);
@@ -86,6 +89,11 @@ beforeAll(async () => {
     for (let i = 0; i < 3; i++) await other.append(folder, plainMessage(++n, folder, OTHER));
   }
   await other.logout();
+
+  const full = await env.direct(FULL);
+  for (let i = 0; i < 60; i++)
+    await full.append('INBOX', messageWithAttachment(1000 + i, FULL, 2500));
+  await full.logout();
 }, 60_000);
 
 afterAll(async () => {
@@ -589,6 +597,81 @@ describe('mailbridge archive (command)', () => {
         .code,
     ).toBe(2);
     expect((await runCommand(archiveVerifyCommand, [])).code).toBe(2);
+  });
+});
+
+describe('mailbridge archive (command) when nothing or not everything can be archived', () => {
+  it('exits 2 for a mailbox where --folder selects nothing, unless --allow-empty', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-empty-'));
+    try {
+      const onlySent = ['--mailbox', OTHER, '--out', dir, '--folder', 'sent'];
+      const none = await runCommand(archiveCommand, onlySent);
+      expect(none.code).toBe(2);
+      expect(none.stdout).toContain(
+        `${OTHER}: FAILED ARCHIVE_NO_FOLDER_MATCHED: No folder of ${OTHER} is selected by --folder sent, so nothing would be archived. did you mean 'Sent' for 'sent'?`,
+      );
+      expect(none.stdout).toContain('--allow-empty');
+      expect(none.stdout).not.toContain('run again to continue');
+
+      const allowed = await runCommand(archiveCommand, [...onlySent, '--allow-empty']);
+      expect(allowed.code).toBe(0);
+
+      // Per mailbox: one without the folder fails, the other is archived.
+      const both = await runCommand(archiveCommand, [
+        '--mailbox',
+        MAILBOX,
+        '--mailbox',
+        OTHER,
+        '--out',
+        dir,
+        '--folder',
+        'Sent',
+        '--json',
+      ]);
+      expect(both.code).toBe(2);
+      const report = JSON.parse(both.stdout) as {
+        mailboxes: { mailbox: string; ok: boolean; error?: { code: string } }[];
+      };
+      expect(report.mailboxes.map((m) => [m.mailbox, m.ok, m.error?.code])).toEqual([
+        [MAILBOX, false, 'ARCHIVE_NO_FOLDER_MATCHED'],
+        [OTHER, true, undefined],
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('counts what it archived before the disk filled up, and says what to do', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-enospc-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', dir]);
+    try {
+      const { code, stdout } = await runCommand(archiveCommand, [
+        '--mailbox',
+        FULL,
+        '--out',
+        dir,
+        '--json',
+      ]);
+      expect(code).toBe(1);
+      const report = JSON.parse(stdout) as {
+        summary: { messagesNew: number; mailboxesFailed: number };
+        mailboxes: { messagesNew: number; error: { code: string; remedy: string } }[];
+      };
+      const files = (await readdir(join(dir, mailboxDirName(FULL)), { recursive: true })).filter(
+        (f) => String(f).endsWith('.eml'),
+      );
+      expect(files.length).toBeGreaterThan(0);
+      expect(files.length).toBeLessThan(60);
+      expect(report.summary).toMatchObject({ mailboxesFailed: 1, messagesNew: files.length });
+      expect(report.mailboxes[0]?.messagesNew).toBe(files.length);
+      expect(report.mailboxes[0]?.error.code).toMatch(/^ARCHIVE_(ENOSPC|MANIFEST_WRITE_FAILED)$/);
+      expect(report.mailboxes[0]?.error.remedy).toMatch(
+        /^Free space on the disk holding the archive/,
+      );
+    } finally {
+      execFileSync('umount', [dir]);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
