@@ -65,7 +65,7 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'archive mailboxes as .eml files with a manifest; incremental and crash-safe',
   usage:
-    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--concurrency N] [--json]',
+    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--json]',
   usesSettings: true,
   flags: [
     {
@@ -113,6 +113,11 @@ export const archiveCommand: Command = {
       help: 'succeed when --folder/--exclude select no folder (otherwise exit 2)',
     },
     {
+      name: 'repair',
+      type: 'boolean',
+      help: 'first fetch again the files `archive verify` finds missing or altered',
+    },
+    {
       name: 'concurrency',
       type: 'string',
       value: 'N',
@@ -130,7 +135,8 @@ export const archiveCommand: Command = {
     'a crash): the next run completes the archive with nothing missing or twice. Messages deleted',
     'on the server stay in the archive; a folder whose UIDVALIDITY changed is archived again',
     'beside the old copy. Progress goes to stderr: live on a terminal, JSON lines otherwise.',
-    'Check an archive with `mailbridge archive verify DIR`.',
+    'Check an archive with `mailbridge archive verify DIR`; --repair fetches again what it finds',
+    'missing or altered, when the server still has that message, and lists what it could not.',
   ].join('\n'),
   async run({ args, io, logger, loadConfig }) {
     const json = args.values.json === true;
@@ -183,6 +189,7 @@ export const archiveCommand: Command = {
         exclude: strings(args.values.exclude),
         ...(since ? { since } : {}),
         allowEmpty: args.values['allow-empty'] === true,
+        repair: args.values.repair === true,
         concurrency,
         logger: reporter.wrap(logger),
         signal: controller.signal,
@@ -269,6 +276,12 @@ export const archiveVerifyCommand: Command = {
         writeLine(
           io.stdout,
           `manifest ${p.manifest}:${p.line}  ${p.problem}${p.path ? ` ${p.path}` : ''}`,
+        );
+      }
+      if (report.missing.length > 0 || report.altered.length > 0) {
+        writeLine(
+          io.stdout,
+          'note     `mailbridge archive --repair --mailbox ADDRESS --out DIR` fetches missing and altered files again while the server has them',
         );
       }
       for (const m of report.tornManifests) {

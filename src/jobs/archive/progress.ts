@@ -162,6 +162,9 @@ export interface ArchiveSummary {
   bytesTotal: number;
   parseErrors: number;
   recovered: number;
+  /** Damaged files fetched again, and those the server could not give again (`--repair`). */
+  repaired: number;
+  unrepairable: number;
   durationMs: number;
   messagesPerSecond: number;
   bytesPerSecond: number;
@@ -187,6 +190,8 @@ export function summarizeRun(run: ArchiveRunResult): ArchiveSummary {
     bytesTotal: sum((m) => m.bytesTotal),
     parseErrors: sum((m) => m.parseErrors),
     recovered: sum((m) => m.recovered),
+    repaired: sum((m) => m.repaired),
+    unrepairable: sum((m) => m.unrepairable.length),
     durationMs: run.durationMs,
     messagesPerSecond: seconds > 0 ? round(messagesNew / seconds) : 0,
     bytesPerSecond: seconds > 0 ? Math.round(bytesNew / seconds) : 0,
@@ -223,6 +228,10 @@ export function formatSummary(
       );
     for (const p of m.unmatchedPatterns)
       lines.push(`  --folder ${displayText(p)} matched no folder`);
+    if (m.repaired > 0) lines.push(`  ${m.repaired} missing or altered file(s) fetched again`);
+    for (const u of m.unrepairable) {
+      lines.push(`  not repaired: ${u.path} (folder ${displayText(u.folder)}): ${u.reason}`);
+    }
   }
   lines.push(
     `Archived ${summary.messagesNew} new messages (${formatBytes(summary.bytesNew)}) from ${summary.mailboxes} mailbox(es), ${summary.folders} folders, in ${formatDuration(summary.durationMs)}` +
@@ -230,10 +239,17 @@ export function formatSummary(
   );
   if (summary.recovered > 0)
     lines.push(`Recorded ${summary.recovered} file(s) left by an interrupted run.`);
+  if (summary.unrepairable > 0) {
+    lines.push(
+      `${summary.unrepairable} missing or altered file(s) could not be fetched again: restore them from a backup of the archive (their manifest lines give the SHA-256 to check a copy against); \`mailbridge archive verify DIR\` lists them until then.`,
+    );
+  }
   if (summary.mailboxesFailed > 0 || summary.foldersFailed > 0) {
     // A folder fails for a reason of its own (the server refused it): running again is no cure.
     const rerunIsEnough = mailboxes.every((m) =>
-      'folders' in m ? m.folders.every((f) => f.status !== 'failed') : rerunHelps(m.error),
+      'folders' in m
+        ? m.folders.every((f) => f.status !== 'failed') && m.unrepairable.length === 0
+        : rerunHelps(m.error),
     );
     lines.push(
       `${summary.mailboxesFailed} mailbox(es) and ${summary.foldersFailed} folder(s) failed; ${

@@ -65,6 +65,7 @@ import {
   type OrphanFile,
   type PartialMessage,
 } from './store.js';
+import { type DamagedRecord, verifyArchive } from './verify.js';
 
 export interface ArchiveMailboxOptions {
   /** Mailbox to archive (a user or shared mailbox address). */
@@ -108,6 +109,12 @@ export interface ArchiveMailboxOptions {
   };
   /** When manifest lines are written (each write is flushed to disk). */
   manifestSync?: Partial<ManifestSyncPolicy>;
+  /**
+   * Before archiving, fetch again the files `verify` finds missing or
+   * altered, when the server still has them (see `unrepairable` for those it
+   * has not). Reads every file of the mailbox directory. @default false
+   */
+  repair?: boolean;
 }
 
 export interface ArchiveCounts {
@@ -163,6 +170,14 @@ export interface ArchiveFolderResult {
   error?: { code: string; message: string };
 }
 
+/** A missing or altered file that `repair` could not fetch again. */
+export interface UnrepairableFile {
+  /** Relative to the mailbox directory, as in the manifest. */
+  path: string;
+  folder: string;
+  reason: string;
+}
+
 export interface ArchiveMailboxResult {
   mailbox: string;
   /** The mailbox's archive directory. */
@@ -182,6 +197,10 @@ export interface ArchiveMailboxResult {
   vanished: number;
   /** `folders` patterns that matched no folder. */
   unmatchedPatterns: string[];
+  /** Damaged files fetched again (`repair`). */
+  repaired: number;
+  /** Damaged files the server could not give again (`repair`); the mailbox is then not `ok`. */
+  unrepairable: UnrepairableFile[];
   durationMs: number;
   session: ImapSessionStats;
 }
@@ -201,9 +220,13 @@ interface MessageInfo {
   internalDate: string | null;
 }
 
-interface FolderContext {
+/** A folder as selected: its path and the UIDVALIDITY every operation must still find. */
+interface FolderRef {
   path: string;
   uidValidity: number;
+}
+
+interface FolderContext extends FolderRef {
   result: ArchiveFolderResult;
 }
 
@@ -301,6 +324,8 @@ class MailboxJob {
   readonly counts: ArchiveCounts = { messages: 0, bytes: 0, estimatedMessages: 0 };
   private readonly folderResults: ArchiveFolderResult[] = [];
   private readonly folderEstimates = new Map<string, number>();
+  private repaired = 0;
+  private readonly unrepairable: UnrepairableFile[] = [];
 
   constructor(
     config: MailbridgeConfig,
@@ -351,13 +376,14 @@ class MailboxJob {
         );
       }
 
-      const orphans = groupByFolder(await this.store.findOrphans(this.index));
+      const orphans = groupBy(await this.store.findOrphans(this.index), (o) => o.folder);
       // Orphans of folders this run does not visit are recorded now, without server data.
       const visiting = new Set(folders.map((f) => f.path));
       for (const [folder, files] of orphans) {
         if (!visiting.has(folder)) await this.recoverOrphans(files, undefined, undefined);
       }
       await this.flush();
+      if (this.options.repair) await this.repair(new Set(selectable.map((f) => f.path)));
 
       const statuses = new Map<string, FolderStatus | undefined>();
       for (const f of folders) {
@@ -569,10 +595,7 @@ class MailboxJob {
   }
 
   /** Runs an operation with the folder selected, refusing to go on under another UIDVALIDITY. */
-  private runInFolder<T>(
-    folder: FolderContext,
-    operation: (c: ImapFlow) => Promise<T>,
-  ): Promise<T> {
+  private runInFolder<T>(folder: FolderRef, operation: (c: ImapFlow) => Promise<T>): Promise<T> {
     return this.session.run(async (client) => {
       const selected = this.session.selected;
       if (
@@ -719,36 +742,9 @@ class MailboxJob {
     const parser = createMetadataParser();
     let committed = false;
     try {
-      for (;;) {
-        this.checkAborted();
-        const offset = partial.size;
-        const piece = await this.runInFolder(folder, async (c) => {
-          const msg = await c.fetchOne(
-            String(uid),
-            { uid: true, source: { start: offset, maxLength: this.chunkBytes } },
-            { uid: true },
-          );
-          // No FETCH answer at all: the message was expunged. An empty one: the end.
-          if (!msg) return undefined;
-          return msg.source ?? Buffer.alloc(0);
-        });
-        if (piece === undefined) {
-          folder.result.vanished++;
-          return;
-        }
-        if (piece.length > this.chunkBytes && offset > 0) {
-          throw new ProtocolError({
-            code: 'IMAP_PARTIAL_FETCH_IGNORED',
-            message: `The server answered a partial FETCH of UID ${uid} in ${folder.path} with more than was asked`,
-            remedy: 'Report this server behaviour; large messages cannot be streamed from it.',
-          });
-        }
-        if (piece.length > 0) {
-          await partial.write(piece);
-          await parser.write(piece);
-        }
-        // A short piece is the end; a server that ignores the range sends it all at once (offset 0).
-        if (piece.length !== this.chunkBytes) break;
+      if (!(await this.download(folder, uid, partial, (piece) => parser.write(piece)))) {
+        folder.result.vanished++;
+        return;
       }
       const rel = messagePath(folder.result.directory as string, folder.uidValidity, uid);
       const written = await partial.commit(rel);
@@ -759,6 +755,97 @@ class MailboxJob {
       if (!committed) {
         parser.abort();
         await partial.discard();
+      }
+    }
+  }
+
+  /**
+   * Streams one message into `partial`, a partial FETCH per piece; false when
+   * the server no longer has it.
+   */
+  private async download(
+    folder: FolderRef,
+    uid: number,
+    partial: PartialMessage,
+    onPiece?: (piece: Buffer) => Promise<void>,
+  ): Promise<boolean> {
+    for (;;) {
+      this.checkAborted();
+      const offset = partial.size;
+      const piece = await this.runInFolder(folder, async (c) => {
+        const msg = await c.fetchOne(
+          String(uid),
+          { uid: true, source: { start: offset, maxLength: this.chunkBytes } },
+          { uid: true },
+        );
+        // No FETCH answer at all: the message was expunged. An empty one: the end.
+        if (!msg) return undefined;
+        return msg.source ?? Buffer.alloc(0);
+      });
+      if (piece === undefined) return false;
+      if (piece.length > this.chunkBytes && offset > 0) {
+        throw new ProtocolError({
+          code: 'IMAP_PARTIAL_FETCH_IGNORED',
+          message: `The server answered a partial FETCH of UID ${uid} in ${folder.path} with more than was asked`,
+          remedy: 'Report this server behaviour; large messages cannot be streamed from it.',
+        });
+      }
+      if (piece.length > 0) {
+        await partial.write(piece);
+        await onPiece?.(piece);
+      }
+      // A short piece is the end; a server that ignores the range sends it all at once (offset 0).
+      if (piece.length !== this.chunkBytes) return true;
+    }
+  }
+
+  /**
+   * Fetches again the files `verify` finds missing or altered, when the
+   * server still has that very message: same folder, UIDVALIDITY and UID,
+   * bytes that hash to the manifest's SHA-256. Each is written as any message
+   * is (temp file, flush, rename over the damaged one, directory flush); its
+   * manifest line stays, as it describes exactly these bytes.
+   */
+  private async repair(onServer: ReadonlySet<string>): Promise<void> {
+    const damaged: DamagedRecord[] = [];
+    await verifyArchive(this.store.dir, { onDamaged: (record) => damaged.push(record) });
+    const notRepaired = (record: DamagedRecord, reason: string) =>
+      this.unrepairable.push({ path: record.path, folder: record.folder, reason });
+    for (const [path, records] of groupBy(damaged, (r) => r.folder)) {
+      this.checkAborted();
+      if (!onServer.has(path)) {
+        for (const r of records) notRepaired(r, 'its folder is no longer on the server');
+        continue;
+      }
+      const selected = await this.session.open(path, { readOnly: true });
+      const folder: FolderRef = { path, uidValidity: Number(selected.uidValidity) };
+      for (const record of records) {
+        if (record.uidValidity !== folder.uidValidity) {
+          notRepaired(record, `the folder was numbered anew (UIDVALIDITY ${folder.uidValidity})`);
+          continue;
+        }
+        const partial = await this.store.createPartial();
+        try {
+          if (!(await this.download(folder, record.uid, partial))) {
+            notRepaired(record, 'the message was deleted on the server');
+            continue;
+          }
+          const written = await partial.flush();
+          if (written.sha256 !== record.sha256 || written.size !== record.size) {
+            notRepaired(record, "the server's copy differs from the archived one");
+            continue;
+          }
+          await partial.commit(record.path);
+          await this.store.sync();
+          this.repaired++;
+        } catch (error) {
+          const errno = (error as NodeJS.ErrnoException).code;
+          if (error instanceof MailbridgeError || typeof errno !== 'string') throw error;
+          // Something in the way of the rename (a directory under the file's name).
+          notRepaired(record, (error as Error).message);
+        } finally {
+          await partial.discard();
+        }
       }
     }
   }
@@ -882,7 +969,10 @@ class MailboxJob {
     return {
       mailbox: this.options.mailbox,
       directory: this.store.dir,
-      ok: !interrupted && folders.every((f) => f.status !== 'failed'),
+      ok:
+        !interrupted &&
+        folders.every((f) => f.status !== 'failed') &&
+        this.unrepairable.length === 0,
       interrupted,
       folders,
       messagesNew: sum((f) => f.messagesNew),
@@ -893,18 +983,20 @@ class MailboxJob {
       recovered: sum((f) => f.recovered),
       vanished: sum((f) => f.vanished),
       unmatchedPatterns: unmatched,
+      repaired: this.repaired,
+      unrepairable: this.unrepairable,
       durationMs: Date.now() - this.started,
       session: { ...this.session.stats },
     };
   }
 }
 
-function groupByFolder(orphans: OrphanFile[]): Map<string, OrphanFile[]> {
-  const out = new Map<string, OrphanFile[]>();
-  for (const orphan of orphans) {
-    const list = out.get(orphan.folder) ?? [];
-    list.push(orphan);
-    out.set(orphan.folder, list);
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const list = out.get(key(item)) ?? [];
+    list.push(item);
+    out.set(key(item), list);
   }
   return out;
 }

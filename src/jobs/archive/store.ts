@@ -82,8 +82,8 @@ export interface WrittenFile {
 export interface PartialMessage {
   readonly size: number;
   write(chunk: Buffer): Promise<void>;
-  /** Flushes (fdatasync) and closes the temp file; no more writes after it. */
-  flush(): Promise<void>;
+  /** Flushes (fdatasync) and closes the temp file; no more writes after it. Returns its hash. */
+  flush(): Promise<WrittenFile>;
   /** Flushes, renames into place (relative path) and returns the file's hash and size. */
   commit(relativePath: string): Promise<WrittenFile>;
   discard(): Promise<void>;
@@ -187,7 +187,7 @@ export class ArchiveStore {
     const hash = createHash('sha256');
     let size = 0;
     let open = true;
-    let flushed = false;
+    let flushed: WrittenFile | undefined;
     let finished = false;
     const close = (keep: boolean) => {
       if (open) {
@@ -201,8 +201,8 @@ export class ArchiveStore {
       }
       if (!keep) rmSync(temp, { force: true });
     };
-    const flush = async () => {
-      if (flushed) return;
+    const flush = async (): Promise<WrittenFile> => {
+      if (flushed) return flushed;
       if (!open) throw new Error('partial message already finished');
       try {
         await datasync(fd);
@@ -211,8 +211,9 @@ export class ArchiveStore {
         close(false);
         throw error;
       }
-      flushed = true;
+      flushed = { sha256: hash.digest('hex'), size };
       close(true);
+      return flushed;
     };
     return {
       get size() {
@@ -236,7 +237,7 @@ export class ArchiveStore {
       flush,
       commit: async (relativePath: string) => {
         if (finished) throw new Error('partial message already finished');
-        await flush();
+        const written = await flush();
         finished = true;
         const final = join(this.dir, ...relativePath.split('/'));
         try {
@@ -247,7 +248,7 @@ export class ArchiveStore {
           throw error;
         }
         this.dirtyDirs.add(dirname(final));
-        return { sha256: hash.digest('hex'), size };
+        return written;
       },
       discard: async () => {
         if (finished) return;

@@ -50,13 +50,21 @@ export interface VerifyReport {
   locked: string[];
 }
 
+/** What `archive --repair` needs of a missing or altered file's line. */
+export type DamagedRecord = Pick<
+  ManifestRecord,
+  'path' | 'sha256' | 'size' | 'folder' | 'uidValidity' | 'uid'
+>;
+
 export interface VerifyOptions {
   /** Files hashed at once. @default 4 */
   concurrency?: number;
   onProgress?: (checked: number, bytes: number) => void;
+  /** Called with the line of each missing or altered file. */
+  onDamaged?: (record: DamagedRecord) => void;
 }
 
-type Expected = Pick<ManifestRecord, 'path' | 'sha256' | 'size'>;
+type Expected = DamagedRecord;
 
 export async function verifyArchive(
   directory: string,
@@ -121,7 +129,8 @@ async function verifyMailbox(
       });
       return;
     }
-    expected.set(record.path, { path: record.path, sha256: record.sha256, size: record.size });
+    const { path, sha256, size, folder, uidValidity, uid } = record;
+    expected.set(path, { path, sha256, size, folder, uidValidity, uid });
   });
   const problems: ManifestProblem[] = [
     ...duplicates,
@@ -137,7 +146,7 @@ async function verifyMailbox(
     for (;;) {
       const item = queue.shift();
       if (!item) return;
-      await checkFile(dir, prefix, item, report);
+      if (!(await checkFile(dir, prefix, item, report))) options.onDamaged?.(item);
       options.onProgress?.(report.checked, report.bytes);
     }
   };
@@ -159,12 +168,13 @@ async function verifyMailbox(
   }
 }
 
+/** Whether the file is there and as its line says. */
 async function checkFile(
   dir: string,
   prefix: string,
   item: Expected,
   report: VerifyReport,
-): Promise<void> {
+): Promise<boolean> {
   const file = join(dir, ...item.path.split('/'));
   const shown = `${prefix}${item.path}`;
   let info: Awaited<ReturnType<typeof lstat>>;
@@ -173,7 +183,7 @@ async function checkFile(
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       report.missing.push(shown);
-      return;
+      return false;
     }
     throw error;
   }
@@ -184,7 +194,7 @@ async function checkFile(
       expectedSize: item.size,
       detail: 'not a regular file',
     });
-    return;
+    return false;
   }
   const { sha256, size } = await hashFile(file);
   report.checked++;
@@ -197,7 +207,9 @@ async function checkFile(
       expectedSize: item.size,
       actualSize: size,
     });
+    return false;
   }
+  return true;
 }
 
 /** Calls `onFile` with every non-directory below `path` (symbolic links included, not followed). */

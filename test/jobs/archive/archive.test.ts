@@ -675,6 +675,55 @@ describe('mailbridge archive (command) when nothing or not everything can be arc
   });
 });
 
+describe('mailbridge archive --repair', () => {
+  it('fetches again a deleted and an altered file; reports one the server no longer has', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-repair-'));
+    try {
+      const args = ['--mailbox', FULL, '--out', dir];
+      expect((await runCommand(archiveCommand, args)).code).toBe(0);
+      const fullDir = join(dir, mailboxDirName(FULL));
+      const [deleted, altered, gone] = await manifestRecords(fullDir);
+      if (!deleted || !altered || !gone) throw new Error('archive too small');
+      const file = (r: { path: string }) => join(fullDir, ...r.path.split('/'));
+      await rm(file(deleted));
+      await writeFile(file(altered), 'not what the server sent');
+      expect((await runCommand(archiveVerifyCommand, [dir])).stdout).toContain('--repair');
+
+      const repaired = await runCommand(archiveCommand, [...args, '--repair']);
+      expect(repaired.stdout).toContain('2 missing or altered file(s) fetched again');
+      expect(repaired.code).toBe(0);
+      expect(await sha256File(file(deleted))).toBe(deleted.sha256);
+      expect(await sha256File(file(altered))).toBe(altered.sha256);
+      expect((await readdir(join(fullDir, 'INBOX'))).sort()).toEqual(
+        [String(deleted.uidValidity), 'folder.json'].sort(),
+      );
+      const verified = await runCommand(archiveVerifyCommand, [dir]);
+      expect(verified.stdout).toContain('all match their manifests');
+      expect(verified.code).toBe(0);
+
+      // Gone from the archive and from the server: nothing to fetch it from.
+      await rm(file(gone));
+      const client = await env.direct(FULL);
+      await client.mailboxOpen('INBOX');
+      await client.messageDelete(String(gone.uid), { uid: true });
+      await client.logout();
+      const partly = await runCommand(archiveCommand, [...args, '--repair']);
+      expect(partly.code).toBe(1);
+      expect(partly.stdout).toContain(
+        `not repaired: ${gone.path} (folder INBOX): the message was deleted on the server`,
+      );
+      expect(partly.stdout).toContain(
+        '1 missing or altered file(s) could not be fetched again: restore them from a backup of the archive',
+      );
+      expect(partly.stdout).not.toContain('run again to continue');
+      const still = await runCommand(archiveVerifyCommand, [dir, '--json']);
+      expect(JSON.parse(still.stdout).missing).toEqual([`${mailboxDirName(FULL)}/${gone.path}`]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('mailbridge archive verify', () => {
   it('passes an intact archive and reports an altered, a missing and an extra file by path', async () => {
     const ok = await runCommand(archiveVerifyCommand, [out]);

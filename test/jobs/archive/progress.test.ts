@@ -106,6 +106,8 @@ describe('progress', () => {
       recovered: 0,
       vanished: 0,
       unmatchedPatterns: ['Nope'],
+      repaired: 0,
+      unrepairable: [],
       durationMs: 2_000,
       session: { connects: 1, tokenRenewals: 0, retries: 0, throttledMs: 0 },
     };
