@@ -15,6 +15,7 @@ import {
 } from '../util/network-errors.js';
 import { servername } from '../util/tls.js';
 import { diagnoseImapResponse, diagnoseTokenClaims, diagnosisToError } from './diagnostics.js';
+import { encodeMailboxNamesFully } from './mailbox-name-encoding.js';
 
 export interface ImapClientOptions {
   /** Mailbox to log in as: a user or shared mailbox address. */
@@ -72,6 +73,7 @@ export async function connectImap(
     disableAutoIdle: true,
     connectionTimeout: options.connectTimeoutMs ?? 30_000,
   });
+  encodeMailboxNamesFully(client);
   // imapflow emits 'error' for socket failures; without a listener Node would crash the process.
   client.on('error', (error: Error) => {
     logger.log('debug', 'imap connection error', {

@@ -259,6 +259,8 @@ const DEFAULT_CHUNK_BYTES = 256 * 1024;
 const STORE_CONCURRENCY = 32;
 const STORE_MAX_BYTES = 32 * 1024 * 1024;
 const METADATA_BATCH = 500;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+const CONTROL = /[\u0000-\u001f\u007f]/;
 const MAX_FOLDER_ATTEMPTS = 3;
 
 /**
@@ -324,6 +326,8 @@ class MailboxJob {
   readonly counts: ArchiveCounts = { messages: 0, bytes: 0, estimatedMessages: 0 };
   private readonly folderResults: ArchiveFolderResult[] = [];
   private readonly folderEstimates = new Map<string, number>();
+  /** Server paths of the folders archived under another name (see underArchiveName). */
+  private readonly serverPaths = new Map<string, string>();
   private repaired = 0;
   private readonly unrepairable: UnrepairableFile[] = [];
 
@@ -355,7 +359,9 @@ class MailboxJob {
       const listed = await this.session.run((c) =>
         c.list({ statusQuery: { messages: true, uidNext: true, uidValidity: true } }),
       );
-      const selectable = listed.filter((f) => isSelectable(f.flags));
+      const selectable = listed
+        .filter((f) => isSelectable(f.flags))
+        .map((f) => this.underArchiveName(f));
       const filter = { include: this.options.folders ?? [], exclude: this.options.exclude ?? [] };
       const folders = selectable.filter((f) => folderSelected(f.path, filter));
       unmatched = unmatchedPatterns(
@@ -506,7 +512,7 @@ class MailboxJob {
     result: ArchiveFolderResult,
     pendingOrphans: { files: OrphanFile[] },
   ): Promise<void> {
-    const selected = await this.session.open(path, { readOnly: true });
+    const selected = await this.session.open(this.serverPath(path), { readOnly: true });
     const status: FolderStatus = {
       uidValidity: Number(selected.uidValidity),
       uidNext: selected.uidNext,
@@ -594,13 +600,39 @@ class MailboxJob {
     await this.flush();
   }
 
+  /**
+   * A folder whose decoded name holds control characters (Dovecot lists
+   * `del&AH8-x`, modified UTF-7 for `del`, DEL, `x`) is archived under its
+   * name as the server lists it: such characters do not belong in file
+   * names, manifests or terminals. Folders are selected by their server path.
+   */
+  private underArchiveName<F extends { path: string; pathAsListed?: string }>(folder: F): F {
+    const listedAs = folder.pathAsListed;
+    if (!CONTROL.test(folder.path) || !listedAs || listedAs === folder.path) return folder;
+    this.serverPaths.set(listedAs, folder.path);
+    this.logger.log(
+      'warn',
+      'archive: folder name holds control characters; archived under its listed name',
+      {
+        mailbox: this.options.mailbox,
+        folder: displayText(folder.path),
+        archivedAs: displayText(listedAs),
+      },
+    );
+    return { ...folder, path: listedAs };
+  }
+
+  private serverPath(archiveName: string): string {
+    return this.serverPaths.get(archiveName) ?? archiveName;
+  }
+
   /** Runs an operation with the folder selected, refusing to go on under another UIDVALIDITY. */
   private runInFolder<T>(folder: FolderRef, operation: (c: ImapFlow) => Promise<T>): Promise<T> {
     return this.session.run(async (client) => {
       const selected = this.session.selected;
       if (
         !selected ||
-        selected.path !== folder.path ||
+        selected.path !== this.serverPath(folder.path) ||
         Number(selected.uidValidity) !== folder.uidValidity
       ) {
         throw new FolderChangedError({
@@ -817,7 +849,7 @@ class MailboxJob {
         for (const r of records) notRepaired(r, 'its folder is no longer on the server');
         continue;
       }
-      const selected = await this.session.open(path, { readOnly: true });
+      const selected = await this.session.open(this.serverPath(path), { readOnly: true });
       const folder: FolderRef = { path, uidValidity: Number(selected.uidValidity) };
       for (const record of records) {
         if (record.uidValidity !== folder.uidValidity) {

@@ -41,6 +41,8 @@ const MAILBOX = 'archive@contoso.example';
 const OTHER = 'reports@contoso.example';
 /** Archived onto a small filesystem that fills up. */
 const FULL = 'full@contoso.example';
+/** Has a folder whose decoded name holds a control character. */
+const NAMES = 'names@contoso.example';
 const LONG = 'L'.repeat(210);
 const FOLDERS = [
   'INBOX',
@@ -63,7 +65,7 @@ let out: string;
 let mailboxDir: string;
 
 beforeAll(async () => {
-  env = await startArchiveTestEnv([MAILBOX, OTHER, FULL]);
+  env = await startArchiveTestEnv([MAILBOX, OTHER, FULL, NAMES]);
   out = await mkdtemp(join(tmpdir(), 'mailbridge-archive-'));
   mailboxDir = join(out, mailboxDirName(MAILBOX));
   const seeder = await env.direct(MAILBOX);
@@ -468,6 +470,71 @@ describe('archiveMailbox', () => {
       await cleaner.mailboxOpen('INBOX');
       await cleaner.messageDelete(String(added.uid), { uid: true });
       await cleaner.logout();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('archives a folder listed as del&AH8-x under that name, with a warning', async () => {
+    const seeder = await env.direct(NAMES);
+    // Through imapflow's internal exec, with the name as the server has it: imapflow's own
+    // mailboxCreate would encode the `&` itself.
+    const raw = seeder as unknown as {
+      exec(command: string, args: unknown[]): Promise<{ next(): void }>;
+    };
+    (await raw.exec('CREATE', [{ type: 'ATOM', value: 'del&AH8-x' }])).next();
+    for (let i = 0; i < 3; i++) {
+      const message = Buffer.from(plainMessage(1200 + i, 'del', NAMES));
+      (
+        await raw.exec('APPEND', [
+          { type: 'STRING', value: 'del&AH8-x' },
+          { type: 'LITERAL', value: message },
+        ])
+      ).next();
+    }
+    const listed = (await seeder.list()).find((f) => f.pathAsListed === 'del&AH8-x');
+    expect(listed?.path).toBe('del\x7fx');
+    await seeder.logout();
+
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-names-'));
+    try {
+      const warnings: string[] = [];
+      let dropped = false;
+      const result = await archiveMailbox(env.config, {
+        mailbox: NAMES,
+        outDir: dir,
+        session: { baseDelayMs: 20 },
+        fetch: { maxGroupMessages: 1 },
+        logger: {
+          log(level, message, fields) {
+            if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
+          },
+        },
+        onProgress: (event) => {
+          // Selected again on a new connection, which has not listed the folder yet.
+          if (event.type === 'message' && event.folder === 'del&AH8-x' && !dropped) {
+            dropped = true;
+            env.proxy.dropAll();
+          }
+        },
+      });
+      expect(result.ok, JSON.stringify(result.folders)).toBe(true);
+      expect(result.folders.find((f) => f.folder === 'del&AH8-x')).toMatchObject({
+        status: 'archived',
+        messagesNew: 3,
+        directory: 'del%26AH8-x',
+      });
+      expect(result.session.connects).toBeGreaterThanOrEqual(2);
+      expect(warnings.join('\n')).toContain(
+        'folder name holds control characters; archived under its listed name',
+      );
+      expect(warnings.join('\n')).toContain('del\\\\x7fx');
+      const records = await manifestRecords(join(dir, mailboxDirName(NAMES)));
+      expect(records.filter((r) => r.folder === 'del&AH8-x')).toHaveLength(3);
+      expect((await archiveMailbox(env.config, { mailbox: NAMES, outDir: dir })).messagesNew).toBe(
+        0,
+      );
+      expect((await verifyArchive(dir)).ok).toBe(true);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
