@@ -19,6 +19,7 @@ import {
 } from '../../jobs/archive/runner.js';
 import { verifyArchive } from '../../jobs/archive/verify.js';
 import type { Logger } from '../../log/logger.js';
+import { displayText } from '../../util/display-text.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
 import { type CliIo, writeJson, writeLine } from '../output.js';
@@ -275,7 +276,7 @@ export const archiveVerifyCommand: Command = {
       for (const p of report.manifestProblems) {
         writeLine(
           io.stdout,
-          `manifest ${p.manifest}:${p.line}  ${p.problem}${p.path ? ` ${p.path}` : ''}`,
+          `manifest ${p.manifest}:${p.line}  ${p.problem}${p.path ? ` ${displayText(p.path)}` : ''}`,
         );
       }
       if (report.missing.length > 0 || report.altered.length > 0) {

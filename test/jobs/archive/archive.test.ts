@@ -833,4 +833,25 @@ describe('mailbridge archive verify', () => {
     expect(text.stdout).toContain(`altered  ${prefix}/${altered.path}`);
     expect(text.stdout).toContain(`extra    ${prefix}/INBOX/notes.txt`);
   });
+
+  it('shows a manifest path with terminal escapes as visible text', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-escapes-'));
+    try {
+      const line = {
+        folder: 'INBOX',
+        uidValidity: 1,
+        uid: 1,
+        size: 0,
+        sha256: '0'.repeat(64),
+        path: '\x1b]0;pwned\x07',
+      };
+      await writeFile(join(dir, 'manifest.jsonl'), `${JSON.stringify(line)}\n`);
+      const { code, stdout } = await runCommand(archiveVerifyCommand, [dir]);
+      expect(code).toBe(1);
+      expect(stdout).toContain('manifest manifest.jsonl:1  unsafe path \\x1b]0;pwned\\x07');
+      expect(stdout).not.toContain('\x1b');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
