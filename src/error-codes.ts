@@ -589,6 +589,18 @@ export const ERROR_CODES = {
     exit: 4,
     remedy: 'The proxy refused the CONNECT tunnel; 407: put its credentials in the proxy URL.',
   },
+  ARCHIVE_NO_FOLDER_MATCHED: {
+    group: 'archive',
+    exit: 2,
+    remedy:
+      '`--folder`/`--exclude` select no folder of the mailbox: check the names (`mailbridge imap folders`), or pass `--allow-empty`.',
+  },
+  ARCHIVE_FAILED: {
+    group: 'archive',
+    exit: 1,
+    remedy:
+      'An unexpected failure: run again with `--debug` and report the output if it keeps failing.',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

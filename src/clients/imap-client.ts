@@ -17,6 +17,7 @@ import {
 } from '../util/network-errors.js';
 import { servername, trustOptions } from '../util/tls.js';
 import { diagnoseImapResponse, diagnoseTokenClaims, diagnosisToError } from './diagnostics.js';
+import { encodeMailboxNamesFully } from './mailbox-name-encoding.js';
 import { isPlainTextAnswerToTls, notTlsPortError } from './port-mismatch.js';
 
 export interface ImapClientOptions {
@@ -75,6 +76,7 @@ export async function connectImap(
     disableAutoIdle: true,
     connectionTimeout: options.connectTimeoutMs ?? 30_000,
   });
+  encodeMailboxNamesFully(client);
   // imapflow emits 'error' for socket failures; without a listener Node would crash the process.
   client.on('error', (error: Error) => {
     logger.log('debug', 'imap connection error', {
