@@ -601,6 +601,45 @@ export const ERROR_CODES = {
     remedy:
       'An unexpected failure: run again with `--debug` and report the output if it keeps failing.',
   },
+  ARCHIVE_ENOSPC: {
+    group: 'archive',
+    exit: 1,
+    remedy:
+      'The disk holding the archive is full: free space, then run again; it continues where it stopped.',
+  },
+  ARCHIVE_EDQUOT: {
+    group: 'archive',
+    exit: 1,
+    remedy: "The user's disk quota is used up: free space or raise the quota, then run again.",
+  },
+  ARCHIVE_EACCES: {
+    group: 'archive',
+    exit: 1,
+    remedy:
+      'The archive directory is not writable by this user: give write access or choose another `--out`.',
+  },
+  ARCHIVE_EPERM: {
+    group: 'archive',
+    exit: 1,
+    remedy: 'The filesystem refused the operation: give write access or choose another `--out`.',
+  },
+  ARCHIVE_EROFS: {
+    group: 'archive',
+    exit: 1,
+    remedy:
+      'The archive directory is on a read-only filesystem: make it writable or choose another `--out`.',
+  },
+  ARCHIVE_EIO: {
+    group: 'archive',
+    exit: 1,
+    remedy: 'The disk reported an I/O error: check the disk and its logs before running again.',
+  },
+  ARCHIVE_DISK_FAILED: {
+    group: 'archive',
+    exit: 1,
+    remedy:
+      "Another error of the archive's files (the errno is in the message): check the archive directory, then run again.",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

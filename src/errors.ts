@@ -4,6 +4,8 @@
  * `code` strings are stable: scripts and the diagnostics table match on them.
  */
 
+import type { ErrorCode } from './error-codes.js';
+
 /** CLI exit codes, shared by every command. */
 export const ExitCode = {
   ok: 0,
@@ -28,7 +30,8 @@ export interface EntraErrorDetails {
 }
 
 export interface MailbridgeErrorOptions {
-  code: string;
+  /** A registered code (src/error-codes.ts): README lists it with its exit code and remedy. */
+  code: ErrorCode;
   /** What happened, in one or two sentences. */
   message: string;
   /** What the user should do about it. */
@@ -39,7 +42,7 @@ export interface MailbridgeErrorOptions {
 
 export class MailbridgeError extends Error {
   override name = 'MailbridgeError';
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly remedy: string;
   readonly exitCode: ExitCode = ExitCode.failure;
   readonly entra: EntraErrorDetails | undefined;

@@ -149,7 +149,7 @@ export async function checkSmtpStartTls(
 
 function unreachable(protocol: 'imap', where: string, code: string, cause?: unknown): NetworkError {
   return new NetworkError({
-    code: `${protocol.toUpperCase()}_UNREACHABLE`,
+    code: 'IMAP_UNREACHABLE',
     message: `The ${protocol.toUpperCase()} server ${where} could not be reached (${code})`,
     remedy: `Check MAILBRIDGE_${protocol.toUpperCase()}_HOST / MAILBRIDGE_${protocol.toUpperCase()}_PORT, the network and the firewall.`,
     ...(cause ? { cause } : {}),

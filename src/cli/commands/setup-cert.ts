@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../../error-codes.js';
 import { ConfigurationError, ExitCode } from '../../errors.js';
 import {
   CERTIFICATE_FILE_NAMES,
@@ -122,7 +123,7 @@ export const setupCertCommand: Command = {
 function wholeNumber<K extends string>(
   value: unknown,
   key: K,
-  code: string,
+  code: ErrorCode,
   example: string,
 ): Partial<Record<K, number>> {
   if (typeof value !== 'string') return {};

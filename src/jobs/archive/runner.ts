@@ -61,6 +61,7 @@ import {
   ArchiveDiskError,
   ArchiveStore,
   diskError,
+  diskErrorCode,
   hashFile,
   type OrphanFile,
   type PartialMessage,
@@ -1131,12 +1132,12 @@ function interruptedError(mailbox: string): MailbridgeError {
   });
 }
 
-/** A mailbox run's failure as a MailbridgeError (`ARCHIVE_<errno>` for the disk's). */
+/** A mailbox run's failure as a MailbridgeError (`ARCHIVE_ENOSPC` and its kin for the disk's). */
 export function archiveError(error: unknown, mailbox: string): MailbridgeError {
   if (error instanceof MailbridgeError) return error;
   const err = error as NodeJS.ErrnoException;
   if (err.code) {
-    return diskError(`ARCHIVE_${err.code}`, `Archiving ${mailbox} failed: ${err.message}`, error);
+    return diskError(diskErrorCode(error), `Archiving ${mailbox} failed: ${err.message}`, error);
   }
   return new MailbridgeError({
     code: 'ARCHIVE_FAILED',

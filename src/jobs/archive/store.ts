@@ -20,12 +20,14 @@
  * limited to runs after an unclean end, but a user deleting a lock file or
  * copying an archive would then silently lose the guarantee.
  */
+
 import { createHash } from 'node:crypto';
 import { closeSync, fdatasync, open as openCallback, renameSync, rmSync, writeSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import type { ErrorCode } from '../../error-codes.js';
 import { MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic } from '../../util/durable.js';
 import { processAlive } from '../../util/process.js';
@@ -60,8 +62,24 @@ const DISK_REMEDIES: Record<string, string> = {
 DISK_REMEDIES.EPERM = DISK_REMEDIES.EACCES as string;
 DISK_REMEDIES.EDQUOT = DISK_REMEDIES.ENOSPC as string;
 
+/** Disk errnos with a code of their own (`ARCHIVE_ENOSPC`, …); any other is `ARCHIVE_DISK_FAILED`. */
+const DISK_CODES = {
+  ENOSPC: 'ARCHIVE_ENOSPC',
+  EDQUOT: 'ARCHIVE_EDQUOT',
+  EACCES: 'ARCHIVE_EACCES',
+  EPERM: 'ARCHIVE_EPERM',
+  EROFS: 'ARCHIVE_EROFS',
+  EIO: 'ARCHIVE_EIO',
+} as const satisfies Record<string, ErrorCode>;
+
+/** The registered code for a disk error of the archive's own files. */
+export function diskErrorCode(cause: unknown): ErrorCode {
+  const errno = (cause as NodeJS.ErrnoException).code ?? '';
+  return DISK_CODES[errno as keyof typeof DISK_CODES] ?? 'ARCHIVE_DISK_FAILED';
+}
+
 /** A disk error (`cause`, with its errno `code`) as what the user has to do about it. */
-export function diskError(code: string, message: string, cause: unknown): ArchiveDiskError {
+export function diskError(code: ErrorCode, message: string, cause: unknown): ArchiveDiskError {
   const errno = (cause as NodeJS.ErrnoException).code ?? '';
   return new ArchiveDiskError({
     code,

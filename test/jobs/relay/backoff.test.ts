@@ -123,9 +123,9 @@ describe('classifyDeliveryError', () => {
     });
     expect(
       classifyDeliveryError(
-        new NetworkError({ code: 'TOKEN_ENDPOINT_UNREACHABLE', message: 'x', remedy: 'y' }),
+        new NetworkError({ code: 'AUTHORITY_UNREACHABLE', message: 'x', remedy: 'y' }),
       ),
-    ).toMatchObject({ kind: 'temporary', scope: 'mailbox', code: 'TOKEN_ENDPOINT_UNREACHABLE' });
+    ).toMatchObject({ kind: 'temporary', scope: 'mailbox', code: 'AUTHORITY_UNREACHABLE' });
   });
 
   it('keeps our code for a token error nodemailer relabelled EAUTH', () => {
