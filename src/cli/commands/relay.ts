@@ -8,6 +8,7 @@ import { hashPassword } from '../../jobs/relay/password.js';
 import { startRelay } from '../../jobs/relay/relay.js';
 import { SPOOL_ID, Spool, type SpoolEnvelope } from '../../jobs/relay/spool.js';
 import { createJsonLogger } from '../../log/json-logger.js';
+import { displayText } from '../../util/display-text.js';
 import { type FlagSpec, usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import type { CliIo } from '../output.js';
@@ -128,31 +129,40 @@ export const relayStatusCommand: Command = {
   usesSettings: false,
   flags: [
     SPOOL_FLAG,
-    { name: 'json', type: 'boolean', help: 'print { spool, running, pid, queue, dead } as JSON' },
+    {
+      name: 'json',
+      type: 'boolean',
+      help: 'print { spool, running, pid, queue, dead, quarantine } as JSON',
+    },
   ],
+  details: [
+    'Quarantine: accepted messages whose envelope file could not be read at start-up; the message',
+    'file is kept there with the reason, since the recipients are unknown it cannot be retried.',
+  ].join('\n'),
   async run(context) {
     const { args, io } = context;
     const spool = await openExistingSpool(context);
-    const [queue, dead, pid] = await Promise.all([
+    const [queue, dead, quarantine, holder] = await Promise.all([
       spool.listQueue(),
       spool.listDead(),
+      spool.listQuarantine(),
       spool.lockHolder(),
     ]);
+    const pid = holder?.pid;
     const now = Date.now();
     if (args.values.json === true) {
       writeJson(io.stdout, {
         spool: spool.dir,
-        running: pid !== undefined,
+        running: holder !== undefined,
         ...(pid !== undefined ? { pid } : {}),
         queue: queue.map(summary),
         dead: dead.map(summary),
+        quarantine,
       });
       return ExitCode.ok;
     }
-    writeLine(
-      io.stdout,
-      `Spool ${spool.dir}: ${pid !== undefined ? `relay running (pid ${pid})` : 'no relay running'}`,
-    );
+    const running = holder ? `relay running (pid ${pid ?? 'unknown'})` : 'no relay running';
+    writeLine(io.stdout, `Spool ${displayText(spool.dir)}: ${running}`);
     const bytes = queue.reduce((sum, e) => sum + e.size, 0);
     const oldest = queue.reduce((min, e) => Math.min(min, Date.parse(e.receivedAt)), now);
     writeLine(
@@ -163,15 +173,24 @@ export const relayStatusCommand: Command = {
       const next = Date.parse(e.nextAttemptAt) - now;
       writeLine(
         io.stdout,
-        `  ${e.id}  ${describeMs(now - Date.parse(e.receivedAt)).padStart(6)} old  attempts ${e.attempts}  next ${next > 0 ? `in ${describeMs(next)}` : 'now'}  as ${e.mailbox}  ${e.to.length} rcpt  ${e.messageId}${e.lastError ? `\n      last: ${e.lastError.code}: ${e.lastError.reply}` : ''}`,
+        `  ${e.id}  ${describeMs(now - Date.parse(e.receivedAt)).padStart(6)} old  attempts ${e.attempts}  next ${next > 0 ? `in ${describeMs(next)}` : 'now'}  as ${displayText(e.mailbox)}  ${e.to.length} rcpt  ${displayText(e.messageId)}${e.lastError ? `\n      last: ${displayText(e.lastError.code)}: ${displayText(e.lastError.reply, 400)}` : ''}`,
       );
     }
     writeLine(io.stdout, `Dead: ${dead.length} message(s)`);
     for (const e of dead) {
       writeLine(
         io.stdout,
-        `  ${e.id}  ${e.deadAt ?? ''}  as ${e.mailbox}  ${e.messageId}\n      ${e.reason ?? ''}`,
+        `  ${displayText(e.id)}  ${displayText(e.deadAt ?? '')}  as ${displayText(e.mailbox)}  ${displayText(e.messageId)}\n      ${displayText(e.reason ?? '', 400)}`,
       );
+    }
+    if (quarantine.length > 0) {
+      writeLine(io.stdout, `Quarantine: ${quarantine.length} message(s), envelope unreadable`);
+      for (const q of quarantine) {
+        writeLine(
+          io.stdout,
+          `  ${q.id}  ${q.quarantinedAt}  ${displayText(q.path)}\n      ${displayText(q.reason, 400)}`,
+        );
+      }
     }
     return ExitCode.ok;
   },
@@ -203,7 +222,7 @@ export const relayRetryCommand: Command = {
     for (const id of ids) {
       if (!SPOOL_ID.test(id)) {
         throw usageError(
-          `'${id.replace(/[^\x20-\x7e]/g, '?').slice(0, 40)}' is not a spool id`,
+          `'${displayText(id, 40)}' is not a spool id`,
           'Spool ids are 19 letters and digits, as `mailbridge relay status` shows them.',
         );
       }

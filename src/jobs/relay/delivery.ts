@@ -159,6 +159,12 @@ export class DeliveryWorker {
     if (this.stopping) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.options.spool.deliveryBlocked) {
+      // A delivery record waits for disk space (spool.ts): nothing more leaves until it is written.
+      this.timer = setTimeout(() => this.pump(), 500);
+      this.timer.unref();
+      return;
+    }
     const now = this.now();
     const scheduled = [...this.queue.values()].map((e) => ({
       id: e.id,

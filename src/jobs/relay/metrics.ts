@@ -15,7 +15,9 @@ export type RefusalReason =
   | 'policy'
   | 'size'
   | 'recipients'
-  | 'spool';
+  | 'spool'
+  /** The client went away during DATA: nothing of it was kept. */
+  | 'disconnected';
 
 export class RelayMetrics {
   accepted = 0;
@@ -104,6 +106,7 @@ export class RelayMetrics {
       'size',
       'recipients',
       'spool',
+      'disconnected',
     ];
     metric(
       'mailbridge_relay_refused_total',
