@@ -193,7 +193,7 @@ export class Spool {
    * may be accepted.
    */
   get deliveryBlocked(): boolean {
-    return this.unrecorded.length > 0;
+    return this.recordError !== undefined;
   }
 
   /** Creates the folders (mode 0700: messages are private). */
@@ -272,7 +272,9 @@ export class Spool {
         unlockFile(handle.fd);
         return undefined;
       }
-      const pid = Number.parseInt((await handle.readFile('utf8')).trim(), 10);
+      // Windows locks are mandatory: there the pid cannot be read while the relay runs.
+      const text = await handle.readFile('utf8').catch(() => '');
+      const pid = Number.parseInt(text.trim(), 10);
       return { pid: Number.isInteger(pid) && pid > 0 ? pid : undefined };
     } finally {
       await handle.close();
@@ -575,20 +577,18 @@ export class Spool {
    * (tried again every second); only then does the message leave the queue.
    */
   async recordDelivery(record: DeliveryRecord): Promise<void> {
-    if (this.unrecorded.length === 0) {
+    if (!this.recordError) {
       try {
         await this.appendRecord(record);
         if (record.complete) await this.removeFromQueue(record.id);
         return;
       } catch (error) {
         this.recordError = error as Error;
+        this.onRecordState('blocked', this.recordError);
       }
     }
     this.unrecorded.push(record);
-    if (this.unrecorded.length === 1) {
-      this.onRecordState('blocked', this.recordError);
-      this.scheduleRecordRetry();
-    }
+    this.scheduleRecordRetry();
   }
 
   /** Writes the held delivery records, in order, as far as the disk allows. */
@@ -598,8 +598,9 @@ export class Spool {
         while (this.unrecorded.length > 0) {
           const record = this.unrecorded[0] as DeliveryRecord;
           await this.appendRecord(record);
-          this.unrecorded.shift();
+          // Held (and so kept from `relay retry`) until it has left the queue.
           if (record.complete) await this.removeFromQueue(record.id);
+          this.unrecorded.shift();
         }
         this.recordError = undefined;
         this.onRecordState('resumed');
