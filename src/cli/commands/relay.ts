@@ -66,8 +66,17 @@ export const relayCommand: Command = {
     const logger = createJsonLogger(io.stdout, {
       level: args.values.debug === true ? 'debug' : 'info',
     });
-    const relay = await startRelay(config, { settings, logger });
-    const signal = await waitForSignal(['SIGTERM', 'SIGINT']);
+    // Listening before the start: a SIGTERM just after `started` is logged must
+    // stop the relay gracefully, not kill it by the signal's default action.
+    const signals = catchSignals(['SIGTERM', 'SIGINT']);
+    let relay: Awaited<ReturnType<typeof startRelay>>;
+    try {
+      relay = await startRelay(config, { settings, logger });
+    } catch (error) {
+      signals.release();
+      throw error;
+    }
+    const signal = await signals.first;
     logger.log('info', 'signal received', { event: 'signal', signal });
     const { unfinished } = await relay.stop();
     if (unfinished > 0) {
@@ -301,19 +310,29 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** Resolves with the first of the signals; SIGTERM handling lives in the CLI only. */
-function waitForSignal(signals: NodeJS.Signals[]): Promise<NodeJS.Signals> {
-  return new Promise((resolvePromise) => {
-    const handlers = new Map<NodeJS.Signals, () => void>();
+/**
+ * Handles the signals from now on: `first` resolves with the first to come;
+ * `release` gives them back to their default. SIGTERM handling lives in the CLI only.
+ */
+function catchSignals(signals: NodeJS.Signals[]): {
+  first: Promise<NodeJS.Signals>;
+  release(): void;
+} {
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  const release = () => {
+    for (const [s, h] of handlers) process.off(s, h);
+  };
+  const first = new Promise<NodeJS.Signals>((resolvePromise) => {
     for (const signal of signals) {
       const handler = () => {
-        for (const [s, h] of handlers) process.off(s, h);
+        release();
         resolvePromise(signal);
       };
       handlers.set(signal, handler);
       process.once(signal, handler);
     }
   });
+  return { first, release };
 }
 
 type Input = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => void };

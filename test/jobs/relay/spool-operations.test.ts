@@ -191,7 +191,7 @@ describe('a client that disconnects during DATA', () => {
 });
 
 describe('the spool lock between relay processes', () => {
-  it('two relays started at once on one spool: exactly one runs, the other names it; a restart right after SIGKILL runs', async () => {
+  it('two relays started at once on one spool: exactly one runs, the other names it; a restart right after SIGKILL runs, and an immediate SIGTERM stops it gracefully', async () => {
     const home = join(dir, 'two-relays');
     await mkdir(home);
     const configFile = await writeRelayConfig(home, PRINTER);
@@ -224,9 +224,10 @@ describe('the spool lock between relay processes', () => {
       await winner?.exited;
       const next = spawnRelay(configFile, APP_ENV);
       await next.waitFor('started', 60_000);
-      // Killed too: the next trial's pair starts right after a SIGKILL as well.
-      next.child.kill('SIGKILL');
-      await next.exited;
+      // SIGTERM the moment it says `started`: a graceful stop (exit 0), not death by the signal.
+      next.child.kill('SIGTERM');
+      expect(await next.exited).toBe(0);
+      expect(next.events.map((e) => e.event)).toContain('stopped');
     }
   }, 180_000);
 });
