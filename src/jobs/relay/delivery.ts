@@ -384,8 +384,10 @@ export class DeliveryWorker {
       nextAttemptAt: new Date(at).toISOString(),
       lastError: errorOf(failure, now),
     };
-    await this.options.spool.updateEnvelope(updated);
+    // Memory first: if the disk refuses the update, the recipients Exchange already
+    // accepted must still not be sent to again on the next attempt.
     if (this.queue.has(envelope.id)) this.queue.set(envelope.id, updated);
+    await this.options.spool.updateEnvelope(updated);
     this.options.metrics.deferred++;
     this.logger.log('warn', 'deferred', {
       event: 'deferred',

@@ -80,10 +80,14 @@ async function start(spool: string, logger = collectText()): Promise<RelayHandle
   return relay;
 }
 
-async function spoolMessage(spool: Spool, message: string): Promise<SpoolEnvelope> {
+async function spoolMessage(
+  spool: Spool,
+  message: string,
+  to = ['archive@contoso.com'],
+): Promise<SpoolEnvelope> {
   const result = await spool.receive(Readable.from([Buffer.from(message, 'latin1')]), {
     from: PRINTER,
-    to: ['archive@contoso.com'],
+    to,
     mailbox: PRINTER,
     client: { address: '127.0.0.1' },
     maxBytes: 1024 * 1024,
@@ -230,4 +234,75 @@ describe('the spool lock between relay processes', () => {
       expect(next.events.map((e) => e.event)).toContain('stopped');
     }
   }, 180_000);
+});
+
+describe('a partial delivery while the spool cannot be written', () => {
+  it('never sends again to the recipients Exchange accepted', { timeout: 60_000 }, async () => {
+    const sent: string[][] = [];
+    const transport: DeliveryTransport = {
+      async sendMail(message) {
+        const to = [...(message.envelope as { to: string[] }).to];
+        sent.push(to);
+        // a@ is accepted, b@ deferred, every time.
+        return {
+          accepted: to.filter((r) => r.startsWith('a@')),
+          rejected: to.filter((r) => r.startsWith('b@')),
+          rejectedErrors: to
+            .filter((r) => r.startsWith('b@'))
+            .map((recipient) =>
+              Object.assign(new Error('450 4.2.1 try later'), {
+                recipient,
+                code: 'EENVELOPE',
+                responseCode: 450,
+                response: '450 4.2.1 try later',
+                command: 'RCPT TO',
+              }),
+            ),
+          response: '250 2.0.0 queued',
+        };
+      },
+      close() {},
+    };
+    const path = join(dir, 'spool-partial');
+    const relay = await startRelay(config, {
+      settings: parseRelaySettings({
+        spool: path,
+        listen: ['127.0.0.1:0'],
+        allowNetworks: ['127.0.0.1/32'],
+        policy: POLICY,
+        retryBackoff: { initial: '100ms', max: '100ms' },
+      }),
+      transportFor: () => transport,
+      tokenProvider: {
+        scope: 'x',
+        getToken: async () => ({ accessToken: 'unused', expiresOn: new Date() }),
+      },
+      scanIntervalMs: 100,
+    });
+    running.push(relay);
+    // Neither the delivery record nor an envelope update can be written (as on a full disk).
+    await mkdir(join(path, 'delivered.jsonl'));
+    const queued = await spoolMessage(relay.spool, 'Message-ID: <partial@x>\r\n\r\nx\r\n', [
+      'a@contoso.com',
+      'b@contoso.com',
+    ]);
+    await rm(join(path, 'tmp'), { recursive: true });
+    await writeFile(join(path, 'tmp'), '');
+    expect(await relay.spool.release(queued.id)).toBe('kicked');
+    const deadline = Date.now() + 5000;
+    while (!relay.spool.deliveryBlocked && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(relay.spool.deliveryBlocked).toBe(true);
+    expect(sent).toEqual([['a@contoso.com', 'b@contoso.com']]);
+
+    // Space again; the relay tries the message again after its spool-error pause (30 s).
+    await rm(join(path, 'tmp'));
+    await mkdir(join(path, 'tmp'));
+    await rm(join(path, 'delivered.jsonl'), { recursive: true });
+    const again = Date.now() + 40_000;
+    while (sent.length < 2 && Date.now() < again) await new Promise((r) => setTimeout(r, 100));
+    expect(sent[1]).toEqual(['b@contoso.com']);
+    expect(sent.filter((to) => to.includes('a@contoso.com'))).toHaveLength(1);
+  });
 });
