@@ -41,7 +41,6 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tryLock, unlock as unlockFile } from 'fs-native-extensions';
 import { ConfigurationError, MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic, writeFileDurably } from '../../util/durable.js';
 
@@ -230,6 +229,7 @@ export class Spool {
     if (this.lockHandle) return;
     const deadline = Date.now() + LOCK_PATIENCE_MS;
     for (;;) {
+      const { tryLock } = await osLocks();
       const handle = await open(this.lockPath, constants.O_RDWR | constants.O_CREAT, 0o600);
       let granted = false;
       try {
@@ -265,6 +265,7 @@ export class Spool {
    * Asks the OS (a shared lock tried and let go at once), not the pid in the file.
    */
   async lockHolder(): Promise<{ pid: number | undefined } | undefined> {
+    const { tryLock, unlock: unlockFile } = await osLocks();
     const handle = await open(this.lockPath, constants.O_RDONLY).catch(() => undefined);
     if (!handle) return undefined;
     try {
@@ -911,6 +912,28 @@ function readChunks(stream: Readable): AsyncIterable<unknown> & { streamError?: 
 
 function errnoOf(error: Error): string {
   return (error as NodeJS.ErrnoException).code ?? error.message;
+}
+
+type OsLocks = typeof import('fs-native-extensions');
+let osLocksLoaded: Promise<OsLocks> | undefined;
+
+/**
+ * The native lock calls, loaded on first use so that a platform without a
+ * prebuilt binary loses only the relay, not every command.
+ * @throws ConfigurationError `RELAY_SPOOL_LOCK_UNAVAILABLE`
+ */
+function osLocks(): Promise<OsLocks> {
+  osLocksLoaded ??= import('fs-native-extensions').catch((cause: unknown) => {
+    osLocksLoaded = undefined;
+    throw new ConfigurationError({
+      code: 'RELAY_SPOOL_LOCK_UNAVAILABLE',
+      message: `The relay cannot lock its spool: the file-lock module has no build for ${process.platform}-${process.arch} (${(cause as Error).message.split('\n')[0]})`,
+      remedy:
+        'Run the relay on Linux with glibc (x64, arm64), macOS or Windows, for example with the Dockerfile in examples/relay.',
+      cause,
+    });
+  });
+  return osLocksLoaded;
 }
 
 /** Whether an open file is still the one at `path` (not unlinked or replaced since). */
