@@ -640,6 +640,18 @@ export const ERROR_CODES = {
     remedy:
       "Another error of the archive's files (the errno is in the message): check the archive directory, then run again.",
   },
+  RELAY_SPOOL_LOCK_UNAVAILABLE: {
+    group: 'relay',
+    exit: 2,
+    remedy:
+      "The spool lock's native module has no build for this platform (musl, 32-bit ARM): run the relay on glibc Linux, macOS or Windows.",
+  },
+  RELAY_DELIVERY_RECORD_UNWRITABLE: {
+    group: 'relay',
+    exit: 1,
+    remedy:
+      "Not an exit: the spool's disk refuses the delivery record, so the relay pauses delivery and answers 451; free space and it resumes by itself.",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -3,6 +3,7 @@
  * durable only once the directory holding the new name is flushed; a new
  * file's data only once the file is.
  */
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -30,17 +31,28 @@ export async function writeFileAtomic(
   data: string | Buffer,
   tempDir: string,
 ): Promise<void> {
-  const temp = join(tempDir, `${basename(path)}.${process.pid}.${Date.now()}`);
-  const handle = await open(temp, 'w', 0o600);
+  // Random, not a time stamp: two writes of one file in the same millisecond must not share a temp.
+  const temp = join(tempDir, `${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}`);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
+    await writeFileDurably(temp, data);
+    await rename(temp, path);
   } catch (error) {
-    await handle.close();
     await rm(temp, { force: true });
     throw error;
   }
-  await handle.close();
-  await rename(temp, path);
   await fsyncDirectory(dirname(path));
+}
+
+/**
+ * Creates or replaces a file and flushes its data (the caller flushes the
+ * directory, or renames it into place first). Mode 0600.
+ */
+export async function writeFileDurably(path: string, data: string | Buffer): Promise<void> {
+  const handle = await open(path, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }

@@ -8,6 +8,7 @@ import { hashPassword } from '../../jobs/relay/password.js';
 import { startRelay } from '../../jobs/relay/relay.js';
 import { SPOOL_ID, Spool, type SpoolEnvelope } from '../../jobs/relay/spool.js';
 import { createJsonLogger } from '../../log/json-logger.js';
+import { displayText } from '../../util/display-text.js';
 import { type FlagSpec, usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import type { CliIo } from '../output.js';
@@ -65,15 +66,22 @@ export const relayCommand: Command = {
     const logger = createJsonLogger(io.stdout, {
       level: args.values.debug === true ? 'debug' : 'info',
     });
-    const relay = await startRelay(config, { settings, logger }).catch((error: unknown) => {
+    // Listening before the start: a SIGTERM just after `started` is logged must
+    // stop the relay gracefully, not kill it by the signal's default action.
+    const signals = catchSignals(['SIGTERM', 'SIGINT']);
+    let relay: Awaited<ReturnType<typeof startRelay>>;
+    try {
+      relay = await startRelay(config, { settings, logger });
+    } catch (error) {
+      signals.release();
       // The log stream gets the reason too: collectors of the JSON lines may not see stderr.
       logger.log('error', 'relay not started', {
         event: 'start-failed',
         code: error instanceof MailbridgeError ? error.code : 'UNEXPECTED',
       });
       throw error;
-    });
-    const signal = await waitForSignal(['SIGTERM', 'SIGINT']);
+    }
+    const signal = await signals.first;
     logger.log('info', 'signal received', { event: 'signal', signal });
     const { unfinished } = await relay.stop();
     if (unfinished > 0) {
@@ -135,31 +143,40 @@ export const relayStatusCommand: Command = {
   usesSettings: false,
   flags: [
     SPOOL_FLAG,
-    { name: 'json', type: 'boolean', help: 'print { spool, running, pid, queue, dead } as JSON' },
+    {
+      name: 'json',
+      type: 'boolean',
+      help: 'print { spool, running, pid, queue, dead, quarantine } as JSON',
+    },
   ],
+  details: [
+    'Quarantine: accepted messages whose envelope file could not be read at start-up; the message',
+    'file is kept there with the reason, since the recipients are unknown it cannot be retried.',
+  ].join('\n'),
   async run(context) {
     const { args, io } = context;
     const spool = await openExistingSpool(context);
-    const [queue, dead, pid] = await Promise.all([
+    const [queue, dead, quarantine, holder] = await Promise.all([
       spool.listQueue(),
       spool.listDead(),
+      spool.listQuarantine(),
       spool.lockHolder(),
     ]);
+    const pid = holder?.pid;
     const now = Date.now();
     if (args.values.json === true) {
       writeJson(io.stdout, {
         spool: spool.dir,
-        running: pid !== undefined,
+        running: holder !== undefined,
         ...(pid !== undefined ? { pid } : {}),
         queue: queue.map(summary),
         dead: dead.map(summary),
+        quarantine,
       });
       return ExitCode.ok;
     }
-    writeLine(
-      io.stdout,
-      `Spool ${spool.dir}: ${pid !== undefined ? `relay running (pid ${pid})` : 'no relay running'}`,
-    );
+    const running = holder ? `relay running (pid ${pid ?? 'unknown'})` : 'no relay running';
+    writeLine(io.stdout, `Spool ${displayText(spool.dir)}: ${running}`);
     const bytes = queue.reduce((sum, e) => sum + e.size, 0);
     const oldest = queue.reduce((min, e) => Math.min(min, Date.parse(e.receivedAt)), now);
     writeLine(
@@ -170,15 +187,24 @@ export const relayStatusCommand: Command = {
       const next = Date.parse(e.nextAttemptAt) - now;
       writeLine(
         io.stdout,
-        `  ${e.id}  ${describeMs(now - Date.parse(e.receivedAt)).padStart(6)} old  attempts ${e.attempts}  next ${next > 0 ? `in ${describeMs(next)}` : 'now'}  as ${e.mailbox}  ${e.to.length} rcpt  ${e.messageId}${e.lastError ? `\n      last: ${e.lastError.code}: ${e.lastError.reply}` : ''}`,
+        `  ${e.id}  ${describeMs(now - Date.parse(e.receivedAt)).padStart(6)} old  attempts ${e.attempts}  next ${next > 0 ? `in ${describeMs(next)}` : 'now'}  as ${displayText(e.mailbox)}  ${e.to.length} rcpt  ${displayText(e.messageId)}${e.lastError ? `\n      last: ${displayText(e.lastError.code)}: ${displayText(e.lastError.reply, 400)}` : ''}`,
       );
     }
     writeLine(io.stdout, `Dead: ${dead.length} message(s)`);
     for (const e of dead) {
       writeLine(
         io.stdout,
-        `  ${e.id}  ${e.deadAt ?? ''}  as ${e.mailbox}  ${e.messageId}\n      ${e.reason ?? ''}`,
+        `  ${displayText(e.id)}  ${displayText(e.deadAt ?? '')}  as ${displayText(e.mailbox)}  ${displayText(e.messageId)}\n      ${displayText(e.reason ?? '', 400)}`,
       );
+    }
+    if (quarantine.length > 0) {
+      writeLine(io.stdout, `Quarantine: ${quarantine.length} message(s), envelope unreadable`);
+      for (const q of quarantine) {
+        writeLine(
+          io.stdout,
+          `  ${q.id}  ${q.quarantinedAt}  ${displayText(q.path)}\n      ${displayText(q.reason, 400)}`,
+        );
+      }
     }
     return ExitCode.ok;
   },
@@ -210,7 +236,7 @@ export const relayRetryCommand: Command = {
     for (const id of ids) {
       if (!SPOOL_ID.test(id)) {
         throw usageError(
-          `'${id.replace(/[^\x20-\x7e]/g, '?').slice(0, 40)}' is not a spool id`,
+          `'${displayText(id, 40)}' is not a spool id`,
           'Spool ids are 19 letters and digits, as `mailbridge relay status` shows them.',
         );
       }
@@ -289,19 +315,29 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** Resolves with the first of the signals; SIGTERM handling lives in the CLI only. */
-function waitForSignal(signals: NodeJS.Signals[]): Promise<NodeJS.Signals> {
-  return new Promise((resolvePromise) => {
-    const handlers = new Map<NodeJS.Signals, () => void>();
+/**
+ * Handles the signals from now on: `first` resolves with the first to come;
+ * `release` gives them back to their default. SIGTERM handling lives in the CLI only.
+ */
+function catchSignals(signals: NodeJS.Signals[]): {
+  first: Promise<NodeJS.Signals>;
+  release(): void;
+} {
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  const release = () => {
+    for (const [s, h] of handlers) process.off(s, h);
+  };
+  const first = new Promise<NodeJS.Signals>((resolvePromise) => {
     for (const signal of signals) {
       const handler = () => {
-        for (const [s, h] of handlers) process.off(s, h);
+        release();
         resolvePromise(signal);
       };
       handlers.set(signal, handler);
       process.once(signal, handler);
     }
   });
+  return { first, release };
 }
 
 type Input = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => void };

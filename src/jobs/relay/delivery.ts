@@ -161,6 +161,12 @@ export class DeliveryWorker {
     if (this.stopping) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.options.spool.deliveryBlocked) {
+      // A delivery record waits for disk space (spool.ts): nothing more leaves until it is written.
+      this.timer = setTimeout(() => this.pump(), 500);
+      this.timer.unref();
+      return;
+    }
     const now = this.now();
     const scheduled = [...this.queue.values()].map((e) => ({
       id: e.id,
@@ -390,8 +396,10 @@ export class DeliveryWorker {
       nextAttemptAt: new Date(at).toISOString(),
       lastError: errorOf(failure, now),
     };
-    await this.options.spool.updateEnvelope(updated);
+    // Memory first: if the disk refuses the update, the recipients Exchange already
+    // accepted must still not be sent to again on the next attempt.
     if (this.queue.has(envelope.id)) this.queue.set(envelope.id, updated);
+    await this.options.spool.updateEnvelope(updated);
     this.options.metrics.deferred++;
     this.logger.log('warn', 'deferred', {
       event: 'deferred',

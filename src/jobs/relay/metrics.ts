@@ -29,6 +29,8 @@ export const REFUSAL_REASONS = [
   'session_timeout',
   /** The app's credential is refused: no message could go upstream. */
   'credential',
+  /** The client went away during DATA: nothing of it was kept. */
+  'disconnected',
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

@@ -89,7 +89,18 @@ export async function startRelay(
     throw credential.error;
   }
 
-  const spool = new Spool(settings.spool, { hostname });
+  const spool = new Spool(settings.spool, {
+    hostname,
+    onRecordState: (state, error) =>
+      state === 'blocked'
+        ? logger.log('error', 'delivery record cannot be written: delivery and acceptance paused', {
+            event: 'spool-blocked',
+            error: error?.message,
+          })
+        : logger.log('info', 'delivery records written: delivery and acceptance resumed', {
+            event: 'spool-resumed',
+          }),
+  });
   await spool.init();
   await spool.lock();
   const started: { close(): Promise<unknown> }[] = [];
@@ -104,6 +115,7 @@ export async function startRelay(
       discarded: recovery.discarded,
       alreadyDelivered: recovery.alreadyDelivered,
       repaired: recovery.repaired,
+      quarantined: recovery.quarantined,
       dead,
     });
     await warnUnprovenMailboxes(settings.policy, spool.deliveredPath, logger);

@@ -361,6 +361,16 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
         })
         .then(
           (result) => {
+            if (!result.ok && result.reason === 'disconnected') {
+              metrics.refuse('disconnected');
+              logger.log('warn', 'client disconnected during DATA', {
+                event: 'refused',
+                reason: 'disconnected',
+                client: session.remoteAddress,
+              });
+              callback(smtpError(451, '4.4.2 Connection lost before the end of the message'));
+              return;
+            }
             if (!result.ok || stream.sizeExceeded) {
               metrics.refuse('size');
               logger.log('warn', 'message refused', {

@@ -7,8 +7,9 @@
  *   queue/<id>.json                its envelope; its presence commits the message
  *   queue/<id>.kick                "try now", left by `mailbridge relay retry`
  *   dead/<id>.eml, .json, .reason.txt   permanent failures, with the server's reply
+ *   quarantine/<id>.eml, .json, .reason.txt   committed messages whose envelope cannot be read
  *   delivered.jsonl                one line per delivery (the delivery record), keyed by spool id
- *   lock                           the process id of the relay using this spool
+ *   lock                           an OS lock held by the relay using this spool, and its pid
  *
  * Commit order: both files are written to tmp/ and fsynced, the .eml is
  * renamed into queue/, then the .json, then queue/ itself is fsynced; only
@@ -16,11 +17,14 @@
  * Exchange accepted it and the delivery record was appended: the .json goes
  * first (uncommitting it), then the .eml. `recover()` finishes or rolls back
  * whatever a crash interrupted, following the same order.
+ *
+ * A delivery record the disk refuses (ENOSPC) is kept in memory and retried;
+ * until it is written nothing more is delivered or accepted, so a full disk
+ * never turns into a message sent again on every retry.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
-  appendFile,
   copyFile,
   type FileHandle,
   mkdir,
@@ -36,9 +40,9 @@ import {
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { ConfigurationError } from '../../errors.js';
-import { fsyncDirectory } from '../../util/durable.js';
-import { processAlive } from '../../util/process.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigurationError, MailbridgeError } from '../../errors.js';
+import { fsyncDirectory, writeFileAtomic, writeFileDurably } from '../../util/durable.js';
 
 export interface SpoolEnvelope {
   version: 1;
@@ -102,7 +106,9 @@ export interface ReceiveInput {
 
 export type ReceiveResult =
   | { ok: true; envelope: SpoolEnvelope }
-  | { ok: false; reason: 'too-large'; bytes: number };
+  | { ok: false; reason: 'too-large'; bytes: number }
+  /** The client's stream ended in an error (it disconnected mid-DATA): nothing was kept. */
+  | { ok: false; reason: 'disconnected'; error: Error };
 
 export interface RecoveryReport {
   queued: number;
@@ -112,6 +118,26 @@ export interface RecoveryReport {
   alreadyDelivered: number;
   /** Interrupted moves to or from dead/ that were completed or undone. */
   repaired: number;
+  /** Committed messages whose envelope could not be read, moved to quarantine/. */
+  quarantined: number;
+}
+
+/** A message set aside because its envelope cannot be read. */
+export interface QuarantinedMessage {
+  id: string;
+  /** Where the message file is kept. */
+  path: string;
+  quarantinedAt: string;
+  reason: string;
+}
+
+export interface SpoolOptions {
+  hostname?: string;
+  /**
+   * Told when a delivery record cannot be written (delivery and acceptance
+   * stop) and when the held records were written (both resume).
+   */
+  onRecordState?: (state: 'blocked' | 'resumed', error?: Error) => void;
 }
 
 /** Spool ids: a base-36 time stamp then random hex, so that names sort by arrival. */
@@ -119,6 +145,13 @@ export const SPOOL_ID = /^[0-9a-z]{19}(?:-[0-9]{1,6})?$/;
 const DELIVERED_ROTATE_BYTES = 64 * 1024 * 1024;
 /** How much of the header section is searched for Message-ID. */
 const HEADER_SCAN_BYTES = 256 * 1024;
+/** While delivery records are held in memory, writing them is tried again this often. */
+const RECORD_RETRY_MS = 1000;
+/**
+ * A refused lock is asked for again a few times over this long: `relay status`
+ * holds a shared lock for an instant, and a new holder writes its pid just after locking.
+ */
+const LOCK_PATIENCE_MS = 300;
 
 export function newSpoolId(now = Date.now()): string {
   return `${now.toString(36).padStart(9, '0')}${randomBytes(5).toString('hex')}`;
@@ -129,23 +162,49 @@ export class Spool {
   readonly tmpDir: string;
   readonly queueDir: string;
   readonly deadDir: string;
+  readonly quarantineDir: string;
   readonly deliveredPath: string;
+  readonly lockPath: string;
   private readonly hostname: string;
-  private lockHeld = false;
+  private readonly onRecordState: NonNullable<SpoolOptions['onRecordState']>;
+  private lockHandle: FileHandle | undefined;
+  /** Delivery records Exchange's reply produced but the disk refused, oldest first. */
+  private unrecorded: DeliveryRecord[] = [];
+  private recordError: Error | undefined;
+  private recordTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
 
-  constructor(dir: string, options: { hostname?: string } = {}) {
+  constructor(dir: string, options: SpoolOptions = {}) {
     this.dir = dir;
     this.tmpDir = join(dir, 'tmp');
     this.queueDir = join(dir, 'queue');
     this.deadDir = join(dir, 'dead');
+    this.quarantineDir = join(dir, 'quarantine');
     this.deliveredPath = join(dir, 'delivered.jsonl');
+    this.lockPath = join(dir, 'lock');
     this.hostname = options.hostname ?? osHostname();
+    this.onRecordState = options.onRecordState ?? (() => {});
+  }
+
+  /**
+   * True while a delivery record waits in memory for the disk: no message may
+   * leave the queue (it would be sent again if its record were lost) and none
+   * may be accepted.
+   */
+  get deliveryBlocked(): boolean {
+    return this.recordError !== undefined;
   }
 
   /** Creates the folders (mode 0700: messages are private). */
   async init(): Promise<void> {
     try {
-      for (const folder of [this.dir, this.tmpDir, this.queueDir, this.deadDir]) {
+      for (const folder of [
+        this.dir,
+        this.tmpDir,
+        this.queueDir,
+        this.deadDir,
+        this.quarantineDir,
+      ]) {
         await mkdir(folder, { recursive: true, mode: 0o700 });
       }
     } catch (cause) {
@@ -159,47 +218,96 @@ export class Spool {
   }
 
   /**
-   * Takes the spool for this process. A lock left by a process that no longer
-   * runs (a crash, `kill -9`) is taken over.
+   * Takes the spool for this process with an OS lock on `lock` (an open file
+   * description lock on Linux), held until `unlock()` or the process ends:
+   * the kernel releases it at a crash or `kill -9`, so no stale lock is ever
+   * taken over and two relays starting at once cannot both win.
    *
-   * @throws ConfigurationError `RELAY_SPOOL_LOCKED` when another live relay holds it
+   * @throws ConfigurationError `RELAY_SPOOL_LOCKED` when another relay holds it
    */
   async lock(): Promise<void> {
-    const pid = await this.lockHolder();
-    if (pid !== undefined && pid !== process.pid) {
-      throw new ConfigurationError({
-        code: 'RELAY_SPOOL_LOCKED',
-        message: `The relay spool ${this.dir} is in use by process ${pid}`,
-        remedy:
-          'Run one relay per spool directory; stop the other one or give this one its own spool.',
-      });
+    if (this.lockHandle) return;
+    const deadline = Date.now() + LOCK_PATIENCE_MS;
+    for (;;) {
+      const { tryLock } = await osLocks();
+      const handle = await open(this.lockPath, constants.O_RDWR | constants.O_CREAT, 0o600);
+      let granted = false;
+      try {
+        granted = tryLock(handle.fd);
+        // A relay that stops unlinks the file while it still holds it: a lock on
+        // that old file, opened just before, guards nothing.
+        if (granted && (await sameFile(handle, this.lockPath))) {
+          await handle.truncate(0);
+          await handle.write(`${process.pid}\n`, 0);
+          this.lockHandle = handle;
+          return;
+        }
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+      await handle.close();
+      if (!granted && Date.now() >= deadline) {
+        const holder = await this.lockHolder();
+        const who = holder?.pid !== undefined ? `process ${holder.pid}` : 'another process';
+        throw new ConfigurationError({
+          code: 'RELAY_SPOOL_LOCKED',
+          message: `The relay spool ${this.dir} is in use by ${who}, a relay that is running now`,
+          remedy: `Run one relay per spool directory: stop the other one${holder?.pid !== undefined ? ` (kill -TERM ${holder.pid})` : ''} or give this one its own spool (relay.spool or --spool).`,
+        });
+      }
+      if (!granted) await sleep(25);
     }
-    await writeFile(join(this.dir, 'lock'), `${process.pid}\n`, { mode: 0o600 });
-    this.lockHeld = true;
   }
 
-  /** The pid of the live process holding the spool's lock, if any. */
-  async lockHolder(): Promise<number | undefined> {
-    const text = await readFile(join(this.dir, 'lock'), 'utf8').catch(() => '');
-    const pid = Number.parseInt(text.trim(), 10);
-    return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : undefined;
+  /**
+   * Whether a relay holds the spool now, and its pid when it could be read.
+   * Asks the OS (a shared lock tried and let go at once), not the pid in the file.
+   */
+  async lockHolder(): Promise<{ pid: number | undefined } | undefined> {
+    const { tryLock, unlock: unlockFile } = await osLocks();
+    const handle = await open(this.lockPath, constants.O_RDONLY).catch(() => undefined);
+    if (!handle) return undefined;
+    try {
+      if (tryLock(handle.fd, 0, 0, { shared: true })) {
+        unlockFile(handle.fd);
+        return undefined;
+      }
+      // Windows locks are mandatory: there the pid cannot be read while the relay runs.
+      const text = await handle.readFile('utf8').catch(() => '');
+      const pid = Number.parseInt(text.trim(), 10);
+      return { pid: Number.isInteger(pid) && pid > 0 ? pid : undefined };
+    } finally {
+      await handle.close();
+    }
   }
 
   async unlock(): Promise<void> {
-    if (!this.lockHeld) return;
-    this.lockHeld = false;
-    await unlink(join(this.dir, 'lock')).catch(() => {});
+    await this.stopRecordRetries();
+    const handle = this.lockHandle;
+    if (!handle) return;
+    this.lockHandle = undefined;
+    // Unlinked while still held, so that whoever opened it meanwhile sees a stale file (see lock()).
+    await unlink(this.lockPath).catch(() => {});
+    await handle.close();
   }
 
   /** Finishes or undoes what a crash interrupted; see the module comment. */
   async recover(): Promise<RecoveryReport> {
-    const report: RecoveryReport = { queued: 0, discarded: 0, alreadyDelivered: 0, repaired: 0 };
+    const report: RecoveryReport = {
+      queued: 0,
+      discarded: 0,
+      alreadyDelivered: 0,
+      repaired: 0,
+      quarantined: 0,
+    };
     for (const name of await readdir(this.tmpDir)) {
       await rm(join(this.tmpDir, name), { force: true, recursive: true });
       if (name.endsWith('.eml')) report.discarded++;
     }
     const queue = await listIds(this.queueDir);
     const dead = await listIds(this.deadDir);
+    const quarantined = await listIds(this.quarantineDir);
     for (const id of queue.eml) {
       if (queue.json.has(id)) continue;
       if (dead.json.has(id) && !dead.eml.has(id)) {
@@ -220,6 +328,11 @@ export class Spool {
         report.repaired++;
         continue;
       }
+      if (quarantined.eml.has(id) && !quarantined.json.has(id)) {
+        await rename(this.queuePath(id, 'json'), join(this.quarantineDir, `${id}.json`));
+        report.repaired++;
+        continue;
+      }
       const envelope = await this.readJson(this.queuePath(id, 'json')).catch(() => undefined);
       await rename(this.queuePath(id, 'json'), this.deadPath(id, 'json'));
       await writeFile(
@@ -231,6 +344,18 @@ export class Spool {
     // Delivery records written just before a crash: the message went out, drop it (or the
     // recipients it reached) instead of sending it again.
     const pending = new Set([...queue.json].filter((id) => queue.eml.has(id)));
+    // An accepted message whose envelope cannot be read is set aside where
+    // `relay status` shows it, never dropped and never guessed at.
+    for (const id of pending) {
+      const problem = await this.readEnvelope(id).then(
+        () => undefined,
+        (error: unknown) => (error as Error).message,
+      );
+      if (problem === undefined) continue;
+      await this.quarantine(id, problem);
+      pending.delete(id);
+      report.quarantined++;
+    }
     const records = await this.readDeliveryRecords(pending);
     for (const id of pending) {
       const done = records.get(id);
@@ -263,6 +388,16 @@ export class Spool {
    * has none. Resolves only once the message is committed and flushed.
    */
   async receive(stream: Readable, input: ReceiveInput): Promise<ReceiveResult> {
+    if (this.recordError) {
+      // Drained, so that the client hears the 4xx.
+      for await (const _ of stream);
+      throw new MailbridgeError({
+        code: 'RELAY_DELIVERY_RECORD_UNWRITABLE',
+        message: `The relay is not accepting mail: its delivery record cannot be written (${errnoOf(this.recordError)})`,
+        remedy: `Free space on the file system of ${this.dir}; the relay resumes by itself.`,
+        cause: this.recordError,
+      });
+    }
     const id = newSpoolId();
     const tmpEml = join(this.tmpDir, `${id}.eml`);
     const tmpJson = join(this.tmpDir, `${id}.json`);
@@ -296,7 +431,8 @@ export class Spool {
       // for it to hear the 451, and the stream belongs to the SMTP connection.
       let writeError: unknown;
       let received = 0;
-      for await (const chunk of stream) {
+      const chunks = readChunks(stream);
+      for await (const chunk of chunks) {
         const data = chunk as Buffer;
         received += data.length;
         if (tooLarge || writeError) continue;
@@ -322,6 +458,8 @@ export class Spool {
           writeError = error;
         }
       }
+      if (chunks.streamError)
+        return { ok: false, reason: 'disconnected', error: chunks.streamError };
       if (writeError) throw writeError;
       if (tooLarge) return { ok: false, reason: 'too-large', bytes: received };
       if (!headerDone) await flushHead();
@@ -346,7 +484,7 @@ export class Spool {
         nextAttemptAt: now,
         ...(input.bounce ? { bounce: true } : {}),
       };
-      await writeDurably(tmpJson, `${JSON.stringify(envelope)}\n`);
+      await writeFileDurably(tmpJson, `${JSON.stringify(envelope)}\n`);
       await rename(tmpEml, this.queuePath(id, 'eml'));
       await rename(tmpJson, this.queuePath(id, 'json'));
       await fsyncDirectory(this.queueDir);
@@ -370,7 +508,7 @@ export class Spool {
       ...input,
       maxBytes: Number.MAX_SAFE_INTEGER,
     });
-    if (!result.ok) throw new Error('unreachable: a generated message has no size limit');
+    if (!result.ok) throw new Error('unreachable: a generated message has no size limit or client');
     return result.envelope;
   }
 
@@ -404,36 +542,121 @@ export class Spool {
     return out;
   }
 
-  /** Ids with a `.kick` marker in the queue. */
+  /**
+   * Ids with a `.kick` marker in the queue, less those delivered whose record
+   * still waits in memory: released again, they would be sent twice.
+   */
   async listKicks(): Promise<string[]> {
-    return [...(await listIds(this.queueDir)).kick];
+    const held = new Set(this.unrecorded.map((r) => r.id));
+    return [...(await listIds(this.queueDir)).kick].filter((id) => !held.has(id));
   }
 
   async clearKick(id: string): Promise<void> {
     await rm(this.queuePath(id, 'kick'), { force: true });
   }
 
+  /** A queued message's envelope, checked. @throws when it cannot be read or is not an envelope */
   async readEnvelope(id: string): Promise<SpoolEnvelope> {
-    return this.readJson(this.queuePath(id, 'json'));
+    return parseEnvelope(await readFile(this.queuePath(id, 'json'), 'utf8'), id);
   }
 
-  /** Replaces the envelope atomically (attempts, next attempt, last error). */
+  /** Replaces the envelope atomically and durably (attempts, next attempt, last error). */
   async updateEnvelope(envelope: SpoolEnvelope): Promise<void> {
-    const tmp = join(this.tmpDir, `${envelope.id}.${randomBytes(4).toString('hex')}.json`);
-    await writeFile(tmp, `${JSON.stringify(envelope)}\n`, { mode: 0o600 });
-    await rename(tmp, this.queuePath(envelope.id, 'json'));
+    await writeFileAtomic(
+      this.queuePath(envelope.id, 'json'),
+      `${JSON.stringify(envelope)}\n`,
+      this.tmpDir,
+    );
   }
 
   /**
    * Records a delivery, then removes the message when no recipient is left.
    * The record is written before the removal: after a crash in between,
-   * `recover()` finds it and does not send the message again.
+   * `recover()` finds it and does not send the message again. A record the
+   * disk refuses is held in memory, the message stays where it is, and
+   * `deliveryBlocked` stops everything else until the record is written
+   * (tried again every second); only then does the message leave the queue.
    */
   async recordDelivery(record: DeliveryRecord): Promise<void> {
-    // Not fsynced per line: a process crash keeps what was written; only a power
-    // failure could lose a line, and that costs a duplicate, never a message.
-    await appendFile(this.deliveredPath, `${JSON.stringify(record)}\n`, { mode: 0o600 });
-    if (record.complete) await this.removeFromQueue(record.id);
+    if (!this.recordError) {
+      try {
+        await this.appendRecord(record);
+        if (record.complete) await this.removeFromQueue(record.id);
+        return;
+      } catch (error) {
+        this.recordError = error as Error;
+        this.onRecordState('blocked', this.recordError);
+      }
+    }
+    this.unrecorded.push(record);
+    this.scheduleRecordRetry();
+  }
+
+  /** Writes the held delivery records, in order, as far as the disk allows. */
+  async flushDeliveryRecords(): Promise<void> {
+    this.flushing ??= (async () => {
+      try {
+        while (this.unrecorded.length > 0) {
+          const record = this.unrecorded[0] as DeliveryRecord;
+          await this.appendRecord(record);
+          // Held (and so kept from `relay retry`) until it has left the queue.
+          if (record.complete) await this.removeFromQueue(record.id);
+          this.unrecorded.shift();
+        }
+        this.recordError = undefined;
+        this.onRecordState('resumed');
+      } catch (error) {
+        this.recordError = error as Error;
+      } finally {
+        this.flushing = undefined;
+      }
+    })();
+    await this.flushing;
+  }
+
+  private scheduleRecordRetry(): void {
+    if (this.recordTimer) return;
+    this.recordTimer = setTimeout(() => {
+      this.recordTimer = undefined;
+      void this.flushDeliveryRecords().then(() => {
+        if (this.unrecorded.length > 0 && this.lockHandle) this.scheduleRecordRetry();
+      });
+    }, RECORD_RETRY_MS);
+    this.recordTimer.unref();
+  }
+
+  /** A last try for held records (at stop); those still unwritten are sent again after restart. */
+  private async stopRecordRetries(): Promise<void> {
+    if (this.recordTimer) clearTimeout(this.recordTimer);
+    this.recordTimer = undefined;
+    if (this.unrecorded.length > 0) await this.flushDeliveryRecords();
+  }
+
+  /**
+   * One line onto delivered.jsonl. Not fsynced per line: a process crash keeps
+   * what was written; only a power failure could lose a line, and that costs a
+   * duplicate, never a message. A write cut short (ENOSPC) is cut back off, and
+   * a line left unfinished by a crash is ended first, so every record stays whole.
+   */
+  private async appendRecord(record: DeliveryRecord): Promise<void> {
+    const handle = await open(this.deliveredPath, 'a+', 0o600);
+    try {
+      const { size } = await handle.stat();
+      let line = `${JSON.stringify(record)}\n`;
+      if (size > 0) {
+        const last = Buffer.alloc(1);
+        await handle.read(last, 0, 1, size - 1);
+        if (last[0] !== 0x0a) line = `\n${line}`;
+      }
+      try {
+        await writeAll(handle, Buffer.from(line, 'utf8'));
+      } catch (error) {
+        await handle.truncate(size).catch(() => {});
+        throw error;
+      }
+    } finally {
+      await handle.close();
+    }
   }
 
   /** Moves a message to dead/ with the reason beside it. */
@@ -472,7 +695,7 @@ export class Spool {
     };
     await copyFile(this.queuePath(envelope.id, 'eml'), this.deadPath(id, 'eml'));
     await writeFile(this.deadPath(id, 'reason.txt'), reasonText(dead), { mode: 0o600 });
-    await writeDurably(this.deadPath(id, 'json'), `${JSON.stringify(dead)}\n`);
+    await writeFileDurably(this.deadPath(id, 'json'), `${JSON.stringify(dead)}\n`);
     await fsyncDirectory(this.deadDir);
     return id;
   }
@@ -489,7 +712,11 @@ export class Spool {
       const now = new Date().toISOString();
       const { deadAt: _deadAt, reason: _reason, ...rest } = envelope;
       const released: SpoolEnvelope = { ...rest, attempts: 0, since: now, nextAttemptAt: now };
-      await writeFile(this.deadPath(id, 'json'), `${JSON.stringify(released)}\n`, { mode: 0o600 });
+      await writeFileAtomic(
+        this.deadPath(id, 'json'),
+        `${JSON.stringify(released)}\n`,
+        this.tmpDir,
+      );
       await rename(this.deadPath(id, 'eml'), this.queuePath(id, 'eml'));
       await rename(this.deadPath(id, 'json'), this.queuePath(id, 'json'));
       await fsyncDirectory(this.queueDir);
@@ -502,6 +729,45 @@ export class Spool {
       return 'kicked';
     }
     return 'unknown';
+  }
+
+  /** Messages set aside because their envelope could not be read. */
+  async listQuarantine(): Promise<QuarantinedMessage[]> {
+    const ids = await listIds(this.quarantineDir);
+    const out: QuarantinedMessage[] = [];
+    for (const id of [...ids.eml].sort()) {
+      const text = await readFile(join(this.quarantineDir, `${id}.reason.txt`), 'utf8').catch(
+        () => '',
+      );
+      const info = await stat(join(this.quarantineDir, `${id}.eml`)).catch(() => undefined);
+      out.push({
+        id,
+        path: join(this.quarantineDir, `${id}.eml`),
+        quarantinedAt: info?.mtime.toISOString() ?? '',
+        reason: /^Reason: *(.*)$/m.exec(text)?.[1] ?? 'unknown',
+      });
+    }
+    return out;
+  }
+
+  /** Moves a committed message whose envelope is unreadable to quarantine/, as it is. */
+  private async quarantine(id: string, problem: string): Promise<void> {
+    const reason = `the envelope ${id}.json cannot be read (${problem}); its recipients are unknown`;
+    await writeFileDurably(
+      join(this.quarantineDir, `${id}.reason.txt`),
+      [
+        `Spool id:    ${id}`,
+        `Reason:      ${reason}`,
+        'What to do:  read the message file beside this one and send it again from its sender.',
+        '',
+      ].join('\n'),
+    );
+    // The .eml first: an .eml alone in queue/ would count as an unacknowledged reception,
+    // while a .json left behind is finished by recover().
+    await rename(this.queuePath(id, 'eml'), join(this.quarantineDir, `${id}.eml`));
+    await rename(this.queuePath(id, 'json'), join(this.quarantineDir, `${id}.json`));
+    await fsyncDirectory(this.quarantineDir);
+    await fsyncDirectory(this.queueDir);
   }
 
   private async removeFromQueue(id: string): Promise<void> {
@@ -543,7 +809,7 @@ export class Spool {
   }
 
   private async readJson(path: string): Promise<SpoolEnvelope> {
-    return JSON.parse(await readFile(path, 'utf8')) as SpoolEnvelope;
+    return parseEnvelope(await readFile(path, 'utf8'));
   }
 }
 
@@ -601,14 +867,79 @@ async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
   }
 }
 
-async function writeDurably(path: string, text: string): Promise<void> {
-  const handle = await open(path, 'w', 0o600);
+/**
+ * An envelope from its file, checked enough that the worker can act on it.
+ * @throws Error saying what is wrong (not JSON, a field missing, another id)
+ */
+export function parseEnvelope(text: string, id?: string): SpoolEnvelope {
+  let value: unknown;
   try {
-    await writeAll(handle, Buffer.from(text, 'utf8'));
-    await handle.sync();
-  } finally {
-    await handle.close();
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`not JSON (${text.length} bytes)`);
   }
+  const e = value as Partial<SpoolEnvelope> | null;
+  const missing = [
+    !e || typeof e !== 'object' ? 'an object' : undefined,
+    e?.version !== 1 ? 'version 1' : undefined,
+    typeof e?.id !== 'string' || (id !== undefined && e.id !== id) ? `id ${id ?? ''}` : undefined,
+    typeof e?.from !== 'string' ? 'from' : undefined,
+    !Array.isArray(e?.to) || !e.to.every((a) => typeof a === 'string') ? 'to' : undefined,
+    typeof e?.mailbox !== 'string' || !e.mailbox ? 'mailbox' : undefined,
+    typeof e?.messageId !== 'string' ? 'messageId' : undefined,
+    typeof e?.attempts !== 'number' ? 'attempts' : undefined,
+    ...(['receivedAt', 'since', 'nextAttemptAt'] as const).map((k) =>
+      typeof e?.[k] !== 'string' || Number.isNaN(Date.parse(e[k] as string)) ? k : undefined,
+    ),
+  ].filter((m) => m !== undefined);
+  if (missing.length > 0) throw new Error(`no valid ${missing.join(', ')}`);
+  return e as SpoolEnvelope;
+}
+
+/** A stream's chunks, with an error of the stream (the client went away) kept instead of thrown. */
+function readChunks(stream: Readable): AsyncIterable<unknown> & { streamError?: Error } {
+  const result: AsyncIterable<unknown> & { streamError?: Error } = {
+    async *[Symbol.asyncIterator]() {
+      try {
+        for await (const chunk of stream) yield chunk;
+      } catch (error) {
+        result.streamError = error as Error;
+      }
+    },
+  };
+  return result;
+}
+
+function errnoOf(error: Error): string {
+  return (error as NodeJS.ErrnoException).code ?? error.message;
+}
+
+type OsLocks = typeof import('fs-native-extensions');
+let osLocksLoaded: Promise<OsLocks> | undefined;
+
+/**
+ * The native lock calls, loaded on first use so that a platform without a
+ * prebuilt binary loses only the relay, not every command.
+ * @throws ConfigurationError `RELAY_SPOOL_LOCK_UNAVAILABLE`
+ */
+function osLocks(): Promise<OsLocks> {
+  osLocksLoaded ??= import('fs-native-extensions').catch((cause: unknown) => {
+    osLocksLoaded = undefined;
+    throw new ConfigurationError({
+      code: 'RELAY_SPOOL_LOCK_UNAVAILABLE',
+      message: `The relay cannot lock its spool: the file-lock module has no build for ${process.platform}-${process.arch} (${(cause as Error).message.split('\n')[0]})`,
+      remedy:
+        'Run the relay on Linux with glibc (x64, arm64), macOS or Windows, for example with the Dockerfile in examples/relay.',
+      cause,
+    });
+  });
+  return osLocksLoaded;
+}
+
+/** Whether an open file is still the one at `path` (not unlinked or replaced since). */
+async function sameFile(handle: FileHandle, path: string): Promise<boolean> {
+  const [open, named] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
+  return named !== undefined && open.ino === named.ino && open.dev === named.dev;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -7,13 +7,12 @@
  * the copies beyond one may number no more than the upstream deliveries that
  * were in flight at the kill (connectionsPerMailbox × mailboxes).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { killRelayChildren, portOf, spawnRelay, writeRelayConfig } from './relay-process.js';
 import { startUpstream, type Upstream } from './upstream.js';
 
 const PRINTER = 'printer@contoso.example';
@@ -22,120 +21,24 @@ const TOTAL = 500;
 const CLIENTS = 8;
 const KILL_AFTER_ACKS = 200;
 const CONNECTIONS_PER_MAILBOX = 2;
-const RUN_RELAY = fileURLToPath(new URL('./run-relay.ts', import.meta.url));
 
 let upstream: Upstream;
-/** Every relay process started, so that a failing test cannot leave one running. */
-const children: ChildProcess[] = [];
 let dir: string;
 let configFile: string;
-
-interface RelayProcess {
-  child: ChildProcess;
-  events: Record<string, unknown>[];
-  stderr: () => string;
-  exited: Promise<number | null>;
-  waitFor(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-}
-
-function spawnRelay(): RelayProcess {
-  const inherited: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'NODE_EXTRA_CA_CERTS', 'TMPDIR']) {
-    const value = process.env[name];
-    if (value !== undefined) inherited[name] = value;
-  }
-  const child = spawn(process.execPath, ['--import', 'tsx', RUN_RELAY, '--config', configFile], {
-    env: { ...inherited, ...upstream.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const events: Record<string, unknown>[] = [];
-  let stdout = '';
-  let stderr = '';
-  const listeners: (() => void)[] = [];
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    let index = stdout.indexOf('\n');
-    while (index !== -1) {
-      const line = stdout.slice(0, index);
-      stdout = stdout.slice(index + 1);
-      if (line.trim()) events.push(JSON.parse(line) as Record<string, unknown>);
-      index = stdout.indexOf('\n');
-    }
-    for (const l of listeners) l();
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  return {
-    child,
-    events,
-    stderr: () => stderr,
-    exited,
-    waitFor(event, timeoutMs = 30_000) {
-      return new Promise((resolve, reject) => {
-        const fail = (why: string) =>
-          reject(
-            new Error(
-              `no ${event} event from the relay (${why}); events: ${JSON.stringify(events.slice(-5))}; stderr:\n${stderr}`,
-            ),
-          );
-        const check = () => {
-          const found = events.find((e) => e.event === event);
-          if (found) {
-            clearTimeout(timer);
-            resolve(found);
-          }
-        };
-        const timer = setTimeout(() => fail('timeout'), timeoutMs);
-        child.once('exit', (code, signal) => {
-          clearTimeout(timer);
-          setTimeout(() => {
-            check();
-            fail(`exited with ${code ?? signal}`);
-          }, 50);
-        });
-        listeners.push(check);
-        check();
-      });
-    },
-  };
-}
-
-/** The port in the relay's `started` event (`listen: "127.0.0.1:PORT"`). */
-function portOf(started: Record<string, unknown>): number {
-  return Number(/:(\d+)$/.exec(String(started.listen))?.[1]);
-}
 
 beforeAll(async () => {
   upstream = await startUpstream([PRINTER, RECIPIENT]);
   dir = await mkdtemp(join(tmpdir(), 'relay-durability-'));
-  configFile = join(dir, 'mailbridge.json');
-  await writeFile(
-    configFile,
-    JSON.stringify({
-      relay: {
-        // Port 0: a fixed port picked in advance could be taken by a parallel test before the restart.
-        listen: ['127.0.0.1:0'],
-        spool: 'spool',
-        allowNetworks: ['127.0.0.1/32'],
-        policy: [{ network: '127.0.0.1/32', senders: [PRINTER] }],
-        rateLimitPerMinute: false,
-        connectionsPerMailbox: CONNECTIONS_PER_MAILBOX,
-        retryBackoff: { initial: '200ms', max: '1s' },
-        shutdownTimeout: '5s',
-      },
-    }),
-  );
+  configFile = await writeRelayConfig(dir, PRINTER, {
+    rateLimitPerMinute: false,
+    connectionsPerMailbox: CONNECTIONS_PER_MAILBOX,
+    retryBackoff: { initial: '200ms', max: '1s' },
+    shutdownTimeout: '5s',
+  });
 }, 60_000);
 
 afterAll(async () => {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
+  killRelayChildren();
   await upstream?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -143,7 +46,7 @@ afterAll(async () => {
 describe('durability', () => {
   it('SIGKILL during a burst of 500: every 250-acknowledged message arrives, duplicates bounded by deliveries in flight', async () => {
     const started = Date.now();
-    const first = spawnRelay();
+    const first = spawnRelay(configFile, upstream.env);
     const port = portOf(await first.waitFor('started'));
 
     const acked = new Set<string>();
@@ -194,7 +97,7 @@ describe('durability', () => {
     expect(deliveredBeforeKill).toBeLessThan(ackedBeforeKill);
 
     // Restart on the same spool; the rest of the burst goes to the new process.
-    const second = spawnRelay();
+    const second = spawnRelay(configFile, upstream.env);
     const recovered = await second.waitFor('recovered');
     const port2 = portOf(await second.waitFor('started'));
     const rest = ids.slice(next);

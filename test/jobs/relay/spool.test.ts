@@ -1,9 +1,11 @@
-import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Spool, type SpoolEnvelope } from '../../../src/jobs/relay/spool.js';
+import { type DeliveryRecord, Spool, type SpoolEnvelope } from '../../../src/jobs/relay/spool.js';
 
 let dir: string;
 let spool: Spool;
@@ -83,34 +85,43 @@ describe('receive', () => {
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
   });
 
-  it('leaves nothing behind when the client goes away mid-message', async () => {
+  it('leaves nothing behind when the client goes away mid-message, and says so (not a spool failure)', async () => {
     const stream = new Readable({ read() {} });
     const pending = spool.receive(stream, input);
     stream.push(Buffer.from('Subject: x\r\n\r\npartial'));
     await new Promise((r) => setTimeout(r, 20));
     stream.destroy(new Error('Connection closed before the message was received in full'));
-    await expect(pending).rejects.toThrow(/Connection closed/);
+    await expect(pending).resolves.toMatchObject({
+      ok: false,
+      reason: 'disconnected',
+      error: { message: expect.stringMatching(/Connection closed/) },
+    });
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
   });
 });
 
+/** The record of a delivery to every recipient on the first attempt. */
+function completeRecord(e: SpoolEnvelope): DeliveryRecord {
+  return {
+    id: e.id,
+    messageId: e.messageId,
+    mailbox: e.mailbox,
+    from: e.from,
+    to: e.to,
+    size: e.size,
+    receivedAt: e.receivedAt,
+    deliveredAt: new Date().toISOString(),
+    attempts: 1,
+    response: '250 2.0.0 Ok',
+    complete: true,
+  };
+}
+
 describe('delivery record, dead letters and release', () => {
   it('records a delivery before removing the message', async () => {
     const e = await receive('Message-ID: <m@x>\r\n\r\nhi\r\n');
-    await spool.recordDelivery({
-      id: e.id,
-      messageId: e.messageId,
-      mailbox: e.mailbox,
-      from: e.from,
-      to: e.to,
-      size: e.size,
-      receivedAt: e.receivedAt,
-      deliveredAt: new Date().toISOString(),
-      attempts: 1,
-      response: '250 2.0.0 Ok',
-      complete: true,
-    });
+    await spool.recordDelivery(completeRecord(e));
     expect(await spool.listQueue()).toEqual([]);
     const line = JSON.parse((await readFile(join(dir, 'delivered.jsonl'), 'utf8')).trim());
     expect(line).toMatchObject({ id: e.id, messageId: '<m@x>', complete: true });
@@ -146,7 +157,13 @@ describe('recover', () => {
     const half = await receive('Message-ID: <h@x>\r\n\r\nh\r\n');
     await rm(spool.queuePath(half.id, 'json'));
     const report = await spool.recover();
-    expect(report).toEqual({ queued: 1, discarded: 2, alreadyDelivered: 0, repaired: 0 });
+    expect(report).toEqual({
+      queued: 1,
+      discarded: 2,
+      alreadyDelivered: 0,
+      repaired: 0,
+      quarantined: 0,
+    });
     expect((await spool.listQueue()).map((e) => e.id)).toEqual([kept.id]);
   });
 
@@ -184,13 +201,209 @@ describe('recover', () => {
   });
 });
 
+describe('unreadable envelope', () => {
+  it('goes to quarantine/ with its message and a reason, instead of vanishing', async () => {
+    const good = await Promise.all(
+      [1, 2, 3, 4].map((n) => receive(`Message-ID: <g${n}@x>\r\n\r\n.\r\n`)),
+    );
+    const bad = await receive('Message-ID: <bad@x>\r\n\r\nkeep me\r\n');
+    const json = spool.queuePath(bad.id, 'json');
+    await writeFile(json, (await readFile(json)).subarray(0, 40));
+    const report = await spool.recover();
+    expect(report).toMatchObject({ queued: 4, quarantined: 1 });
+    expect((await spool.listQueue()).map((e) => e.id).sort()).toEqual(good.map((e) => e.id).sort());
+    const [q] = await spool.listQuarantine();
+    expect(q).toMatchObject({
+      id: bad.id,
+      reason: expect.stringMatching(/cannot be read \(not JSON/),
+    });
+    expect(await readFile(q?.path as string, 'utf8')).toContain('keep me');
+    // A crash between the two renames: the .json left in queue/ joins its message.
+    await rename(join(dir, 'quarantine', `${bad.id}.json`), json);
+    expect(await spool.recover()).toMatchObject({ queued: 4, repaired: 1, quarantined: 0 });
+    expect(await readdir(join(dir, 'quarantine'))).toHaveLength(3);
+  });
+
+  it('a JSON envelope without recipients is unreadable too', async () => {
+    const e = await receive('Message-ID: <n@x>\r\n\r\n.\r\n');
+    await writeFile(spool.queuePath(e.id, 'json'), JSON.stringify({ ...e, to: undefined }));
+    expect(await spool.recover()).toMatchObject({ queued: 0, quarantined: 1 });
+    expect((await spool.listQuarantine())[0]?.reason).toMatch(/no valid to/);
+  });
+});
+
+describe('a delivery record the disk refuses', () => {
+  it('holds the message in the queue, blocks delivery and acceptance, and resumes once written', async () => {
+    const states: string[] = [];
+    const blocking = new Spool(dir, { onRecordState: (state) => states.push(state) });
+    await blocking.lock();
+    try {
+      const e = await receive('Message-ID: <r@x>\r\n\r\n.\r\n');
+      // The record's path is taken by a folder: appending fails as on a full disk.
+      await mkdir(join(dir, 'delivered.jsonl'));
+      await blocking.recordDelivery(completeRecord(e));
+      expect(blocking.deliveryBlocked).toBe(true);
+      expect(states).toEqual(['blocked']);
+      // Still queued (the record is not on disk), but `relay retry` cannot send it again.
+      expect((await blocking.listQueue()).map((x) => x.id)).toEqual([e.id]);
+      await writeFile(blocking.queuePath(e.id, 'kick'), '');
+      expect(await blocking.listKicks()).toEqual([]);
+      const refused = blocking.receive(chunked(Buffer.from('Subject: x\r\n\r\nx\r\n')), input);
+      await expect(refused).rejects.toMatchObject({ code: 'RELAY_DELIVERY_RECORD_UNWRITABLE' });
+
+      await rm(join(dir, 'delivered.jsonl'), { recursive: true });
+      const deadline = Date.now() + 5000;
+      while (blocking.deliveryBlocked && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(blocking.deliveryBlocked).toBe(false);
+      expect(states).toEqual(['blocked', 'resumed']);
+      expect(await blocking.listQueue()).toEqual([]);
+      const line = JSON.parse((await readFile(join(dir, 'delivered.jsonl'), 'utf8')).trim());
+      expect(line).toMatchObject({ id: e.id, complete: true });
+    } finally {
+      await blocking.unlock();
+    }
+  });
+
+  it('ends a line a crash left unfinished before appending, so no record is lost', async () => {
+    const e = await receive('Message-ID: <c@x>\r\n\r\n.\r\n');
+    await writeFile(join(dir, 'delivered.jsonl'), '{"id":"cut-sho');
+    const record = { id: e.id, messageId: e.messageId, to: e.to, complete: true };
+    await spool.recordDelivery(record as never);
+    const text = await readFile(join(dir, 'delivered.jsonl'), 'utf8');
+    expect(text.split('\n')[1]).toBe(JSON.stringify(record));
+    expect((await spool.readDeliveryRecords(new Set([e.id]))).get(e.id)).toMatchObject({
+      complete: true,
+    });
+  });
+});
+
 describe('lock', () => {
-  it('refuses a spool held by a live process and takes over a stale lock', async () => {
-    await writeFile(join(dir, 'lock'), `${process.ppid}\n`);
-    await expect(spool.lock()).rejects.toMatchObject({ code: 'RELAY_SPOOL_LOCKED', exitCode: 2 });
-    await writeFile(join(dir, 'lock'), '999999999\n');
+  it('is an OS lock: a lock file naming a live pid (1) does not block, nor does a dead one', async () => {
+    await writeFile(join(dir, 'lock'), '1\n');
     await spool.lock();
     expect(await readFile(join(dir, 'lock'), 'utf8')).toBe(`${process.pid}\n`);
     await spool.unlock();
+    await expect(readFile(join(dir, 'lock'))).rejects.toThrow(/ENOENT/);
+    await writeFile(join(dir, 'lock'), '999999999\n');
+    await spool.lock();
+    await spool.unlock();
   });
+
+  it('refuses a second holder, naming the live pid and what to do', async () => {
+    const holder = await startLockers(1, dir);
+    try {
+      expect(await holder.round({ keep: true })).toEqual([true]);
+      const [pid] = holder.pids;
+      await expect(spool.lock()).rejects.toMatchObject({
+        code: 'RELAY_SPOOL_LOCKED',
+        exitCode: 2,
+        message: expect.stringContaining(`in use by process ${pid}`),
+        remedy: expect.stringContaining(`kill -TERM ${pid}`),
+      });
+      expect(await spool.lockHolder()).toEqual({ pid });
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('two processes locking at the same instant: exactly one wins, 50 of 50 trials', async () => {
+    const pair = await startLockers(2, dir);
+    try {
+      const winners: number[] = [];
+      for (let trial = 0; trial < 50; trial++) {
+        const results = await pair.round();
+        winners.push(results.filter(Boolean).length);
+      }
+      expect(winners).toEqual(new Array(50).fill(1));
+    } finally {
+      pair.close();
+    }
+  }, 60_000);
+
+  it('is free again at once after its holder is killed with SIGKILL', async () => {
+    for (let trial = 0; trial < 5; trial++) {
+      const holder = await startLockers(1, dir);
+      expect(await holder.round({ keep: true })).toEqual([true]);
+      holder.kill();
+      await holder.exited;
+      await spool.lock();
+      await spool.unlock();
+    }
+  }, 60_000);
 });
+
+interface Lockers {
+  pids: number[];
+  /** Tells every process to lock at once; each answers whether it got the lock. */
+  round(options?: { keep?: boolean }): Promise<boolean[]>;
+  kill(): void;
+  exited: Promise<unknown>;
+  close(): void;
+}
+
+/**
+ * Child processes that each lock `spoolDir` when told `go` on stdin (all at the
+ * same instant, start-up already behind them) and release it on `release`.
+ */
+async function startLockers(count: number, spoolDir: string): Promise<Lockers> {
+  const script = `
+    import { Spool } from ${JSON.stringify(new URL('../../../src/jobs/relay/spool.ts', import.meta.url).pathname)};
+    import { createInterface } from 'node:readline';
+    const spool = new Spool(process.argv[1]);
+    console.log('ready');
+    for await (const line of createInterface({ input: process.stdin })) {
+      if (line === 'go') {
+        const ok = await spool.lock().then(() => true, (e) => (e.code === 'RELAY_SPOOL_LOCKED' ? false : String(e)));
+        console.log(JSON.stringify(ok));
+      } else if (line === 'release') {
+        await spool.unlock();
+        console.log('released');
+      }
+    }`;
+  const children = Array.from({ length: count }, () =>
+    spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, spoolDir], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    }),
+  );
+  const lines = children.map((child) => {
+    const queue: string[] = [];
+    const waiters: ((line: string) => void)[] = [];
+    createInterface({ input: child.stdout as Readable }).on('line', (line) => {
+      const waiter = waiters.shift();
+      if (waiter) waiter(line);
+      else queue.push(line);
+    });
+    return () =>
+      new Promise<string>((resolve) => {
+        const line = queue.shift();
+        if (line !== undefined) resolve(line);
+        else waiters.push(resolve);
+      });
+  });
+  const all = () => Promise.all(lines.map((next) => next()));
+  const say = (text: string) => {
+    for (const child of children) child.stdin?.write(`${text}\n`);
+  };
+  expect(await all()).toEqual(new Array(count).fill('ready'));
+  return {
+    pids: children.map((c) => c.pid as number),
+    async round(options = {}) {
+      say('go');
+      const results = (await all()).map((line) => JSON.parse(line) as boolean | string);
+      if (results.some((r) => typeof r === 'string')) throw new Error(`lock failed: ${results}`);
+      if (!options.keep) {
+        say('release');
+        await all();
+      }
+      return results as boolean[];
+    },
+    kill: () => {
+      for (const child of children) child.kill('SIGKILL');
+    },
+    exited: Promise.all(children.map((c) => new Promise((r) => c.once('exit', r)))),
+    close: () => {
+      for (const child of children) child.kill('SIGKILL');
+    },
+  };
+}
