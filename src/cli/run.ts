@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { loadConfig } from '../config/load.js';
 import type { MailbridgeConfig } from '../config/types.js';
 import { ExitCode } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
@@ -96,7 +95,9 @@ async function helpFor(words: string[]): Promise<string> {
   return commandHelp(command, subcommandsOf(command.name, COMMAND_INDEX));
 }
 
-function loadSettings(args: ParsedArgs, io: CliIo): Promise<MailbridgeConfig> {
+/** Imported here, not at start-up: `--version`, help and commands without settings never need it. */
+async function loadSettings(args: ParsedArgs, io: CliIo): Promise<MailbridgeConfig> {
+  const { loadConfig } = await import('../config/load.js');
   const file = typeof args.values.config === 'string' ? args.values.config : undefined;
   return loadConfig({
     env: io.env,
