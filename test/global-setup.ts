@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestCa } from './helpers/pki.js';
-import { CA_CERT_FILE, CA_KEY_FILE, TEST_CA_DIR_ENV } from './helpers/test-ca.js';
+import { CA_CERT_FILE, CA_KEY_FILE, PRESET_CA_ENV, TEST_CA_DIR_ENV } from './helpers/test-ca.js';
 
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), 'mailbridge-test-ca-'));
@@ -22,7 +22,11 @@ export default function setup(): () => void {
   const previous = {
     NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS,
     [TEST_CA_DIR_ENV]: process.env[TEST_CA_DIR_ENV],
+    [PRESET_CA_ENV]: process.env[PRESET_CA_ENV],
   };
+  if (previous.NODE_EXTRA_CA_CERTS !== undefined) {
+    process.env[PRESET_CA_ENV] = previous.NODE_EXTRA_CA_CERTS;
+  }
   process.env.NODE_EXTRA_CA_CERTS = caPath;
   process.env[TEST_CA_DIR_ENV] = dir;
 

@@ -1,14 +1,17 @@
 import { ConfidentialClientApplication, LogLevel as MsalLogLevel } from '@azure/msal-node';
 import type { MailbridgeConfig } from '../config/types.js';
-import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
+import { AuthenticationError, MailbridgeError, NetworkError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { displayText } from '../util/display-text.js';
 import {
   isTlsVerificationError,
   networkErrorCode,
   tlsUntrustedError,
 } from '../util/network-errors.js';
+import { proxyFor } from '../util/proxy.js';
 import { msalCredentialOptions } from './credentials.js';
 import { mapEntraError } from './entra-errors.js';
+import type { ProxyFailureError } from './https-request.js';
 import { RetryingNetworkClient, type WireFailure } from './network-client.js';
 import { DEFAULT_RETRY, type RetryOptions } from './retry-policy.js';
 
@@ -68,6 +71,8 @@ export function createTokenProvider(
     retry: { ...DEFAULT_RETRY, ...options.retry },
     timeoutMs: options.requestTimeoutMs ?? 30_000,
     logger,
+    ...(config.extraCaCertificates ? { extraCaCertificates: config.extraCaCertificates } : {}),
+    ...(config.proxy ? { proxy: config.proxy } : {}),
   });
   const msal = new ConfidentialClientApplication({
     auth: {
@@ -108,13 +113,8 @@ export function createTokenProvider(
     } catch (error) {
       throw toMailbridgeError(error, network.lastFailure, config);
     }
-    if (!result?.accessToken || !result.expiresOn) {
-      throw new ProtocolError({
-        code: 'TOKEN_RESPONSE_INVALID',
-        message: 'The token endpoint answered without an access token or expiry',
-        remedy:
-          'Check that AZURE_AUTHORITY_HOST points at Microsoft Entra ID (or a compatible service).',
-      });
+    if (typeof result?.accessToken !== 'string' || !result.accessToken || !result.expiresOn) {
+      throw tokenResponseInvalid(config, 'no access token or expiry');
     }
     const expiresOn = result.expiresOn.getTime();
     const lifetime = Math.max(0, expiresOn - startedAt);
@@ -190,6 +190,23 @@ function toMailbridgeError(
       context,
     );
   }
+  if (failure?.kind === 'too_large') {
+    return new NetworkError({
+      code: 'AUTHORITY_RESPONSE_TOO_LARGE',
+      message: `The authority ${config.authorityHost} sent an answer longer than ${failure.limit / 1024 / 1024} MiB to ${describePath(failure.url)}, where a token service sends a few KB; the answer was cut off there`,
+      remedy: `That is not Entra ID, or something in between is broken: check AZURE_AUTHORITY_HOST / MAILBRIDGE_CLOUD${viaProxy(config)}.`,
+    });
+  }
+  if (failure?.kind === 'not_json') {
+    const excerpt = displayText(failure.text.replace(/\s+/g, ' ').trim(), 120);
+    return new NetworkError({
+      code: 'AUTHORITY_ANSWER_NOT_JSON',
+      message: `The authority ${config.authorityHost} answered HTTP ${failure.status} with something that is not JSON${excerpt ? ` ("${excerpt}")` : ''}, so it is not Entra ID's token service`,
+      remedy: `A proxy, a captive portal or another service answers in its place: check AZURE_AUTHORITY_HOST / MAILBRIDGE_CLOUD${viaProxy(config)}.`,
+    });
+  }
+  if (failure?.kind === 'not_a_token') return tokenResponseInvalid(config, failure.problem);
+  if (failure?.kind === 'proxy') return proxyError(failure.error, failure.attempts, config);
   if (failure?.kind === 'network') {
     const code = networkErrorCode(failure.error);
     if (isTlsVerificationError(failure.error)) {
@@ -198,7 +215,9 @@ function toMailbridgeError(
     return new NetworkError({
       code: 'AUTHORITY_UNREACHABLE',
       message: `The authority ${config.authorityHost} could not be reached (${code}, ${failure.attempts} attempt${failure.attempts === 1 ? '' : 's'})`,
-      remedy: 'Check the network, proxy and firewall, and AZURE_AUTHORITY_HOST / MAILBRIDGE_CLOUD.',
+      remedy: config.proxy
+        ? `Check the network and firewall, and AZURE_AUTHORITY_HOST / MAILBRIDGE_CLOUD; the request went directly, as NO_PROXY exempts ${hostOf(config.authorityHost)} from ${config.proxy.variable}.`
+        : 'Check the network and firewall, and AZURE_AUTHORITY_HOST / MAILBRIDGE_CLOUD; if only a proxy reaches the Internet, set HTTPS_PROXY.',
       cause: failure.error,
     });
   }
@@ -210,4 +229,59 @@ function toMailbridgeError(
     remedy: 'Check the credential settings (run with --debug for details).',
     cause: error,
   });
+}
+
+function tokenResponseInvalid(config: MailbridgeConfig, problem: string): NetworkError {
+  return new NetworkError({
+    code: 'TOKEN_RESPONSE_INVALID',
+    message: `The token endpoint at ${config.authorityHost} answered without a usable access token (${problem})`,
+    remedy: `That is not Entra ID, or it is broken: check AZURE_AUTHORITY_HOST / MAILBRIDGE_CLOUD${viaProxy(config)}.`,
+  });
+}
+
+function proxyError(
+  error: ProxyFailureError,
+  attempts: number,
+  config: MailbridgeConfig,
+): NetworkError {
+  const proxy = `The proxy ${error.proxy} (from ${error.variable})`;
+  const host = hostOf(config.authorityHost);
+  if (error.status === undefined) {
+    const code = error.cause instanceof Error ? networkErrorCode(error.cause) : 'error';
+    return new NetworkError({
+      code: 'PROXY_UNREACHABLE',
+      message: `${proxy} could not be reached (${code}, ${attempts} attempt${attempts === 1 ? '' : 's'}), so the token request to ${config.authorityHost} was not sent`,
+      remedy: `Check ${error.variable} (host and port of the proxy), or exempt ${host} from the proxy with NO_PROXY if it can be reached directly.`,
+      cause: error,
+    });
+  }
+  return new NetworkError({
+    code: 'PROXY_REFUSED',
+    message: `${proxy} refused to open a tunnel to ${host} (HTTP ${error.status} to CONNECT)`,
+    remedy:
+      error.status === 407
+        ? `The proxy wants credentials: give them in ${error.variable} as http://user:password@host:port (percent-encoded).`
+        : `Ask the proxy's administrators to allow HTTPS (CONNECT) to ${host}, or exempt it with NO_PROXY if it can be reached directly.`,
+    cause: error,
+  });
+}
+
+/** `, and the proxy from HTTPS_PROXY`, when the request went through one. */
+function viaProxy(config: MailbridgeConfig): string {
+  if (!config.proxy) return '';
+  return proxyFor(new URL(config.authorityHost), config.proxy)
+    ? `, and the proxy named by ${config.proxy.variable}`
+    : '';
+}
+
+function hostOf(url: string): string {
+  return new URL(url).host;
+}
+
+function describePath(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return 'the authority';
+  }
 }

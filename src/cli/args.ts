@@ -61,6 +61,7 @@ export const SETTING_FLAGS: FlagSpec[] = [
   { name: 'imap-port', type: 'string', value: 'PORT', help: 'IMAP port (implicit TLS)' },
   { name: 'smtp-host', type: 'string', value: 'HOST', help: 'SMTP submission host' },
   { name: 'smtp-port', type: 'string', value: 'PORT', help: 'SMTP port (STARTTLS)' },
+  { name: 'ca-file', type: 'string', value: 'FILE', help: "PEM CAs to trust besides Node's" },
 ];
 
 /** Flags refused with an explanation rather than as unknown. */
@@ -171,6 +172,7 @@ export function settingsFromFlags(values: ParsedArgs['values']): Settings {
   set('authorityHost', str('authority-host'));
   set('cloud', str('cloud'));
   set('scope', str('scope'));
+  set('caFile', str('ca-file'));
   const imap = { host: str('imap-host'), port: port('imap-port') };
   const smtp = { host: str('smtp-host'), port: port('smtp-port') };
   if (imap.host !== undefined || imap.port !== undefined) settings.imap = dropUndefined(imap);

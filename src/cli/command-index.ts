@@ -40,6 +40,11 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
     load: async () => (await import('./commands/imap.js')).imapFoldersCommand,
   },
   {
+    name: 'imap list',
+    summary: 'list the messages of a folder: UID, date, sender, size, flags and subject',
+    load: async () => (await import('./commands/imap.js')).imapListCommand,
+  },
+  {
     name: 'imap fetch',
     summary: 'write one message, exactly as the server stores it (RFC 822), to stdout or a file',
     load: async () => (await import('./commands/imap.js')).imapFetchCommand,

@@ -7,6 +7,8 @@ export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
+  /** What `-` reads; the process's stdin when absent. */
+  stdin?: NodeJS.ReadableStream;
 }
 
 export function writeLine(stream: NodeJS.WritableStream, text = ''): void {

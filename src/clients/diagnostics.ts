@@ -523,6 +523,70 @@ export function parseThrottleBackoff(line: string): number | undefined {
   return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
+/** What is known when Exchange refuses an IMAP login although the token's claims are right. */
+export interface ExchangeSideContext {
+  mailbox: string;
+  /** The configured tenant (GUID or verified domain). */
+  tenantId: string;
+  /** The configured app id; the token's `appid` when it names one. */
+  clientId: string;
+  /** The configured cloud, added to the command when it is not the global one. */
+  cloud?: string;
+  claims: AccessTokenClaims;
+}
+
+/**
+ * IMAP_AUTH_FAILED once the token's claims have been checked and are right
+ * (Exchange's audience, this tenant, IMAP.AccessAsApp): the token-side causes
+ * are ruled out, so the Exchange side leads, and the fix is the one command
+ * that writes the Exchange setup script, with every value already filled in.
+ *
+ * The object id comes from the token's `oid` claim. In an app-only token
+ * `oid` (and `sub`) is the object id of the app's service principal in the
+ * tenant, which is what the portal calls the Enterprise Application's Object
+ * ID and what New-ServicePrincipal -ObjectId wants. It is read from an
+ * unverified token, so the advice says where to compare it.
+ */
+export function diagnoseExchangeSideImapRefusal(context: ExchangeSideContext): Diagnosis {
+  const appId =
+    guidClaim(context.claims.appid) ?? guidClaim(context.claims.azp) ?? context.clientId;
+  const objectId = guidClaim(context.claims.oid);
+  const mailbox = SIMPLE_ADDRESS.test(context.mailbox) ? context.mailbox : undefined;
+  const shown = mailbox ?? 'this mailbox';
+  const command = [
+    'mailbridge setup exchange',
+    `--tenant ${context.tenantId}`,
+    `--app-id ${appId}`,
+    `--object-id ${objectId ?? '<Enterprise Application object id>'}`,
+    `--mailbox ${mailbox ?? '<mailbox>'}`,
+    ...(context.cloud && context.cloud !== 'global' ? [`--cloud ${context.cloud}`] : []),
+    '--out setup-exchange.ps1',
+  ].join(' ');
+  const objectIdNote = objectId
+    ? `The object id is the token's oid claim, which in an app-only token is the object id of the app's service principal, i.e. the Enterprise Application's Object ID (a reading of the token, not checked by Exchange: compare it with Entra ID > Enterprise applications > the app > Overview; the App Registration's Object ID is a different one). `
+    : "Fill in the Enterprise Application's Object ID (Entra ID > Enterprise applications > the app > Overview; not the App Registration's Object ID): the token carries no oid claim. ";
+  return build(entry('IMAP_AUTH_FAILED'), {
+    summary: `Exchange Online refused the IMAP XOAUTH2 login of app ${appId} for ${shown}, although the token is right (Exchange audience, this tenant, IMAP.AccessAsApp): the refusal is on the Exchange side`,
+    causes: [
+      `Exchange has no service principal for app ${appId} (New-ServicePrincipal was not run in this tenant), or it was registered with the App Registration's object id instead of the Enterprise Application's${objectId ? ` (${objectId})` : ''}`,
+      `the service principal has no FullAccess on ${shown} (Add-MailboxPermission)`,
+      `the service principal or the FullAccess grant is younger than about 30 minutes (${PROPAGATION})`,
+      `${shown} is not a mailbox of this tenant`,
+    ],
+    fix:
+      `Write the Exchange setup script with \`${command}\` and have an Exchange administrator run it (pwsh -File setup-exchange.ps1 -WhatIf first); it registers the service principal and grants FullAccess where missing, and fails on any gap. ` +
+      objectIdNote +
+      'Then wait up to 30 minutes and run doctor again.',
+  });
+}
+
+/** An address printed into a command line as it is; anything else is left as a placeholder. */
+const SIMPLE_ADDRESS = /^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}$/;
+
+function guidClaim(value: unknown): string | undefined {
+  return typeof value === 'string' && GUID.test(value) ? value : undefined;
+}
+
 // ---- SMTP ------------------------------------------------------------------
 
 /** A reply as nodemailer reports it on its errors (`err.responseCode`, `err.response`). */
@@ -789,14 +853,20 @@ function entry(code: DiagnosisCode): DiagnosisEntry {
 
 function build(
   from: DiagnosisEntry,
-  overrides: { summary?: string; fix?: string; reply?: string; retryAfterMs?: number } = {},
+  overrides: {
+    summary?: string;
+    causes?: string[];
+    fix?: string;
+    reply?: string;
+    retryAfterMs?: number;
+  } = {},
 ): Diagnosis {
   const reply = overrides.reply !== undefined ? logSafeReply(overrides.reply) : undefined;
   return {
     code: from.code,
     protocol: from.protocol,
     summary: overrides.summary ?? from.summary,
-    causes: [...from.causes],
+    causes: overrides.causes ?? [...from.causes],
     fix: overrides.fix ?? from.fix,
     retryable: from.retryable,
     ...(overrides.retryAfterMs !== undefined ? { retryAfterMs: overrides.retryAfterMs } : {}),

@@ -1,4 +1,4 @@
-import { ImapFlow } from 'imapflow';
+import { ImapFlow, type MailboxObject } from 'imapflow';
 import { decodeAccessTokenClaims } from '../auth/claims.js';
 import {
   type AccessToken,
@@ -8,13 +8,17 @@ import {
 import type { MailbridgeConfig } from '../config/types.js';
 import { MailbridgeError, NetworkError, ProtocolError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
+import { closestName } from '../util/did-you-mean.js';
+import { displayText } from '../util/display-text.js';
 import {
   isTlsVerificationError,
   networkErrorCode,
   tlsUntrustedError,
 } from '../util/network-errors.js';
-import { servername } from '../util/tls.js';
+import { servername, trustOptions } from '../util/tls.js';
 import { diagnoseImapResponse, diagnoseTokenClaims, diagnosisToError } from './diagnostics.js';
+import { encodeMailboxNamesFully } from './mailbox-name-encoding.js';
+import { isPlainTextAnswerToTls, notTlsPortError } from './port-mismatch.js';
 
 export interface ImapClientOptions {
   /** Mailbox to log in as: a user or shared mailbox address. */
@@ -67,11 +71,12 @@ export async function connectImap(
     secure: true,
     ...servername(config.imap.host),
     auth: { user: options.mailbox, accessToken: token.accessToken },
-    tls: { minVersion: 'TLSv1.2' },
+    tls: { minVersion: 'TLSv1.2', ...trustOptions(config.extraCaCertificates) },
     logger: false,
     disableAutoIdle: true,
     connectionTimeout: options.connectTimeoutMs ?? 30_000,
   });
+  encodeMailboxNamesFully(client);
   // imapflow emits 'error' for socket failures; without a listener Node would crash the process.
   client.on('error', (error: Error) => {
     logger.log('debug', 'imap connection error', {
@@ -89,6 +94,50 @@ export async function connectImap(
   return client;
 }
 
+/**
+ * Opens a folder read-only. When the server refuses and the folder is not in
+ * the mailbox's folder list, says that it does not exist (and which name is
+ * closest) instead of pointing at the setup: servers word "no such folder"
+ * differently (Dovecot `NO [NONEXISTENT] Mailbox doesn't exist`), but LIST
+ * answers the same everywhere.
+ */
+export async function openFolder(
+  client: ImapFlow,
+  folder: string,
+  context: { config: MailbridgeConfig; mailbox: string },
+): Promise<MailboxObject> {
+  try {
+    return await client.mailboxOpen(folder, { readOnly: true });
+  } catch (error) {
+    const status = (error as ImapFlowErrorFields).responseStatus;
+    if (status === 'NO' || status === 'BAD') {
+      const paths = await client.list().then(
+        (folders) => folders.map((f) => f.path),
+        () => undefined,
+      );
+      if (paths && !paths.includes(folder)) {
+        throw folderNotFoundError(folder, context.mailbox, paths, error);
+      }
+    }
+    throw imapErrorToMailbridge(error, context);
+  }
+}
+
+function folderNotFoundError(
+  folder: string,
+  mailbox: string,
+  paths: readonly string[],
+  cause: unknown,
+): ProtocolError {
+  const near = closestName(folder, paths);
+  return new ProtocolError({
+    code: 'IMAP_FOLDER_NOT_FOUND',
+    message: `The folder '${displayText(folder)}' does not exist in ${displayText(mailbox)}${near ? ` (did you mean '${displayText(near)}'?)` : ''}`,
+    remedy: `Run \`mailbridge imap folders --mailbox ${displayText(mailbox)}\` to list its folders, and give --folder a path as listed there.`,
+    cause,
+  });
+}
+
 /** Turns what imapflow threw into our error, with the diagnosis an admin can act on. */
 export function imapErrorToMailbridge(
   error: unknown,
@@ -99,6 +148,8 @@ export function imapErrorToMailbridge(
     ImapFlowErrorFields;
   const { config, mailbox } = context;
   const where = `${config.imap.host}:${config.imap.port}`;
+  // Checked first: Node puts OpenSSL's reason on the error as `reason`, which imapflow uses for a BYE.
+  if (isPlainTextAnswerToTls(err)) return notTlsPortError('imap', where, err);
 
   if (err.authenticationFailed) {
     // The token is the likeliest culprit and the cheapest to check: say exactly what is missing.

@@ -11,8 +11,14 @@ import {
   networkErrorCode,
   tlsUntrustedError,
 } from '../util/network-errors.js';
-import { servername } from '../util/tls.js';
+import { servername, trustOptions } from '../util/tls.js';
 import { diagnoseSmtpResponse, diagnosisToError } from './diagnostics.js';
+import {
+  isPlainTextAnswerToTls,
+  notTlsPortError,
+  SMTP_GREETING_TIMEOUT_MS,
+  smtpNoGreetingError,
+} from './port-mismatch.js';
 import { createSlidingWindowLimiter } from './rate-limit.js';
 
 /** Exchange Online accepts 30 messages per minute per mailbox. */
@@ -43,6 +49,8 @@ export interface SmtpTransport {
 /** What nodemailer puts on its errors. */
 interface NodemailerErrorFields {
   code?: string;
+  /** Which of its timers ran out, with code `ETIMEDOUT`. */
+  timeoutType?: string;
   command?: string;
   responseCode?: number;
   response?: string;
@@ -65,7 +73,13 @@ export function createSmtpTransport(
     port: config.smtp.port,
     secure: config.smtp.port === 465,
     requireTLS: true,
-    tls: { minVersion: 'TLSv1.2' as const, ...servername(config.smtp.host) },
+    tls: {
+      minVersion: 'TLSv1.2' as const,
+      ...servername(config.smtp.host),
+      ...trustOptions(config.extraCaCertificates),
+    },
+    // A port that takes the connection and stays silent is the wrong kind of port: say so soon.
+    greetingTimeout: SMTP_GREETING_TIMEOUT_MS,
     auth: {
       type: 'OAuth2' as const,
       user: options.from,
@@ -154,6 +168,10 @@ export function smtpErrorToMailbridge(
   if (isTlsVerificationError(err)) {
     return tlsUntrustedError(`the SMTP server ${where}`, 'the server', err);
   }
+  if (err.code === 'ETIMEDOUT' && err.timeoutType === 'GREETING_TIMEOUT') {
+    return smtpNoGreetingError(where, err);
+  }
+  if (isPlainTextAnswerToTls(err)) return notTlsPortError('smtp', where, err);
   if (err.code && ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS'].includes(err.code)) {
     return new NetworkError({
       code: 'SMTP_UNREACHABLE',

@@ -89,6 +89,11 @@ export const ENVIRONMENT_VARIABLES = [
     setting: 'smtp.port',
     description: 'SMTP submission port (default 587).',
   },
+  {
+    name: 'MAILBRIDGE_CA_FILE',
+    setting: 'caFile',
+    description: "PEM file of CA certificates to trust besides Node's default ones.",
+  },
 ] as const satisfies readonly EnvironmentVariable[];
 
 export type EnvironmentVariableName = (typeof ENVIRONMENT_VARIABLES)[number]['name'];
@@ -190,4 +195,36 @@ function parsePort(raw: string): number | undefined {
   if (!/^\d{1,5}$/.test(value)) return undefined;
   const port = Number(value);
   return port >= 1 && port <= 65535 ? port : undefined;
+}
+
+/**
+ * What the environment says about the network beneath the settings: the
+ * proxy for HTTPS requests and the CAs Node was started with. These are other
+ * programs' variables too (curl, npm, Node itself), so they are read as those
+ * read them, and are not settings of ours.
+ */
+export interface NetworkEnvironment {
+  /** The proxy variable that applies to https URLs, by name and value. */
+  proxy?: { variable: string; value: string };
+  /** NO_PROXY entries. */
+  noProxy: string[];
+  /** Path in NODE_EXTRA_CA_CERTS, which Node 20 cannot hand back as certificates. */
+  nodeExtraCaCerts?: string;
+}
+
+/**
+ * The lower-case names first, as curl and undici read them; for https URLs
+ * HTTPS_PROXY, falling back to HTTP_PROXY as undici's EnvHttpProxyAgent does.
+ */
+const PROXY_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'] as const;
+
+export function readNetworkEnvironment(env: Environment = process.env): NetworkEnvironment {
+  const variable = PROXY_VARIABLES.find((name) => readVariable(env, name) !== undefined);
+  const noProxy = readVariable(env, 'no_proxy') ?? readVariable(env, 'NO_PROXY');
+  const nodeExtraCaCerts = readVariable(env, 'NODE_EXTRA_CA_CERTS');
+  return {
+    ...(variable ? { proxy: { variable, value: (env[variable] as string).trim() } } : {}),
+    noProxy: noProxy ? noProxy.split(/[\s,]+/).filter(Boolean) : [],
+    ...(nodeExtraCaCerts ? { nodeExtraCaCerts } : {}),
+  };
 }

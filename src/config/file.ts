@@ -10,7 +10,7 @@ import { ConfigurationError } from '../errors.js';
 import type { Settings } from './types.js';
 
 /** Settings that name files; relative ones are resolved against the config file's directory. */
-export const FILE_PATH_SETTINGS = ['certificatePath', 'federatedTokenFile'] as const;
+export const FILE_PATH_SETTINGS = ['certificatePath', 'federatedTokenFile', 'caFile'] as const;
 
 /** A config file is a few hundred bytes; anything this large is the wrong file. */
 const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
@@ -57,6 +57,33 @@ export async function readConfigFile(path: string): Promise<Settings> {
     );
   }
   return resolvePaths(data as Settings, dirname(absolute));
+}
+
+/** Settings whose values are secrets: a file holding one must be private to its owner. */
+const SECRET_SETTINGS = ['clientSecret', 'certificatePassword'] as const;
+
+/**
+ * Warnings about the file itself: one holding a secret and readable by the
+ * group or others gives the secret to every such user. Only the key names
+ * are said, never the values. POSIX modes only: Windows has ACLs instead.
+ */
+export async function configFileWarnings(path: string, settings: Settings): Promise<string[]> {
+  const secrets = SECRET_SETTINGS.filter((key) => settings[key] !== undefined);
+  if (secrets.length === 0 || process.platform === 'win32') return [];
+  const absolute = resolve(path);
+  let mode: number;
+  try {
+    mode = (await stat(absolute)).mode & 0o777;
+  } catch {
+    return [];
+  }
+  if ((mode & 0o044) === 0) return [];
+  const readers = [mode & 0o040 ? 'its group' : '', mode & 0o004 ? 'all users' : '']
+    .filter(Boolean)
+    .join(' and ');
+  return [
+    `The config file ${absolute} holds ${secrets.join(' and ')} and can be read by ${readers} (mode ${mode.toString(8).padStart(4, '0')}): run chmod 600 ${absolute}, or keep the secret in AZURE_CLIENT_SECRET (or a certificate) instead.`,
+  ];
 }
 
 function resolvePaths(settings: Settings, directory: string): Settings {
@@ -112,8 +139,21 @@ async function parseYaml(text: string, path: string): Promise<unknown> {
       `it is not valid YAML${where}: ${YAML_ERRORS[first.code] ?? 'syntax error'} (${first.code})`,
     );
   }
-  return document.toJS({ maxAliasCount: 100 });
+  try {
+    return document.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (error) {
+    // The `yaml` package throws a ReferenceError for an alias bomb ("billion laughs").
+    throw invalid(
+      path,
+      error instanceof ReferenceError
+        ? `its aliases (*name) expand to more than ${MAX_YAML_ALIASES} copies, which is refused as a resource exhaustion attack`
+        : 'its YAML cannot be turned into settings',
+    );
+  }
 }
+
+/** Aliases expanded per document; a config file needs a handful at most. */
+const MAX_YAML_ALIASES = 100;
 
 /** Fixed descriptions: the `yaml` package's own messages may quote the source. */
 const YAML_ERRORS: Record<string, string> = {

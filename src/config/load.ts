@@ -5,8 +5,8 @@
  * merge key by key, so `MAILBRIDGE_IMAP_PORT` changes the port and keeps the
  * file's host.
  */
-import { type Environment, readEnvironment } from './env.js';
-import { readConfigFile } from './file.js';
+import { type Environment, readEnvironment, readNetworkEnvironment } from './env.js';
+import { configFileWarnings, readConfigFile } from './file.js';
 import type { MailbridgeConfig, Settings } from './types.js';
 import { type SettingOrigin, validateSettings } from './validate.js';
 
@@ -43,7 +43,15 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Mailb
     mergeInto(merged, options.overrides, origins, () => ({ source: 'override' }));
   }
 
-  return validateSettings(merged, { origins, problems: environment.problems });
+  const warnings =
+    options.file === undefined ? [] : await configFileWarnings(options.file, fromFile);
+  const config = await validateSettings(merged, {
+    origins,
+    problems: environment.problems,
+    network: readNetworkEnvironment(options.env),
+  });
+  config.warnings.unshift(...warnings);
+  return config;
 }
 
 /**

@@ -31,6 +31,13 @@ export interface Settings {
   scope?: string;
   imap?: { host?: string; port?: number };
   smtp?: { host?: string; port?: number };
+  /**
+   * PEM file of CA certificates to trust besides Node's default ones, for the
+   * token requests and the IMAP and SMTP connections (a private CA, or a
+   * TLS-inspecting proxy's). Unlike NODE_EXTRA_CA_CERTS it can be set in the
+   * config file, and it adds to NODE_EXTRA_CA_CERTS instead of replacing it.
+   */
+  caFile?: string;
   /** Sections of later jobs (`relay`, `archive`, …), kept as given. */
   [section: string]: unknown;
 }
@@ -76,6 +83,16 @@ export interface Endpoint {
   port: number;
 }
 
+/** The HTTP proxy for token requests, from HTTPS_PROXY / HTTP_PROXY and NO_PROXY. */
+export interface ProxySettings {
+  /** `http://[user:password@]host:port`: may hold credentials, so never printed whole. */
+  url: string;
+  /** The variable it came from (`HTTPS_PROXY`, `http_proxy`, …), for messages. */
+  variable: string;
+  /** NO_PROXY entries: hosts (and their subdomains), `host:port`, or `*`. */
+  noProxy: string[];
+}
+
 /** A validated configuration, ready for `createTokenProvider` and the clients. */
 export interface MailbridgeConfig {
   tenantId: string;
@@ -91,6 +108,16 @@ export interface MailbridgeConfig {
   scope: string;
   imap: Endpoint;
   smtp: Endpoint;
+  /** The caFile setting, resolved. */
+  caFile?: string;
+  /**
+   * PEM certificates trusted besides Node's default ones: caFile's, and, as
+   * Node 20 cannot add to its default store, NODE_EXTRA_CA_CERTS's again.
+   * Absent without caFile, which leaves Node's default trust untouched.
+   */
+  extraCaCertificates?: string[];
+  /** Proxy for the token requests, when the environment names one. */
+  proxy?: ProxySettings;
   /** Problems that do not stop the tool, e.g. a certificate expiring soon. */
   warnings: string[];
   /** Job sections from the config file, unvalidated until a job reads them. */

@@ -12,6 +12,7 @@ import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type ConfigProblem, ConfigurationError } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
+import { readCaFile, readNodeExtraCaCerts } from './ca-file.js';
 import { loadCertificate } from './certificate.js';
 import {
   BUILT_IN_AUTHORITY_HOSTS,
@@ -22,10 +23,12 @@ import {
   DEFAULT_SMTP_PORT,
   GRAPH_RESOURCES,
 } from './clouds.js';
-import { ENVIRONMENT_VARIABLES, environmentVariableFor } from './env.js';
+import { ENVIRONMENT_VARIABLES, environmentVariableFor, type NetworkEnvironment } from './env.js';
 import { describeFsError } from './file.js';
+import { checkProxy } from './proxy.js';
 import { Secret } from './secret.js';
 import type { Credential, Endpoint, MailbridgeConfig, Settings } from './types.js';
+import { fieldName, quotedKey } from './unknown-key.js';
 
 /** Where a setting's value came from, to name it in messages. */
 export type SettingOrigin =
@@ -40,6 +43,8 @@ export interface ValidateOptions {
   problems?: readonly ConfigProblem[];
   /** The time certificates are checked against. @default new Date() */
   now?: Date;
+  /** Proxy and CA variables of the environment. @default none */
+  network?: NetworkEnvironment;
 }
 
 /** Top-level keys with a meaning; any other object-valued key is a job section. */
@@ -57,6 +62,7 @@ export const SETTING_KEYS = [
   'scope',
   'imap',
   'smtp',
+  'caFile',
 ] as const;
 
 const ENDPOINT_KEYS = ['host', 'port'] as const;
@@ -100,11 +106,11 @@ export async function validateSettings(
     }
     if (isPlainObject(value)) {
       const near = closestName(key, ['imap', 'smtp'], 1);
-      if (near) add(key, `Unknown section '${key}': did you mean '${near}'?`);
+      if (near) add(fieldName(key), `Unknown section ${quotedKey(key)}: did you mean '${near}'?`);
       else sections[key] = value;
       continue;
     }
-    add(key, unknownSettingMessage(key, SETTING_KEYS));
+    add(fieldName(key), unknownSettingMessage(key, SETTING_KEYS));
   }
 
   // Typed reads: a wrong type is reported once, and the value then counts as invalid.
@@ -134,7 +140,8 @@ export async function validateSettings(
         `${named('tenantId')} is '${tenantId.toLowerCase()}', which cannot be used for app-only tokens: the client credentials flow must name the tenant. Use the Directory (tenant) ID (a GUID) or a verified domain of the tenant.`,
       );
     } else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
-      const hint = /^[a-z0-9-]{1,63}$/i.test(tenantId)
+      // A tenant's initial domain name is at most 27 characters; a secret pasted here is longer.
+      const hint = /^[a-z0-9-]{1,27}$/i.test(tenantId)
         ? ` (did you mean ${tenantId.toLowerCase()}.onmicrosoft.com?)`
         : '';
       add(
@@ -280,7 +287,10 @@ export async function validateSettings(
     }
     for (const key of Object.keys(value)) {
       if (!(ENDPOINT_KEYS as readonly string[]).includes(key)) {
-        add(`${section}.${key}`, unknownSettingMessage(key, ENDPOINT_KEYS, `${section}.`));
+        add(
+          fieldName(key, `${section}.`),
+          unknownSettingMessage(key, ENDPOINT_KEYS, `${section}.`),
+        );
       }
     }
     const field = `${section}.host`;
@@ -342,6 +352,25 @@ export async function validateSettings(
     }
   }
 
+  let extraCaCertificates: string[] | undefined;
+  const caSetting = text('caFile');
+  const caFile = caSetting ? resolve(caSetting) : undefined;
+  if (caSetting === '') add('caFile', `${named('caFile')} is empty.`);
+  if (caFile) {
+    const result = await readCaFile(caFile);
+    if ('problem' in result) {
+      add('caFile', `${named('caFile')} ${caFile} cannot be used: ${result.problem}.`);
+    } else {
+      extraCaCertificates = [
+        ...result.certificates,
+        ...(await readNodeExtraCaCerts(options.network?.nodeExtraCaCerts)),
+      ];
+    }
+  }
+
+  const proxy = options.network ? checkProxy(options.network) : {};
+  if ('problem' in proxy) add(options.network?.proxy?.variable ?? 'proxy', proxy.problem);
+
   if (problems.length > 0) throw invalidConfiguration(problems);
 
   let credential: Credential;
@@ -369,6 +398,8 @@ export async function validateSettings(
     scope,
     imap,
     smtp,
+    ...(caFile && extraCaCertificates ? { caFile, extraCaCertificates } : {}),
+    ...('proxy' in proxy && proxy.proxy ? { proxy: proxy.proxy } : {}),
     warnings,
     sections,
   };
@@ -457,8 +488,12 @@ export function checkScope(
     };
   }
   const resource = stripDefault(scope).replace(/\/+$/, '');
-  // Quoted only when it has the characters of a scope: Entra secrets hold `~`.
-  const quoted = /^[A-Za-z0-9:/._-]{1,200}$/.test(scope) ? ` '${scope}'` : '';
+  // Quoted only when shaped like a scope (a URI, or a permission name like Mail.Send):
+  // a secret pasted here must not be printed.
+  const quoted =
+    /^(?:[a-z][a-z0-9+.-]*:\/\/[A-Za-z0-9:/._-]{1,200}|[A-Za-z]+(?:\.[A-Za-z]+)+)$/.test(scope)
+      ? ` '${scope}'`
+      : '';
   if (isGraph(scope)) {
     return {
       problem: `${name}${quoted} is a Microsoft Graph scope, and IMAP and SMTP refuse Graph tokens. Use the Exchange Online scope, e.g. ${exchange}.`,
@@ -579,6 +614,6 @@ function unknownSettingMessage(key: string, known: readonly string[], prefix = '
   }
   const near = closestName(key, known);
   return near
-    ? `Unknown setting '${prefix}${key}' — did you mean '${prefix}${near}'?`
-    : `Unknown setting '${prefix}${key}'. Known settings: ${known.map((k) => prefix + k).join(', ')}; settings of a job go in its section (relay:, archive:, …).`;
+    ? `Unknown setting ${quotedKey(key, prefix)} — did you mean '${prefix}${near}'?`
+    : `Unknown setting ${quotedKey(key, prefix)}. Known settings: ${known.map((k) => prefix + k).join(', ')}; settings of a job go in its section (relay:, archive:, …).`;
 }

@@ -18,7 +18,7 @@ import {
   networkErrorCode,
   tlsUntrustedError,
 } from '../util/network-errors.js';
-import { servername } from '../util/tls.js';
+import { servername, trustOptions } from '../util/tls.js';
 
 const CONNECT_TIMEOUT_MS = 15_000;
 
@@ -50,12 +50,17 @@ export function checkClaims(
 }
 
 /** TCP + TLS handshake (certificate verified) and the server's first line. */
-export function checkTlsGreeting(endpoint: Endpoint, protocol: 'imap'): Promise<string> {
+export function checkTlsGreeting(
+  endpoint: Endpoint,
+  protocol: 'imap',
+  extraCaCertificates?: readonly string[],
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = tlsConnect({
       host: endpoint.host,
       port: endpoint.port,
       ...servername(endpoint.host),
+      ...trustOptions(extraCaCertificates),
     });
     const where = `${endpoint.host}:${endpoint.port}`;
     const timer = setTimeout(() => {
@@ -114,7 +119,11 @@ export async function checkSmtpStartTls(
     port: config.smtp.port,
     secure: config.smtp.port === 465,
     requireTLS: true,
-    tls: { ...servername(config.smtp.host), minVersion: 'TLSv1.2' },
+    tls: {
+      ...servername(config.smtp.host),
+      minVersion: 'TLSv1.2',
+      ...trustOptions(config.extraCaCertificates),
+    },
     connectionTimeout: CONNECT_TIMEOUT_MS,
   });
   try {

@@ -1,8 +1,10 @@
+import { decodeAccessTokenClaims } from '../auth/claims.js';
 import {
   type AccessToken,
   createTokenProvider,
   type TokenProvider,
 } from '../auth/token-provider.js';
+import { diagnoseExchangeSideImapRefusal, diagnosisToError } from '../clients/diagnostics.js';
 import { connectImap } from '../clients/imap-client.js';
 import { createSmtpTransport } from '../clients/smtp-transport.js';
 import type { MailbridgeConfig } from '../config/types.js';
@@ -79,7 +81,7 @@ export async function runDoctor(
           name,
           status: 'failed',
           code: failed.code,
-          detail: failed.message,
+          detail: withoutRemedy(failed),
           fix: failed.remedy,
         };
       }
@@ -100,10 +102,17 @@ export async function runDoctor(
   await step('token claims', async () => checkClaims(requireToken(token), config, protocols));
 
   if (imap) {
-    await step('imap connect', () => checkTlsGreeting(config.imap, 'imap'));
+    await step('imap connect', () =>
+      checkTlsGreeting(config.imap, 'imap', config.extraCaCertificates),
+    );
     let client: Awaited<ReturnType<typeof connectImap>> | undefined;
     await step('imap authenticate', async () => {
-      client = await connectImap(config, { mailbox: options.mailbox, logger }, requireToken(token));
+      const accessToken = requireToken(token);
+      try {
+        client = await connectImap(config, { mailbox: options.mailbox, logger }, accessToken);
+      } catch (error) {
+        throw exchangeSideRefusal(error, config, options.mailbox, accessToken);
+      }
       return `logged in as ${options.mailbox} (XOAUTH2)`;
     });
     await step('imap list and select', async () => {
@@ -144,6 +153,39 @@ export async function runDoctor(
   }
 
   return { ok: !failed, steps, exitCode: failed ? failed.exitCode : ExitCode.ok };
+}
+
+/**
+ * A refused IMAP login, reached only after the claims step passed: the token
+ * side is ruled out, so the advice leads with the Exchange side.
+ */
+function exchangeSideRefusal(
+  error: unknown,
+  config: MailbridgeConfig,
+  mailbox: string,
+  token: AccessToken,
+): unknown {
+  const claims = decodeAccessTokenClaims(token.accessToken);
+  if (!(error instanceof MailbridgeError) || error.code !== 'IMAP_AUTH_FAILED' || !claims) {
+    return error;
+  }
+  const diagnosis = diagnoseExchangeSideImapRefusal({
+    mailbox,
+    tenantId: config.tenantId,
+    clientId: config.clientId,
+    cloud: config.cloud,
+    claims,
+  });
+  return diagnosisToError(diagnosis, { mailbox, cause: error });
+}
+
+/**
+ * The error's message without the remedy that MailbridgeError appends to it:
+ * doctor prints the remedy on its own `fix:` line, and once is enough.
+ */
+function withoutRemedy(error: MailbridgeError): string {
+  const { message, remedy } = error;
+  return remedy && message.endsWith(remedy) ? message.slice(0, -remedy.length).trimEnd() : message;
 }
 
 function requireToken(token: AccessToken | undefined): AccessToken {

@@ -54,7 +54,7 @@ export function tlsUntrustedError(
   return new NetworkError({
     code: 'TLS_CERTIFICATE_UNTRUSTED',
     message: `The TLS certificate of ${what} could not be verified (${networkErrorCode(error)})`,
-    remedy: `If ${who} uses a private CA, add that CA to the file named by NODE_EXTRA_CA_CERTS. TLS verification is never switched off.`,
+    remedy: `If ${who} uses a private CA, name a PEM file holding that CA with caFile (MAILBRIDGE_CA_FILE, --ca-file) or NODE_EXTRA_CA_CERTS. TLS verification is never switched off.`,
     cause: error,
   });
 }

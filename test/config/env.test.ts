@@ -4,6 +4,7 @@ import {
   environmentVariableFor,
   environmentVariablesFound,
   readEnvironment,
+  readNetworkEnvironment,
 } from '../../src/config/env.js';
 import { SETTING_KEYS } from '../../src/config/validate.js';
 import { CLIENT_SECRET, PASSWORD } from './support.js';
@@ -31,6 +32,7 @@ describe('ENVIRONMENT_VARIABLES', () => {
       'MAILBRIDGE_IMAP_PORT',
       'MAILBRIDGE_SMTP_HOST',
       'MAILBRIDGE_SMTP_PORT',
+      'MAILBRIDGE_CA_FILE',
     ]);
     for (const variable of ENVIRONMENT_VARIABLES) {
       expect(SETTING_KEYS as readonly string[]).toContain(variable.setting.split('.')[0]);
@@ -129,6 +131,28 @@ describe('readEnvironment', () => {
     expect(environmentVariablesFound()).toEqual(
       expect.arrayContaining(['AZURE_TENANT_ID', 'AZURE_CLIENT_SECRET']),
     );
+  });
+});
+
+describe('readNetworkEnvironment', () => {
+  it('takes the https proxy first, lower case before upper case, then HTTP_PROXY', () => {
+    expect(
+      readNetworkEnvironment({ HTTPS_PROXY: 'http://a:1', https_proxy: 'http://b:2' }).proxy,
+    ).toEqual({ variable: 'https_proxy', value: 'http://b:2' });
+    expect(readNetworkEnvironment({ HTTP_PROXY: ' http://c:3 ' }).proxy).toEqual({
+      variable: 'HTTP_PROXY',
+      value: 'http://c:3',
+    });
+    expect(readNetworkEnvironment({ HTTPS_PROXY: ' ' }).proxy).toBeUndefined();
+  });
+
+  it('splits NO_PROXY at commas and spaces, and keeps NODE_EXTRA_CA_CERTS', () => {
+    expect(
+      readNetworkEnvironment({
+        NO_PROXY: 'a.example, .b.example  c:443',
+        NODE_EXTRA_CA_CERTS: '/x',
+      }),
+    ).toEqual({ noProxy: ['a.example', '.b.example', 'c:443'], nodeExtraCaCerts: '/x' });
   });
 });
 

@@ -18,7 +18,7 @@ export interface CliResult {
 export function runCli(
   args: string[],
   env: Record<string, string> = {},
-  options: { timeoutMs?: number; cwd?: string } = {},
+  options: { timeoutMs?: number; cwd?: string; input?: string | Buffer } = {},
 ): Promise<CliResult> {
   if (!existsSync(CLI_PATH)) {
     throw new Error(`${CLI_PATH} is missing: run \`npm run build\` before the CLI tests`);
@@ -27,8 +27,11 @@ export function runCli(
     const child = spawn(process.execPath, [CLI_PATH, ...args], {
       env: cliEnv(env),
       cwd: options.cwd ?? process.cwd(),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
+    // A command that exits without reading its input must not fail the test with EPIPE.
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {

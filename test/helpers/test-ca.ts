@@ -10,6 +10,11 @@ import type { Issued } from './pki.js';
 
 /** Test-only: read by test helpers, never by the product. */
 export const TEST_CA_DIR_ENV = 'MAILBRIDGE_TEST_CA_DIR';
+/**
+ * NODE_EXTRA_CA_CERTS as the machine had it before the test CA replaced it:
+ * what a child that reaches the package registry (npm) needs.
+ */
+export const PRESET_CA_ENV = 'MAILBRIDGE_TEST_PRESET_NODE_EXTRA_CA_CERTS';
 export const CA_CERT_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';
 

@@ -135,6 +135,17 @@ export interface FailOptions {
   retryAfterSeconds?: number;
 }
 
+/**
+ * An answer that no real Entra gives: what a proxy's error page, another
+ * service or a broken or hostile server sends instead.
+ */
+export type RawAnswer =
+  | { kind: 'body'; status?: number; body: string; contentType?: string }
+  /** 200 and a body that never ends (64 KiB chunks for as long as the client reads). */
+  | { kind: 'endless' };
+
+export type FaultEndpoint = 'token' | 'metadata';
+
 export interface FederatedTokenOptions {
   issuer: string;
   subject: string;
@@ -226,6 +237,10 @@ export interface TokenService {
   dropNext(count: number): void;
   /** The next token requests are answered only after `ms`. */
   delayNext(count: number, ms: number): void;
+  /** The next requests to `endpoint` (default the token endpoint) get `answer` instead. */
+  answerNext(count: number, answer: RawAnswer, endpoint?: FaultEndpoint): void;
+  /** Bytes written in endless bodies so far. */
+  readonly endlessBytes: number;
   clearFaults(): void;
 
   verifyAccessToken(token: string, options?: VerifyOptions): AccessTokenClaims;
@@ -322,6 +337,8 @@ class EntraTokenService implements TokenService {
   private readonly resources = new Map<string, string>();
   private readonly idpKeys = new Map<string, KeyPair>();
   private readonly faults: Fault[] = [];
+  private readonly raw: Record<FaultEndpoint, RawAnswer[]> = { token: [], metadata: [] };
+  private endlessCount = 0;
   private readonly delays: number[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly signing: SigningKey;
@@ -503,8 +520,18 @@ class EntraTokenService implements TokenService {
     for (let i = 0; i < count; i++) this.delays.push(ms);
   }
 
+  answerNext(count: number, answer: RawAnswer, endpoint: FaultEndpoint = 'token'): void {
+    for (let i = 0; i < count; i++) this.raw[endpoint].push(answer);
+  }
+
+  get endlessBytes(): number {
+    return this.endlessCount;
+  }
+
   clearFaults(): void {
     this.faults.length = 0;
+    this.raw.token.length = 0;
+    this.raw.metadata.length = 0;
     this.delays.length = 0;
   }
 
@@ -595,6 +622,11 @@ class EntraTokenService implements TokenService {
       send(res, await this.handleIntrospect(req));
     } else if (method === 'GET' && tenant && path === 'v2.0/.well-known/openid-configuration') {
       this.metadataCount++;
+      const raw = this.raw.metadata.shift();
+      if (raw) {
+        this.sendRaw(res, raw);
+        return;
+      }
       send(
         res,
         this.answerOrError(correlationIdOf(req.headers, url.searchParams), () =>
@@ -744,6 +776,13 @@ class EntraTokenService implements TokenService {
     // Closed while holding the answer: the socket is gone, nobody is waiting.
     if (!this.server) return;
 
+    const raw = this.raw.token.shift();
+    if (raw) {
+      record.status = raw.kind === 'body' ? (raw.status ?? 200) : 200;
+      this.records.push(record);
+      this.sendRaw(res, raw);
+      return;
+    }
     const fault = this.faults.shift();
     if (fault?.kind === 'drop') {
       this.records.push(record);
@@ -894,6 +933,31 @@ class EntraTokenService implements TokenService {
       ext_expires_in: this.lifetimeSeconds,
       access_token: accessToken,
     };
+  }
+
+  private sendRaw(res: ServerResponse, raw: RawAnswer): void {
+    if (raw.kind === 'body') {
+      res.writeHead(raw.status ?? 200, {
+        'Content-Type': raw.contentType ?? 'text/html; charset=utf-8',
+      });
+      res.end(raw.body);
+      return;
+    }
+    // No Content-Length: the client cannot know in advance, only by counting.
+    res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8' });
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    chunk.write('{"access_token":"');
+    const pump = (): void => {
+      while (!res.destroyed && !res.writableEnded) {
+        this.endlessCount += chunk.length;
+        if (!res.write(chunk)) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+    };
+    res.once('close', () => res.removeListener('drain', pump));
+    pump();
   }
 
   // --- introspection --------------------------------------------------------

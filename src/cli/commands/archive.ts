@@ -19,6 +19,7 @@ import {
 } from '../../jobs/archive/runner.js';
 import { verifyArchive } from '../../jobs/archive/verify.js';
 import type { Logger } from '../../log/logger.js';
+import { displayText } from '../../util/display-text.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
 import { type CliIo, writeJson, writeLine } from '../output.js';
@@ -65,7 +66,7 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'archive mailboxes as .eml files with a manifest; incremental and crash-safe',
   usage:
-    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR [--folder NAME...] [--exclude NAME...] [--since DATE] [--concurrency N] [--json]',
+    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--json]',
   usesSettings: true,
   flags: [
     {
@@ -108,6 +109,16 @@ export const archiveCommand: Command = {
       help: 'only messages received on or after DATE (YYYY-MM-DD)',
     },
     {
+      name: 'allow-empty',
+      type: 'boolean',
+      help: 'succeed when --folder/--exclude select no folder (otherwise exit 2)',
+    },
+    {
+      name: 'repair',
+      type: 'boolean',
+      help: 'first fetch again the files `archive verify` finds missing or altered',
+    },
+    {
       name: 'concurrency',
       type: 'string',
       value: 'N',
@@ -125,7 +136,8 @@ export const archiveCommand: Command = {
     'a crash): the next run completes the archive with nothing missing or twice. Messages deleted',
     'on the server stay in the archive; a folder whose UIDVALIDITY changed is archived again',
     'beside the old copy. Progress goes to stderr: live on a terminal, JSON lines otherwise.',
-    'Check an archive with `mailbridge archive verify DIR`.',
+    'Check an archive with `mailbridge archive verify DIR`; --repair fetches again what it finds',
+    'missing or altered, when the server still has that message, and lists what it could not.',
   ].join('\n'),
   async run({ args, io, logger, loadConfig }) {
     const json = args.values.json === true;
@@ -177,6 +189,8 @@ export const archiveCommand: Command = {
         folders: strings(args.values.folder),
         exclude: strings(args.values.exclude),
         ...(since ? { since } : {}),
+        allowEmpty: args.values['allow-empty'] === true,
+        repair: args.values.repair === true,
         concurrency,
         logger: reporter.wrap(logger),
         signal: controller.signal,
@@ -195,7 +209,15 @@ export const archiveCommand: Command = {
         ok: run.ok,
         summary,
         mailboxes: run.mailboxes.map((m) =>
-          'folders' in m ? m : { mailbox: m.mailbox, ok: false, error: m.error.toJSON() },
+          'folders' in m
+            ? m
+            : {
+                mailbox: m.mailbox,
+                ok: false,
+                messagesNew: m.messagesNew,
+                bytesNew: m.bytesNew,
+                error: m.error.toJSON(),
+              },
         ),
       });
     } else {
@@ -254,7 +276,13 @@ export const archiveVerifyCommand: Command = {
       for (const p of report.manifestProblems) {
         writeLine(
           io.stdout,
-          `manifest ${p.manifest}:${p.line}  ${p.problem}${p.path ? ` ${p.path}` : ''}`,
+          `manifest ${p.manifest}:${p.line}  ${p.problem}${p.path ? ` ${displayText(p.path)}` : ''}`,
+        );
+      }
+      if (report.missing.length > 0 || report.altered.length > 0) {
+        writeLine(
+          io.stdout,
+          'note     `mailbridge archive --repair --mailbox ADDRESS --out DIR` fetches missing and altered files again while the server has them',
         );
       }
       for (const m of report.tornManifests) {

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { readConfigFile } from '../../config/file.js';
-import { ConfigurationError, ExitCode } from '../../errors.js';
+import { ConfigurationError, ExitCode, MailbridgeError } from '../../errors.js';
 import { describeMs } from '../../jobs/relay/backoff.js';
 import { parseRelaySettings } from '../../jobs/relay/config.js';
 import { hashPassword } from '../../jobs/relay/password.js';
@@ -65,7 +65,14 @@ export const relayCommand: Command = {
     const logger = createJsonLogger(io.stdout, {
       level: args.values.debug === true ? 'debug' : 'info',
     });
-    const relay = await startRelay(config, { settings, logger });
+    const relay = await startRelay(config, { settings, logger }).catch((error: unknown) => {
+      // The log stream gets the reason too: collectors of the JSON lines may not see stderr.
+      logger.log('error', 'relay not started', {
+        event: 'start-failed',
+        code: error instanceof MailbridgeError ? error.code : 'UNEXPECTED',
+      });
+      throw error;
+    });
     const signal = await waitForSignal(['SIGTERM', 'SIGINT']);
     logger.log('info', 'signal received', { event: 'signal', signal });
     const { unfinished } = await relay.stop();

@@ -5,7 +5,6 @@
  * header lines with the same steps MailParser's header processing takes
  * (libmime, and mailparser's own address parser).
  */
-import libmime from 'libmime';
 import {
   type AddressObject,
   type EmailAddress,
@@ -13,6 +12,7 @@ import {
   type Headers,
   parseAddressHeader,
 } from 'mailparser';
+import { libmime } from './mailparser-parsers.js';
 import type { MessageAddress, MessageMetadata } from './metadata.js';
 
 export type HeaderFields = Pick<

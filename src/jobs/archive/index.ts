@@ -2,7 +2,7 @@
 
 export type { FolderFilter } from './filters.js';
 export { matchesPattern } from './filters.js';
-export type { ManifestRecord } from './manifest.js';
+export type { ManifestLineProblem, ManifestReadResult, ManifestRecord } from './manifest.js';
 export { readManifest } from './manifest.js';
 export type { AttachmentInfo, MessageAddress, MessageMetadata } from './metadata.js';
 export { parseMessageMetadata } from './metadata.js';
@@ -21,7 +21,14 @@ export type {
   ArchiveMailboxResult,
   ArchiveProgressEvent,
   ArchiveRunResult,
+  UnrepairableFile,
 } from './runner.js';
 export { archiveMailbox, archiveMailboxes, DEFAULT_ARCHIVE_CONCURRENCY } from './runner.js';
-export type { AlteredFile, ManifestProblem, VerifyOptions, VerifyReport } from './verify.js';
+export type {
+  AlteredFile,
+  DamagedRecord,
+  ManifestProblem,
+  VerifyOptions,
+  VerifyReport,
+} from './verify.js';
 export { verifyArchive } from './verify.js';

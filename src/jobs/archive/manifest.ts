@@ -9,14 +9,20 @@
  * the last write short: the reader ignores a last line without its newline,
  * and the writer cuts it off before appending (the messages of such lines are
  * still on disk and are recorded again by recovery).
+ *
+ * Only sound lines count (see {@link lineProblem}): the reader hands the
+ * others to no one, so a line that `verify` rejects can never move a
+ * checkpoint. A forged line with a high UID would otherwise make every later
+ * run skip the folder's new mail.
  */
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { MailbridgeError } from '../../errors.js';
 import { fsyncDirectory } from '../../util/durable.js';
 import type { MessageMetadata } from './metadata.js';
+import { folderDirName, messagePath, parseMessagePath } from './paths.js';
 import type { ArchivedRange } from './plan.js';
+import { ArchiveDiskError, diskError } from './store.js';
 
 export interface ManifestRecord extends MessageMetadata {
   /** IMAP folder path, as the server lists it (Unicode). */
@@ -71,8 +77,40 @@ export function parseManifestLine(line: string): ManifestRecord | undefined {
   return r as ManifestRecord;
 }
 
+/**
+ * Why a record is not sound, or undefined when it is. Its path must be the
+ * one the archive gives that very message (`{folder}/{uidValidity}/{uid}.eml`
+ * for its own folder, UIDVALIDITY and UID): a path outside the mailbox
+ * directory is `unsafe`, one naming another message is `wrong`.
+ * `folderDirs` caches the directory name of each folder (a handful per
+ * mailbox) so a long manifest is read without encoding a name per line.
+ */
+export function lineProblem(
+  record: ManifestRecord,
+  folderDirs: Map<string, string> = new Map(),
+): 'unsafe path' | 'wrong path' | undefined {
+  if (!parseMessagePath(record.path)) return 'unsafe path';
+  let folderDir = folderDirs.get(record.folder);
+  if (folderDir === undefined) {
+    folderDir = folderDirName(record.folder);
+    folderDirs.set(record.folder, folderDir);
+  }
+  return record.path === messagePath(folderDir, record.uidValidity, record.uid)
+    ? undefined
+    : 'wrong path';
+}
+
 export function formatManifestLine(record: ManifestRecord): string {
   return `${JSON.stringify(record)}\n`;
+}
+
+/** A complete line that is not a sound record. */
+export interface ManifestLineProblem {
+  /** 1-based. */
+  line: number;
+  problem: 'not a record' | 'unsafe path' | 'wrong path';
+  /** The line's `path`, for the two path problems. */
+  path?: string;
 }
 
 export interface ManifestReadResult {
@@ -80,20 +118,21 @@ export interface ManifestReadResult {
   validLength: number;
   /** Bytes after it: a line cut short by a crash. */
   tornBytes: number;
-  /** Complete lines that are not records (1-based line numbers). */
-  badLines: number[];
+  /** Complete lines that are not sound records, in file order; skipped. */
+  problems: ManifestLineProblem[];
   records: number;
 }
 
 /**
- * Streams the manifest line by line, holding one line at a time. A missing
- * file reads as empty.
+ * Streams the manifest line by line, holding one line at a time, and hands
+ * `onRecord` the sound records only. A missing file reads as empty.
  */
 export async function readManifest(
   file: string,
   onRecord: (record: ManifestRecord, line: number) => void,
 ): Promise<ManifestReadResult> {
-  const result: ManifestReadResult = { validLength: 0, tornBytes: 0, badLines: [], records: 0 };
+  const result: ManifestReadResult = { validLength: 0, tornBytes: 0, problems: [], records: 0 };
+  const folderDirs = new Map<string, string>();
   let exists = true;
   await stat(file).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') exists = false;
@@ -124,7 +163,12 @@ export async function readManifest(
       if (text.trim() === '') continue;
       const record = parseManifestLine(text);
       if (!record) {
-        result.badLines.push(lineNo);
+        result.problems.push({ line: lineNo, problem: 'not a record' });
+        continue;
+      }
+      const problem = lineProblem(record, folderDirs);
+      if (problem) {
+        result.problems.push({ line: lineNo, problem, path: record.path });
         continue;
       }
       result.records++;
@@ -209,8 +253,11 @@ export class ManifestWriter {
     await stat(file).catch(() => {
       created = true;
     });
-    const handle = await open(file, 'a', 0o644);
+    // Like the message files: the lines name senders, recipients and subjects. A manifest
+    // written by an earlier version (0644) is tightened too.
+    const handle = await open(file, 'a', 0o600);
     try {
+      if (((await handle.stat()).mode & 0o077) !== 0) await handle.chmod(0o600);
       if (read.tornBytes > 0) {
         await handle.truncate(read.validLength);
         await handle.datasync();
@@ -230,7 +277,7 @@ export class ManifestWriter {
   async append(records: readonly ManifestRecord[]): Promise<void> {
     if (records.length === 0) return;
     if (this.broken) {
-      throw new MailbridgeError({
+      throw new ArchiveDiskError({
         code: 'ARCHIVE_MANIFEST_WRITE_FAILED',
         message: `An earlier write to ${this.file} failed`,
         remedy: 'Fix the cause (disk full, permissions) and run the archive again.',
@@ -249,13 +296,11 @@ export class ManifestWriter {
       // A short write must not leave half a line for the next append to glue onto.
       this.broken = true;
       await this.handle.truncate(this.length).catch(() => {});
-      throw new MailbridgeError({
-        code: 'ARCHIVE_MANIFEST_WRITE_FAILED',
-        message: `Could not write to ${this.file}: ${(error as Error).message}`,
-        remedy:
-          'Fix the cause (disk full, permissions) and run the archive again; it continues where it stopped.',
-        cause: error,
-      });
+      throw diskError(
+        'ARCHIVE_MANIFEST_WRITE_FAILED',
+        `Could not write to ${this.file}: ${(error as Error).message}`,
+        error,
+      );
     }
   }
 

@@ -15,14 +15,13 @@
  * Anything else (undefined) is parsed by MailParser as before (metadata.ts);
  * tests compare both on every shape they know.
  */
-import { MimeNode } from '@zone-eu/mailsplit';
-import libmime from 'libmime';
 import {
   decodeWords,
   type HeaderFields,
   headerFieldsFromLines,
   headerValue,
 } from './header-fields.js';
+import { libmime, MimeNode } from './mailparser-parsers.js';
 import type { AttachmentInfo } from './metadata.js';
 import { isMessageText, type MessageOutline } from './mime-outline.js';
 

@@ -2,6 +2,7 @@
  * Pure: progress state, rates, ETA and the text the CLI prints. The CLI owns
  * the timer and the terminal; the library only emits events.
  */
+import { displayText } from '../../util/display-text.js';
 import type {
   ArchiveMailboxFailure,
   ArchiveMailboxResult,
@@ -124,7 +125,7 @@ export function renderProgressLines(
       `${r.messagesPerSecond.toFixed(1)} msg/s`.padStart(12),
       `${formatBytes(r.bytesPerSecond)}/s`.padStart(12),
       r.etaSeconds !== undefined ? `ETA ${formatDuration(r.etaSeconds * 1000)}` : '',
-      s.phase === 'archiving' && s.folder ? s.folder : '',
+      s.phase === 'archiving' && s.folder ? displayText(s.folder) : '',
     ];
     const line = parts.filter((p) => p !== '').join('  ');
     return line.length > width ? `${line.slice(0, width - 1)}…` : line;
@@ -139,7 +140,7 @@ export function progressLogRecord(state: MailboxProgress, now: number): Record<s
     time: new Date(now).toISOString(),
     mailbox: state.mailbox,
     phase: state.phase,
-    folder: state.folder ?? null,
+    folder: state.folder === undefined ? null : displayText(state.folder),
     messages: state.messages,
     estimatedMessages: state.estimatedMessages,
     bytes: state.bytes,
@@ -161,6 +162,9 @@ export interface ArchiveSummary {
   bytesTotal: number;
   parseErrors: number;
   recovered: number;
+  /** Damaged files fetched again, and those the server could not give again (`--repair`). */
+  repaired: number;
+  unrepairable: number;
   durationMs: number;
   messagesPerSecond: number;
   bytesPerSecond: number;
@@ -171,8 +175,9 @@ export function summarizeRun(run: ArchiveRunResult): ArchiveSummary {
   const sum = (pick: (m: ArchiveMailboxResult) => number) =>
     done.reduce((total, m) => total + pick(m), 0);
   const seconds = run.durationMs / 1000;
-  const messagesNew = sum((m) => m.messagesNew);
-  const bytesNew = sum((m) => m.bytesNew);
+  // A mailbox that failed keeps what it archived before: those count as new too.
+  const messagesNew = run.mailboxes.reduce((total, m) => total + m.messagesNew, 0);
+  const bytesNew = run.mailboxes.reduce((total, m) => total + m.bytesNew, 0);
   return {
     ok: run.ok,
     mailboxes: run.mailboxes.length,
@@ -185,6 +190,8 @@ export function summarizeRun(run: ArchiveRunResult): ArchiveSummary {
     bytesTotal: sum((m) => m.bytesTotal),
     parseErrors: sum((m) => m.parseErrors),
     recovered: sum((m) => m.recovered),
+    repaired: sum((m) => m.repaired),
+    unrepairable: sum((m) => m.unrepairable.length),
     durationMs: run.durationMs,
     messagesPerSecond: seconds > 0 ? round(messagesNew / seconds) : 0,
     bytesPerSecond: seconds > 0 ? Math.round(bytesNew / seconds) : 0,
@@ -198,7 +205,10 @@ export function formatSummary(
   const lines: string[] = [];
   for (const m of mailboxes) {
     if (!('folders' in m)) {
-      lines.push(`${m.mailbox}: FAILED ${m.error.code}: ${m.error.message}`);
+      const before = m.messagesNew > 0 ? ` (${m.messagesNew} new message(s) archived before)` : '';
+      lines.push(
+        `${m.mailbox}: FAILED${before} ${m.error.code}: ${displayText(m.error.message, 1000)}`,
+      );
       continue;
     }
     const status = m.interrupted ? 'interrupted' : m.ok ? 'ok' : 'incomplete';
@@ -206,14 +216,22 @@ export function formatSummary(
       `${m.mailbox}: ${status}, ${m.messagesNew} new (${formatBytes(m.bytesNew)}), ${m.messagesTotal} archived, ${m.folders.length} folders -> ${m.directory}`,
     );
     for (const f of m.folders) {
-      if (f.status === 'failed')
-        lines.push(`  folder ${f.folder}: FAILED ${f.error?.code}: ${f.error?.message}`);
+      if (f.status === 'failed') {
+        lines.push(
+          `  folder ${displayText(f.folder)}: FAILED ${f.error?.code}: ${displayText(f.error?.message ?? '', 1000)}`,
+        );
+      }
     }
     if (m.parseErrors > 0)
       lines.push(
         `  ${m.parseErrors} message(s) archived but not parsed (parseError in the manifest)`,
       );
-    for (const p of m.unmatchedPatterns) lines.push(`  --folder ${p} matched no folder`);
+    for (const p of m.unmatchedPatterns)
+      lines.push(`  --folder ${displayText(p)} matched no folder`);
+    if (m.repaired > 0) lines.push(`  ${m.repaired} missing or altered file(s) fetched again`);
+    for (const u of m.unrepairable) {
+      lines.push(`  not repaired: ${u.path} (folder ${displayText(u.folder)}): ${u.reason}`);
+    }
   }
   lines.push(
     `Archived ${summary.messagesNew} new messages (${formatBytes(summary.bytesNew)}) from ${summary.mailboxes} mailbox(es), ${summary.folders} folders, in ${formatDuration(summary.durationMs)}` +
@@ -221,12 +239,30 @@ export function formatSummary(
   );
   if (summary.recovered > 0)
     lines.push(`Recorded ${summary.recovered} file(s) left by an interrupted run.`);
-  if (summary.mailboxesFailed > 0 || summary.foldersFailed > 0) {
+  if (summary.unrepairable > 0) {
     lines.push(
-      `${summary.mailboxesFailed} mailbox(es) and ${summary.foldersFailed} folder(s) failed; run again to continue.`,
+      `${summary.unrepairable} missing or altered file(s) could not be fetched again: restore them from a backup of the archive (their manifest lines give the SHA-256 to check a copy against); \`mailbridge archive verify DIR\` lists them until then.`,
+    );
+  }
+  if (summary.mailboxesFailed > 0 || summary.foldersFailed > 0) {
+    // A folder fails for a reason of its own (the server refused it): running again is no cure.
+    const rerunIsEnough = mailboxes.every((m) =>
+      'folders' in m
+        ? m.folders.every((f) => f.status !== 'failed') && m.unrepairable.length === 0
+        : rerunHelps(m.error),
+    );
+    lines.push(
+      `${summary.mailboxesFailed} mailbox(es) and ${summary.foldersFailed} folder(s) failed; ${
+        rerunIsEnough ? 'run again to continue.' : 'see above for what to do, then run again.'
+      }`,
     );
   }
   return lines;
+}
+
+/** Whether running again, with nothing else done first, can get further. */
+export function rerunHelps(error: { name: string; code: string }): boolean {
+  return error.name === 'NetworkError' || error.code === 'ARCHIVE_INTERRUPTED';
 }
 
 function round(value: number): number {

@@ -28,8 +28,16 @@ import {
   type ImapSessionStats,
 } from '../../clients/imap-session.js';
 import type { MailbridgeConfig } from '../../config/types.js';
-import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../../errors.js';
+import {
+  AuthenticationError,
+  ConfigurationError,
+  MailbridgeError,
+  NetworkError,
+  ProtocolError,
+} from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
+import { closestName } from '../../util/did-you-mean.js';
+import { displayText } from '../../util/display-text.js';
 import { folderSelected, isSelectable, unmatchedPatterns } from './filters.js';
 import { ManifestIndex, type ManifestRecord, ManifestWriter } from './manifest.js';
 import { createMetadataParser, type MessageMetadata, parseMessageMetadata } from './metadata.js';
@@ -49,7 +57,15 @@ import {
   shouldWriteManifest,
   toUidSet,
 } from './plan.js';
-import { ArchiveStore, hashFile, type OrphanFile, type PartialMessage } from './store.js';
+import {
+  ArchiveDiskError,
+  ArchiveStore,
+  diskError,
+  hashFile,
+  type OrphanFile,
+  type PartialMessage,
+} from './store.js';
+import { type DamagedRecord, verifyArchive } from './verify.js';
 
 export interface ArchiveMailboxOptions {
   /** Mailbox to archive (a user or shared mailbox address). */
@@ -62,6 +78,13 @@ export interface ArchiveMailboxOptions {
   exclude?: readonly string[];
   /** Only messages with an INTERNALDATE on or after this day (IMAP `SEARCH SINCE`). */
   since?: Date;
+  /**
+   * Accept a selection of no folder at all. Otherwise `folders` and `exclude`
+   * that leave nothing to archive fail the mailbox (ARCHIVE_NO_FOLDER_MATCHED,
+   * exit 2): a scheduled run would back up nothing for ever without anyone
+   * noticing. @default false
+   */
+  allowEmpty?: boolean;
   /** Share one provider per app; a new one is made from `config` when absent. */
   tokenProvider?: TokenProvider;
   logger?: Logger;
@@ -86,6 +109,12 @@ export interface ArchiveMailboxOptions {
   };
   /** When manifest lines are written (each write is flushed to disk). */
   manifestSync?: Partial<ManifestSyncPolicy>;
+  /**
+   * Before archiving, fetch again the files `verify` finds missing or
+   * altered, when the server still has them (see `unrepairable` for those it
+   * has not). Reads every file of the mailbox directory. @default false
+   */
+  repair?: boolean;
 }
 
 export interface ArchiveCounts {
@@ -141,6 +170,14 @@ export interface ArchiveFolderResult {
   error?: { code: string; message: string };
 }
 
+/** A missing or altered file that `repair` could not fetch again. */
+export interface UnrepairableFile {
+  /** Relative to the mailbox directory, as in the manifest. */
+  path: string;
+  folder: string;
+  reason: string;
+}
+
 export interface ArchiveMailboxResult {
   mailbox: string;
   /** The mailbox's archive directory. */
@@ -160,6 +197,10 @@ export interface ArchiveMailboxResult {
   vanished: number;
   /** `folders` patterns that matched no folder. */
   unmatchedPatterns: string[];
+  /** Damaged files fetched again (`repair`). */
+  repaired: number;
+  /** Damaged files the server could not give again (`repair`); the mailbox is then not `ok`. */
+  unrepairable: UnrepairableFile[];
   durationMs: number;
   session: ImapSessionStats;
 }
@@ -179,9 +220,13 @@ interface MessageInfo {
   internalDate: string | null;
 }
 
-interface FolderContext {
+/** A folder as selected: its path and the UIDVALIDITY every operation must still find. */
+interface FolderRef {
   path: string;
   uidValidity: number;
+}
+
+interface FolderContext extends FolderRef {
   result: ArchiveFolderResult;
 }
 
@@ -214,6 +259,8 @@ const DEFAULT_CHUNK_BYTES = 256 * 1024;
 const STORE_CONCURRENCY = 32;
 const STORE_MAX_BYTES = 32 * 1024 * 1024;
 const METADATA_BATCH = 500;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+const CONTROL = /[\u0000-\u001f\u007f]/;
 const MAX_FOLDER_ATTEMPTS = 3;
 
 /**
@@ -229,28 +276,43 @@ export async function archiveMailbox(
   const store = await ArchiveStore.open(directory);
   const index = new ManifestIndex();
   let writer: ManifestWriter | undefined;
+  let job: MailboxJob | undefined;
   try {
     const opened = await ManifestWriter.open(store.manifestFile, index);
     writer = opened.writer;
-    const job = new MailboxJob(config, options, store, index, writer);
+    job = new MailboxJob(config, options, store, index, writer);
     if (opened.read.tornBytes > 0) {
       job.logger.log('warn', 'archive manifest ended in a line cut short by a crash; removed it', {
         mailbox: options.mailbox,
         bytes: opened.read.tornBytes,
       });
     }
-    if (opened.read.badLines.length > 0) {
-      job.logger.log('warn', 'archive manifest has lines that are not records; ignored', {
+    const { problems } = opened.read;
+    if (problems.length > 0) {
+      // Not checkpoints: the folders they name are archived from the sound lines' UIDs.
+      job.logger.log('warn', 'archive manifest has lines `archive verify` rejects; ignored', {
         mailbox: options.mailbox,
-        lines: opened.read.badLines.slice(0, 10).join(','),
+        lines: problems.length,
+        first: problems
+          .slice(0, 5)
+          .map((p) => `${p.line} (${p.problem})`)
+          .join(', '),
       });
     }
     return await job.run();
+  } catch (error) {
+    if (job && typeof error === 'object' && error !== null) {
+      archivedBeforeFailure.set(error, { ...job.counts });
+    }
+    throw error;
   } finally {
     await writer?.close();
     await store.close();
   }
 }
+
+/** What a failed mailbox run had archived, by the error it failed with, for its summary. */
+const archivedBeforeFailure = new WeakMap<object, ArchiveCounts>();
 
 class MailboxJob {
   readonly logger: Logger;
@@ -261,9 +323,13 @@ class MailboxJob {
   private readonly started = Date.now();
   private pending: ManifestRecord[] = [];
   private oldestPendingAt: number | undefined;
-  private readonly counts: ArchiveCounts = { messages: 0, bytes: 0, estimatedMessages: 0 };
+  readonly counts: ArchiveCounts = { messages: 0, bytes: 0, estimatedMessages: 0 };
   private readonly folderResults: ArchiveFolderResult[] = [];
   private readonly folderEstimates = new Map<string, number>();
+  /** Server paths of the folders archived under another name (see underArchiveName). */
+  private readonly serverPaths = new Map<string, string>();
+  private repaired = 0;
+  private readonly unrepairable: UnrepairableFile[] = [];
 
   constructor(
     config: MailbridgeConfig,
@@ -293,7 +359,9 @@ class MailboxJob {
       const listed = await this.session.run((c) =>
         c.list({ statusQuery: { messages: true, uidNext: true, uidValidity: true } }),
       );
-      const selectable = listed.filter((f) => isSelectable(f.flags));
+      const selectable = listed
+        .filter((f) => isSelectable(f.flags))
+        .map((f) => this.underArchiveName(f));
       const filter = { include: this.options.folders ?? [], exclude: this.options.exclude ?? [] };
       const folders = selectable.filter((f) => folderSelected(f.path, filter));
       unmatched = unmatchedPatterns(
@@ -301,16 +369,27 @@ class MailboxJob {
         filter.include,
       );
       for (const pattern of unmatched) {
-        this.logger.log('warn', 'archive: no folder matches', { mailbox, pattern });
+        this.logger.log('warn', 'archive: no folder matches', {
+          mailbox,
+          pattern: displayText(pattern),
+        });
+      }
+      if (folders.length === 0 && !this.options.allowEmpty) {
+        throw noFolderMatched(
+          mailbox,
+          filter,
+          selectable.map((f) => f.path),
+        );
       }
 
-      const orphans = groupByFolder(await this.store.findOrphans(this.index));
+      const orphans = groupBy(await this.store.findOrphans(this.index), (o) => o.folder);
       // Orphans of folders this run does not visit are recorded now, without server data.
       const visiting = new Set(folders.map((f) => f.path));
       for (const [folder, files] of orphans) {
         if (!visiting.has(folder)) await this.recoverOrphans(files, undefined, undefined);
       }
       await this.flush();
+      if (this.options.repair) await this.repair(new Set(selectable.map((f) => f.path)));
 
       const statuses = new Map<string, FolderStatus | undefined>();
       for (const f of folders) {
@@ -409,6 +488,7 @@ class MailboxJob {
           error instanceof InterruptedError ||
           error instanceof AuthenticationError ||
           error instanceof NetworkError ||
+          error instanceof ArchiveDiskError ||
           !(error instanceof MailbridgeError)
         ) {
           throw error;
@@ -416,9 +496,9 @@ class MailboxJob {
         // The server refused something about this folder only (e.g. it was deleted meanwhile).
         this.logger.log('warn', 'archive: folder failed', {
           mailbox: this.options.mailbox,
-          folder: path,
+          folder: displayText(path),
           code: error.code,
-          error: error.message,
+          error: displayText(error.message),
         });
         result.status = 'failed';
         result.error = { code: error.code, message: error.message };
@@ -432,7 +512,7 @@ class MailboxJob {
     result: ArchiveFolderResult,
     pendingOrphans: { files: OrphanFile[] },
   ): Promise<void> {
-    const selected = await this.session.open(path, { readOnly: true });
+    const selected = await this.session.open(this.serverPath(path), { readOnly: true });
     const status: FolderStatus = {
       uidValidity: Number(selected.uidValidity),
       uidNext: selected.uidNext,
@@ -520,16 +600,39 @@ class MailboxJob {
     await this.flush();
   }
 
+  /**
+   * A folder whose decoded name holds control characters (Dovecot lists
+   * `del&AH8-x`, modified UTF-7 for `del`, DEL, `x`) is archived under its
+   * name as the server lists it: such characters do not belong in file
+   * names, manifests or terminals. Folders are selected by their server path.
+   */
+  private underArchiveName<F extends { path: string; pathAsListed?: string }>(folder: F): F {
+    const listedAs = folder.pathAsListed;
+    if (!CONTROL.test(folder.path) || !listedAs || listedAs === folder.path) return folder;
+    this.serverPaths.set(listedAs, folder.path);
+    this.logger.log(
+      'warn',
+      'archive: folder name holds control characters; archived under its listed name',
+      {
+        mailbox: this.options.mailbox,
+        folder: displayText(folder.path),
+        archivedAs: displayText(listedAs),
+      },
+    );
+    return { ...folder, path: listedAs };
+  }
+
+  private serverPath(archiveName: string): string {
+    return this.serverPaths.get(archiveName) ?? archiveName;
+  }
+
   /** Runs an operation with the folder selected, refusing to go on under another UIDVALIDITY. */
-  private runInFolder<T>(
-    folder: FolderContext,
-    operation: (c: ImapFlow) => Promise<T>,
-  ): Promise<T> {
+  private runInFolder<T>(folder: FolderRef, operation: (c: ImapFlow) => Promise<T>): Promise<T> {
     return this.session.run(async (client) => {
       const selected = this.session.selected;
       if (
         !selected ||
-        selected.path !== folder.path ||
+        selected.path !== this.serverPath(folder.path) ||
         Number(selected.uidValidity) !== folder.uidValidity
       ) {
         throw new FolderChangedError({
@@ -671,36 +774,9 @@ class MailboxJob {
     const parser = createMetadataParser();
     let committed = false;
     try {
-      for (;;) {
-        this.checkAborted();
-        const offset = partial.size;
-        const piece = await this.runInFolder(folder, async (c) => {
-          const msg = await c.fetchOne(
-            String(uid),
-            { uid: true, source: { start: offset, maxLength: this.chunkBytes } },
-            { uid: true },
-          );
-          // No FETCH answer at all: the message was expunged. An empty one: the end.
-          if (!msg) return undefined;
-          return msg.source ?? Buffer.alloc(0);
-        });
-        if (piece === undefined) {
-          folder.result.vanished++;
-          return;
-        }
-        if (piece.length > this.chunkBytes && offset > 0) {
-          throw new ProtocolError({
-            code: 'IMAP_PARTIAL_FETCH_IGNORED',
-            message: `The server answered a partial FETCH of UID ${uid} in ${folder.path} with more than was asked`,
-            remedy: 'Report this server behaviour; large messages cannot be streamed from it.',
-          });
-        }
-        if (piece.length > 0) {
-          await partial.write(piece);
-          await parser.write(piece);
-        }
-        // A short piece is the end; a server that ignores the range sends it all at once (offset 0).
-        if (piece.length !== this.chunkBytes) break;
+      if (!(await this.download(folder, uid, partial, (piece) => parser.write(piece)))) {
+        folder.result.vanished++;
+        return;
       }
       const rel = messagePath(folder.result.directory as string, folder.uidValidity, uid);
       const written = await partial.commit(rel);
@@ -711,6 +787,97 @@ class MailboxJob {
       if (!committed) {
         parser.abort();
         await partial.discard();
+      }
+    }
+  }
+
+  /**
+   * Streams one message into `partial`, a partial FETCH per piece; false when
+   * the server no longer has it.
+   */
+  private async download(
+    folder: FolderRef,
+    uid: number,
+    partial: PartialMessage,
+    onPiece?: (piece: Buffer) => Promise<void>,
+  ): Promise<boolean> {
+    for (;;) {
+      this.checkAborted();
+      const offset = partial.size;
+      const piece = await this.runInFolder(folder, async (c) => {
+        const msg = await c.fetchOne(
+          String(uid),
+          { uid: true, source: { start: offset, maxLength: this.chunkBytes } },
+          { uid: true },
+        );
+        // No FETCH answer at all: the message was expunged. An empty one: the end.
+        if (!msg) return undefined;
+        return msg.source ?? Buffer.alloc(0);
+      });
+      if (piece === undefined) return false;
+      if (piece.length > this.chunkBytes && offset > 0) {
+        throw new ProtocolError({
+          code: 'IMAP_PARTIAL_FETCH_IGNORED',
+          message: `The server answered a partial FETCH of UID ${uid} in ${folder.path} with more than was asked`,
+          remedy: 'Report this server behaviour; large messages cannot be streamed from it.',
+        });
+      }
+      if (piece.length > 0) {
+        await partial.write(piece);
+        await onPiece?.(piece);
+      }
+      // A short piece is the end; a server that ignores the range sends it all at once (offset 0).
+      if (piece.length !== this.chunkBytes) return true;
+    }
+  }
+
+  /**
+   * Fetches again the files `verify` finds missing or altered, when the
+   * server still has that very message: same folder, UIDVALIDITY and UID,
+   * bytes that hash to the manifest's SHA-256. Each is written as any message
+   * is (temp file, flush, rename over the damaged one, directory flush); its
+   * manifest line stays, as it describes exactly these bytes.
+   */
+  private async repair(onServer: ReadonlySet<string>): Promise<void> {
+    const damaged: DamagedRecord[] = [];
+    await verifyArchive(this.store.dir, { onDamaged: (record) => damaged.push(record) });
+    const notRepaired = (record: DamagedRecord, reason: string) =>
+      this.unrepairable.push({ path: record.path, folder: record.folder, reason });
+    for (const [path, records] of groupBy(damaged, (r) => r.folder)) {
+      this.checkAborted();
+      if (!onServer.has(path)) {
+        for (const r of records) notRepaired(r, 'its folder is no longer on the server');
+        continue;
+      }
+      const selected = await this.session.open(this.serverPath(path), { readOnly: true });
+      const folder: FolderRef = { path, uidValidity: Number(selected.uidValidity) };
+      for (const record of records) {
+        if (record.uidValidity !== folder.uidValidity) {
+          notRepaired(record, `the folder was numbered anew (UIDVALIDITY ${folder.uidValidity})`);
+          continue;
+        }
+        const partial = await this.store.createPartial();
+        try {
+          if (!(await this.download(folder, record.uid, partial))) {
+            notRepaired(record, 'the message was deleted on the server');
+            continue;
+          }
+          const written = await partial.flush();
+          if (written.sha256 !== record.sha256 || written.size !== record.size) {
+            notRepaired(record, "the server's copy differs from the archived one");
+            continue;
+          }
+          await partial.commit(record.path);
+          await this.store.sync();
+          this.repaired++;
+        } catch (error) {
+          const errno = (error as NodeJS.ErrnoException).code;
+          if (error instanceof MailbridgeError || typeof errno !== 'string') throw error;
+          // Something in the way of the rename (a directory under the file's name).
+          notRepaired(record, (error as Error).message);
+        } finally {
+          await partial.discard();
+        }
       }
     }
   }
@@ -834,7 +1001,10 @@ class MailboxJob {
     return {
       mailbox: this.options.mailbox,
       directory: this.store.dir,
-      ok: !interrupted && folders.every((f) => f.status !== 'failed'),
+      ok:
+        !interrupted &&
+        folders.every((f) => f.status !== 'failed') &&
+        this.unrepairable.length === 0,
       interrupted,
       folders,
       messagesNew: sum((f) => f.messagesNew),
@@ -845,18 +1015,20 @@ class MailboxJob {
       recovered: sum((f) => f.recovered),
       vanished: sum((f) => f.vanished),
       unmatchedPatterns: unmatched,
+      repaired: this.repaired,
+      unrepairable: this.unrepairable,
       durationMs: Date.now() - this.started,
       session: { ...this.session.stats },
     };
   }
 }
 
-function groupByFolder(orphans: OrphanFile[]): Map<string, OrphanFile[]> {
-  const out = new Map<string, OrphanFile[]>();
-  for (const orphan of orphans) {
-    const list = out.get(orphan.folder) ?? [];
-    list.push(orphan);
-    out.set(orphan.folder, list);
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const list = out.get(key(item)) ?? [];
+    list.push(item);
+    out.set(key(item), list);
   }
   return out;
 }
@@ -881,6 +1053,9 @@ export interface ArchiveMailboxFailure {
   ok: false;
   interrupted: false;
   error: MailbridgeError;
+  /** Archived before the failure: these messages stay archived. */
+  messagesNew: number;
+  bytesNew: number;
 }
 
 export interface ArchiveRunResult {
@@ -918,7 +1093,9 @@ export async function archiveMailboxes(
       try {
         results[i] = await archiveMailbox(config, { ...shared, mailbox, tokenProvider });
       } catch (error) {
-        results[i] = failure(mailbox, toMailbridgeError(error, mailbox));
+        const done =
+          typeof error === 'object' && error ? archivedBeforeFailure.get(error) : undefined;
+        results[i] = failure(mailbox, archiveError(error, mailbox), done);
       }
     }
   };
@@ -931,8 +1108,19 @@ export async function archiveMailboxes(
   };
 }
 
-function failure(mailbox: string, error: MailbridgeError): ArchiveMailboxFailure {
-  return { mailbox, ok: false, interrupted: false, error };
+function failure(
+  mailbox: string,
+  error: MailbridgeError,
+  done?: ArchiveCounts,
+): ArchiveMailboxFailure {
+  return {
+    mailbox,
+    ok: false,
+    interrupted: false,
+    error,
+    messagesNew: done?.messages ?? 0,
+    bytesNew: done?.bytes ?? 0,
+  };
 }
 
 function interruptedError(mailbox: string): MailbridgeError {
@@ -943,15 +1131,34 @@ function interruptedError(mailbox: string): MailbridgeError {
   });
 }
 
-function toMailbridgeError(error: unknown, mailbox: string): MailbridgeError {
+/** A mailbox run's failure as a MailbridgeError (`ARCHIVE_<errno>` for the disk's). */
+export function archiveError(error: unknown, mailbox: string): MailbridgeError {
   if (error instanceof MailbridgeError) return error;
   const err = error as NodeJS.ErrnoException;
+  if (err.code) {
+    return diskError(`ARCHIVE_${err.code}`, `Archiving ${mailbox} failed: ${err.message}`, error);
+  }
   return new MailbridgeError({
-    code: err.code ? `ARCHIVE_${err.code}` : 'ARCHIVE_FAILED',
+    code: 'ARCHIVE_FAILED',
     message: `Archiving ${mailbox} failed: ${err.message ?? String(error)}`,
-    remedy: err.code
-      ? 'Check the output directory (space, permissions); the archive continues where it stopped when run again.'
-      : 'Run again with --debug and report the output if it keeps failing.',
+    remedy: 'Run again with --debug and report the output if it keeps failing.',
     cause: error,
+  });
+}
+
+function noFolderMatched(
+  mailbox: string,
+  filter: { include: readonly string[]; exclude: readonly string[] },
+  folders: readonly string[],
+): ConfigurationError {
+  const shown = (patterns: readonly string[]) => patterns.map((p) => displayText(p)).join(', ');
+  const hints = filter.include.flatMap((pattern) => {
+    const close = closestName(pattern, folders);
+    return close ? [`did you mean '${displayText(close)}' for '${displayText(pattern)}'?`] : [];
+  });
+  return new ConfigurationError({
+    code: 'ARCHIVE_NO_FOLDER_MATCHED',
+    message: `No folder of ${mailbox} is selected${filter.include.length ? ` by --folder ${shown(filter.include)}` : ''}${filter.exclude.length ? ` once --exclude ${shown(filter.exclude)} is left out` : ''}, so nothing would be archived`,
+    remedy: `${hints.length ? `${hints.join(' ')} ` : ''}Folders are exact IMAP paths with * as wildcard (\`mailbridge imap folders --mailbox ${mailbox}\` lists them); pass --allow-empty if an empty selection is intended.`,
   });
 }

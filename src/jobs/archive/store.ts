@@ -43,6 +43,36 @@ import {
 const datasync = promisify(fdatasync);
 const openFile = promisify(openCallback);
 
+/** The disk side failed (full, read-only, no permission): no other folder can do better. */
+export class ArchiveDiskError extends MailbridgeError {
+  override name = 'ArchiveDiskError';
+}
+
+/** Errors from the disk, by what the user has to do before a new run can get further. */
+const DISK_REMEDIES: Record<string, string> = {
+  EACCES:
+    'Give the user running mailbridge write access to the archive directory (or choose another one), then run the archive again.',
+  ENOSPC:
+    'Free space on the disk holding the archive, then run the archive again: it continues where it stopped.',
+  EROFS:
+    'The archive directory is on a read-only filesystem: make it writable or choose another one, then run the archive again.',
+};
+DISK_REMEDIES.EPERM = DISK_REMEDIES.EACCES as string;
+DISK_REMEDIES.EDQUOT = DISK_REMEDIES.ENOSPC as string;
+
+/** A disk error (`cause`, with its errno `code`) as what the user has to do about it. */
+export function diskError(code: string, message: string, cause: unknown): ArchiveDiskError {
+  const errno = (cause as NodeJS.ErrnoException).code ?? '';
+  return new ArchiveDiskError({
+    code,
+    message,
+    remedy:
+      DISK_REMEDIES[errno] ??
+      'Check the archive directory (space, permissions), then run the archive again.',
+    cause,
+  });
+}
+
 export interface WrittenFile {
   sha256: string;
   size: number;
@@ -52,8 +82,8 @@ export interface WrittenFile {
 export interface PartialMessage {
   readonly size: number;
   write(chunk: Buffer): Promise<void>;
-  /** Flushes (fdatasync) and closes the temp file; no more writes after it. */
-  flush(): Promise<void>;
+  /** Flushes (fdatasync) and closes the temp file; no more writes after it. Returns its hash. */
+  flush(): Promise<WrittenFile>;
   /** Flushes, renames into place (relative path) and returns the file's hash and size. */
   commit(relativePath: string): Promise<WrittenFile>;
   discard(): Promise<void>;
@@ -157,7 +187,7 @@ export class ArchiveStore {
     const hash = createHash('sha256');
     let size = 0;
     let open = true;
-    let flushed = false;
+    let flushed: WrittenFile | undefined;
     let finished = false;
     const close = (keep: boolean) => {
       if (open) {
@@ -171,8 +201,8 @@ export class ArchiveStore {
       }
       if (!keep) rmSync(temp, { force: true });
     };
-    const flush = async () => {
-      if (flushed) return;
+    const flush = async (): Promise<WrittenFile> => {
+      if (flushed) return flushed;
       if (!open) throw new Error('partial message already finished');
       try {
         await datasync(fd);
@@ -181,8 +211,9 @@ export class ArchiveStore {
         close(false);
         throw error;
       }
-      flushed = true;
+      flushed = { sha256: hash.digest('hex'), size };
       close(true);
+      return flushed;
     };
     return {
       get size() {
@@ -206,7 +237,7 @@ export class ArchiveStore {
       flush,
       commit: async (relativePath: string) => {
         if (finished) throw new Error('partial message already finished');
-        await flush();
+        const written = await flush();
         finished = true;
         const final = join(this.dir, ...relativePath.split('/'));
         try {
@@ -217,7 +248,7 @@ export class ArchiveStore {
           throw error;
         }
         this.dirtyDirs.add(dirname(final));
-        return { sha256: hash.digest('hex'), size };
+        return written;
       },
       discard: async () => {
         if (finished) return;

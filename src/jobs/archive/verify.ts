@@ -9,8 +9,8 @@
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readManifest } from './manifest.js';
-import { FOLDER_INFO_FILE, LOCK_FILE, MANIFEST_FILE, parseMessagePath } from './paths.js';
+import { type ManifestLineProblem, type ManifestRecord, readManifest } from './manifest.js';
+import { FOLDER_INFO_FILE, LOCK_FILE, MANIFEST_FILE } from './paths.js';
 import { hashFile } from './store.js';
 
 export interface AlteredFile {
@@ -26,7 +26,8 @@ export interface AlteredFile {
 export interface ManifestProblem {
   manifest: string;
   line: number;
-  problem: 'not a record' | 'unsafe path' | 'duplicate';
+  /** The line is not sound (manifest.ts's `lineProblem`: the rule the archive run uses), or it repeats a path. */
+  problem: ManifestLineProblem['problem'] | 'duplicate';
   path?: string;
 }
 
@@ -49,17 +50,21 @@ export interface VerifyReport {
   locked: string[];
 }
 
+/** What `archive --repair` needs of a missing or altered file's line. */
+export type DamagedRecord = Pick<
+  ManifestRecord,
+  'path' | 'sha256' | 'size' | 'folder' | 'uidValidity' | 'uid'
+>;
+
 export interface VerifyOptions {
   /** Files hashed at once. @default 4 */
   concurrency?: number;
   onProgress?: (checked: number, bytes: number) => void;
+  /** Called with the line of each missing or altered file. */
+  onDamaged?: (record: DamagedRecord) => void;
 }
 
-interface Expected {
-  path: string;
-  sha256: string;
-  size: number;
-}
+type Expected = DamagedRecord;
 
 export async function verifyArchive(
   directory: string,
@@ -113,18 +118,10 @@ async function verifyMailbox(
   report.mailboxes.push(prefix === '' ? '.' : prefix.slice(0, -1));
   const manifestName = `${prefix}${MANIFEST_FILE}`;
   const expected = new Map<string, Expected>();
+  const duplicates: ManifestProblem[] = [];
   const read = await readManifest(join(dir, MANIFEST_FILE), (record, line) => {
-    if (!parseMessagePath(record.path)) {
-      report.manifestProblems.push({
-        manifest: manifestName,
-        line,
-        problem: 'unsafe path',
-        path: record.path,
-      });
-      return;
-    }
     if (expected.has(record.path)) {
-      report.manifestProblems.push({
+      duplicates.push({
         manifest: manifestName,
         line,
         problem: 'duplicate',
@@ -132,11 +129,14 @@ async function verifyMailbox(
       });
       return;
     }
-    expected.set(record.path, { path: record.path, sha256: record.sha256, size: record.size });
+    const { path, sha256, size, folder, uidValidity, uid } = record;
+    expected.set(path, { path, sha256, size, folder, uidValidity, uid });
   });
-  for (const line of read.badLines) {
-    report.manifestProblems.push({ manifest: manifestName, line, problem: 'not a record' });
-  }
+  const problems: ManifestProblem[] = [
+    ...duplicates,
+    ...read.problems.map((problem) => ({ manifest: manifestName, ...problem })),
+  ];
+  report.manifestProblems.push(...problems.sort((a, b) => a.line - b.line));
   if (read.tornBytes > 0) report.tornManifests.push(manifestName);
   if (await isFile(join(dir, LOCK_FILE)))
     report.locked.push(prefix === '' ? '.' : prefix.slice(0, -1));
@@ -146,7 +146,7 @@ async function verifyMailbox(
     for (;;) {
       const item = queue.shift();
       if (!item) return;
-      await checkFile(dir, prefix, item, report);
+      if (!(await checkFile(dir, prefix, item, report))) options.onDamaged?.(item);
       options.onProgress?.(report.checked, report.bytes);
     }
   };
@@ -168,12 +168,13 @@ async function verifyMailbox(
   }
 }
 
+/** Whether the file is there and as its line says. */
 async function checkFile(
   dir: string,
   prefix: string,
   item: Expected,
   report: VerifyReport,
-): Promise<void> {
+): Promise<boolean> {
   const file = join(dir, ...item.path.split('/'));
   const shown = `${prefix}${item.path}`;
   let info: Awaited<ReturnType<typeof lstat>>;
@@ -182,7 +183,7 @@ async function checkFile(
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       report.missing.push(shown);
-      return;
+      return false;
     }
     throw error;
   }
@@ -193,7 +194,7 @@ async function checkFile(
       expectedSize: item.size,
       detail: 'not a regular file',
     });
-    return;
+    return false;
   }
   const { sha256, size } = await hashFile(file);
   report.checked++;
@@ -206,7 +207,9 @@ async function checkFile(
       expectedSize: item.size,
       actualSize: size,
     });
+    return false;
   }
+  return true;
 }
 
 /** Calls `onFile` with every non-directory below `path` (symbolic links included, not followed). */

@@ -15,6 +15,7 @@
  */
 import { diagnoseSmtpResponse } from '../../clients/diagnostics.js';
 import { MailbridgeError, NetworkError } from '../../errors.js';
+import { asciiText } from '../../util/display-text.js';
 
 export interface BackoffOptions {
   initialMs: number;
@@ -55,6 +56,8 @@ export interface DeliveryFailure {
   reply: string;
   /** Least wait before the next attempt (the server's suggestion, or the quota window). */
   minDelayMs?: number;
+  /** The server refused the login (AUTH), not the message. */
+  login?: boolean;
 }
 
 /** What nodemailer puts on its errors (and on each entry of `rejectedErrors`). */
@@ -83,19 +86,22 @@ export function classifyDeliveryError(error: unknown): DeliveryFailure {
         })
       : undefined;
   const ours = error instanceof MailbridgeError ? error : undefined;
+  const ourCode = ours ? originalCode(ours) : undefined;
   const reply = logSafe(response ?? ours?.message ?? (error as Error)?.message ?? String(error));
   const code =
     diagnosis?.code ??
-    (ours && !['SMTP_FAILED'].includes(ours.code) ? ours.code : undefined) ??
+    (ourCode && ourCode !== 'SMTP_FAILED' ? ourCode : undefined) ??
     (responseCode !== undefined
       ? responseCode >= 500
         ? 'SMTP_PERMANENT_FAILURE'
         : 'SMTP_TEMPORARY_FAILURE'
-      : (nodemailerCode ?? ours?.code ?? 'DELIVERY_FAILED'));
+      : (nodemailerCode ?? ourCode ?? 'DELIVERY_FAILED'));
   const base = { code, reply, ...(responseCode !== undefined ? { responseCode } : {}) };
 
   if (nodemailerCode === 'EAUTH' || smtp?.command === 'AUTH' || smtp?.command === 'AUTH XOAUTH2') {
-    return { ...base, kind: 'temporary', scope: 'mailbox' };
+    // A token that could not be had never reached the server: not a refused login.
+    const login = responseCode !== undefined;
+    return { ...base, kind: 'temporary', scope: 'mailbox', ...(login ? { login } : {}) };
   }
   if (diagnosis?.code === 'SMTP_DAILY_QUOTA_EXCEEDED') {
     return { ...base, kind: 'temporary', scope: 'mailbox', minDelayMs: QUOTA_WAIT_MS };
@@ -152,6 +158,32 @@ export function nextStep(
   return { action: 'retry', at: now + delayMs, delayMs };
 }
 
+/**
+ * nodemailer writes its own `code` (EAUTH) over that of an error passing
+ * through it, such as a token request Entra refused, and keeps the previous
+ * one in `originalCode`: ours (`SECRET_INVALID`) is the diagnosis.
+ */
+function originalCode(error: MailbridgeError): string {
+  const previous = (error as { originalCode?: unknown }).originalCode;
+  return /^E[A-Z]+$/.test(error.code) && typeof previous === 'string' ? previous : error.code;
+}
+
+/**
+ * A login refused (535) after the transport already retried it with a fresh
+ * token, for a route whose mailbox is the envelope sender: no later attempt
+ * logs in as that sender either (it is no mailbox, or the app may not use
+ * it), so the message fails now with the diagnosis instead of being retried
+ * for `retryFor`.
+ */
+export function senderLoginRefused(failure: DeliveryFailure, sender: string): DeliveryFailure {
+  return {
+    ...failure,
+    kind: 'permanent',
+    scope: 'message',
+    reply: `${failure.reply} (the sender <${asciiText(sender, 254)}> is the mailbox; its login was refused with a fresh token: no such mailbox, or the app has no permission for it)`,
+  };
+}
+
 /** The first object in the `cause` chain that carries nodemailer's SMTP fields. */
 function findSmtpFields(error: unknown): SmtpErrorFields | undefined {
   let current: unknown = error;
@@ -169,13 +201,13 @@ function findSmtpFields(error: unknown): SmtpErrorFields | undefined {
   return undefined;
 }
 
-function logSafe(text: string): string {
+/** A server's reply as one 7-bit line, without Exchange's diagnostic dump. */
+export function logSafe(text: string): string {
   const line = text
     .replace(/\[BeginDiagnosticData\][\s\S]*$/i, '')
-    .replace(/[^\x20-\x7e]+/g, ' ')
     .replace(/\s+/g, ' ')
     .trim();
-  return line.length > 300 ? `${line.slice(0, 299)}…` : line;
+  return asciiText(line, 300);
 }
 
 export function describeMs(ms: number): string {

@@ -5,6 +5,7 @@
  * body. Pure: the relay queues the bytes like any other message.
  */
 import { randomBytes } from 'node:crypto';
+import { asciiText } from '../../util/display-text.js';
 
 export interface BounceInput {
   /** The relay's host name (Reporting-MTA, Message-ID). */
@@ -39,7 +40,8 @@ export function buildBounce(input: BounceInput): Buffer {
   const enhanced = /\b([45]\.\d{1,3}\.\d{1,3})\b/.exec(input.reason)?.[1];
   const status =
     enhanced ?? (input.responseCode !== undefined && input.responseCode < 500 ? '4.4.7' : '5.0.0');
-  const ascii = (text: string) => text.replace(/[^\x20-\x7e]/g, '?');
+  // The report is 7-bit (charset=us-ascii), and the reason quotes a server's reply.
+  const ascii = (text: string) => asciiText(text, Number.POSITIVE_INFINITY);
   const wrap = (text: string) =>
     ascii(text)
       .replace(/(.{1,76})(\s+|$)/g, '$1\r\n')

@@ -11,6 +11,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { type ConfigProblem, ConfigurationError } from '../../errors.js';
 import { closestName } from '../../util/did-you-mean.js';
+import { displayText } from '../../util/display-text.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from './cidr.js';
 import { parseSenderPattern, type SenderPattern } from './policy.js';
 
@@ -79,6 +80,17 @@ export interface RelaySettings {
   hostname?: string;
   /** Accept AUTH without TLS on listeners beyond loopback (legacy devices). @default false */
   allowPlaintextAuth: boolean;
+  /** SMTP connections open at once, over all listeners; beyond it a client gets 421. @default 100 */
+  maxConnections: number;
+  /** SMTP connections open at once from one client address. @default 20 */
+  maxConnectionsPerAddress: number;
+  /** Longest an SMTP session may last, however slowly the client sends, in ms. @default 10 min */
+  sessionTimeout: number;
+  /**
+   * Delay before the next password check after failures, per client address
+   * and per user name, doubling from `initialMs` up to `maxMs`. @default 1 s … 15 s
+   */
+  authPenalty: { initialMs: number; maxMs: number };
 }
 
 export const RELAY_DEFAULTS = {
@@ -90,6 +102,13 @@ export const RELAY_DEFAULTS = {
   retryFor: 24 * 60 * 60 * 1000,
   retryBackoff: { initialMs: 60_000, maxMs: 60 * 60 * 1000 },
   shutdownTimeout: 30_000,
+  // Postfix's default_process_limit is 100 too; 20 per address still lets a NAT of devices in.
+  maxConnections: 100,
+  maxConnectionsPerAddress: 20,
+  // 35 MB at 0.5 Mbit/s takes about 10 minutes: longer is a client holding a connection, not sending.
+  sessionTimeout: 10 * 60 * 1000,
+  // Dovecot's auth penalty grows 2, 4, 8, 15 s; ours starts lower so one typo costs a second.
+  authPenalty: { initialMs: 1000, maxMs: 15_000 },
 } as const;
 
 export const RELAY_KEYS = [
@@ -110,6 +129,10 @@ export const RELAY_KEYS = [
   'shutdownTimeout',
   'hostname',
   'allowPlaintextAuth',
+  'maxConnections',
+  'maxConnectionsPerAddress',
+  'sessionTimeout',
+  'authPenalty',
 ] as const;
 
 export interface ParseRelayOptions {
@@ -206,8 +229,8 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
   stringList(section.allowNetworks, 'relay.allowNetworks', add, []).forEach((text, i) => {
     const cidr = parseCidr(text);
     if (cidr) allowNetworks.push(cidr);
-    else
-      add(`relay.allowNetworks[${i}]`, `'${shown(text)}' is not an IPv4 or IPv6 network (CIDR).`);
+    // Not quoted: a value that is not a network could be anything pasted there, a secret included.
+    else add(`relay.allowNetworks[${i}]`, 'this entry is not an IPv4 or IPv6 network (CIDR).');
   });
 
   // numbers, sizes, durations
@@ -258,32 +281,43 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
     RELAY_DEFAULTS.shutdownTimeout,
     add,
   );
-  const retryBackoff: RelaySettings['retryBackoff'] = { ...RELAY_DEFAULTS.retryBackoff };
-  if (section.retryBackoff !== undefined) {
-    const b = section.retryBackoff as Record<string, unknown>;
-    if (typeof b !== 'object' || b === null || Array.isArray(b)) {
-      add('relay.retryBackoff', 'relay.retryBackoff must be a mapping: { initial: 1m, max: 1h }.');
-    } else {
-      retryBackoff.initialMs = durationSetting(
-        b.initial,
-        'relay.retryBackoff.initial',
-        retryBackoff.initialMs,
-        add,
-      );
-      retryBackoff.maxMs = durationSetting(
-        b.max,
-        'relay.retryBackoff.max',
-        retryBackoff.maxMs,
-        add,
-      );
-      if (retryBackoff.initialMs > retryBackoff.maxMs) {
-        add(
-          'relay.retryBackoff',
-          'relay.retryBackoff.initial must not exceed relay.retryBackoff.max.',
-        );
-      }
-    }
-  }
+  const retryBackoff = growingDelaySetting(
+    section.retryBackoff,
+    'relay.retryBackoff',
+    RELAY_DEFAULTS.retryBackoff,
+    '{ initial: 1m, max: 1h }',
+    add,
+  );
+  const authPenalty = growingDelaySetting(
+    section.authPenalty,
+    'relay.authPenalty',
+    RELAY_DEFAULTS.authPenalty,
+    '{ initial: 1s, max: 15s }',
+    add,
+  );
+  const maxConnections = integerSetting(
+    section.maxConnections,
+    'relay.maxConnections',
+    RELAY_DEFAULTS.maxConnections,
+    1,
+    10_000,
+    add,
+  );
+  const maxConnectionsPerAddress = integerSetting(
+    section.maxConnectionsPerAddress,
+    'relay.maxConnectionsPerAddress',
+    RELAY_DEFAULTS.maxConnectionsPerAddress,
+    1,
+    10_000,
+    add,
+  );
+  const sessionTimeout = durationSetting(
+    section.sessionTimeout,
+    'relay.sessionTimeout',
+    RELAY_DEFAULTS.sessionTimeout,
+    add,
+  );
+  if (sessionTimeout === 0) add('relay.sessionTimeout', 'relay.sessionTimeout must be above 0.');
 
   const bounce = booleanSetting(section.bounce, 'relay.bounce', false, add);
   const allowPlaintextAuth = booleanSetting(
@@ -364,6 +398,10 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
     shutdownTimeout,
     ...(hostname ? { hostname } : {}),
     allowPlaintextAuth,
+    maxConnections,
+    maxConnectionsPerAddress,
+    sessionTimeout,
+    authPenalty,
   };
   problems.push(...openRelayProblems(settings));
   for (const listener of listen) {
@@ -431,16 +469,16 @@ export function parseListenAddress(input: string): ListenAddress | string {
   if (scheme) {
     const name = (scheme[1] as string).toLowerCase();
     if (name !== 'smtps' && name !== 'smtp') {
-      return `'${shown(text)}': the scheme must be smtp:// or smtps:// (implicit TLS).`;
+      return `'${displayText(text, 60)}': the scheme must be smtp:// or smtps:// (implicit TLS).`;
     }
     implicitTls = name === 'smtps';
     rest = rest.slice(scheme[0].length);
   }
   const m = /^(?:\[([0-9a-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/i.exec(rest);
-  if (!m) return `'${shown(text)}' is not HOST:PORT (IPv6 as [::1]:2525).`;
+  if (!m) return `'${displayText(text, 60)}' is not HOST:PORT (IPv6 as [::1]:2525).`;
   const host = (m[1] ?? m[2]) as string;
   const port = Number(m[3]);
-  if (port > 65535) return `'${shown(text)}': the port must be 0-65535.`;
+  if (port > 65535) return `'${displayText(text, 60)}': the port must be 0-65535.`;
   return { host, port, implicitTls, text };
 }
 
@@ -522,9 +560,10 @@ function parsePolicyRule(
       const pattern = typeof sender === 'string' ? parseSenderPattern(sender) : undefined;
       if (pattern) rule.senders.push(pattern);
       else {
+        // Not quoted, for the same reason as allowNetworks.
         add(
           `${field}.senders[${i}]`,
-          `'${shown(String(sender))}' is not an address, '*@domain', '*' or '<>'.`,
+          `this entry is not an address, '*@domain', '*' or '<>'${senderHint(sender)}.`,
         );
         ok = false;
       }
@@ -555,6 +594,16 @@ function cidrCovers(outer: Cidr, inner: Cidr): boolean {
     }
   }
   return true;
+}
+
+/** What is wrong with a sender entry, told by its shape rather than by quoting it. */
+function senderHint(value: unknown): string {
+  if (typeof value !== 'string')
+    return ` (it is a ${Array.isArray(value) ? 'list' : typeof value})`;
+  if (value.trim() === '') return ' (it is empty)';
+  if (!value.includes('@')) return ' (it has no @)';
+  if (/\s/.test(value.trim())) return ' (it contains a space)';
+  return '';
 }
 
 function stringList(
@@ -622,6 +671,29 @@ function durationSetting(
   return ms;
 }
 
+/** `{ initial, max }` durations, the first at most the second (retry backoff, auth penalty). */
+function growingDelaySetting(
+  value: unknown,
+  field: string,
+  fallback: { readonly initialMs: number; readonly maxMs: number },
+  example: string,
+  add: (field: string, message: string) => void,
+): { initialMs: number; maxMs: number } {
+  const delay = { ...fallback };
+  if (value === undefined) return delay;
+  const b = value as Record<string, unknown>;
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) {
+    add(field, `${field} must be a mapping: ${example}.`);
+    return delay;
+  }
+  delay.initialMs = durationSetting(b.initial, `${field}.initial`, delay.initialMs, add);
+  delay.maxMs = durationSetting(b.max, `${field}.max`, delay.maxMs, add);
+  if (delay.initialMs > delay.maxMs) {
+    add(field, `${field}.initial must not exceed ${field}.max.`);
+  }
+  return delay;
+}
+
 function booleanSetting(
   value: unknown,
   field: string,
@@ -632,9 +704,4 @@ function booleanSetting(
   if (typeof value === 'boolean') return value;
   add(field, `${field} must be true or false.`);
   return fallback;
-}
-
-/** A value fit to quote in a message: printable ASCII, at most 60 characters. */
-function shown(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 60);
 }

@@ -17,8 +17,10 @@ import {
   classifyDeliveryError,
   type DeliveryFailure,
   describeMs,
+  logSafe,
   nextStep,
   retryDelay,
+  senderLoginRefused,
 } from './backoff.js';
 import { buildBounce, mustNotBounce } from './bounce.js';
 import type { RelayMetrics } from './metrics.js';
@@ -249,7 +251,7 @@ export class DeliveryWorker {
     try {
       const info = await this.transport(envelope.mailbox).sendMail(message);
       accepted = info.accepted.map(addressOf);
-      response = oneLine(info.response);
+      response = logSafe(info.response ?? '');
       rejected = (info.rejectedErrors ?? []).map((error) => ({
         recipient: String((error as { recipient?: unknown }).recipient ?? ''),
         failure: classifyDeliveryError(error),
@@ -257,7 +259,13 @@ export class DeliveryWorker {
     } catch (error) {
       const perRecipient = rejectedErrorsOf(error);
       if (!perRecipient) {
-        await this.failed(envelope, classifyDeliveryError(error));
+        const failure = classifyDeliveryError(error);
+        await this.failed(
+          envelope,
+          failure.login && failure.responseCode === 535 && sendsAsSender(envelope)
+            ? senderLoginRefused(failure, envelope.from)
+            : failure,
+        );
         return;
       }
       rejected = perRecipient.map((e) => ({
@@ -349,7 +357,11 @@ export class DeliveryWorker {
     const now = this.now();
     if (failure.kind === 'temporary' && failure.scope === 'mailbox') {
       this.markMailboxFailing(envelope.mailbox, now);
-    } else if (failure.responseCode !== undefined && failure.scope === 'message') {
+    } else if (
+      failure.responseCode !== undefined &&
+      failure.scope === 'message' &&
+      !failure.login
+    ) {
       // The server answered about this message: the connection and the login work.
       this.markMailboxHealthy(envelope.mailbox);
     }
@@ -497,8 +509,9 @@ function addressOf(value: string | Mail.Address): string {
   return typeof value === 'string' ? value : (value.address ?? '');
 }
 
-function oneLine(text: string | undefined): string {
-  return (text ?? '').replace(/[^\x20-\x7e]+/g, ' ').slice(0, 300);
+/** A route without a `mailbox`: the envelope sender signs in as itself. */
+function sendsAsSender(envelope: SpoolEnvelope): boolean {
+  return envelope.mailbox === envelope.from.trim().toLowerCase();
 }
 
 /** The header section of a spooled message, at most 64 KiB, for a bounce. */

@@ -4,12 +4,21 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { CredentialState } from './credential.js';
 
 export interface HealthState {
   /** False once shutdown has begun: load balancers stop sending. */
   accepting: boolean;
   queueDepth: number;
   inFlight: number;
+  /** Whether token requests work; anything but `ok` is `degraded` (503). */
+  credential: CredentialState;
+}
+
+/** `ok` only while accepting and while tokens come: a relay without tokens only fills its spool. */
+export function healthStatus(state: HealthState): 'ok' | 'degraded' | 'stopping' {
+  if (!state.accepting) return 'stopping';
+  return state.credential.status === 'ok' ? 'ok' : 'degraded';
 }
 
 export interface StatusHttpServer {
@@ -29,9 +38,10 @@ export async function startStatusHttp(
     }
     if (path === '/healthz') {
       const state = sources.health();
-      const body = `${JSON.stringify({ status: state.accepting ? 'ok' : 'stopping', ...state })}\n`;
+      const status = healthStatus(state);
+      const body = `${JSON.stringify({ status, ...state })}\n`;
       response
-        .writeHead(state.accepting ? 200 : 503, {
+        .writeHead(status === 'ok' ? 200 : 503, {
           'content-type': 'application/json',
           'cache-control': 'no-store',
         })

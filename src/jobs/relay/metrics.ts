@@ -8,14 +8,30 @@ export const LATENCY_BUCKETS = [
   0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400,
 ];
 
-export type RefusalReason =
-  | 'network'
-  | 'auth'
-  | 'auth_required'
-  | 'policy'
-  | 'size'
-  | 'recipients'
-  | 'spool';
+/** Why a client was refused, in the order `render` lists them. */
+export const REFUSAL_REASONS = [
+  'network',
+  'auth',
+  /** An AUTH refused unchecked: the address's failures already set a longer penalty. */
+  'auth_throttled',
+  'auth_required',
+  'policy',
+  /** A non-ASCII address without SMTPUTF8. */
+  'smtputf8',
+  'size',
+  'recipients',
+  'spool',
+  /** relay.maxConnections reached. */
+  'connections',
+  /** relay.maxConnectionsPerAddress reached. */
+  'connections_per_address',
+  /** relay.sessionTimeout passed: the session was cut. */
+  'session_timeout',
+  /** The app's credential is refused: no message could go upstream. */
+  'credential',
+] as const;
+
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 export class RelayMetrics {
   accepted = 0;
@@ -24,6 +40,8 @@ export class RelayMetrics {
   deferred = 0;
   failed = 0;
   bounces = 0;
+  /** SMTP connections open now (kept by the listeners). */
+  connections = 0;
   readonly refused = new Map<RefusalReason, number>();
   private readonly buckets = new Array<number>(LATENCY_BUCKETS.length).fill(0);
   private latencyCount = 0;
@@ -96,20 +114,14 @@ export class RelayMetrics {
     metric('mailbridge_relay_bounces_total', 'counter', 'Bounce messages queued to senders.', [
       ['', this.bounces],
     ]);
-    const reasons: RefusalReason[] = [
-      'network',
-      'auth',
-      'auth_required',
-      'policy',
-      'size',
-      'recipients',
-      'spool',
-    ];
+    metric('mailbridge_relay_connections', 'gauge', 'SMTP client connections open.', [
+      ['', this.connections],
+    ]);
     metric(
       'mailbridge_relay_refused_total',
       'counter',
       'SMTP transactions refused, by reason.',
-      reasons.map((reason) => [`{reason="${reason}"}`, this.refused.get(reason) ?? 0]),
+      REFUSAL_REASONS.map((reason) => [`{reason="${reason}"}`, this.refused.get(reason) ?? 0]),
     );
     lines.push(
       '# HELP mailbridge_relay_delivery_latency_seconds Time from acceptance to delivery to Exchange.',

@@ -29,6 +29,20 @@ export interface ParsedScryptHash {
   hash: Buffer;
 }
 
+/** PHC / crypt(3) ids of other algorithms, safe to name in a message: bcrypt, the SHA crypts, MD5 crypt, yescrypt, PBKDF2. */
+const OTHER_ALGORITHMS = new Set([
+  '2a',
+  '2b',
+  '2y',
+  '1',
+  '5',
+  '6',
+  'y',
+  'pbkdf2',
+  'pbkdf2-sha256',
+  'pbkdf2-sha512',
+]);
+
 export type HashParseResult = { ok: true; value: ParsedScryptHash } | { ok: false; reason: string };
 
 /** Parses a PHC scrypt string; the reason says what is wrong without echoing the value. */
@@ -53,7 +67,8 @@ export function parsePasswordHash(text: string): HashParseResult {
   if (id !== 'scrypt') {
     return {
       ok: false,
-      reason: `the hash algorithm '${printable(id)}' is not supported (scrypt is)`,
+      // Only a well-known id is quoted: a plain password starting with '$' would otherwise show a piece of itself.
+      reason: `the hash algorithm ${OTHER_ALGORITHMS.has(id) ? `'${id}' ` : ''}is not supported (scrypt is)`,
     };
   }
   if (fields.length !== 5) {
@@ -62,7 +77,9 @@ export function parsePasswordHash(text: string): HashParseResult {
   const params: Partial<ScryptParameters> = {};
   for (const pair of (fields[2] as string).split(',')) {
     const m = /^(ln|r|p)=(\d{1,3})$/.exec(pair);
-    if (!m) return { ok: false, reason: `the scrypt parameter '${printable(pair)}' is not valid` };
+    if (!m) {
+      return { ok: false, reason: 'the scrypt parameters are not valid (expected ln=N,r=N,p=N)' };
+    }
     params[m[1] as keyof ScryptParameters] = Number(m[2]);
   }
   for (const key of ['ln', 'r', 'p'] as const) {
@@ -126,8 +143,4 @@ function encodeB64(bytes: Buffer): string {
 function decodeB64(text: string): Buffer | undefined {
   if (!/^[A-Za-z0-9+/]+$/.test(text)) return undefined;
   return Buffer.from(text, 'base64');
-}
-
-function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 40);
 }

@@ -7,6 +7,8 @@
  * unauthenticated one by the rules whose network holds its address. The first
  * rule whose sender pattern matches wins, so specific rules go first.
  */
+
+import { asciiText } from '../../util/display-text.js';
 import { anyCidrContains, type Cidr, cidrContains } from './cidr.js';
 import type { PolicyRule } from './config.js';
 
@@ -77,7 +79,7 @@ export function decideSender(
     identity.user !== undefined
       ? `user ${identity.user}`
       : `clients from ${identity.remoteAddress}`;
-  const shownSender = sender === '' ? '<>' : `<${printable(sender)}>`;
+  const shownSender = sender === '' ? '<>' : `<${asciiText(sender, 254)}>`;
   if (rules.length === 0) {
     return {
       ok: false,
@@ -113,8 +115,4 @@ export function admitClient(
 ): Admission {
   if (anyCidrContains(allowNetworks, remoteAddress)) return 'network';
   return authAvailable ? 'authenticate' : 'refuse';
-}
-
-function printable(text: string): string {
-  return text.replace(/[^\x21-\x7e]/g, '?').slice(0, 254);
 }

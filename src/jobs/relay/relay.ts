@@ -13,12 +13,14 @@ import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, NetworkError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { type ParseRelayOptions, parseRelaySettings, type RelaySettings } from './config.js';
+import { CredentialMonitor } from './credential.js';
 import { type DeliveryTransport, DeliveryWorker } from './delivery.js';
 import { type StatusHttpServer, startStatusHttp } from './http.js';
 import { RelayMetrics } from './metrics.js';
-import { type SmtpListener, startSmtpListener } from './server.js';
+import { checkPolicyAddresses, checkPolicyUsers, warnUnprovenMailboxes } from './policy-check.js';
+import { type SmtpListener, sharedListenerState, startSmtpListener } from './server.js';
 import { type RecoveryReport, Spool } from './spool.js';
-import { openUserStore, type UserStore } from './users.js';
+import { openUserStore } from './users.js';
 
 export interface StartRelayOptions extends ParseRelayOptions {
   /** Validated settings; parsed from `config.sections.relay` when absent. */
@@ -56,6 +58,8 @@ export interface RelayHandle {
  *
  * @throws ConfigurationError for the relay section (`RELAY_CONFIG_INVALID`),
  *   the users file, the TLS files, a spool in use (`RELAY_SPOOL_LOCKED`)
+ * @throws AuthenticationError (or another token error) when Entra ID refuses
+ *   the app's credential at start-up; an unreachable Entra only degrades it
  * @throws NetworkError `RELAY_LISTEN_FAILED` when an address cannot be bound
  */
 export async function startRelay(
@@ -65,6 +69,7 @@ export async function startRelay(
   const settings = options.settings ?? parseRelaySettings(config.sections.relay, options);
   const logger = options.logger ?? silentLogger;
   const hostname = settings.hostname ?? osHostname();
+  checkPolicyAddresses(settings.policy);
 
   const tls = settings.tls ? await readTls(settings.tls) : undefined;
   const users = settings.users
@@ -73,6 +78,16 @@ export async function startRelay(
       )
     : undefined;
   if (users) await checkPolicyUsers(settings, users);
+
+  // A credential Entra refuses would otherwise show only as mail deferred for a day.
+  const credential = new CredentialMonitor(
+    options.tokenProvider ?? createTokenProvider(config, { logger }),
+    { backoff: settings.retryBackoff, logger },
+  );
+  if ((await credential.check()).status === 'refused') {
+    credential.close();
+    throw credential.error;
+  }
 
   const spool = new Spool(settings.spool, { hostname });
   await spool.init();
@@ -91,6 +106,7 @@ export async function startRelay(
       repaired: recovery.repaired,
       dead,
     });
+    await warnUnprovenMailboxes(settings.policy, spool.deliveredPath, logger);
 
     let worker: DeliveryWorker | undefined;
     const metrics = new RelayMetrics({
@@ -98,13 +114,12 @@ export async function startRelay(
       inFlight: () => worker?.inFlightCount ?? 0,
       dead: () => worker?.deadCount ?? 0,
     });
-    const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
     const transportFor =
       options.transportFor ??
       ((mailbox: string) =>
         createSmtpTransport(config, {
           from: mailbox,
-          tokenProvider: provider,
+          tokenProvider: credential.tokenProvider,
           logger,
           pool: true,
           maxConnections: settings.connectionsPerMailbox,
@@ -127,6 +142,7 @@ export async function startRelay(
     started.push({ close: () => deliveries.stop(0) });
 
     const listeners: SmtpListener[] = [];
+    const shared = sharedListenerState(settings);
     for (const listener of settings.listen) {
       try {
         const smtp = await startSmtpListener({
@@ -138,7 +154,9 @@ export async function startRelay(
           metrics,
           logger,
           hostname,
+          shared,
           onAccepted: (envelope) => deliveries.enqueue(envelope),
+          refuseNewMail: () => credential.refusingMail(),
         });
         listeners.push(smtp);
         started.push({ close: () => smtp.close(0) });
@@ -162,6 +180,7 @@ export async function startRelay(
             accepting,
             queueDepth: deliveries.queueDepth,
             inFlight: deliveries.inFlightCount,
+            credential: credential.state,
           }),
           metrics: () => metrics.render(),
         });
@@ -184,6 +203,7 @@ export async function startRelay(
       auth: users !== undefined,
       allowNetworks: settings.allowNetworks.map((c) => c.text).join(' ') || undefined,
       queued: deliveries.queueDepth,
+      credential: credential.state.status,
     });
 
     let stopping: Promise<{ unfinished: number }> | undefined;
@@ -205,6 +225,7 @@ export async function startRelay(
             deliveries.stop(timeoutMs),
           ]);
           await http?.close();
+          credential.close();
           await spool.unlock();
           logger.log('info', 'relay stopped', {
             event: 'stopped',
@@ -218,6 +239,7 @@ export async function startRelay(
     };
   } catch (error) {
     for (const part of started.reverse()) await part.close().catch(() => {});
+    credential.close();
     await spool.unlock();
     throw error;
   }
@@ -241,25 +263,6 @@ async function readTls(paths: {
     }
   };
   return { cert: await read(paths.cert, 'certificate'), key: await read(paths.key, 'key') };
-}
-
-async function checkPolicyUsers(settings: RelaySettings, users: UserStore): Promise<void> {
-  const known = new Set(await users.names());
-  const problems = settings.policy
-    .filter((rule) => rule.user !== undefined && !known.has(rule.user))
-    .map((rule) => ({
-      field: `relay.policy[${rule.index}].user`,
-      message: `user '${rule.user}' is not in the users file ${settings.users}.`,
-    }));
-  if (problems.length > 0) {
-    throw new ConfigurationError({
-      code: 'RELAY_CONFIG_INVALID',
-      message: `The relay configuration has ${problems.length} problem(s)`,
-      remedy:
-        'Add the user with `mailbridge relay hash-password --user NAME >> USERS_FILE`, or fix the rule.',
-      problems,
-    });
-  }
 }
 
 function formatHost(host: string): string {

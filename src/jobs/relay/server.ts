@@ -1,15 +1,20 @@
 /**
  * One SMTP listener of the relay, on smtp-server's hooks:
  *
- *   onConnect   the client's address: allowed network, must authenticate, or refused (554)
- *   onAuth      AUTH PLAIN / LOGIN against the users file (535 on a wrong password)
- *   onMailFrom  authentication required (530), then the sender policy (550 5.7.1 + reason)
- *   onRcptTo    maxRecipients (452 4.5.3)
+ *   onConnect   connection limits (421), then the client's address: allowed network,
+ *               must authenticate, or refused (554); starts the session deadline
+ *   onSecure    TLS is up: AUTH becomes available where it needs TLS
+ *   onAuth      the penalty and the queue of auth-guard.ts, then AUTH PLAIN / LOGIN
+ *               against the users file (535 on a wrong password)
+ *   onMailFrom  authentication required (530), 8-bit address without SMTPUTF8 (553 5.6.7),
+ *               then the sender policy (550 5.7.1 + reason)
+ *   onRcptTo    8-bit address without SMTPUTF8 (553 5.6.7), maxRecipients (452 4.5.3)
  *   onData      spool, flush, commit; only then 250 (552 when too large, 451 when the spool fails)
  *
  * smtp-server's own enhanced status codes are off (its default), so each
  * reply below carries the RFC 3463 code that fits it in its text.
  */
+import { createHmac, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import {
   SMTPServer,
@@ -19,9 +24,11 @@ import {
   type SMTPServerSession,
 } from 'smtp-server';
 import type { Logger } from '../../log/logger.js';
+import { asciiText } from '../../util/display-text.js';
+import { AuthGuard } from './auth-guard.js';
 import { isLoopbackAddress } from './cidr.js';
 import type { ListenAddress, RelaySettings } from './config.js';
-import type { RelayMetrics } from './metrics.js';
+import type { RefusalReason, RelayMetrics } from './metrics.js';
 import { type Admission, admitClient, decideSender } from './policy.js';
 import type { Spool, SpoolEnvelope } from './spool.js';
 import type { UserStore } from './users.js';
@@ -38,6 +45,21 @@ export interface SmtpListenerOptions {
   hostname: string;
   /** A message is committed to the spool (the client is about to hear 250). */
   onAccepted: (envelope: SpoolEnvelope) => void;
+  /** State shared by the relay's listeners (limits count over all of them); one per listener when absent. */
+  shared?: ListenerShared;
+  /** True while no message could go upstream (the app's credential is refused): senders keep theirs. */
+  refuseNewMail?: () => boolean;
+}
+
+/** What the listeners of one relay count together. */
+export interface ListenerShared {
+  guard: AuthGuard;
+  /** Open connections per client address; the sum is the total. */
+  clients: Map<string, number>;
+}
+
+export function sharedListenerState(settings: Pick<RelaySettings, 'authPenalty'>): ListenerShared {
+  return { guard: new AuthGuard(settings.authPenalty), clients: new Map() };
 }
 
 export interface SmtpListener {
@@ -54,6 +76,8 @@ interface SessionState {
   authFailures: number;
   /** Mailbox decided at MAIL FROM for the current transaction. */
   mailbox?: string;
+  /** Cuts the session at relay.sessionTimeout. */
+  deadline: NodeJS.Timeout;
 }
 
 /** After this many wrong passwords in one session the connection is closed (421). */
@@ -71,12 +95,35 @@ export function authOffered(
   );
 }
 
+/** Whether AUTH waits for TLS on a listener: beyond loopback, unless the operator allowed plaintext. */
+export function authNeedsTls(
+  listener: ListenAddress,
+  settings: Pick<RelaySettings, 'allowPlaintextAuth'>,
+): boolean {
+  return !isLoopbackAddress(listener.host) && !settings.allowPlaintextAuth;
+}
+
+/** Any character outside 7-bit ASCII: such an address needs SMTPUTF8 (RFC 6531). */
+const EIGHT_BIT = /[\u0080-\uffff]/;
+
 export async function startSmtpListener(options: SmtpListenerOptions): Promise<SmtpListener> {
   const { listener, settings, spool, metrics, logger } = options;
   const sessions = new Map<string, SessionState>();
+  const { guard, clients } = options.shared ?? sharedListenerState(settings);
   const withAuth = authOffered(listener, settings) && options.users !== undefined;
   const disabled = [...(options.tls ? [] : ['STARTTLS']), ...(withAuth ? [] : ['AUTH'])];
+  // Before TLS, EHLO must not offer AUTH where AUTH needs TLS: a client that sees it sends its password.
+  const disabledBeforeTls = authNeedsTls(listener, settings) ? [...disabled, 'AUTH'] : disabled;
   const users = options.users;
+  // Failed user names are logged as a keyed hash: a password typed as the name must not reach the log.
+  const nameKey = randomBytes(32);
+  const nameTag = (name: string) =>
+    `unknown:${createHmac('sha256', nameKey).update(name).digest('hex').slice(0, 12)}`;
+  const refuse = (reason: RefusalReason, message: string, fields: Record<string, unknown>) => {
+    metrics.refuse(reason);
+    logger.log('warn', message, { event: 'refused', reason, ...fields });
+  };
+  const connectionOf = (id: string) => [...server.connections].find((c) => c.id === id);
 
   const server = new SMTPServer({
     name: options.hostname,
@@ -96,25 +143,68 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
     logger: false,
 
     onConnect(session, callback) {
-      const admission = admitClient(settings.allowNetworks, withAuth, session.remoteAddress);
-      if (admission === 'refuse') {
-        metrics.refuse('network');
-        logger.log('warn', 'connection refused', {
-          event: 'refused',
-          reason: 'network',
-          client: session.remoteAddress,
+      const address = session.remoteAddress;
+      const open = clients.get(address) ?? 0;
+      let total = 0;
+      for (const n of clients.values()) total += n;
+      if (total >= settings.maxConnections) {
+        refuse('connections', 'connection refused', {
+          client: address,
+          limit: settings.maxConnections,
         });
-        callback(
-          smtpError(554, `5.7.1 Access denied: ${session.remoteAddress} may not use this relay`),
-        );
+        callback(smtpError(421, '4.3.2 Too many connections, try again later'));
         return;
       }
-      sessions.set(session.id, { admission, authFailures: 0 });
+      if (open >= settings.maxConnectionsPerAddress) {
+        refuse('connections_per_address', 'connection refused', {
+          client: address,
+          limit: settings.maxConnectionsPerAddress,
+        });
+        callback(smtpError(421, `4.7.0 Too many connections from ${address}, try again later`));
+        return;
+      }
+      const admission = admitClient(settings.allowNetworks, withAuth, address);
+      if (admission === 'refuse') {
+        refuse('network', 'connection refused', { client: address });
+        callback(smtpError(554, `5.7.1 Access denied: ${address} may not use this relay`));
+        return;
+      }
+      clients.set(address, open + 1);
+      metrics.connections++;
+      // A client trickling a byte now and then never meets the idle timeout; this it meets.
+      const deadline = setTimeout(() => {
+        refuse('session_timeout', 'session cut', {
+          client: address,
+          limit: settings.sessionTimeout,
+        });
+        const connection = connectionOf(session.id);
+        connection?.send(
+          421,
+          `4.4.2 ${options.hostname} Session time limit exceeded, closing connection`,
+        );
+        connection?.close();
+      }, settings.sessionTimeout);
+      deadline.unref();
+      sessions.set(session.id, { admission, authFailures: 0, deadline });
+      if (!session.secure) session.disabledCommands = disabledBeforeTls;
+      callback();
+    },
+
+    onSecure(_socket, session, callback) {
+      session.disabledCommands = disabled;
       callback();
     },
 
     onClose(session) {
+      const state = sessions.get(session.id);
+      if (!state) return;
+      clearTimeout(state.deadline);
       sessions.delete(session.id);
+      const address = session.remoteAddress;
+      const open = (clients.get(address) ?? 1) - 1;
+      if (open > 0) clients.set(address, open);
+      else clients.delete(address);
+      metrics.connections--;
     },
 
     onAuth(auth: SMTPServerAuthentication, session, callback) {
@@ -124,13 +214,34 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
         return;
       }
       const name = auth.username ?? '';
-      users.verify(name, auth.password ?? '').then(
+      const client = session.remoteAddress;
+      const shownName = () => (users.knows(name) ? name : nameTag(name));
+      const admitted = guard.admit(client, name);
+      if (!admitted.ok) {
+        refuse('auth_throttled', 'authentication refused', {
+          client,
+          user: shownName(),
+          retryAfterMs: admitted.retryAfterMs,
+        });
+        callback(smtpError(421, '4.7.0 Too many failed logins from your address, try again later'));
+        return;
+      }
+      const check = async () => {
+        if (admitted.waitMs > 0) await new Promise((r) => setTimeout(r, admitted.waitMs));
+        // A client that left while it waited or queued costs no check.
+        return guard.run(admitted.rank, async () =>
+          sessions.has(session.id) ? users.verify(name, auth.password ?? '') : undefined,
+        );
+      };
+      check().then(
         (user) => {
+          if (!sessions.has(session.id)) return;
+          guard.record(client, name, user !== undefined);
           if (user) {
             logger.log('info', 'authenticated', {
               event: 'auth',
               user,
-              client: session.remoteAddress,
+              client,
               method: auth.method,
             });
             callback(null, { user });
@@ -140,8 +251,8 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
           metrics.refuse('auth');
           logger.log('warn', 'authentication failed', {
             event: 'auth-failed',
-            user: printable(name),
-            client: session.remoteAddress,
+            user: shownName(),
+            client,
             method: auth.method,
             failures: state.authFailures,
           });
@@ -174,6 +285,11 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
         callback(smtpError(530, '5.7.0 Authentication required'));
         return;
       }
+      if (EIGHT_BIT.test(address.address) && !session.envelope.smtpUtf8) {
+        refuse('smtputf8', 'sender refused', { client: session.remoteAddress, user });
+        callback(smtpError(553, needsSmtpUtf8(address.address)));
+        return;
+      }
       const decision = decideSender(
         settings.policy,
         { ...(user !== undefined ? { user } : {}), remoteAddress: session.remoteAddress },
@@ -186,16 +302,33 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
           reason: 'policy',
           client: session.remoteAddress,
           user,
-          from: printable(address.address),
+          from: asciiText(address.address, 254),
         });
         callback(smtpError(decision.responseCode, decision.message));
+        return;
+      }
+      if (options.refuseNewMail?.()) {
+        metrics.refuse('credential');
+        logger.log('warn', 'sender refused', {
+          event: 'refused',
+          reason: 'credential',
+          client: session.remoteAddress,
+        });
+        callback(
+          smtpError(451, '4.3.2 The relay cannot submit mail upstream now, try again later'),
+        );
         return;
       }
       state.mailbox = decision.mailbox;
       callback();
     },
 
-    onRcptTo(_address, session, callback) {
+    onRcptTo(address, session, callback) {
+      if (EIGHT_BIT.test(address.address) && !session.envelope.smtpUtf8) {
+        refuse('smtputf8', 'recipient refused', { client: session.remoteAddress });
+        callback(smtpError(553, needsSmtpUtf8(address.address)));
+        return;
+      }
       if (session.envelope.rcptTo.length >= settings.maxRecipients) {
         metrics.refuse('recipients');
         callback(
@@ -253,7 +386,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
               id: envelope.id,
               messageId: envelope.messageId,
               messageIdAdded: envelope.messageIdAdded ? true : undefined,
-              from: printable(envelope.from) || '<>',
+              from: asciiText(envelope.from, 254) || '<>',
               recipients: envelope.to.length,
               mailbox: envelope.mailbox,
               size: envelope.size,
@@ -312,6 +445,6 @@ function smtpError(responseCode: number, message: string): Error & { responseCod
   return Object.assign(new Error(message), { responseCode });
 }
 
-function printable(text: string): string {
-  return text.replace(/[^\x21-\x7e]/g, '?').slice(0, 254);
+function needsSmtpUtf8(address: string): string {
+  return `5.6.7 Non-ASCII address <${asciiText(address, 254)}> needs SMTPUTF8: send MAIL FROM with the SMTPUTF8 parameter`;
 }

@@ -55,6 +55,8 @@ export function parseUsersFile(text: string, path: string): UsersFileParse {
 export interface UserStore {
   /** Names known now. */
   names(): Promise<string[]>;
+  /** Whether `name` is an account, as of the last read of the file (for logs: a known name is no secret). */
+  knows(name: string): boolean;
   /** The user's name when the password matches, else `undefined`. Takes as long either way. */
   verify(name: string, password: string): Promise<string | undefined>;
 }
@@ -89,6 +91,9 @@ export async function openUserStore(
     async names() {
       await refresh();
       return [...current.keys()];
+    },
+    knows(name) {
+      return current.has(name);
     },
     async verify(name, password) {
       await refresh();

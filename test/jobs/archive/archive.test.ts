@@ -3,7 +3,8 @@
  * tokens that live 5 seconds: sessions end when a token expires, a command is
  * throttled, connections drop; the archive must still equal the server.
  */
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImapFlow } from 'imapflow';
@@ -38,6 +39,10 @@ import {
 
 const MAILBOX = 'archive@contoso.example';
 const OTHER = 'reports@contoso.example';
+/** Archived onto a small filesystem that fills up. */
+const FULL = 'full@contoso.example';
+/** Has a folder whose decoded name holds a control character. */
+const NAMES = 'names@contoso.example';
 const LONG = 'L'.repeat(210);
 const FOLDERS = [
   'INBOX',
@@ -60,7 +65,7 @@ let out: string;
 let mailboxDir: string;
 
 beforeAll(async () => {
-  env = await startArchiveTestEnv([MAILBOX, OTHER]);
+  env = await startArchiveTestEnv([MAILBOX, OTHER, FULL, NAMES]);
   out = await mkdtemp(join(tmpdir(), 'mailbridge-archive-'));
   mailboxDir = join(out, mailboxDirName(MAILBOX));
   const seeder = await env.direct(MAILBOX);
@@ -86,6 +91,11 @@ beforeAll(async () => {
     for (let i = 0; i < 3; i++) await other.append(folder, plainMessage(++n, folder, OTHER));
   }
   await other.logout();
+
+  const full = await env.direct(FULL);
+  for (let i = 0; i < 60; i++)
+    await full.append('INBOX', messageWithAttachment(1000 + i, FULL, 2500));
+  await full.logout();
 }, 60_000);
 
 afterAll(async () => {
@@ -426,6 +436,110 @@ describe('archiveMailbox', () => {
     }
   });
 
+  it('takes no checkpoint from a manifest line that verify rejects, and says so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-forged-'));
+    try {
+      const first = await archiveMailbox(env.config, { mailbox: OTHER, outDir: dir });
+      expect(first.ok).toBe(true);
+      const otherDir = join(dir, mailboxDirName(OTHER));
+      const inbox = (await manifestRecords(otherDir)).find((r) => r.folder === 'INBOX');
+      if (!inbox) throw new Error('no INBOX line');
+      await appendFile(
+        join(otherDir, 'manifest.jsonl'),
+        `${JSON.stringify({ ...inbox, uid: 999999, path: '/etc/passwd' })}\n`,
+      );
+      const client = await env.direct(OTHER);
+      const added = await client.append('INBOX', plainMessage(990, 'INBOX', OTHER));
+      if (!added) throw new Error('APPEND refused');
+      await client.logout();
+      const warnings: string[] = [];
+      const second = await archiveMailbox(env.config, {
+        mailbox: OTHER,
+        outDir: dir,
+        logger: {
+          log(level, message, fields) {
+            if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
+          },
+        },
+      });
+      expect(second).toMatchObject({ ok: true, messagesNew: 1 });
+      expect(second.folders.find((f) => f.folder === 'INBOX')?.messagesNew).toBe(1);
+      expect(warnings.join('\n')).toMatch(/lines `archive verify` rejects; ignored.*unsafe path/);
+      // The later tests count this mailbox's messages.
+      const cleaner = await env.direct(OTHER);
+      await cleaner.mailboxOpen('INBOX');
+      await cleaner.messageDelete(String(added.uid), { uid: true });
+      await cleaner.logout();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('archives a folder listed as del&AH8-x under that name, with a warning', async () => {
+    const seeder = await env.direct(NAMES);
+    // Through imapflow's internal exec, with the name as the server has it: imapflow's own
+    // mailboxCreate would encode the `&` itself.
+    const raw = seeder as unknown as {
+      exec(command: string, args: unknown[]): Promise<{ next(): void }>;
+    };
+    (await raw.exec('CREATE', [{ type: 'ATOM', value: 'del&AH8-x' }])).next();
+    for (let i = 0; i < 3; i++) {
+      const message = Buffer.from(plainMessage(1200 + i, 'del', NAMES));
+      (
+        await raw.exec('APPEND', [
+          { type: 'STRING', value: 'del&AH8-x' },
+          { type: 'LITERAL', value: message },
+        ])
+      ).next();
+    }
+    const listed = (await seeder.list()).find((f) => f.pathAsListed === 'del&AH8-x');
+    expect(listed?.path).toBe('del\x7fx');
+    await seeder.logout();
+
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-names-'));
+    try {
+      const warnings: string[] = [];
+      let dropped = false;
+      const result = await archiveMailbox(env.config, {
+        mailbox: NAMES,
+        outDir: dir,
+        session: { baseDelayMs: 20 },
+        fetch: { maxGroupMessages: 1 },
+        logger: {
+          log(level, message, fields) {
+            if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
+          },
+        },
+        onProgress: (event) => {
+          // Selected again on a new connection, which has not listed the folder yet.
+          if (event.type === 'message' && event.folder === 'del&AH8-x' && !dropped) {
+            dropped = true;
+            env.proxy.dropAll();
+          }
+        },
+      });
+      expect(result.ok, JSON.stringify(result.folders)).toBe(true);
+      expect(result.folders.find((f) => f.folder === 'del&AH8-x')).toMatchObject({
+        status: 'archived',
+        messagesNew: 3,
+        directory: 'del%26AH8-x',
+      });
+      expect(result.session.connects).toBeGreaterThanOrEqual(2);
+      expect(warnings.join('\n')).toContain(
+        'folder name holds control characters; archived under its listed name',
+      );
+      expect(warnings.join('\n')).toContain('del\\\\x7fx');
+      const records = await manifestRecords(join(dir, mailboxDirName(NAMES)));
+      expect(records.filter((r) => r.folder === 'del&AH8-x')).toHaveLength(3);
+      expect((await archiveMailbox(env.config, { mailbox: NAMES, outDir: dir })).messagesNew).toBe(
+        0,
+      );
+      expect((await verifyArchive(dir)).ok).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a second run on the same mailbox directory while one runs', async () => {
     const first = archive();
     await new Promise((resolve) => setTimeout(resolve, 30));
@@ -553,6 +667,130 @@ describe('mailbridge archive (command)', () => {
   });
 });
 
+describe('mailbridge archive (command) when nothing or not everything can be archived', () => {
+  it('exits 2 for a mailbox where --folder selects nothing, unless --allow-empty', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-empty-'));
+    try {
+      const onlySent = ['--mailbox', OTHER, '--out', dir, '--folder', 'sent'];
+      const none = await runCommand(archiveCommand, onlySent);
+      expect(none.code).toBe(2);
+      expect(none.stdout).toContain(
+        `${OTHER}: FAILED ARCHIVE_NO_FOLDER_MATCHED: No folder of ${OTHER} is selected by --folder sent, so nothing would be archived. did you mean 'Sent' for 'sent'?`,
+      );
+      expect(none.stdout).toContain('--allow-empty');
+      expect(none.stdout).not.toContain('run again to continue');
+
+      const allowed = await runCommand(archiveCommand, [...onlySent, '--allow-empty']);
+      expect(allowed.code).toBe(0);
+
+      // Per mailbox: one without the folder fails, the other is archived.
+      const both = await runCommand(archiveCommand, [
+        '--mailbox',
+        MAILBOX,
+        '--mailbox',
+        OTHER,
+        '--out',
+        dir,
+        '--folder',
+        'Sent',
+        '--json',
+      ]);
+      expect(both.code).toBe(2);
+      const report = JSON.parse(both.stdout) as {
+        mailboxes: { mailbox: string; ok: boolean; error?: { code: string } }[];
+      };
+      expect(report.mailboxes.map((m) => [m.mailbox, m.ok, m.error?.code])).toEqual([
+        [MAILBOX, false, 'ARCHIVE_NO_FOLDER_MATCHED'],
+        [OTHER, true, undefined],
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('counts what it archived before the disk filled up, and says what to do', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-enospc-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', dir]);
+    try {
+      const { code, stdout } = await runCommand(archiveCommand, [
+        '--mailbox',
+        FULL,
+        '--out',
+        dir,
+        '--json',
+      ]);
+      expect(code).toBe(1);
+      const report = JSON.parse(stdout) as {
+        summary: { messagesNew: number; mailboxesFailed: number };
+        mailboxes: { messagesNew: number; error: { code: string; remedy: string } }[];
+      };
+      const files = (await readdir(join(dir, mailboxDirName(FULL)), { recursive: true })).filter(
+        (f) => String(f).endsWith('.eml'),
+      );
+      expect(files.length).toBeGreaterThan(0);
+      expect(files.length).toBeLessThan(60);
+      expect(report.summary).toMatchObject({ mailboxesFailed: 1, messagesNew: files.length });
+      expect(report.mailboxes[0]?.messagesNew).toBe(files.length);
+      expect(report.mailboxes[0]?.error.code).toMatch(/^ARCHIVE_(ENOSPC|MANIFEST_WRITE_FAILED)$/);
+      expect(report.mailboxes[0]?.error.remedy).toMatch(
+        /^Free space on the disk holding the archive/,
+      );
+    } finally {
+      execFileSync('umount', [dir]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('mailbridge archive --repair', () => {
+  it('fetches again a deleted and an altered file; reports one the server no longer has', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-repair-'));
+    try {
+      const args = ['--mailbox', FULL, '--out', dir];
+      expect((await runCommand(archiveCommand, args)).code).toBe(0);
+      const fullDir = join(dir, mailboxDirName(FULL));
+      const [deleted, altered, gone] = await manifestRecords(fullDir);
+      if (!deleted || !altered || !gone) throw new Error('archive too small');
+      const file = (r: { path: string }) => join(fullDir, ...r.path.split('/'));
+      await rm(file(deleted));
+      await writeFile(file(altered), 'not what the server sent');
+      expect((await runCommand(archiveVerifyCommand, [dir])).stdout).toContain('--repair');
+
+      const repaired = await runCommand(archiveCommand, [...args, '--repair']);
+      expect(repaired.stdout).toContain('2 missing or altered file(s) fetched again');
+      expect(repaired.code).toBe(0);
+      expect(await sha256File(file(deleted))).toBe(deleted.sha256);
+      expect(await sha256File(file(altered))).toBe(altered.sha256);
+      expect((await readdir(join(fullDir, 'INBOX'))).sort()).toEqual(
+        [String(deleted.uidValidity), 'folder.json'].sort(),
+      );
+      const verified = await runCommand(archiveVerifyCommand, [dir]);
+      expect(verified.stdout).toContain('all match their manifests');
+      expect(verified.code).toBe(0);
+
+      // Gone from the archive and from the server: nothing to fetch it from.
+      await rm(file(gone));
+      const client = await env.direct(FULL);
+      await client.mailboxOpen('INBOX');
+      await client.messageDelete(String(gone.uid), { uid: true });
+      await client.logout();
+      const partly = await runCommand(archiveCommand, [...args, '--repair']);
+      expect(partly.code).toBe(1);
+      expect(partly.stdout).toContain(
+        `not repaired: ${gone.path} (folder INBOX): the message was deleted on the server`,
+      );
+      expect(partly.stdout).toContain(
+        '1 missing or altered file(s) could not be fetched again: restore them from a backup of the archive',
+      );
+      expect(partly.stdout).not.toContain('run again to continue');
+      const still = await runCommand(archiveVerifyCommand, [dir, '--json']);
+      expect(JSON.parse(still.stdout).missing).toEqual([`${mailboxDirName(FULL)}/${gone.path}`]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('mailbridge archive verify', () => {
   it('passes an intact archive and reports an altered, a missing and an extra file by path', async () => {
     const ok = await runCommand(archiveVerifyCommand, [out]);
@@ -594,5 +832,26 @@ describe('mailbridge archive verify', () => {
     expect(text.stdout).toContain(`missing  ${prefix}/${missing.path}`);
     expect(text.stdout).toContain(`altered  ${prefix}/${altered.path}`);
     expect(text.stdout).toContain(`extra    ${prefix}/INBOX/notes.txt`);
+  });
+
+  it('shows a manifest path with terminal escapes as visible text', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-escapes-'));
+    try {
+      const line = {
+        folder: 'INBOX',
+        uidValidity: 1,
+        uid: 1,
+        size: 0,
+        sha256: '0'.repeat(64),
+        path: '\x1b]0;pwned\x07',
+      };
+      await writeFile(join(dir, 'manifest.jsonl'), `${JSON.stringify(line)}\n`);
+      const { code, stdout } = await runCommand(archiveVerifyCommand, [dir]);
+      expect(code).toBe(1);
+      expect(stdout).toContain('manifest manifest.jsonl:1  unsafe path \\x1b]0;pwned\\x07');
+      expect(stdout).not.toContain('\x1b');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

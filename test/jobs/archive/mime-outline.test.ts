@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
+import { libmime, MimeNode } from '../../../src/jobs/archive/mailparser-parsers.js';
 import {
   createMetadataParser,
   type MessageMetadata,
@@ -401,6 +402,13 @@ describe('metadataFromOutline', () => {
 
   it('uses the very header parsers MailParser uses, not other copies of them', () => {
     // A different libmime or mailsplit than mailparser's could read a header differently.
+    const mailparsers = createRequire(createRequire(import.meta.url).resolve('mailparser'));
+    expect(libmime).toBe(mailparsers('libmime'));
+    expect(MimeNode).toBe(mailparsers('@zone-eu/mailsplit').MimeNode);
+  });
+
+  it('is type-checked against the header parsers MailParser uses', () => {
+    // libmime and mailsplit are devDependencies for their types only: the same copies.
     const ours = createRequire(import.meta.url);
     const mailparsers = createRequire(ours.resolve('mailparser'));
     for (const name of ['libmime', '@zone-eu/mailsplit']) {

@@ -11,7 +11,11 @@ import {
   renderProgressLines,
   summarizeRun,
 } from '../../../src/jobs/archive/progress.js';
-import type { ArchiveMailboxResult, ArchiveRunResult } from '../../../src/jobs/archive/runner.js';
+import {
+  type ArchiveMailboxResult,
+  type ArchiveRunResult,
+  archiveError,
+} from '../../../src/jobs/archive/runner.js';
 
 const counts = (messages: number, bytes: number, estimatedMessages: number) => ({
   messages,
@@ -102,6 +106,8 @@ describe('progress', () => {
       recovered: 0,
       vanished: 0,
       unmatchedPatterns: ['Nope'],
+      repaired: 0,
+      unrepairable: [],
       durationMs: 2_000,
       session: { connects: 1, tokenRenewals: 0, retries: 0, throttledMs: 0 },
     };
@@ -115,6 +121,8 @@ describe('progress', () => {
           ok: false,
           interrupted: false,
           error: new NetworkError({ code: 'IMAP_UNREACHABLE', message: 'down', remedy: 'fix it' }),
+          messagesNew: 0,
+          bytesNew: 0,
         },
       ],
     };
@@ -135,6 +143,49 @@ describe('progress', () => {
     expect(text).toContain('1 message(s) archived but not parsed');
     expect(text).toContain('--folder Nope matched no folder');
     expect(text).toContain('b@contoso.example: FAILED IMAP_UNREACHABLE: down. fix it');
-    expect(text).toContain('1 mailbox(es) and 0 folder(s) failed');
+    expect(text).toContain('1 mailbox(es) and 0 folder(s) failed; run again to continue.');
+  });
+
+  it('counts what a failed mailbox archived, and says to run again only when that is enough', () => {
+    const denied = Object.assign(
+      new Error("EACCES: permission denied, open '/srv/a/.tmp/1.part'"),
+      {
+        code: 'EACCES',
+      },
+    );
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), {
+      code: 'ENOSPC',
+    });
+    const failed = (mailbox: string, error: Error, messagesNew: number) => ({
+      mailbox,
+      ok: false as const,
+      interrupted: false as const,
+      error: archiveError(error, mailbox),
+      messagesNew,
+      bytesNew: messagesNew * 1000,
+    });
+    const run: ArchiveRunResult = {
+      ok: false,
+      durationMs: 1_000,
+      mailboxes: [failed('a@contoso.example', denied, 0), failed('b@contoso.example', full, 15)],
+    };
+    const summary = summarizeRun(run);
+    expect(summary).toMatchObject({ mailboxesFailed: 2, messagesNew: 15, bytesNew: 15_000 });
+    const text = formatSummary(summary, run.mailboxes).join('\n');
+    expect(text).not.toContain('run again to continue');
+    expect(text).toContain(
+      'a@contoso.example: FAILED ARCHIVE_EACCES: Archiving a@contoso.example failed: EACCES: permission denied',
+    );
+    expect(text).toContain(
+      'Give the user running mailbridge write access to the archive directory',
+    );
+    expect(text).toContain(
+      'b@contoso.example: FAILED (15 new message(s) archived before) ARCHIVE_ENOSPC',
+    );
+    expect(text).toContain('Free space on the disk holding the archive');
+    expect(text).toContain(
+      '2 mailbox(es) and 0 folder(s) failed; see above for what to do, then run again.',
+    );
+    expect(text).toMatch(/^Archived 15 new messages/m);
   });
 });

@@ -3,7 +3,17 @@
  * recovery input, metadata parsing and verify.
  */
 import { createHash } from 'node:crypto';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -100,8 +110,43 @@ describe('manifest', () => {
     );
     const result = await readManifest(file, () => {});
     expect(result.records).toBe(1);
-    expect(result.badLines).toEqual([2, 3]);
+    expect(result.problems).toEqual([
+      { line: 2, problem: 'not a record' },
+      { line: 3, problem: 'not a record' },
+    ]);
     expect(result.tornBytes).toBe(0);
+  });
+
+  it('takes no checkpoint from a line whose path is not its own message', async () => {
+    const file = join(dir, 'manifest.jsonl');
+    const forged = [
+      { ...record('INBOX', 7, 999999, 'x'), path: '/etc/passwd' },
+      { ...record('INBOX', 7, 999998, 'x'), path: 'INBOX/7/2.eml' },
+      { ...record('INBOX', 7, 999997, 'x'), path: 'Sent/7/999997.eml' },
+    ];
+    await writeFile(
+      file,
+      [record('INBOX', 7, 2, 'a'), ...forged].map((r) => formatManifestLine(r)).join(''),
+    );
+    const index = new ManifestIndex();
+    const { writer, read } = await ManifestWriter.open(file, index);
+    await writer.close();
+    expect(index.ranges('INBOX')).toEqual(new Map([[7, { lastUid: 2, count: 1 }]]));
+    expect(read.problems).toEqual([
+      { line: 2, problem: 'unsafe path', path: '/etc/passwd' },
+      { line: 3, problem: 'wrong path', path: 'INBOX/7/2.eml' },
+      { line: 4, problem: 'wrong path', path: 'Sent/7/999997.eml' },
+    ]);
+  });
+
+  it('creates the manifest readable by its owner only, and tightens an older one', async () => {
+    const file = join(dir, 'manifest.jsonl');
+    const { writer } = await ManifestWriter.open(file, new ManifestIndex());
+    await writer.close();
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    await chmod(file, 0o644);
+    await (await ManifestWriter.open(file, new ManifestIndex())).writer.close();
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
   });
 });
 

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { smtpErrorToMailbridge } from '../../../src/clients/smtp-transport.js';
-import { NetworkError } from '../../../src/errors.js';
-import { classifyDeliveryError, nextStep, retryDelay } from '../../../src/jobs/relay/backoff.js';
+import { AuthenticationError, NetworkError } from '../../../src/errors.js';
+import {
+  classifyDeliveryError,
+  nextStep,
+  retryDelay,
+  senderLoginRefused,
+} from '../../../src/jobs/relay/backoff.js';
 import { expiredMessages, planDeliveries } from '../../../src/jobs/relay/schedule.js';
 
 /** A nodemailer error as the transport maps it (our error with nodemailer's as cause). */
@@ -121,6 +126,32 @@ describe('classifyDeliveryError', () => {
         new NetworkError({ code: 'TOKEN_ENDPOINT_UNREACHABLE', message: 'x', remedy: 'y' }),
       ),
     ).toMatchObject({ kind: 'temporary', scope: 'mailbox', code: 'TOKEN_ENDPOINT_UNREACHABLE' });
+  });
+
+  it('keeps our code for a token error nodemailer relabelled EAUTH', () => {
+    const refused = new AuthenticationError({
+      code: 'SECRET_INVALID',
+      message: 'Entra ID refused the client secret',
+      remedy: 'Create a new secret.',
+    });
+    // What nodemailer's _formatError does to an error from the provision callback.
+    Object.assign(refused, { originalCode: refused.code, code: 'EAUTH', command: 'AUTH XOAUTH2' });
+    const failure = classifyDeliveryError(smtpErrorToMailbridge(refused, 'h:587', 'a@b.example'));
+    expect(failure).toMatchObject({ kind: 'temporary', scope: 'mailbox', code: 'SECRET_INVALID' });
+    expect(failure.login).toBeUndefined();
+  });
+
+  it('marks a refused login, which a sender signing in as itself cannot get past', () => {
+    const failure = classifyDeliveryError(
+      smtpError('EAUTH', 535, '535 5.7.8 Error: authentication failed', 'AUTH XOAUTH2'),
+    );
+    expect(failure).toMatchObject({ login: true, kind: 'temporary', code: 'SMTP_AUTH_FAILED' });
+    expect(senderLoginRefused(failure, 'ghost\u001b[2J@contoso.example')).toMatchObject({
+      kind: 'permanent',
+      scope: 'message',
+      reply:
+        '535 5.7.8 Error: authentication failed (the sender <ghost?[2J@contoso.example> is the mailbox; its login was refused with a fresh token: no such mailbox, or the app has no permission for it)',
+    });
   });
 
   it('keeps Exchange diagnostic blobs and control characters out of the reply', () => {

@@ -84,6 +84,59 @@ describe('parseRelaySettings', () => {
     ]);
   });
 
+  it('reads the connection limits, the session deadline and the auth penalty, with defaults', () => {
+    const d = parseRelaySettings(minimal);
+    expect([d.maxConnections, d.maxConnectionsPerAddress, d.sessionTimeout]).toEqual([
+      100, 20, 600_000,
+    ]);
+    expect(d.authPenalty).toEqual({ initialMs: 1000, maxMs: 15_000 });
+    const s = parseRelaySettings({
+      ...minimal,
+      maxConnections: 5,
+      maxConnectionsPerAddress: 2,
+      sessionTimeout: '90s',
+      authPenalty: { initial: '100ms', max: '2s' },
+    });
+    expect([s.maxConnections, s.maxConnectionsPerAddress, s.sessionTimeout]).toEqual([
+      5, 2, 90_000,
+    ]);
+    expect(s.authPenalty).toEqual({ initialMs: 100, maxMs: 2000 });
+    const problems = problemsOf({
+      ...minimal,
+      maxConnections: 0,
+      sessionTimeout: '0s',
+      authPenalty: { initial: '1m', max: '1s' },
+    });
+    expect(problems.map((p) => p.field)).toEqual([
+      'relay.authPenalty',
+      'relay.maxConnections',
+      'relay.sessionTimeout',
+    ]);
+  });
+
+  it('does not quote a sender or network entry it cannot read: it could be a pasted secret', () => {
+    const secret = 'Tr0ub4dor&3-horse';
+    const problems = problemsOf({
+      allowNetworks: [secret],
+      spool: '/var/spool/mailbridge',
+      policy: [{ network: '10.0.0.0/8', senders: [secret, `${secret} x@y.z`], mailbox: 'a@b.c' }],
+    });
+    const text = problems.map((p) => `${p.field}: ${p.message}`).join('\n');
+    expect(text).not.toContain('Tr0ub4dor');
+    expect(problems).toContainEqual({
+      field: 'relay.allowNetworks[0]',
+      message: 'this entry is not an IPv4 or IPv6 network (CIDR).',
+    });
+    expect(problems).toContainEqual({
+      field: 'relay.policy[0].senders[0]',
+      message: "this entry is not an address, '*@domain', '*' or '<>' (it has no @).",
+    });
+    expect(problems).toContainEqual({
+      field: 'relay.policy[0].senders[1]',
+      message: "this entry is not an address, '*@domain', '*' or '<>' (it contains a space).",
+    });
+  });
+
   it('reports every problem at once, each by its key', () => {
     const problems = problemsOf({
       listen: ['127.0.0.1', 'http://x:1'],

@@ -46,6 +46,9 @@ describe('PHC scrypt hashes', () => {
         /argon2id hashes are not supported on Node\.js 20/,
       ],
       ['$2b$10$abcdefghijklmnopqrstuv', /algorithm '2b' is not supported/],
+      // A plain password that starts with '$': no piece of it is quoted as an algorithm name.
+      ['$hunter2$x$y$z', /^the hash algorithm is not supported \(scrypt is\)$/],
+      ['$scrypt$ln=15,hunter2$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA', /parameters are not valid/],
       [
         '$scrypt$ln=40,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA',
         /ln=40 is outside 10\.\.20/,

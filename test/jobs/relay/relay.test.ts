@@ -5,6 +5,7 @@
  * status endpoints, graceful stop, and the status/retry commands. The real
  * Postfix upstream is in postfix.test.ts.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +132,7 @@ async function startTestRelay(
       listen: ['127.0.0.1:0'],
       hostname: 'relay.test',
       retryBackoff: { initial: '50ms', max: '200ms' },
+      authPenalty: { initial: '50ms', max: '200ms' },
       ...section,
     },
     {},
@@ -336,21 +338,51 @@ describe('accepting', () => {
     smtp.close();
   });
 
-  it('asks for STARTTLS before AUTH on a listener beyond loopback, and offers no AUTH without TLS there', async () => {
+  it('offers AUTH only after STARTTLS on a listener beyond loopback, so no client sends its password in clear', async () => {
     const tls = issueServerCertificate(loadTestCa());
     await writeFile(join(dir, 'cert.pem'), tls.certificatePem);
     await writeFile(join(dir, 'key.pem'), tls.keys.privateKeyPem);
-    const relay = await startTestRelay({
-      listen: ['0.0.0.0:0'],
-      tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') },
-      users: usersFile,
-      policy: [{ user: 'scanner', senders: ['scans@contoso.com'] }],
-    });
+    const logger = captureLogger();
+    const up = upstream();
+    const relay = await startTestRelay(
+      {
+        // 0.0.0.0 is beyond loopback (isLoopbackAddress of the listener's host), though the test connects over 127.0.0.1.
+        listen: ['0.0.0.0:0'],
+        tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') },
+        users: usersFile,
+        policy: [{ user: 'scanner', senders: ['scans@contoso.com'] }],
+      },
+      { logger, transportFor: up.transportFor },
+    );
     const smtp = await openSmtp(portOf(relay));
-    expect(await smtp.send('EHLO x')).toMatch(/250-STARTTLS/);
+    const ehlo = await smtp.send('EHLO x');
+    expect(ehlo).toMatch(/250-STARTTLS/);
+    expect(ehlo).not.toMatch(/AUTH/);
+    // A client that sends AUTH anyway is not heard: no password check runs.
     const plain = Buffer.from(`\0scanner\0${SCANNER_PASSWORD}`).toString('base64');
-    expect(await smtp.send(`AUTH PLAIN ${plain}`)).toMatch(/^538 .*STARTTLS/);
+    expect(await smtp.send(`AUTH PLAIN ${plain}`)).toMatch(/^5\d\d /);
     smtp.close();
+    expect(logger.lines.filter((l) => String(l.event).startsWith('auth'))).toEqual([]);
+
+    // swaks, a real legacy client, asked to authenticate without TLS: it sees no AUTH and gives up before sending it.
+    const clear = await runProgram('swaks', [
+      ...['--server', `127.0.0.1:${portOf(relay)}`, '--auth', 'PLAIN'],
+      ...['--auth-user', 'scanner', '--auth-password', SCANNER_PASSWORD],
+      ...['--from', 'scans@contoso.com', '--to', 'archive@contoso.com'],
+    ]);
+    expect(clear.code).not.toBe(0);
+    expect(clear.output).toContain('Host did not advertise authentication');
+    expect(clear.output).not.toMatch(/~> AUTH/);
+    // With STARTTLS, AUTH is offered and the message goes through.
+    const secured = await runProgram('swaks', [
+      ...['--server', `127.0.0.1:${portOf(relay)}`, '--tls', '--auth', 'PLAIN'],
+      ...['--auth-user', 'scanner', '--auth-password', SCANNER_PASSWORD],
+      ...['--from', 'scans@contoso.com', '--to', 'archive@contoso.com'],
+    ]);
+    expect(secured.output).toMatch(/<~ {1,2}250-AUTH PLAIN LOGIN/);
+    expect(secured.output).toMatch(/<~ {1,2}235 /);
+    expect(secured.code).toBe(0);
+    await waitFor(() => up.sent.length === 1, 'delivery');
 
     const listener = { host: '0.0.0.0', port: 25, implicitTls: false, text: '0.0.0.0:25' };
     expect(authOffered(listener, { users: '/u', allowPlaintextAuth: false })).toBe(false);
@@ -424,6 +456,239 @@ describe('accepting', () => {
         "Refusing to listen on 0.0.0.0:2525 (beyond loopback) as an open relay: set relay.allowNetworks to the devices' networks, or relay.tls so that clients must authenticate over TLS.",
     });
   });
+});
+
+describe('limits and hostile input', () => {
+  it('refuses an 8-bit address unless MAIL FROM announced SMTPUTF8', async () => {
+    const relay = await startTestRelay({
+      allowNetworks: ['127.0.0.1/32'],
+      policy: [
+        { network: '127.0.0.1/32', senders: ['*@contoso.test'], mailbox: 'printer@contoso.test' },
+      ],
+    });
+    const smtp = await openSmtp(portOf(relay));
+    expect(await smtp.send('EHLO x')).toMatch(/250-SMTPUTF8/);
+    expect(await smtp.send('MAIL FROM:<árchive@contoso.test>')).toBe(
+      '553 5.6.7 Non-ASCII address <?rchive@contoso.test> needs SMTPUTF8: send MAIL FROM with the SMTPUTF8 parameter',
+    );
+    expect(await smtp.send('MAIL FROM:<printer@contoso.test>')).toMatch(/^250/);
+    expect(await smtp.send('RCPT TO:<árchive@contoso.test>')).toMatch(/^553 5\.6\.7 /);
+    await smtp.send('RSET');
+    expect(await smtp.send('MAIL FROM:<printer@contoso.test> SMTPUTF8')).toMatch(/^250/);
+    expect(await smtp.send('RCPT TO:<árchive@contoso.test>')).toMatch(/^250/);
+    smtp.close();
+    expect(relay.metrics.render()).toMatch(/refused_total\{reason="smtputf8"\} 2$/m);
+  });
+
+  it('logs a failed user name only when it is an account, else as a keyed hash', async () => {
+    const logger = captureLogger();
+    const relay = await startTestRelay(
+      { users: usersFile, policy: [{ user: 'scanner', senders: ['scans@contoso.com'] }] },
+      { logger },
+    );
+    const smtp = await openSmtp(portOf(relay));
+    await smtp.send('EHLO x');
+    // A password typed into the user field.
+    const typo = Buffer.from('\0Winter-2026!\0Winter-2026!').toString('base64');
+    expect(await smtp.send(`AUTH PLAIN ${typo}`)).toMatch(/^535/);
+    const wrong = Buffer.from('\0scanner\0nope').toString('base64');
+    expect(await smtp.send(`AUTH PLAIN ${wrong}`)).toMatch(/^535/);
+    smtp.close();
+    const failed = logger.lines.filter((l) => l.event === 'auth-failed');
+    expect(failed.map((l) => l.user)).toEqual([
+      expect.stringMatching(/^unknown:[0-9a-f]{12}$/),
+      'scanner',
+    ]);
+    expect(logger.text()).not.toContain('Winter');
+  });
+
+  it('refuses AUTH unchecked, with 421 and a log line, from an address whose next slot is beyond the penalty', async () => {
+    const logger = captureLogger();
+    const relay = await startTestRelay(
+      {
+        users: usersFile,
+        policy: [{ user: 'scanner', senders: ['scans@contoso.com'] }],
+        authPenalty: { initial: '1s', max: '1s' },
+      },
+      { logger },
+    );
+    const open = async () => {
+      const smtp = await openSmtp(portOf(relay));
+      await smtp.send('EHLO bot');
+      return smtp;
+    };
+    const bad = Buffer.from('\0scanner\0nope').toString('base64');
+    const [a, b, c] = [await open(), await open(), await open()];
+    expect(await a.send(`AUTH PLAIN ${bad}`)).toMatch(/^535/);
+    // b waits its 1 s slot; c would have to wait 2 s, more than the maximum of 1 s.
+    const waited = b.send(`AUTH PLAIN ${bad}`);
+    expect(await c.send(`AUTH PLAIN ${bad}`)).toBe(
+      '421 4.7.0 Too many failed logins from your address, try again later',
+    );
+    expect(await waited).toMatch(/^535/);
+    for (const smtp of [a, b, c]) smtp.close();
+    expect(logger.lines.find((l) => l.reason === 'auth_throttled')).toMatchObject({
+      event: 'refused',
+      client: '127.0.0.1',
+      user: 'scanner',
+    });
+    expect(relay.metrics.render()).toMatch(/refused_total\{reason="auth_throttled"\} 1$/m);
+    expect(relay.metrics.refused.get('auth')).toBe(2);
+  });
+
+  it('refuses connections beyond the per-address and the total limit with 421, a log line and a metric', async () => {
+    const logger = captureLogger();
+    const relay = await startTestRelay(
+      {
+        allowNetworks: ['127.0.0.0/8'],
+        policy: NETWORK_POLICY,
+        maxConnections: 3,
+        maxConnectionsPerAddress: 2,
+      },
+      { logger },
+    );
+    const port = portOf(relay);
+    const a1 = await openSmtp(port);
+    const a2 = await openSmtp(port);
+    const a3 = await openSmtp(port);
+    expect(a3.greeting).toBe('421 4.7.0 Too many connections from 127.0.0.1, try again later');
+    await a3.closed;
+    const b1 = await openSmtp(port, { localAddress: '127.0.0.2' });
+    expect(b1.greeting).toMatch(/^220 /);
+    const c1 = await openSmtp(port, { localAddress: '127.0.0.3' });
+    expect(c1.greeting).toBe('421 4.3.2 Too many connections, try again later');
+    await c1.closed;
+    expect(logger.lines.filter((l) => l.event === 'refused')).toEqual([
+      expect.objectContaining({ reason: 'connections_per_address', client: '127.0.0.1', limit: 2 }),
+      expect.objectContaining({ reason: 'connections', client: '127.0.0.3', limit: 3 }),
+    ]);
+    const metrics = relay.metrics.render();
+    expect(metrics).toMatch(/refused_total\{reason="connections_per_address"\} 1$/m);
+    expect(metrics).toMatch(/refused_total\{reason="connections"\} 1$/m);
+    expect(metrics).toMatch(/^mailbridge_relay_connections 3$/m);
+    // A closed connection frees its place.
+    a1.close();
+    await waitFor(() => relay.metrics.connections === 2, 'the place freed');
+    const a4 = await openSmtp(port);
+    expect(a4.greeting).toMatch(/^220 /);
+    for (const c of [a2, b1, a4]) c.close();
+  });
+
+  it('cuts a slow sender at the session deadline', async () => {
+    const logger = captureLogger();
+    const relay = await startTestRelay(
+      { allowNetworks: ['127.0.0.1/32'], policy: NETWORK_POLICY, sessionTimeout: '600ms' },
+      { logger },
+    );
+    const smtp = await openSmtp(portOf(relay));
+    const started = Date.now();
+    await smtp.send('EHLO x');
+    await smtp.send('MAIL FROM:<printer@contoso.com>');
+    await smtp.send('RCPT TO:<a@contoso.com>');
+    const go = await smtp.send('DATA');
+    expect(go).toMatch(/^354/);
+    // One byte every 100 ms: never idle long enough for the idle timeout.
+    let cut = '';
+    const reply = smtp.next().then((r) => {
+      cut = r;
+    });
+    const trickle = setInterval(() => smtp.write('x'), 100);
+    await smtp.closed;
+    clearInterval(trickle);
+    await reply;
+    const lasted = Date.now() - started;
+    expect(cut).toBe('421 4.4.2 relay.test Session time limit exceeded, closing connection');
+    expect(lasted).toBeGreaterThanOrEqual(550);
+    expect(lasted).toBeLessThan(2000);
+    expect(logger.lines.find((l) => l.reason === 'session_timeout')).toMatchObject({
+      event: 'refused',
+      client: '127.0.0.1',
+      limit: 600,
+    });
+    expect(relay.metrics.render()).toMatch(/refused_total\{reason="session_timeout"\} 1$/m);
+    await waitFor(() => relay.metrics.connections === 0, 'the session closed');
+    expect(await relay.spool.listQueue()).toEqual([]);
+  });
+});
+
+describe('under an AUTH flood', () => {
+  it('keeps DATA and a legitimate AUTH fast while 24 connections guess passwords, and penalises the guessers', async () => {
+    // Hashes at the real cost (scrypt ln=15), as `relay hash-password` makes them.
+    const realUsers = join(dir, 'users-real-cost');
+    await writeFile(realUsers, `scanner:${await hashPassword(SCANNER_PASSWORD)}\n`);
+    const up = upstream();
+    const relay = await startTestRelay(
+      {
+        users: realUsers,
+        allowNetworks: ['127.0.0.1/32'],
+        policy: [...NETWORK_POLICY, { user: 'scanner', senders: ['scans@contoso.com'] }],
+        authPenalty: { initial: '1s', max: '15s' },
+      },
+      { transportFor: up.transportFor },
+    );
+    const port = portOf(relay);
+    const login = async (localAddress: string) => {
+      const smtp = await openSmtp(port, { localAddress });
+      await smtp.send('EHLO device');
+      const plain = Buffer.from(`\0scanner\0${SCANNER_PASSWORD}`).toString('base64');
+      const started = performance.now();
+      const reply = await smtp.send(`AUTH PLAIN ${plain}`);
+      const ms = performance.now() - started;
+      smtp.close();
+      return { reply, ms };
+    };
+    // The device signs in from its usual address before the flood; that time is one scrypt here.
+    const quiet = await login('127.0.0.2');
+    expect(quiet.reply).toMatch(/^235/);
+
+    const floodMs = 3000;
+    const until = Date.now() + floodMs;
+    const over = new Promise<'over'>((r) => setTimeout(() => r('over'), floodMs));
+    let guesses = 0;
+    const attacker = async (localAddress: string) => {
+      while (Date.now() < until) {
+        const smtp = await openSmtp(port, { localAddress }).catch(() => undefined);
+        if (!smtp) continue;
+        await smtp.send('EHLO bot');
+        while (Date.now() < until) {
+          const guess = Buffer.from(`\0scanner\0guess-${guesses++}`).toString('base64');
+          const reply = await Promise.race([smtp.send(`AUTH PLAIN ${guess}`), smtp.closed, over]);
+          if (typeof reply !== 'string' || !reply.startsWith('535')) break;
+        }
+        smtp.close();
+      }
+    };
+    // 24 connections, 3 from each of 8 addresses.
+    const flood = Array.from({ length: 24 }, (_, i) => attacker(`127.0.0.${10 + (i % 8)}`));
+    await new Promise((r) => setTimeout(r, 500));
+
+    const dataMs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const smtp = await openSmtp(port);
+      await smtp.send('EHLO printer');
+      await smtp.send('MAIL FROM:<printer@contoso.com>');
+      await smtp.send('RCPT TO:<archive@contoso.com>');
+      const started = performance.now();
+      expect(await smtp.data(`Message-ID: <flood-${i}@x>\r\n\r\n${i}\r\n`)).toMatch(/^250/);
+      dataMs.push(performance.now() - started);
+      smtp.close();
+    }
+    const known = await login('127.0.0.2');
+    // The same user from an address it never used: delayed by scanner's penalty, not locked out.
+    const fresh = await login('127.0.0.3');
+    await Promise.all(flood);
+
+    expect(Math.max(...dataMs)).toBeLessThan(500);
+    expect(known.reply).toMatch(/^235/);
+    // Its own check on the place kept for trusted logins, never a queue of guesses; on a loaded
+    // test machine one scrypt check alone takes up to a second (0.05-0.1 s when quiet).
+    expect(known.ms).toBeLessThan(Math.max(1000, 2 * quiet.ms + 500));
+    expect(fresh.reply).toMatch(/^235/);
+    // relay.authPenalty.max, then at most the check in progress ahead of its own.
+    expect(fresh.ms).toBeLessThan(15_000 + 2 * quiet.ms + 1000);
+    // One check at a time and 1, 2, 4 … s between an address's guesses: a few per address.
+    expect(relay.metrics.refused.get('auth') ?? 0).toBeLessThanOrEqual(8 * 4);
+  }, 40_000);
 });
 
 describe('delivering', () => {
@@ -617,6 +882,7 @@ describe('operations', () => {
       accepting: true,
       queueDepth: 0,
       inFlight: 0,
+      credential: { status: 'ok' },
     });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     for (const line of [
@@ -735,6 +1001,22 @@ async function sendOne(
   smtp.close();
   if (!reply.startsWith('250')) throw new Error(reply);
   return reply.split(' ').at(-1) as string;
+}
+
+/** Runs a real client program, its stdout and stderr as one text. */
+function runProgram(command: string, args: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, output }));
+  });
 }
 
 async function runCommand(

@@ -10,6 +10,10 @@ export interface SmtpDialog {
   send(line: string): Promise<string>;
   /** Sends DATA, the message (dot-stuffed here) and the final dot; resolves with the reply to the dot. */
   data(message: string | Buffer): Promise<string>;
+  /** The next reply, without sending anything (a reply the server sends on its own). */
+  next(): Promise<string>;
+  /** Writes raw text, no line ending added. */
+  write(text: string): void;
   /** Resolves when the server closes the connection. */
   closed: Promise<void>;
   close(): void;
@@ -63,6 +67,10 @@ export function openSmtp(
           const reply = next();
           socket.write(`${stuffed}${stuffed.endsWith('\r\n') ? '' : '\r\n'}.\r\n`, 'latin1');
           return reply;
+        },
+        next,
+        write(text) {
+          if (!socket.destroyed) socket.write(text);
         },
         closed,
         close() {
