@@ -1,6 +1,8 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { Settings } from '../config/types.js';
 import { ConfigurationError } from '../errors.js';
+import { closestName } from '../util/did-you-mean.js';
+import { displayText } from '../util/display-text.js';
 
 type OptionSpec = NonNullable<ParseArgsConfig['options']>[string];
 
@@ -74,9 +76,17 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
-export function parseCommandArgs(argv: string[], flags: FlagSpec[]): ParsedArgs {
+/**
+ * Parses a command's flags. Node's parser is run without its strict checks so
+ * that every mistake is reported here, in our words and with a "did you mean",
+ * rather than in its own text (which talks about positionals after `--`).
+ */
+export function parseCommandArgs(argv: string[], flags: FlagSpec[], command?: string): ParsedArgs {
+  const remedy = `Run \`mailbridge ${command ?? '<command>'} --help\` to see its flags.`;
+  const byName = new Map<string, FlagSpec>();
   const options: Record<string, OptionSpec> = {};
   for (const flag of flags) {
+    byName.set(flag.name, flag);
     options[flag.name] = {
       type: flag.type,
       ...(flag.multiple ? { multiple: true } : {}),
@@ -84,6 +94,7 @@ export function parseCommandArgs(argv: string[], flags: FlagSpec[]): ParsedArgs 
     };
   }
   for (const arg of argv) {
+    if (arg === '--') break;
     const name = arg.startsWith('--') ? arg.slice(2).split('=')[0] : undefined;
     if (name && name in SECRET_FLAGS) {
       throw usageError(
@@ -92,17 +103,50 @@ export function parseCommandArgs(argv: string[], flags: FlagSpec[]): ParsedArgs 
       );
     }
   }
-  try {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      options,
-      allowPositionals: true,
-      strict: true,
-    });
-    return { values: values as ParsedArgs['values'], positionals };
-  } catch (error) {
-    throw usageError((error as Error).message, 'Run the command with --help to see its flags.');
+  const { values, positionals, tokens } = parseArgs({
+    args: argv,
+    options,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  });
+  const seen = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue;
+    const flag = byName.get(token.name);
+    const shown = `'${displayText(token.rawName, 60)}'`;
+    if (!flag) {
+      const near = token.rawName.startsWith('--')
+        ? closestName(token.name, [...byName.keys()])
+        : undefined;
+      throw usageError(
+        `unknown flag ${shown}`,
+        near ? `Did you mean --${near}? ${remedy}` : remedy,
+      );
+    }
+    const label = `--${flag.name}${flag.value ? ` ${flag.value}` : ''}`;
+    if (flag.type === 'boolean') {
+      if (token.value !== undefined) throw usageError(`--${flag.name} takes no value`, remedy);
+      continue;
+    }
+    if (token.value === undefined) {
+      throw usageError(`${label}: the value is missing`, remedy);
+    }
+    if (!token.inlineValue && token.value.length > 1 && token.value.startsWith('-')) {
+      throw usageError(
+        `${label}: the value is missing ('${displayText(token.value, 60)}' follows it)`,
+        `Give the value after the flag, or as --${flag.name}=VALUE if it starts with '-'.`,
+      );
+    }
+    if (!flag.multiple && seen.has(flag.name)) {
+      throw usageError(
+        `--${flag.name} was given more than once; it takes one value`,
+        'Give it once.',
+      );
+    }
+    seen.add(flag.name);
   }
+  return { values: values as ParsedArgs['values'], positionals };
 }
 
 /** The `Settings` named by setting flags that were given. */

@@ -1,5 +1,6 @@
 import { ConfigurationError, ExitCode, MailbridgeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { displayText } from '../util/display-text.js';
 
 /** Where a command writes. Tests and embedding callers pass their own streams. */
 export interface CliIo {
@@ -18,7 +19,32 @@ export function writeJson(stream: NodeJS.WritableStream, value: unknown): void {
   stream.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** Logs to stderr: warnings always, details only with --debug. */
+/** The one form of a warning for a person (README: `mailbridge: warning: …`). */
+export function writeWarning(stream: NodeJS.WritableStream, text: string): void {
+  writeLine(stream, `mailbridge: warning: ${text}`);
+}
+
+/**
+ * Exit status when the reader of our output went away (`mailbridge … | head -1`):
+ * 128 + SIGPIPE, what other Unix tools report when SIGPIPE ends them.
+ */
+export const READER_GONE_EXIT = 141;
+
+/**
+ * Calls `gone` when a write to one of `streams` fails because its reader
+ * closed the pipe (EPIPE), in place of the unhandled 'error' event and stack
+ * Node would print. Any other stream error is thrown as before.
+ */
+export function onReaderGone(streams: NodeJS.WritableStream[], gone: () => void): void {
+  for (const stream of streams) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      gone();
+    });
+  }
+}
+
+/** Logs to stderr: warnings always, details only with --debug. Field values come from outside, so they are shown escaped. */
 export function stderrLogger(stderr: NodeJS.WritableStream, debug: boolean): Logger {
   return {
     log(level, message, fields) {
@@ -27,14 +53,19 @@ export function stderrLogger(stderr: NodeJS.WritableStream, debug: boolean): Log
       const rendered = fields
         ? Object.entries(fields)
             .filter(([, v]) => v !== undefined)
-            .map(
-              ([k, v]) => `${k}=${typeof v === 'string' && /\s/.test(v) ? JSON.stringify(v) : v}`,
-            )
+            .map(([k, v]) => `${k}=${typeof v === 'string' ? fieldText(v) : v}`)
             .join(' ')
         : '';
-      writeLine(stderr, `mailbridge: ${level}: ${message}${rendered ? ` ${rendered}` : ''}`);
+      const text = `${message}${rendered ? ` ${rendered}` : ''}`;
+      if (level === 'warn') writeWarning(stderr, text);
+      else writeLine(stderr, `mailbridge: ${level}: ${text}`);
     },
   };
+}
+
+function fieldText(value: string): string {
+  const shown = displayText(value, 500);
+  return /\s/.test(shown) ? `"${shown.replace(/"/g, '\\"')}"` : shown;
 }
 
 /**

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { loadConfig } from '../config/load.js';
 import type { MailbridgeConfig } from '../config/types.js';
 import { ExitCode } from '../errors.js';
+import { closestName } from '../util/did-you-mean.js';
+import { displayText } from '../util/display-text.js';
 import {
   COMMON_FLAGS,
   type ParsedArgs,
@@ -10,37 +11,12 @@ import {
   settingsFromFlags,
   usageError,
 } from './args.js';
-import type { Command } from './command.js';
-import { archiveCommand, archiveVerifyCommand } from './commands/archive.js';
-import { doctorCommand } from './commands/doctor.js';
-import { imapFetchCommand, imapFoldersCommand, imapListCommand } from './commands/imap.js';
-import { RELAY_COMMANDS } from './commands/relay.js';
-import { sendCommand } from './commands/send.js';
-import { setupCertCommand } from './commands/setup-cert.js';
-import { setupConsentUrlCommand } from './commands/setup-consent-url.js';
-import { setupEntraCommand } from './commands/setup-entra.js';
-import { setupExchangeCommand } from './commands/setup-exchange.js';
-import { tokenCommand } from './commands/token.js';
-import { xoauth2Command } from './commands/xoauth2.js';
-import { commandHelp, mainHelp } from './help.js';
-import { type CliIo, reportError, stderrLogger, writeLine } from './output.js';
+import { COMMAND_INDEX } from './command-index.js';
+import { commandHelp, groupHelp, mainHelp } from './help.js';
+import { type CliIo, reportError, stderrLogger, writeLine, writeWarning } from './output.js';
+import { resolveCommand, subcommandsOf } from './resolve-command.js';
 
-export const COMMANDS: Command[] = [
-  tokenCommand,
-  xoauth2Command,
-  doctorCommand,
-  imapFoldersCommand,
-  imapListCommand,
-  imapFetchCommand,
-  sendCommand,
-  setupExchangeCommand,
-  setupEntraCommand,
-  setupCertCommand,
-  setupConsentUrlCommand,
-  archiveCommand,
-  archiveVerifyCommand,
-  ...RELAY_COMMANDS,
-];
+const MAIN_FLAGS = ['help', 'version'];
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -52,43 +28,53 @@ export function packageVersion(): string {
 /** Runs the CLI and returns the exit code; only `main.ts` calls `process.exit`. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const debug = argv.includes('--debug');
-  // Decided before parsing, so that a usage error is reported as JSON too when the command has --json.
-  const found = argv.length > 0 ? findCommand(argv) : undefined;
-  const json =
-    argv.includes('--json') && (found?.command.flags.some((f) => f.name === 'json') ?? false);
+  // Set once the command is known, so that a usage error is reported as JSON too when the command has --json.
+  let json = false;
   try {
-    if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-      const topic = argv[0] === 'help' ? findCommand(argv.slice(1)) : undefined;
-      writeLine(io.stdout, topic ? commandHelp(topic.command) : mainHelp(COMMANDS));
-      return argv.length === 0 ? ExitCode.usage : ExitCode.ok;
+    const first = argv[0];
+    if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+      const topic = first === 'help' ? argv.slice(1).filter((a) => !a.startsWith('-')) : [];
+      writeLine(io.stdout, topic.length > 0 ? await helpFor(topic) : mainHelp(COMMAND_INDEX));
+      return first === undefined ? ExitCode.usage : ExitCode.ok;
     }
-    if (argv[0] === '--version' || argv[0] === '-V') {
+    if (first === '--version' || first === '-V') {
       writeLine(io.stdout, packageVersion());
       return ExitCode.ok;
     }
-    if (!found) {
-      throw usageError(
-        `unknown command '${argv.filter((a) => !a.startsWith('-')).join(' ')}'`,
-        'Run `mailbridge --help` to list the commands.',
-      );
+    if (first.startsWith('-')) {
+      const near = first.startsWith('--') ? closestName(first.slice(2), MAIN_FLAGS) : undefined;
+      const list = 'Run `mailbridge --help` to list the commands.';
+      throw near
+        ? usageError(`unknown flag '${displayText(first, 60)}'`, `Did you mean --${near}? ${list}`)
+        : usageError(
+            `'${displayText(first, 60)}' before a command: flags come after the command's name`,
+            list,
+          );
     }
-    const { command, rest } = found;
+    const resolved = resolveCommand(argv, COMMAND_INDEX);
+    if (resolved.kind === 'group') {
+      const wantsHelp = resolved.rest.includes('--help') || resolved.rest.includes('-h');
+      writeLine(io.stdout, groupHelp(resolved.group, subcommandsOf(resolved.group, COMMAND_INDEX)));
+      return wantsHelp ? ExitCode.ok : ExitCode.usage;
+    }
+    const { rest } = resolved;
+    const command = await resolved.command.load();
+    json = argv.includes('--json') && command.flags.some((f) => f.name === 'json');
     const flags = [
       ...COMMON_FLAGS,
       ...(command.usesSettings ? SETTING_FLAGS : []),
       ...command.flags,
     ];
-    const args = parseCommandArgs(rest, flags);
+    const args = parseCommandArgs(rest, flags, command.name);
     if (args.values.help === true) {
-      writeLine(io.stdout, commandHelp(command));
+      writeLine(io.stdout, commandHelp(command, subcommandsOf(command.name, COMMAND_INDEX)));
       return ExitCode.ok;
     }
     const logger = stderrLogger(io.stderr, debug);
     let loaded: Promise<MailbridgeConfig> | undefined;
     const load = (): Promise<MailbridgeConfig> => {
       loaded ??= loadSettings(args, io).then((config) => {
-        for (const warning of config.warnings)
-          writeLine(io.stderr, `mailbridge: warning: ${warning}`);
+        for (const warning of config.warnings) writeWarning(io.stderr, warning);
         return config;
       });
       return loaded;
@@ -99,23 +85,23 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-function loadSettings(args: ParsedArgs, io: CliIo): Promise<MailbridgeConfig> {
+/** `mailbridge help WORDS`: a group's help from the index, or the command's own (which loads it). */
+async function helpFor(words: string[]): Promise<string> {
+  const resolved = resolveCommand(words, COMMAND_INDEX);
+  if (resolved.kind === 'group') {
+    return groupHelp(resolved.group, subcommandsOf(resolved.group, COMMAND_INDEX));
+  }
+  const command = await resolved.command.load();
+  return commandHelp(command, subcommandsOf(command.name, COMMAND_INDEX));
+}
+
+/** Imported here, not at start-up: `--version`, help and commands without settings never need it. */
+async function loadSettings(args: ParsedArgs, io: CliIo): Promise<MailbridgeConfig> {
+  const { loadConfig } = await import('../config/load.js');
   const file = typeof args.values.config === 'string' ? args.values.config : undefined;
   return loadConfig({
     env: io.env,
     ...(file ? { file } : {}),
     overrides: settingsFromFlags(args.values),
   });
-}
-
-/** Longest match of command words at the start of argv (`setup exchange` before `setup`). */
-function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
-  const sorted = [...COMMANDS].sort((a, b) => b.name.split(' ').length - a.name.split(' ').length);
-  for (const command of sorted) {
-    const words = command.name.split(' ');
-    if (words.every((word, i) => argv[i] === word)) {
-      return { command, rest: argv.slice(words.length) };
-    }
-  }
-  return undefined;
 }

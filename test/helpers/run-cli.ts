@@ -23,14 +23,9 @@ export function runCli(
   if (!existsSync(CLI_PATH)) {
     throw new Error(`${CLI_PATH} is missing: run \`npm run build\` before the CLI tests`);
   }
-  const inherited: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'NODE_EXTRA_CA_CERTS', 'TMPDIR']) {
-    const value = process.env[name];
-    if (value !== undefined) inherited[name] = value;
-  }
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI_PATH, ...args], {
-      env: { ...inherited, ...env },
+      env: cliEnv(env),
       cwd: options.cwd ?? process.cwd(),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -55,4 +50,14 @@ export function runCli(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The child's environment: what the test passes, plus what Node needs to run and trust the test CA. */
+export function cliEnv(env: Record<string, string>): Record<string, string> {
+  const inherited: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME', 'NODE_EXTRA_CA_CERTS', 'TMPDIR']) {
+    const value = process.env[name];
+    if (value !== undefined) inherited[name] = value;
+  }
+  return { ...inherited, ...env };
 }

@@ -11,7 +11,7 @@ import {
 } from '../../setup/certificate.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
-import { writeJson, writeLine } from '../output.js';
+import { writeJson, writeLine, writeWarning } from '../output.js';
 
 export const setupCertCommand: Command = {
   name: 'setup cert',
@@ -96,7 +96,7 @@ export const setupCertCommand: Command = {
       return ExitCode.ok;
     }
     for (const warning of generated.warnings) {
-      writeLine(io.stderr, `mailbridge: warning: ${warning}`);
+      writeWarning(io.stderr, warning);
     }
     const out = (line = '') => writeLine(io.stdout, line);
     out(`Wrote a self-signed certificate for ${summary.subject} (RSA ${summary.keyBits} bits):`);

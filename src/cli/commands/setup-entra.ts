@@ -10,7 +10,7 @@ import {
 } from '../../setup/entra-script.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
-import { writeLine } from '../output.js';
+import { writeWarning } from '../output.js';
 
 const DAY_MS = 86_400_000;
 
@@ -85,7 +85,7 @@ export const setupEntraCommand: Command = {
         );
       }
     }
-    for (const warning of warnings) writeLine(io.stderr, `mailbridge: warning: ${warning}`);
+    for (const warning of warnings) writeWarning(io.stderr, warning);
     io.stdout.write(script);
     return ExitCode.ok;
   },
