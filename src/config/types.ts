@@ -1,3 +1,4 @@
+import type { ProxySettings } from '../util/proxy.js';
 import type { CloudName } from './clouds.js';
 import type { Secret } from './secret.js';
 
@@ -83,15 +84,7 @@ export interface Endpoint {
   port: number;
 }
 
-/** The HTTP proxy for token requests, from HTTPS_PROXY / HTTP_PROXY and NO_PROXY. */
-export interface ProxySettings {
-  /** `http://[user:password@]host:port`: may hold credentials, so never printed whole. */
-  url: string;
-  /** The variable it came from (`HTTPS_PROXY`, `http_proxy`, …), for messages. */
-  variable: string;
-  /** NO_PROXY entries: hosts (and their subdomains), `host:port`, or `*`. */
-  noProxy: string[];
-}
+export type { ProxySettings } from '../util/proxy.js';
 
 /** A validated configuration, ready for `createTokenProvider` and the clients. */
 export interface MailbridgeConfig {

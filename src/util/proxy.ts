@@ -4,7 +4,15 @@
  * host names (a leading `.` or `*.` is allowed; each also covers its
  * subdomains), IP addresses, optionally with `:port`, or `*` for everything.
  */
-import type { ProxySettings } from '../config/types.js';
+/** The HTTP proxy for token requests, from HTTPS_PROXY / HTTP_PROXY and NO_PROXY. */
+export interface ProxySettings {
+  /** `http://[user:password@]host:port`: may hold credentials, so never printed whole. */
+  url: string;
+  /** The variable it came from (`HTTPS_PROXY`, `http_proxy`, …), for messages. */
+  variable: string;
+  /** NO_PROXY entries: hosts (and their subdomains), `host:port`, or `*`. */
+  noProxy: string[];
+}
 
 export interface ChosenProxy {
   url: URL;

@@ -13,7 +13,7 @@ import {
   parseAddressHeader,
 } from 'mailparser';
 import { libmime } from './mailparser-parsers.js';
-import type { MessageAddress, MessageMetadata } from './metadata.js';
+import type { MessageAddress, MessageMetadata } from './metadata-types.js';
 
 export type HeaderFields = Pick<
   MessageMetadata,

@@ -19,10 +19,10 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fsyncDirectory } from '../../util/durable.js';
+import { ArchiveDiskError, diskError } from './disk-errors.js';
 import type { MessageMetadata } from './metadata.js';
 import { folderDirName, messagePath, parseMessagePath } from './paths.js';
 import type { ArchivedRange } from './plan.js';
-import { ArchiveDiskError, diskError } from './store.js';
 
 export interface ManifestRecord extends MessageMetadata {
   /** IMAP folder path, as the server lists it (Unicode). */

@@ -28,33 +28,11 @@ import {
   type MessageText,
 } from 'mailparser';
 import { headerFields } from './header-fields.js';
+import type { MessageMetadata } from './metadata-types.js';
 import { isMessageText, outlineMessage } from './mime-outline.js';
 import { metadataFromOutline } from './outline-metadata.js';
 
-export interface MessageAddress {
-  name: string;
-  address: string;
-}
-
-export interface AttachmentInfo {
-  filename: string | null;
-  contentType: string;
-  /** Decoded bytes. */
-  size: number;
-}
-
-export interface MessageMetadata {
-  messageId: string | null;
-  /** The Date header as ISO 8601; null when missing or not a date. */
-  date: string | null;
-  from: MessageAddress[];
-  to: MessageAddress[];
-  cc: MessageAddress[];
-  subject: string | null;
-  attachments: AttachmentInfo[];
-  /** Why parsing failed; the fields above then hold what was parsed before the failure. */
-  parseError?: string;
-}
+export type { AttachmentInfo, MessageAddress, MessageMetadata } from './metadata-types.js';
 
 const PARSER_SLICE_BYTES = 64 * 1024;
 /** Longest wait for the parser once the whole message was given. */

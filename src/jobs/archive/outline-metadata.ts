@@ -22,7 +22,7 @@ import {
   headerValue,
 } from './header-fields.js';
 import { libmime, MimeNode } from './mailparser-parsers.js';
-import type { AttachmentInfo } from './metadata.js';
+import type { AttachmentInfo } from './metadata-types.js';
 import { isMessageText, type MessageOutline } from './mime-outline.js';
 
 /** mailsplit's limit on one header block; beyond it MailParser reports an error. */

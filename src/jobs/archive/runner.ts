@@ -38,6 +38,7 @@ import {
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { closestName } from '../../util/did-you-mean.js';
 import { displayText } from '../../util/display-text.js';
+import { ArchiveDiskError, diskError, diskErrorCode } from './disk-errors.js';
 import { folderSelected, isSelectable, unmatchedPatterns } from './filters.js';
 import { ManifestIndex, type ManifestRecord, ManifestWriter } from './manifest.js';
 import { createMetadataParser, type MessageMetadata, parseMessageMetadata } from './metadata.js';
@@ -57,15 +58,7 @@ import {
   shouldWriteManifest,
   toUidSet,
 } from './plan.js';
-import {
-  ArchiveDiskError,
-  ArchiveStore,
-  diskError,
-  diskErrorCode,
-  hashFile,
-  type OrphanFile,
-  type PartialMessage,
-} from './store.js';
+import { ArchiveStore, hashFile, type OrphanFile, type PartialMessage } from './store.js';
 import { type DamagedRecord, verifyArchive } from './verify.js';
 
 export interface ArchiveMailboxOptions {

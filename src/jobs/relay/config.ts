@@ -13,7 +13,9 @@ import { type ConfigProblem, ConfigurationError } from '../../errors.js';
 import { closestName } from '../../util/did-you-mean.js';
 import { displayText } from '../../util/display-text.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from './cidr.js';
-import { parseSenderPattern, type SenderPattern } from './policy.js';
+import { type PolicyRule, parseSenderPattern } from './policy.js';
+
+export type { PolicyRule } from './policy.js';
 
 /** Exchange Online's default maximum message size (35 MB, counted in binary units). */
 export const EXCHANGE_MAX_MESSAGE_SIZE = 35 * 1024 * 1024;
@@ -31,19 +33,6 @@ export interface ListenAddress {
   implicitTls: boolean;
   /** As written, for messages and logs. */
   text: string;
-}
-
-export interface PolicyRule {
-  /** Position in `relay.policy`, for messages. */
-  index: number;
-  /** A local account (from the users file) this rule applies to… */
-  user?: string;
-  /** …or the network an unauthenticated client comes from. */
-  network?: Cidr;
-  /** Envelope senders allowed: `a@b`, `*@b`, `*` or `<>` (the null sender). */
-  senders: SenderPattern[];
-  /** The Microsoft 365 mailbox the app signs in as; absent: the envelope sender itself. */
-  mailbox?: string;
 }
 
 export interface RelaySettings {

@@ -10,7 +10,19 @@
 
 import { asciiText } from '../../util/display-text.js';
 import { anyCidrContains, type Cidr, cidrContains } from './cidr.js';
-import type { PolicyRule } from './config.js';
+
+export interface PolicyRule {
+  /** Position in `relay.policy`, for messages. */
+  index: number;
+  /** A local account (from the users file) this rule applies to… */
+  user?: string;
+  /** …or the network an unauthenticated client comes from. */
+  network?: Cidr;
+  /** Envelope senders allowed: `a@b`, `*@b`, `*` or `<>` (the null sender). */
+  senders: SenderPattern[];
+  /** The Microsoft 365 mailbox the app signs in as; absent: the envelope sender itself. */
+  mailbox?: string;
+}
 
 export type SenderPattern =
   | { kind: 'address'; address: string; text: string }
