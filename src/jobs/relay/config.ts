@@ -9,6 +9,7 @@
  * whoever reaches the port send mail as the organisation's mailboxes.
  */
 import { isAbsolute, resolve } from 'node:path';
+import { fieldName, quotedKey } from '../../config/unknown-key.js';
 import { type ConfigProblem, ConfigurationError } from '../../errors.js';
 import { closestName } from '../../util/did-you-mean.js';
 import { displayText } from '../../util/display-text.js';
@@ -158,10 +159,10 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
     if ((RELAY_KEYS as readonly string[]).includes(key)) continue;
     const near = closestName(key, RELAY_KEYS);
     add(
-      `relay.${key}`,
+      fieldName(key, 'relay.'),
       near
-        ? `Unknown setting 'relay.${key}': did you mean 'relay.${near}'?`
-        : `Unknown setting 'relay.${key}'. Known: ${RELAY_KEYS.join(', ')}.`,
+        ? `Unknown setting ${quotedKey(key, 'relay.')}: did you mean 'relay.${near}'?`
+        : `Unknown setting ${quotedKey(key, 'relay.')}. Known: ${RELAY_KEYS.join(', ')}.`,
     );
   }
 
@@ -199,7 +200,9 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
       if (!cert) add('relay.tls.cert', 'relay.tls.cert must name the PEM certificate file.');
       if (!key) add('relay.tls.key', 'relay.tls.key must name the PEM private key file.');
       for (const k of Object.keys(t)) {
-        if (k !== 'cert' && k !== 'key') add(`relay.tls.${k}`, `Unknown setting 'relay.tls.${k}'.`);
+        if (k !== 'cert' && k !== 'key') {
+          add(fieldName(k, 'relay.tls.'), `Unknown setting ${quotedKey(k, 'relay.tls.')}.`);
+        }
       }
       if (cert && key) tls = { cert, key };
     }
@@ -514,8 +517,8 @@ function parsePolicyRule(
   for (const key of Object.keys(e)) {
     if (!['user', 'network', 'senders', 'mailbox'].includes(key)) {
       add(
-        `${field}.${key}`,
-        `Unknown key '${key}' (a rule has user or network, senders, mailbox).`,
+        fieldName(key, `${field}.`),
+        `Unknown key ${quotedKey(key)} (a rule has user or network, senders, mailbox).`,
       );
       ok = false;
     }

@@ -181,6 +181,20 @@ describe('parseRelaySettings', () => {
     expect(problems.find((p) => p.field === 'relay.http')?.message).toMatch(/loopback only/);
   });
 
+  it('names an unknown key only when it looks like a setting name, never one that may be a secret', () => {
+    const secret = 'SUPERSECRET~xyz.123_ABC';
+    const problems = problemsOf({
+      ...minimal,
+      [secret]: 1,
+      tls: { cert: '/c.pem', key: '/k.pem', [secret]: 1 },
+      policy: [{ network: '127.0.0.1/32', senders: ['*'], [secret]: 1 }],
+    });
+    expect(JSON.stringify(problems)).not.toContain('SUPERSECRET');
+    expect(problems.map((p) => p.field)).toEqual(
+      expect.arrayContaining(['relay.(unknown key)', 'relay.tls.(unknown key)']),
+    );
+  });
+
   it('refuses a user rule without a users file and a network rule outside allowNetworks', () => {
     const problems = problemsOf({
       ...minimal,
