@@ -4,7 +4,7 @@
  * `code` strings are stable: scripts and the diagnostics table match on them.
  */
 
-import type { ErrorCode } from './error-codes.js';
+import { ERROR_CODES, type ErrorCode } from './error-codes.js';
 
 /** CLI exit codes, shared by every command. */
 export const ExitCode = {
@@ -44,7 +44,8 @@ export class MailbridgeError extends Error {
   override name = 'MailbridgeError';
   readonly code: ErrorCode;
   readonly remedy: string;
-  readonly exitCode: ExitCode = ExitCode.failure;
+  /** The exit code of codes whose registry entry leaves it to the class (TOKEN_REQUEST_FAILED). */
+  protected readonly classExitCode: ExitCode = ExitCode.failure;
   readonly entra: EntraErrorDetails | undefined;
 
   constructor(options: MailbridgeErrorOptions) {
@@ -52,6 +53,12 @@ export class MailbridgeError extends Error {
     this.code = options.code;
     this.remedy = options.remedy;
     this.entra = options.entra;
+  }
+
+  /** The CLI's exit code for this error: the code's, from the registry (README lists it). */
+  get exitCode(): ExitCode {
+    const { exit } = ERROR_CODES[this.code];
+    return typeof exit === 'number' ? exit : this.classExitCode;
   }
 
   /** A log-safe, JSON-ready view: no cause chain, which may hold request bodies. */
@@ -76,7 +83,7 @@ export interface ConfigProblem {
 /** A setting is missing, wrong or unsafe. Exit code 2. */
 export class ConfigurationError extends MailbridgeError {
   override name = 'ConfigurationError';
-  override readonly exitCode: ExitCode = ExitCode.usage;
+  protected override readonly classExitCode: ExitCode = ExitCode.usage;
   readonly problems: ConfigProblem[];
 
   constructor(options: MailbridgeErrorOptions & { problems?: ConfigProblem[] }) {
@@ -92,7 +99,7 @@ export class ConfigurationError extends MailbridgeError {
 /** The credential, the app or a permission was refused. Exit code 3. */
 export class AuthenticationError extends MailbridgeError {
   override name = 'AuthenticationError';
-  override readonly exitCode: ExitCode = ExitCode.auth;
+  protected override readonly classExitCode: ExitCode = ExitCode.auth;
 }
 
 /** A server answered, but not as a working setup would. Exit code 1. */
@@ -103,7 +110,7 @@ export class ProtocolError extends MailbridgeError {
 /** A service could not be reached or kept failing. Exit code 4. */
 export class NetworkError extends MailbridgeError {
   override name = 'NetworkError';
-  override readonly exitCode: ExitCode = ExitCode.unreachable;
+  protected override readonly classExitCode: ExitCode = ExitCode.unreachable;
 }
 
 export function isMailbridgeError(value: unknown): value is MailbridgeError {

@@ -106,6 +106,7 @@ export { hashPassword, parsePasswordHash, verifyPassword } from './jobs/relay/pa
 export type { DeliveryRecord, SpoolEnvelope } from './jobs/relay/spool.js';
 
 // Errors
+export { ERROR_CODES, type ErrorCode, type ErrorCodeInfo } from './error-codes.js';
 export {
   AuthenticationError,
   ConfigurationError,

@@ -6,6 +6,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../src/error-codes.js';
+import {
+  AuthenticationError,
+  ConfigurationError,
+  MailbridgeError,
+  NetworkError,
+} from '../src/errors.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -54,5 +60,21 @@ describe('the error code registry', () => {
       Object.entries(ERROR_CODES).map(([code, info]) => [code, exitText(info.exit)]),
     );
     expect(documented).toEqual(registered);
+  });
+
+  it('gives every error the exit code its code has in the registry, whatever its class', () => {
+    const made = (code: 'ARCHIVE_NOT_FOUND' | 'SMTP_UNREACHABLE') =>
+      new MailbridgeError({ code, message: 'm', remedy: 'r' });
+    expect(made('ARCHIVE_NOT_FOUND').exitCode).toBe(2);
+    expect(made('SMTP_UNREACHABLE').exitCode).toBe(4);
+    expect(made('SMTP_UNREACHABLE').toJSON()).toMatchObject({ exitCode: 4 });
+  });
+
+  it('leaves the exit code to the class where the registry lists several', () => {
+    const options = { code: 'TOKEN_REQUEST_FAILED', message: 'm', remedy: 'r' } as const;
+    expect(new MailbridgeError(options).exitCode).toBe(1);
+    expect(new ConfigurationError(options).exitCode).toBe(2);
+    expect(new AuthenticationError(options).exitCode).toBe(3);
+    expect(new NetworkError(options).exitCode).toBe(4);
   });
 });
