@@ -1,6 +1,10 @@
 /**
  * m365-mailbridge: app-only OAuth2 for IMAP and SMTP on Microsoft 365.
- * Everything public is exported here; deep imports are not part of the API.
+ * Everything public is exported here, and only what we mean to keep once
+ * published: the token provider, SASL builders, clients and diagnostics, the
+ * jobs' entry points, the setup renderers, errors and their codes. Deep
+ * imports are not part of the API. test/packaging/exports.test.ts holds the
+ * list: an export added or removed by accident fails it.
  */
 
 export type { AccessTokenClaims } from './auth/claims.js';
@@ -53,15 +57,11 @@ export { runDoctor } from './doctor/run.js';
 export type { ConfigProblem, EntraErrorDetails } from './errors.js';
 // Archive: incremental, crash-safe mailbox archiving
 export {
-  archiveFolderDirName,
   archiveMailbox,
-  archiveMailboxDirName,
   archiveMailboxes,
   DEFAULT_ARCHIVE_CONCURRENCY,
-  matchesPattern,
   parseMessageMetadata,
   readManifest,
-  summarizeRun,
   verifyArchive,
 } from './jobs/archive/index.js';
 export type {
@@ -91,7 +91,6 @@ export type { RelayHandle, StartRelayOptions } from './jobs/relay/relay.js';
 export {
   EXCHANGE_MAX_MESSAGE_SIZE,
   EXCHANGE_MAX_RECIPIENTS,
-  openRelayProblems,
   parseRelaySettings,
   RELAY_DEFAULTS,
 } from './jobs/relay/config.js';
@@ -130,4 +129,3 @@ export type { ExchangePlan } from './setup/exchange-plan.js';
 // Setup: scripts, certificates and consent for administrators
 export { parseExchangePlan } from './setup/exchange-plan.js';
 export { renderExchangeScript } from './setup/exchange-script.js';
-export { psString } from './setup/powershell.js';

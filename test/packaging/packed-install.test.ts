@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mailboxDirName } from '../../src/jobs/archive/paths.js';
 import {
@@ -18,6 +19,7 @@ import {
   plainMessage,
   startArchiveTestEnv,
 } from '../jobs/archive/support.js';
+import { PUBLIC_VALUES } from './public-api.js';
 import { npmEnvironment, packageVersionOf, ROOT, runProcess } from './support.js';
 
 const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
@@ -83,6 +85,11 @@ describe('npm install -g of the packed tarball', () => {
     const result = await mailbridge(['token', '--help']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('Usage: mailbridge token');
+  });
+
+  it('exports exactly the supported API from the installed package', async () => {
+    const entry = (await import(pathToFileURL(join(installed, 'dist', 'index.js')).href)) as object;
+    expect(Object.keys(entry).sort()).toEqual([...PUBLIC_VALUES].sort());
   });
 
   it('installs runtime dependencies only', () => {
