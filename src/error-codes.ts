@@ -520,7 +520,11 @@ export const ERROR_CODES = {
   },
   SETUP_SUBJECT: { group: 'setup', exit: 2, remedy: 'Give a short `--subject`.' },
   SETUP_DAYS: { group: 'setup', exit: 2, remedy: 'Give `--days` as a whole number of days.' },
-  SETUP_KEY_SIZE: { group: 'setup', exit: 2, remedy: 'Give `--key-size` 2048, 3072 or 4096.' },
+  SETUP_KEY_SIZE: {
+    group: 'setup',
+    exit: 2,
+    remedy: 'Give `--key-size` from 2048 to 8192, a multiple of 1024.',
+  },
   SETUP_FILE_EXISTS: {
     group: 'setup',
     exit: 2,

@@ -21,6 +21,13 @@ export interface Command {
   flags: FlagSpec[];
   /** Whether the connection setting flags and the environment apply. */
   usesSettings: boolean;
+  /**
+   * What the words after the flags name (`DIR`, `ID...`). Without it a
+   * command takes none, and a stray word is refused rather than ignored: an
+   * unquoted `--subject two words` or a second address after `--to` must not
+   * send less than was typed.
+   */
+  operands?: string;
   /** Extra help paragraphs. */
   details?: string;
   run(context: CommandContext): Promise<number>;

@@ -70,6 +70,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       writeLine(io.stdout, commandHelp(command, subcommandsOf(command.name, COMMAND_INDEX)));
       return ExitCode.ok;
     }
+    if (!command.operands && args.positionals.length > 0) {
+      throw usageError(
+        `unexpected argument '${displayText(args.positionals[0] as string, 60)}' for ${command.name}`,
+        `Quote a value that holds spaces (--subject "two words") and repeat a flag to give it several values (--to a@x --to b@x). Usage: mailbridge ${command.usage}`,
+      );
+    }
     const logger = stderrLogger(io.stderr, debug);
     let loaded: Promise<MailbridgeConfig> | undefined;
     const load = (): Promise<MailbridgeConfig> => {

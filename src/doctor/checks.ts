@@ -103,7 +103,7 @@ export async function checkMailboxAccess(
   try {
     const folders = await client.list();
     const inbox = await client.mailboxOpen('INBOX', { readOnly: true });
-    return `${folders.length} folders; INBOX holds ${inbox.exists} messages`;
+    return `${folders.length} folder${folders.length === 1 ? '' : 's'}; INBOX holds ${inbox.exists} message${inbox.exists === 1 ? '' : 's'}`;
   } catch (error) {
     throw imapErrorToMailbridge(error, { config, mailbox });
   }

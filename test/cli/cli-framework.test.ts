@@ -302,6 +302,30 @@ describe('repeated flags', () => {
   });
 });
 
+describe('stray words after the flags', () => {
+  it('are refused, never dropped: a second recipient or an unquoted subject must not send less', async () => {
+    const send = await run([
+      ...['send', '--from', 'a@contoso.com', '--to', 'a@contoso.com', 'b@contoso.com'],
+      ...['--subject', 'two', 'words', '--text', 't'],
+    ]);
+    expect(send.code).toBe(2);
+    expect(send.stderr).toContain("unexpected argument 'b@contoso.com' for send");
+    expect(send.stderr).toContain('--to a@x --to b@x');
+    const token = await run(['token', '--send-certificate-chain', 'false']);
+    expect(token.code).toBe(2);
+    expect(token.stderr).toContain("unexpected argument 'false' for token");
+    const setup = await run([...SETUP_EXCHANGE, '--mailbox', 'a@contoso.com', 'b@contoso.com']);
+    expect(setup.code).toBe(2);
+    expect(setup.stdout).toBe('');
+  });
+
+  it('are taken by the commands that name them', async () => {
+    const verify = await run(['archive', 'verify', '/nonexistent-mailbridge-archive']);
+    expect(verify.stderr).toContain('/nonexistent-mailbridge-archive is not a directory');
+    expect(verify.code).toBe(2);
+  });
+});
+
 describe('warnings', () => {
   it('have one prefix, the one README documents, also from the logger', () => {
     const chunks: string[] = [];

@@ -141,12 +141,6 @@ export const archiveCommand: Command = {
   ].join('\n'),
   async run({ args, io, logger, loadConfig }) {
     const json = args.values.json === true;
-    if (args.positionals.length > 0) {
-      throw usageError(
-        `unexpected argument '${args.positionals[0]}'`,
-        'Name mailboxes with --mailbox; to check an archive run `mailbridge archive verify DIR`.',
-      );
-    }
     const mailboxes = strings(args.values.mailbox);
     const listFile = typeof args.values.mailboxes === 'string' ? args.values.mailboxes : undefined;
     if (listFile) {
@@ -234,6 +228,7 @@ export const archiveVerifyCommand: Command = {
   summary: 're-hash an archive against its manifests; report missing, altered and extra files',
   usage: 'archive verify DIR [--json]',
   usesSettings: false,
+  operands: 'DIR',
   flags: [{ name: 'json', type: 'boolean', help: 'print the report as JSON' }],
   details:
     'DIR is the archive directory given to `archive --out`, or one mailbox directory in it.\nExit code 1 when anything is missing, altered or extra, or a manifest line is wrong.\nRun it while no archive run writes to DIR.',

@@ -215,6 +215,7 @@ export const relayRetryCommand: Command = {
   summary: 'send dead or waiting messages again now',
   usage: 'relay retry (--spool DIR | --config FILE) (ID... | --all)',
   usesSettings: false,
+  operands: 'ID...',
   flags: [
     SPOOL_FLAG,
     { name: 'all', type: 'boolean', help: 'every dead and every waiting message' },

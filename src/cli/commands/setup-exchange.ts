@@ -216,12 +216,6 @@ async function gatherInput(args: ParsedArgs): Promise<GatheredInput> {
   if (Array.isArray(v.mailbox) || typeof v.mailboxes === 'string') {
     fromFlag('mailboxes', listed);
   }
-  if (args.positionals.length > 0) {
-    problems.push({
-      field: 'arguments',
-      message: `unexpected argument ${JSON.stringify(args.positionals[0])}: name mailboxes with --mailbox ADDRESS`,
-    });
-  }
   return { input: input as ExchangePlanInput, sources, problems };
 }
 
