@@ -15,6 +15,7 @@
  */
 import { diagnoseSmtpResponse } from '../../clients/diagnostics.js';
 import { MailbridgeError, NetworkError } from '../../errors.js';
+import { backoffDelay } from '../../util/backoff.js';
 import { asciiText } from '../../util/display-text.js';
 
 export interface BackoffOptions {
@@ -34,11 +35,11 @@ export function retryDelay(
   options: BackoffOptions,
   random: () => number = Math.random,
 ): number {
-  const exponent = Math.max(0, Math.min(failures - 1, 40));
-  const base = Math.min(options.maxMs, options.initialMs * 2 ** exponent);
-  const jitter = options.jitter ?? 0.2;
-  const spread = base * jitter * (random() * 2 - 1);
-  return Math.max(0, Math.round(Math.min(options.maxMs, base + spread)));
+  return backoffDelay(
+    failures - 1,
+    { baseMs: options.initialMs, maxMs: options.maxMs, jitter: { spread: options.jitter ?? 0.2 } },
+    random,
+  );
 }
 
 export interface DeliveryFailure {
