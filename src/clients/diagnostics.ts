@@ -34,6 +34,7 @@ import {
   NetworkError,
   ProtocolError,
 } from '../errors.js';
+import { formatDuration } from '../util/format.js';
 
 export type DiagnosisClass = 'authentication' | 'configuration' | 'protocol' | 'network';
 
@@ -503,7 +504,8 @@ export function diagnoseImapResponse(line: string | undefined): Diagnosis | unde
       ...(retryAfterMs !== undefined
         ? {
             retryAfterMs,
-            summary: `${entry.summary}; it asked to wait ${describeDuration(retryAfterMs)}`,
+            // The exact figure too, as the reply says it, when the words round it.
+            summary: `${entry.summary}; it asked to wait ${formatDuration(retryAfterMs)}${retryAfterMs >= 1000 ? ` (${retryAfterMs} ms)` : ''}`,
           }
         : {}),
     });
@@ -902,13 +904,4 @@ function printable(value: string, max = 200): string | undefined {
 
 function firstLine(text: string): string {
   return (text.split(/\r?\n/).find((line) => line.trim()) ?? '').trim();
-}
-
-/** 299609 ms → `about 5 minutes`; 42000 → `42 seconds`. */
-function describeDuration(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 90) return `${seconds} seconds`;
-  const minutes = Math.round(seconds / 60);
-  return `about ${minutes} minute${minutes === 1 ? '' : 's'} (${ms} ms)`;
 }

@@ -264,7 +264,7 @@ describe('diagnoseImapResponse', () => {
     );
     expect(d?.retryAfterMs).toBe(299609);
     expect(d?.summary).toBe(
-      "Exchange Online is throttling this mailbox's IMAP requests; it asked to wait about 5 minutes (299609 ms)",
+      "Exchange Online is throttling this mailbox's IMAP requests; it asked to wait 5 min (299609 ms)",
     );
   });
 

@@ -17,6 +17,7 @@ import { diagnoseSmtpResponse } from '../../clients/diagnostics.js';
 import { MailbridgeError, NetworkError } from '../../errors.js';
 import { backoffDelay } from '../../util/backoff.js';
 import { asciiText } from '../../util/display-text.js';
+import { formatDuration } from '../../util/format.js';
 
 export interface BackoffOptions {
   initialMs: number;
@@ -153,7 +154,7 @@ export function nextStep(
   if (now + delayMs - state.since > options.retryForMs) {
     return {
       action: 'dead',
-      reason: `gave up after ${describeMs(now - state.since)} and ${state.failures} attempt(s); last failure ${failure.code}: ${failure.reply}`,
+      reason: `gave up after ${formatDuration(now - state.since)} and ${state.failures} attempt(s); last failure ${failure.code}: ${failure.reply}`,
     };
   }
   return { action: 'retry', at: now + delayMs, delayMs };
@@ -209,14 +210,4 @@ export function logSafe(text: string): string {
     .replace(/\s+/g, ' ')
     .trim();
   return asciiText(line, 300);
-}
-
-export function describeMs(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  const s = Math.round(ms / 1000);
-  if (s < 120) return `${s} s`;
-  const m = Math.round(s / 60);
-  if (m < 120) return `${m} min`;
-  const h = Math.round(m / 60);
-  return h < 48 ? `${h} h` : `${Math.round(h / 24)} d`;
 }

@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { NetworkError } from '../../../src/errors.js';
 import {
   applyProgressEvent,
-  formatBytes,
-  formatDuration,
   formatSummary,
   initialProgress,
   progressLogRecord,
@@ -70,15 +68,6 @@ describe('progress', () => {
       messagesPerSecond: 5,
       etaSeconds: 15,
     });
-  });
-
-  it('formats sizes and durations', () => {
-    expect(formatBytes(512)).toBe('512 B');
-    expect(formatBytes(1536)).toBe('1.5 KiB');
-    expect(formatBytes(50 * 1024 * 1024)).toBe('50 MiB');
-    expect(formatDuration(2_500)).toBe('2.5s');
-    expect(formatDuration(125_000)).toBe('2m05s');
-    expect(formatDuration(3_720_000)).toBe('1h02m');
   });
 
   it('summarizes a run, failures included', () => {
