@@ -92,10 +92,11 @@ export function renderProgressLines(
   now: number,
   width = 100,
 ): string[] {
-  const nameWidth = Math.min(32, Math.max(8, ...states.map((s) => s.mailbox.length)));
-  return states.map((s) => {
+  const names = states.map((s) => displayText(s.mailbox, 32));
+  const nameWidth = Math.max(8, ...names.map((name) => name.length));
+  return states.map((s, i) => {
     const r = progressRates(s, now);
-    const name = s.mailbox.length > nameWidth ? `${s.mailbox.slice(0, nameWidth - 1)}…` : s.mailbox;
+    const name = names[i] as string;
     const count =
       s.estimatedMessages > s.messages ? `${s.messages}/${s.estimatedMessages}` : `${s.messages}`;
     const parts = [

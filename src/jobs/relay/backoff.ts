@@ -13,7 +13,7 @@
  * - failures before any reply (network, TLS, the token endpoint) are
  *   temporary: the relay keeps the message until `retryFor` runs out.
  */
-import { diagnoseSmtpResponse } from '../../clients/diagnostics.js';
+import { diagnoseSmtpResponse, replyLine } from '../../clients/diagnostics.js';
 import { MailbridgeError, NetworkError } from '../../errors.js';
 import { backoffDelay } from '../../util/backoff.js';
 import { asciiText } from '../../util/display-text.js';
@@ -203,11 +203,7 @@ function findSmtpFields(error: unknown): SmtpErrorFields | undefined {
   return undefined;
 }
 
-/** A server's reply as one 7-bit line, without Exchange's diagnostic dump. */
+/** A server's reply as one 7-bit line; the relay keeps up to 300 characters of it for the bounce and `relay status`. */
 export function logSafe(text: string): string {
-  const line = text
-    .replace(/\[BeginDiagnosticData\][\s\S]*$/i, '')
-    .replace(/\s+/g, ' ')
-    .trim();
-  return asciiText(line, 300);
+  return replyLine(text, 300);
 }

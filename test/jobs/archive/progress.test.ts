@@ -70,6 +70,14 @@ describe('progress', () => {
     });
   });
 
+  it('shows a mailbox name escaped and cut to its column', () => {
+    const [line] = renderProgressLines([initialProgress('a\u001b[2J@contoso.example')], 0);
+    expect(line?.startsWith('a\\x1b[2J@contoso.example ')).toBe(true);
+    const long = `${'m'.repeat(40)}@contoso.example`;
+    const [cut] = renderProgressLines([initialProgress(long)], 0);
+    expect(cut?.startsWith(`${'m'.repeat(31)}… `)).toBe(true);
+  });
+
   it('summarizes a run, failures included', () => {
     const ok: ArchiveMailboxResult = {
       mailbox: 'a@contoso.example',
