@@ -24,6 +24,7 @@ import {
   NetworkError,
   ProtocolError,
 } from '../errors.js';
+import { formatDuration } from '../util/format.js';
 
 /** What the token endpoint answered. */
 export interface EntraErrorResponse {
@@ -546,13 +547,13 @@ function hostOf(url: string): string {
   }
 }
 
-/** `Retry-After` (RFC 9110 §10.2.3) as `30 s` or an ISO date; headers matched case-insensitively. */
+/** `Retry-After` (RFC 9110 §10.2.3) as `30 s`, `5 min` or an ISO date; headers matched case-insensitively. */
 function retryAfterOf(headers: Record<string, string> | undefined): string | undefined {
   if (!headers) return undefined;
   const entry = Object.entries(headers).find(([name]) => name.toLowerCase() === 'retry-after');
   const value = entry?.[1]?.trim();
   if (!value) return undefined;
-  if (/^\d{1,9}$/.test(value)) return `${Number(value)} s`;
+  if (/^\d{1,9}$/.test(value)) return formatDuration(Number(value) * 1000);
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : `until ${new Date(date).toISOString()}`;
 }

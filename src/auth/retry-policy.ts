@@ -3,6 +3,7 @@
  * timers; this module only decides whether and how long to wait, so it can be
  * tested without clocks.
  */
+import { backoffDelay } from '../util/backoff.js';
 
 export interface RetryOptions {
   /** Attempts in all, the first included. @default 5 */
@@ -43,8 +44,11 @@ export function nextRetryDelay(
   random: () => number = Math.random,
 ): number | undefined {
   if (state.attempt >= options.maxAttempts) return undefined;
-  const step = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (state.attempt - 1));
-  const jittered = Math.round(step / 2 + random() * (step / 2));
+  const jittered = backoffDelay(
+    state.attempt - 1,
+    { baseMs: options.baseDelayMs, maxMs: options.maxDelayMs, jitter: 'equal' },
+    random,
+  );
   const delay = Math.max(jittered, state.retryAfterMs ?? 0);
   if (state.elapsedMs + delay > options.maxTotalMs) return undefined;
   return delay;

@@ -34,6 +34,8 @@ import {
   NetworkError,
   ProtocolError,
 } from '../errors.js';
+import { asciiText } from '../util/display-text.js';
+import { formatDuration } from '../util/format.js';
 
 export type DiagnosisClass = 'authentication' | 'configuration' | 'protocol' | 'network';
 
@@ -503,7 +505,8 @@ export function diagnoseImapResponse(line: string | undefined): Diagnosis | unde
       ...(retryAfterMs !== undefined
         ? {
             retryAfterMs,
-            summary: `${entry.summary}; it asked to wait ${describeDuration(retryAfterMs)}`,
+            // The exact figure too, as the reply says it, when the words round it.
+            summary: `${entry.summary}; it asked to wait ${formatDuration(retryAfterMs)}${retryAfterMs >= 1000 ? ` (${retryAfterMs} ms)` : ''}`,
           }
         : {}),
     });
@@ -861,7 +864,7 @@ function build(
     retryAfterMs?: number;
   } = {},
 ): Diagnosis {
-  const reply = overrides.reply !== undefined ? logSafeReply(overrides.reply) : undefined;
+  const reply = overrides.reply !== undefined ? replyLine(overrides.reply) : undefined;
   return {
     code: from.code,
     protocol: from.protocol,
@@ -875,40 +878,26 @@ function build(
   };
 }
 
-const REPLY_MAX = 200;
-
 /**
- * The server's reply for a message: one line, printable ASCII, without
- * Exchange's `[BeginDiagnosticData]…` blob, at most 200 characters. Server
- * replies never echo the token, but they can carry long hex dumps.
+ * A server's reply as one line of printable ASCII, without Exchange's
+ * `[BeginDiagnosticData]…` blob, at most `max` characters: fit for a log, a
+ * spool file or a bounce. Server replies never echo the token, but they can
+ * carry long hex dumps.
  */
-function logSafeReply(raw: string): string | undefined {
-  let text = raw
+export function replyLine(raw: string, max = 200): string {
+  const line = raw
     .replace(/\[BeginDiagnosticData\][\s\S]*$/i, '')
-    .replace(/[^\x20-\x7e]+/g, ' ')
     .replace(/\s+/g, ' ')
     .trim();
-  if (!text) return undefined;
-  if (text.length > REPLY_MAX) text = `${text.slice(0, REPLY_MAX - 1).trimEnd()}…`;
-  return text;
+  return asciiText(line, max);
 }
 
-/** A claim or address fit to print: printable ASCII only, else `undefined`. */
+/** A claim or address fit to print as it is, or `undefined`: never a cut or altered value. */
 function printable(value: string, max = 200): string | undefined {
   const text = value.trim();
-  if (!text || text.length > max || !/^[\x20-\x7e]+$/.test(text)) return undefined;
-  return text;
+  return text && asciiText(text, max) === text ? text : undefined;
 }
 
 function firstLine(text: string): string {
   return (text.split(/\r?\n/).find((line) => line.trim()) ?? '').trim();
-}
-
-/** 299609 ms → `about 5 minutes`; 42000 → `42 seconds`. */
-function describeDuration(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 90) return `${seconds} seconds`;
-  const minutes = Math.round(seconds / 60);
-  return `about ${minutes} minute${minutes === 1 ? '' : 's'} (${ms} ms)`;
 }

@@ -3,6 +3,7 @@
  * operation means and how long to wait. The session owns sockets and timers.
  */
 import { MailbridgeError, NetworkError } from '../errors.js';
+import { backoffDelay } from '../util/backoff.js';
 import type { ImapFlowErrorFields } from './imap-client.js';
 
 export type SessionFailure =
@@ -76,6 +77,6 @@ export function nextSessionDelay(
   }
   // The first reconnect is immediate: a token expiry or an idle drop needs no pause.
   if (attempt === 1) return 0;
-  const step = options.baseDelayMs * 2 ** (attempt - 2);
-  return Math.round(step / 2 + random() * (step / 2));
+  // No cap: maxAttempts bounds it (by default 500 ms base and 6 attempts: at most 4 s).
+  return backoffDelay(attempt - 2, { baseMs: options.baseDelayMs, jitter: 'equal' }, random);
 }

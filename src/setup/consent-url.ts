@@ -19,6 +19,7 @@
  */
 import { CLOUD_NAMES, CLOUDS, type CloudName } from '../config/clouds.js';
 import { ConfigurationError } from '../errors.js';
+import { displayText } from '../util/display-text.js';
 import { findUnsafeCharacter } from './shell-quote.js';
 
 /** Entra ID's limit for a redirect URI. */
@@ -87,7 +88,7 @@ export function checkTenant(value: string): string {
   if (DOMAIN.test(tenant)) return tenant;
   throw new ConfigurationError({
     code: 'SETUP_TENANT_INVALID',
-    message: `'${printable(tenant)}' is not a tenant id, a domain name or 'organizations'`,
+    message: `'${displayText(tenant, 100)}' is not a tenant id, a domain name or 'organizations'`,
     remedy:
       'Give the directory (tenant) id (a GUID, Entra admin center > Overview), a verified domain such as contoso.onmicrosoft.com, or `organizations` for a multi-tenant app.',
   });
@@ -99,7 +100,7 @@ export function checkClientId(value: string): string {
   if (GUID.test(clientId)) return clientId.toLowerCase();
   throw new ConfigurationError({
     code: 'SETUP_CLIENT_ID_INVALID',
-    message: `'${printable(clientId)}' is not an application (client) id`,
+    message: `'${displayText(clientId, 100)}' is not an application (client) id`,
     remedy:
       "Give the app registration's Application (client) id, a GUID such as 00001111-aaaa-2222-bbbb-3333cccc4444 (not its object id or a secret id).",
   });
@@ -113,7 +114,7 @@ export function checkRedirectUri(value: string): string {
   const refuse = (problem: string) =>
     new ConfigurationError({
       code: 'SETUP_REDIRECT_URI_INVALID',
-      message: `The redirect URI '${printable(value)}' ${problem}`,
+      message: `The redirect URI '${displayText(value, 100)}' ${problem}`,
       remedy:
         'Give a redirect URI registered on the app (Authentication > Web), such as https://app.contoso.com/consent or http://localhost:8400/consent.',
     });
@@ -149,16 +150,4 @@ export function checkRedirectUri(value: string): string {
  */
 export function encodeQueryValue(value: string): string {
   return encodeURIComponent(value).replace(/%3A/g, ':').replace(/%2F/g, '/');
-}
-
-/** For messages: control characters shown as `\u000A`, and no more than 100 characters. */
-function printable(value: string): string {
-  const shown = [...value]
-    .map((c) =>
-      findUnsafeCharacter(c)
-        ? `\\u${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`
-        : c,
-    )
-    .join('');
-  return shown.length > 100 ? `${shown.slice(0, 100)}…` : shown;
 }

@@ -21,6 +21,7 @@
  *   below accept only ASCII values.
  */
 import { ConfigurationError } from '../errors.js';
+import { displayText } from '../util/display-text.js';
 
 /** Characters PowerShell accepts as a single quote. */
 export const POWERSHELL_SINGLE_QUOTES: readonly string[] = [
@@ -215,16 +216,7 @@ function throwIfProblem(field: string, problem: string | undefined): void {
  * characters cannot act on the terminal, and cut to a readable length.
  */
 export function quoteForMessage(value: string): string {
-  const cut = value.length > 80 ? `${value.slice(0, 77)}...` : value;
-  let out = '';
-  for (const char of cut) {
-    const code = char.codePointAt(0) ?? 0;
-    out +=
-      code < 0x20 || (code >= 0x7f && code < 0xa0) || UNSAFE_RE.test(char)
-        ? `\\u{${code.toString(16)}}`
-        : char;
-  }
-  return `"${out}"`;
+  return `"${displayText(value, 80)}"`;
 }
 
 function describeChar(char: string): string {

@@ -6,10 +6,14 @@
  * Every human-facing rendering of outside text goes through one of these.
  */
 
-/** C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text. */
+/**
+ * C0 and C1 controls, DEL, line and paragraph separators, every Unicode
+ * format character (they reorder text or hide it, as the invisible tag
+ * characters U+E0000-E007F do) and lone surrogates.
+ */
 const UNSAFE =
   // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is this module's job.
-  /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
+  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u2060-\u206f\p{Cf}\p{Cs}]/gu;
 
 /**
  * Keeps letters of every script, shows each unsafe character as a visible
@@ -18,10 +22,11 @@ const UNSAFE =
  */
 export function displayText(text: string, max = 200): string {
   const escaped = text.replace(UNSAFE, (ch) => {
-    const code = ch.charCodeAt(0);
-    return code <= 0xff
-      ? `\\x${code.toString(16).padStart(2, '0')}`
-      : `\\u${code.toString(16).padStart(4, '0')}`;
+    const code = ch.codePointAt(0) ?? 0;
+    if (code <= 0xff) return `\\x${code.toString(16).padStart(2, '0')}`;
+    return code <= 0xffff
+      ? `\\u${code.toString(16).padStart(4, '0')}`
+      : `\\u{${code.toString(16)}}`;
   });
   return truncate(escaped, max);
 }

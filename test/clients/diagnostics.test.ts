@@ -10,6 +10,7 @@ import {
   diagnoseTokenClaims,
   diagnosisToError,
   parseThrottleBackoff,
+  replyLine,
 } from '../../src/clients/diagnostics.js';
 import {
   AuthenticationError,
@@ -264,7 +265,7 @@ describe('diagnoseImapResponse', () => {
     );
     expect(d?.retryAfterMs).toBe(299609);
     expect(d?.summary).toBe(
-      "Exchange Online is throttling this mailbox's IMAP requests; it asked to wait about 5 minutes (299609 ms)",
+      "Exchange Online is throttling this mailbox's IMAP requests; it asked to wait 5 min (299609 ms)",
     );
   });
 
@@ -335,6 +336,14 @@ describe('diagnoseSmtpResponse', () => {
     expect(d?.reply).not.toContain('BeginDiagnosticData');
     expect(d?.reply?.length).toBeLessThanOrEqual(200);
     expect(d?.reply?.startsWith('554 5.2.252 SendAsDenied; archive@contoso.com')).toBe(true);
+  });
+
+  it('makes a reply one line of printable ASCII, other characters shown as ?', () => {
+    expect(
+      replyLine('550 5.1.1 <j\u00f6rg@contoso.com>\r\n\tunknown \u001b[2J\u202eyes', 200),
+    ).toBe('550 5.1.1 <j?rg@contoso.com> unknown ?[2J?yes');
+    expect(replyLine(`421 ${'x'.repeat(50)}`, 20)).toBe(`421 ${'x'.repeat(15)}…`);
+    expect(replyLine('  [BeginDiagnosticData]only a dump[EndDiagnosticData]', 200)).toBe('');
   });
 
   it('reads a multi-line reply', () => {

@@ -146,7 +146,7 @@ describe('buildAdminConsentUrl', () => {
 
   it('shows control characters in refusals escaped, never raw', () => {
     expect(() => build({ tenant: 'evil\u001b[2J.com' })).toThrow(
-      expect.objectContaining({ message: expect.stringContaining('evil\\u001B[2J.com') }),
+      expect.objectContaining({ message: expect.stringContaining('evil\\x1b[2J.com') }),
     );
   });
 

@@ -262,7 +262,7 @@ describe('tenantProblem / domainNameProblem', () => {
 
 describe('quoteForMessage', () => {
   it('escapes control and bidirectional characters and cuts long values', () => {
-    expect(quoteForMessage('a\u001b[31mb\u202E')).toBe('"a\\u{1b}[31mb\\u{202e}"');
-    expect(quoteForMessage('x'.repeat(100))).toBe(`"${'x'.repeat(77)}..."`);
+    expect(quoteForMessage('a\u001b[31mb\u202E')).toBe('"a\\x1b[31mb\\u202e"');
+    expect(quoteForMessage('x'.repeat(100))).toBe(`"${'x'.repeat(79)}…"`);
   });
 });

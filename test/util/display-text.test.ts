@@ -9,6 +9,14 @@ describe('displayText', () => {
     expect(displayText('\u009b31m')).toBe('\\x9b31m');
   });
 
+  it('shows every format character, invisible tags and lone surrogates too', () => {
+    expect(displayText('ok\u{E0001}\u{E0068}\u{E0069}\u{E007F}')).toBe(
+      'ok\\u{e0001}\\u{e0068}\\u{e0069}\\u{e007f}',
+    );
+    expect(displayText('\u0600 1 \ud800x')).toBe('\\u0600 1 \\ud800x');
+    expect(displayText('tick \u{1F600}')).toBe('tick \u{1F600}');
+  });
+
   it('keeps letters of every script as they are', () => {
     expect(displayText('Entwürfe/日本語/Ελληνικά')).toBe('Entwürfe/日本語/Ελληνικά');
   });

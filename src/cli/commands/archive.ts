@@ -3,7 +3,6 @@ import { resolve } from 'node:path';
 import { ExitCode, MailbridgeError } from '../../errors.js';
 import {
   applyProgressEvent,
-  formatBytes,
   formatSummary,
   initialProgress,
   type MailboxProgress,
@@ -20,6 +19,7 @@ import {
 import { verifyArchive } from '../../jobs/archive/verify.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
+import { formatBytes } from '../../util/format.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
 import { type CliIo, writeJson, writeLine } from '../output.js';

@@ -2,13 +2,13 @@ import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { readConfigFile } from '../../config/file.js';
 import { ConfigurationError, ExitCode, MailbridgeError } from '../../errors.js';
-import { describeMs } from '../../jobs/relay/backoff.js';
 import { parseRelaySettings } from '../../jobs/relay/config.js';
 import { hashPassword } from '../../jobs/relay/password.js';
 import { startRelay } from '../../jobs/relay/relay.js';
 import { SPOOL_ID, Spool, type SpoolEnvelope } from '../../jobs/relay/spool.js';
 import { createJsonLogger } from '../../log/json-logger.js';
 import { displayText } from '../../util/display-text.js';
+import { formatBytes, formatDuration } from '../../util/format.js';
 import { type FlagSpec, usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import type { CliIo } from '../output.js';
@@ -181,13 +181,13 @@ export const relayStatusCommand: Command = {
     const oldest = queue.reduce((min, e) => Math.min(min, Date.parse(e.receivedAt)), now);
     writeLine(
       io.stdout,
-      `Queue: ${queue.length} message(s)${queue.length > 0 ? `, ${formatBytes(bytes)}, oldest ${describeMs(now - oldest)}` : ''}`,
+      `Queue: ${queue.length} message(s)${queue.length > 0 ? `, ${formatBytes(bytes)}, oldest ${formatDuration(now - oldest)}` : ''}`,
     );
     for (const e of queue) {
       const next = Date.parse(e.nextAttemptAt) - now;
       writeLine(
         io.stdout,
-        `  ${e.id}  ${describeMs(now - Date.parse(e.receivedAt)).padStart(6)} old  attempts ${e.attempts}  next ${next > 0 ? `in ${describeMs(next)}` : 'now'}  as ${displayText(e.mailbox)}  ${e.to.length} rcpt  ${displayText(e.messageId)}${e.lastError ? `\n      last: ${displayText(e.lastError.code)}: ${displayText(e.lastError.reply, 400)}` : ''}`,
+        `  ${e.id}  ${formatDuration(now - Date.parse(e.receivedAt)).padStart(6)} old  attempts ${e.attempts}  next ${next > 0 ? `in ${formatDuration(next)}` : 'now'}  as ${displayText(e.mailbox)}  ${e.to.length} rcpt  ${displayText(e.messageId)}${e.lastError ? `\n      last: ${displayText(e.lastError.code)}: ${displayText(e.lastError.reply, 400)}` : ''}`,
       );
     }
     writeLine(io.stdout, `Dead: ${dead.length} message(s)`);
@@ -308,12 +308,6 @@ function summary(e: SpoolEnvelope): Record<string, unknown> {
     ...(e.lastError ? { lastError: e.lastError } : {}),
     ...(e.deadAt ? { deadAt: e.deadAt, reason: e.reason } : {}),
   };
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { decodeAccessTokenClaims } from '../../auth/claims.js';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import { ExitCode } from '../../errors.js';
+import { formatDuration } from '../../util/format.js';
 import type { Command } from '../command.js';
 import { writeJson, writeLine } from '../output.js';
 
@@ -46,7 +47,6 @@ export const tokenCommand: Command = {
       writeJson(io.stdout, summary);
       return ExitCode.ok;
     }
-    const minutes = Math.round((token.expiresOn.getTime() - Date.now()) / 60_000);
     writeLine(io.stdout, `Token acquired for ${summary.scope}`);
     writeLine(io.stdout, `  tenant:   ${summary.tenantId}`);
     writeLine(io.stdout, `  app id:   ${summary.appId}`);
@@ -54,7 +54,10 @@ export const tokenCommand: Command = {
       io.stdout,
       `  roles:    ${summary.roles.length > 0 ? summary.roles.join(', ') : '(none: no application permissions granted)'}`,
     );
-    writeLine(io.stdout, `  expires:  ${summary.expiresOn} (in ${minutes} min)`);
+    writeLine(
+      io.stdout,
+      `  expires:  ${summary.expiresOn} (in ${formatDuration(token.expiresOn.getTime() - Date.now())})`,
+    );
     return ExitCode.ok;
   },
 };

@@ -3,6 +3,7 @@
  * the timer and the terminal; the library only emits events.
  */
 import { displayText } from '../../util/display-text.js';
+import { formatBytes, formatClock } from '../../util/format.js';
 import type {
   ArchiveMailboxFailure,
   ArchiveMailboxResult,
@@ -85,36 +86,17 @@ export function progressRates(state: MailboxProgress, now: number): Rates {
   return rates;
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
-
-export function formatDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = s % 60;
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
-}
-
 /** One line per mailbox for a terminal, cut to `width` columns. */
 export function renderProgressLines(
   states: readonly MailboxProgress[],
   now: number,
   width = 100,
 ): string[] {
-  const nameWidth = Math.min(32, Math.max(8, ...states.map((s) => s.mailbox.length)));
-  return states.map((s) => {
+  const names = states.map((s) => displayText(s.mailbox, 32));
+  const nameWidth = Math.max(8, ...names.map((name) => name.length));
+  return states.map((s, i) => {
     const r = progressRates(s, now);
-    const name = s.mailbox.length > nameWidth ? `${s.mailbox.slice(0, nameWidth - 1)}…` : s.mailbox;
+    const name = names[i] as string;
     const count =
       s.estimatedMessages > s.messages ? `${s.messages}/${s.estimatedMessages}` : `${s.messages}`;
     const parts = [
@@ -124,7 +106,7 @@ export function renderProgressLines(
       formatBytes(s.bytes).padStart(10),
       `${r.messagesPerSecond.toFixed(1)} msg/s`.padStart(12),
       `${formatBytes(r.bytesPerSecond)}/s`.padStart(12),
-      r.etaSeconds !== undefined ? `ETA ${formatDuration(r.etaSeconds * 1000)}` : '',
+      r.etaSeconds !== undefined ? `ETA ${formatClock(r.etaSeconds * 1000)}` : '',
       s.phase === 'archiving' && s.folder ? displayText(s.folder) : '',
     ];
     const line = parts.filter((p) => p !== '').join('  ');
@@ -234,7 +216,7 @@ export function formatSummary(
     }
   }
   lines.push(
-    `Archived ${summary.messagesNew} new messages (${formatBytes(summary.bytesNew)}) from ${summary.mailboxes} mailbox(es), ${summary.folders} folders, in ${formatDuration(summary.durationMs)}` +
+    `Archived ${summary.messagesNew} new messages (${formatBytes(summary.bytesNew)}) from ${summary.mailboxes} mailbox(es), ${summary.folders} folders, in ${formatClock(summary.durationMs)}` +
       ` (${summary.messagesPerSecond} msg/s, ${formatBytes(summary.bytesPerSecond)}/s); ${summary.messagesTotal} messages (${formatBytes(summary.bytesTotal)}) in the archive.`,
   );
   if (summary.recovered > 0)

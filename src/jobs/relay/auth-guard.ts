@@ -26,6 +26,7 @@
  * least recently touched go first) and forgets an entry `forgetMs` after its
  * last failure, so rotating addresses or user names cannot grow memory.
  */
+import { backoffDelay } from '../../util/backoff.js';
 
 export interface AuthGuardOptions {
   /** First penalty after a failure, doubling per further failure. */
@@ -164,8 +165,10 @@ export class AuthGuard {
 
   private penalty(failures: number): number {
     if (failures <= 0) return 0;
-    // 2^30 already exceeds any maxMs; the cap keeps the power finite.
-    return Math.min(this.options.maxMs, this.options.initialMs * 2 ** Math.min(failures - 1, 30));
+    return backoffDelay(failures - 1, {
+      baseMs: this.options.initialMs,
+      maxMs: this.options.maxMs,
+    });
   }
 
   private current(table: BoundedTable<Failures>, key: string, now: number): Failures | undefined {

@@ -13,9 +13,11 @@
  * - failures before any reply (network, TLS, the token endpoint) are
  *   temporary: the relay keeps the message until `retryFor` runs out.
  */
-import { diagnoseSmtpResponse } from '../../clients/diagnostics.js';
+import { diagnoseSmtpResponse, replyLine } from '../../clients/diagnostics.js';
 import { MailbridgeError, NetworkError } from '../../errors.js';
+import { backoffDelay } from '../../util/backoff.js';
 import { asciiText } from '../../util/display-text.js';
+import { formatDuration } from '../../util/format.js';
 
 export interface BackoffOptions {
   initialMs: number;
@@ -34,11 +36,11 @@ export function retryDelay(
   options: BackoffOptions,
   random: () => number = Math.random,
 ): number {
-  const exponent = Math.max(0, Math.min(failures - 1, 40));
-  const base = Math.min(options.maxMs, options.initialMs * 2 ** exponent);
-  const jitter = options.jitter ?? 0.2;
-  const spread = base * jitter * (random() * 2 - 1);
-  return Math.max(0, Math.round(Math.min(options.maxMs, base + spread)));
+  return backoffDelay(
+    failures - 1,
+    { baseMs: options.initialMs, maxMs: options.maxMs, jitter: { spread: options.jitter ?? 0.2 } },
+    random,
+  );
 }
 
 export interface DeliveryFailure {
@@ -152,7 +154,7 @@ export function nextStep(
   if (now + delayMs - state.since > options.retryForMs) {
     return {
       action: 'dead',
-      reason: `gave up after ${describeMs(now - state.since)} and ${state.failures} attempt(s); last failure ${failure.code}: ${failure.reply}`,
+      reason: `gave up after ${formatDuration(now - state.since)} and ${state.failures} attempt(s); last failure ${failure.code}: ${failure.reply}`,
     };
   }
   return { action: 'retry', at: now + delayMs, delayMs };
@@ -201,21 +203,7 @@ function findSmtpFields(error: unknown): SmtpErrorFields | undefined {
   return undefined;
 }
 
-/** A server's reply as one 7-bit line, without Exchange's diagnostic dump. */
+/** A server's reply as one 7-bit line; the relay keeps up to 300 characters of it for the bounce and `relay status`. */
 export function logSafe(text: string): string {
-  const line = text
-    .replace(/\[BeginDiagnosticData\][\s\S]*$/i, '')
-    .replace(/\s+/g, ' ')
-    .trim();
-  return asciiText(line, 300);
-}
-
-export function describeMs(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  const s = Math.round(ms / 1000);
-  if (s < 120) return `${s} s`;
-  const m = Math.round(s / 60);
-  if (m < 120) return `${m} min`;
-  const h = Math.round(m / 60);
-  return h < 48 ? `${h} h` : `${Math.round(h / 24)} d`;
+  return replyLine(text, 300);
 }

@@ -12,11 +12,11 @@
 import { open } from 'node:fs/promises';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
+import { formatDuration } from '../../util/format.js';
 import {
   type BackoffOptions,
   classifyDeliveryError,
   type DeliveryFailure,
-  describeMs,
   logSafe,
   nextStep,
   retryDelay,
@@ -183,7 +183,7 @@ export class DeliveryWorker {
         envelope.mailbox,
         this.giveUp(
           envelope,
-          `gave up after ${describeMs(now - Date.parse(envelope.since))} (relay.retryFor) and ${envelope.attempts} attempt(s)${envelope.lastError ? `; last failure ${envelope.lastError.code}: ${envelope.lastError.reply}` : ''}`,
+          `gave up after ${formatDuration(now - Date.parse(envelope.since))} (relay.retryFor) and ${envelope.attempts} attempt(s)${envelope.lastError ? `; last failure ${envelope.lastError.code}: ${envelope.lastError.reply}` : ''}`,
           envelope.lastError?.responseCode,
         ),
       );

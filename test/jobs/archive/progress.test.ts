@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { NetworkError } from '../../../src/errors.js';
 import {
   applyProgressEvent,
-  formatBytes,
-  formatDuration,
   formatSummary,
   initialProgress,
   progressLogRecord,
@@ -72,13 +70,12 @@ describe('progress', () => {
     });
   });
 
-  it('formats sizes and durations', () => {
-    expect(formatBytes(512)).toBe('512 B');
-    expect(formatBytes(1536)).toBe('1.5 KiB');
-    expect(formatBytes(50 * 1024 * 1024)).toBe('50 MiB');
-    expect(formatDuration(2_500)).toBe('2.5s');
-    expect(formatDuration(125_000)).toBe('2m05s');
-    expect(formatDuration(3_720_000)).toBe('1h02m');
+  it('shows a mailbox name escaped and cut to its column', () => {
+    const [line] = renderProgressLines([initialProgress('a\u001b[2J@contoso.example')], 0);
+    expect(line?.startsWith('a\\x1b[2J@contoso.example ')).toBe(true);
+    const long = `${'m'.repeat(40)}@contoso.example`;
+    const [cut] = renderProgressLines([initialProgress(long)], 0);
+    expect(cut?.startsWith(`${'m'.repeat(31)}… `)).toBe(true);
   });
 
   it('summarizes a run, failures included', () => {
