@@ -656,6 +656,12 @@ export const ERROR_CODES = {
     remedy:
       "Not an exit: the spool's disk refuses the delivery record, so the relay pauses delivery and answers 451; free space and it resumes by itself.",
   },
+  OUTPUT_UNWRITABLE: {
+    group: 'usage',
+    exit: 2,
+    remedy:
+      '`imap fetch --out`: the file cannot be created; check that the directory exists and is writable.',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

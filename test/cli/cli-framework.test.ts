@@ -326,6 +326,32 @@ describe('stray words after the flags', () => {
   });
 });
 
+describe('imap fetch --out', () => {
+  const fetch = ['imap', 'fetch', '--mailbox', 'a@contoso.com', '--folder', 'INBOX', '--uid', '1'];
+
+  it("names a file it cannot create as the user's to fix, before asking any server", async () => {
+    const { code, stderr } = await run([...fetch, '--out', '/nonexistent-dir/x.eml']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('OUTPUT_UNWRITABLE');
+    expect(stderr).toContain('/nonexistent-dir/x.eml');
+    expect(stderr).not.toContain('IMAP');
+  });
+
+  it('leaves an existing file as it is unless --force', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-fetch-'));
+    try {
+      const out = join(dir, 'kept.eml');
+      await writeFile(out, 'mine');
+      const { code, stderr } = await run([...fetch, '--out', out]);
+      expect(code).toBe(2);
+      expect(stderr).toContain('already exists');
+      expect(await readFile(out, 'utf8')).toBe('mine');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('warnings', () => {
   it('have one prefix, the one README documents, also from the logger', () => {
     const chunks: string[] = [];

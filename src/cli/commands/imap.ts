@@ -1,10 +1,9 @@
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import { createImapClient, imapErrorToMailbridge, openFolder } from '../../clients/imap-client.js';
 import type { MailbridgeConfig } from '../../config/types.js';
-import { ExitCode, ProtocolError } from '../../errors.js';
+import { ConfigurationError, ExitCode, ProtocolError } from '../../errors.js';
 import { newUids, toUidSet } from '../../jobs/archive/plan.js';
 import { displayText } from '../../util/display-text.js';
 import { usageError } from '../args.js';
@@ -216,7 +215,7 @@ function messageLines(rows: readonly MessageRow[]): string[] {
 export const imapFetchCommand: Command = {
   name: 'imap fetch',
   summary: 'write one message, exactly as the server stores it (RFC 822), to stdout or a file',
-  usage: 'imap fetch --mailbox ADDRESS --folder NAME --uid N [--out FILE]',
+  usage: 'imap fetch --mailbox ADDRESS --folder NAME --uid N [--out FILE [--force]]',
   usesSettings: true,
   flags: [
     mailboxFlag,
@@ -228,6 +227,7 @@ export const imapFetchCommand: Command = {
       value: 'FILE',
       help: 'write here (complete or not at all) instead of stdout',
     },
+    { name: 'force', type: 'boolean', help: 'replace an existing --out file' },
   ],
   async run(context) {
     const { args, io } = context;
@@ -239,6 +239,8 @@ export const imapFetchCommand: Command = {
         'Find UIDs with `mailbridge imap list` or the archive manifest.',
       );
     const out = typeof args.values.out === 'string' ? args.values.out : undefined;
+    // The file is opened before the server is asked: a path we cannot write is the user's to fix, not the server's.
+    const file = out ? await openOutput(out, args.values.force === true) : undefined;
     return withMailbox(context, async (client, where) => {
       await openFolder(client, folder, where);
       const download = await client
@@ -254,20 +256,44 @@ export const imapFetchCommand: Command = {
             'Check the folder and the UID (UIDs are per folder): `mailbridge imap list` shows them.',
         });
       }
-      if (!out) {
+      if (!out || !file) {
         await pipeline(download.content, io.stdout, { end: false });
         return ExitCode.ok;
       }
       // Written under a temporary name and renamed, so a failed download never leaves a partial file.
-      const partial = `${out}.partial-${process.pid}`;
       try {
-        await pipeline(download.content, createWriteStream(partial, { flags: 'wx', mode: 0o600 }));
-        await rename(partial, out);
+        await pipeline(download.content, file.handle.createWriteStream());
+        await rename(file.partial, out);
       } catch (error) {
-        await rm(partial, { force: true });
+        await rm(file.partial, { force: true });
         throw imapErrorToMailbridge(error, where);
       }
       return ExitCode.ok;
     });
   },
 };
+
+/** The temporary file `imap fetch --out` writes before renaming it to `out`. */
+async function openOutput(
+  out: string,
+  force: boolean,
+): Promise<{ partial: string; handle: FileHandle }> {
+  const shown = displayText(out);
+  if (!force && (await stat(out).catch(() => undefined))) {
+    throw usageError(
+      `${shown} already exists; it was left as it is`,
+      'Pass --force to replace it, or choose another --out file.',
+    );
+  }
+  const partial = `${out}.partial-${process.pid}`;
+  try {
+    return { partial, handle: await open(partial, 'wx', 0o600) };
+  } catch (error) {
+    throw new ConfigurationError({
+      code: 'OUTPUT_UNWRITABLE',
+      message: `Cannot write ${shown}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      remedy: 'Check that the directory exists and that this user may write to it.',
+      cause: error,
+    });
+  }
+}
