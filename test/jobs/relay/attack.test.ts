@@ -81,7 +81,7 @@ async function until(check: () => Promise<boolean> | boolean, what: string, time
 /**
  * Opens a raw connection, writes `text` in one write once the greeting came
  * (earlier is refused as early talking), and collects every reply line until
- * the server closes.
+ * the server closes, or for 10 s at most.
  */
 function rawSession(
   port: number,
@@ -98,9 +98,11 @@ function rawSession(
       received += chunk;
     });
     socket.once('error', reject);
-    socket.once('close', () =>
-      resolve({ lines: received.split('\r\n').filter(Boolean), ms: performance.now() - started }),
-    );
+    const cut = setTimeout(() => socket.destroy(), 10_000);
+    socket.once('close', () => {
+      clearTimeout(cut);
+      resolve({ lines: received.split('\r\n').filter(Boolean), ms: performance.now() - started });
+    });
   });
 }
 
