@@ -1,34 +1,53 @@
 /**
+ * The archive under attack and under faults, against the real Dovecot.
+ *
  * A manifest line can be forged with a path that does match its own UID
  * (INBOX/<uidvalidity>/999999.eml) though no such file exists: `archive
  * verify` cannot reject it by its path alone, and as the folder's highest UID
  * it would make every later run skip the folder's new mail. The checkpoint
- * must come only from lines whose file is there. Against the real Dovecot.
+ * must come only from lines whose file is there.
+ *
+ * A disk that fills up during a run: the run fails with what it archived,
+ * and once there is space the next run completes the archive, nothing
+ * missing, doubled or partial.
  */
+import { execFileSync } from 'node:child_process';
 import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { folderDirName, mailboxDirName, messagePath } from '../../../src/jobs/archive/paths.js';
 import { archiveMailbox } from '../../../src/jobs/archive/runner.js';
+import { verifyArchive } from '../../../src/jobs/archive/verify.js';
 import {
   type ArchiveTestEnv,
   manifestRecords,
+  messageWithAttachment,
   plainMessage,
+  serverSnapshot,
+  sha256File,
   startArchiveTestEnv,
 } from './support.js';
 
 const MAILBOX = 'forged@contoso.example';
+/** Archived onto a small filesystem that fills up, then grows. */
+const FULL = 'filling@contoso.example';
+const FULL_MESSAGES = 60;
+const isRoot = process.getuid?.() === 0;
 
 let env: ArchiveTestEnv;
 let out: string;
 
 beforeAll(async () => {
-  env = await startArchiveTestEnv([MAILBOX]);
+  env = await startArchiveTestEnv([MAILBOX, FULL]);
   out = await mkdtemp(join(tmpdir(), 'mailbridge-archive-forged-uid-'));
   const seeder = await env.direct(MAILBOX);
   for (let i = 1; i <= 3; i++) await seeder.append('INBOX', plainMessage(i, 'INBOX', MAILBOX));
   await seeder.logout();
+  const full = await env.direct(FULL);
+  for (let i = 0; i < FULL_MESSAGES; i++)
+    await full.append('INBOX', messageWithAttachment(2000 + i, FULL, 2500));
+  await full.logout();
 }, 60_000);
 
 afterAll(async () => {
@@ -71,5 +90,42 @@ describe('a forged manifest line naming its own path', () => {
     // The next run has nothing to do, and takes the same care again.
     const third = await archiveMailbox(env.config, { mailbox: MAILBOX, outDir: out });
     expect(third).toMatchObject({ ok: true, messagesNew: 0 });
+  });
+});
+
+describe.skipIf(!isRoot)('a disk that fills up during a run', () => {
+  it('fails the run with what it archived, and the next run after space came back completes the archive', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-filling-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', dir]);
+    try {
+      const failed = await archiveMailbox(env.config, { mailbox: FULL, outDir: dir }).catch(
+        (e: unknown) => e as { code?: string },
+      );
+      expect((failed as { code?: string }).code).toMatch(
+        /^ARCHIVE_(ENOSPC|MANIFEST_WRITE_FAILED)$/,
+      );
+      const mailboxDir = join(dir, mailboxDirName(FULL));
+      const partial = (await manifestRecords(mailboxDir)).length;
+      expect(partial).toBeLessThan(FULL_MESSAGES);
+
+      execFileSync('mount', ['-o', 'remount,size=4m', dir]);
+      const second = await archiveMailbox(env.config, { mailbox: FULL, outDir: dir });
+      expect(second).toMatchObject({ ok: true, messagesTotal: FULL_MESSAGES });
+      const server = (await serverSnapshot(env, FULL)).get('INBOX');
+      const records = await manifestRecords(mailboxDir);
+      expect(
+        records.map((r) => [r.uid, r.size, r.sha256]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      ).toEqual([...(server?.messages ?? [])].map(([uid, m]) => [uid, m.size, m.sha256]));
+      for (const r of records) {
+        expect(await sha256File(join(mailboxDir, ...r.path.split('/'))), r.path).toBe(r.sha256);
+      }
+      expect((await verifyArchive(dir)).ok).toBe(true);
+      console.log(
+        `archive full-disk figures: ${JSON.stringify({ messages: FULL_MESSAGES, beforeFull: partial, recovered: second.recovered, fetchedAfter: second.messagesNew })}`,
+      );
+    } finally {
+      execFileSync('umount', [dir]);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
