@@ -27,6 +27,7 @@ import {
   serverSnapshot,
   sha256File,
   startArchiveTestEnv,
+  warningCollector,
 } from './support.js';
 
 const MAILBOX = 'forged@contoso.example';
@@ -71,22 +72,18 @@ describe('a forged manifest line naming its own path', () => {
     const client = await env.direct(MAILBOX);
     await client.append('INBOX', plainMessage(4, 'INBOX', MAILBOX));
     await client.logout();
-    const warnings: string[] = [];
+    const warnings = warningCollector();
     const second = await archiveMailbox(env.config, {
       mailbox: MAILBOX,
       outDir: out,
-      logger: {
-        log(level, message, fields) {
-          if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
-        },
-      },
+      logger: warnings.logger,
     });
     expect(second.folders.find((f) => f.folder === 'INBOX')).toMatchObject({
       status: 'archived',
       messagesNew: 1,
     });
     expect(second).toMatchObject({ ok: true, messagesNew: 1 });
-    expect(warnings.join('\n')).toMatch(/no file.*"folder":"INBOX".*999999/);
+    expect(warnings.text()).toMatch(/no file.*"folder":"INBOX".*999999/);
     // The next run has nothing to do, and takes the same care again.
     const third = await archiveMailbox(env.config, { mailbox: MAILBOX, outDir: out });
     expect(third).toMatchObject({ ok: true, messagesNew: 0 });
