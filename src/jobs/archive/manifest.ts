@@ -214,6 +214,34 @@ export class ManifestIndex {
     return true;
   }
 
+  /**
+   * Lowers each checkpoint of `folder` to the highest UID whose file `exists`
+   * finds: a line can name its own path and still have no file behind it (a
+   * forged line with a high UID would otherwise make every later run skip the
+   * folder's new mail). Usually one check per UIDVALIDITY, the highest line;
+   * more only where files are missing. The lines stay counted as archived.
+   * Returns the UIDs whose files are missing, by UIDVALIDITY.
+   */
+  async confirmCheckpoints(
+    folder: string,
+    exists: (uidValidity: number, uid: number) => Promise<boolean>,
+  ): Promise<Map<number, number[]>> {
+    const missing = new Map<number, number[]>();
+    for (const [uidValidity, entry] of this.folders.get(folder) ?? []) {
+      const descending = [...entry.uids].sort((a, b) => b - a);
+      let confirmed = 0;
+      for (const uid of descending) {
+        if (await exists(uidValidity, uid)) {
+          confirmed = uid;
+          break;
+        }
+        missing.set(uidValidity, [...(missing.get(uidValidity) ?? []), uid]);
+      }
+      entry.lastUid = confirmed;
+    }
+    return missing;
+  }
+
   /** The folder's checkpoints, one per UIDVALIDITY it has had. */
   ranges(folder: string): Map<number, ArchivedRange> {
     const out = new Map<number, ArchivedRange>();

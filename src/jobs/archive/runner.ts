@@ -18,6 +18,7 @@
  * continues the work: they skip what was stored, and they first check that
  * the re-selected folder still has the same UIDVALIDITY.
  */
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImapFlow } from 'imapflow';
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
@@ -42,7 +43,7 @@ import { ArchiveDiskError, diskError, diskErrorCode } from './disk-errors.js';
 import { folderSelected, isSelectable, unmatchedPatterns } from './filters.js';
 import { ManifestIndex, type ManifestRecord, ManifestWriter } from './manifest.js';
 import { createMetadataParser, type MessageMetadata, parseMessageMetadata } from './metadata.js';
-import { mailboxDirName, messagePath } from './paths.js';
+import { folderDirName, mailboxDirName, messagePath } from './paths.js';
 import {
   chunk,
   DEFAULT_FETCH_LIMITS,
@@ -385,6 +386,7 @@ class MailboxJob {
       await this.flush();
       if (this.options.repair) await this.repair(new Set(selectable.map((f) => f.path)));
 
+      for (const f of folders) await this.confirmCheckpoints(f.path);
       const statuses = new Map<string, FolderStatus | undefined>();
       for (const f of folders) {
         const s = f.status;
@@ -592,6 +594,34 @@ class MailboxJob {
       }
     }
     await this.flush();
+  }
+
+  /**
+   * Takes the folder's checkpoints only from lines whose file is there (see
+   * ManifestIndex.confirmCheckpoints), once per run, before anything is planned.
+   */
+  private async confirmCheckpoints(folder: string): Promise<void> {
+    const folderDir = folderDirName(folder);
+    const missing = await this.index.confirmCheckpoints(folder, (uidValidity, uid) =>
+      stat(join(this.store.dir, ...messagePath(folderDir, uidValidity, uid).split('/'))).then(
+        (s) => s.isFile(),
+        (error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return false;
+          throw error;
+        },
+      ),
+    );
+    for (const [uidValidity, uids] of missing) {
+      this.logger.log('warn', 'archive: manifest lines name no file; the checkpoint ignores them', {
+        mailbox: this.options.mailbox,
+        folder: displayText(folder),
+        uidValidity,
+        uids: uids.slice(0, 5).join(', '),
+        lines: uids.length,
+        remedy:
+          'Check the archive with `mailbridge archive verify`; --repair fetches again what the server still has.',
+      });
+    }
   }
 
   /**

@@ -35,6 +35,7 @@ import {
   serverSnapshot,
   sha256File,
   startArchiveTestEnv,
+  warningCollector,
 } from './support.js';
 
 const MAILBOX = 'archive@contoso.example';
@@ -452,19 +453,15 @@ describe('archiveMailbox', () => {
       const added = await client.append('INBOX', plainMessage(990, 'INBOX', OTHER));
       if (!added) throw new Error('APPEND refused');
       await client.logout();
-      const warnings: string[] = [];
+      const warnings = warningCollector();
       const second = await archiveMailbox(env.config, {
         mailbox: OTHER,
         outDir: dir,
-        logger: {
-          log(level, message, fields) {
-            if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
-          },
-        },
+        logger: warnings.logger,
       });
       expect(second).toMatchObject({ ok: true, messagesNew: 1 });
       expect(second.folders.find((f) => f.folder === 'INBOX')?.messagesNew).toBe(1);
-      expect(warnings.join('\n')).toMatch(/lines `archive verify` rejects; ignored.*unsafe path/);
+      expect(warnings.text()).toMatch(/lines `archive verify` rejects; ignored.*unsafe path/);
       // The later tests count this mailbox's messages.
       const cleaner = await env.direct(OTHER);
       await cleaner.mailboxOpen('INBOX');
@@ -498,18 +495,14 @@ describe('archiveMailbox', () => {
 
     const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-names-'));
     try {
-      const warnings: string[] = [];
+      const warnings = warningCollector();
       let dropped = false;
       const result = await archiveMailbox(env.config, {
         mailbox: NAMES,
         outDir: dir,
         session: { baseDelayMs: 20 },
         fetch: { maxGroupMessages: 1 },
-        logger: {
-          log(level, message, fields) {
-            if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
-          },
-        },
+        logger: warnings.logger,
         onProgress: (event) => {
           // Selected again on a new connection, which has not listed the folder yet.
           if (event.type === 'message' && event.folder === 'del&AH8-x' && !dropped) {
@@ -525,10 +518,10 @@ describe('archiveMailbox', () => {
         directory: 'del%26AH8-x',
       });
       expect(result.session.connects).toBeGreaterThanOrEqual(2);
-      expect(warnings.join('\n')).toContain(
+      expect(warnings.text()).toContain(
         'folder name holds control characters; archived under its listed name',
       );
-      expect(warnings.join('\n')).toContain('del\\\\x7fx');
+      expect(warnings.text()).toContain('del\\\\x7fx');
       const records = await manifestRecords(join(dir, mailboxDirName(NAMES)));
       expect(records.filter((r) => r.folder === 'del&AH8-x')).toHaveLength(3);
       expect((await archiveMailbox(env.config, { mailbox: NAMES, outDir: dir })).messagesNew).toBe(

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { ImapFlow } from 'imapflow';
 import { createImapClient, loadConfig, type MailbridgeConfig } from '../../../src/index.js';
 import { type ManifestRecord, readManifest } from '../../../src/jobs/archive/manifest.js';
+import type { Logger } from '../../../src/log/logger.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
 import {
@@ -152,6 +153,19 @@ export async function serverSnapshot(
     await client.logout();
   }
   return out;
+}
+
+/** A logger that keeps the warnings, each as its message and its fields in JSON. */
+export function warningCollector(): { logger: Logger; text(): string } {
+  const warnings: string[] = [];
+  return {
+    logger: {
+      log(level, message, fields) {
+        if (level === 'warn') warnings.push(`${message} ${JSON.stringify(fields)}`);
+      },
+    },
+    text: () => warnings.join('\n'),
+  };
 }
 
 export async function manifestRecords(mailboxDir: string): Promise<ManifestRecord[]> {

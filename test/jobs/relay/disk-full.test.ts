@@ -2,8 +2,9 @@
  * The spool's disk fills up while Exchange (here the real Postfix → Dovecot)
  * accepts messages: the delivery record cannot be written. Nothing may be
  * sent twice for that, however long the disk stays full, and everything is
- * delivered once by itself when space comes back. The spool lives on a
- * 1 MiB tmpfs mounted by the test (root only) and removed after it.
+ * delivered once by itself when space comes back. And a disk already full
+ * when a message arrives: 451, nothing half-written, nothing lost. The spool
+ * lives on a 1 MiB tmpfs mounted by the test (root only) and removed after it.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
@@ -75,45 +76,61 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs: number)
   }
 }
 
+/** A relay on `spool` whose upstream is reached through `proxy`, and a sender for it. */
+async function startRelayBehind(proxy: TcpProxy, spool: string, body = 'scan') {
+  const log = collectText();
+  const relay = await startRelay(
+    { ...upstream.config, smtp: { host: '127.0.0.1', port: proxy.port } },
+    {
+      settings: parseRelaySettings({
+        listen: ['127.0.0.1:0'],
+        spool,
+        allowNetworks: ['127.0.0.1/32'],
+        policy: [{ network: '127.0.0.1/32', senders: [PRINTER] }],
+        retryBackoff: { initial: '200ms', max: '1s' },
+        rateLimitPerMinute: false,
+      }),
+      logger: createJsonLogger(log.stream),
+      scanIntervalMs: 200,
+    },
+  );
+  const send = (messageId: string) => {
+    const client = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: relay.listeners[0]?.port,
+      secure: false,
+      ignoreTLS: true,
+    });
+    return client
+      .sendMail({ from: PRINTER, to: RECIPIENT, subject: messageId, text: body, messageId })
+      .finally(() => client.close());
+  };
+  const events = () =>
+    log
+      .text()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { relay, send, events };
+}
+
+async function deliveredIds(spool: string): Promise<string[]> {
+  return (await readFile(join(spool, 'delivered.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => (JSON.parse(line) as { messageId: string }).messageId)
+    .sort();
+}
+
 describe.skipIf(!isRoot)('a full disk under the spool', () => {
   it('never sends a message twice while the delivery record cannot be written, and resumes by itself', async () => {
     const proxy: TcpProxy = await startProxy(upstream.servers.smtp);
     const spool = join(mountPoint, 'spool');
-    const log = collectText();
-    const events = () =>
-      log
-        .text()
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as Record<string, unknown>);
     let relay: RelayHandle | undefined;
     try {
-      relay = await startRelay(
-        { ...upstream.config, smtp: { host: '127.0.0.1', port: proxy.port } },
-        {
-          settings: parseRelaySettings({
-            listen: ['127.0.0.1:0'],
-            spool,
-            allowNetworks: ['127.0.0.1/32'],
-            policy: [{ network: '127.0.0.1/32', senders: [PRINTER] }],
-            retryBackoff: { initial: '200ms', max: '1s' },
-            rateLimitPerMinute: false,
-          }),
-          logger: createJsonLogger(log.stream),
-          scanIntervalMs: 200,
-        },
-      );
-      const send = (messageId: string) => {
-        const client = nodemailer.createTransport({
-          host: '127.0.0.1',
-          port: relay?.listeners[0]?.port,
-          secure: false,
-          ignoreTLS: true,
-        });
-        return client
-          .sendMail({ from: PRINTER, to: RECIPIENT, subject: messageId, text: 'scan', messageId })
-          .finally(() => client.close());
-      };
+      const started = await startRelayBehind(proxy, spool);
+      relay = started.relay;
+      const { send, events } = started;
 
       // Exchange unreachable: nine messages acknowledged and waiting.
       await proxy.down();
@@ -154,11 +171,7 @@ describe.skipIf(!isRoot)('a full disk under the spool', () => {
       await new Promise((r) => setTimeout(r, 2000));
       const arrived = await upstream.messageIds(RECIPIENT);
       expect(all.map((id) => arrived.get(id))).toEqual(all.map(() => 1));
-      const records = (await readFile(join(spool, 'delivered.jsonl'), 'utf8'))
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line) as { messageId: string });
-      expect(records.map((r) => r.messageId).sort()).toEqual([...all].sort());
+      expect(await deliveredIds(spool)).toEqual([...all].sort());
       console.log(
         `relay disk-full figures: ${JSON.stringify({ messages: all.length, arrivedWhileFull, fullForMs: FULL_FOR_MS, copies: [...arrived.values()].reduce((a, b) => a + b, 0) })}`,
       );
@@ -167,4 +180,56 @@ describe.skipIf(!isRoot)('a full disk under the spool', () => {
       await proxy.close();
     }
   }, 120_000);
+
+  it('answers 451 to a message that arrives while the disk is full, keeps nothing half-written, and loses nothing', async () => {
+    const proxy: TcpProxy = await startProxy(upstream.servers.smtp);
+    const spool = join(mountPoint, 'spool-receive');
+    let relay: RelayHandle | undefined;
+    let filler: string | undefined;
+    try {
+      const started = await startRelayBehind(
+        proxy,
+        spool,
+        'Scanned page, line of text.\r\n'.repeat(700),
+      );
+      relay = started.relay;
+      const { send, events } = started;
+      // Exchange unreachable: three messages acknowledged and waiting in the queue.
+      await proxy.down();
+      const stamp = Date.now();
+      const before = [0, 1, 2].map((i) => `<before-full-${i}-${stamp}@printer.lan>`);
+      for (const id of before) expect((await send(id)).response).toMatch(/^250 /);
+
+      filler = await fillDisk(mountPoint);
+      const refused = `<while-full-${stamp}@printer.lan>`;
+      await expect(send(refused)).rejects.toMatchObject({
+        responseCode: 451,
+        response: '451 4.3.0 Could not store the message, try again later',
+      });
+      expect(await readdir(join(spool, 'tmp'))).toEqual([]);
+      expect((await relay.spool.listQueue()).map((e) => e.messageId).sort()).toEqual(
+        [...before].sort(),
+      );
+      expect(events().find((e) => e.event === 'spool-error')?.error).toMatch(/ENOSPC/);
+
+      // Space again, Exchange back: the client sends the refused one again.
+      await rm(filler);
+      filler = undefined;
+      await proxy.up();
+      expect((await send(refused)).response).toMatch(/^250 /);
+      const all = [...before, refused];
+      await until(async () => {
+        const arrived = await upstream.messageIds(RECIPIENT);
+        return all.every((id) => arrived.has(id));
+      }, 30_000);
+      await until(() => relay?.queueDepth() === 0, 10_000);
+      const arrived = await upstream.messageIds(RECIPIENT);
+      expect(all.map((id) => arrived.get(id))).toEqual(all.map(() => 1));
+      expect(await deliveredIds(spool)).toEqual([...all].sort());
+    } finally {
+      if (filler) await rm(filler);
+      await relay?.stop({ timeoutMs: 2000 });
+      await proxy.close();
+    }
+  }, 60_000);
 });

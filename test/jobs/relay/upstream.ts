@@ -28,6 +28,15 @@ export interface Upstream {
   config: MailbridgeConfig;
   /** Message-ID header → how many copies are in the mailbox's INBOX. */
   messageIds(mailbox: string): Promise<Map<string, number>>;
+  /**
+   * Waits until every Message-ID of `expected` is in the mailbox's INBOX, or
+   * `timeoutMs`; what arrived by then, what is missing, and the copies beyond one.
+   */
+  waitForAll(
+    mailbox: string,
+    expected: Iterable<string>,
+    timeoutMs?: number,
+  ): Promise<{ arrived: Map<string, number>; missing: string[]; duplicates: number }>;
   /** The raw message with this Message-ID, waiting for it to arrive. */
   waitForMessage(mailbox: string, messageId: string, timeoutMs?: number): Promise<Buffer>;
   stop(): Promise<void>;
@@ -77,12 +86,27 @@ export async function startUpstream(mailboxes: string[]): Promise<Upstream> {
     throw new Error(`${messageId} did not arrive in ${mailbox}:\n${await servers.logs()}`);
   };
 
+  const waitForAll = async (mailbox: string, expected: Iterable<string>, timeoutMs = 60_000) => {
+    const wanted = [...expected];
+    let arrived = new Map<string, number>();
+    let missing = wanted;
+    const deadline = Date.now() + timeoutMs;
+    while (missing.length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      arrived = await messageIds(mailbox);
+      missing = wanted.filter((id) => !arrived.has(id));
+    }
+    const duplicates = [...arrived.values()].reduce((sum, n) => sum + (n - 1), 0);
+    return { arrived, missing, duplicates };
+  };
+
   return {
     service,
     servers,
     env,
     config,
     messageIds,
+    waitForAll,
     waitForMessage,
     async stop() {
       await servers.stop();
