@@ -13,6 +13,8 @@ export interface FlagSpec {
   multiple?: boolean;
   short?: string;
   value?: string;
+  /** Each value must be one bare mail address: refused (exit 2) before the command runs. */
+  address?: boolean;
   help: string;
 }
 

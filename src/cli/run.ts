@@ -3,8 +3,10 @@ import type { MailbridgeConfig } from '../config/types.js';
 import { ExitCode } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
 import { displayText } from '../util/display-text.js';
+import { isMailAddress } from '../util/mail-address.js';
 import {
   COMMON_FLAGS,
+  type FlagSpec,
   type ParsedArgs,
   parseCommandArgs,
   SETTING_FLAGS,
@@ -70,6 +72,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       writeLine(io.stdout, commandHelp(command, subcommandsOf(command.name, COMMAND_INDEX)));
       return ExitCode.ok;
     }
+    checkAddresses(flags, args);
     if (!command.operands && args.positionals.length > 0) {
       throw usageError(
         `unexpected argument '${displayText(args.positionals[0] as string, 60)}' for ${command.name}`,
@@ -110,4 +113,20 @@ async function loadSettings(args: ParsedArgs, io: CliIo): Promise<MailbridgeConf
     ...(file ? { file } : {}),
     overrides: settingsFromFlags(args.values),
   });
+}
+
+/** Flags declared `address`: each value one bare address (see `isMailAddress` for why), or the command does not run. */
+function checkAddresses(flags: readonly FlagSpec[], args: ParsedArgs): void {
+  for (const flag of flags) {
+    if (!flag.address) continue;
+    const given = args.values[flag.name];
+    for (const value of Array.isArray(given) ? given : typeof given === 'string' ? [given] : []) {
+      if (!isMailAddress(value)) {
+        throw usageError(
+          `--${flag.name} '${displayText(value, 100)}' is not a mail address`,
+          `Give one bare address per --${flag.name}, e.g. --${flag.name} alice@contoso.com${flag.multiple ? '; repeat the flag for more' : ''}.`,
+        );
+      }
+    }
+  }
 }

@@ -4,7 +4,7 @@
  * warning prefix, and start-up without loading every command's libraries.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -323,6 +323,29 @@ describe('stray words after the flags', () => {
     const verify = await run(['archive', 'verify', '/nonexistent-mailbridge-archive']);
     expect(verify.stderr).toContain('/nonexistent-mailbridge-archive is not a directory');
     expect(verify.code).toBe(2);
+  });
+});
+
+describe('mailbox addresses', () => {
+  it('are checked before any command that signs in runs: nothing is created, nothing is sent', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-addr-'));
+    try {
+      for (const argv of [
+        ['archive', '--mailbox', 'bad addr', '--out', dir],
+        ['xoauth2', '--user', 'bad addr'],
+        ['doctor', '--mailbox', 'no address'],
+        ['imap', 'folders', '--mailbox', 'a@b.example\r\nx'],
+      ]) {
+        const { code, stdout, stderr } = await run(argv);
+        expect(code, argv.join(' ')).toBe(2);
+        expect(stdout).toBe('');
+        expect(stderr).toContain('is not a mail address');
+        expect(stderr).not.toMatch(/[\r]/);
+      }
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

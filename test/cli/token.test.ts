@@ -266,6 +266,9 @@ describe('mailbridge xoauth2', () => {
     expect((await runCli(['xoauth2'], env)).code).toBe(2);
     const injected = await runCli(['xoauth2', '--user', 'a@b.example\u0001auth=x'], env);
     expect(injected.code).toBe(2);
-    expect(injected.stderr).toContain('SASL_INVALID_INPUT');
+    // Refused as a flag value before any SASL string is built (the library's own check is SASL_INVALID_INPUT).
+    expect(injected.stderr).toContain(
+      "USAGE: --user 'a@b.example\\x01auth=x' is not a mail address",
+    );
   });
 });

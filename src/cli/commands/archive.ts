@@ -74,6 +74,7 @@ export const archiveCommand: Command = {
       type: 'string',
       multiple: true,
       value: 'ADDRESS',
+      address: true,
       help: 'mailbox to archive (repeat for several)',
     },
     {

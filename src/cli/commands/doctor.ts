@@ -16,13 +16,20 @@ export const doctorCommand: Command = {
   usage: 'doctor --mailbox ADDRESS [--imap] [--smtp] [--send-test-to ADDRESS] [--json]',
   usesSettings: true,
   flags: [
-    { name: 'mailbox', type: 'string', value: 'ADDRESS', help: 'mailbox the app should reach' },
+    {
+      name: 'mailbox',
+      type: 'string',
+      value: 'ADDRESS',
+      address: true,
+      help: 'mailbox the app should reach',
+    },
     { name: 'imap', type: 'boolean', help: 'check IMAP (default: IMAP and SMTP)' },
     { name: 'smtp', type: 'boolean', help: 'check SMTP (default: IMAP and SMTP)' },
     {
       name: 'send-test-to',
       type: 'string',
       value: 'ADDRESS',
+      address: true,
       help: 'also send one test message there',
     },
     {

@@ -15,6 +15,7 @@ const mailboxFlag = {
   name: 'mailbox',
   type: 'string',
   value: 'ADDRESS',
+  address: true,
   help: 'mailbox to log in as',
 } as const;
 

@@ -5,13 +5,11 @@ import type Mail from 'nodemailer/lib/mailer/index.js';
 import { createSmtpTransport } from '../../clients/smtp-transport.js';
 import { ConfigurationError, ExitCode } from '../../errors.js';
 import { displayText } from '../../util/display-text.js';
-import { isMailAddress } from '../../util/mail-address.js';
 import { type ParsedArgs, usageError } from '../args.js';
 import type { Command } from '../command.js';
 import { writeJson, writeLine } from '../output.js';
 
 /** Every flag that takes an address; each value must be one bare address. */
-const ADDRESS_FLAGS = ['from', 'to', 'cc', 'bcc', 'reply-to'] as const;
 
 /** Flags that shape a composed message, so they make no sense with --eml. */
 const COMPOSING_FLAGS = ['subject', 'reply-to', 'header', 'attach'] as const;
@@ -41,6 +39,7 @@ export const sendCommand: Command = {
       name: 'from',
       type: 'string',
       value: 'ADDRESS',
+      address: true,
       help: 'mailbox that authenticates and sends',
     },
     {
@@ -48,6 +47,7 @@ export const sendCommand: Command = {
       type: 'string',
       multiple: true,
       value: 'ADDRESS',
+      address: true,
       help: 'recipient (repeatable)',
     },
     {
@@ -55,6 +55,7 @@ export const sendCommand: Command = {
       type: 'string',
       multiple: true,
       value: 'ADDRESS',
+      address: true,
       help: 'copy recipient (repeatable)',
     },
     {
@@ -62,6 +63,7 @@ export const sendCommand: Command = {
       type: 'string',
       multiple: true,
       value: 'ADDRESS',
+      address: true,
       help: 'blind copy recipient (repeatable)',
     },
     {
@@ -69,6 +71,7 @@ export const sendCommand: Command = {
       type: 'string',
       multiple: true,
       value: 'ADDRESS',
+      address: true,
       help: 'where replies go (repeatable)',
     },
     { name: 'subject', type: 'string', value: 'S', help: 'subject line' },
@@ -114,7 +117,6 @@ export const sendCommand: Command = {
       );
     if (to.length === 0)
       throw usageError('at least one --to ADDRESS is required', 'Add --to for each recipient.');
-    checkAddresses(v);
     const headers = list('header').map(parseHeader);
     const bodies = checkBodies(v);
     const eml = typeof v.eml === 'string' ? v.eml : undefined;
@@ -170,21 +172,6 @@ export const sendCommand: Command = {
     }
   },
 };
-
-/** Refuses anything but one bare address per value: see `isMailAddress` for why. */
-function checkAddresses(values: ParsedArgs['values']): void {
-  for (const flag of ADDRESS_FLAGS) {
-    const given = values[flag];
-    for (const value of Array.isArray(given) ? given : typeof given === 'string' ? [given] : []) {
-      if (!isMailAddress(value)) {
-        throw usageError(
-          `--${flag} '${displayText(value, 100)}' is not a mail address`,
-          `Give one bare address per --${flag}, e.g. --${flag} alice@contoso.com; repeat the flag for more.`,
-        );
-      }
-    }
-  }
-}
 
 /** Which bodies were given; at most one of them may be `-` (there is one stdin). */
 function checkBodies(values: ParsedArgs['values']): { text?: string; html?: string } {

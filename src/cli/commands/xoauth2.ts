@@ -10,7 +10,9 @@ export const xoauth2Command: Command = {
   summary: 'print the base64 SASL XOAUTH2 string for a mailbox, for other tools',
   usage: 'xoauth2 --user ADDRESS',
   usesSettings: true,
-  flags: [{ name: 'user', type: 'string', value: 'ADDRESS', help: 'mailbox to log in as' }],
+  flags: [
+    { name: 'user', type: 'string', value: 'ADDRESS', address: true, help: 'mailbox to log in as' },
+  ],
   details:
     'The string carries a live access token: treat it as a secret. Use it as the argument of\n`AUTHENTICATE XOAUTH2` (IMAP) or `AUTH XOAUTH2` (SMTP).',
   async run({ args, io, logger, loadConfig }) {
