@@ -319,6 +319,12 @@ describe('stray words after the flags', () => {
     expect(setup.stdout).toBe('');
   });
 
+  it('relay without --config says that the file is required', async () => {
+    const { code, stderr } = await run(['relay']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('--config FILE is required');
+  });
+
   it('are taken by the commands that name them', async () => {
     const verify = await run(['archive', 'verify', '/nonexistent-mailbridge-archive']);
     expect(verify.stderr).toContain('/nonexistent-mailbridge-archive is not a directory');

@@ -55,6 +55,13 @@ export const relayCommand: Command = {
   details: RELAY_DETAILS,
   async run({ args, io, loadConfig }) {
     const configFile = typeof args.values.config === 'string' ? args.values.config : undefined;
+    if (!configFile) {
+      // The policy (who may send as whom) exists only in a file: flags alone cannot make a relay.
+      throw usageError(
+        '--config FILE is required',
+        'Give the config file whose relay: section holds the listeners, spool and policy (see examples/relay).',
+      );
+    }
     const listen = Array.isArray(args.values.listen) ? (args.values.listen as string[]) : [];
     const spool = typeof args.values.spool === 'string' ? args.values.spool : undefined;
     const config = await loadConfig();
