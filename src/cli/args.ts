@@ -15,6 +15,8 @@ export interface FlagSpec {
   value?: string;
   /** Each value must be one bare mail address: refused (exit 2) before the command runs. */
   address?: boolean;
+  /** The command cannot run without it; every missing one is named in one message. */
+  required?: boolean;
   help: string;
 }
 

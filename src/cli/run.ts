@@ -72,6 +72,16 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       writeLine(io.stdout, commandHelp(command, subcommandsOf(command.name, COMMAND_INDEX)));
       return ExitCode.ok;
     }
+    const missing = flags.filter((flag) => flag.required && !args.values[flag.name]);
+    if (missing.length > 0) {
+      const named = missing.map((flag) => `--${flag.name}${flag.value ? ` ${flag.value}` : ''}`);
+      const list =
+        named.length === 1 ? named[0] : `${named.slice(0, -1).join(', ')} and ${named.at(-1)}`;
+      throw usageError(
+        `${list} ${named.length === 1 ? 'is' : 'are'} required`,
+        `Usage: mailbridge ${command.usage}`,
+      );
+    }
     checkAddresses(flags, args);
     if (!command.operands && args.positionals.length > 0) {
       throw usageError(

@@ -319,6 +319,16 @@ describe('stray words after the flags', () => {
     expect(setup.stdout).toBe('');
   });
 
+  it('names every missing required flag in one message', async () => {
+    const list = await run(['imap', 'list']);
+    expect(list.code).toBe(2);
+    expect(list.stderr).toContain('--mailbox ADDRESS and --folder NAME are required');
+    const consent = await run(['setup', 'consent-url']);
+    expect(consent.stderr).toContain(
+      '--tenant TENANT, --client-id ID and --redirect-uri URI are required',
+    );
+  });
+
   it('relay without --config says that the file is required', async () => {
     const { code, stderr } = await run(['relay']);
     expect(code).toBe(2);

@@ -21,6 +21,7 @@ export const doctorCommand: Command = {
       type: 'string',
       value: 'ADDRESS',
       address: true,
+      required: true,
       help: 'mailbox the app should reach',
     },
     { name: 'imap', type: 'boolean', help: 'check IMAP (default: IMAP and SMTP)' },

@@ -16,6 +16,7 @@ const mailboxFlag = {
   type: 'string',
   value: 'ADDRESS',
   address: true,
+  required: true,
   help: 'mailbox to log in as',
 } as const;
 
@@ -23,6 +24,7 @@ const folderFlag = {
   name: 'folder',
   type: 'string',
   value: 'NAME',
+  required: true,
   help: 'folder path as `imap folders` lists it, e.g. INBOX',
 } as const;
 
@@ -221,7 +223,13 @@ export const imapFetchCommand: Command = {
   flags: [
     mailboxFlag,
     folderFlag,
-    { name: 'uid', type: 'string', value: 'N', help: 'UID of the message (see `imap list`)' },
+    {
+      name: 'uid',
+      type: 'string',
+      value: 'N',
+      required: true,
+      help: 'UID of the message (see `imap list`)',
+    },
     {
       name: 'out',
       type: 'string',

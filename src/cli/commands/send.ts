@@ -40,6 +40,7 @@ export const sendCommand: Command = {
       type: 'string',
       value: 'ADDRESS',
       address: true,
+      required: true,
       help: 'mailbox that authenticates and sends',
     },
     {
@@ -48,6 +49,7 @@ export const sendCommand: Command = {
       multiple: true,
       value: 'ADDRESS',
       address: true,
+      required: true,
       help: 'recipient (repeatable)',
     },
     {

@@ -23,6 +23,7 @@ export const setupCertCommand: Command = {
       name: 'out-dir',
       type: 'string',
       value: 'DIR',
+      required: true,
       help: 'where to write the files (created with mode 0700 if missing)',
     },
     {

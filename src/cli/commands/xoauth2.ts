@@ -11,7 +11,14 @@ export const xoauth2Command: Command = {
   usage: 'xoauth2 --user ADDRESS',
   usesSettings: true,
   flags: [
-    { name: 'user', type: 'string', value: 'ADDRESS', address: true, help: 'mailbox to log in as' },
+    {
+      name: 'user',
+      type: 'string',
+      value: 'ADDRESS',
+      address: true,
+      required: true,
+      help: 'mailbox to log in as',
+    },
   ],
   details:
     'The string carries a live access token: treat it as a secret. Use it as the argument of\n`AUTHENTICATE XOAUTH2` (IMAP) or `AUTH XOAUTH2` (SMTP).',
