@@ -75,7 +75,7 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs: number)
   }
 }
 
-describe.skipIf(!isRoot)('a full disk under the spool', () => {
+describe.skipIf(!isRoot)('a full disk under the spool', { tags: ['soak'] }, () => {
   it('never sends a message twice while the delivery record cannot be written, and resumes by itself', async () => {
     const proxy: TcpProxy = await startProxy(upstream.servers.smtp);
     const spool = join(mountPoint, 'spool');
