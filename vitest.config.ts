@@ -9,5 +9,13 @@ export default defineConfig({
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
+    // `npm run test:quick` leaves these out; `npm test` (CI) runs everything.
+    tags: [
+      {
+        name: 'soak',
+        description:
+          'Runs long on purpose: wall-clock soaks, kill-and-restart rounds, memory ceilings, package builds',
+      },
+    ],
   },
 });

@@ -43,6 +43,13 @@ export interface TokenProviderOptions {
   /** Timeout of one HTTP request to Entra. @default 30_000 */
   requestTimeoutMs?: number;
   logger?: Logger;
+  /**
+   * The clock refresh decisions are made on, in ms; only a token's lifetime
+   * (Entra's expires_in) is taken from the answer. For a process whose time
+   * is not the wall clock (a simulation, a test that moves time forward).
+   * @default Date.now
+   */
+  now?: () => number;
 }
 
 interface CachedToken extends AccessToken {
@@ -67,6 +74,7 @@ export function createTokenProvider(
 ): TokenProvider {
   const logger = options.logger ?? silentLogger;
   const marginMs = options.refreshMarginMs ?? DEFAULT_MARGIN_MS;
+  const now = options.now ?? Date.now;
   const network = new RetryingNetworkClient({
     retry: { ...DEFAULT_RETRY, ...options.retry },
     timeoutMs: options.requestTimeoutMs ?? 30_000,
@@ -100,7 +108,9 @@ export function createTokenProvider(
 
   const acquire = async (): Promise<CachedToken> => {
     network.lastFailure = undefined;
-    const startedAt = Date.now();
+    const startedAt = now();
+    // msal-node stamps expiry on the wall clock (its request time + expires_in).
+    const wallStartedAt = Date.now();
     let result: Awaited<
       ReturnType<ConfidentialClientApplication['acquireTokenByClientCredential']>
     >;
@@ -116,13 +126,12 @@ export function createTokenProvider(
     if (typeof result?.accessToken !== 'string' || !result.accessToken || !result.expiresOn) {
       throw tokenResponseInvalid(config, 'no access token or expiry');
     }
-    const expiresOn = result.expiresOn.getTime();
-    const lifetime = Math.max(0, expiresOn - startedAt);
-    const hardRefreshAt = expiresOn - Math.min(marginMs, lifetime / 2);
+    const lifetime = Math.max(0, result.expiresOn.getTime() - wallStartedAt);
+    const hardRefreshAt = startedAt + lifetime - Math.min(marginMs, lifetime / 2);
     const softRefreshAt = startedAt + (hardRefreshAt - startedAt) * SOFT_REFRESH_SHARE;
     logger.log('debug', 'token acquired', {
       expiresOn: result.expiresOn.toISOString(),
-      latencyMs: Date.now() - startedAt,
+      latencyMs: Date.now() - wallStartedAt,
     });
     return {
       accessToken: result.accessToken,
@@ -149,9 +158,9 @@ export function createTokenProvider(
   return {
     scope: config.scope,
     async getToken(getOptions: GetTokenOptions = {}): Promise<AccessToken> {
-      const now = Date.now();
-      if (!getOptions.forceRefresh && cached && now < cached.hardRefreshAt) {
-        if (now >= cached.softRefreshAt && !inFlight) {
+      const at = now();
+      if (!getOptions.forceRefresh && cached && at < cached.hardRefreshAt) {
+        if (at >= cached.softRefreshAt && !inFlight) {
           refresh().catch((error: unknown) => {
             // The caller still has a valid token; the next call past the hard limit retries and reports.
             logger.log('warn', 'background token refresh failed', {

@@ -8,7 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AuthenticationError,
   ConfigurationError,
@@ -38,9 +38,12 @@ const FAST_RETRY: TokenProviderOptions['retry'] = {
 let service: TokenService;
 let dir: string;
 let cert: Issued;
+/** How far the service's clock (and a provider given `now: clock`) runs ahead of the wall clock. */
+let skew = 0;
+const clock = () => Date.now() + skew;
 
 beforeAll(async () => {
-  service = await startTokenService();
+  service = await startTokenService({ now: clock });
   dir = await mkdtemp(join(tmpdir(), 'mailbridge-provider-'));
   cert = issueCertificate({ commonName: 'mailbridge-test-app' });
 });
@@ -51,6 +54,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
+  skew = 0;
   service.clearFaults();
   service.setTokenLifetime(3599);
   service.resetCounters();
@@ -208,34 +212,47 @@ describe('concurrency and caching', () => {
     expect(service.tokenRequests).toBe(2);
   });
 
-  it('refreshes a short-lived token before it expires and never hands out one inside the margin', async () => {
-    service.setTokenLifetime(4);
-    const { provider } = await secretProvider();
+  // The provider and the service share a clock the tests move forward, so an
+  // hour-long token's life passes without waiting for it.
+  const LIFETIME_MS = 3599_000;
+  const MARGIN_MS = 300_000;
+
+  it('refreshes a token before it expires and never hands out one inside the margin', async () => {
+    const { provider } = await secretProvider({ now: clock });
+    const leftOf = (token: { accessToken: string }) =>
+      Number(decodeJwt(token.accessToken).payload.exp) * 1000 - clock();
+    const first = await provider.getToken();
+    // Straight from a fresh token to 299 s before its expiry: no background
+    // refresh had a chance, so the cached token must not be handed out.
+    skew += LIFETIME_MS - MARGIN_MS + 1_000;
+    const inside = await provider.getToken();
+    expect(inside.accessToken).not.toBe(first.accessToken);
+    expect(leftOf(inside)).toBeGreaterThan(MARGIN_MS);
+
     const seen = new Set<string>();
-    const deadline = Date.now() + 6_000;
     let minimumLeftMs = Number.POSITIVE_INFINITY;
-    while (Date.now() < deadline) {
+    // Three hours of calls, one every 10 s.
+    for (let call = 0; call < 1080; call++) {
       const token = await provider.getToken();
       seen.add(token.accessToken);
-      minimumLeftMs = Math.min(minimumLeftMs, token.expiresOn.getTime() - Date.now());
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      minimumLeftMs = Math.min(minimumLeftMs, leftOf(token));
+      skew += 10_000;
     }
-    // Half of a 4 s lifetime is the margin; msal-node rounds expiry to whole seconds.
-    expect(minimumLeftMs).toBeGreaterThan(900);
+    // The token's exp is in whole seconds.
+    expect(minimumLeftMs).toBeGreaterThan(MARGIN_MS - 1_000);
     expect(seen.size).toBeGreaterThanOrEqual(3);
-    // Cached in between: about one request per 1.5-2 s, not one per call (~100 calls).
+    // Cached in between: about one request per 40 minutes, not one per call.
     expect(service.tokenRequests).toBeLessThanOrEqual(8);
   });
 
   it('starts a background refresh late in the token life while still serving the cached token', async () => {
-    service.setTokenLifetime(4);
-    const { provider } = await secretProvider();
+    const { provider } = await secretProvider({ now: clock });
     const first = await provider.getToken();
-    await new Promise((resolve) => setTimeout(resolve, 1_700));
+    // Past 75 % of the usable life (the background refresh point), before the margin.
+    skew += 0.85 * (LIFETIME_MS - MARGIN_MS);
     const during = await provider.getToken();
     expect(during.accessToken).toBe(first.accessToken);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(service.tokenRequests).toBe(2);
+    await vi.waitFor(() => expect(service.tokenRequests).toBe(2));
     const after = await provider.getToken();
     expect(after.accessToken).not.toBe(first.accessToken);
     expect(service.tokenRequests).toBe(2);

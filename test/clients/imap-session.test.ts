@@ -143,7 +143,10 @@ async function fetchContinuously(
 }
 
 describe('createImapSession', () => {
-  it('keeps fetching for 30 s across 5-second tokens, reconnecting before each expiry, losing and repeating nothing', async () => {
+  it('keeps fetching for 30 s across 5-second tokens, reconnecting before each expiry, losing and repeating nothing', {
+    tags: ['soak'],
+    timeout: 60_000,
+  }, async () => {
     const byesBefore = proxy.byesSent;
     const { passes, stats } = await fetchContinuously(undefined, 30);
     const complete = passes.slice(0, -1);
@@ -154,7 +157,7 @@ describe('createImapSession', () => {
     expect(last).toEqual(uids.slice(0, last.length));
     expect(stats.tokenRenewals).toBeGreaterThanOrEqual(5);
     expect(proxy.byesSent - byesBefore).toBeLessThanOrEqual(1);
-  }, 60_000);
+  });
 
   it('recovers from Exchange ending the session (BYE AccessTokenExpired) mid-job', async () => {
     const byesBefore = proxy.byesSent;

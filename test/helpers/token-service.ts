@@ -62,6 +62,11 @@ export interface TokenServiceOptions {
   tenantId?: string;
   /** Verified domain of the default tenant; default `contoso.example`. */
   tenantDomain?: string;
+  /**
+   * The service's clock in ms, for token times and credential expiry; default
+   * Date.now. A test moves it forward instead of waiting for a token to expire.
+   */
+  now?: () => number;
 }
 
 export interface SecretCredential {
@@ -348,8 +353,10 @@ class EntraTokenService implements TokenService {
   private tokenCount = 0;
   private metadataCount = 0;
   private introspectionCount = 0;
+  private readonly now: () => number;
 
   constructor(options: TokenServiceOptions) {
+    this.now = options.now ?? Date.now;
     this.lifetimeSeconds = checkLifetime(
       options.tokenLifetimeSeconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS,
     );
@@ -492,7 +499,7 @@ class EntraTokenService implements TokenService {
   }
 
   issueFederatedToken(options: FederatedTokenOptions): string {
-    const now = nowSeconds();
+    const now = this.nowSeconds();
     const claims: JwtClaims = {
       iss: options.issuer,
       sub: options.subject,
@@ -555,7 +562,7 @@ class EntraTokenService implements TokenService {
     ) {
       throw new InvalidAccessTokenError('issuer', `unexpected issuer ${claims.iss}`);
     }
-    const now = nowSeconds();
+    const now = this.nowSeconds();
     if (typeof claims.exp !== 'number' || claims.exp <= now) {
       throw new InvalidAccessTokenError('expired', `the token expired at ${claims.exp}`);
     }
@@ -853,7 +860,7 @@ class EntraTokenService implements TokenService {
       return this.authenticateAssertion(app, tenant, tenantSegment, credentials.assertion);
     }
     if (credentials.secret !== undefined) {
-      checkSecret(app, credentials.secret);
+      checkSecret(app, credentials.secret, this.now());
       return 'secret';
     }
     throw new EntraError(
@@ -891,16 +898,16 @@ class EntraTokenService implements TokenService {
     const federated =
       issuer !== app.clientId && (!hasThumbprint || app.federated.some((f) => f.issuer === issuer));
     if (federated) {
-      checkFederatedAssertion(app, decoded);
+      checkFederatedAssertion(app, decoded, this.now());
       return 'federated';
     }
     const audiences = [this.tokenEndpoint(tenant.tenantId), this.tokenEndpoint(tenantSegment)];
-    checkCertificateAssertion(app, decoded, audiences);
+    checkCertificateAssertion(app, decoded, audiences, this.now());
     return 'certificate';
   }
 
   private issueAccessToken(app: AppRecord, resource: string, authMethod: AuthMethod): object {
-    const now = nowSeconds();
+    const now = this.nowSeconds();
     const roles = [...(app.grants.get(normalizeResource(resource)) ?? [])];
     const claims: AccessTokenClaims = {
       aud: resource,
@@ -1043,6 +1050,10 @@ class EntraTokenService implements TokenService {
     };
   }
 
+  private nowSeconds(): number {
+    return Math.floor(this.now() / 1000);
+  }
+
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -1057,7 +1068,7 @@ class EntraTokenService implements TokenService {
 // ---------------------------------------------------------------------------
 // Credential checks (pure: app record and request in, EntraError out)
 
-function checkSecret(app: AppRecord, presented: string): void {
+function checkSecret(app: AppRecord, presented: string, nowMs: number): void {
   const match = app.secrets.find((s) => s.value === presented);
   if (!match) {
     throw new EntraError(
@@ -1067,7 +1078,7 @@ function checkSecret(app: AppRecord, presented: string): void {
       `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${app.clientId}'.`,
     );
   }
-  if (match.expiresAt && match.expiresAt.getTime() <= Date.now()) {
+  if (match.expiresAt && match.expiresAt.getTime() <= nowMs) {
     throw new EntraError(
       401,
       'invalid_client',
@@ -1077,7 +1088,12 @@ function checkSecret(app: AppRecord, presented: string): void {
   }
 }
 
-function checkCertificateAssertion(app: AppRecord, decoded: DecodedJwt, audiences: string[]): void {
+function checkCertificateAssertion(
+  app: AppRecord,
+  decoded: DecodedJwt,
+  audiences: string[],
+  nowMs: number,
+): void {
   const { header, payload } = decoded;
   const thumbprint = presentedThumbprint(header['x5t#S256'], header.x5t);
   const certificate = app.registeredCertificates.find((c) =>
@@ -1092,7 +1108,7 @@ function checkCertificateAssertion(app: AppRecord, decoded: DecodedJwt, audience
     );
   }
   const keyWindow = `Found key 'Start=${formatTimestamp(certificate.validFrom)}, End=${formatTimestamp(certificate.validTo)}'`;
-  if (certificate.validTo.getTime() <= Date.now()) {
+  if (certificate.validTo.getTime() <= nowMs) {
     throw new EntraError(
       401,
       'invalid_client',
@@ -1108,7 +1124,7 @@ function checkCertificateAssertion(app: AppRecord, decoded: DecodedJwt, audience
       `Client assertion contains an invalid signature. [Reason - The provided signature value did not match the expected signature value., Thumbprint of key used by client: '${thumbprint.hex}', ${keyWindow}]`,
     );
   }
-  checkAssertionTime(payload);
+  checkAssertionTime(payload, nowMs);
   if (!audiences.some((aud) => audienceIncludes(payload, aud))) {
     throw new EntraError(
       401,
@@ -1127,7 +1143,7 @@ function checkCertificateAssertion(app: AppRecord, decoded: DecodedJwt, audience
   }
 }
 
-function checkFederatedAssertion(app: AppRecord, decoded: DecodedJwt): void {
+function checkFederatedAssertion(app: AppRecord, decoded: DecodedJwt, nowMs: number): void {
   const { payload } = decoded;
   const record = app.federated.find(
     (f) =>
@@ -1151,11 +1167,11 @@ function checkFederatedAssertion(app: AppRecord, decoded: DecodedJwt): void {
       `Client assertion contains an invalid signature. [Reason - The key of the federated identity credential issuer '${record.issuer}' did not verify the signature.]`,
     );
   }
-  checkAssertionTime(payload);
+  checkAssertionTime(payload, nowMs);
 }
 
-function checkAssertionTime(payload: JwtClaims): void {
-  const now = nowSeconds();
+function checkAssertionTime(payload: JwtClaims, nowMs: number): void {
+  const now = Math.floor(nowMs / 1000);
   const { exp, nbf } = payload;
   const expired = typeof exp !== 'number' || exp <= now;
   const early = typeof nbf === 'number' && nbf > now + NOT_BEFORE_SKEW_SECONDS;
@@ -1386,10 +1402,6 @@ function formatTimestamp(date: Date): string {
     .toISOString()
     .replace('T', ' ')
     .replace(/\.\d+Z$/, 'Z');
-}
-
-function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
 }
 
 function checkLifetime(seconds: number): number {

@@ -46,7 +46,7 @@ function script(args: string[]) {
   });
 }
 
-describe('scripts/mailbridge', () => {
+describe('scripts/mailbridge', { tags: ['soak'] }, () => {
   it('builds and installs on the first run, runtime dependencies only', async () => {
     const result = await script(['--version']);
     expect(result.code, result.stderr).toBe(0);

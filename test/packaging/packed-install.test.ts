@@ -74,7 +74,7 @@ function mailbridge(args: string[], env: Record<string, string> = {}) {
   });
 }
 
-describe('npm install -g of the packed tarball', () => {
+describe('npm install -g of the packed tarball', { tags: ['soak'] }, () => {
   it('puts mailbridge in bin/: --version', async () => {
     const result = await mailbridge(['--version']);
     expect(result.stderr).toBe('');

@@ -118,7 +118,7 @@ async function checkInvariants(mailboxDir: string): Promise<{ files: number; lin
   return { files, lines: records.length };
 }
 
-describe('archive crash safety', () => {
+describe('archive crash safety', { tags: ['soak'] }, () => {
   it('completes with nothing missing, doubled or partial after SIGKILLs at random points', async () => {
     env.service.setTokenLifetime(5);
     const seed = Number(process.env.ARCHIVE_KILL_SEED ?? Date.now() % 1_000_000);
@@ -196,7 +196,7 @@ describe('archive crash safety', () => {
   }, 120_000);
 });
 
-describe('archive memory', () => {
+describe('archive memory', { tags: ['soak'] }, () => {
   it('archives a 50 MB message with the peak RSS under 150 MB', async () => {
     env.service.setTokenLifetime(3599);
     const seeder = await env.direct(BIG);

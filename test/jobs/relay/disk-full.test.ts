@@ -123,7 +123,10 @@ async function deliveredIds(spool: string): Promise<string[]> {
 }
 
 describe.skipIf(!isRoot)('a full disk under the spool', () => {
-  it('never sends a message twice while the delivery record cannot be written, and resumes by itself', async () => {
+  it('never sends a message twice while the delivery record cannot be written, and resumes by itself', {
+    tags: ['soak'],
+    timeout: 120_000,
+  }, async () => {
     const proxy: TcpProxy = await startProxy(upstream.servers.smtp);
     const spool = join(mountPoint, 'spool');
     let relay: RelayHandle | undefined;
@@ -179,7 +182,7 @@ describe.skipIf(!isRoot)('a full disk under the spool', () => {
       await relay?.stop({ timeoutMs: 2000 });
       await proxy.close();
     }
-  }, 120_000);
+  });
 
   it('answers 451 to a message that arrives while the disk is full, keeps nothing half-written, and loses nothing', async () => {
     const proxy: TcpProxy = await startProxy(upstream.servers.smtp);

@@ -63,7 +63,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('durability', () => {
+describe('durability', { tags: ['soak'] }, () => {
   it('SIGKILL during a burst of 500: every 250-acknowledged message arrives, duplicates bounded by deliveries in flight', async () => {
     const started = Date.now();
     const first = spawnRelay(configFile, upstream.env);

@@ -194,7 +194,7 @@ describe('a client that disconnects during DATA', () => {
   });
 });
 
-describe('the spool lock between relay processes', () => {
+describe('the spool lock between relay processes', { tags: ['soak'] }, () => {
   it('two relays started at once on one spool: exactly one runs, the other names it; a restart right after SIGKILL runs, and an immediate SIGTERM stops it gracefully', async () => {
     const home = join(dir, 'two-relays');
     await mkdir(home);
@@ -237,7 +237,10 @@ describe('the spool lock between relay processes', () => {
 });
 
 describe('a partial delivery while the spool cannot be written', () => {
-  it('never sends again to the recipients Exchange accepted', { timeout: 60_000 }, async () => {
+  it('never sends again to the recipients Exchange accepted', {
+    tags: ['soak'],
+    timeout: 60_000,
+  }, async () => {
     const sent: string[][] = [];
     const transport: DeliveryTransport = {
       async sendMail(message) {

@@ -307,7 +307,10 @@ describe('lock', () => {
     }
   });
 
-  it('two processes locking at the same instant: exactly one wins, 50 of 50 trials', async () => {
+  it('two processes locking at the same instant: exactly one wins, 50 of 50 trials', {
+    tags: ['soak'],
+    timeout: 60_000,
+  }, async () => {
     const pair = await startLockers(2, dir);
     try {
       const winners: number[] = [];
@@ -319,7 +322,7 @@ describe('lock', () => {
     } finally {
       pair.close();
     }
-  }, 60_000);
+  });
 
   it('is free again at once after its holder is killed with SIGKILL', async () => {
     for (let trial = 0; trial < 5; trial++) {
