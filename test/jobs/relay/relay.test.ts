@@ -967,17 +967,22 @@ describe('commands', () => {
   });
 
   it('mailbridge relay refuses an open relay at start-up with exit 2 and a clear error', async () => {
-    const result = await runCommand(relayCommand, ['--listen', '0.0.0.0:2525'], {
-      loadConfig: async () => ({
-        ...config,
-        sections: {
-          relay: {
-            spool: join(dir, 'cli-spool'),
-            policy: [{ network: '10.0.0.0/8', senders: ['*'] }],
+    const configFile = join(dir, 'relay.yaml'); // named only: loadConfig below stands in for reading it
+    const result = await runCommand(
+      relayCommand,
+      ['--config', configFile, '--listen', '0.0.0.0:2525'],
+      {
+        loadConfig: async () => ({
+          ...config,
+          sections: {
+            relay: {
+              spool: join(dir, 'cli-spool'),
+              policy: [{ network: '10.0.0.0/8', senders: ['*'] }],
+            },
           },
-        },
-      }),
-    });
+        }),
+      },
+    );
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(
       'mailbridge: error RELAY_CONFIG_INVALID: the configuration has problems:',
