@@ -36,14 +36,17 @@ let appCert: Issued;
 
 /** How far the service's clock runs ahead of the wall clock. */
 let skew = 0;
+/** When set, the service's clock stands still at this instant (no drift between setting and asking). */
+let frozenAt: number | undefined;
 
 beforeAll(async () => {
-  service = await startTokenService({ now: () => Date.now() + skew });
+  service = await startTokenService({ now: () => frozenAt ?? Date.now() + skew });
   appCert = issueCertificate({ commonName: 'mailbridge test app' });
 });
 afterAll(() => service?.close());
 beforeEach(() => {
   skew = 0;
+  frozenAt = undefined;
   service.clearFaults();
   service.resetCounters();
   service.setTokenLifetime(3599);
@@ -386,10 +389,10 @@ describe('token endpoint: success', () => {
     expect(service.introspect(token)).toMatchObject({ active: true });
 
     const { exp } = claimsOf(token);
-    // The service's clock to the last millisecond before exp, then to exp.
-    skew = exp * 1000 - 1 - Date.now();
+    // The service's clock stopped at the last millisecond before exp, then at exp.
+    frozenAt = exp * 1000 - 1;
     expect(service.introspect(token)).toMatchObject({ active: true });
-    skew = exp * 1000 - Date.now();
+    frozenAt = exp * 1000;
     expect(() => service.verifyAccessToken(token)).toThrow(/expired/);
     const res = await fetch(`${service.url}/_test/introspect`, {
       method: 'POST',
