@@ -276,12 +276,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
       const state = sessions.get(session.id);
       const user = typeof session.user === 'string' ? session.user : undefined;
       if (!state || (user === undefined && state.admission !== 'network')) {
-        metrics.refuse('auth_required');
-        logger.log('warn', 'sender refused', {
-          event: 'refused',
-          reason: 'auth_required',
-          client: session.remoteAddress,
-        });
+        refuse('auth_required', 'sender refused', { client: session.remoteAddress });
         callback(smtpError(530, '5.7.0 Authentication required'));
         return;
       }
@@ -296,10 +291,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
         address.address,
       );
       if (!decision.ok) {
-        metrics.refuse('policy');
-        logger.log('warn', 'sender refused', {
-          event: 'refused',
-          reason: 'policy',
+        refuse('policy', 'sender refused', {
           client: session.remoteAddress,
           user,
           from: asciiText(address.address, 254),
@@ -308,12 +300,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
         return;
       }
       if (options.refuseNewMail?.()) {
-        metrics.refuse('credential');
-        logger.log('warn', 'sender refused', {
-          event: 'refused',
-          reason: 'credential',
-          client: session.remoteAddress,
-        });
+        refuse('credential', 'sender refused', { client: session.remoteAddress });
         callback(
           smtpError(451, '4.3.2 The relay cannot submit mail upstream now, try again later'),
         );
@@ -362,20 +349,14 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
         .then(
           (result) => {
             if (!result.ok && result.reason === 'disconnected') {
-              metrics.refuse('disconnected');
-              logger.log('warn', 'client disconnected during DATA', {
-                event: 'refused',
-                reason: 'disconnected',
+              refuse('disconnected', 'client disconnected during DATA', {
                 client: session.remoteAddress,
               });
               callback(smtpError(451, '4.4.2 Connection lost before the end of the message'));
               return;
             }
             if (!result.ok || stream.sizeExceeded) {
-              metrics.refuse('size');
-              logger.log('warn', 'message refused', {
-                event: 'refused',
-                reason: 'size',
+              refuse('size', 'message refused', {
                 client: session.remoteAddress,
                 size: result.ok ? result.envelope.size : result.bytes,
                 limit: settings.maxMessageSize,
