@@ -76,6 +76,7 @@ import {
   progressLogger,
   README,
   runBench,
+  wholeOption,
   writeReadmeSection,
 } from './support.js';
 
@@ -104,15 +105,9 @@ function parseOptions(argv: string[]): BenchOptions {
       'write-readme': { type: 'boolean', default: false },
     },
   });
-  const whole = (name: string, value: string | undefined, min: number, max: number) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name} must be a whole number from ${min} to ${max}`);
-    return n;
-  };
   return {
-    messages: whole('messages', values.messages, 1, 100_000),
-    rounds: whole('rounds', values.rounds, 1, 20),
+    messages: wholeOption('messages', values.messages, 1, 100_000),
+    rounds: wholeOption('rounds', values.rounds, 1, 20),
     writeReadme: values['write-readme'],
   };
 }

@@ -37,6 +37,7 @@ import {
   median,
   progressLogger,
   README,
+  wholeOption,
   writeReadmeSection,
 } from './support.js';
 
@@ -62,15 +63,9 @@ function parseOptions(argv: string[]): Options {
       'write-readme': { type: 'boolean', default: false },
     },
   });
-  const whole = (name: string, value: string | undefined, min: number, max: number) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name} must be a whole number from ${min} to ${max}`);
-    return n;
-  };
   return {
-    connections: whole('connections', values.connections, 1, 1000),
-    seconds: whole('seconds', values.seconds, 4, 600),
+    connections: wholeOption('connections', values.connections, 1, 1000),
+    seconds: wholeOption('seconds', values.seconds, 4, 600),
     checkout: resolve(values.checkout),
     writeReadme: values['write-readme'],
   };

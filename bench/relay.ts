@@ -54,6 +54,7 @@ import {
   progressLogger,
   README,
   runBench,
+  wholeOption,
   writeReadmeSection,
 } from './support.js';
 
@@ -95,17 +96,11 @@ function parseOptions(argv: string[]): BenchOptions {
       'write-readme': { type: 'boolean', default: false },
     },
   });
-  const whole = (name: string, value: string | undefined, min: number, max: number) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name} must be a whole number from ${min} to ${max}`);
-    return n;
-  };
   return {
-    messages: whole('messages', values.messages, 1, 100_000),
-    clients: whole('clients', values.clients, 1, 100),
+    messages: wholeOption('messages', values.messages, 1, 100_000),
+    clients: wholeOption('clients', values.clients, 1, 100),
     // Exchange allows 3 concurrent submissions per mailbox; the relay refuses more.
-    upstreamConnections: whole('upstream-connections', values['upstream-connections'], 1, 3),
+    upstreamConnections: wholeOption('upstream-connections', values['upstream-connections'], 1, 3),
     writeReadme: values['write-readme'],
   };
 }

@@ -55,6 +55,7 @@ import {
   progressLogger,
   README,
   runBench,
+  wholeOption,
   writeReadmeSection,
 } from './support.js';
 
@@ -102,17 +103,11 @@ function parseOptions(argv: string[]): BenchOptions {
       'write-readme': { type: 'boolean', default: false },
     },
   });
-  const whole = (name: string, value: string | undefined, min: number) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min)
-      throw new Error(`--${name} must be a whole number ≥ ${min}`);
-    return n;
-  };
   return {
-    rounds: whole('rounds', values.rounds, 1),
-    messages: whole('messages', values.messages, 1),
-    connections: whole('connections', values.connections, 1),
-    rateLimitSeconds: whole('rate-limit-seconds', values['rate-limit-seconds'], 0),
+    rounds: wholeOption('rounds', values.rounds, 1),
+    messages: wholeOption('messages', values.messages, 1),
+    connections: wholeOption('connections', values.connections, 1),
+    rateLimitSeconds: wholeOption('rate-limit-seconds', values['rate-limit-seconds'], 0),
     writeReadme: values['write-readme'],
   };
 }

@@ -145,3 +145,21 @@ export function progressLogger(name: string): (message: string) => void {
 export function counts(values: readonly number[]): string {
   return new Set(values).size === 1 ? String(values[0]) : values.join(', ');
 }
+
+/** A whole-number flag of a bench script, refused with its range when it is anything else. */
+export function wholeOption(
+  name: string,
+  value: string | undefined,
+  min: number,
+  max = Number.POSITIVE_INFINITY,
+): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(
+      Number.isFinite(max)
+        ? `--${name} must be a whole number from ${min} to ${max}`
+        : `--${name} must be a whole number ≥ ${min}`,
+    );
+  }
+  return n;
+}
