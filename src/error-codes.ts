@@ -186,6 +186,17 @@ export const ERROR_CODES = {
     exit: 3,
     remedy: 'The file does not hold a JWT: point it at the token file your platform writes.',
   },
+  TOKEN_CACHE_INSECURE: {
+    group: 'token',
+    exit: 2,
+    remedy:
+      '`--cache` file readable by group or others, owned by another user, or a link: `chmod 600` it, or delete it.',
+  },
+  TOKEN_CACHE_UNUSABLE: {
+    group: 'token',
+    exit: 2,
+    remedy: '`--cache` file cannot be created, opened or locked: check its folder and permissions.',
+  },
   IMAP_AUTH_FAILED: {
     group: 'mail',
     exit: 3,
