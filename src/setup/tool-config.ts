@@ -69,6 +69,7 @@ export function toolConfig(tool: Tool, input: ToolConfigInput): string {
       return lines([
         `# mbsync (isync): copy ${input.mailbox} from Exchange Online into ${local} (IMAP XOAUTH2, app-only token).`,
         '# XOAUTH2 needs the Cyrus SASL plugin for it (Debian: libsasl2-modules-kdexoauth2).',
+        `# mbsync does not create the Maildir folder: mkdir -p ${shQuote(local.slice(2))} in your home folder first.`,
         SETTINGS_NOTE,
         'IMAPAccount mailbridge',
         `Host ${mbsyncValue(input.imap.host)}`,
