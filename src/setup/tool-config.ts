@@ -11,6 +11,9 @@
  * - getmail6: an INI value, read raw (RawConfigParser, no `%` interpolation),
  *   and the command as a Python tuple of string literals, which getmail
  *   evaluates: JSON string literals are Python string literals too.
+ * - offlineimap: an INI value with `%` doubled (its parser interpolates),
+ *   and the command as a Python expression that runs it, which offlineimap
+ *   evaluates (`oauth2_access_token_eval`).
  * Control characters are refused everywhere (`SETUP_UNSAFE_VALUE`): a line
  * break would start a new configuration line.
  */
@@ -18,7 +21,7 @@ import type { Endpoint } from '../config/types.js';
 import { ConfigurationError } from '../errors.js';
 import { refuseUnsafeCharacter, shQuote } from './shell-quote.js';
 
-export const TOOLS = ['mbsync', 'msmtp', 'getmail'] as const;
+export const TOOLS = ['mbsync', 'msmtp', 'getmail', 'offlineimap'] as const;
 export type Tool = (typeof TOOLS)[number];
 
 export interface ToolConfigInput {
@@ -123,6 +126,37 @@ export function toolConfig(tool: Tool, input: ToolConfigInput): string {
         'delete = False',
       ]);
     }
+    case 'offlineimap': {
+      const local = `~/Mail/${input.mailbox}`;
+      const argv = `[${input.tokenCommand.map((arg) => JSON.stringify(arg)).join(', ')}]`;
+      const run = `__import__("subprocess").run(${argv}, check=True, capture_output=True, text=True).stdout`;
+      return lines([
+        `# offlineimap: copy ${input.mailbox} from Exchange Online into ${local} (IMAP XOAUTH2, app-only token).`,
+        '# The token is read once per run: run offlineimap from cron or a timer rather than with autorefresh.',
+        SETTINGS_NOTE,
+        '[general]',
+        'accounts = mailbridge',
+        '',
+        '[Account mailbridge]',
+        'localrepository = mailbridge-local',
+        'remoterepository = mailbridge-remote',
+        '',
+        '[Repository mailbridge-local]',
+        'type = Maildir',
+        `localfolders = ${offlineimapValue(local)}`,
+        '',
+        '[Repository mailbridge-remote]',
+        'type = IMAP',
+        `remotehost = ${offlineimapValue(input.imap.host)}`,
+        `remoteport = ${input.imap.port}`,
+        `remoteuser = ${offlineimapValue(input.mailbox)}`,
+        'ssl = yes',
+        `sslcacertfile = ${offlineimapValue(input.caFile ?? 'OS-DEFAULT')}`,
+        'auth_mechanisms = XOAUTH2',
+        `oauth2_access_token_eval = ${offlineimapValue(run)}`,
+        'readonly = True',
+      ]);
+    }
   }
 }
 
@@ -145,6 +179,11 @@ function msmtpValue(value: string): string {
 /** One mbsync argument: in double quotes, with `\` and `"` escaped. */
 function mbsyncValue(value: string): string {
   return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/** An INI value for offlineimap's parser, which interpolates `%`. */
+function offlineimapValue(value: string): string {
+  return iniValue(value).replaceAll('%', '%%');
 }
 
 /** An INI value as RawConfigParser reads it: the rest of the line, stripped. */

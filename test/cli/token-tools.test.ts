@@ -1,7 +1,7 @@
 /**
  * `mailbridge token --for TOOL`: the snippet, used as it is printed by the
  * real tool from Debian (msmtp, mbsync with the KDE XOAUTH2 SASL plugin,
- * getmail6), logs in to the test Dovecot/Postfix with XOAUTH2 through
+ * getmail6, offlineimap3), logs in to the test Dovecot/Postfix with XOAUTH2 through
  * `mailbridge token --show-token --cache FILE` and sends or fetches a
  * message. The cache path holds a quote, double quotes, `$`, a backslash and
  * spaces, so each tool's quoting is tested with it.
@@ -40,7 +40,7 @@ beforeAll(async () => {
   await servers.grantMailbox(app.clientId, MAILBOX);
   home = await mkdtemp(join(tmpdir(), 'mailbridge-tools-'));
   await chmod(home, 0o755); // getmail's delivery runs as nobody (below)
-  cache = join(home, `it's a "cache" $HOME \\ dir`, 'token.json');
+  cache = join(home, `it's a "cache" $HOME \\ 100% dir`, 'token.json');
   env = {
     ...appEnvironment(service, app, { imap: servers.imap, smtp: servers.smtp }),
     // mbsync matches the certificate's DNS names only, not its IP address.
@@ -124,6 +124,24 @@ describe('token --for', () => {
     await waitForMessage(maildir, 'seeded for the tools');
   }, 60_000);
 
+  it('offlineimap copies the mailbox with IMAP XOAUTH2', async () => {
+    const config = join(home, 'offlineimaprc');
+    const text = await snippet('offlineimap');
+    // Mail/<mailbox> is mbsync's folder above: offlineimap gets its own.
+    const local = join(home, 'Mail', 'offlineimap');
+    await writeFile(
+      config,
+      text.replace(`localfolders = ~/Mail/${MAILBOX}`, `localfolders = ${local}`),
+      {
+        mode: 0o600,
+      },
+    );
+    const run = await runTool('offlineimap', ['-c', config, '-o', '-u', 'basic']);
+    expect(run.code, run.output).toBe(0);
+    expect(run.output).not.toMatch(/eyJ[\w-]+\./);
+    await waitForMessage(join(local, 'INBOX'), 'seeded for the tools');
+  }, 60_000);
+
   it('the tools shared one token request through the cache', () => {
     // beforeAll's send asked once for itself (no cache); the three tools' logins asked once in all.
     expect(service.tokenRequests).toBe(2);
@@ -135,16 +153,19 @@ describe('token --for', () => {
     expect(msmtp).toContain(`'${cache.replaceAll("'", "'\\''")}'`);
     const mbsync = await snippet('mbsync');
     expect(mbsync).toContain(`User "${MAILBOX}"\n`);
-    expect(mbsync).toContain("it'\\\\''s a \\\"cache\\\" $HOME \\\\ dir");
+    expect(mbsync).toContain("it'\\\\''s a \\\"cache\\\" $HOME \\\\ 100% dir");
     const getmail = await snippet('getmail');
     expect(getmail).toContain(JSON.stringify(cache));
     expect(getmail).toContain(`ca_certs = ${testCaPath()}\n`);
+    const offlineimap = await snippet('offlineimap');
+    expect(offlineimap).toContain(JSON.stringify(cache).replace('%', '%%'));
+    expect(offlineimap).toContain('oauth2_access_token_eval = __import__("subprocess").run([');
   });
 
   it('refuses an unknown tool and --for without --mailbox with exit 2', async () => {
     const unknown = await runCli(['token', '--for', 'pine', '--mailbox', MAILBOX], env);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toContain('--for takes one of mbsync, msmtp, getmail');
+    expect(unknown.stderr).toContain('--for takes one of mbsync, msmtp, getmail, offlineimap');
     const noMailbox = await runCli(['token', '--for', 'msmtp'], env);
     expect(noMailbox.code).toBe(2);
     expect(noMailbox.stderr).toContain('--for msmtp needs --mailbox ADDRESS');

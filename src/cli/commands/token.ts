@@ -18,7 +18,7 @@ export const tokenCommand: Command = {
   name: 'token',
   summary: 'acquire an app-only access token and show what it grants',
   usage:
-    'token [--json] [--show-token] [--cache FILE] | token --for mbsync|msmtp|getmail --mailbox ADDRESS [--cache FILE]',
+    'token [--json] [--show-token] [--cache FILE] | token --for mbsync|msmtp|getmail|offlineimap --mailbox ADDRESS [--cache FILE]',
   usesSettings: true,
   flags: [
     {
@@ -62,7 +62,7 @@ export const tokenCommand: Command = {
     const tool = toolOf(args);
     const mailbox = typeof args.values.mailbox === 'string' ? args.values.mailbox : undefined;
     if (mailbox && !tool) {
-      throw usageError('--mailbox goes with --for TOOL', 'Add --for mbsync, msmtp or getmail.');
+      throw usageError('--mailbox goes with --for TOOL', `Add --for ${TOOLS.join(', ')}.`);
     }
     const config = await loadConfig();
     const given = cachePath(args, io.env);
@@ -128,7 +128,7 @@ function toolOf(args: ParsedArgs): Tool | undefined {
   }
   throw usageError(
     `--for takes one of ${TOOLS.join(', ')}`,
-    'fetchmail and offlineimap are not supported yet; see README "Using other mail tools".',
+    'fetchmail is not supported yet (Debian 12\'s fetchmail 6.4 has no XOAUTH2 or OAUTHBEARER); see README "Using other mail tools".',
   );
 }
 
