@@ -112,7 +112,7 @@ export function toolConfig(tool: Tool, input: ToolConfigInput): string {
         `port = ${input.imap.port}`,
         `username = ${iniValue(input.mailbox)}`,
         'use_xoauth2 = True',
-        `password_command = (${input.tokenCommand.map((arg) => JSON.stringify(arg)).join(', ')})`,
+        `password_command = (${pythonStrings(input.tokenCommand)})`,
         // Without ca_certs getmail does not check the server's certificate at all.
         `ca_certs = ${iniValue(input.caFile ?? SYSTEM_CA_BUNDLE)}`,
         'mailboxes = ("INBOX",)',
@@ -128,7 +128,7 @@ export function toolConfig(tool: Tool, input: ToolConfigInput): string {
     }
     case 'offlineimap': {
       const local = `~/Mail/${input.mailbox}`;
-      const argv = `[${input.tokenCommand.map((arg) => JSON.stringify(arg)).join(', ')}]`;
+      const argv = `[${pythonStrings(input.tokenCommand)}]`;
       const run = `__import__("subprocess").run(${argv}, check=True, capture_output=True, text=True).stdout`;
       return lines([
         `# offlineimap: copy ${input.mailbox} from Exchange Online into ${local} (IMAP XOAUTH2, app-only token).`,
@@ -181,17 +181,22 @@ function mbsyncValue(value: string): string {
   return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
+/** Python string literals, comma-separated: JSON's string literals are Python's too. */
+function pythonStrings(values: readonly string[]): string {
+  return values.map((value) => JSON.stringify(value)).join(', ');
+}
+
 /** An INI value for offlineimap's parser, which interpolates `%`. */
 function offlineimapValue(value: string): string {
-  return iniValue(value).replaceAll('%', '%%');
+  return iniValue(value, 'offlineimap').replaceAll('%', '%%');
 }
 
 /** An INI value as RawConfigParser reads it: the rest of the line, stripped. */
-function iniValue(value: string): string {
+function iniValue(value: string, tool = 'getmail'): string {
   if (value !== value.trim()) {
     throw new ConfigurationError({
       code: 'SETUP_UNSAFE_VALUE',
-      message: `'${value}' starts or ends with a blank, which getmail's configuration would drop`,
+      message: `'${value}' starts or ends with a blank, which ${tool}'s configuration would drop`,
       remedy: 'Use a value (path, host) without a leading or trailing blank.',
     });
   }
