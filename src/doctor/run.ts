@@ -4,7 +4,13 @@ import {
   createTokenProvider,
   type TokenProvider,
 } from '../auth/token-provider.js';
-import { diagnoseExchangeSideImapRefusal, diagnosisToError } from '../clients/diagnostics.js';
+import {
+  type Diagnosis,
+  diagnoseExchangeSideImapRefusal,
+  diagnoseNotConnectedAfterLogin,
+  diagnosisToError,
+  type ExchangeSideContext,
+} from '../clients/diagnostics.js';
 import { connectImap } from '../clients/imap-client.js';
 import { createSmtpTransport } from '../clients/smtp-transport.js';
 import type { MailbridgeConfig } from '../config/types.js';
@@ -117,7 +123,11 @@ export async function runDoctor(
     });
     await step('imap list and select', async () => {
       if (!client) throw new Error('no IMAP connection');
-      return checkMailboxAccess(client, config, options.mailbox);
+      try {
+        return await checkMailboxAccess(client, config, options.mailbox);
+      } catch (error) {
+        throw exchangeSideRefusal(error, config, options.mailbox, requireToken(token));
+      }
     });
     await client?.logout().catch(() => client?.close());
   }
@@ -156,9 +166,16 @@ export async function runDoctor(
 }
 
 /**
- * A refused IMAP login, reached only after the claims step passed: the token
- * side is ruled out, so the advice leads with the Exchange side.
+ * Exchange's answers that doctor knows more about than the table: each is
+ * reached only after the claims step passed (the token side is ruled out),
+ * and "not connected" only after the login itself passed on doctor's one
+ * connection, so the advice leads with what is left, with the values filled in.
  */
+const AFTER_CLAIMS: Partial<Record<string, (context: ExchangeSideContext) => Diagnosis>> = {
+  IMAP_AUTH_FAILED: diagnoseExchangeSideImapRefusal,
+  IMAP_NOT_CONNECTED: diagnoseNotConnectedAfterLogin,
+};
+
 function exchangeSideRefusal(
   error: unknown,
   config: MailbridgeConfig,
@@ -166,10 +183,9 @@ function exchangeSideRefusal(
   token: AccessToken,
 ): unknown {
   const claims = decodeAccessTokenClaims(token.accessToken);
-  if (!(error instanceof MailbridgeError) || error.code !== 'IMAP_AUTH_FAILED' || !claims) {
-    return error;
-  }
-  const diagnosis = diagnoseExchangeSideImapRefusal({
+  const diagnose = error instanceof MailbridgeError ? AFTER_CLAIMS[error.code] : undefined;
+  if (!diagnose || !claims) return error;
+  const diagnosis = diagnose({
     mailbox,
     tenantId: config.tenantId,
     clientId: config.clientId,
