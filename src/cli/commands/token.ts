@@ -1,4 +1,5 @@
 import { decodeAccessTokenClaims } from '../../auth/claims.js';
+import { credentialExpiresOn } from '../../auth/credential-expiry.js';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import { ExitCode } from '../../errors.js';
 import { formatDuration } from '../../util/format.js';
@@ -14,7 +15,7 @@ export const tokenCommand: Command = {
     {
       name: 'json',
       type: 'boolean',
-      help: 'print {expiresOn, tenantId, appId, roles, scope} as JSON',
+      help: 'print {expiresOn, tenantId, appId, roles, scope, credentialExpiresOn?} as JSON',
     },
     {
       name: 'show-token',
@@ -36,12 +37,15 @@ export const tokenCommand: Command = {
       return ExitCode.ok;
     }
     const claims = decodeAccessTokenClaims(token.accessToken) ?? {};
+    const credentialEnd = credentialExpiresOn(config.credential);
     const summary = {
       expiresOn: token.expiresOn.toISOString(),
       tenantId: typeof claims.tid === 'string' ? claims.tid : config.tenantId,
       appId: claims.appid ?? claims.azp ?? config.clientId,
       roles: Array.isArray(claims.roles) ? claims.roles : [],
       scope: config.scope,
+      // Known locally for a certificate only; `credentials check` reads secrets' end dates.
+      ...(credentialEnd ? { credentialExpiresOn: credentialEnd.toISOString() } : {}),
     };
     if (args.values.json === true) {
       writeJson(io.stdout, summary);
