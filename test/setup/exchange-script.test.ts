@@ -574,7 +574,9 @@ describe('SMTP scoped to chosen mailboxes (RBAC for Applications)', () => {
     const readBack = text.slice(lastChange);
     expect(readBack).toContain('$SmtpAssignments = @(Get-SmtpRoleAssignment)');
     expect(readBack).toContain('no assignment of $SmtpRole over scope $ScopeName');
-    expect(readBack).toContain('is not limited to scope $ScopeName');
+    expect(readBack).toContain(
+      'not only scope $ScopeName; remove it with Remove-ManagementRoleAssignment',
+    );
     const [test] = named(ps, 'Test-ServicePrincipalAuthorization');
     expect(test?.parameters).toEqual({ Identity: '$Trustee', Resource: '$Mailbox' });
     expect(test?.node.startIndex).toBeGreaterThan(lastChange);
