@@ -171,6 +171,23 @@ export const ERROR_CODES = {
     exit: 4,
     remedy: 'Check the network, proxy, firewall, and the authority host / cloud.',
   },
+  GRAPH_FORBIDDEN: {
+    group: 'token',
+    exit: 3,
+    remedy:
+      'Grant the app the Microsoft Graph application permission `Application.Read.All` (admin consent), or make its service principal an owner of the app registration and grant `Application.ReadWrite.OwnedBy`.',
+  },
+  GRAPH_UNREACHABLE: {
+    group: 'token',
+    exit: 4,
+    remedy: 'Check the network, proxy, firewall, and the cloud or `--graph-url`.',
+  },
+  GRAPH_ANSWER_INVALID: {
+    group: 'token',
+    exit: 1,
+    remedy:
+      "Microsoft Graph did not answer with the app's credentials: check the cloud or `--graph-url`, and that `clientId` is the application (client) id.",
+  },
   TLS_CERTIFICATE_UNTRUSTED: {
     group: 'token',
     exit: 4,

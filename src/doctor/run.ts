@@ -1,4 +1,5 @@
 import { decodeAccessTokenClaims } from '../auth/claims.js';
+import { credentialExpiresOn, credentialExpiryWarning } from '../auth/credential-expiry.js';
 import {
   type AccessToken,
   createTokenProvider,
@@ -35,6 +36,8 @@ export interface DoctorStep {
   code?: string;
   detail?: string;
   fix?: string;
+  /** Passed, but something needs attention soon (a credential about to expire, a grant wider than meant). */
+  warning?: string;
 }
 
 export interface DoctorReport {
@@ -51,6 +54,14 @@ export interface DoctorOptions {
   smtp?: boolean;
   /** Send one test message to this address after SMTP AUTH passes. */
   sendTestTo?: string;
+  /**
+   * SMTP is granted in Exchange over a management scope (RBAC for
+   * Applications), not by the tenant-wide SMTP.SendAsApp permission: the token
+   * need not carry that role, and must not.
+   */
+  scopedSmtp?: boolean;
+  /** The time credential expiry is measured from. @default new Date() */
+  now?: Date;
   tokenProvider?: TokenProvider;
   logger?: Logger;
   /** Called as each step finishes, for live output. */
@@ -74,13 +85,25 @@ export async function runDoctor(
   let failed: MailbridgeError | undefined;
   let token: AccessToken | undefined;
 
-  const step = async (name: DoctorStepName, check: () => Promise<string>): Promise<void> => {
+  const step = async (
+    name: DoctorStepName,
+    check: () => Promise<string | { detail: string; warning?: string | undefined }>,
+  ): Promise<void> => {
     let result: DoctorStep;
     if (failed) {
       result = { name, status: 'skipped' };
     } else {
       try {
-        result = { name, status: 'passed', detail: await check() };
+        const outcome = await check();
+        result =
+          typeof outcome === 'string'
+            ? { name, status: 'passed', detail: outcome }
+            : {
+                name,
+                status: 'passed',
+                detail: outcome.detail,
+                ...(outcome.warning ? { warning: outcome.warning } : {}),
+              };
       } catch (error) {
         failed = asMailbridgeError(error);
         result = {
@@ -96,16 +119,23 @@ export async function runDoctor(
     options.onStep?.(result);
   };
 
-  await step(
-    'configuration',
-    async () => `tenant ${config.tenantId}, app ${config.clientId}, ${config.credential.kind}`,
-  );
+  await step('configuration', async () => {
+    const ends = credentialExpiresOn(config.credential);
+    return {
+      detail: `tenant ${config.tenantId}, app ${config.clientId}, ${config.credential.kind}${ends ? ` valid until ${ends.toISOString()}` : ''}`,
+      warning: credentialExpiryWarning(config.credential, options.now ?? new Date()),
+    };
+  });
   await step('token', async () => {
     token = await provider.getToken();
     return `expires ${token.expiresOn.toISOString()}`;
   });
   const protocols = [...(imap ? (['imap'] as const) : []), ...(smtp ? (['smtp'] as const) : [])];
-  await step('token claims', async () => checkClaims(requireToken(token), config, protocols));
+  await step('token claims', async () =>
+    checkClaims(requireToken(token), config, protocols, {
+      scopedSmtp: options.scopedSmtp === true,
+    }),
+  );
 
   if (imap) {
     await step('imap connect', () =>
@@ -142,7 +172,11 @@ export async function runDoctor(
     });
     try {
       await step('smtp auth', async () => {
-        await transport.verify();
+        try {
+          await transport.verify();
+        } catch (error) {
+          throw options.scopedSmtp ? scopedSmtpRefusal(error) : error;
+        }
         return `authenticated as ${options.mailbox} (XOAUTH2)`;
       });
       if (options.sendTestTo) {
@@ -193,6 +227,24 @@ function exchangeSideRefusal(
     claims,
   });
   return diagnosisToError(diagnosis, { mailbox, cause: error });
+}
+
+/**
+ * An SMTP AUTH refusal with a scoped grant: the scope or its assignment may be
+ * missing, or too new. Doctor cannot know when the assignment was made, so the
+ * advice says how long Exchange takes.
+ */
+function scopedSmtpRefusal(error: unknown): unknown {
+  if (!(error instanceof MailbridgeError) || error.exitCode !== ExitCode.auth) return error;
+  const Class = error.constructor as new (
+    options: ConstructorParameters<typeof MailbridgeError>[0],
+  ) => MailbridgeError;
+  return new Class({
+    code: error.code,
+    message: withoutRemedy(error),
+    remedy: `With SMTP scoped in Exchange (RBAC for Applications): a role assignment or scope change takes 30 minutes to 2 hours to apply, so a refusal right after \`setup exchange --smtp-scope\` may only be early; otherwise check that the mailbox is in the scope (Test-ServicePrincipalAuthorization -Identity <service principal> -Resource <mailbox>, whose InScope must be True for 'Application SMTP.SendAsApp'). ${error.remedy}`,
+    cause: error,
+  });
 }
 
 /**

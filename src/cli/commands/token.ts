@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { decodeAccessTokenClaims } from '../../auth/claims.js';
+import { credentialExpiresOn } from '../../auth/credential-expiry.js';
 import { tokenThroughCacheFile } from '../../auth/token-cache-file.js';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import type { MailbridgeConfig } from '../../config/types.js';
@@ -24,7 +25,7 @@ export const tokenCommand: Command = {
     {
       name: 'json',
       type: 'boolean',
-      help: 'print {expiresOn, tenantId, appId, roles, scope} as JSON',
+      help: 'print {expiresOn, tenantId, appId, roles, scope, credentialExpiresOn?} as JSON',
     },
     {
       name: 'show-token',
@@ -94,12 +95,15 @@ export const tokenCommand: Command = {
       return ExitCode.ok;
     }
     const claims = decodeAccessTokenClaims(token.accessToken) ?? {};
+    const credentialEnd = credentialExpiresOn(config.credential);
     const summary = {
       expiresOn: token.expiresOn.toISOString(),
       tenantId: typeof claims.tid === 'string' ? claims.tid : config.tenantId,
       appId: claims.appid ?? claims.azp ?? config.clientId,
       roles: Array.isArray(claims.roles) ? claims.roles : [],
       scope: config.scope,
+      // Known locally for a certificate only; `credentials check` reads secrets' end dates.
+      ...(credentialEnd ? { credentialExpiresOn: credentialEnd.toISOString() } : {}),
     };
     if (args.values.json === true) {
       writeJson(io.stdout, summary);
