@@ -6,6 +6,11 @@ export default defineConfig({
     // Workers must be processes: NODE_EXTRA_CA_CERTS (set by global setup) is
     // read only at process start, so worker threads would never trust the test CA.
     pool: 'forks',
+    // Most of a test's time is spent waiting on servers, child processes and
+    // timers, not on the CPU, so more files run at once than there are cores
+    // (vitest's default is one fewer than the cores: a single worker on a
+    // 2-core machine). Every harness takes free ports and a folder of its own.
+    maxWorkers: 4,
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -357,14 +357,12 @@ describe('a port of the wrong kind', { timeout: 60_000 }, () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as AddressInfo).port;
     try {
-      const { code, stderr } = await runCli(
+      // Both wait out the greeting timeout, so they wait side by side.
+      const cli = runCli(
         ['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 'x', '--text', 'y'],
         { ...env, MAILBRIDGE_SMTP_PORT: String(port) },
       );
-      expect(code).toBe(4);
-      expect(stderr).toContain('error SMTP_NO_GREETING');
-      expect(stderr).toContain('implicit TLS');
-      expect(stderr).toContain('587');
+      cli.catch(() => {}); // Awaited below; this only keeps an early failure from leaving it unhandled.
       // Timed in process: a loaded machine makes the CLI's start-up alone take seconds.
       const transport = createSmtpTransport(
         { ...config, smtp: { ...config.smtp, port } },
@@ -374,6 +372,11 @@ describe('a port of the wrong kind', { timeout: 60_000 }, () => {
       await expect(transport.verify()).rejects.toMatchObject({ code: 'SMTP_NO_GREETING' });
       expect(Date.now() - started).toBeLessThan(8_000);
       transport.close();
+      const { code, stderr } = await cli;
+      expect(code).toBe(4);
+      expect(stderr).toContain('error SMTP_NO_GREETING');
+      expect(stderr).toContain('implicit TLS');
+      expect(stderr).toContain('587');
     } finally {
       silent.close();
     }

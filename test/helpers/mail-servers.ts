@@ -602,10 +602,13 @@ class RunningMailServers implements MailServers {
 
   async start(): Promise<void> {
     const dovecot = this.spawnGroup('dovecot', ['-F', '-c', this.layout.dovecot.config], false);
-    // Dovecot's master creates every listener before it forks a service.
-    await waitFor(dovecot, 'Dovecot', () => canConnect(this.imap.port));
-    // `postfix check` creates the queue folders with their owners and modes.
-    await run('postfix', ['-c', this.layout.postfix.configDir, 'check'], this.layout.output);
+    await Promise.all([
+      // Dovecot's master creates every listener before it forks a service.
+      waitFor(dovecot, 'Dovecot', () => canConnect(this.imap.port)),
+      // `postfix check` creates the queue folders with their owners and modes;
+      // it needs nothing of Dovecot's, so it runs while Dovecot starts.
+      run('postfix', ['-c', this.layout.postfix.configDir, 'check'], this.layout.output),
+    ]);
     // Not `postfix start-fg`: outside PID 1 its master still becomes a session
     // leader of its own, out of reach of the child we would hold. `master -d`
     // stays in the foreground; spawned detached it leads its own process

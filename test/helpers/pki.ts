@@ -86,9 +86,18 @@ export function createTestCa(commonName = 'mailbridge test CA'): Issued {
   return issueCertificate({ commonName, isCa: true, keyBits: 2048 });
 }
 
+let serverKeys: KeyPair | undefined;
+
+/**
+ * Every server of a test process shares one key pair (each certificate is
+ * still its own): a 2048-bit RSA key costs a tenth of a second of CPU or more,
+ * and a test file starts several servers.
+ */
 export function issueServerCertificate(ca: Issued, commonName = 'localhost'): Issued {
+  serverKeys ??= generateRsaKeyPair();
   return issueCertificate({
     commonName,
+    keys: serverKeys,
     issuer: ca,
     dnsNames: ['localhost'],
     ipAddresses: ['127.0.0.1', '::1'],

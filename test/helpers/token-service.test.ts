@@ -678,15 +678,18 @@ describe('fault injection and counters', () => {
 
   it('delayNext holds answers, so a later request can overtake a delayed one', async () => {
     const app = service.registerApp();
-    service.delayNext(1, 400);
+    // Long enough for the second request's own handshake on a busy machine.
+    service.delayNext(1, 1_000);
     const finished: string[] = [];
     const started = Date.now();
     const slow = postToken(secretForm(app)).then(() => finished.push('slow'));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Not a fixed pause: on a busy machine the first request's TLS handshake alone can take longer.
+    while (service.tokenRequests < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 20));
     const fast = postToken(secretForm(app)).then(() => finished.push('fast'));
     await Promise.all([slow, fast]);
     expect(finished).toEqual(['fast', 'slow']);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
     expect(service.tokenRequests).toBe(2);
   });
 

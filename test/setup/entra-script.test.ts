@@ -227,6 +227,30 @@ describe('Azure CLI script', () => {
   });
 });
 
+interface FakeAzCall {
+  args: string[];
+  uploaded?: string;
+  unknown?: string[];
+}
+
+/** The fake az's log: per call its kind, the argument count, the arguments, and an upload's content. */
+function parseFakeAzLog(log: string): FakeAzCall[] {
+  const fields = log.split('\0');
+  const calls: FakeAzCall[] = [];
+  let i = 0;
+  while (i < fields.length - 1) {
+    const kind = fields[i++];
+    const count = Number(fields[i++]);
+    const args = fields.slice(i, i + count);
+    i += count;
+    const call: FakeAzCall = { args };
+    if (kind === 'upload') call.uploaded = fields[i++];
+    if (kind === 'unknown') call.unknown = args;
+    calls.push(call);
+  }
+  return calls;
+}
+
 describe('Azure CLI script run against a fake az', () => {
   const tenantId = randomUUID();
   const newAppId = randomUUID();
@@ -240,43 +264,59 @@ describe('Azure CLI script run against a fake az', () => {
   beforeAll(async () => {
     fakeDir = join(dir, 'fake-bin');
     await mkdir(fakeDir);
-    const fake = `#!/usr/bin/env node
-const fs = require('node:fs');
-const args = process.argv.slice(2);
-const env = process.env;
-const tenantId = ${JSON.stringify(tenantId)}, newAppId = ${JSON.stringify(newAppId)}, spId = ${JSON.stringify(spId)};
-const roleIds = ${JSON.stringify(roleIds)};
-const is = (...words) => words.every((word, i) => args[i] === word);
-const option = (name) => { const i = args.indexOf(name); return i < 0 ? undefined : args[i + 1]; };
-const entry = { args };
-let out = '';
-if (is('cloud', 'set') || is('ad', 'app', 'permission', 'add') || is('ad', 'app', 'permission', 'delete') || is('ad', 'app', 'permission', 'admin-consent')) {
-} else if (is('account', 'show')) {
-  if (option('--query') === 'tenantId') out = tenantId;
-} else if (is('ad', 'sp', 'show') && option('--id') === ${JSON.stringify(EXCHANGE_ONLINE_APP_ID)}) {
-  out = roleIds[/value=='([^']*)'/.exec(option('--query'))[1]] || '';
-} else if (is('ad', 'app', 'list')) {
-  out = env.FAKE_APPS || '';
-} else if (is('ad', 'app', 'create')) {
-  out = newAppId;
-} else if (is('ad', 'app', 'show')) {
-  out = env.FAKE_PRESENT_ROLES || '';
-} else if (is('ad', 'sp', 'list')) {
-  out = env.FAKE_SP || '';
-} else if (is('ad', 'sp', 'create')) {
-  out = spId;
-} else if (is('ad', 'app', 'credential', 'list')) {
-  out = env.FAKE_KEY_IDS || '';
-} else if (is('ad', 'app', 'credential', 'reset')) {
-  entry.uploaded = fs.readFileSync(option('--cert').slice(1), 'utf8');
-} else if (is('ad', 'sp', 'show')) {
-  out = spId;
-} else {
-  fs.appendFileSync(env.FAKE_AZ_LOG, JSON.stringify({ unknown: args }) + '\\n');
-  process.exit(2);
-}
-fs.appendFileSync(env.FAKE_AZ_LOG, JSON.stringify(entry) + '\\n');
-if (out) process.stdout.write(out + '\\n');
+    // In bash, not Node.js: a script run calls az about 16 times, and a Node.js
+    // start costs ten times a bash one, which a busy machine turns into seconds.
+    const roleCases = Object.entries(roleIds).map(([role, id]) => {
+      if (!/^[\w.]+$/.test(role)) throw new Error(`role name needs quoting: ${role}`);
+      return `    '${role}') out='${id}' ;;`;
+    });
+    // Each call is logged as NUL-separated fields: kind, argument count, the
+    // arguments, and for a certificate upload the file's content.
+    const fake = `#!/usr/bin/env bash
+set -u
+args=("$@")
+log=$FAKE_AZ_LOG
+is() { local i=0 word; for word in "$@"; do [ "\${args[i]-}" = "$word" ] || return 1; i=$((i + 1)); done; }
+option() { local i; for ((i = 0; i + 1 < \${#args[@]}; i++)); do [ "\${args[i]}" = "$1" ] && { printf '%s' "\${args[i + 1]}"; return; }; done; }
+record() { printf '%s\\0%s\\0' "$1" "\${#args[@]}" >>"$log"; [ \${#args[@]} -eq 0 ] || printf '%s\\0' "\${args[@]}" >>"$log"; }
+out=''
+if is cloud set || is ad app permission add || is ad app permission delete || is ad app permission admin-consent; then
+  :
+elif is account show; then
+  [ "$(option --query)" = tenantId ] && out=${tenantId}
+elif is ad sp show && [ "$(option --id)" = ${EXCHANGE_ONLINE_APP_ID} ]; then
+  query=$(option --query)
+  if [[ $query =~ value==\\'([^\\']*)\\' ]]; then
+    case "\${BASH_REMATCH[1]}" in
+${roleCases.join('\n')}
+    esac
+  fi
+elif is ad app list; then
+  out=\${FAKE_APPS-}
+elif is ad app create; then
+  out=${newAppId}
+elif is ad app show; then
+  out=\${FAKE_PRESENT_ROLES-}
+elif is ad sp list; then
+  out=\${FAKE_SP-}
+elif is ad sp create; then
+  out=${spId}
+elif is ad app credential list; then
+  out=\${FAKE_KEY_IDS-}
+elif is ad app credential reset; then
+  cert=$(option --cert)
+  content=$(cat "\${cert#@}" && printf x) || exit 1
+  record upload
+  printf '%s\\0' "\${content%x}" >>"$log"
+  exit 0
+elif is ad sp show; then
+  out=${spId}
+else
+  record unknown
+  exit 2
+fi
+record call
+if [ -n "$out" ]; then printf '%s\\n' "$out"; fi
 `;
     await writeFile(join(fakeDir, 'az'), fake);
     await chmod(join(fakeDir, 'az'), 0o755);
@@ -296,10 +336,7 @@ if (out) process.stdout.write(out + '\\n');
         ...env,
       },
     });
-    const calls = (await readFile(log, 'utf8').catch(() => ''))
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as { args: string[]; uploaded?: string; unknown?: string[] });
+    const calls = parseFakeAzLog(await readFile(log, 'utf8').catch(() => ''));
     return { code: result.status, stdout: result.stdout, stderr: result.stderr, calls };
   }
 
