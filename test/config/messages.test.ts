@@ -1097,8 +1097,8 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
     },
     {},
     [
+      // Changed: "needs at least one address" followed from the same mistake; it is said once now.
       { field: 'relay.listen', message: 'relay.listen must be a list of strings.' },
-      { field: 'relay.listen', message: 'relay.listen needs at least one address.' },
     ],
   ],
   [
@@ -1111,8 +1111,8 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
     },
     {},
     [
+      // Changed: "needs at least one address" followed from the same mistake; it is said once now.
       { field: 'relay.listen', message: 'relay.listen must be a list of strings.' },
-      { field: 'relay.listen', message: 'relay.listen needs at least one address.' },
     ],
   ],
   [
@@ -1213,7 +1213,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
       tls: { cert: '/c', key: '/k', ca: '/x' },
     },
     {},
-    [{ field: 'relay.tls.ca', message: "Unknown setting 'relay.tls.ca'." }],
+    [{ field: 'relay.tls.ca', message: "Unknown setting 'relay.tls.ca'. Known: cert, key." }],
   ],
   [
     'users empty',
@@ -1649,14 +1649,16 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
         message: "senders must list at least one address, '*@domain' or '*'.",
       },
       { field: 'relay.policy[5].user', message: 'user must be a user name of the users file.' },
+      // Changed: a rule's unknown key is named in full and gets a "did you mean", as in every section.
       {
         field: 'relay.policy[6].(unknown key)',
         message:
-          'Unknown key (a key of 23 characters that is no setting name, not shown in case it is a misplaced secret) (a rule has user or network, senders, mailbox).',
+          'Unknown setting in relay.policy[6], (a key of 23 characters that is no setting name, not shown in case it is a misplaced secret). Known: user, network, senders, mailbox.',
       },
       {
         field: 'relay.policy[6].mailbx',
-        message: "Unknown key 'mailbx' (a rule has user or network, senders, mailbox).",
+        message:
+          "Unknown setting 'relay.policy[6].mailbx': did you mean 'relay.policy[6].mailbox'?",
       },
       {
         field: 'relay.policy[6].network',
@@ -1765,6 +1767,23 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
 ];
 
 describe('relay section messages', () => {
+  it('refuses an unknown key inside retryBackoff, which main accepted silently', () => {
+    const problems = problemsOf(() =>
+      parseRelaySettings({
+        spool: '/var/spool/mailbridge',
+        allowNetworks: ['127.0.0.1/32'],
+        policy: [{ network: '127.0.0.1/32', senders: ['*'] }],
+        retryBackoff: { initial: '1s', max: '2s', factor: 2 },
+      }),
+    );
+    expect(problems).toEqual([
+      {
+        field: 'relay.retryBackoff.factor',
+        message: "Unknown setting 'relay.retryBackoff.factor'. Known: initial, max.",
+      },
+    ]);
+  });
+
   it.each(RELAY)('%s', (_name, input, options, expected) => {
     const problems = problemsOf(() => parseRelaySettings(input, options));
     expect(problems).toEqual(expected);
