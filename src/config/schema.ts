@@ -42,8 +42,11 @@ export type AnySchema = v.GenericSchema<unknown, unknown>;
 export interface MappingOptions {
   /** When the value is not a mapping. */
   notMapping: string;
-  /** The message for a key the mapping does not know, given the closest known key. */
-  unknownKey: (key: string, near: string | undefined, known: readonly string[]) => string;
+  /**
+   * The message for a key the mapping does not know, given the closest known
+   * key; undefined lets the key through (the top level's job sections).
+   */
+  unknownKey: (key: string, near: string | undefined, value: unknown) => string | undefined;
   /** How far a typo may be from a known key to be suggested. @default 2 */
   maxDistance?: number;
 }
@@ -75,9 +78,14 @@ export function mapping<const TEntries extends v.ObjectEntries>(
       if (!isPlainObject(value)) return;
       for (const key of Object.keys(value)) {
         if (known.includes(key)) continue;
-        const near = closestName(key, known, options.maxDistance);
+        const message = options.unknownKey(
+          key,
+          closestName(key, known, options.maxDistance),
+          value[key],
+        );
+        if (message === undefined) continue;
         addIssue({
-          message: options.unknownKey(key, near, known),
+          message,
           path: [{ type: 'object', origin: 'key', input: value, key, value: value[key] }],
         });
       }
@@ -86,13 +94,14 @@ export function mapping<const TEntries extends v.ObjectEntries>(
 }
 
 /**
- * A domain rule over an already well-typed value: the first problem it finds,
- * or none. For checks that read better as code than as a chain (a GUID or a
+ * A domain rule over a value that passed the checks before it: the first
+ * problem it finds, or none. For checks that read better as code than as a chain (a GUID or a
  * domain, a scope, a URL).
  */
 export function rule<T>(problemOf: (value: T) => string | undefined) {
   return v.rawCheck<T>(({ dataset, addIssue }) => {
-    if (!dataset.typed) return;
+    // One problem per value: a rule says nothing about a value already found wrong.
+    if (!dataset.typed || dataset.issues) return;
     const problem = problemOf(dataset.value);
     if (problem !== undefined) addIssue({ message: problem });
   });

@@ -133,7 +133,10 @@ function unknownRelayKey(key: string, near: string | undefined, known: readonly 
 }
 
 const relayMapping = <const T extends v.ObjectEntries>(entries: T, notMapping: string) =>
-  mapping(entries, { notMapping, unknownKey: unknownRelayKey });
+  mapping(entries, {
+    notMapping,
+    unknownKey: (key, near) => unknownRelayKey(key, near, Object.keys(entries)),
+  });
 
 const duration = parsedBy(
   parseDuration,
