@@ -12,7 +12,7 @@
 import * as v from 'valibot';
 import type { ConfigProblem } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
-import { looksLikeSettingName } from './unknown-key.js';
+import { looksLikeSettingName, quotedKey } from './unknown-key.js';
 
 /** Stands for the problem's field in a schema message. */
 export const FIELD = '{field}';
@@ -94,6 +94,64 @@ export function mapping<const TEntries extends v.ObjectEntries>(
 }
 
 /**
+ * The unknown-key message of a job's section (`relay:`, `migrate:`, …) and
+ * of the mappings inside it: the closest known key, or the known keys.
+ */
+export function unknownSectionKey(
+  key: string,
+  near: string | undefined,
+  known: readonly string[],
+): string {
+  const quoted = quotedKey(key, `${SECTION}.`);
+  return near
+    ? `Unknown setting ${quoted}: did you mean '${SECTION}.${near}'?`
+    : `Unknown setting ${quoted}. Known: ${known.join(', ')}.`;
+}
+
+/** A mapping of a job's section: its unknown keys are said as `unknownSectionKey` says them. */
+export function sectionMapping<const TEntries extends v.ObjectEntries>(
+  entries: TEntries,
+  notMapping: string,
+) {
+  return mapping(entries, {
+    notMapping,
+    unknownKey: (key, near) => unknownSectionKey(key, near, Object.keys(entries)),
+  });
+}
+
+/** `90s`, `30m`, `24h`, `2d`, `500ms`, or a number of seconds → ms. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') {
+    return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
+  }
+  if (typeof value !== 'string') return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(value);
+  if (!m) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    (m[2] as string).toLowerCase() as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** A duration setting, in ms. */
+export const duration = parsedBy(
+  parseDuration,
+  `${FIELD} must be a duration such as 90s, 30m, 24h or 2d.`,
+);
+
+/** A string or a list of strings, as a list. */
+export const stringList = v.union(
+  [
+    v.pipe(
+      v.string(),
+      v.transform((one) => [one]),
+    ),
+    v.array(v.string()),
+  ],
+  `${FIELD} must be a list of strings.`,
+);
+
+/**
  * A domain rule over a value that passed the checks before it: the first
  * problem it finds, or none. For checks that read better as code than as a chain (a GUID or a
  * domain, a scope, a URL).
@@ -135,6 +193,13 @@ export function wholeNumber(min: number, max: number, message: string) {
     v.maxValue(max, message),
   );
 }
+
+/** A whole number setting from `min` to `max` (or `alternative`, e.g. ' or false for no limit'). */
+export const count = (min: number, max: number, alternative = '') =>
+  wholeNumber(min, max, `${FIELD} must be a whole number from ${min} to ${max}${alternative}.`);
+
+/** A true-or-false setting. */
+export const flag = v.boolean(`${FIELD} must be true or false.`);
 
 /** A string, trimmed, that is not empty. */
 export function text(message: string) {

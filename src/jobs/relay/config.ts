@@ -11,18 +11,21 @@
 import { isAbsolute, resolve } from 'node:path';
 import * as v from 'valibot';
 import {
+  count,
+  duration,
   FIELD,
+  flag,
   isPlainObject,
   mapping,
   parsedBy,
   parseSection,
   rule,
-  SECTION,
+  sectionMapping,
+  stringList,
   text,
+  unknownSectionKey,
   whenAbsent,
-  wholeNumber,
 } from '../../config/schema.js';
-import { quotedKey } from '../../config/unknown-key.js';
 import { type ConfigProblem, ConfigurationError } from '../../errors.js';
 import { displayText } from '../../util/display-text.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from './cidr.js';
@@ -124,44 +127,13 @@ export interface ParseRelayOptions {
 
 const ADDRESS = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
 
-/** One unknown-key message for every mapping of the relay section. */
-function unknownRelayKey(key: string, near: string | undefined, known: readonly string[]): string {
-  const quoted = quotedKey(key, `${SECTION}.`);
-  return near
-    ? `Unknown setting ${quoted}: did you mean '${SECTION}.${near}'?`
-    : `Unknown setting ${quoted}. Known: ${known.join(', ')}.`;
-}
-
-const relayMapping = <const T extends v.ObjectEntries>(entries: T, notMapping: string) =>
-  mapping(entries, {
-    notMapping,
-    unknownKey: (key, near) => unknownRelayKey(key, near, Object.keys(entries)),
-  });
-
-const duration = parsedBy(
-  parseDuration,
-  `${FIELD} must be a duration such as 90s, 30m, 24h or 2d.`,
-);
-const flag = v.boolean(`${FIELD} must be true or false.`);
-const count = (min: number, max: number, alternative = '') =>
-  wholeNumber(min, max, `${FIELD} must be a whole number from ${min} to ${max}${alternative}.`);
-const stringList = v.union(
-  [
-    v.pipe(
-      v.string(),
-      v.transform((one) => [one]),
-    ),
-    v.array(v.string()),
-  ],
-  `${FIELD} must be a list of strings.`,
-);
 /** `{ initial, max }` durations, the first at most the second (retry backoff, auth penalty). */
 const growingDelay = (
   fallback: { readonly initialMs: number; readonly maxMs: number },
   example: string,
 ) =>
   v.pipe(
-    relayMapping(
+    sectionMapping(
       {
         initial: v.optional(duration),
         max: v.optional(duration),
@@ -180,7 +152,7 @@ const growingDelay = (
 const SENDERS_MESSAGE = "senders must list at least one address, '*@domain' or '*'.";
 
 const policyRule = v.pipe(
-  relayMapping(
+  sectionMapping(
     {
       user: v.optional(
         v.pipe(
@@ -275,7 +247,7 @@ export const relaySectionSchema = mapping(
       v.nonEmpty(SPOOL_MESSAGE),
     ),
     tls: v.optional(
-      relayMapping(
+      sectionMapping(
         {
           cert: text(`${FIELD} must name the PEM certificate file.`),
           key: text(`${FIELD} must name the PEM private key file.`),
@@ -347,7 +319,7 @@ export const relaySectionSchema = mapping(
   },
   {
     notMapping: 'relay must be a mapping of settings.',
-    unknownKey: (key, near) => unknownRelayKey(key, near, RELAY_KEYS),
+    unknownKey: (key, near) => unknownSectionKey(key, near, RELAY_KEYS),
   },
 );
 
@@ -546,19 +518,7 @@ export function parseListenAddress(input: string): ListenAddress | string {
   return { host, port, implicitTls, text };
 }
 
-/** `90s`, `30m`, `24h`, `2d`, `500ms`, or a number of seconds → ms. */
-export function parseDuration(value: unknown): number | undefined {
-  if (typeof value === 'number') {
-    return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
-  }
-  if (typeof value !== 'string') return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(value);
-  if (!m) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
-    (m[2] as string).toLowerCase() as 'ms' | 's' | 'm' | 'h' | 'd'
-  ];
-  return Math.round(Number(m[1]) * unit);
-}
+export { parseDuration } from '../../config/schema.js';
 
 /** `35MB`, `35 MiB`, `512k`, or a number of bytes. Units are binary: 1 MB = 1024 × 1024 bytes, as Exchange counts. */
 export function parseSize(value: unknown): number | undefined {
