@@ -1,7 +1,9 @@
 /**
  * Validates merged settings once, collecting every problem, and builds the
  * `MailbridgeConfig` the rest of the library uses. A user fixing a config
- * should see all that is wrong in one run, not one problem per run.
+ * should see all that is wrong in one run, not one problem per run. Each
+ * setting's shape and value is `settingsSchema`; the rules between settings
+ * and the files (certificate, token file, CA file) are checked after it.
  *
  * No message here quotes a secret, a password, or a free-form value that may
  * be a misplaced secret (a client secret pasted into `clientId` is common):
