@@ -12,6 +12,7 @@ import { dedupeMailboxes, type MailboxEntry } from './mailbox-list.js';
 import {
   displayNameProblem,
   guidProblem,
+  printableNameProblem,
   quoteForMessage,
   smtpAddressProblem,
   tenantProblem,
@@ -24,6 +25,14 @@ export type ExchangeProtocol = (typeof EXCHANGE_PROTOCOLS)[number];
 export const DEFAULT_PROTOCOLS: readonly ExchangeProtocol[] = ['imap', 'smtp'];
 /** Display name of the Exchange service principal reference when none is given. */
 export const DEFAULT_DISPLAY_NAME = 'mailbridge';
+
+/**
+ * Which mailboxes the app may send as over SMTP when SMTP.SendAsApp is granted
+ * through RBAC for Applications (a management scope and a role assignment in
+ * Exchange) instead of tenant-wide in Entra: the members of one group, or
+ * exactly the planned mailboxes.
+ */
+export type SmtpScope = { kind: 'group'; group: string } | { kind: 'mailboxes' };
 
 export interface ExchangePlan {
   /** Directory (tenant) id, lower-case, or a verified domain as given. */
@@ -44,6 +53,8 @@ export interface ExchangePlan {
   cloud: CloudName;
   /** Render the script that undoes the grants instead. */
   remove: boolean;
+  /** Grant SMTP through a management scope (RBAC for Applications); needs `smtp`. */
+  smtpScope?: SmtpScope;
 }
 
 /**
@@ -63,6 +74,8 @@ export interface ExchangePlanInput {
   enableProtocols?: unknown;
   cloud?: unknown;
   remove?: unknown;
+  /** `group:NAME` or `mailboxes`. */
+  smtpScope?: unknown;
 }
 
 /** Keys of the config file's `setup.exchange` section. */
@@ -76,6 +89,7 @@ export const EXCHANGE_PLAN_KEYS = [
   'sendAs',
   'enableProtocols',
   'cloud',
+  'smtpScope',
 ] as const;
 
 /** Nothing given: a missing key, null, or an empty text. */
@@ -95,6 +109,9 @@ const requiredText = (what: string, problemOf: (value: string) => string | undef
 const flag = v.nullish(
   v.boolean((issue) => `must be true or false, not ${describeType(issue.input)}`),
 );
+
+const SCOPE_USAGE =
+  'use group:NAME (the members of one group) or mailboxes (exactly the mailboxes given)';
 
 const MAILBOXES_REQUIRED =
   'at least one mailbox is required (--mailbox ADDRESS or --mailboxes FILE)';
@@ -183,6 +200,24 @@ export const exchangePlanSchema = mapping(
     sendAs: flag,
     enableProtocols: flag,
     remove: flag,
+    smtpScope: v.nullish(
+      v.pipe(
+        v.string((issue) => `must be a string, not ${describeType(issue.input)}: ${SCOPE_USAGE}`),
+        v.rawTransform<string, SmtpScope | undefined>(({ dataset, addIssue, NEVER }) => {
+          const value = dataset.value;
+          if (value === '') return undefined;
+          if (value.trim().toLowerCase() === 'mailboxes') return { kind: 'mailboxes' };
+          const group = /^group:(.*)$/is.exec(value.trimStart())?.[1];
+          const why =
+            group === undefined
+              ? `${quoteForMessage(value)} is not a scope: ${SCOPE_USAGE}`
+              : printableNameProblem(group, 'the group name');
+          if (why === undefined && group !== undefined) return { kind: 'group', group };
+          addIssue({ message: why ?? '' });
+          return NEVER;
+        }),
+      ),
+    ),
   },
   {
     notMapping: 'the plan must be a mapping of values',
@@ -228,6 +263,16 @@ export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
   if (sendAs && !protocols.includes('smtp')) {
     problem('sendAs', 'SendAs is for sending over SMTP: add smtp to the protocols');
   }
+  const smtpScope = (valid('smtpScope') && plan.smtpScope) || undefined;
+  if (smtpScope && !protocols.includes('smtp')) {
+    problem('smtpScope', 'the SMTP scope is for sending over SMTP: add smtp to the protocols');
+  }
+  if (smtpScope && sendAs) {
+    problem(
+      'sendAs',
+      'SendAs is not needed with an SMTP scope: the role assignment lets the app send as every mailbox in the scope',
+    );
+  }
 
   if (problems.length > 0) {
     throw new ConfigurationError({
@@ -249,6 +294,7 @@ export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
     enableProtocols: plan.enableProtocols ?? false,
     cloud: plan.cloud || 'global',
     remove: plan.remove ?? false,
+    ...(smtpScope ? { smtpScope } : {}),
   };
 }
 

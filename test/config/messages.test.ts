@@ -1791,6 +1791,14 @@ describe('relay section messages', () => {
   });
 });
 
+/** A valid plan, for the cases that change one value of it. */
+const plan = {
+  tenant: 'contoso.onmicrosoft.com',
+  appId: '11111111-2222-3333-4444-555555555555',
+  objectId: '66666666-7777-8888-9999-aaaaaaaaaaaa',
+  mailboxes: ['archive@contoso.com'],
+};
+
 const PLAN: [string, Record<string, unknown>, Problems][] = [
   [
     'nothing',
@@ -1992,6 +2000,54 @@ const PLAN: [string, Record<string, unknown>, Problems][] = [
         field: 'tenant',
         message:
           '"contoso" is not a domain name (it has no dot) (a tenant is a directory id GUID or a verified domain)',
+      },
+    ],
+  ],
+  [
+    'smtpScope a number',
+    { ...plan, smtpScope: 5 },
+    [
+      {
+        field: 'smtpScope',
+        message:
+          'must be a string, not number 5: use group:NAME (the members of one group) or mailboxes (exactly the mailboxes given)',
+      },
+    ],
+  ],
+  [
+    'smtpScope unknown',
+    { ...plan, smtpScope: 'everyone' },
+    [
+      {
+        field: 'smtpScope',
+        message:
+          '"everyone" is not a scope: use group:NAME (the members of one group) or mailboxes (exactly the mailboxes given)',
+      },
+    ],
+  ],
+  [
+    'smtpScope empty group',
+    { ...plan, smtpScope: 'group:' },
+    [{ field: 'smtpScope', message: 'the group name is empty' }],
+  ],
+  [
+    'smtpScope without smtp',
+    { ...plan, protocols: 'imap', smtpScope: 'mailboxes' },
+    [
+      {
+        field: 'smtpScope',
+        message: 'the SMTP scope is for sending over SMTP: add smtp to the protocols',
+      },
+    ],
+  ],
+  [
+    'smtpScope with sendAs',
+    { ...plan, smtpScope: 'group:Senders', sendAs: true },
+    [
+      {
+        field: 'sendAs',
+        message:
+          'SendAs is not needed with an SMTP scope: the role assignment lets the app send as every mailbox in the scope',
       },
     ],
   ],
