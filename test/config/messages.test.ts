@@ -36,6 +36,9 @@ function expectNoSecret(problems: Problems): void {
   expect(JSON.stringify(problems)).not.toContain('sEcReT');
 }
 
+/** Settings that pass, with a client secret. */
+const ok = { tenantId: T, clientId: C, clientSecret: S };
+
 const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Problems][] = [
   [
     'nothing at all',
@@ -226,13 +229,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'two credentials from three sources',
-    {
-      tenantId: T,
-      clientId: C,
-      clientSecret: S,
-      federatedTokenFile: '/nonexistent/token',
-      certificatePath: '/nonexistent/c.pem',
-    },
+    { ...ok, federatedTokenFile: '/nonexistent/token', certificatePath: '/nonexistent/c.pem' },
     [
       ['clientSecret', { source: 'environment', variable: 'AZURE_CLIENT_SECRET' }],
       ['federatedTokenFile', { source: 'file', path: '/etc/mailbridge.yaml' }],
@@ -281,7 +278,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'certificatePassword without certificatePath',
-    { tenantId: T, clientId: C, clientSecret: S, certificatePassword: 'pw' },
+    { ...ok, certificatePassword: 'pw' },
     [],
     [
       {
@@ -347,25 +344,25 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'sendCertificateChain not a flag',
-    { tenantId: T, clientId: C, clientSecret: S, sendCertificateChain: 'always' },
+    { ...ok, sendCertificateChain: 'always' },
     [],
     [{ field: 'sendCertificateChain', message: 'sendCertificateChain must be true or false.' }],
   ],
   [
     'sendCertificateChain 2',
-    { tenantId: T, clientId: C, clientSecret: S, sendCertificateChain: 2 },
+    { ...ok, sendCertificateChain: 2 },
     [],
     [{ field: 'sendCertificateChain', message: 'sendCertificateChain must be true or false.' }],
   ],
   [
     'cloud unknown',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 'mars' },
+    { ...ok, cloud: 'mars' },
     [],
     [{ field: 'cloud', message: 'cloud must be one of global, usgov-high, usgov-dod, china.' }],
   ],
   [
     'cloud near',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 'usgov' },
+    { ...ok, cloud: 'usgov' },
     [],
     [
       {
@@ -377,7 +374,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'cloud near 2',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 'chna' },
+    { ...ok, cloud: 'chna' },
     [],
     [
       {
@@ -388,7 +385,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'cloud gcc',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 'GCC' },
+    { ...ok, cloud: 'GCC' },
     [],
     [
       {
@@ -400,13 +397,13 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'cloud a number',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 1 },
+    { ...ok, cloud: 1 },
     [],
     [{ field: 'cloud', message: 'cloud must be a string (in YAML, put the value in quotes).' }],
   ],
   [
     'cloud from the environment',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 'dod' },
+    { ...ok, cloud: 'dod' },
     [['cloud', { source: 'environment', variable: 'MAILBRIDGE_CLOUD' }]],
     [
       {
@@ -417,7 +414,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost without scheme',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 'login.microsoftonline.us' },
+    { ...ok, authorityHost: 'login.microsoftonline.us' },
     [],
     [
       {
@@ -429,7 +426,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost http',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 'http://127.0.0.1:8443' },
+    { ...ok, authorityHost: 'http://127.0.0.1:8443' },
     [],
     [
       {
@@ -441,7 +438,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost ftp',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 'ftp://login.example' },
+    { ...ok, authorityHost: 'ftp://login.example' },
     [],
     [
       {
@@ -452,12 +449,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost path',
-    {
-      tenantId: T,
-      clientId: C,
-      clientSecret: S,
-      authorityHost: 'https://login.microsoftonline.com/common',
-    },
+    { ...ok, authorityHost: 'https://login.microsoftonline.com/common' },
     [],
     [
       {
@@ -469,7 +461,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost query',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 'https://login.example/?x=1' },
+    { ...ok, authorityHost: 'https://login.example/?x=1' },
     [],
     [
       {
@@ -481,13 +473,13 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost user',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 'https://user:pw@login.example' },
+    { ...ok, authorityHost: 'https://user:pw@login.example' },
     [],
     [{ field: 'authorityHost', message: 'authorityHost must not carry a user name or password.' }],
   ],
   [
     'authorityHost invalid',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 'https://' },
+    { ...ok, authorityHost: 'https://' },
     [],
     [
       {
@@ -498,7 +490,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost a number',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 443 },
+    { ...ok, authorityHost: 443 },
     [],
     [
       {
@@ -509,7 +501,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'authorityHost from the environment',
-    { tenantId: T, clientId: C, clientSecret: S, authorityHost: 'http://x' },
+    { ...ok, authorityHost: 'http://x' },
     [['authorityHost', { source: 'environment', variable: 'AZURE_AUTHORITY_HOST' }]],
     [
       {
@@ -521,7 +513,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope empty',
-    { tenantId: T, clientId: C, clientSecret: S, scope: '' },
+    { ...ok, scope: '' },
     [],
     [
       {
@@ -532,7 +524,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope empty in china',
-    { tenantId: T, clientId: C, clientSecret: S, scope: '', cloud: 'china' },
+    { ...ok, scope: '', cloud: 'china' },
     [],
     [
       {
@@ -543,12 +535,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope two',
-    {
-      tenantId: T,
-      clientId: C,
-      clientSecret: S,
-      scope: 'https://outlook.office365.com/.default offline_access',
-    },
+    { ...ok, scope: 'https://outlook.office365.com/.default offline_access' },
     [],
     [
       {
@@ -560,7 +547,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope graph',
-    { tenantId: T, clientId: C, clientSecret: S, scope: 'https://graph.microsoft.com/.default' },
+    { ...ok, scope: 'https://graph.microsoft.com/.default' },
     [],
     [
       {
@@ -572,12 +559,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope graph guid',
-    {
-      tenantId: T,
-      clientId: C,
-      clientSecret: S,
-      scope: '00000003-0000-0000-c000-000000000000/.default',
-    },
+    { ...ok, scope: '00000003-0000-0000-c000-000000000000/.default' },
     [],
     [
       {
@@ -589,12 +571,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope delegated',
-    {
-      tenantId: T,
-      clientId: C,
-      clientSecret: S,
-      scope: 'https://outlook.office.com/IMAP.AccessAsUser.All',
-    },
+    { ...ok, scope: 'https://outlook.office.com/IMAP.AccessAsUser.All' },
     [],
     [
       {
@@ -606,7 +583,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope delegated bare',
-    { tenantId: T, clientId: C, clientSecret: S, scope: 'IMAP.AccessAsUser.All' },
+    { ...ok, scope: 'IMAP.AccessAsUser.All' },
     [],
     [
       {
@@ -618,7 +595,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope delegated unquoted',
-    { tenantId: T, clientId: C, clientSecret: S, scope: 'offline_access' },
+    { ...ok, scope: 'offline_access' },
     [],
     [
       {
@@ -630,7 +607,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope without default',
-    { tenantId: T, clientId: C, clientSecret: S, scope: 'https://outlook.office365.com/' },
+    { ...ok, scope: 'https://outlook.office365.com/' },
     [],
     [
       {
@@ -642,7 +619,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope secret-like without default',
-    { tenantId: T, clientId: C, clientSecret: S, scope: S },
+    { ...ok, scope: S },
     [],
     [
       {
@@ -654,7 +631,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope no resource',
-    { tenantId: T, clientId: C, clientSecret: S, scope: '/.default' },
+    { ...ok, scope: '/.default' },
     [],
     [
       {
@@ -665,13 +642,13 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'scope a number',
-    { tenantId: T, clientId: C, clientSecret: S, scope: 3 },
+    { ...ok, scope: 3 },
     [],
     [{ field: 'scope', message: 'scope must be a string (in YAML, put the value in quotes).' }],
   ],
   [
     'imap a string',
-    { tenantId: T, clientId: C, clientSecret: S, imap: 'outlook.office365.com' },
+    { ...ok, imap: 'outlook.office365.com' },
     [],
     [
       {
@@ -683,7 +660,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'smtp a list',
-    { tenantId: T, clientId: C, clientSecret: S, smtp: ['x'] },
+    { ...ok, smtp: ['x'] },
     [],
     [
       {
@@ -695,7 +672,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'imap in china a string',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 'china', imap: 'x' },
+    { ...ok, cloud: 'china', imap: 'x' },
     [],
     [
       {
@@ -707,7 +684,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'imap.port values',
-    { tenantId: T, clientId: C, clientSecret: S, imap: { port: 0 }, smtp: { port: 'abc' } },
+    { ...ok, imap: { port: 0 }, smtp: { port: 'abc' } },
     [],
     [
       { field: 'imap.port', message: 'imap.port must be a whole number from 1 to 65535.' },
@@ -716,13 +693,13 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'imap.port fraction',
-    { tenantId: T, clientId: C, clientSecret: S, imap: { port: 99.5 } },
+    { ...ok, imap: { port: 99.5 } },
     [],
     [{ field: 'imap.port', message: 'imap.port must be a whole number from 1 to 65535.' }],
   ],
   [
     'imap.port from the environment',
-    { tenantId: T, clientId: C, clientSecret: S, imap: { port: 70000 } },
+    { ...ok, imap: { port: 70000 } },
     [['imap.port', { source: 'environment', variable: 'MAILBRIDGE_IMAP_PORT' }]],
     [
       {
@@ -733,7 +710,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'smtp.host empty',
-    { tenantId: T, clientId: C, clientSecret: S, smtp: { host: ' ' } },
+    { ...ok, smtp: { host: ' ' } },
     [],
     [
       {
@@ -744,7 +721,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'smtp.host empty in usgov-dod',
-    { tenantId: T, clientId: C, clientSecret: S, cloud: 'usgov-dod', smtp: { host: '' } },
+    { ...ok, cloud: 'usgov-dod', smtp: { host: '' } },
     [],
     [
       {
@@ -755,7 +732,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'smtp.host with scheme',
-    { tenantId: T, clientId: C, clientSecret: S, smtp: { host: 'imaps://outlook.office365.com' } },
+    { ...ok, smtp: { host: 'imaps://outlook.office365.com' } },
     [],
     [
       {
@@ -767,7 +744,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'imap.host with port',
-    { tenantId: T, clientId: C, clientSecret: S, imap: { host: 'outlook.office365.com:993' } },
+    { ...ok, imap: { host: 'outlook.office365.com:993' } },
     [],
     [
       {
@@ -779,13 +756,13 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'imap.host a number',
-    { tenantId: T, clientId: C, clientSecret: S, imap: { host: 5 } },
+    { ...ok, imap: { host: 5 } },
     [],
     [{ field: 'imap.host', message: 'imap.host must be a string.' }],
   ],
   [
     'imap.host from the environment',
-    { tenantId: T, clientId: C, clientSecret: S, imap: { host: 'a b' } },
+    { ...ok, imap: { host: 'a b' } },
     [['imap.host', { source: 'environment', variable: 'MAILBRIDGE_IMAP_HOST' }]],
     [
       {
@@ -797,13 +774,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'unknown keys in imap and smtp',
-    {
-      tenantId: T,
-      clientId: C,
-      clientSecret: S,
-      smtp: { hots: 'x', tls: true },
-      imap: { 'Zq8~sEcReT.vAlUe-9f3b1c': 1 },
-    },
+    { ...ok, smtp: { hots: 'x', tls: true }, imap: { 'Zq8~sEcReT.vAlUe-9f3b1c': 1 } },
     [],
     [
       {
@@ -819,15 +790,10 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
       },
     ],
   ],
-  [
-    'caFile empty',
-    { tenantId: T, clientId: C, clientSecret: S, caFile: '' },
-    [],
-    [{ field: 'caFile', message: 'caFile is empty.' }],
-  ],
+  ['caFile empty', { ...ok, caFile: '' }, [], [{ field: 'caFile', message: 'caFile is empty.' }]],
   [
     'caFile missing',
-    { tenantId: T, clientId: C, clientSecret: S, caFile: '/nonexistent/ca.pem' },
+    { ...ok, caFile: '/nonexistent/ca.pem' },
     [],
     [
       {
@@ -839,20 +805,13 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'caFile a number',
-    { tenantId: T, clientId: C, clientSecret: S, caFile: 1 },
+    { ...ok, caFile: 1 },
     [],
     [{ field: 'caFile', message: 'caFile must be a string (in YAML, put the value in quotes).' }],
   ],
   [
     'unknown setting near',
-    {
-      tenantId: T,
-      clientId: C,
-      clientSecret: S,
-      tenantID: 'x',
-      client_secret: 'y',
-      certificatPath: 'z',
-    },
+    { ...ok, tenantID: 'x', client_secret: 'y', certificatPath: 'z' },
     [],
     [
       {
@@ -868,7 +827,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'unknown setting far',
-    { tenantId: T, clientId: C, clientSecret: S, verbose: true },
+    { ...ok, verbose: true },
     [],
     [
       {
@@ -880,7 +839,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'environment variable name',
-    { tenantId: T, clientId: C, clientSecret: S, AZURE_CLIENT_ID: C },
+    { ...ok, AZURE_CLIENT_ID: C },
     [],
     [
       {
@@ -892,7 +851,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'environment variable name of a variable without setting',
-    { tenantId: T, clientId: C, clientSecret: S, MAILBRIDGE_IMAP_PORT: 1 },
+    { ...ok, MAILBRIDGE_IMAP_PORT: 1 },
     [],
     [
       {
@@ -904,7 +863,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'unknown setting secret-like',
-    { tenantId: T, clientId: C, clientSecret: S, [S]: true },
+    { ...ok, [S]: true },
     [],
     [
       {
@@ -916,7 +875,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
   ],
   [
     'section near imap',
-    { tenantId: T, clientId: C, clientSecret: S, IMAP: { port: 1 }, smpt: { port: 2 } },
+    { ...ok, IMAP: { port: 1 }, smpt: { port: 2 } },
     [],
     [
       { field: 'IMAP', message: "Unknown section 'IMAP': did you mean 'imap'?" },
@@ -982,6 +941,13 @@ describe('config validation messages', () => {
     expectNoSecret(problems);
   });
 });
+
+/** A relay section that passes. */
+const minimal = {
+  spool: '/var/spool/mailbridge',
+  allowNetworks: ['127.0.0.1/32'],
+  policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+};
 
 const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
@@ -1057,9 +1023,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'unknown keys',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       lisen: [],
       maxMesageSize: 1,
       frobnicate: 1,
@@ -1090,9 +1054,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'listen not strings',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       listen: [1],
     },
     {},
@@ -1104,9 +1066,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'listen a mapping',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       listen: { a: 1 },
     },
     {},
@@ -1118,9 +1078,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'listen empty',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       listen: [],
     },
     {},
@@ -1129,9 +1087,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'listen entries',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       listen: ['127.0.0.1', 'http://x:1', '127.0.0.1:70000', 'smtps://127.0.0.1:465'],
     },
     {},
@@ -1152,9 +1108,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'listen flag',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
     },
     { listen: ['nope'] },
     [{ field: '--listen nope', message: "'nope' is not HOST:PORT (IPv6 as [::1]:2525)." }],
@@ -1182,9 +1136,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'tls a string',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       tls: 'x',
     },
     {},
@@ -1193,9 +1145,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'tls empty',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       tls: {},
     },
     {},
@@ -1207,9 +1157,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'tls unknown key',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       tls: { cert: '/c', key: '/k', ca: '/x' },
     },
     {},
@@ -1218,9 +1166,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'users empty',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       users: '',
     },
     {},
@@ -1229,9 +1175,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'users a list',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       users: ['a'],
     },
     {},
@@ -1281,9 +1225,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'sizes',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       maxMessageSize: '200MB',
     },
     {},
@@ -1297,9 +1239,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'size word',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       maxMessageSize: 'big',
     },
     {},
@@ -1313,9 +1253,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'size zero',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       maxMessageSize: 0,
     },
     {},
@@ -1329,9 +1267,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'integers',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       maxRecipients: 0,
       connectionsPerMailbox: 4,
       maxConnections: 1.5,
@@ -1360,9 +1296,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'rate limit',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       rateLimitPerMinute: 'fast',
     },
     {},
@@ -1377,9 +1311,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'rate limit true',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       rateLimitPerMinute: true,
     },
     {},
@@ -1394,9 +1326,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'durations',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       retryFor: 'forever',
       shutdownTimeout: -1,
       sessionTimeout: '0s',
@@ -1417,9 +1347,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'backoff a string',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       retryBackoff: '1m',
     },
     {},
@@ -1433,9 +1361,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'backoff values',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       retryBackoff: { initial: 'x', max: '1 week' },
     },
     {},
@@ -1453,9 +1379,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'backoff order',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       retryBackoff: { initial: '2h', max: '1h' },
       authPenalty: { initial: '1m', max: '1s' },
     },
@@ -1474,9 +1398,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'auth penalty a list',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       authPenalty: [1],
     },
     {},
@@ -1490,9 +1412,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'booleans',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       bounce: 'yes',
       allowPlaintextAuth: 1,
     },
@@ -1508,9 +1428,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'hostname',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       hostname: 'relay host',
     },
     {},
@@ -1519,9 +1437,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'http',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       http: '0.0.0.0:9025',
     },
     {},
@@ -1536,9 +1452,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'http bad',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       http: 'smtps://127.0.0.1:9025',
     },
     {},
@@ -1547,9 +1461,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'http a number',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
       http: 9025,
     },
     {},
@@ -1751,9 +1663,7 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
   [
     'implicit TLS without tls',
     {
-      spool: '/var/spool/mailbridge',
-      allowNetworks: ['127.0.0.1/32'],
-      policy: [{ network: '127.0.0.1/32', senders: ['scanner@contoso.com'] }],
+      ...minimal,
     },
     { listen: ['smtps://127.0.0.1:465'] },
     [
