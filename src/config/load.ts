@@ -7,6 +7,7 @@
  */
 import { type Environment, readEnvironment, readNetworkEnvironment } from './env.js';
 import { configFileWarnings, readConfigFile } from './file.js';
+import { isPlainObject } from './schema.js';
 import type { MailbridgeConfig, Settings } from './types.js';
 import { type SettingOrigin, validateSettings } from './validate.js';
 
@@ -78,12 +79,6 @@ function mergeInto(
     }
     origins.set(path, originOf(path));
   }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const prototype = Object.getPrototypeOf(value);
-  return prototype === Object.prototype || prototype === null;
 }
 
 /** A log-safe summary of a configuration: no secret, no key, no password. */

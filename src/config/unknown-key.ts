@@ -1,7 +1,8 @@
 /**
  * How a config key that is not a setting is named in messages. Such a key may
  * be a secret pasted as a key, or a value that lost its key, so it is quoted
- * only when it looks like a name. For every validator of config sections.
+ * only when it looks like a name; the schema adapter (schema.ts) names
+ * problem fields by the same rule.
  */
 
 /** A short identifier: a letter, then up to 39 letters, digits or `_`. */
@@ -14,9 +15,4 @@ export function quotedKey(key: string, prefix = ''): string {
   return looksLikeSettingName(key)
     ? `'${prefix}${key}'`
     : `${prefix ? `in ${prefix.slice(0, -1)}, ` : ''}(a key of ${key.length} characters that is no setting name, not shown in case it is a misplaced secret)`;
-}
-
-/** The problem's field: the key itself only when it may be shown. */
-export function fieldName(key: string, prefix = ''): string {
-  return looksLikeSettingName(key) ? `${prefix}${key}` : `${prefix}(unknown key)`;
 }

@@ -1,7 +1,9 @@
 /**
  * Validates merged settings once, collecting every problem, and builds the
  * `MailbridgeConfig` the rest of the library uses. A user fixing a config
- * should see all that is wrong in one run, not one problem per run.
+ * should see all that is wrong in one run, not one problem per run. Each
+ * setting's shape and value is `settingsSchema`; the rules between settings
+ * and the files (certificate, token file, CA file) are checked after it.
  *
  * No message here quotes a secret, a password, or a free-form value that may
  * be a misplaced secret (a client secret pasted into `clientId` is common):
@@ -10,6 +12,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import * as v from 'valibot';
 import { type ConfigProblem, ConfigurationError } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
 import { readCaFile, readNodeExtraCaCerts } from './ca-file.js';
@@ -26,9 +29,10 @@ import {
 import { ENVIRONMENT_VARIABLES, environmentVariableFor, type NetworkEnvironment } from './env.js';
 import { describeFsError } from './file.js';
 import { checkProxy } from './proxy.js';
+import { ABSENT, FIELD, isPlainObject, mapping, parsedBy, parseSection, rule } from './schema.js';
 import { Secret } from './secret.js';
 import type { Credential, Endpoint, MailbridgeConfig, Settings } from './types.js';
-import { fieldName, quotedKey } from './unknown-key.js';
+import { quotedKey } from './unknown-key.js';
 
 /** Where a setting's value came from, to name it in messages. */
 export type SettingOrigin =
@@ -78,6 +82,153 @@ const DOMAIN =
   /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$/i;
 const DEFAULT_SUFFIX = '/.default';
 
+const NOT_TEXT = `${FIELD} must be a string (in YAML, put the value in quotes).`;
+const TENANT_MISSING =
+  "tenantId is missing. Set it (or AZURE_TENANT_ID) to the Directory (tenant) ID from the app registration's Overview page, or a verified domain such as contoso.onmicrosoft.com.";
+const CLIENT_MISSING =
+  "clientId is missing. Set it (or AZURE_CLIENT_ID) to the Application (client) ID from the app registration's Overview page.";
+
+/** A required string setting: null and blank count as missing. */
+const requiredText = (missing: string) =>
+  v.pipe(
+    v.string((issue) => (issue.input === ABSENT || issue.input === null ? missing : NOT_TEXT)),
+    v.trim(),
+    v.nonEmpty(missing),
+  );
+/** An optional path or name: trimmed, and not blank when given. */
+const optionalText = v.nullish(
+  v.pipe(v.string(NOT_TEXT), v.trim(), v.nonEmpty(`${FIELD} is empty.`)),
+);
+
+function tenantProblem(tenantId: string): string | undefined {
+  if (RESERVED_TENANTS.includes(tenantId.toLowerCase())) {
+    return `${FIELD} is '${tenantId.toLowerCase()}', which cannot be used for app-only tokens: the client credentials flow must name the tenant. Use the Directory (tenant) ID (a GUID) or a verified domain of the tenant.`;
+  }
+  if (GUID.test(tenantId) || DOMAIN.test(tenantId)) return undefined;
+  // A tenant's initial domain name is at most 27 characters; a secret pasted here is longer.
+  const hint = /^[a-z0-9-]{1,27}$/i.test(tenantId)
+    ? ` (did you mean ${tenantId.toLowerCase()}.onmicrosoft.com?)`
+    : '';
+  return `${FIELD} is neither a GUID nor a domain name${hint}. Use the Directory (tenant) ID from the app registration's Overview page, or a verified domain of the tenant.`;
+}
+
+function cloudProblem(cloud: string): string | undefined {
+  if ((CLOUD_NAMES as readonly string[]).includes(cloud)) return undefined;
+  const near = closestName(cloud, CLOUD_NAMES, 3);
+  const hint =
+    cloud === 'gcc'
+      ? ' GCC (moderate) tenants use the global cloud.'
+      : near
+        ? ` Did you mean '${near}'?`
+        : '';
+  return `${FIELD} must be one of ${CLOUD_NAMES.join(', ')}.${hint}`;
+}
+
+const cloudSchema = v.nullish(
+  v.pipe(
+    v.string(NOT_TEXT),
+    v.trim(),
+    v.toLowerCase(),
+    rule(cloudProblem),
+    v.transform((cloud) => cloud as CloudName),
+  ),
+);
+
+/** `imap:` or `smtp:`: a host name and a port, each optional. */
+function endpointSchema(section: 'imap' | 'smtp', defaultHost: string, defaultPort: number) {
+  return v.nullish(
+    mapping(
+      {
+        host: v.nullish(
+          v.pipe(
+            v.string(`${FIELD} must be a string.`),
+            v.trim(),
+            v.nonEmpty(`${FIELD} is empty. Set a host name, or remove it to use ${defaultHost}.`),
+            rule((host: string) =>
+              /[\s/]/.test(host) || /^[^:]+:\d*$/.test(host)
+                ? `${FIELD} must be a host name only, like ${defaultHost}: no scheme, path or port (the port goes in ${section}.port).`
+                : undefined,
+            ),
+          ),
+        ),
+        port: v.nullish(parsedBy(parsePort, `${FIELD} must be a whole number from 1 to 65535.`)),
+      },
+      {
+        notMapping: `${section} must be a mapping with host and/or port, e.g. ${section}: { host: ${defaultHost}, port: ${defaultPort} }.`,
+        unknownKey: (key) => unknownSettingMessage(key, ENDPOINT_KEYS, `${section}.`),
+      },
+    ),
+  );
+}
+
+/**
+ * The settings as a schema. The cloud's defaults appear in messages (the
+ * host to fall back on, the scope to use), so the schema is built for a cloud.
+ */
+export function settingsSchema(cloud: CloudName) {
+  const profile = CLOUDS[cloud];
+  return mapping(
+    {
+      tenantId: v.pipe(requiredText(TENANT_MISSING), rule(tenantProblem)),
+      clientId: v.pipe(
+        requiredText(CLIENT_MISSING),
+        rule((clientId: string) =>
+          GUID.test(clientId)
+            ? undefined
+            : `${FIELD} is not a GUID. Use the Application (client) ID from the app registration's Overview page (not its name, and not a secret).`,
+        ),
+      ),
+      // Secrets are taken as they are: no trimming.
+      clientSecret: v.nullish(v.pipe(v.string(NOT_TEXT), v.nonEmpty(`${FIELD} is empty.`))),
+      certificatePath: optionalText,
+      certificatePassword: v.nullish(v.string(NOT_TEXT)),
+      sendCertificateChain: v.nullish(parsedBy(parseFlag, `${FIELD} must be true or false.`)),
+      federatedTokenFile: optionalText,
+      clientAssertion: v.nullish(
+        v.function(
+          'clientAssertion must be a function returning a signed client assertion (JWT); it can only be given in code. From a file or the environment, use federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE).',
+        ),
+      ),
+      authorityHost: v.nullish(
+        v.pipe(
+          v.string(NOT_TEXT),
+          v.trim(),
+          v.rawTransform(({ dataset, addIssue, NEVER }) => {
+            const checked = checkAuthorityHost(dataset.value, FIELD);
+            if ('authorityHost' in checked) return checked.authorityHost;
+            addIssue({ message: checked.problem });
+            return NEVER;
+          }),
+        ),
+      ),
+      cloud: cloudSchema,
+      scope: v.nullish(
+        v.pipe(
+          v.string(NOT_TEXT),
+          v.trim(),
+          rule((scope: string) => checkScope(scope, cloud, FIELD).problem),
+        ),
+      ),
+      imap: endpointSchema('imap', profile.imapHost, DEFAULT_IMAP_PORT),
+      smtp: endpointSchema('smtp', profile.smtpHost, DEFAULT_SMTP_PORT),
+      caFile: optionalText,
+    },
+    {
+      notMapping: 'The settings must be a mapping.',
+      unknownKey: (key, _near, value) => {
+        if (value === undefined || value === null) return undefined;
+        if (!isPlainObject(value)) return unknownSettingMessage(key, SETTING_KEYS);
+        // Any other mapping is a job's section, checked by the job; one a letter off imap/smtp is a typo.
+        const near = closestName(key, ['imap', 'smtp'], 1);
+        return near ? `Unknown section ${quotedKey(key)}: did you mean '${near}'?` : undefined;
+      },
+    },
+  );
+}
+
+/** Settings as the schema reads them, before files are read and defaults applied. */
+export type CheckedSettings = v.InferOutput<ReturnType<typeof settingsSchema>>;
+
 /**
  * Checks merged settings and builds the configuration. Reads the certificate
  * and checks that a federated token file is readable.
@@ -94,77 +245,20 @@ export async function validateSettings(
   const add = (field: string, message: string) => problems.push({ field, message });
   const named = (key: string) => nameWithOrigin(key, origins.get(key));
 
-  // Unknown keys and job sections.
+  const early = v.safeParse(cloudSchema, settings.cloud);
+  const cloud: CloudName = (early.success && early.output) || 'global';
+  const profile = CLOUDS[cloud];
+  const parsed = parseSection(settingsSchema(cloud), settings, { name: named });
+  problems.push(...parsed.problems);
+  // A setting with a problem counts as not set, so that one mistake is not reported twice.
+  const read = parsed.value as Partial<CheckedSettings>;
+  const valid = <K extends keyof CheckedSettings & string>(key: K) =>
+    parsed.ok || !parsed.invalid(key) ? (read[key] ?? undefined) : undefined;
+
   const sections: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(settings)) {
-    if (
-      (SETTING_KEYS as readonly string[]).includes(key) ||
-      value === undefined ||
-      value === null
-    ) {
-      continue;
-    }
-    if (isPlainObject(value)) {
-      const near = closestName(key, ['imap', 'smtp'], 1);
-      if (near) add(fieldName(key), `Unknown section ${quotedKey(key)}: did you mean '${near}'?`);
-      else sections[key] = value;
-      continue;
-    }
-    add(fieldName(key), unknownSettingMessage(key, SETTING_KEYS));
-  }
-
-  // Typed reads: a wrong type is reported once, and the value then counts as invalid.
-  const invalid = new Set<string>();
-  const text = (key: string, secret = false): string | undefined => {
-    const value = settings[key];
-    if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'string') {
-      invalid.add(key);
-      add(key, `${named(key)} must be a string (in YAML, put the value in quotes).`);
-      return undefined;
-    }
-    return secret ? value : value.trim();
-  };
-
-  // Tenant.
-  const tenantId = text('tenantId');
-  if (!invalid.has('tenantId')) {
-    if (!tenantId) {
-      add(
-        'tenantId',
-        "tenantId is missing. Set it (or AZURE_TENANT_ID) to the Directory (tenant) ID from the app registration's Overview page, or a verified domain such as contoso.onmicrosoft.com.",
-      );
-    } else if (RESERVED_TENANTS.includes(tenantId.toLowerCase())) {
-      add(
-        'tenantId',
-        `${named('tenantId')} is '${tenantId.toLowerCase()}', which cannot be used for app-only tokens: the client credentials flow must name the tenant. Use the Directory (tenant) ID (a GUID) or a verified domain of the tenant.`,
-      );
-    } else if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
-      // A tenant's initial domain name is at most 27 characters; a secret pasted here is longer.
-      const hint = /^[a-z0-9-]{1,27}$/i.test(tenantId)
-        ? ` (did you mean ${tenantId.toLowerCase()}.onmicrosoft.com?)`
-        : '';
-      add(
-        'tenantId',
-        `${named('tenantId')} is neither a GUID nor a domain name${hint}. Use the Directory (tenant) ID from the app registration's Overview page, or a verified domain of the tenant.`,
-      );
-    }
-  }
-
-  // Client.
-  const clientId = text('clientId');
-  if (!invalid.has('clientId')) {
-    if (!clientId) {
-      add(
-        'clientId',
-        "clientId is missing. Set it (or AZURE_CLIENT_ID) to the Application (client) ID from the app registration's Overview page.",
-      );
-    } else if (!GUID.test(clientId)) {
-      add(
-        'clientId',
-        `${named('clientId')} is not a GUID. Use the Application (client) ID from the app registration's Overview page (not its name, and not a secret).`,
-      );
-    }
+    if ((SETTING_KEYS as readonly string[]).includes(key) || !isPlainObject(value)) continue;
+    if (!closestName(key, ['imap', 'smtp'], 1)) sections[key] = value;
   }
 
   // Credential: exactly one.
@@ -185,144 +279,47 @@ export async function validateSettings(
     );
   }
 
-  const clientSecret = text('clientSecret', true);
-  if (clientSecret === '') add('clientSecret', `${named('clientSecret')} is empty.`);
-  const certificatePath = text('certificatePath');
-  if (certificatePath === '') add('certificatePath', `${named('certificatePath')} is empty.`);
-  const certificatePassword = text('certificatePassword', true);
+  const tenantId = valid('tenantId');
+  const clientId = valid('clientId');
+  const clientSecret = valid('clientSecret');
+  const certificatePath = valid('certificatePath');
+  const certificatePassword = valid('certificatePassword');
+  const federatedTokenFile = valid('federatedTokenFile');
+  const clientAssertion = valid('clientAssertion');
   if (certificatePassword !== undefined && settings.certificatePath === undefined) {
     add(
       'certificatePassword',
       `${named('certificatePassword')} is set but certificatePath is not: the password only decrypts the certificate's key. Set certificatePath (AZURE_CLIENT_CERTIFICATE_PATH) or remove the password.`,
     );
   }
-  const federatedTokenFile = text('federatedTokenFile');
-  if (federatedTokenFile === '') {
-    add('federatedTokenFile', `${named('federatedTokenFile')} is empty.`);
-  }
-  const clientAssertion = settings.clientAssertion;
-  if (
-    clientAssertion !== undefined &&
-    clientAssertion !== null &&
-    typeof clientAssertion !== 'function'
-  ) {
-    add(
-      'clientAssertion',
-      'clientAssertion must be a function returning a signed client assertion (JWT); it can only be given in code. From a file or the environment, use federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE).',
+  const sendCertificateChain = valid('sendCertificateChain') ?? false;
+  if (sendCertificateChain && settings.certificatePath === undefined) {
+    warnings.push(
+      'sendCertificateChain is set but no certificate is used (certificatePath is not set); it is ignored.',
     );
   }
 
-  let sendCertificateChain = false;
-  const chainSetting = settings.sendCertificateChain;
-  if (chainSetting !== undefined && chainSetting !== null) {
-    const flag = parseFlag(chainSetting);
-    if (flag === undefined) {
-      add('sendCertificateChain', `${named('sendCertificateChain')} must be true or false.`);
-    } else {
-      sendCertificateChain = flag;
-      if (flag && settings.certificatePath === undefined) {
-        warnings.push(
-          'sendCertificateChain is set but no certificate is used (certificatePath is not set); it is ignored.',
-        );
-      }
-    }
-  }
+  const authorityHost = valid('authorityHost') ?? profile.authorityHost;
+  const customAuthorityHost =
+    valid('authorityHost') !== undefined &&
+    !BUILT_IN_AUTHORITY_HOSTS.includes(new URL(authorityHost).host);
 
-  // Cloud, and the defaults it brings.
-  let cloud: CloudName = 'global';
-  const cloudSetting = text('cloud');
-  if (cloudSetting !== undefined) {
-    const lower = cloudSetting.toLowerCase();
-    if ((CLOUD_NAMES as readonly string[]).includes(lower)) {
-      cloud = lower as CloudName;
-    } else {
-      const hint = /^gcc$/i.test(cloudSetting)
-        ? ' GCC (moderate) tenants use the global cloud.'
-        : closestName(lower, CLOUD_NAMES, 3)
-          ? ` Did you mean '${closestName(lower, CLOUD_NAMES, 3)}'?`
-          : '';
-      add('cloud', `${named('cloud')} must be one of ${CLOUD_NAMES.join(', ')}.${hint}`);
-    }
-  }
-  const profile = CLOUDS[cloud];
+  const scopeSetting = valid('scope');
+  const scope = scopeSetting ?? profile.scope;
+  const scopeWarning =
+    scopeSetting === undefined
+      ? undefined
+      : checkScope(scopeSetting, cloud, named('scope')).warning;
+  if (scopeWarning) warnings.push(scopeWarning);
 
-  // Authority.
-  let authorityHost = profile.authorityHost;
-  let customAuthorityHost = false;
-  const authoritySetting = text('authorityHost');
-  if (authoritySetting !== undefined) {
-    const checked = checkAuthorityHost(authoritySetting, named('authorityHost'));
-    if ('problem' in checked) {
-      add('authorityHost', checked.problem);
-    } else {
-      authorityHost = checked.authorityHost;
-      customAuthorityHost = !BUILT_IN_AUTHORITY_HOSTS.includes(new URL(authorityHost).host);
-    }
-  }
-
-  // Scope.
-  let scope = profile.scope;
-  const scopeSetting = text('scope');
-  if (scopeSetting !== undefined) {
-    const checked = checkScope(scopeSetting, cloud, named('scope'));
-    if (checked.problem) add('scope', checked.problem);
-    if (checked.warning) warnings.push(checked.warning);
-    scope = scopeSetting;
-  }
-
-  // IMAP and SMTP endpoints.
+  const endpoint = (section: 'imap' | 'smtp', host: string, port: number): Endpoint => {
+    const given = isPlainObject(read[section]) ? read[section] : undefined;
+    const hostOk = !parsed.ok && parsed.invalid(`${section}.host`) ? undefined : given?.host;
+    const portOk = !parsed.ok && parsed.invalid(`${section}.port`) ? undefined : given?.port;
+    return { host: hostOk ?? host, port: portOk ?? port };
+  };
   const imap = endpoint('imap', profile.imapHost, DEFAULT_IMAP_PORT);
   const smtp = endpoint('smtp', profile.smtpHost, DEFAULT_SMTP_PORT);
-
-  function endpoint(section: 'imap' | 'smtp', defaultHost: string, defaultPort: number): Endpoint {
-    const result: Endpoint = { host: defaultHost, port: defaultPort };
-    const value = settings[section];
-    if (value === undefined || value === null) return result;
-    if (!isPlainObject(value)) {
-      add(
-        section,
-        `${section} must be a mapping with host and/or port, e.g. ${section}: { host: ${defaultHost}, port: ${defaultPort} }.`,
-      );
-      return result;
-    }
-    for (const key of Object.keys(value)) {
-      if (!(ENDPOINT_KEYS as readonly string[]).includes(key)) {
-        add(
-          fieldName(key, `${section}.`),
-          unknownSettingMessage(key, ENDPOINT_KEYS, `${section}.`),
-        );
-      }
-    }
-    const field = `${section}.host`;
-    if (value.host !== undefined && value.host !== null) {
-      const host = typeof value.host === 'string' ? value.host.trim() : undefined;
-      if (host === undefined) {
-        add(field, `${named(field)} must be a string.`);
-      } else if (host === '') {
-        add(
-          field,
-          `${named(field)} is empty. Set a host name, or remove it to use ${defaultHost}.`,
-        );
-      } else if (/[\s/]/.test(host) || /^[^:]+:\d*$/.test(host)) {
-        add(
-          field,
-          `${named(field)} must be a host name only, like ${defaultHost}: no scheme, path or port (the port goes in ${section}.port).`,
-        );
-      } else {
-        result.host = host;
-      }
-    }
-    const portField = `${section}.port`;
-    if (value.port !== undefined && value.port !== null) {
-      const port = parsePort(value.port);
-      if (port === undefined) {
-        add(portField, `${named(portField)} must be a whole number from 1 to 65535.`);
-      } else {
-        result.port = port;
-      }
-    }
-    return result;
-  }
 
   // Files: checked even when other settings are wrong, so that one run shows everything.
   let certificateCredential: Credential | undefined;
@@ -353,9 +350,8 @@ export async function validateSettings(
   }
 
   let extraCaCertificates: string[] | undefined;
-  const caSetting = text('caFile');
+  const caSetting = valid('caFile');
   const caFile = caSetting ? resolve(caSetting) : undefined;
-  if (caSetting === '') add('caFile', `${named('caFile')} is empty.`);
   if (caFile) {
     const result = await readCaFile(caFile);
     if ('problem' in result) {
@@ -582,12 +578,6 @@ function parsePort(value: unknown): number | undefined {
         ? Number(value)
         : Number.NaN;
   return Number.isInteger(port) && port >= 1 && port <= 65535 ? port : undefined;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const prototype = Object.getPrototypeOf(value);
-  return prototype === Object.prototype || prototype === null;
 }
 
 function nameWithOrigin(key: string, origin: SettingOrigin | undefined): string {

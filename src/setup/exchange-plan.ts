@@ -4,7 +4,9 @@
  * mailbox list all arrive here as plain values, and every problem is reported
  * in one ConfigurationError, each named by its plan key.
  */
+import * as v from 'valibot';
 import { CLOUD_NAMES, type CloudName } from '../config/clouds.js';
+import { ABSENT, mapping, parseSection, rule } from '../config/schema.js';
 import { type ConfigProblem, ConfigurationError } from '../errors.js';
 import { dedupeMailboxes, type MailboxEntry } from './mailbox-list.js';
 import {
@@ -90,51 +92,157 @@ export const EXCHANGE_PLAN_KEYS = [
   'smtpScope',
 ] as const;
 
+/** Nothing given: a missing key, null, or an empty text. */
+const isUnset = (value: unknown) =>
+  value === ABSENT || value === undefined || value === null || value === '';
+
+/** A required plan value: `what` names it (and its flag) when it is missing. */
+const requiredText = (what: string, problemOf: (value: string) => string | undefined) =>
+  v.pipe(
+    v.unknown(),
+    v.check((value) => !isUnset(value), `${what} is required`),
+    v.string((issue) => `must be a string, not ${describeType(issue.input)}`),
+    v.trim(),
+    rule(problemOf),
+  );
+
+const flag = v.nullish(
+  v.boolean((issue) => `must be true or false, not ${describeType(issue.input)}`),
+);
+
+const SCOPE_USAGE =
+  'use group:NAME (the members of one group) or mailboxes (exactly the mailboxes given)';
+
+const MAILBOXES_REQUIRED =
+  'at least one mailbox is required (--mailbox ADDRESS or --mailboxes FILE)';
+
+/** The plan's values as a schema; the mailbox addresses and the rules between values are checked after. */
+export const exchangePlanSchema = mapping(
+  {
+    tenant: requiredText('the tenant (directory id or verified domain, --tenant)', tenantProblem),
+    appId: requiredText('the application (client) id (--app-id)', guidProblem),
+    objectId: requiredText(
+      "the Enterprise Application's (service principal's) object id (--object-id)",
+      guidProblem,
+    ),
+    displayName: v.nullish(
+      v.pipe(
+        v.string((issue) => `must be a string, not ${describeType(issue.input)}`),
+        rule(displayNameProblem),
+      ),
+    ),
+    mailboxes: v.pipe(
+      v.unknown(),
+      v.check(
+        (value) => !isUnset(value) && !(Array.isArray(value) && value.length === 0),
+        MAILBOXES_REQUIRED,
+      ),
+      v.array(
+        v.pipe(
+          v.unknown(),
+          v.rawTransform<unknown, MailboxEntry>(({ dataset, addIssue, NEVER }) => {
+            const item = dataset.value;
+            const entry =
+              typeof item === 'string'
+                ? { address: item.trim(), source: '' }
+                : isMailboxEntry(item)
+                  ? { address: item.address.trim(), source: item.source }
+                  : undefined;
+            const why = entry
+              ? smtpAddressProblem(entry.address)
+              : `must be an address, not ${describeType(item)}`;
+            if (why === undefined && entry) return entry;
+            addIssue({ message: why ?? '' });
+            return NEVER;
+          }),
+        ),
+        (issue) => `must be a list of addresses, not ${describeType(issue.input)}`,
+      ),
+    ),
+    protocols: v.nullish(
+      v.pipe(
+        v.union(
+          [
+            v.pipe(
+              v.string(),
+              v.transform((list) => list.split(',')),
+            ),
+            v.array(v.string()),
+          ],
+          (issue) => `must be a list such as imap,smtp, not ${describeType(issue.input)}`,
+        ),
+        v.rawTransform<string[], ExchangeProtocol[]>(({ dataset, addIssue, NEVER }) => {
+          const wanted = new Set<string>();
+          for (const raw of dataset.value) {
+            const name = raw.trim().toLowerCase();
+            if (name === '') continue;
+            if ((EXCHANGE_PROTOCOLS as readonly string[]).includes(name)) wanted.add(name);
+            else {
+              addIssue({
+                message: `${quoteForMessage(raw.trim())} is not a protocol (one of: ${EXCHANGE_PROTOCOLS.join(', ')})`,
+              });
+            }
+          }
+          if (wanted.size === 0 && !dataset.issues) {
+            addIssue({ message: `name at least one of: ${EXCHANGE_PROTOCOLS.join(', ')}` });
+          }
+          return dataset.issues ? NEVER : EXCHANGE_PROTOCOLS.filter((p) => wanted.has(p));
+        }),
+      ),
+    ),
+    cloud: v.nullish(
+      v.union(
+        [v.literal(''), v.picklist(CLOUD_NAMES)],
+        (issue) =>
+          `${typeof issue.input === 'string' ? quoteForMessage(issue.input) : describeType(issue.input)} is not a cloud (one of: ${CLOUD_NAMES.join(', ')})`,
+      ),
+    ),
+    sendAs: flag,
+    enableProtocols: flag,
+    remove: flag,
+    smtpScope: v.nullish(
+      v.pipe(
+        v.string((issue) => `must be a string, not ${describeType(issue.input)}: ${SCOPE_USAGE}`),
+        v.rawTransform<string, SmtpScope | undefined>(({ dataset, addIssue, NEVER }) => {
+          const value = dataset.value;
+          if (value === '') return undefined;
+          if (value.trim().toLowerCase() === 'mailboxes') return { kind: 'mailboxes' };
+          const group = /^group:(.*)$/is.exec(value.trimStart())?.[1];
+          const why =
+            group === undefined
+              ? `${quoteForMessage(value)} is not a scope: ${SCOPE_USAGE}`
+              : printableNameProblem(group, 'the group name');
+          if (why === undefined && group !== undefined) return { kind: 'group', group };
+          addIssue({ message: why ?? '' });
+          return NEVER;
+        }),
+      ),
+    ),
+  },
+  {
+    notMapping: 'the plan must be a mapping of values',
+    unknownKey: (_key, near) =>
+      `unknown key${near ? ` (did you mean ${near}?)` : ''} (known: ${EXCHANGE_PLAN_KEYS.join(', ')})`,
+  },
+);
+
 /** @throws ConfigurationError `SETUP_PLAN_INVALID` listing every problem */
 export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
-  const problems: ConfigProblem[] = [];
+  const parsed = parseSection(exchangePlanSchema, input);
+  // An address from a list file or a flag is named by where it came from.
+  const listed = Array.isArray(input.mailboxes) ? input.mailboxes : [];
+  const problems: ConfigProblem[] = parsed.problems.map((p) => {
+    const index = /^mailboxes\[(\d+)\]$/.exec(p.field)?.[1];
+    const entry = index === undefined ? undefined : listed[Number(index)];
+    return isMailboxEntry(entry) ? { ...p, field: entry.source } : p;
+  });
   const problem = (field: string, message: string) => problems.push({ field, message });
+  const valid = (field: string) => parsed.ok || !parsed.invalid(field);
+  const plan = parsed.value as Partial<v.InferOutput<typeof exchangePlanSchema>>;
 
-  const text = (field: keyof ExchangePlanInput, what: string): string | undefined => {
-    const value = input[field];
-    if (value === undefined || value === null || value === '') {
-      problem(field, `${what} is required`);
-      return undefined;
-    }
-    if (typeof value !== 'string') {
-      problem(field, `must be a string, not ${describeType(value)}`);
-      return undefined;
-    }
-    return value.trim();
-  };
-  const flag = (field: keyof ExchangePlanInput): boolean => {
-    const value = input[field];
-    if (value === undefined || value === null) return false;
-    if (typeof value !== 'boolean') {
-      problem(field, `must be true or false, not ${describeType(value)}`);
-      return false;
-    }
-    return value;
-  };
-
-  const tenant = text('tenant', 'the tenant (directory id or verified domain, --tenant)');
-  if (tenant !== undefined) {
-    const why = tenantProblem(tenant);
-    if (why) problem('tenant', why);
-  }
-  const appId = text('appId', 'the application (client) id (--app-id)');
-  if (appId !== undefined) {
-    const why = guidProblem(appId);
-    if (why) problem('appId', why);
-  }
-  const objectId = text(
-    'objectId',
-    "the Enterprise Application's (service principal's) object id (--object-id)",
-  );
-  if (objectId !== undefined) {
-    const why = guidProblem(objectId);
-    if (why) problem('objectId', why);
-  }
+  const tenant = valid('tenant') ? plan.tenant : undefined;
+  const appId = valid('appId') ? plan.appId : undefined;
+  const objectId = valid('objectId') ? plan.objectId : undefined;
   if (appId && objectId && appId.toLowerCase() === objectId.toLowerCase()) {
     problem(
       'objectId',
@@ -142,42 +250,20 @@ export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
     );
   }
 
-  let displayName = DEFAULT_DISPLAY_NAME;
-  if (input.displayName !== undefined && input.displayName !== null) {
-    if (typeof input.displayName !== 'string') {
-      problem('displayName', `must be a string, not ${describeType(input.displayName)}`);
-    } else {
-      const why = displayNameProblem(input.displayName);
-      if (why) problem('displayName', why);
-      else displayName = input.displayName;
+  const entries: MailboxEntry[] = [];
+  (Array.isArray(plan.mailboxes) ? plan.mailboxes : []).forEach((entry, index) => {
+    if (valid(`mailboxes[${index}]`) && isMailboxEntry(entry)) {
+      entries.push({ address: entry.address, source: entry.source || `mailboxes[${index}]` });
     }
-  }
+  });
+  const mailboxes = dedupeMailboxes(entries).map((e) => e.address);
 
-  const mailboxes = parseMailboxes(input.mailboxes, problem);
-  const protocols = parseProtocols(input.protocols, problem);
-
-  let cloud: CloudName = 'global';
-  if (input.cloud !== undefined && input.cloud !== null && input.cloud !== '') {
-    if (
-      typeof input.cloud === 'string' &&
-      (CLOUD_NAMES as readonly string[]).includes(input.cloud)
-    ) {
-      cloud = input.cloud as CloudName;
-    } else {
-      problem(
-        'cloud',
-        `${typeof input.cloud === 'string' ? quoteForMessage(input.cloud) : describeType(input.cloud)} is not a cloud (one of: ${CLOUD_NAMES.join(', ')})`,
-      );
-    }
-  }
-
-  const sendAs = flag('sendAs');
-  const enableProtocols = flag('enableProtocols');
-  const remove = flag('remove');
+  const protocols = (valid('protocols') && plan.protocols) || [...DEFAULT_PROTOCOLS];
+  const sendAs = (valid('sendAs') && plan.sendAs) || false;
   if (sendAs && !protocols.includes('smtp')) {
     problem('sendAs', 'SendAs is for sending over SMTP: add smtp to the protocols');
   }
-  const smtpScope = parseSmtpScope(input.smtpScope, problem);
+  const smtpScope = (valid('smtpScope') && plan.smtpScope) || undefined;
   if (smtpScope && !protocols.includes('smtp')) {
     problem('smtpScope', 'the SMTP scope is for sending over SMTP: add smtp to the protocols');
   }
@@ -201,115 +287,15 @@ export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
     tenant: isGuidLike(tenant ?? '') ? (tenant ?? '').toLowerCase() : (tenant ?? ''),
     appId: (appId ?? '').toLowerCase(),
     objectId: (objectId ?? '').toLowerCase(),
-    displayName,
+    displayName: plan.displayName ?? DEFAULT_DISPLAY_NAME,
     mailboxes,
     protocols,
     sendAs,
-    enableProtocols,
-    cloud,
-    remove,
+    enableProtocols: plan.enableProtocols ?? false,
+    cloud: plan.cloud || 'global',
+    remove: plan.remove ?? false,
     ...(smtpScope ? { smtpScope } : {}),
   };
-}
-
-/** `group:NAME` (name, alias or address of a group) or `mailboxes`. */
-function parseSmtpScope(
-  value: unknown,
-  problem: (field: string, message: string) => void,
-): SmtpScope | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  const usage =
-    'use group:NAME (the members of one group) or mailboxes (exactly the mailboxes given)';
-  if (typeof value !== 'string') {
-    problem('smtpScope', `must be a string, not ${describeType(value)}: ${usage}`);
-    return undefined;
-  }
-  if (value.trim().toLowerCase() === 'mailboxes') return { kind: 'mailboxes' };
-  const group = /^group:(.*)$/is.exec(value.trimStart())?.[1];
-  if (group === undefined) {
-    problem('smtpScope', `${quoteForMessage(value)} is not a scope: ${usage}`);
-    return undefined;
-  }
-  const why = printableNameProblem(group, 'the group name');
-  if (why) {
-    problem('smtpScope', why);
-    return undefined;
-  }
-  return { kind: 'group', group };
-}
-
-function parseMailboxes(
-  value: unknown,
-  problem: (field: string, message: string) => void,
-): string[] {
-  if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) {
-    problem(
-      'mailboxes',
-      'at least one mailbox is required (--mailbox ADDRESS or --mailboxes FILE)',
-    );
-    return [];
-  }
-  if (!Array.isArray(value)) {
-    problem('mailboxes', `must be a list of addresses, not ${describeType(value)}`);
-    return [];
-  }
-  const entries: MailboxEntry[] = [];
-  value.forEach((item: unknown, index) => {
-    const field = `mailboxes[${index}]`;
-    const entry: MailboxEntry | undefined =
-      typeof item === 'string'
-        ? { address: item.trim(), source: field }
-        : isMailboxEntry(item)
-          ? { address: item.address.trim(), source: item.source }
-          : undefined;
-    if (!entry) {
-      problem(field, `must be an address, not ${describeType(item)}`);
-      return;
-    }
-    const why = smtpAddressProblem(entry.address);
-    if (why) {
-      // Entries from a list file or a flag are named by where they came from.
-      problem(entry.source, why);
-      return;
-    }
-    entries.push(entry);
-  });
-  return dedupeMailboxes(entries).map((e) => e.address);
-}
-
-function parseProtocols(
-  value: unknown,
-  problem: (field: string, message: string) => void,
-): ExchangeProtocol[] {
-  if (value === undefined || value === null || value === '') return [...DEFAULT_PROTOCOLS];
-  const names =
-    typeof value === 'string'
-      ? value.split(',')
-      : Array.isArray(value) && value.every((v) => typeof v === 'string')
-        ? (value as string[])
-        : undefined;
-  if (!names) {
-    problem('protocols', `must be a list such as imap,smtp, not ${describeType(value)}`);
-    return [...DEFAULT_PROTOCOLS];
-  }
-  const wanted = new Set<string>();
-  for (const raw of names) {
-    const name = raw.trim().toLowerCase();
-    if (name === '') continue;
-    if (!(EXCHANGE_PROTOCOLS as readonly string[]).includes(name)) {
-      problem(
-        'protocols',
-        `${quoteForMessage(raw.trim())} is not a protocol (one of: ${EXCHANGE_PROTOCOLS.join(', ')})`,
-      );
-      continue;
-    }
-    wanted.add(name);
-  }
-  if (wanted.size === 0) {
-    problem('protocols', `name at least one of: ${EXCHANGE_PROTOCOLS.join(', ')}`);
-    return [...DEFAULT_PROTOCOLS];
-  }
-  return EXCHANGE_PROTOCOLS.filter((p) => wanted.has(p));
 }
 
 function isMailboxEntry(value: unknown): value is MailboxEntry {

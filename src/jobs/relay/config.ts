@@ -9,12 +9,27 @@
  * whoever reaches the port send mail as the organisation's mailboxes.
  */
 import { isAbsolute, resolve } from 'node:path';
-import { fieldName, quotedKey } from '../../config/unknown-key.js';
+import * as v from 'valibot';
+import {
+  count,
+  duration,
+  FIELD,
+  flag,
+  isPlainObject,
+  mapping,
+  parsedBy,
+  parseSection,
+  rule,
+  sectionMapping,
+  stringList,
+  text,
+  unknownSectionKey,
+  whenAbsent,
+} from '../../config/schema.js';
 import { type ConfigProblem, ConfigurationError } from '../../errors.js';
-import { closestName } from '../../util/did-you-mean.js';
 import { displayText } from '../../util/display-text.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from './cidr.js';
-import { type PolicyRule, parseSenderPattern } from './policy.js';
+import { type PolicyRule, parseSenderPattern, type SenderPattern } from './policy.js';
 
 export type { PolicyRule } from './policy.js';
 
@@ -101,6 +116,103 @@ export const RELAY_DEFAULTS = {
   authPenalty: { initialMs: 1000, maxMs: 15_000 },
 } as const;
 
+export interface ParseRelayOptions {
+  /** Relative paths are resolved against this directory (the config file's). @default process.cwd() */
+  baseDir?: string;
+  /** Replace `relay.listen` (the `--listen` flags). */
+  listen?: string[];
+  /** Replace `relay.spool` (a `--spool` flag). */
+  spool?: string;
+}
+
+const ADDRESS = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
+
+/** `{ initial, max }` durations, the first at most the second (retry backoff, auth penalty). */
+const growingDelay = (
+  fallback: { readonly initialMs: number; readonly maxMs: number },
+  example: string,
+) =>
+  v.pipe(
+    sectionMapping(
+      {
+        initial: v.optional(duration),
+        max: v.optional(duration),
+      },
+      `${FIELD} must be a mapping: ${example}.`,
+    ),
+    v.transform(({ initial, max }) => ({
+      initialMs: initial ?? fallback.initialMs,
+      maxMs: max ?? fallback.maxMs,
+    })),
+    rule((delay) =>
+      delay.initialMs > delay.maxMs ? `${FIELD}.initial must not exceed ${FIELD}.max.` : undefined,
+    ),
+  );
+
+const SENDERS_MESSAGE = "senders must list at least one address, '*@domain' or '*'.";
+
+const policyRule = v.pipe(
+  sectionMapping(
+    {
+      user: v.optional(
+        v.pipe(
+          v.string('user must be a user name of the users file.'),
+          v.regex(/^[\x21-\x39\x3b-\x7e]{1,128}$/, 'user must be a user name of the users file.'),
+        ),
+      ),
+      network: v.optional(
+        parsedBy(
+          (input) => (typeof input === 'string' ? parseCidr(input) : undefined),
+          'network must be an IPv4 or IPv6 network (CIDR).',
+        ),
+      ),
+      senders: v.pipe(
+        v.array(
+          // Not quoted when unreadable: the entry could be anything pasted there, a secret included.
+          parsedBy(
+            (input) => (typeof input === 'string' ? parseSenderPattern(input) : undefined),
+            (input) => `this entry is not an address, '*@domain', '*' or '<>'${senderHint(input)}.`,
+          ),
+          SENDERS_MESSAGE,
+        ),
+        v.nonEmpty(SENDERS_MESSAGE),
+      ),
+      mailbox: v.optional(
+        v.pipe(
+          v.string('mailbox must be the address of a Microsoft 365 mailbox.'),
+          v.trim(),
+          v.regex(ADDRESS, 'mailbox must be the address of a Microsoft 365 mailbox.'),
+          v.toLowerCase(),
+        ),
+      ),
+    },
+    'a rule is a mapping: { user | network, senders: [...], mailbox }.',
+  ),
+  // Read from the input as given, so that these are said even while another key of the rule is wrong.
+  v.rawCheck(({ dataset, addIssue }) => {
+    const rule = dataset.value;
+    if (!isPlainObject(rule)) return;
+    if ((rule.user === undefined) === (rule.network === undefined)) {
+      addIssue({
+        message: 'a rule names exactly one of user (a local account) or network (CIDR).',
+      });
+    }
+    const senders = Array.isArray(rule.senders) ? rule.senders : [];
+    if (rule.mailbox === undefined && senders.some((s) => (s as SenderPattern)?.kind === 'null')) {
+      addIssue({
+        message: "a rule that allows the null sender '<>' needs a mailbox to send as.",
+        path: [{ type: 'object', origin: 'value', input: rule, key: 'mailbox', value: undefined }],
+      });
+    }
+  }),
+);
+
+const SPOOL_REQUIRED = `${FIELD} is required: the directory that keeps accepted messages.`;
+const SPOOL_MESSAGE = `${FIELD} must be a directory path.`;
+const POLICY_REQUIRED = `${FIELD} is required: list which senders each user or network may use, and the mailbox each goes out as.`;
+
+/** The `relay:` section as the config file holds it. Paths and `--listen`/`--spool` are applied after. */
+/** The section's keys, in the order `Known:` lists them. */
 export const RELAY_KEYS = [
   'listen',
   'spool',
@@ -125,16 +237,94 @@ export const RELAY_KEYS = [
   'authPenalty',
 ] as const;
 
-export interface ParseRelayOptions {
-  /** Relative paths are resolved against this directory (the config file's). @default process.cwd() */
-  baseDir?: string;
-  /** Replace `relay.listen` (the `--listen` flags). */
-  listen?: string[];
-  /** Replace `relay.spool` (a `--spool` flag). */
-  spool?: string;
-}
+// Entries in the order their problems are reported, which is not quite RELAY_KEYS's.
+export const relaySectionSchema = mapping(
+  {
+    listen: v.optional(stringList),
+    spool: v.pipe(
+      v.string(whenAbsent(SPOOL_REQUIRED, SPOOL_MESSAGE)),
+      v.trim(),
+      v.nonEmpty(SPOOL_MESSAGE),
+    ),
+    tls: v.optional(
+      sectionMapping(
+        {
+          cert: text(`${FIELD} must name the PEM certificate file.`),
+          key: text(`${FIELD} must name the PEM private key file.`),
+        },
+        `${FIELD} must be a mapping with cert and key (PEM files).`,
+      ),
+    ),
+    users: v.optional(text(`${FIELD} must name a file of name:hash lines.`)),
+    allowNetworks: v.optional(stringList, []),
+    maxMessageSize: v.optional(
+      v.pipe(
+        parsedBy(parseSize, `${FIELD} must be a size such as 35MB or a number of bytes.`),
+        rule((bytes: number) =>
+          bytes > EXCHANGE_MAX_MESSAGE_SIZE_CEILING
+            ? `${FIELD} is above Exchange Online's ceiling of 150 MB.`
+            : undefined,
+        ),
+      ),
+    ),
+    maxRecipients: v.optional(count(1, 1000)),
+    rateLimitPerMinute: v.optional(
+      v.union(
+        [v.literal(false), count(1, 100_000, ' or false for no limit')],
+        `${FIELD} must be a whole number from 1 to 100000 or false for no limit.`,
+      ),
+    ),
+    connectionsPerMailbox: v.optional(count(1, EXCHANGE_MAX_CONNECTIONS_PER_MAILBOX)),
+    retryFor: v.optional(duration),
+    shutdownTimeout: v.optional(duration),
+    retryBackoff: v.optional(growingDelay(RELAY_DEFAULTS.retryBackoff, '{ initial: 1m, max: 1h }')),
+    authPenalty: v.optional(growingDelay(RELAY_DEFAULTS.authPenalty, '{ initial: 1s, max: 15s }')),
+    maxConnections: v.optional(count(1, 10_000)),
+    maxConnectionsPerAddress: v.optional(count(1, 10_000)),
+    sessionTimeout: v.optional(
+      v.pipe(
+        duration,
+        rule((ms: number) => (ms === 0 ? `${FIELD} must be above 0.` : undefined)),
+      ),
+    ),
+    bounce: v.optional(flag),
+    allowPlaintextAuth: v.optional(flag),
+    hostname: v.optional(
+      v.pipe(
+        v.string(`${FIELD} must be a host name.`),
+        v.regex(/^[a-z0-9.-]{1,253}$/i, `${FIELD} must be a host name.`),
+      ),
+    ),
+    http: v.optional(
+      v.pipe(
+        parsedBy((input) => {
+          const parsed = typeof input === 'string' ? parseListenAddress(input) : undefined;
+          return typeof parsed === 'object' && !parsed.implicitTls ? parsed : undefined;
+        }, `${FIELD} must be HOST:PORT, e.g. 127.0.0.1:9025.`),
+        rule((address: ListenAddress) =>
+          isLoopbackAddress(address.host)
+            ? undefined
+            : `${FIELD} ${address.text} is not a loopback address: /healthz and /metrics are served on loopback only (127.0.0.1 or ::1).`,
+        ),
+        v.transform(({ host, port }) => ({ host, port })),
+      ),
+    ),
+    policy: v.pipe(
+      v.array(
+        policyRule,
+        whenAbsent(POLICY_REQUIRED, `${FIELD} must be a non-empty list of rules.`),
+      ),
+      v.nonEmpty(`${FIELD} must be a non-empty list of rules.`),
+    ),
+  },
+  {
+    notMapping: 'relay must be a mapping of settings.',
+    unknownKey: (key, near) => unknownSectionKey(key, near, RELAY_KEYS),
+  },
+);
 
-const ADDRESS = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
+/** The `relay:` section as written: what `relaySectionSchema` reads. */
+export type RelaySection = v.InferOutput<typeof relaySectionSchema>;
 
 /**
  * Validates the raw `relay` section.
@@ -147,211 +337,58 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
   const baseDir = options.baseDir ?? process.cwd();
   const path = (value: string) => (isAbsolute(value) ? value : resolve(baseDir, value));
 
-  let section: Record<string, unknown> = {};
+  let input: Record<string, unknown> = {};
   if (raw === undefined || raw === null) {
     add('relay', 'The config file has no relay section: add one (see `mailbridge relay --help`).');
-  } else if (typeof raw !== 'object' || Array.isArray(raw)) {
+  } else if (!isPlainObject(raw)) {
     add('relay', 'relay must be a mapping of settings.');
   } else {
-    section = raw as Record<string, unknown>;
+    input = { ...raw };
   }
-  for (const key of Object.keys(section)) {
-    if ((RELAY_KEYS as readonly string[]).includes(key)) continue;
-    const near = closestName(key, RELAY_KEYS);
-    add(
-      fieldName(key, 'relay.'),
-      near
-        ? `Unknown setting ${quotedKey(key, 'relay.')}: did you mean 'relay.${near}'?`
-        : `Unknown setting ${quotedKey(key, 'relay.')}. Known: ${RELAY_KEYS.join(', ')}.`,
-    );
-  }
+  if (options.spool !== undefined) input.spool = options.spool;
+  const parsed = parseSection(relaySectionSchema, input, { prefix: 'relay' });
+  problems.push(...parsed.problems);
+  // What could be read, to check the rules between settings too: a value with a problem counts as absent.
+  const section = parsed.value as Partial<RelaySection>;
+  const valid = (field: string) => parsed.ok || !parsed.invalid(`relay.${field}`);
 
-  // listen
-  const listenTexts =
-    options.listen && options.listen.length > 0
-      ? options.listen
-      : stringList(section.listen, 'relay.listen', add, [...RELAY_DEFAULTS.listen]);
   const listen: ListenAddress[] = [];
-  listenTexts.forEach((text, i) => {
-    const field = options.listen?.length ? `--listen ${text}` : `relay.listen[${i}]`;
-    const parsed = parseListenAddress(text);
-    if (typeof parsed === 'string') add(field, parsed);
-    else listen.push(parsed);
+  const flags = options.listen && options.listen.length > 0 ? options.listen : undefined;
+  const listenTexts =
+    flags ?? (valid('listen') ? (section.listen ?? [...RELAY_DEFAULTS.listen]) : undefined);
+  listenTexts?.forEach((text, i) => {
+    const address = parseListenAddress(text);
+    if (typeof address === 'string')
+      add(flags ? `--listen ${text}` : `relay.listen[${i}]`, address);
+    else listen.push(address);
   });
-  if (listenTexts.length === 0) add('relay.listen', 'relay.listen needs at least one address.');
+  if (listenTexts?.length === 0) add('relay.listen', 'relay.listen needs at least one address.');
 
-  // spool
-  const spoolText = options.spool ?? section.spool;
-  let spool = '';
-  if (typeof spoolText === 'string' && spoolText.trim() !== '') spool = path(spoolText.trim());
-  else if (spoolText === undefined) {
-    add('relay.spool', 'relay.spool is required: the directory that keeps accepted messages.');
-  } else add('relay.spool', 'relay.spool must be a directory path.');
-
-  // tls
-  let tls: RelaySettings['tls'];
-  if (section.tls !== undefined) {
-    const t = section.tls as Record<string, unknown>;
-    if (typeof t !== 'object' || t === null || Array.isArray(t)) {
-      add('relay.tls', 'relay.tls must be a mapping with cert and key (PEM files).');
-    } else {
-      const cert = typeof t.cert === 'string' && t.cert.trim() ? path(t.cert.trim()) : undefined;
-      const key = typeof t.key === 'string' && t.key.trim() ? path(t.key.trim()) : undefined;
-      if (!cert) add('relay.tls.cert', 'relay.tls.cert must name the PEM certificate file.');
-      if (!key) add('relay.tls.key', 'relay.tls.key must name the PEM private key file.');
-      for (const k of Object.keys(t)) {
-        if (k !== 'cert' && k !== 'key') {
-          add(fieldName(k, 'relay.tls.'), `Unknown setting ${quotedKey(k, 'relay.tls.')}.`);
-        }
-      }
-      if (cert && key) tls = { cert, key };
-    }
-  }
-
-  // users
-  let users: string | undefined;
-  if (section.users !== undefined) {
-    if (typeof section.users === 'string' && section.users.trim())
-      users = path(section.users.trim());
-    else add('relay.users', 'relay.users must name a file of name:hash lines.');
-  }
-
-  // allowNetworks
   const allowNetworks: Cidr[] = [];
-  stringList(section.allowNetworks, 'relay.allowNetworks', add, []).forEach((text, i) => {
+  (valid('allowNetworks') ? (section.allowNetworks ?? []) : []).forEach((text, i) => {
     const cidr = parseCidr(text);
-    if (cidr) allowNetworks.push(cidr);
     // Not quoted: a value that is not a network could be anything pasted there, a secret included.
+    if (cidr) allowNetworks.push(cidr);
     else add(`relay.allowNetworks[${i}]`, 'this entry is not an IPv4 or IPv6 network (CIDR).');
   });
 
-  // numbers, sizes, durations
-  const maxMessageSize = sizeSetting(
-    section.maxMessageSize,
-    'relay.maxMessageSize',
-    RELAY_DEFAULTS.maxMessageSize,
-    EXCHANGE_MAX_MESSAGE_SIZE_CEILING,
-    add,
-  );
-  const maxRecipients = integerSetting(
-    section.maxRecipients,
-    'relay.maxRecipients',
-    RELAY_DEFAULTS.maxRecipients,
-    1,
-    1000,
-    add,
-  );
-  let rateLimitPerMinute: number | false = RELAY_DEFAULTS.rateLimitPerMinute;
-  if (section.rateLimitPerMinute === false) rateLimitPerMinute = false;
-  else
-    rateLimitPerMinute = integerSetting(
-      section.rateLimitPerMinute,
-      'relay.rateLimitPerMinute',
-      RELAY_DEFAULTS.rateLimitPerMinute,
-      1,
-      100_000,
-      add,
-      ' or false for no limit',
-    );
-  const connectionsPerMailbox = integerSetting(
-    section.connectionsPerMailbox,
-    'relay.connectionsPerMailbox',
-    RELAY_DEFAULTS.connectionsPerMailbox,
-    1,
-    EXCHANGE_MAX_CONNECTIONS_PER_MAILBOX,
-    add,
-  );
-  const retryFor = durationSetting(
-    section.retryFor,
-    'relay.retryFor',
-    RELAY_DEFAULTS.retryFor,
-    add,
-  );
-  const shutdownTimeout = durationSetting(
-    section.shutdownTimeout,
-    'relay.shutdownTimeout',
-    RELAY_DEFAULTS.shutdownTimeout,
-    add,
-  );
-  const retryBackoff = growingDelaySetting(
-    section.retryBackoff,
-    'relay.retryBackoff',
-    RELAY_DEFAULTS.retryBackoff,
-    '{ initial: 1m, max: 1h }',
-    add,
-  );
-  const authPenalty = growingDelaySetting(
-    section.authPenalty,
-    'relay.authPenalty',
-    RELAY_DEFAULTS.authPenalty,
-    '{ initial: 1s, max: 15s }',
-    add,
-  );
-  const maxConnections = integerSetting(
-    section.maxConnections,
-    'relay.maxConnections',
-    RELAY_DEFAULTS.maxConnections,
-    1,
-    10_000,
-    add,
-  );
-  const maxConnectionsPerAddress = integerSetting(
-    section.maxConnectionsPerAddress,
-    'relay.maxConnectionsPerAddress',
-    RELAY_DEFAULTS.maxConnectionsPerAddress,
-    1,
-    10_000,
-    add,
-  );
-  const sessionTimeout = durationSetting(
-    section.sessionTimeout,
-    'relay.sessionTimeout',
-    RELAY_DEFAULTS.sessionTimeout,
-    add,
-  );
-  if (sessionTimeout === 0) add('relay.sessionTimeout', 'relay.sessionTimeout must be above 0.');
-
-  const bounce = booleanSetting(section.bounce, 'relay.bounce', false, add);
-  const allowPlaintextAuth = booleanSetting(
-    section.allowPlaintextAuth,
-    'relay.allowPlaintextAuth',
-    false,
-    add,
-  );
-
-  let hostname: string | undefined;
-  if (section.hostname !== undefined) {
-    if (typeof section.hostname === 'string' && /^[a-z0-9.-]{1,253}$/i.test(section.hostname)) {
-      hostname = section.hostname;
-    } else add('relay.hostname', 'relay.hostname must be a host name.');
-  }
-
-  let http: RelaySettings['http'];
-  if (section.http !== undefined) {
-    const parsed = typeof section.http === 'string' ? parseListenAddress(section.http) : undefined;
-    if (parsed === undefined || typeof parsed === 'string' || parsed.implicitTls) {
-      add('relay.http', 'relay.http must be HOST:PORT, e.g. 127.0.0.1:9025.');
-    } else if (!isLoopbackAddress(parsed.host)) {
-      add(
-        'relay.http',
-        `relay.http ${parsed.text} is not a loopback address: /healthz and /metrics are served on loopback only (127.0.0.1 or ::1).`,
-      );
-    } else http = { host: parsed.host, port: parsed.port };
-  }
-
-  // policy
+  const tls =
+    valid('tls') && section.tls
+      ? { cert: path(section.tls.cert), key: path(section.tls.key) }
+      : undefined;
+  const users = valid('users') && section.users ? path(section.users) : undefined;
   const policy: PolicyRule[] = [];
-  if (section.policy === undefined) {
-    add(
-      'relay.policy',
-      'relay.policy is required: list which senders each user or network may use, and the mailbox each goes out as.',
-    );
-  } else if (!Array.isArray(section.policy) || section.policy.length === 0) {
-    add('relay.policy', 'relay.policy must be a non-empty list of rules.');
-  } else {
+  if (Array.isArray(section.policy)) {
     section.policy.forEach((entry, index) => {
-      const rule = parsePolicyRule(entry, index, add);
-      if (rule) policy.push(rule);
+      if (!valid(`policy[${index}]`)) return;
+      const { user, network, senders, mailbox } = entry;
+      policy.push({
+        index,
+        senders,
+        ...(user === undefined ? {} : { user }),
+        ...(network === undefined ? {} : { network }),
+        ...(mailbox === undefined ? {} : { mailbox }),
+      });
     });
   }
   for (const rule of policy) {
@@ -372,28 +409,35 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
     }
   }
 
+  const or = <K extends keyof RelaySection>(key: K, fallback: NonNullable<RelaySection[K]>) =>
+    valid(String(key)) && section[key] !== undefined
+      ? (section[key] as NonNullable<RelaySection[K]>)
+      : fallback;
   const settings: RelaySettings = {
     listen,
-    spool,
+    spool: valid('spool') && section.spool ? path(section.spool) : '',
     ...(tls ? { tls } : {}),
     ...(users ? { users } : {}),
     allowNetworks,
     policy,
-    maxMessageSize,
-    maxRecipients,
-    rateLimitPerMinute,
-    connectionsPerMailbox,
-    retryFor,
-    retryBackoff,
-    bounce,
-    ...(http ? { http } : {}),
-    shutdownTimeout,
-    ...(hostname ? { hostname } : {}),
-    allowPlaintextAuth,
-    maxConnections,
-    maxConnectionsPerAddress,
-    sessionTimeout,
-    authPenalty,
+    maxMessageSize: or('maxMessageSize', RELAY_DEFAULTS.maxMessageSize),
+    maxRecipients: or('maxRecipients', RELAY_DEFAULTS.maxRecipients),
+    rateLimitPerMinute: or('rateLimitPerMinute', RELAY_DEFAULTS.rateLimitPerMinute),
+    connectionsPerMailbox: or('connectionsPerMailbox', RELAY_DEFAULTS.connectionsPerMailbox),
+    retryFor: or('retryFor', RELAY_DEFAULTS.retryFor),
+    retryBackoff: or('retryBackoff', { ...RELAY_DEFAULTS.retryBackoff }),
+    bounce: or('bounce', false),
+    ...(valid('http') && section.http ? { http: section.http } : {}),
+    shutdownTimeout: or('shutdownTimeout', RELAY_DEFAULTS.shutdownTimeout),
+    ...(valid('hostname') && section.hostname ? { hostname: section.hostname } : {}),
+    allowPlaintextAuth: or('allowPlaintextAuth', false),
+    maxConnections: or('maxConnections', RELAY_DEFAULTS.maxConnections),
+    maxConnectionsPerAddress: or(
+      'maxConnectionsPerAddress',
+      RELAY_DEFAULTS.maxConnectionsPerAddress,
+    ),
+    sessionTimeout: or('sessionTimeout', RELAY_DEFAULTS.sessionTimeout),
+    authPenalty: or('authPenalty', { ...RELAY_DEFAULTS.authPenalty }),
   };
   problems.push(...openRelayProblems(settings));
   for (const listener of listen) {
@@ -474,19 +518,7 @@ export function parseListenAddress(input: string): ListenAddress | string {
   return { host, port, implicitTls, text };
 }
 
-/** `90s`, `30m`, `24h`, `2d`, `500ms`, or a number of seconds → ms. */
-export function parseDuration(value: unknown): number | undefined {
-  if (typeof value === 'number') {
-    return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
-  }
-  if (typeof value !== 'string') return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(value);
-  if (!m) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
-    (m[2] as string).toLowerCase() as 'ms' | 's' | 'm' | 'h' | 'd'
-  ];
-  return Math.round(Number(m[1]) * unit);
-}
+export { parseDuration } from '../../config/schema.js';
 
 /** `35MB`, `35 MiB`, `512k`, or a number of bytes. Units are binary: 1 MB = 1024 × 1024 bytes, as Exchange counts. */
 export function parseSize(value: unknown): number | undefined {
@@ -500,79 +532,6 @@ export function parseSize(value: unknown): number | undefined {
   const factor = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[unit];
   const bytes = Math.round(Number(m[1]) * factor);
   return bytes > 0 ? bytes : undefined;
-}
-
-function parsePolicyRule(
-  entry: unknown,
-  index: number,
-  add: (field: string, message: string) => void,
-): PolicyRule | undefined {
-  const field = `relay.policy[${index}]`;
-  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-    add(field, 'a rule is a mapping: { user | network, senders: [...], mailbox }.');
-    return undefined;
-  }
-  const e = entry as Record<string, unknown>;
-  let ok = true;
-  for (const key of Object.keys(e)) {
-    if (!['user', 'network', 'senders', 'mailbox'].includes(key)) {
-      add(
-        fieldName(key, `${field}.`),
-        `Unknown key ${quotedKey(key)} (a rule has user or network, senders, mailbox).`,
-      );
-      ok = false;
-    }
-  }
-  const rule: PolicyRule = { index, senders: [] };
-  if ((e.user === undefined) === (e.network === undefined)) {
-    add(field, 'a rule names exactly one of user (a local account) or network (CIDR).');
-    ok = false;
-  }
-  if (e.user !== undefined) {
-    if (typeof e.user === 'string' && /^[\x21-\x39\x3b-\x7e]{1,128}$/.test(e.user))
-      rule.user = e.user;
-    else {
-      add(`${field}.user`, 'user must be a user name of the users file.');
-      ok = false;
-    }
-  }
-  if (e.network !== undefined) {
-    const cidr = typeof e.network === 'string' ? parseCidr(e.network) : undefined;
-    if (cidr) rule.network = cidr;
-    else {
-      add(`${field}.network`, 'network must be an IPv4 or IPv6 network (CIDR).');
-      ok = false;
-    }
-  }
-  if (!Array.isArray(e.senders) || e.senders.length === 0) {
-    add(`${field}.senders`, "senders must list at least one address, '*@domain' or '*'.");
-    ok = false;
-  } else {
-    e.senders.forEach((sender, i) => {
-      const pattern = typeof sender === 'string' ? parseSenderPattern(sender) : undefined;
-      if (pattern) rule.senders.push(pattern);
-      else {
-        // Not quoted, for the same reason as allowNetworks.
-        add(
-          `${field}.senders[${i}]`,
-          `this entry is not an address, '*@domain', '*' or '<>'${senderHint(sender)}.`,
-        );
-        ok = false;
-      }
-    });
-  }
-  if (e.mailbox !== undefined) {
-    if (typeof e.mailbox === 'string' && ADDRESS.test(e.mailbox.trim())) {
-      rule.mailbox = e.mailbox.trim().toLowerCase();
-    } else {
-      add(`${field}.mailbox`, 'mailbox must be the address of a Microsoft 365 mailbox.');
-      ok = false;
-    }
-  } else if (rule.senders.some((s) => s.kind === 'null')) {
-    add(`${field}.mailbox`, "a rule that allows the null sender '<>' needs a mailbox to send as.");
-    ok = false;
-  }
-  return ok ? rule : undefined;
 }
 
 /** Whether `outer` holds every address of `inner`. */
@@ -596,104 +555,4 @@ function senderHint(value: unknown): string {
   if (!value.includes('@')) return ' (it has no @)';
   if (/\s/.test(value.trim())) return ' (it contains a space)';
   return '';
-}
-
-function stringList(
-  value: unknown,
-  field: string,
-  add: (field: string, message: string) => void,
-  fallback: string[],
-): string[] {
-  if (value === undefined) return fallback;
-  if (typeof value === 'string') return [value];
-  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value as string[];
-  add(field, `${field} must be a list of strings.`);
-  return [];
-}
-
-function integerSetting(
-  value: unknown,
-  field: string,
-  fallback: number,
-  min: number,
-  max: number,
-  add: (field: string, message: string) => void,
-  alternative = '',
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) {
-    return value;
-  }
-  add(field, `${field} must be a whole number from ${min} to ${max}${alternative}.`);
-  return fallback;
-}
-
-function sizeSetting(
-  value: unknown,
-  field: string,
-  fallback: number,
-  max: number,
-  add: (field: string, message: string) => void,
-): number {
-  if (value === undefined) return fallback;
-  const bytes = parseSize(value);
-  if (bytes === undefined) {
-    add(field, `${field} must be a size such as 35MB or a number of bytes.`);
-    return fallback;
-  }
-  if (bytes > max) {
-    add(field, `${field} is above Exchange Online's ceiling of 150 MB.`);
-    return fallback;
-  }
-  return bytes;
-}
-
-function durationSetting(
-  value: unknown,
-  field: string,
-  fallback: number,
-  add: (field: string, message: string) => void,
-): number {
-  if (value === undefined) return fallback;
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    add(field, `${field} must be a duration such as 90s, 30m, 24h or 2d.`);
-    return fallback;
-  }
-  return ms;
-}
-
-/** `{ initial, max }` durations, the first at most the second (retry backoff, auth penalty). */
-function growingDelaySetting(
-  value: unknown,
-  field: string,
-  fallback: { readonly initialMs: number; readonly maxMs: number },
-  example: string,
-  add: (field: string, message: string) => void,
-): { initialMs: number; maxMs: number } {
-  const delay = { ...fallback };
-  if (value === undefined) return delay;
-  const b = value as Record<string, unknown>;
-  if (typeof b !== 'object' || b === null || Array.isArray(b)) {
-    add(field, `${field} must be a mapping: ${example}.`);
-    return delay;
-  }
-  delay.initialMs = durationSetting(b.initial, `${field}.initial`, delay.initialMs, add);
-  delay.maxMs = durationSetting(b.max, `${field}.max`, delay.maxMs, add);
-  if (delay.initialMs > delay.maxMs) {
-    add(field, `${field}.initial must not exceed ${field}.max.`);
-  }
-  return delay;
-}
-
-function booleanSetting(
-  value: unknown,
-  field: string,
-  fallback: boolean,
-  add: (field: string, message: string) => void,
-): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value === 'boolean') return value;
-  add(field, `${field} must be true or false.`);
-  return fallback;
 }
