@@ -19,7 +19,8 @@
  *      relay minus the direct time is what the relay adds, not queueing.
  * The relay's RSS (/proc/PID/status) is read at rest after start, sampled
  * during the load and read again once it has drained. Every message must land
- * in Dovecot (IMAP STATUS per recipient).
+ * in Dovecot (IMAP STATUS per recipient). `--checkout DIR` runs the relay of
+ * another checkout (e.g. a worktree of main) under the same clients.
  *
  * Needs root (the mail servers of test/helpers/mail-servers.ts). Like
  * bench/smtp.ts it runs twice: a launcher that makes a throwaway CA and a
@@ -27,12 +28,12 @@
  *
  *   npx tsx bench/relay.ts [--messages 1000] [--clients 10] [--rounds 3]
  *                          [--upstream-connections 3] [--paced 300]
- *                          [--cpu-prof DIR] [--write-readme]
+ *                          [--cpu-prof DIR] [--checkout DIR] [--write-readme]
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -66,7 +67,6 @@ import {
   writeReadmeSection,
 } from './support.js';
 
-const RUN_RELAY = fileURLToPath(new URL('../test/jobs/relay/run-relay.ts', import.meta.url));
 const SENDER = 'scanner@contoso.example';
 /** One recipient per side, so Dovecot's count checks each side on its own. */
 const RECIPIENTS = {
@@ -80,6 +80,8 @@ const WARM_UP_MESSAGES = 50;
 const SETTLE_MS = 2000;
 const RSS_SAMPLE_MS = 20;
 const TIMEOUT_MS = 60_000;
+/** USER_HZ of /proc/PID/stat: 100 on every Linux build that matters here. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 // About 20 KB as sent: 4 KB of text and a 12 KB attachment (16 KB in base64), as bench/smtp.ts.
 const TEXT = Array.from({ length: 64 }, (_, i) =>
@@ -93,6 +95,8 @@ interface BenchOptions {
   upstreamConnections: number;
   rounds: number;
   paced: number;
+  /** The checkout whose relay runs (another one to compare a change under the same load). */
+  checkout: string;
   /** Where the relay child writes a V8 CPU profile (node --cpu-prof), if anywhere. */
   cpuProf: string | undefined;
   writeReadme: boolean;
@@ -108,6 +112,7 @@ function parseOptions(argv: string[]): BenchOptions {
       rounds: { type: 'string', default: '3' },
       paced: { type: 'string', default: '300' },
       'cpu-prof': { type: 'string' },
+      checkout: { type: 'string', default: fileURLToPath(new URL('..', import.meta.url)) },
       'write-readme': { type: 'boolean', default: false },
     },
   });
@@ -119,6 +124,7 @@ function parseOptions(argv: string[]): BenchOptions {
     rounds: wholeOption('rounds', values.rounds, 1, 20),
     paced: wholeOption('paced', values.paced, 0, 100_000),
     cpuProf: values['cpu-prof'],
+    checkout: resolve(values.checkout),
     writeReadme: values['write-readme'],
   };
 }
@@ -141,13 +147,14 @@ interface RelayChild {
 async function spawnRelay(
   configFile: string,
   env: Record<string, string>,
-  cpuProf: string | undefined,
+  options: BenchOptions,
 ): Promise<RelayChild> {
-  const profile = cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf] : [];
+  const profile = options.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProf] : [];
+  const runRelay = join(options.checkout, 'test/jobs/relay/run-relay.ts');
   const child: ChildProcess = spawn(
     process.execPath,
-    [...profile, '--import', 'tsx', RUN_RELAY, '--config', configFile],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    [...profile, '--import', 'tsx', runRelay, '--config', configFile],
+    { cwd: options.checkout, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const events: Record<string, unknown>[] = [];
   const deliveredAt = new Map<string, number>();
@@ -228,6 +235,15 @@ async function rssOf(pid: number): Promise<number> {
   const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
   if (kb === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(kb) * 1024;
+}
+
+/** CPU time (user + system) a process has used so far, in ms (Linux, /proc/PID/stat). */
+async function cpuOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
 /** Samples the RSS every RSS_SAMPLE_MS until stopped; returns the highest. */
@@ -341,6 +357,8 @@ interface Round {
   /** The 1-minute load average when the round started. */
   load: number;
   relay: LoadResult;
+  /** CPU ms the relay process used for the full-speed phase, accepting and delivering. */
+  relayCpuMs: number;
   direct: LoadResult;
   pacedPerSecond: number;
   pacedRelay: LoadResult;
@@ -387,7 +405,8 @@ async function measure(options: BenchOptions): Promise<number> {
     );
 
     progress('starting the relay');
-    relay = await spawnRelay(configFile, env, options.cpuProf);
+    relay = await spawnRelay(configFile, env, options);
+    progress(`relay pid ${relay.pid}`);
     const started = await relay.waitFor('started');
     const port = Number(/:(\d+)$/.exec(String(started.listen))?.[1]);
     await delay(SETTLE_MS);
@@ -474,12 +493,22 @@ async function run(
         await settle(side, result);
         return result;
       };
+      const cpuBefore = await cpuOf(relay.pid);
       const relayLoad = await phase('relay', 'full', options.messages);
+      const relayCpuMs = (await cpuOf(relay.pid)) - cpuBefore;
       const direct = await phase('direct', 'full', options.messages);
       const pacedPerSecond = directRate(direct) / 2;
       const pacedRelay = await phase('relay', 'paced', options.paced, pacedPerSecond);
       const pacedDirect = await phase('direct', 'paced', options.paced, pacedPerSecond);
-      rounds.push({ load, relay: relayLoad, direct, pacedPerSecond, pacedRelay, pacedDirect });
+      rounds.push({
+        load,
+        relay: relayLoad,
+        relayCpuMs,
+        direct,
+        pacedPerSecond,
+        pacedRelay,
+        pacedDirect,
+      });
     }
     const peak = await sampler.stop();
     const drained = await rssOf(relay.pid);
@@ -585,6 +614,7 @@ interface RoundFigures {
   relayDelivered: number;
   direct: number;
   ratio: number;
+  relayCpuPerMessage: number;
   relay250: [number, number];
   direct250: [number, number];
   relayEndToEnd: [number, number];
@@ -620,6 +650,7 @@ function roundFigures(round: Round, deliveredAt: Map<string, number>): RoundFigu
     relayDelivered,
     direct,
     ratio: relayDelivered / direct,
+    relayCpuPerMessage: round.relayCpuMs / relay.submissions.length,
     relay250: p(toAcceptance(relay)),
     direct250: p(toAcceptance(round.direct)),
     relayEndToEnd: p(endToEnd(relay, deliveredAt)),
@@ -687,6 +718,11 @@ function renderResults(results: Results, options: BenchOptions): string {
     row(`Relay: accepted from ${options.clients} devices (messages/s)`, (f) => f.relayAccepted),
     row(`Relay: delivered upstream over ${n} connections (messages/s)`, (f) => f.relayDelivered),
     row('**Delivered rate, relay / direct** (goal ≥ 0.90×)', (f) => f.ratio, ratio),
+    row(
+      'Relay process CPU per message, accepting and delivering (ms)',
+      (f) => f.relayCpuPerMessage,
+      fixed(2),
+    ),
     ...p50p99('Direct: 250', (f) => f.direct250),
     ...p50p99('Relay: device’s 250', (f) => f.relay250),
     row(
