@@ -167,7 +167,7 @@ export async function startRelay(
           logger,
           hostname,
           shared,
-          onAccepted: (envelope) => deliveries.enqueue(envelope),
+          onAccepted: (envelope, content) => deliveries.enqueue(envelope, content),
           refuseNewMail: () => credential.refusingMail(),
         });
         listeners.push(smtp);

@@ -182,6 +182,8 @@ export class Spool {
   private recordError: Error | undefined;
   private recordTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /** Known to end with a newline (or be empty): set by this process's last append. */
+  private recordsEndLine = false;
   /** Flushes queue/ once for every reception that renamed its files into it meanwhile. */
   private readonly syncQueueDir: () => Promise<void>;
 
@@ -621,11 +623,14 @@ export class Spool {
    * disk refuses is held in memory, the message stays where it is, and
    * `deliveryBlocked` stops everything else until the record is written
    * (tried again every second); only then does the message leave the queue.
+   * `onRecorded` is told as soon as the record is on disk, before the removal:
+   * from then on a crash cannot make the message go out again.
    */
-  async recordDelivery(record: DeliveryRecord): Promise<void> {
+  async recordDelivery(record: DeliveryRecord, onRecorded?: () => void): Promise<void> {
     if (!this.recordError) {
       try {
         await this.appendRecord(record);
+        onRecorded?.();
         if (record.complete) await this.removeFromQueue(record.id);
         return;
       } catch (error) {
@@ -681,26 +686,43 @@ export class Spool {
    * One line onto delivered.jsonl. Not fsynced per line: a process crash keeps
    * what was written; only a power failure could lose a line, and that costs a
    * duplicate, never a message. A write cut short (ENOSPC) is cut back off, and
-   * a line left unfinished by a crash is ended first, so every record stays whole.
+   * a line left unfinished by a crash is ended first, so every record stays
+   * whole. Whether the file ends a line is checked once, not per record: only
+   * this process writes it, and after a failure it is checked again.
    */
   private async appendRecord(record: DeliveryRecord): Promise<void> {
-    const handle = await open(this.deliveredPath, 'a+', 0o600);
+    let handle: FileHandle | undefined;
     try {
-      const { size } = await handle.stat();
+      handle = await open(this.deliveredPath, 'a+', 0o600);
       let line = `${JSON.stringify(record)}\n`;
-      if (size > 0) {
-        const last = Buffer.alloc(1);
-        await handle.read(last, 0, 1, size - 1);
-        if (last[0] !== 0x0a) line = `\n${line}`;
+      if (!this.recordsEndLine) {
+        const { size } = await handle.stat();
+        if (size > 0) {
+          const last = Buffer.alloc(1);
+          await handle.read(last, 0, 1, size - 1);
+          if (last[0] !== 0x0a) line = `\n${line}`;
+        }
       }
+      const data = Buffer.from(line, 'utf8');
+      let written = 0;
       try {
-        await writeAll(handle, Buffer.from(line, 'utf8'));
+        while (written < data.length) {
+          written += (await handle.write(data, written, data.length - written)).bytesWritten;
+        }
       } catch (error) {
-        await handle.truncate(size).catch(() => {});
+        const cut = handle;
+        await cut
+          .stat()
+          .then(({ size }) => cut.truncate(size - written))
+          .catch(() => {});
         throw error;
       }
+      this.recordsEndLine = true;
+    } catch (error) {
+      this.recordsEndLine = false;
+      throw error;
     } finally {
-      await handle.close();
+      await handle?.close();
     }
   }
 
@@ -816,9 +838,12 @@ export class Spool {
   }
 
   private async removeFromQueue(id: string): Promise<void> {
-    await rm(this.queuePath(id, 'json'), { force: true });
-    await rm(this.queuePath(id, 'eml'), { force: true });
-    await rm(this.queuePath(id, 'kick'), { force: true });
+    // The .json first: it uncommits the message; an .eml alone is cleared by recover().
+    await unlinkIfPresent(this.queuePath(id, 'json'));
+    await Promise.all([
+      unlinkIfPresent(this.queuePath(id, 'eml')),
+      unlinkIfPresent(this.queuePath(id, 'kick')),
+    ]);
   }
 
   /** Latest record per id, for the ids asked about. */
@@ -997,6 +1022,13 @@ async function writeNewFileSynced(path: string, data: string | Buffer): Promise<
   await writeFile(path, data, {
     flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC,
     mode: 0o600,
+  });
+}
+
+/** unlink, with a file already gone taken as done (rm's `force` costs an lstat more). */
+async function unlinkIfPresent(path: string): Promise<void> {
+  await unlink(path).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   });
 }
 
