@@ -21,6 +21,7 @@ import {
   nextStep,
   retryDelay,
   senderLoginRefused,
+  spoolErrorDelay,
 } from './backoff.js';
 import { buildBounce, mustNotBounce } from './bounce.js';
 import type { RelayMetrics } from './metrics.js';
@@ -61,8 +62,6 @@ export interface DeliveryWorkerOptions {
  * that their first attempt need not read the spool file back.
  */
 const CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
-/** After a spool write failed, the message waits this long before the next attempt. */
-const SPOOL_ERROR_WAIT_MS = 30_000;
 
 export class DeliveryWorker {
   private readonly queue = new Map<string, SpoolEnvelope>();
@@ -73,6 +72,8 @@ export class DeliveryWorker {
   /** The bytes of messages not yet tried, as the server spooled them (within CONTENT_BUDGET_BYTES). */
   private readonly contents = new Map<string, Buffer>();
   private contentBytes = 0;
+  /** Spool writes that failed in a row, for the wait before the next attempt. */
+  private spoolFailures = 0;
   /** Ids finished in this process, so a scan racing a removal cannot bring one back. */
   private readonly finished = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -237,6 +238,7 @@ export class DeliveryWorker {
       .catch((error: unknown) => {
         // A spool write failed: keep the message where it is and try again later,
         // not at once (a full disk would otherwise make this a busy loop).
+        this.spoolFailures++;
         this.logger.log('error', 'spool update failed', {
           event: 'spool-error',
           id,
@@ -244,7 +246,8 @@ export class DeliveryWorker {
         });
         const envelope = this.queue.get(id);
         if (envelope) {
-          const at = new Date(this.now() + SPOOL_ERROR_WAIT_MS).toISOString();
+          const wait = spoolErrorDelay(this.spoolFailures, this.options.random);
+          const at = new Date(this.now() + wait).toISOString();
           this.queue.set(id, { ...envelope, nextAttemptAt: at });
         }
       })
@@ -506,6 +509,8 @@ export class DeliveryWorker {
   private finish(id: string): void {
     this.queue.delete(id);
     this.finished.add(id);
+    // The spool took what this message needed written: writes work again.
+    this.spoolFailures = 0;
   }
 
   private dropContent(id: string): void {
