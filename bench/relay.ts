@@ -4,28 +4,36 @@
  * `mailbridge relay` runs as a child process (test/jobs/relay/run-relay.ts,
  * as the durability test runs it) in front of real Postfix submission
  * (STARTTLS, SASL XOAUTH2 checked by Dovecot against the local token
- * service). In one run, with the same 10 concurrent clients and the same
- * messages (about 20 KB):
- *   1. through the relay: each client submits without auth over loopback; the
- *      time to the relay's 250, and the time until the relay logs `delivered`
- *      for that Message-ID (its JSON log on stdout), i.e. Postfix accepted it;
- *   2. direct: the same clients submit straight to Postfix with XOAUTH2 and a
- *      static token; the time to Postfix's 250.
+ * service). The question is issue 21's: does a device lose anything by
+ * sending through the relay rather than straight to Exchange with the same
+ * number of connections? So in one run, `--rounds` times (medians reported):
+ *   1. relay, full speed: `--clients` devices (10) submit without auth over
+ *      loopback to the relay, which holds `--upstream-connections` (N = 3)
+ *      connections to Postfix; the time to the relay's 250, and the time until
+ *      the relay logs `delivered` for that Message-ID (its JSON log on stdout);
+ *   2. direct, full speed: N nodemailer connections with XOAUTH2 and a static
+ *      token straight to Postfix; the time to Postfix's 250;
+ *   3. paced, both sides: the same again at half of that round's direct rate
+ *      (open loop, a message is due at its time whether or not the last one
+ *      is done), so the upstream keeps up and the end-to-end time through the
+ *      relay minus the direct time is what the relay adds, not queueing.
  * The relay's RSS (/proc/PID/status) is read at rest after start, sampled
  * during the load and read again once it has drained. Every message must land
- * in Dovecot (IMAP STATUS per recipient).
+ * in Dovecot (IMAP STATUS per recipient). `--checkout DIR` runs the relay of
+ * another checkout (e.g. a worktree of main) under the same clients.
  *
  * Needs root (the mail servers of test/helpers/mail-servers.ts). Like
  * bench/smtp.ts it runs twice: a launcher that makes a throwaway CA and a
  * child that trusts it through NODE_EXTRA_CA_CERTS (the relay inherits it).
  *
- *   npx tsx bench/relay.ts [--messages 1000] [--clients 10]
- *                          [--upstream-connections 2] [--write-readme]
+ *   npx tsx bench/relay.ts [--messages 1000] [--clients 10] [--rounds 3]
+ *                          [--upstream-connections 3] [--paced 300]
+ *                          [--cpu-prof DIR] [--checkout DIR] [--write-readme]
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -51,6 +59,7 @@ import {
   delay,
   describeMachine,
   markdownTable,
+  median,
   progressLogger,
   README,
   runBench,
@@ -58,7 +67,6 @@ import {
   writeReadmeSection,
 } from './support.js';
 
-const RUN_RELAY = fileURLToPath(new URL('../test/jobs/relay/run-relay.ts', import.meta.url));
 const SENDER = 'scanner@contoso.example';
 /** One recipient per side, so Dovecot's count checks each side on its own. */
 const RECIPIENTS = {
@@ -72,6 +80,8 @@ const WARM_UP_MESSAGES = 50;
 const SETTLE_MS = 2000;
 const RSS_SAMPLE_MS = 20;
 const TIMEOUT_MS = 60_000;
+/** USER_HZ of /proc/PID/stat: 100 on every Linux build that matters here. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 // About 20 KB as sent: 4 KB of text and a 12 KB attachment (16 KB in base64), as bench/smtp.ts.
 const TEXT = Array.from({ length: 64 }, (_, i) =>
@@ -83,6 +93,12 @@ interface BenchOptions {
   messages: number;
   clients: number;
   upstreamConnections: number;
+  rounds: number;
+  paced: number;
+  /** The checkout whose relay runs (another one to compare a change under the same load). */
+  checkout: string;
+  /** Where the relay child writes a V8 CPU profile (node --cpu-prof), if anywhere. */
+  cpuProf: string | undefined;
   writeReadme: boolean;
 }
 
@@ -92,7 +108,11 @@ function parseOptions(argv: string[]): BenchOptions {
     options: {
       messages: { type: 'string', default: '1000' },
       clients: { type: 'string', default: '10' },
-      'upstream-connections': { type: 'string', default: '2' },
+      'upstream-connections': { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '3' },
+      paced: { type: 'string', default: '300' },
+      'cpu-prof': { type: 'string' },
+      checkout: { type: 'string', default: fileURLToPath(new URL('..', import.meta.url)) },
       'write-readme': { type: 'boolean', default: false },
     },
   });
@@ -101,6 +121,10 @@ function parseOptions(argv: string[]): BenchOptions {
     clients: wholeOption('clients', values.clients, 1, 100),
     // Exchange allows 3 concurrent submissions per mailbox; the relay refuses more.
     upstreamConnections: wholeOption('upstream-connections', values['upstream-connections'], 1, 3),
+    rounds: wholeOption('rounds', values.rounds, 1, 20),
+    paced: wholeOption('paced', values.paced, 0, 100_000),
+    cpuProf: values['cpu-prof'],
+    checkout: resolve(values.checkout),
     writeReadme: values['write-readme'],
   };
 }
@@ -120,11 +144,17 @@ interface RelayChild {
   stderr(): string;
 }
 
-async function spawnRelay(configFile: string, env: Record<string, string>): Promise<RelayChild> {
+async function spawnRelay(
+  configFile: string,
+  env: Record<string, string>,
+  options: BenchOptions,
+): Promise<RelayChild> {
+  const profile = options.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProf] : [];
+  const runRelay = join(options.checkout, 'test/jobs/relay/run-relay.ts');
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', RUN_RELAY, '--config', configFile],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    [...profile, '--import', 'tsx', runRelay, '--config', configFile],
+    { cwd: options.checkout, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const events: Record<string, unknown>[] = [];
   const deliveredAt = new Map<string, number>();
@@ -207,6 +237,15 @@ async function rssOf(pid: number): Promise<number> {
   return Number(kb) * 1024;
 }
 
+/** CPU time (user + system) a process has used so far, in ms (Linux, /proc/PID/stat). */
+async function cpuOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
 /** Samples the RSS every RSS_SAMPLE_MS until stopped; returns the highest. */
 function sampleRss(pid: number): { stop(): Promise<number> } {
   let peak = 0;
@@ -232,7 +271,10 @@ function sampleRss(pid: number): { stop(): Promise<number> } {
 
 interface Submission {
   messageId: string;
-  /** performance.now() when sendMail was called, and when it resolved with 250. */
+  /**
+   * performance.now() when the message was due: when sendMail was called at
+   * full speed, its slot in the schedule when paced. And when it got its 250.
+   */
   startedAt: number;
   acceptedAt: number;
 }
@@ -245,15 +287,18 @@ interface LoadResult {
 }
 
 /**
- * `clients` transports, one connection each, take messages from one shared
- * queue: each sends its next message when the previous one got its 250, so a
- * message's time is its own and not time spent waiting behind others.
+ * `transports`, one connection each, take messages from one shared queue. At
+ * full speed (no `perSecond`) each sends its next message when the previous
+ * one got its 250, so a message's time is its own and not time spent waiting
+ * behind others. Paced, message i is due `i / perSecond` after the start and
+ * its time counts from then: a wait for a free connection is part of it.
  */
 async function runLoad(
   transports: Mail[],
   side: Side,
   count: number,
   label: string,
+  perSecond?: number,
 ): Promise<LoadResult> {
   const stamp = Date.now();
   const ids = Array.from({ length: count }, (_, i) => `<${side}-${label}-${i}-${stamp}@bench.lan>`);
@@ -262,8 +307,14 @@ async function runLoad(
   await Promise.all(
     transports.map(async (transport) => {
       while (next < count) {
-        const messageId = ids[next++] as string;
-        const startedAt = performance.now();
+        const index = next++;
+        const messageId = ids[index] as string;
+        let startedAt = performance.now();
+        if (perSecond !== undefined) {
+          const due = result.startedAt + (index * 1000) / perSecond;
+          if (due > startedAt) await delay(due - startedAt);
+          startedAt = due;
+        }
         try {
           const info = (await transport.sendMail(message(side, messageId))) as {
             accepted: unknown[];
@@ -301,10 +352,24 @@ function message(side: Side, messageId: string): Mail.Options {
 // ---------------------------------------------------------------------------
 // Measuring child
 
+/** One round: both sides at full speed, then both paced at half the direct rate. */
+interface Round {
+  /** The 1-minute load average when the round started. */
+  load: number;
+  relay: LoadResult;
+  /** CPU ms the relay process used for the full-speed phase, accepting and delivering. */
+  relayCpuMs: number;
+  direct: LoadResult;
+  pacedPerSecond: number;
+  pacedRelay: LoadResult;
+  pacedDirect: LoadResult;
+}
+
 interface Results {
   messageBytes: number;
-  relay: LoadResult & { deliveredAt: Map<string, number> };
-  direct: LoadResult;
+  rounds: Round[];
+  /** Arrival time (performance.now()) of each `delivered` line, by Message-ID. */
+  deliveredAt: Map<string, number>;
   rss: { atRest: number; peak: number; drained: number };
   delivered: Record<Side, number>;
   trouble: Record<string, unknown>[];
@@ -340,7 +405,8 @@ async function measure(options: BenchOptions): Promise<number> {
     );
 
     progress('starting the relay');
-    relay = await spawnRelay(configFile, env);
+    relay = await spawnRelay(configFile, env, options);
+    progress(`relay pid ${relay.pid}`);
     const started = await relay.waitFor('started');
     const port = Number(/:(\d+)$/.exec(String(started.listen))?.[1]);
     await delay(SETTLE_MS);
@@ -377,55 +443,80 @@ async function run(
   // The baseline gets one token before it starts and keeps it.
   const staticToken = (await createTokenProvider(config).getToken()).accessToken;
   const smtp = config.smtp;
-  const clients = (side: Side): Mail[] =>
-    Array.from({ length: options.clients }, () =>
-      side === 'relay'
-        ? nodemailer.createTransport({
-            host: '127.0.0.1',
-            port,
-            ignoreTLS: true,
-            pool: true,
-            maxConnections: 1,
-            maxMessages: Number.POSITIVE_INFINITY,
-          })
-        : nodemailer.createTransport({
-            host: smtp.host,
-            port: smtp.port,
-            requireTLS: true,
-            pool: true,
-            maxConnections: 1,
-            maxMessages: Number.POSITIVE_INFINITY,
-            auth: { type: 'OAuth2', user: SENDER, accessToken: staticToken },
-          }),
-    );
-  const transports: Record<Side, Mail[]> = { relay: clients('relay'), direct: clients('direct') };
+  const connection = (side: Side): Mail =>
+    side === 'relay'
+      ? nodemailer.createTransport({
+          host: '127.0.0.1',
+          port,
+          ignoreTLS: true,
+          pool: true,
+          maxConnections: 1,
+          maxMessages: Number.POSITIVE_INFINITY,
+        })
+      : nodemailer.createTransport({
+          host: smtp.host,
+          port: smtp.port,
+          requireTLS: true,
+          pool: true,
+          maxConnections: 1,
+          maxMessages: Number.POSITIVE_INFINITY,
+          auth: { type: 'OAuth2', user: SENDER, accessToken: staticToken },
+        });
+  // Devices to the relay; straight to Postfix, as many connections as the relay holds upstream.
+  const transports: Record<Side, Mail[]> = {
+    relay: Array.from({ length: options.clients }, () => connection('relay')),
+    direct: Array.from({ length: options.upstreamConnections }, () => connection('direct')),
+  };
   const inboxes = await openInboxes(config);
+  const held: Record<Side, number> = { relay: 0, direct: 0 };
+  // Postfix delivers into Dovecot in the background: each phase starts on an empty queue.
+  const settle = async (side: Side, load: LoadResult) => {
+    held[side] += load.submissions.length;
+    if (side === 'relay') await relay.waitForDelivered(held.relay);
+    await inboxes.waitFor(side, held[side]);
+  };
   try {
     progress(`warm-up: ${WARM_UP_MESSAGES} messages per side`);
-    await runLoad(transports.relay, 'relay', WARM_UP_MESSAGES, 'warm-up');
-    await relay.waitForDelivered(WARM_UP_MESSAGES);
-    await runLoad(transports.direct, 'direct', WARM_UP_MESSAGES, 'warm-up');
-    await inboxes.waitFor('relay', WARM_UP_MESSAGES);
-    await inboxes.waitFor('direct', WARM_UP_MESSAGES);
+    for (const side of ['relay', 'direct'] as const) {
+      await settle(side, await runLoad(transports[side], side, WARM_UP_MESSAGES, 'warm-up'));
+    }
 
-    progress(`relay: ${options.messages} messages from ${options.clients} clients`);
     const sampler = sampleRss(relay.pid);
-    const relayLoad = await runLoad(transports.relay, 'relay', options.messages, 'run');
-    await relay.waitForDelivered(WARM_UP_MESSAGES + relayLoad.submissions.length);
+    const rounds: Round[] = [];
+    for (let r = 1; r <= options.rounds; r++) {
+      const load = os.loadavg()[0] as number;
+      const phase = async (side: Side, label: string, count: number, perSecond?: number) => {
+        progress(
+          `round ${r}/${options.rounds} (load ${load.toFixed(2)}): ${side} ${label}, ${count} messages from ${transports[side].length} connections`,
+        );
+        const result = await runLoad(transports[side], side, count, `${label}-${r}`, perSecond);
+        await settle(side, result);
+        return result;
+      };
+      const cpuBefore = await cpuOf(relay.pid);
+      const relayLoad = await phase('relay', 'full', options.messages);
+      const relayCpuMs = (await cpuOf(relay.pid)) - cpuBefore;
+      const direct = await phase('direct', 'full', options.messages);
+      const pacedPerSecond = directRate(direct) / 2;
+      const pacedRelay = await phase('relay', 'paced', options.paced, pacedPerSecond);
+      const pacedDirect = await phase('direct', 'paced', options.paced, pacedPerSecond);
+      rounds.push({
+        load,
+        relay: relayLoad,
+        relayCpuMs,
+        direct,
+        pacedPerSecond,
+        pacedRelay,
+        pacedDirect,
+      });
+    }
     const peak = await sampler.stop();
-    // Postfix delivers into Dovecot in the background; the direct run starts on an empty queue.
-    await inboxes.waitFor('relay', WARM_UP_MESSAGES + relayLoad.submissions.length);
     const drained = await rssOf(relay.pid);
 
-    progress(`direct: ${options.messages} messages from ${options.clients} clients`);
-    const direct = await runLoad(transports.direct, 'direct', options.messages, 'run');
-    await inboxes.waitFor('direct', WARM_UP_MESSAGES + direct.submissions.length);
-
-    const messageBytes = await sizeOf(message('relay', '<size@bench.lan>'));
     return {
-      messageBytes,
-      relay: { ...relayLoad, deliveredAt: relay.deliveredAt },
-      direct,
+      messageBytes: await sizeOf(message('relay', '<size@bench.lan>')),
+      rounds,
+      deliveredAt: relay.deliveredAt,
       rss: { atRest, peak, drained },
       delivered: await inboxes.counts(),
       trouble: relay.trouble,
@@ -487,43 +578,28 @@ async function openInboxes(config: MailbridgeConfig): Promise<Inboxes> {
 // ---------------------------------------------------------------------------
 // Figures, checks and output
 
-interface Figures {
-  acceptedPerSecond: number;
-  deliveredPerSecond: number;
-  directPerSecond: number;
-  acceptance: number[];
-  endToEnd: number[];
-  direct: number[];
+const perSecond = (n: number, from: number, to: number) => n / ((to - from) / 1000);
+const lastOf = (values: (number | undefined)[]) =>
+  Math.max(...values.filter((v): v is number => v !== undefined));
+
+/** Direct messages per second: from the first sendMail to the last 250 (Postfix has it). */
+function directRate(load: LoadResult): number {
+  return perSecond(
+    load.submissions.length,
+    load.startedAt,
+    lastOf(load.submissions.map((s) => s.acceptedAt)),
+  );
 }
 
-function figures(results: Results): Figures {
-  const { relay, direct } = results;
-  const acceptance = relay.submissions.map((s) => s.acceptedAt - s.startedAt);
-  const deliveredTimes = relay.submissions.map((s) => relay.deliveredAt.get(s.messageId));
-  const endToEnd = relay.submissions.flatMap((s, i) => {
-    const at = deliveredTimes[i];
+/** Per message, from its start to the relay's `delivered` line. */
+function endToEnd(load: LoadResult, deliveredAt: Map<string, number>): number[] {
+  return load.submissions.flatMap((s) => {
+    const at = deliveredAt.get(s.messageId);
     return at === undefined ? [] : [at - s.startedAt];
   });
-  const lastOf = (values: (number | undefined)[]) =>
-    Math.max(...values.filter((v): v is number => v !== undefined));
-  const perSecond = (n: number, from: number, to: number) => n / ((to - from) / 1000);
-  return {
-    acceptedPerSecond: perSecond(
-      relay.submissions.length,
-      relay.startedAt,
-      lastOf(relay.submissions.map((s) => s.acceptedAt)),
-    ),
-    deliveredPerSecond: perSecond(endToEnd.length, relay.startedAt, lastOf(deliveredTimes)),
-    directPerSecond: perSecond(
-      direct.submissions.length,
-      direct.startedAt,
-      lastOf(direct.submissions.map((s) => s.acceptedAt)),
-    ),
-    acceptance,
-    endToEnd,
-    direct: direct.submissions.map((s) => s.acceptedAt - s.startedAt),
-  };
 }
+
+const toAcceptance = (load: LoadResult) => load.submissions.map((s) => s.acceptedAt - s.startedAt);
 
 /** Nearest-rank percentile. */
 function percentile(values: readonly number[], p: number): number {
@@ -531,100 +607,156 @@ function percentile(values: readonly number[], p: number): number {
   return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 }
 
+/** Each figure of one round; the table shows the median over rounds and every round. */
+interface RoundFigures {
+  load: number;
+  relayAccepted: number;
+  relayDelivered: number;
+  direct: number;
+  ratio: number;
+  relayCpuPerMessage: number;
+  relay250: [number, number];
+  direct250: [number, number];
+  relayEndToEnd: [number, number];
+  pacedPerSecond: number;
+  pacedEndToEnd: [number, number];
+  pacedDirect: [number, number];
+  added: [number, number];
+  delivered: number;
+}
+
+function roundFigures(round: Round, deliveredAt: Map<string, number>): RoundFigures {
+  const p = (values: number[]): [number, number] => [
+    percentile(values, 50),
+    percentile(values, 99),
+  ];
+  const { relay } = round;
+  const delivered = relay.submissions.map((s) => deliveredAt.get(s.messageId));
+  const relayDelivered = perSecond(
+    delivered.filter((d) => d !== undefined).length,
+    relay.startedAt,
+    lastOf(delivered),
+  );
+  const direct = directRate(round.direct);
+  const pacedEndToEnd = p(endToEnd(round.pacedRelay, deliveredAt));
+  const pacedDirect = p(toAcceptance(round.pacedDirect));
+  return {
+    load: round.load,
+    relayAccepted: perSecond(
+      relay.submissions.length,
+      relay.startedAt,
+      lastOf(relay.submissions.map((s) => s.acceptedAt)),
+    ),
+    relayDelivered,
+    direct,
+    ratio: relayDelivered / direct,
+    relayCpuPerMessage: round.relayCpuMs / relay.submissions.length,
+    relay250: p(toAcceptance(relay)),
+    direct250: p(toAcceptance(round.direct)),
+    relayEndToEnd: p(endToEnd(relay, deliveredAt)),
+    pacedPerSecond: round.pacedPerSecond,
+    pacedEndToEnd,
+    pacedDirect,
+    added: [pacedEndToEnd[0] - pacedDirect[0], pacedEndToEnd[1] - pacedDirect[1]],
+    delivered: endToEnd(relay, deliveredAt).length + endToEnd(round.pacedRelay, deliveredAt).length,
+  };
+}
+
 function check(results: Results, options: BenchOptions): string[] {
   const problems: string[] = [];
-  const f = figures(results);
-  for (const side of ['relay', 'direct'] as const) {
-    const load = results[side];
-    if (load.failed > 0)
-      problems.push(`${side}: ${load.failed} message(s) not accepted (${load.firstFailure})`);
-    const expected = WARM_UP_MESSAGES + options.messages;
-    if (results.delivered[side] !== expected)
+  const perSide = WARM_UP_MESSAGES + options.rounds * (options.messages + options.paced);
+  for (const [r, round] of results.rounds.entries()) {
+    for (const [name, load] of Object.entries({
+      relay: round.relay,
+      direct: round.direct,
+      'paced relay': round.pacedRelay,
+      'paced direct': round.pacedDirect,
+    })) {
+      if (load.failed > 0)
+        problems.push(
+          `round ${r + 1}, ${name}: ${load.failed} message(s) not accepted (${load.firstFailure})`,
+        );
+    }
+    const delivered = roundFigures(round, results.deliveredAt).delivered;
+    if (delivered !== options.messages + options.paced)
       problems.push(
-        `${RECIPIENTS[side]}: Dovecot holds ${results.delivered[side]} messages, expected ${expected}`,
+        `round ${r + 1}: ${delivered} of ${options.messages + options.paced} delivered events`,
       );
   }
-  if (f.endToEnd.length !== options.messages)
-    problems.push(`relay: ${f.endToEnd.length} of ${options.messages} delivered events`);
+  for (const side of ['relay', 'direct'] as const) {
+    if (results.delivered[side] !== perSide)
+      problems.push(
+        `${RECIPIENTS[side]}: Dovecot holds ${results.delivered[side]} messages, expected ${perSide}`,
+      );
+  }
   for (const event of results.trouble) problems.push(`relay logged ${JSON.stringify(event)}`);
   return problems;
 }
 
 function renderResults(results: Results, options: BenchOptions): string {
-  const f = figures(results);
-  const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '-');
-  const rate = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '-');
-  const x = (v: number) => `${v.toFixed(2)}×`;
+  const rounds = results.rounds.map((round) => roundFigures(round, results.deliveredAt));
+  const n = options.upstreamConnections;
+  const fixed = (digits: number) => (v: number) => (Number.isFinite(v) ? v.toFixed(digits) : '-');
+  const row = (label: string, pick: (f: RoundFigures) => number, show = fixed(1)) => [
+    label,
+    show(median(rounds.map(pick))),
+    rounds.map((f) => show(pick(f))).join(' / '),
+  ];
+  const p50p99 = (label: string, pick: (f: RoundFigures) => [number, number]) => [
+    row(`${label} p50 (ms)`, (f) => pick(f)[0]),
+    row(`${label} p99 (ms)`, (f) => pick(f)[1]),
+  ];
+  const ratio = (v: number) => `${v.toFixed(2)}×`;
+  const header = [
+    `${options.messages} messages per side and round, N = ${n}`,
+    `median of ${rounds.length}`,
+    'each round',
+  ];
+  const figures = markdownTable(header, [
+    row('Load average (1 min) at the start of the round', (f) => f.load, fixed(2)),
+    row(`Direct: ${n} connections to Postfix (messages/s)`, (f) => f.direct),
+    row(`Relay: accepted from ${options.clients} devices (messages/s)`, (f) => f.relayAccepted),
+    row(`Relay: delivered upstream over ${n} connections (messages/s)`, (f) => f.relayDelivered),
+    row('**Delivered rate, relay / direct** (goal ≥ 0.90×)', (f) => f.ratio, ratio),
+    row(
+      'Relay process CPU per message, accepting and delivering (ms)',
+      (f) => f.relayCpuPerMessage,
+      fixed(2),
+    ),
+    ...p50p99('Direct: 250', (f) => f.direct250),
+    ...p50p99('Relay: device’s 250', (f) => f.relay250),
+    row(
+      '**Device’s 250 p99, relay − direct** (goal ≤ 20 ms)',
+      (f) => f.relay250[1] - f.direct250[1],
+    ),
+    ...p50p99('Relay: end to end at full speed, queueing included,', (f) => f.relayEndToEnd),
+    row(`Paced, ${options.paced} messages per side (messages/s)`, (f) => f.pacedPerSecond),
+    ...p50p99('Paced direct: 250', (f) => f.pacedDirect),
+    ...p50p99('Paced relay: end to end', (f) => f.pacedEndToEnd),
+    row('**Added latency p50**, paced relay end to end − direct (ms)', (f) => f.added[0]),
+    row(
+      '**Added latency p99**, paced relay end to end − direct (goal < 200 ms)',
+      (f) => f.added[1],
+    ),
+  ]);
   const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
-  const p = (values: number[], n: number) => percentile(values, n);
-  const n = options.messages;
-  const throughput = markdownTable(
-    [
-      `${n} messages, ${options.clients} concurrent clients`,
-      'through the relay',
-      'direct to Postfix',
-      'relay / direct',
-    ],
-    [
-      [
-        'Accepted by the relay (messages/s)',
-        rate(f.acceptedPerSecond),
-        rate(f.directPerSecond),
-        x(f.acceptedPerSecond / f.directPerSecond),
-      ],
-      [
-        'Delivered upstream, end to end (messages/s)',
-        rate(f.deliveredPerSecond),
-        rate(f.directPerSecond),
-        x(f.deliveredPerSecond / f.directPerSecond),
-      ],
-      [
-        'Accepted by Postfix / sent',
-        `${f.endToEnd.length} / ${n}`,
-        `${results.direct.submissions.length} / ${n}`,
-        '',
-      ],
-      [
-        `Delivered to Dovecot (IMAP STATUS, ${WARM_UP_MESSAGES} warm-up included)`,
-        String(results.delivered.relay),
-        String(results.delivered.direct),
-        '',
-      ],
-    ],
-  );
-  const latency = markdownTable(
-    ['Latency per message (ms)', 'p50', 'p99'],
-    [
-      ['Relay: acceptance (to the relay’s 250)', ms(p(f.acceptance, 50)), ms(p(f.acceptance, 99))],
-      [
-        'Relay: end to end (to its `delivered` log line)',
-        ms(p(f.endToEnd, 50)),
-        ms(p(f.endToEnd, 99)),
-      ],
-      ['Direct: to Postfix’s 250', ms(p(f.direct, 50)), ms(p(f.direct, 99))],
-      [
-        '**Added latency**: relay end to end − direct',
-        ms(p(f.endToEnd, 50) - p(f.direct, 50)),
-        ms(p(f.endToEnd, 99) - p(f.direct, 99)),
-      ],
-    ],
-  );
   const memory = markdownTable(
     ['Relay process RSS (MB)', 'VmRSS'],
     [
       [`At rest, ${SETTLE_MS / 1000} s after start`, mb(results.rss.atRest)],
-      [`Peak under the load (sampled every ${RSS_SAMPLE_MS} ms)`, mb(results.rss.peak)],
-      ['After the load, queue drained', mb(results.rss.drained)],
+      [`Peak over all rounds (sampled every ${RSS_SAMPLE_MS} ms)`, mb(results.rss.peak)],
+      ['After the last round, queue drained', mb(results.rss.drained)],
     ],
   );
+  const held = WARM_UP_MESSAGES + options.rounds * (options.messages + options.paced);
   return [
-    throughput,
-    latency,
+    figures,
     memory,
     `Each message: ${(results.messageBytes / 1024).toFixed(1)} KB as sent (4 KB of text and a 12 KB ` +
       `attachment), one recipient, from ${SENDER}. The relay: \`rateLimitPerMinute: false\`, ` +
-      `${options.upstreamConnections} upstream connections for the mailbox ` +
-      `(\`connectionsPerMailbox\`), run with tsx (its RSS includes the TypeScript loader).`,
+      `${n} upstream connections for the mailbox (\`connectionsPerMailbox\`), run with tsx ` +
+      `(its RSS includes the TypeScript loader). Dovecot held ${results.delivered.relay} (relay) ` +
+      `and ${results.delivered.direct} (direct) of ${held} messages each, warm-up included.`,
   ].join('\n\n');
 }
 

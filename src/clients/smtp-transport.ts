@@ -34,6 +34,8 @@ export interface SmtpTransportOptions {
   pool?: boolean;
   /** Pooled connections at once. @default 2 */
   maxConnections?: number;
+  /** Messages one pooled connection sends before it is replaced. @default 100 (nodemailer's) */
+  maxMessages?: number;
   /** Messages started in any rolling minute, or `false` for no limit. @default 30 (Exchange's limit) */
   rateLimitPerMinute?: number | false;
 }
@@ -102,6 +104,7 @@ export function createSmtpTransport(
         ...common,
         pool: true,
         maxConnections: options.maxConnections ?? 2,
+        ...(options.maxMessages !== undefined ? { maxMessages: options.maxMessages } : {}),
       } as SMTPPool.Options)
     : nodemailer.createTransport(common as SMTPTransport.Options);
 

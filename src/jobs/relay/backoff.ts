@@ -43,6 +43,23 @@ export function retryDelay(
   );
 }
 
+/**
+ * How long a message waits after a spool write failed, by the failures in a
+ * row: 1 s, doubling, at most 30 s. Short at first, as a passing error
+ * (one file the disk refused) costs one retry a second later; growing, so a
+ * full disk does not become a busy loop.
+ */
+export function spoolErrorDelay(failures: number, random: () => number = Math.random): number {
+  return backoffDelay(
+    failures - 1,
+    { baseMs: SPOOL_ERROR_FIRST_WAIT_MS, maxMs: SPOOL_ERROR_MAX_WAIT_MS, jitter: { spread: 0.2 } },
+    random,
+  );
+}
+
+const SPOOL_ERROR_FIRST_WAIT_MS = 1000;
+const SPOOL_ERROR_MAX_WAIT_MS = 30_000;
+
 export interface DeliveryFailure {
   kind: 'temporary' | 'permanent';
   /**

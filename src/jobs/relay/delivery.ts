@@ -21,6 +21,7 @@ import {
   nextStep,
   retryDelay,
   senderLoginRefused,
+  spoolErrorDelay,
 } from './backoff.js';
 import { buildBounce, mustNotBounce } from './bounce.js';
 import type { RelayMetrics } from './metrics.js';
@@ -56,8 +57,11 @@ export interface DeliveryWorkerOptions {
   random?: () => number;
 }
 
-/** After a spool write failed, the message waits this long before the next attempt. */
-const SPOOL_ERROR_WAIT_MS = 30_000;
+/**
+ * Messages just accepted are kept in memory up to this many bytes in all, so
+ * that their first attempt need not read the spool file back.
+ */
+const CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
 
 export class DeliveryWorker {
   private readonly queue = new Map<string, SpoolEnvelope>();
@@ -65,6 +69,11 @@ export class DeliveryWorker {
   private readonly inFlightByMailbox = new Map<string, number>();
   private readonly health = new Map<string, MailboxHealth>();
   private readonly transports = new Map<string, DeliveryTransport>();
+  /** The bytes of messages not yet tried, as the server spooled them (within CONTENT_BUDGET_BYTES). */
+  private readonly contents = new Map<string, Buffer>();
+  private contentBytes = 0;
+  /** Spool writes that failed in a row, for the wait before the next attempt. */
+  private spoolFailures = 0;
   /** Ids finished in this process, so a scan racing a removal cannot bring one back. */
   private readonly finished = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -98,10 +107,14 @@ export class DeliveryWorker {
     this.pump();
   }
 
-  /** A message the server just committed. */
-  enqueue(envelope: SpoolEnvelope): void {
+  /** A message the server just committed, with its bytes when it kept them. */
+  enqueue(envelope: SpoolEnvelope, content?: Buffer): void {
     if (this.stopping || this.finished.has(envelope.id)) return;
     this.queue.set(envelope.id, envelope);
+    if (content && this.contentBytes + content.length <= CONTENT_BUDGET_BYTES) {
+      this.contents.set(envelope.id, content);
+      this.contentBytes += content.length;
+    }
     this.pump();
   }
 
@@ -178,9 +191,7 @@ export class DeliveryWorker {
     for (const id of expiredMessages(scheduled, inFlight, now, this.options.retryForMs)) {
       const envelope = this.queue.get(id) as SpoolEnvelope;
       this.queue.delete(id);
-      this.track(
-        id,
-        envelope.mailbox,
+      this.track(id, envelope.mailbox, () =>
         this.giveUp(
           envelope,
           `gave up after ${formatDuration(now - Date.parse(envelope.since))} (relay.retryFor) and ${envelope.attempts} attempt(s)${envelope.lastError ? `; last failure ${envelope.lastError.code}: ${envelope.lastError.reply}` : ''}`,
@@ -198,7 +209,7 @@ export class DeliveryWorker {
     });
     for (const id of plan.start) {
       const envelope = this.queue.get(id);
-      if (envelope) this.track(id, envelope.mailbox, this.deliver(envelope));
+      if (envelope) this.track(id, envelope.mailbox, (release) => this.deliver(envelope, release));
     }
     if (plan.wakeAt !== undefined) {
       const delay = Math.max(10, Math.min(plan.wakeAt - now, 60_000));
@@ -207,12 +218,27 @@ export class DeliveryWorker {
     }
   }
 
-  private track(id: string, mailbox: string, work: Promise<void>): void {
+  /**
+   * Runs one message's work holding one of its mailbox's slots. `release`
+   * hands the slot on before the work ends (once the upstream's reply is
+   * recorded, the rest is the spool's housekeeping).
+   */
+  private track(id: string, mailbox: string, work: (release: () => void) => Promise<void>): void {
     this.inFlightByMailbox.set(mailbox, (this.inFlightByMailbox.get(mailbox) ?? 0) + 1);
-    const done = work
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      const n = (this.inFlightByMailbox.get(mailbox) ?? 1) - 1;
+      if (n > 0) this.inFlightByMailbox.set(mailbox, n);
+      else this.inFlightByMailbox.delete(mailbox);
+      this.pump();
+    };
+    const done = work(release)
       .catch((error: unknown) => {
         // A spool write failed: keep the message where it is and try again later,
         // not at once (a full disk would otherwise make this a busy loop).
+        this.spoolFailures++;
         this.logger.log('error', 'spool update failed', {
           event: 'spool-error',
           id,
@@ -220,16 +246,16 @@ export class DeliveryWorker {
         });
         const envelope = this.queue.get(id);
         if (envelope) {
-          const at = new Date(this.now() + SPOOL_ERROR_WAIT_MS).toISOString();
+          const wait = spoolErrorDelay(this.spoolFailures, this.options.random);
+          const at = new Date(this.now() + wait).toISOString();
           this.queue.set(id, { ...envelope, nextAttemptAt: at });
         }
       })
       .finally(() => {
         this.inFlight.delete(id);
-        const n = (this.inFlightByMailbox.get(mailbox) ?? 1) - 1;
-        if (n > 0) this.inFlightByMailbox.set(mailbox, n);
-        else this.inFlightByMailbox.delete(mailbox);
-        this.pump();
+        this.dropContent(id);
+        if (held) release();
+        else this.pump();
       });
     this.inFlight.set(id, done);
   }
@@ -243,13 +269,13 @@ export class DeliveryWorker {
     return transport;
   }
 
-  private async deliver(queued: SpoolEnvelope): Promise<void> {
+  private async deliver(queued: SpoolEnvelope, release: () => void): Promise<void> {
     const { spool } = this.options;
     const started = this.now();
     const envelope: SpoolEnvelope = { ...queued, attempts: queued.attempts + 1 };
     const message: Mail.Options = {
       envelope: { from: envelope.from, to: envelope.to },
-      raw: { path: spool.queuePath(envelope.id, 'eml') },
+      raw: this.contents.get(envelope.id) ?? { path: spool.queuePath(envelope.id, 'eml') },
     };
     let accepted: string[] = [];
     let rejected: { recipient: string; failure: DeliveryFailure }[] = [];
@@ -286,31 +312,43 @@ export class DeliveryWorker {
     const complete = temporary.length === 0 && permanent.length === 0;
     const now = this.now();
     if (accepted.length > 0) {
-      await spool.recordDelivery({
-        id: envelope.id,
-        messageId: envelope.messageId,
-        mailbox: envelope.mailbox,
-        from: envelope.from,
-        to: accepted,
-        size: envelope.size,
-        receivedAt: envelope.receivedAt,
-        deliveredAt: new Date(now).toISOString(),
-        attempts: envelope.attempts,
-        response,
-        complete,
-      });
-      this.logger.log('info', 'delivered', {
-        event: 'delivered',
-        id: envelope.id,
-        messageId: envelope.messageId,
-        mailbox: envelope.mailbox,
-        recipients: accepted.length,
-        size: envelope.size,
-        attempts: envelope.attempts,
-        sendMs: now - started,
-        latencyMs: now - Date.parse(envelope.receivedAt),
-        partial: complete ? undefined : true,
-      });
+      // Told once the record is on disk (before the spool removes the message), or
+      // after a record the disk refused is held: the slot may then carry the next message.
+      let told = false;
+      const recorded = () => {
+        if (told) return;
+        told = true;
+        if (complete) release();
+        this.logger.log('info', 'delivered', {
+          event: 'delivered',
+          id: envelope.id,
+          messageId: envelope.messageId,
+          mailbox: envelope.mailbox,
+          recipients: accepted.length,
+          size: envelope.size,
+          attempts: envelope.attempts,
+          sendMs: now - started,
+          latencyMs: now - Date.parse(envelope.receivedAt),
+          partial: complete ? undefined : true,
+        });
+      };
+      await spool.recordDelivery(
+        {
+          id: envelope.id,
+          messageId: envelope.messageId,
+          mailbox: envelope.mailbox,
+          from: envelope.from,
+          to: accepted,
+          size: envelope.size,
+          receivedAt: envelope.receivedAt,
+          deliveredAt: new Date(now).toISOString(),
+          attempts: envelope.attempts,
+          response,
+          complete,
+        },
+        recorded,
+      );
+      recorded();
     }
     if (complete) {
       this.finish(envelope.id);
@@ -471,6 +509,15 @@ export class DeliveryWorker {
   private finish(id: string): void {
     this.queue.delete(id);
     this.finished.add(id);
+    // The spool took what this message needed written: writes work again.
+    this.spoolFailures = 0;
+  }
+
+  private dropContent(id: string): void {
+    const content = this.contents.get(id);
+    if (!content) return;
+    this.contents.delete(id);
+    this.contentBytes -= content.length;
   }
 
   private markMailboxFailing(mailbox: string, now: number): void {

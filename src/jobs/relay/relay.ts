@@ -22,6 +22,14 @@ import { type SmtpListener, sharedListenerState, startSmtpListener } from './ser
 import { type RecoveryReport, Spool } from './spool.js';
 import { openUserStore } from './users.js';
 
+/**
+ * Messages one upstream connection carries before it is replaced. nodemailer's
+ * 100 cost a new TLS handshake and XOAUTH2 login every 100 messages (a few
+ * per cent of a busy relay's time); Exchange documents no such limit, and a
+ * connection it closes is replaced without losing a message.
+ */
+const UPSTREAM_MESSAGES_PER_CONNECTION = 1000;
+
 export interface StartRelayOptions extends ParseRelayOptions {
   /** Validated settings; parsed from `config.sections.relay` when absent. */
   settings?: RelaySettings;
@@ -135,6 +143,7 @@ export async function startRelay(
           logger,
           pool: true,
           maxConnections: settings.connectionsPerMailbox,
+          maxMessages: UPSTREAM_MESSAGES_PER_CONNECTION,
           rateLimitPerMinute: settings.rateLimitPerMinute,
         }));
     worker = new DeliveryWorker({
@@ -167,7 +176,7 @@ export async function startRelay(
           logger,
           hostname,
           shared,
-          onAccepted: (envelope) => deliveries.enqueue(envelope),
+          onAccepted: (envelope, content) => deliveries.enqueue(envelope, content),
           refuseNewMail: () => credential.refusingMail(),
         });
         listeners.push(smtp);

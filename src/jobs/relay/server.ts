@@ -43,8 +43,11 @@ export interface SmtpListenerOptions {
   metrics: RelayMetrics;
   logger: Logger;
   hostname: string;
-  /** A message is committed to the spool (the client is about to hear 250). */
-  onAccepted: (envelope: SpoolEnvelope) => void;
+  /**
+   * A message is committed to the spool (the client is about to hear 250);
+   * `content` is its bytes when small enough to keep in memory.
+   */
+  onAccepted: (envelope: SpoolEnvelope, content?: Buffer) => void;
   /** State shared by the relay's listeners (limits count over all of them); one per listener when absent. */
   shared?: ListenerShared;
   /** True while no message could go upstream (the app's credential is refused): senders keep theirs. */
@@ -386,7 +389,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
               tls: session.secure,
               spoolMs: Date.now() - started,
             });
-            options.onAccepted(envelope);
+            options.onAccepted(envelope, result.content);
             callback(null, `2.0.0 Ok: queued as ${envelope.id}`);
           },
           (error: unknown) => {

@@ -11,9 +11,11 @@
  *   delivered.jsonl                one line per delivery (the delivery record), keyed by spool id
  *   lock                           an OS lock held by the relay using this spool, and its pid
  *
- * Commit order: both files are written to tmp/ and fsynced, the .eml is
- * renamed into queue/, then the .json, then queue/ itself is fsynced; only
- * then may the client hear `250`. A message leaves queue/ only after
+ * Commit order: both files are written to tmp/ and flushed (fsync, or
+ * O_DSYNC for a message written in one go), the .eml is renamed into queue/,
+ * then the .json, then queue/ itself is fsynced (once for all the receptions
+ * that got there together: group commit); only then may the client hear
+ * `250`. A message leaves queue/ only after
  * Exchange accepted it and the delivery record was appended: the .json goes
  * first (uncommitting it), then the .eml. `recover()` finishes or rolls back
  * whatever a crash interrupted, following the same order.
@@ -43,6 +45,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigurationError, MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic, writeFileDurably } from '../../util/durable.js';
+import { groupCommit } from './group-commit.js';
 
 export interface SpoolEnvelope {
   version: 1;
@@ -105,7 +108,8 @@ export interface ReceiveInput {
 }
 
 export type ReceiveResult =
-  | { ok: true; envelope: SpoolEnvelope }
+  /** `content`: the bytes spooled, when the message is small enough to keep in memory. */
+  | { ok: true; envelope: SpoolEnvelope; content?: Buffer }
   | { ok: false; reason: 'too-large'; bytes: number }
   /** The client's stream ended in an error (it disconnected mid-DATA): nothing was kept. */
   | { ok: false; reason: 'disconnected'; error: Error };
@@ -145,6 +149,11 @@ export const SPOOL_ID = /^[0-9a-z]{19}(?:-[0-9]{1,6})?$/;
 const DELIVERED_ROTATE_BYTES = 64 * 1024 * 1024;
 /** How much of the header section is searched for Message-ID. */
 const HEADER_SCAN_BYTES = 256 * 1024;
+/**
+ * A message being received is written in pieces of this size; one no bigger
+ * is written in one go and also handed to delivery in memory.
+ */
+const MEMORY_BATCH_BYTES = 256 * 1024;
 /** While delivery records are held in memory, writing them is tried again this often. */
 const RECORD_RETRY_MS = 1000;
 /**
@@ -173,6 +182,10 @@ export class Spool {
   private recordError: Error | undefined;
   private recordTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /** Known to end with a newline (or be empty): set by this process's last append. */
+  private recordsEndLine = false;
+  /** Flushes queue/ once for every reception that renamed its files into it meanwhile. */
+  private readonly syncQueueDir: () => Promise<void>;
 
   constructor(dir: string, options: SpoolOptions = {}) {
     this.dir = dir;
@@ -184,6 +197,7 @@ export class Spool {
     this.lockPath = join(dir, 'lock');
     this.hostname = options.hostname ?? osHostname();
     this.onRecordState = options.onRecordState ?? (() => {});
+    this.syncQueueDir = groupCommit(() => fsyncDirectory(this.queueDir));
   }
 
   /**
@@ -404,7 +418,6 @@ export class Spool {
     let handle: FileHandle | undefined;
     let committed = false;
     try {
-      handle = await open(tmpEml, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
       let head: Buffer[] = [];
       let headBytes = 0;
       let headerDone = false;
@@ -412,6 +425,29 @@ export class Spool {
       let added = false;
       let bytes = 0;
       let tooLarge = false;
+      // Held in memory and written in pieces of MEMORY_BATCH_BYTES, not per chunk of the
+      // stream: each file operation is a trip through libuv's small thread pool, which the
+      // fsyncs of other receptions also queue on. A message no bigger than one piece is
+      // written at the end in one durable write, and delivery starts from it in memory.
+      let unwritten: Buffer[] = [];
+      let unwrittenBytes = 0;
+      const writeOut = async () => {
+        handle ??= await open(
+          tmpEml,
+          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+          0o600,
+        );
+        const data = Buffer.concat(unwritten);
+        unwritten = [];
+        unwrittenBytes = 0;
+        await writeAll(handle, data);
+      };
+      const emit = async (data: Buffer) => {
+        bytes += data.length;
+        unwritten.push(data);
+        unwrittenBytes += data.length;
+        if (unwrittenBytes >= MEMORY_BATCH_BYTES) await writeOut();
+      };
       const flushHead = async () => {
         const buffered = Buffer.concat(head);
         head = [];
@@ -419,12 +455,9 @@ export class Spool {
         if (!messageId) {
           messageId = `<${id}@${this.hostname}>`;
           added = true;
-          const line = Buffer.from(`Message-ID: ${messageId}\r\n`, 'latin1');
-          await writeAll(handle as FileHandle, line);
-          bytes += line.length;
+          await emit(Buffer.from(`Message-ID: ${messageId}\r\n`, 'latin1'));
         }
-        await writeAll(handle as FileHandle, buffered);
-        bytes += buffered.length;
+        await emit(buffered);
         headerDone = true;
       };
       // A failed write does not stop reading: the client's DATA must be drained
@@ -442,8 +475,7 @@ export class Spool {
         }
         try {
           if (headerDone) {
-            await writeAll(handle, data);
-            bytes += data.length;
+            await emit(data);
             continue;
           }
           head.push(data);
@@ -463,9 +495,13 @@ export class Spool {
       if (writeError) throw writeError;
       if (tooLarge) return { ok: false, reason: 'too-large', bytes: received };
       if (!headerDone) await flushHead();
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
+      let content: Buffer | undefined;
+      if (handle) {
+        await writeOut();
+      } else {
+        content = Buffer.concat(unwritten);
+        unwritten = [];
+      }
 
       const now = new Date().toISOString();
       const envelope: SpoolEnvelope = {
@@ -484,12 +520,23 @@ export class Spool {
         nextAttemptAt: now,
         ...(input.bounce ? { bounce: true } : {}),
       };
-      await writeFileDurably(tmpJson, `${JSON.stringify(envelope)}\n`);
+      // The two files are flushed side by side; neither is in queue/ yet, so the order is free.
+      const file = handle;
+      await Promise.all([
+        file
+          ? (async () => {
+              await file.sync();
+              await file.close();
+              handle = undefined;
+            })()
+          : writeNewFileSynced(tmpEml, content as Buffer),
+        writeNewFileSynced(tmpJson, `${JSON.stringify(envelope)}\n`),
+      ]);
       await rename(tmpEml, this.queuePath(id, 'eml'));
       await rename(tmpJson, this.queuePath(id, 'json'));
-      await fsyncDirectory(this.queueDir);
+      await this.syncQueueDir();
       committed = true;
-      return { ok: true, envelope };
+      return { ok: true, envelope, ...(content ? { content } : {}) };
     } finally {
       if (handle) await handle.close().catch(() => {});
       if (!committed) {
@@ -576,11 +623,14 @@ export class Spool {
    * disk refuses is held in memory, the message stays where it is, and
    * `deliveryBlocked` stops everything else until the record is written
    * (tried again every second); only then does the message leave the queue.
+   * `onRecorded` is told as soon as the record is on disk, before the removal:
+   * from then on a crash cannot make the message go out again.
    */
-  async recordDelivery(record: DeliveryRecord): Promise<void> {
+  async recordDelivery(record: DeliveryRecord, onRecorded?: () => void): Promise<void> {
     if (!this.recordError) {
       try {
         await this.appendRecord(record);
+        onRecorded?.();
         if (record.complete) await this.removeFromQueue(record.id);
         return;
       } catch (error) {
@@ -636,26 +686,43 @@ export class Spool {
    * One line onto delivered.jsonl. Not fsynced per line: a process crash keeps
    * what was written; only a power failure could lose a line, and that costs a
    * duplicate, never a message. A write cut short (ENOSPC) is cut back off, and
-   * a line left unfinished by a crash is ended first, so every record stays whole.
+   * a line left unfinished by a crash is ended first, so every record stays
+   * whole. Whether the file ends a line is checked once, not per record: only
+   * this process writes it, and after a failure it is checked again.
    */
   private async appendRecord(record: DeliveryRecord): Promise<void> {
-    const handle = await open(this.deliveredPath, 'a+', 0o600);
+    let handle: FileHandle | undefined;
     try {
-      const { size } = await handle.stat();
+      handle = await open(this.deliveredPath, 'a+', 0o600);
       let line = `${JSON.stringify(record)}\n`;
-      if (size > 0) {
-        const last = Buffer.alloc(1);
-        await handle.read(last, 0, 1, size - 1);
-        if (last[0] !== 0x0a) line = `\n${line}`;
+      if (!this.recordsEndLine) {
+        const { size } = await handle.stat();
+        if (size > 0) {
+          const last = Buffer.alloc(1);
+          await handle.read(last, 0, 1, size - 1);
+          if (last[0] !== 0x0a) line = `\n${line}`;
+        }
       }
+      const data = Buffer.from(line, 'utf8');
+      let written = 0;
       try {
-        await writeAll(handle, Buffer.from(line, 'utf8'));
+        while (written < data.length) {
+          written += (await handle.write(data, written, data.length - written)).bytesWritten;
+        }
       } catch (error) {
-        await handle.truncate(size).catch(() => {});
+        const cut = handle;
+        await cut
+          .stat()
+          .then(({ size }) => cut.truncate(size - written))
+          .catch(() => {});
         throw error;
       }
+      this.recordsEndLine = true;
+    } catch (error) {
+      this.recordsEndLine = false;
+      throw error;
     } finally {
-      await handle.close();
+      await handle?.close();
     }
   }
 
@@ -771,9 +838,12 @@ export class Spool {
   }
 
   private async removeFromQueue(id: string): Promise<void> {
-    await rm(this.queuePath(id, 'json'), { force: true });
-    await rm(this.queuePath(id, 'eml'), { force: true });
-    await rm(this.queuePath(id, 'kick'), { force: true });
+    // The .json first: it uncommits the message; an .eml alone is cleared by recover().
+    await unlinkIfPresent(this.queuePath(id, 'json'));
+    await Promise.all([
+      unlinkIfPresent(this.queuePath(id, 'eml')),
+      unlinkIfPresent(this.queuePath(id, 'kick')),
+    ]);
   }
 
   /** Latest record per id, for the ids asked about. */
@@ -940,6 +1010,26 @@ function osLocks(): Promise<OsLocks> {
 async function sameFile(handle: FileHandle, path: string): Promise<boolean> {
   const [open, named] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
   return named !== undefined && open.ino === named.ino && open.dev === named.dev;
+}
+
+/**
+ * Creates a file (it must not exist) whose data is on disk when the call
+ * returns: O_DSYNC makes the one write durable, without an fsync of its own.
+ */
+async function writeNewFileSynced(path: string, data: string | Buffer): Promise<void> {
+  // Windows has no O_DSYNC.
+  if (constants.O_DSYNC === undefined) return writeFileDurably(path, data);
+  await writeFile(path, data, {
+    flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC,
+    mode: 0o600,
+  });
+}
+
+/** unlink, with a file already gone taken as done (rm's `force` costs an lstat more). */
+async function unlinkIfPresent(path: string): Promise<void> {
+  await unlink(path).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  });
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -6,6 +6,7 @@ import {
   nextStep,
   retryDelay,
   senderLoginRefused,
+  spoolErrorDelay,
 } from '../../../src/jobs/relay/backoff.js';
 import { expiredMessages, planDeliveries } from '../../../src/jobs/relay/schedule.js';
 
@@ -36,6 +37,17 @@ describe('retryDelay', () => {
     expect(retryDelay(1, j, () => 0)).toBe(48_000);
     expect(retryDelay(1, j, () => 0.999999)).toBe(72_000);
     expect(retryDelay(10, j, () => 0.999999)).toBe(3_600_000);
+  });
+});
+
+describe('spoolErrorDelay', () => {
+  it('waits a second after the first spool error, doubling up to 30 s', () => {
+    const none = () => 0.5;
+    expect([1, 2, 3, 4, 5, 6, 7, 20].map((n) => spoolErrorDelay(n, none))).toEqual([
+      1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000,
+    ]);
+    expect(spoolErrorDelay(1, () => 0)).toBe(800);
+    expect(spoolErrorDelay(9, () => 0.999999)).toBe(30_000);
   });
 });
 

@@ -52,6 +52,8 @@ interface Sent {
   from: string;
   to: string[];
   raw: Buffer;
+  /** Where the relay took the bytes from: memory (just accepted) or its spool file. */
+  source: 'memory' | 'file';
 }
 
 type Behaviour = (
@@ -62,11 +64,14 @@ type Behaviour = (
 /** An upstream that records what it gets and answers as the test scripts it. */
 function upstream(behaviour?: Behaviour) {
   const sent: Sent[] = [];
+  /** Every attempt, refused ones included. */
+  const tried: Sent[] = [];
   const attempts = new Map<string, number>();
   let script: Behaviour =
     behaviour ?? (async (m) => ({ accepted: m.to, rejected: [], response: '250 2.0.0 OK queued' }));
   return {
     sent,
+    tried,
     set(next: Behaviour) {
       script = next;
     },
@@ -74,11 +79,16 @@ function upstream(behaviour?: Behaviour) {
       return {
         async sendMail(message: Mail.Options) {
           const envelope = message.envelope as { from: string; to: string[] };
-          const raw = await readFile((message.raw as { path: string }).path);
-          const record = { mailbox, from: envelope.from, to: [...envelope.to], raw };
+          // A message just accepted comes from memory, a retried one from its spool file.
+          const raw = Buffer.isBuffer(message.raw)
+            ? message.raw
+            : await readFile((message.raw as { path: string }).path);
+          const source = Buffer.isBuffer(message.raw) ? ('memory' as const) : ('file' as const);
+          const record = { mailbox, from: envelope.from, to: [...envelope.to], raw, source };
           const key = raw.toString('latin1').slice(0, 200);
           const n = (attempts.get(key) ?? 0) + 1;
           attempts.set(key, n);
+          tried.push(record);
           const info = await script(record, n);
           sent.push(record);
           return info;
@@ -715,6 +725,10 @@ describe('delivering', () => {
       attempts: 1,
     });
     expect(relay.metrics.deferred).toBe(2);
+    // The first attempt sends the bytes the server just spooled, without reading the file back;
+    // a retry reads the file.
+    expect(up.tried.map((m) => m.source)).toEqual(['memory', 'file', 'file']);
+    expect(new Set(up.tried.map((m) => m.raw.toString('latin1'))).size).toBe(1);
   });
 
   it('moves a permanent failure to dead/ with the reply beside it, and bounces it when asked', async () => {

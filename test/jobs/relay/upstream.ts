@@ -118,6 +118,8 @@ export async function startUpstream(mailboxes: string[]): Promise<Upstream> {
 /** A TCP proxy in front of a port; `down()` refuses connections and cuts open ones. */
 export interface TcpProxy {
   port: number;
+  /** Connections accepted so far. */
+  readonly connections: number;
   up(): Promise<void>;
   down(): Promise<void>;
   close(): Promise<void>;
@@ -127,10 +129,12 @@ export async function startProxy(target: { host: string; port: number }): Promis
   const sockets = new Set<Socket>();
   let server: Server | undefined;
   let port = 0;
+  let connections = 0;
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const s = createServer((client) => {
         const upstream = connect(target.port, target.host);
+        connections++;
         sockets.add(client);
         sockets.add(upstream);
         const drop = () => {
@@ -162,6 +166,9 @@ export async function startProxy(target: { host: string; port: number }): Promis
   return {
     get port() {
       return port;
+    },
+    get connections() {
+      return connections;
     },
     up: listen,
     down: stop,

@@ -1,0 +1,81 @@
+/**
+ * The relay's upstream connections are kept, not replaced every 100 messages
+ * (nodemailer's default): each new one is a TLS handshake and an XOAUTH2
+ * login, time in which that connection carries nothing. Real Postfix behind
+ * a TCP proxy that counts connections.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRelaySettings } from '../../../src/jobs/relay/config.js';
+import { startRelay } from '../../../src/jobs/relay/relay.js';
+import { createJsonLogger } from '../../../src/log/json-logger.js';
+import { collectText, startProxy, startUpstream, type Upstream } from './upstream.js';
+
+const PRINTER = 'printer@contoso.example';
+const RECIPIENT = 'kept-connection@contoso.example';
+const MESSAGES = 120;
+
+let upstream: Upstream;
+let dir: string;
+
+beforeAll(async () => {
+  upstream = await startUpstream([PRINTER, RECIPIENT]);
+  dir = await mkdtemp(join(tmpdir(), 'relay-upstream-connections-'));
+}, 60_000);
+
+afterAll(async () => {
+  await upstream?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('upstream connections', () => {
+  it(`carries ${MESSAGES} messages over one connection (connectionsPerMailbox 1)`, async () => {
+    const proxy = await startProxy(upstream.servers.smtp);
+    const log = collectText();
+    const relay = await startRelay(
+      { ...upstream.config, smtp: { host: '127.0.0.1', port: proxy.port } },
+      {
+        settings: parseRelaySettings({
+          listen: ['127.0.0.1:0'],
+          spool: join(dir, 'spool'),
+          allowNetworks: ['127.0.0.1/32'],
+          policy: [{ network: '127.0.0.1/32', senders: [PRINTER] }],
+          rateLimitPerMinute: false,
+          connectionsPerMailbox: 1,
+        }),
+        logger: createJsonLogger(log.stream),
+      },
+    );
+    const client = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: relay.listeners[0]?.port,
+      ignoreTLS: true,
+      pool: true,
+      maxConnections: 1,
+      maxMessages: Number.POSITIVE_INFINITY,
+    });
+    try {
+      const stamp = Date.now();
+      const ids = Array.from({ length: MESSAGES }, (_, i) => `<kept-${i}-${stamp}@printer.lan>`);
+      for (const messageId of ids) {
+        await client.sendMail({
+          from: PRINTER,
+          to: RECIPIENT,
+          subject: 'scan',
+          text: 'x',
+          messageId,
+        });
+      }
+      const { missing, duplicates } = await upstream.waitForAll(RECIPIENT, ids, 60_000);
+      expect({ missing, duplicates }).toEqual({ missing: [], duplicates: 0 });
+      expect(proxy.connections).toBe(1);
+    } finally {
+      client.close();
+      await relay.stop({ timeoutMs: 2000 });
+      await proxy.close();
+    }
+  }, 120_000);
+});
