@@ -34,6 +34,8 @@ export const PUBLIC_VALUES = [
   'readManifest',
   'parseMessageMetadata',
   'DEFAULT_ARCHIVE_CONCURRENCY',
+  // Migration
+  'migrateMailbox',
   // Relay
   'startRelay',
   'parseRelaySettings',
