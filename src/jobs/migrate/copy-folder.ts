@@ -127,7 +127,7 @@ async function copyPending(
   const destValidity = String(target.uidValidity);
   let destNext = target.uidNext;
   const identities = (await needsIdentityCheck(ctx, mapping, uidValidity, target))
-    ? await destinationIdentities(ctx, mapping.destination, destValidity)
+    ? await destinationIdentities(ctx, mapping, uidValidity, destValidity)
     : undefined;
 
   for (const batch of batches(messages)) {
@@ -289,10 +289,15 @@ async function needsIdentityCheck(
 /** One FETCH of the identity headers of the whole folder, less what the state accounts for. */
 async function destinationIdentities(
   ctx: CopyContext,
-  folder: string,
-  uidValidity: string,
+  mapping: FolderMapping,
+  sourceValidity: string,
+  destValidity: string,
 ): Promise<IdentityCounts> {
-  const accounted = ctx.state.destinationUids(folder, uidValidity);
+  const folder = mapping.destination;
+  const accounted = ctx.state.destinationUids(folder, destValidity, {
+    source: mapping.source,
+    uidValidity: sourceValidity,
+  });
   const counts = new IdentityCounts();
   const fetched = await ctx.destination.run((c) =>
     c.fetchAll('1:*', { uid: true, headers: [...IDENTITY_HEADERS] }, { uid: true }),
@@ -367,15 +372,16 @@ async function appendOnce(
   });
 }
 
-/** Creates the folder (and subscribes it when the source's is); the server's words when it refuses. */
+/** Creates the folder, subscribed as the source's is; the server's words when it refuses. */
 async function createFolder(
   destination: ImapSession,
   mapping: FolderMapping,
 ): Promise<string | undefined> {
   return destination.run(async (client) => {
     try {
+      // imapflow subscribes every folder it creates: the source's choice wins.
       await client.mailboxCreate(mapping.destination);
-      if (mapping.subscribed) await client.mailboxSubscribe(mapping.destination);
+      if (!mapping.subscribed) await client.mailboxUnsubscribe(mapping.destination);
       return undefined;
     } catch (error) {
       const err = error as Error & ImapFlowErrorFields;

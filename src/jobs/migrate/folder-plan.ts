@@ -61,6 +61,9 @@ export function planFolders(
     if (f.specialUse && !destSpecial.has(f.specialUse)) destSpecial.set(f.specialUse, f.path);
   }
   const bySource = new Map(source.map((f) => [f.path, f]));
+  // imapflow leaves `subscribed` unset for a folder that is not; a server that reports no
+  // subscriptions at all (none set) has every folder taken as subscribed.
+  const subscriptionsKnown = source.some((f) => f.subscribed === true);
   const mapped = new Map<string, { path: string; renamed: boolean }>();
 
   const destinationOf = (folder: ListedFolder): { path: string; renamed: boolean } => {
@@ -120,7 +123,7 @@ export function planFolders(
       source: folder.path,
       destination: final,
       ...(folder.specialUse ? { specialUse: folder.specialUse } : {}),
-      subscribed: folder.subscribed ?? true,
+      subscribed: folder.subscribed === true || !subscriptionsKnown,
       exists: existing !== undefined,
       renamed,
     });

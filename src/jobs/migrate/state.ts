@@ -47,7 +47,8 @@ export function defaultStateDir(
 export class MigrationState {
   private readonly done = new Map<string, Set<number>>();
   private readonly destNext = new Map<string, number>();
-  private readonly destUids = new Map<string, Set<number>>();
+  /** Per destination folder: each destination UID and the source message key it stands for. */
+  private readonly destUids = new Map<string, Map<number, { f: string; v: string }>>();
   private readonly folders = new Set<string>();
 
   private constructor(
@@ -136,10 +137,10 @@ export class MigrationState {
       this.destNext.set(dest, Math.max(this.destNext.get(dest) ?? 0, record.du + 1));
       let taken = this.destUids.get(dest);
       if (!taken) {
-        taken = new Set();
+        taken = new Map();
         this.destUids.set(dest, taken);
       }
-      taken.add(record.du);
+      taken.set(record.du, { f: record.f, v: record.v });
     }
   }
 
@@ -158,9 +159,22 @@ export class MigrationState {
     return this.destNext.get(folderKey(folder, uidValidity));
   }
 
-  /** Destination UIDs this state already accounts for: they stand for no other source message. */
-  destinationUids(folder: string, uidValidity: string): ReadonlySet<number> {
-    return this.destUids.get(folderKey(folder, uidValidity)) ?? new Set();
+  /**
+   * Destination UIDs this state accounts for: they stand for no other source
+   * message. Those of `replanned` under an older UIDVALIDITY are left out:
+   * that folder was recreated, and its messages are matched afresh.
+   */
+  destinationUids(
+    folder: string,
+    uidValidity: string,
+    replanned?: { source: string; uidValidity: string },
+  ): ReadonlySet<number> {
+    const uids = new Set<number>();
+    for (const [uid, from] of this.destUids.get(folderKey(folder, uidValidity)) ?? []) {
+      if (replanned && from.f === replanned.source && from.v !== replanned.uidValidity) continue;
+      uids.add(uid);
+    }
+    return uids;
   }
 
   /** Appends a line and flushes it to disk before returning. */

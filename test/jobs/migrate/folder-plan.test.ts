@@ -102,6 +102,15 @@ describe('planFolders', () => {
     ).toEqual(['Lists/a', 'Ünïcödé ✓']);
   });
 
+  it('keeps subscriptions as the source has them, all when the source reports none', () => {
+    const plan = planFolders(
+      [folder('INBOX', '/', { subscribed: true }), folder('Lists', '/')],
+      exchange,
+    );
+    expect(plan.map((p) => p.subscribed)).toEqual([true, false]);
+    expect(planFolders([folder('Lists', '/')], exchange)[0]?.subscribed).toBe(true);
+  });
+
   it('reads --map entries', () => {
     expect(parseMapEntry('A=B=C')).toEqual({ source: 'A', destination: 'B=C' });
     expect(parseMapEntry('=B')).toBeUndefined();

@@ -3,7 +3,7 @@
  * one (XOAUTH2), against the real Dovecot of test/helpers.
  */
 import { chownSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +30,7 @@ const FOLDERS = [
   'Ünïcödé ✓',
   'a&b',
 ];
+const SUBSCRIBED = ['v1.2', 'Projects/2024', 'Ünïcödé ✓', 'Sent Items'];
 /** Where each source folder must arrive: Exchange's names, or the destination's own folder of that use. */
 const MAPPED: Record<string, string> = {
   INBOX: 'INBOX',
@@ -45,10 +46,16 @@ const MAPPED: Record<string, string> = {
 };
 
 interface Summary {
+  dryRun: boolean;
   copied: number;
   alreadyPresent: number;
   skipped: number;
-  folders: { source: string; destination: string; skipped: { reason: string }[] }[];
+  folders: {
+    source: string;
+    destination: string;
+    created: boolean;
+    skipped: { reason: string }[];
+  }[];
 }
 
 function lastJson(stdout: string): Summary {
@@ -121,6 +128,8 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     const source = await env.source();
     try {
       await seed(source, seedMessages(FOLDERS, 300));
+      // imapflow subscribes the folders it creates; one stays unsubscribed.
+      await source.mailboxUnsubscribe('a&b');
       await source.mailboxCreate('Big');
       await source.append('Big', seedMessages(['Big'], 1, 5000)[0]?.raw as string);
     } finally {
@@ -140,6 +149,27 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     await rm(work, { recursive: true, force: true });
   });
 
+  it('plans with --dry-run and changes nothing', async () => {
+    const result = await run(['--dry-run']);
+    expect(result.code).toBe(0);
+    const summary = lastJson(result.stdout);
+    expect(summary).toMatchObject({ dryRun: true, copied: 300, alreadyPresent: 0, skipped: 0 });
+    expect(summary.folders.find((f) => f.source === 'Sent')).toMatchObject({
+      destination: 'Sent Items',
+      created: true,
+    });
+    const dest = await env.m365(DEST);
+    try {
+      expect((await dest.list()).map((f) => f.path).sort()).toEqual([
+        'Gelöschte Elemente',
+        'INBOX',
+      ]);
+    } finally {
+      await dest.logout();
+    }
+    await expect(stat(state)).rejects.toMatchObject({ code: 'ENOENT' });
+  }, 120_000);
+
   it('copies every message once into its mapped folder, bytes, dates and flags equal', async () => {
     const before = await sourceSnapshot();
     const result = await run();
@@ -153,6 +183,14 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     expect(await destSnapshot()).toEqual(expected(before));
     // The source is read with BODY.PEEK[]: nothing became \Seen there.
     expect(await sourceSnapshot()).toEqual(before);
+    const dest = await env.m365(DEST);
+    try {
+      const subscribed = (await dest.list()).filter((f) => f.subscribed).map((f) => f.path);
+      expect(subscribed).toEqual(expect.arrayContaining(SUBSCRIBED));
+      expect(subscribed).not.toContain('a&b');
+    } finally {
+      await dest.logout();
+    }
   }, 120_000);
 
   it('copies nothing on a rerun, and only the new messages after more arrive', async () => {
@@ -185,6 +223,44 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     const fresh = await run();
     expect(fresh.code).toBe(0);
     expect(lastJson(fresh.stdout)).toMatchObject({ copied: 0, alreadyPresent: 350, skipped: 0 });
+    expect(await destSnapshot()).toEqual(expected(await sourceSnapshot()));
+  }, 120_000);
+
+  it('re-plans a source folder whose UIDVALIDITY changed, copying nothing twice', async () => {
+    const source = await env.source();
+    let before: number;
+    try {
+      // The folder deleted and made again with the same messages: new UIDVALIDITY, new UIDs.
+      const old = await source.mailboxOpen('v1.2');
+      const messages = await source.fetchAll('1:*', {
+        source: true,
+        flags: true,
+        internalDate: true,
+      });
+      before = messages.length;
+      await source.mailboxClose();
+      await source.mailboxDelete('v1.2');
+      await source.mailboxCreate('v1.2');
+      for (const m of messages) {
+        await source.append(
+          'v1.2',
+          m.source as Buffer,
+          [...(m.flags ?? [])],
+          m.internalDate as Date,
+        );
+      }
+      const renewed = await source.mailboxOpen('v1.2');
+      expect(renewed.uidValidity).not.toBe(old.uidValidity);
+    } finally {
+      await source.logout();
+    }
+    const result = await run(['--folder', 'v1.2']);
+    expect(result.code).toBe(0);
+    expect(lastJson(result.stdout)).toMatchObject({
+      copied: 0,
+      alreadyPresent: before,
+      skipped: 0,
+    });
     expect(await destSnapshot()).toEqual(expected(await sourceSnapshot()));
   }, 120_000);
 
