@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { ImapFlow } from 'imapflow';
 import { createImapClient, loadConfig, type MailbridgeConfig } from '../../../src/index.js';
 import { appEnvironment } from '../../helpers/app-env.js';
+import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -24,7 +25,9 @@ export const MAX_MESSAGE_SIZE = 256 * 1024;
 export interface MigrateTestEnv {
   service: TokenService;
   servers: MailServers;
+  /** Settings of the Microsoft 365 side: through the fault proxy when one was asked for. */
   config: MailbridgeConfig;
+  proxy: ImapFaultProxy | undefined;
   /** The app's settings plus the source password, as a user would set them for the CLI. */
   env: Record<string, string>;
   sourceUrl: string;
@@ -33,8 +36,13 @@ export interface MigrateTestEnv {
   close(): Promise<void>;
 }
 
-export async function startMigrateTestEnv(m365Mailboxes: string[]): Promise<MigrateTestEnv> {
-  const service = await startTokenService();
+export async function startMigrateTestEnv(
+  m365Mailboxes: string[],
+  options: { faultProxy?: boolean; tokenLifetimeSeconds?: number } = {},
+): Promise<MigrateTestEnv> {
+  const service = await startTokenService(
+    options.tokenLifetimeSeconds ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds } : {},
+  );
   const servers = await startMailServers({
     tokenService: service,
     passwordUsers: { [SOURCE_USER]: SOURCE_PASSWORD },
@@ -42,12 +50,15 @@ export async function startMigrateTestEnv(m365Mailboxes: string[]): Promise<Migr
   });
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
   for (const mailbox of m365Mailboxes) await servers.grantMailbox(app.clientId, mailbox);
-  const appEnv = appEnvironment(service, app, { imap: servers.imap });
+  const proxy = options.faultProxy ? await startImapFaultProxy(servers.imap) : undefined;
+  const appEnv = appEnvironment(service, app, { imap: proxy ?? servers.imap });
   const config = await loadConfig({ env: appEnv });
+  const direct = { ...config, imap: { host: servers.imap.host, port: servers.imap.port } };
   return {
     service,
     servers,
     config,
+    proxy,
     env: { ...appEnv, MAILBRIDGE_FROM_PASSWORD: SOURCE_PASSWORD },
     sourceUrl: `imaps://${encodeURIComponent(SOURCE_USER)}@127.0.0.1:${servers.imap.port}`,
     source: async () => {
@@ -61,8 +72,10 @@ export async function startMigrateTestEnv(m365Mailboxes: string[]): Promise<Migr
       await client.connect();
       return client;
     },
-    m365: (mailbox) => createImapClient(config, { mailbox }),
+    // Straight to Dovecot, which checks the token at login only: for seeding and checking.
+    m365: (mailbox) => createImapClient(direct, { mailbox }),
     async close() {
+      await proxy?.close();
       await servers.stop();
       await service.close();
     },
@@ -155,6 +168,24 @@ export async function snapshot(
       }
     }
     out.set(path, lines.sort());
+  }
+  return out;
+}
+
+/** Source snapshot lines as the destination must hold them, under `mapped` names: \\Deleted is never copied. */
+export function expected(
+  source: Map<string, string[]>,
+  mapped: Readonly<Record<string, string>>,
+): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const [folder, lines] of source) {
+    const dest = mapped[folder];
+    if (!dest) continue;
+    const kept = lines.map((l) => {
+      const [hash, date, ...flags] = l.split(' ');
+      return [hash, date, ...flags.filter((f) => f !== '\\Deleted')].join(' ');
+    });
+    out.set(dest, kept.sort());
   }
   return out;
 }
