@@ -697,6 +697,11 @@ export const ERROR_CODES = {
     remedy:
       '`migrate`: the IMAP server could not be reached or dropped the connection; check the host, the port and the network.',
   },
+  MIGRATE_INTERRUPTED: {
+    group: 'migrate',
+    exit: 1,
+    remedy: '`migrate`: the run was stopped (signal); run it again, it continues where it stopped.',
+  },
   MIGRATE_COMMAND_FAILED: {
     group: 'migrate',
     exit: 1,

@@ -9,6 +9,7 @@
 import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
 import type { ImapFlowErrorFields } from '../../clients/imap-client.js';
 import type { ImapSession } from '../../clients/imap-session.js';
+import { MailbridgeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import type { FolderMapping } from './folder-plan.js';
@@ -131,9 +132,9 @@ async function copyPending(
     : undefined;
 
   for (const batch of batches(messages)) {
-    if (ctx.signal?.aborted) throw ctx.signal.reason;
     const bodies = await fetchBodies(ctx.source, batch, ctx.dryRun);
     for (const message of batch) {
+      throwIfInterrupted(ctx.signal);
       const raw = bodies.get(message.uid);
       // Expunged at the source since the listing: nothing left to copy.
       if (!raw) continue;
@@ -390,5 +391,16 @@ async function createFolder(
       }
       throw error;
     }
+  });
+}
+
+/** Stops between messages: everything before is in the journal, so a rerun continues here. */
+export function throwIfInterrupted(signal: AbortSignal | undefined): void {
+  if (!signal?.aborted) return;
+  throw new MailbridgeError({
+    code: 'MIGRATE_INTERRUPTED',
+    message: 'The migration was stopped before it finished',
+    remedy: 'Run it again: it continues where it stopped, copying nothing twice.',
+    cause: signal.reason,
   });
 }

@@ -15,6 +15,7 @@ import {
   copyFolder,
   type MigrateFolderResult,
   type MigrateProgressEvent,
+  throwIfInterrupted,
 } from './copy-folder.js';
 import {
   describeEndpoint,
@@ -154,7 +155,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     };
     const folders: MigrateFolderResult[] = [];
     for (const mapping of plan) {
-      if (options.signal?.aborted) throw options.signal.reason;
+      throwIfInterrupted(options.signal);
       folders.push(await copyFolder(ctx, mapping));
     }
     const sum = (pick: (f: MigrateFolderResult) => number) =>

@@ -7,11 +7,13 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrateMailbox } from '../../../src/index.js';
 import { runCli } from '../../helpers/run-cli.js';
 import {
   expected,
   MAX_MESSAGE_SIZE,
   type MigrateTestEnv,
+  SOURCE_PASSWORD,
   seed,
   seedMessages,
   snapshot,
@@ -31,6 +33,8 @@ const FOLDERS = [
   'Ünïcödé ✓',
   'a&b',
 ];
+/** Destination of the interrupted run. */
+const INTERRUPTED = 'dave@contoso.example';
 const SUBSCRIBED = ['v1.2', 'Projects/2024', 'Ünïcödé ✓', 'Sent Items'];
 /** Where each source folder must arrive: Exchange's names, or the destination's own folder of that use. */
 const MAPPED: Record<string, string> = {
@@ -108,7 +112,7 @@ describe('migrate: password IMAP → Microsoft 365', () => {
   };
 
   beforeAll(async () => {
-    env = await startMigrateTestEnv([DEST]);
+    env = await startMigrateTestEnv([DEST, INTERRUPTED]);
     work = await mkdtemp(join(tmpdir(), 'mailbridge-migrate-'));
     state = join(work, 'state');
     const source = await env.source();
@@ -154,6 +158,12 @@ describe('migrate: password IMAP → Microsoft 365', () => {
       await dest.logout();
     }
     await expect(stat(state)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    const recent = await run(['--dry-run', '--since', '2020-01-01']);
+    const fromSeeds = seedMessages(FOLDERS, 300).filter(
+      (m) => m.date >= new Date('2020-01-01T00:00:00Z'),
+    );
+    expect(lastJson(recent.stdout).copied).toBe(fromSeeds.length);
   }, 120_000);
 
   it('copies every message once into its mapped folder, bytes, dates and flags equal', async () => {
@@ -248,6 +258,41 @@ describe('migrate: password IMAP → Microsoft 365', () => {
       skipped: 0,
     });
     expect(await destSnapshot()).toEqual(expected(await sourceSnapshot(), MAPPED));
+  }, 120_000);
+
+  it('stops between messages when interrupted, and the next run copies the rest once', async () => {
+    const controller = new AbortController();
+    let copied = 0;
+    const options = {
+      from: env.sourceUrl,
+      to: `m365:${INTERRUPTED}`,
+      toConfig: env.config,
+      fromPassword: SOURCE_PASSWORD,
+      folders: ['INBOX'],
+      stateDir: join(work, 'interrupted'),
+    };
+    await expect(
+      migrateMailbox({
+        ...options,
+        signal: controller.signal,
+        onProgress(event) {
+          if (event.type === 'message' && ++copied === 20) controller.abort();
+        },
+      }),
+    ).rejects.toMatchObject({ code: 'MIGRATE_INTERRUPTED', exitCode: 1 });
+    const rest = await migrateMailbox(options);
+    const client = await env.m365(INTERRUPTED);
+    try {
+      const inbox = (await snapshot(client, ['INBOX'])).get('INBOX') ?? [];
+      expect(rest.copied).toBe(inbox.length - 20);
+      expect(new Map([['INBOX', inbox]])).toEqual(
+        expected(new Map([['INBOX', (await sourceSnapshot()).get('INBOX') ?? []]]), {
+          INBOX: 'INBOX',
+        }),
+      );
+    } finally {
+      await client.logout();
+    }
   }, 120_000);
 
   it('reports a message the destination refuses, copies the rest and exits 1', async () => {
