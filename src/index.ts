@@ -85,7 +85,7 @@ export type {
   VerifyReport,
 } from './jobs/archive/index.js';
 // Migration: mailbox to mailbox over IMAP, resumable, without duplicates
-export { migrateMailbox } from './jobs/migrate/index.js';
+export { DEFAULT_MIGRATE_CONNECTIONS, migrateMailbox } from './jobs/migrate/index.js';
 export type {
   M365Endpoint,
   MigrateEndpoint,

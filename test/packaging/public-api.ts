@@ -36,6 +36,7 @@ export const PUBLIC_VALUES = [
   'DEFAULT_ARCHIVE_CONCURRENCY',
   // Migration
   'migrateMailbox',
+  'DEFAULT_MIGRATE_CONNECTIONS',
   // Relay
   'startRelay',
   'parseRelaySettings',

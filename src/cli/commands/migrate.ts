@@ -4,10 +4,15 @@ import { loadConfig as loadConfigFile } from '../../config/load.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, ExitCode } from '../../errors.js';
 import { parseEndpoint, resolvePassword, type Side } from '../../jobs/migrate/endpoint.js';
-import type { MigrateProgressEvent } from '../../jobs/migrate/index.js';
-import { type MigrateResult, migrateMailbox } from '../../jobs/migrate/index.js';
+import {
+  DEFAULT_MIGRATE_CONNECTIONS,
+  type MigrateProgressEvent,
+  type MigrateResult,
+  migrateMailbox,
+} from '../../jobs/migrate/index.js';
 import { displayText } from '../../util/display-text.js';
 import { formatBytes } from '../../util/format.js';
+import { usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import { type CliIo, writeLine } from '../output.js';
 import { parseSince } from './archive.js';
@@ -28,7 +33,7 @@ export const migrateCommand: Command = {
   summary:
     'copy a mailbox into another over IMAP: folders, flags and dates; resumable, no duplicates',
   usage:
-    "migrate --from SOURCE --to DEST [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--dry-run] [--json]",
+    "migrate --from SOURCE --to DEST [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--dry-run] [--json]",
   usesSettings: true,
   flags: [
     {
@@ -77,6 +82,12 @@ export const migrateCommand: Command = {
       type: 'string',
       value: 'DIR',
       help: 'state folder of this pair (default under ~/.local/state/mailbridge/migrate)',
+    },
+    {
+      name: 'connections',
+      type: 'string',
+      value: 'N',
+      help: `connections on each side, folders spread over them (default ${DEFAULT_MIGRATE_CONNECTIONS}, at most 8)`,
     },
     {
       name: 'dry-run',
@@ -141,6 +152,13 @@ export const migrateCommand: Command = {
     if (from.kind === 'm365') configs.fromConfig = await endpointConfig('from', context);
     if (to.kind === 'm365') configs.toConfig = await endpointConfig('to', context);
     const state = text(args.values.state);
+    const connectionsText = text(args.values.connections);
+    if (connectionsText !== undefined && !/^\d{1,4}$/.test(connectionsText)) {
+      throw usageError(
+        `--connections must be a whole number, not '${displayText(connectionsText, 20)}'`,
+        `For example: --connections ${DEFAULT_MIGRATE_CONNECTIONS}.`,
+      );
+    }
 
     const controller = new AbortController();
     const onSignal = () => controller.abort(new Error('interrupted'));
@@ -159,6 +177,7 @@ export const migrateCommand: Command = {
         map: strings(args.values.map),
         ...(since ? { since } : {}),
         ...(state ? { stateDir: resolve(state) } : {}),
+        ...(connectionsText ? { connections: Number(connectionsText) } : {}),
         dryRun: args.values['dry-run'] === true,
         logger: context.logger,
         signal: controller.signal,

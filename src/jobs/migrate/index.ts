@@ -5,4 +5,4 @@ export type {
 } from './copy-folder.js';
 export type { M365Endpoint, MigrateEndpoint, PasswordImapEndpoint } from './endpoint.js';
 export type { MigrateMailboxOptions, MigrateResult } from './migrate.js';
-export { migrateMailbox } from './migrate.js';
+export { DEFAULT_MIGRATE_CONNECTIONS, migrateMailbox } from './migrate.js';

@@ -2,8 +2,8 @@
  * `migrateMailbox`: copies one mailbox into another over IMAP, folder by
  * folder, resumable and without duplicates (see copy-folder.ts and state.ts).
  */
-
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
 import { createImapSession, type ImapSession } from '../../clients/imap-session.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError } from '../../errors.js';
@@ -30,8 +30,12 @@ import {
   parseMapEntry,
   planFolders,
 } from './folder-plan.js';
+import { runFolderWorkers } from './folder-workers.js';
 import { createPasswordSession } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
+
+/** Connections per side by default: several folders at once, well under Exchange's ~16 per mailbox. */
+export const DEFAULT_MIGRATE_CONNECTIONS = 4;
 
 export interface MigrateMailboxOptions {
   /** `m365:ADDRESS`, `imaps://USER@HOST:PORT` or `imap://…` (STARTTLS), or a parsed endpoint. */
@@ -52,6 +56,11 @@ export interface MigrateMailboxOptions {
   since?: Date;
   /** State folder of this pair. @default under $XDG_STATE_HOME/mailbridge/migrate */
   stateDir?: string;
+  /**
+   * Connections on each side, folders spread over them (those sharing a
+   * destination folder on one). @default 4, at most the session layer's cap per mailbox (8)
+   */
+  connections?: number;
   /** Plans and counts; creates, copies and writes nothing. */
   dryRun?: boolean;
   logger?: Logger;
@@ -97,6 +106,18 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   const pair = { from: describeEndpoint(from), to: describeEndpoint(to) };
   const stateDir = options.stateDir ?? defaultStateDir(pair.from, pair.to, env);
   const dryRun = options.dryRun === true;
+  const connections = options.connections ?? DEFAULT_MIGRATE_CONNECTIONS;
+  if (
+    !Number.isInteger(connections) ||
+    connections < 1 ||
+    connections > DEFAULT_MAX_CONNECTIONS_PER_MAILBOX
+  ) {
+    throw new ConfigurationError({
+      code: 'MIGRATE_OPTION_INVALID',
+      message: `--connections must be a whole number from 1 to ${DEFAULT_MAX_CONNECTIONS_PER_MAILBOX}, not ${displayText(String(connections), 20)}`,
+      remedy: `Each is one connection on each side; Exchange Online allows about 16 per mailbox. The default is ${DEFAULT_MIGRATE_CONNECTIONS}.`,
+    });
+  }
 
   const providers = new Map<MailbridgeConfig, TokenProvider>();
   const open = (endpoint: MigrateEndpoint, side: Side): ImapSession => {
@@ -128,6 +149,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   // Both are checked before anything is written: a wrong password must not leave a state folder behind.
   const source = open(from, 'from');
   const destination = open(to, 'to');
+  const sessions: { source: ImapSession; destination: ImapSession }[] = [{ source, destination }];
   let state: MigrationState | undefined;
   try {
     const [sourceFolders, destFolders] = await Promise.all([
@@ -143,21 +165,27 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     state = await MigrationState.open(stateDir, pair, { readOnly: dryRun });
     if (!dryRun) await subscribeExisting(destination, plan, destFolders);
 
-    const ctx: CopyContext = {
-      source,
-      destination,
-      state,
-      dryRun,
-      logger,
-      ...(options.since ? { since: options.since } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    const opened = state;
+    const context = (worker: number): CopyContext => {
+      let pair = sessions[worker];
+      if (!pair) {
+        pair = { source: open(from, 'from'), destination: open(to, 'to') };
+        sessions[worker] = pair;
+      }
+      return {
+        ...pair,
+        state: opened,
+        dryRun,
+        logger,
+        ...(options.since ? { since: options.since } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      };
     };
-    const folders: MigrateFolderResult[] = [];
-    for (const mapping of plan) {
+    const folders = await runFolderWorkers(plan, connections, (worker, mapping) => {
       throwIfInterrupted(options.signal);
-      folders.push(await copyFolder(ctx, mapping));
-    }
+      return copyFolder(context(worker), mapping);
+    });
     const sum = (pick: (f: MigrateFolderResult) => number) =>
       folders.reduce((total, f) => total + pick(f), 0);
     const skipped = sum((f) => f.skipped.length);
@@ -174,7 +202,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     };
   } finally {
     await state?.close();
-    await Promise.all([source.close(), destination.close()]);
+    await Promise.all(sessions.flatMap((p) => [p.source.close(), p.destination.close()]));
   }
 }
 

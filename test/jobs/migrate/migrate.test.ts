@@ -350,6 +350,15 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     expect(inUrl.code).toBe(2);
     expect(inUrl.stderr).not.toContain('secret');
 
+    for (const connections of ['x', '0', '9']) {
+      const refused = await runCli(
+        ['migrate', '--from', env.sourceUrl, '--to', `m365:${DEST}`, '--connections', connections],
+        env.env,
+      );
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/--connections must be a whole number/);
+    }
+
     const { MAILBRIDGE_FROM_PASSWORD: _, ...withoutPassword } = env.env;
     const missing = await runCli(
       ['migrate', '--from', env.sourceUrl, '--to', `m365:${DEST}`],
