@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # Dovecot (IMAP, LMTP, Lua passdb with lua-cjson for the token service's JSON)
 # and Postfix (submission), each run from a temporary folder, never as the
 # system-wide services; swaks (with Net::SSLeay for STARTTLS) is the legacy
-# SMTP client of the relay tests.
-APT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-cjson postfix swaks libnet-ssleay-perl)
+# SMTP client of the relay tests; msmtp, isync (mbsync, with the KDE XOAUTH2
+# SASL plugin), getmail6 and offlineimap3 log in through `mailbridge token --for`.
+APT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-cjson postfix swaks libnet-ssleay-perl
+  msmtp isync libsasl2-modules-kdexoauth2 getmail6 offlineimap3)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

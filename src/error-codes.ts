@@ -171,6 +171,23 @@ export const ERROR_CODES = {
     exit: 4,
     remedy: 'Check the network, proxy, firewall, and the authority host / cloud.',
   },
+  GRAPH_FORBIDDEN: {
+    group: 'token',
+    exit: 3,
+    remedy:
+      'Grant the app the Microsoft Graph application permission `Application.Read.All` (admin consent), or make its service principal an owner of the app registration and grant `Application.ReadWrite.OwnedBy`.',
+  },
+  GRAPH_UNREACHABLE: {
+    group: 'token',
+    exit: 4,
+    remedy: 'Check the network, proxy, firewall, and the cloud or `--graph-url`.',
+  },
+  GRAPH_ANSWER_INVALID: {
+    group: 'token',
+    exit: 1,
+    remedy:
+      "Microsoft Graph did not answer with the app's credentials: check the cloud or `--graph-url`, and that `clientId` is the application (client) id.",
+  },
   TLS_CERTIFICATE_UNTRUSTED: {
     group: 'token',
     exit: 4,
@@ -185,6 +202,17 @@ export const ERROR_CODES = {
     group: 'token',
     exit: 3,
     remedy: 'The file does not hold a JWT: point it at the token file your platform writes.',
+  },
+  TOKEN_CACHE_INSECURE: {
+    group: 'token',
+    exit: 2,
+    remedy:
+      '`--cache` file readable by group or others, owned by another user, or a link: `chmod 600` it, or delete it.',
+  },
+  TOKEN_CACHE_UNUSABLE: {
+    group: 'token',
+    exit: 2,
+    remedy: '`--cache` file cannot be created, opened or locked: check its folder and permissions.',
   },
   IMAP_AUTH_FAILED: {
     group: 'mail',
@@ -323,6 +351,49 @@ export const ERROR_CODES = {
     group: 'mail',
     exit: 2,
     remedy: 'Remove settings that cap TLS below 1.2.',
+  },
+  SMTP_TENANT_EXTERNAL_LIMIT: {
+    group: 'mail',
+    exit: 4,
+    remedy:
+      "550 5.7.233 (TERRL): the tenant's daily external recipients are used up; wait at least an hour, do not resend at once.",
+  },
+  SMTP_DIRECT_SEND_REJECTED: {
+    group: 'mail',
+    exit: 3,
+    remedy:
+      '550 5.7.68 TenantInboundAttribution: the device must authenticate; point it at `mailbridge relay`.',
+  },
+  SMTP_TOKEN_EXPIRING: {
+    group: 'mail',
+    exit: 4,
+    remedy: '5.7.142 (HVE): the token expires too soon; renew with 20 minutes left.',
+  },
+  SMTP_TOKEN_EXPIRED: {
+    group: 'mail',
+    exit: 4,
+    remedy: '5.7.143: the token expired; sign in with a new one, check the clock.',
+  },
+  SMTP_HVE_SENDER_MISMATCH: {
+    group: 'mail',
+    exit: 3,
+    remedy: '5.7.62 (HVE): MAIL FROM must be the HVE account.',
+  },
+  SMTP_HVE_FROM_MISMATCH: {
+    group: 'mail',
+    exit: 3,
+    remedy: '5.6.241 (HVE): the From header must be the HVE account.',
+  },
+  SMTP_HVE_NOT_HVE_ACCOUNT: {
+    group: 'mail',
+    exit: 3,
+    remedy: '5.2.240: not an HVE account; `New-MailUser -HVEAccount`, `Add-HVEAppAccess`.',
+  },
+  SMTP_HVE_EXTERNAL_RECIPIENT: {
+    group: 'mail',
+    exit: 2,
+    remedy:
+      '550 5.5.105: HVE delivers to internal recipients only; send external mail through a mailbox.',
   },
   SMTP_NO_GREETING: {
     group: 'mail',

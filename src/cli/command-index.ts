@@ -76,6 +76,12 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
     load: async () => (await import('./commands/setup-consent-url.js')).setupConsentUrlCommand,
   },
   {
+    name: 'credentials check',
+    summary:
+      "list the app's secrets and certificates with their end dates; exit 1 if one ends soon",
+    load: async () => (await import('./commands/credentials.js')).credentialsCheckCommand,
+  },
+  {
     name: 'archive',
     summary: 'archive mailboxes as .eml files with a manifest; incremental and crash-safe',
     load: async () => (await import('./commands/archive.js')).archiveCommand,

@@ -60,6 +60,14 @@ export type DiagnosisCode =
   | 'SMTP_DAILY_QUOTA_EXCEEDED'
   | 'SMTP_MAILBOX_FULL'
   | 'SMTP_TLS_VERSION_UNSUPPORTED'
+  | 'SMTP_TENANT_EXTERNAL_LIMIT'
+  | 'SMTP_DIRECT_SEND_REJECTED'
+  | 'SMTP_TOKEN_EXPIRING'
+  | 'SMTP_TOKEN_EXPIRED'
+  | 'SMTP_HVE_SENDER_MISMATCH'
+  | 'SMTP_HVE_FROM_MISMATCH'
+  | 'SMTP_HVE_NOT_HVE_ACCOUNT'
+  | 'SMTP_HVE_EXTERNAL_RECIPIENT'
   | 'TOKEN_WRONG_TENANT'
   | 'TOKEN_WRONG_AUDIENCE'
   | 'TOKEN_DELEGATED'
@@ -77,7 +85,11 @@ export interface Diagnosis {
   fix: string;
   /** Whether the same request can succeed later without a change to the setup. */
   retryable: boolean;
-  /** How long the server asked to wait, when it said so. */
+  /**
+   * The least wait before the same request can succeed: what the server asked
+   * for, when it said so, or what the limit's window needs (a tenant limit
+   * over 24 hours is not worth trying again within the hour).
+   */
   retryAfterMs?: number;
   /** Which of our errors to raise: see `diagnosisToError`. */
   class: DiagnosisClass;
@@ -111,6 +123,8 @@ export interface DiagnosisEntry {
   summary: string;
   causes: readonly string[];
   fix: string;
+  /** The least wait before trying again when the server names none (`Diagnosis.retryAfterMs`). */
+  waitMs?: number;
 }
 
 const FULL_ACCESS =
@@ -120,6 +134,9 @@ const NEW_SERVICE_PRINCIPAL =
 const SEND_AS =
   'Add-RecipientPermission -Identity <address to send as> -Trustee <service principal> -AccessRights SendAs';
 const PROPAGATION = 'Exchange takes up to about 30 minutes to apply a new or changed permission';
+const HVE_APP_ACCESS = 'Add-HVEAppAccess -Identity <HVE account> -AppId <app id>';
+/** TERRL counts over a sliding 24 hours: an hour is the least that can make a difference. */
+const TENANT_LIMIT_WAIT_MS = 60 * 60 * 1000;
 
 /**
  * The table, in match order: the first entry whose matcher fits wins, so
@@ -179,14 +196,14 @@ export const DIAGNOSES: readonly DiagnosisEntry[] = [
     summary: 'Exchange Online accepted the token but did not open the mailbox for the app',
     causes: [
       'the service principal has no FullAccess permission on this mailbox',
+      `the mailbox is not yet provisioned for the service principal: the FullAccess grant, the service principal or the mailbox itself is younger than about 30 minutes (${PROPAGATION})`,
+      'too many IMAP connections to this mailbox are open at once (Exchange allows about 16 to 20 per mailbox, counting every program that uses it)',
       'IMAP is disabled for this mailbox',
-      `the permission was granted less than about 30 minutes ago (${PROPAGATION})`,
-      'too many connections to this mailbox are open at once',
     ],
     fix:
       `Give the service principal FullAccess: ${FULL_ACCESS}; ` +
-      'turn IMAP on for the mailbox: Set-CASMailbox -Identity <mailbox> -ImapEnabled $true; ' +
-      'then wait up to 30 minutes before trying again.',
+      "then wait up to 30 minutes before trying again; close other programs' connections to the mailbox; " +
+      'turn IMAP on for the mailbox if it is off: Set-CASMailbox -Identity <mailbox> -ImapEnabled $true.',
   },
   {
     code: 'IMAP_COMMAND_TOO_LONG',
@@ -202,6 +219,117 @@ export const DIAGNOSES: readonly DiagnosisEntry[] = [
   },
 
   // ---- SMTP -------------------------------------------------------------
+  // Enhanced codes that name one refusal, whatever the reply code: before the
+  // general 535 entry, which would otherwise take 535 5.7.142 and 5.7.143.
+  {
+    code: 'SMTP_TENANT_EXTERNAL_LIMIT',
+    protocol: 'smtp',
+    class: 'network',
+    retryable: true,
+    smtp: { enhanced: '5.7.233' },
+    waitMs: TENANT_LIMIT_WAIT_MS,
+    summary:
+      'Exchange Online refused the message: the organisation reached its daily limit of external recipients (the tenant external recipient rate limit, TERRL)',
+    causes: [
+      'the whole tenant, counting every mailbox, app and device, sent to more external recipients within 24 hours than its licences allow (about 500 x licences^0.7 + 9,500; 5,000 for a trial tenant)',
+    ],
+    fix:
+      'Stop and wait: do not send again at once. The limit clears as the 24-hour window moves on (wait at least an hour). ' +
+      'Find the senders in the Exchange admin center (Reports > Mail flow > Tenant outbound external recipients); the limit cannot be raised: send bulk mail to external recipients with Azure Communication Services Email.',
+  },
+  {
+    code: 'SMTP_DIRECT_SEND_REJECTED',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { enhanced: '5.7.68' },
+    summary:
+      'Exchange Online refused an unauthenticated message from your own domain: Direct Send is blocked for this organisation',
+    causes: [
+      'a device or application sends to the MX endpoint without signing in (Direct Send), and the organisation blocks that (Set-OrganizationConfig -RejectDirectSend $true)',
+      'no inbound connector matches the sender (by certificate or IP address)',
+    ],
+    fix:
+      'Make the device authenticate: point it at `mailbridge relay` (it accepts the device on your network and signs in to Exchange with XOAUTH2 for it), ' +
+      'or at smtp.office365.com:587 with OAuth; or create an inbound connector for its certificate or public IP address.',
+  },
+  {
+    code: 'SMTP_TOKEN_EXPIRING',
+    protocol: 'smtp',
+    class: 'network',
+    retryable: true,
+    smtp: { enhanced: '5.7.142' },
+    summary:
+      'Exchange Online refused the access token: it expires too soon (High Volume Email wants a token with 10 to 20 minutes left)',
+    causes: [
+      'the client reused a cached token close to its expiry; High Volume Email refuses tokens that expire within its margin',
+    ],
+    fix: "Sign in again with a new token, and renew tokens earlier for High Volume Email: keep at least 20 minutes of life (the token provider's refreshMarginMs).",
+  },
+  {
+    code: 'SMTP_TOKEN_EXPIRED',
+    protocol: 'smtp',
+    class: 'network',
+    retryable: true,
+    smtp: { enhanced: '5.7.143' },
+    summary: 'Exchange Online refused the access token: it has expired',
+    causes: [
+      'the client signed in with a cached token after its expiry, or the clock of this machine is wrong',
+    ],
+    fix: "Sign in again with a new token; check that this machine's clock is right (NTP).",
+  },
+  {
+    code: 'SMTP_HVE_SENDER_MISMATCH',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { enhanced: '5.7.62' },
+    summary:
+      'High Volume Email refused the envelope sender: MAIL FROM is not the HVE account that signed in',
+    causes: [
+      'the envelope sender (MAIL FROM) is another address than the HVE account the token was used for',
+    ],
+    fix: 'Send with the HVE account as the envelope sender (MAIL FROM), the same address the login named.',
+  },
+  {
+    code: 'SMTP_HVE_FROM_MISMATCH',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { enhanced: '5.6.241' },
+    summary:
+      "High Volume Email refused the message: its From header is not the HVE account's address",
+    causes: [
+      "the message's From header names another address than the HVE account (and the envelope sender)",
+    ],
+    fix: "Set the message's From header to the HVE account's address.",
+  },
+  {
+    code: 'SMTP_HVE_NOT_HVE_ACCOUNT',
+    protocol: 'smtp',
+    class: 'authentication',
+    retryable: false,
+    smtp: { enhanced: '5.2.240' },
+    summary: 'High Volume Email refused the sender: the address is not a High Volume Email account',
+    causes: [
+      'the address is an ordinary mailbox, or no HVE account with this address exists (New-MailUser -HVEAccount was not run)',
+      'the address is being created and is not yet usable',
+    ],
+    fix: `Create the HVE account (New-MailUser -HVEAccount -Name <name> -PrimarySmtpAddress <address>) and let the app use it (${HVE_APP_ACCESS}); send ordinary mailboxes' mail through smtp.office365.com instead.`,
+  },
+  {
+    code: 'SMTP_HVE_EXTERNAL_RECIPIENT',
+    protocol: 'smtp',
+    class: 'configuration',
+    retryable: false,
+    smtp: { enhanced: '5.5.105' },
+    summary:
+      'High Volume Email refused a recipient outside the organisation: it delivers to internal recipients only',
+    causes: [
+      "a recipient's domain is not an accepted domain of the tenant (High Volume Email has sent to internal recipients only since June 2025)",
+    ],
+    fix: 'Send mail for external recipients through a mailbox (smtp.office365.com) or Azure Communication Services Email; only internal recipients go through High Volume Email.',
+  },
   {
     code: 'SMTP_AUTH_DISABLED_TENANT',
     protocol: 'smtp',
@@ -269,7 +397,10 @@ export const DIAGNOSES: readonly DiagnosisEntry[] = [
     causes: [
       'the client sent a user name and password (AUTH LOGIN or PLAIN) instead of an OAuth token; Exchange Online no longer accepts basic authentication for client submission',
     ],
-    fix: 'Authenticate with XOAUTH2 and an app-only token (the APPLICATION permission SMTP.SendAsApp), and remove any SMTP password from the configuration.',
+    fix:
+      'Authenticate with XOAUTH2 and an app-only token (the APPLICATION permission SMTP.SendAsApp), and remove any SMTP password from the configuration. ' +
+      'Exchange Online turns password sign-in for SMTP AUTH off by default at the end of December 2026 and removes it later: ' +
+      'a device that can only send with a password can send through `mailbridge relay`, which signs in to Exchange with XOAUTH2 for it.',
   },
   {
     code: 'SMTP_AUTH_FAILED',
@@ -283,6 +414,7 @@ export const DIAGNOSES: readonly DiagnosisEntry[] = [
       "the app has no APPLICATION permission SMTP.SendAsApp of 'Office 365 Exchange Online', or admin consent was not granted",
       "the Exchange service principal was registered with New-ServicePrincipal using the App Registration's object id instead of the Enterprise Application's",
       `the permissions were changed less than about 30 minutes ago (${PROPAGATION})`,
+      `on the High Volume Email endpoint (smtp.hve.mx.microsoft): the app is not among the HVE account's allowed apps (${HVE_APP_ACCESS}), or lacks the APPLICATION permission Mail.Send of 'Office 365 Exchange Online'`,
     ],
     fix:
       'Check the token with `mailbridge token` (roles must list SMTP.SendAsApp). ' +
@@ -551,6 +683,54 @@ export interface ExchangeSideContext {
  * unverified token, so the advice says where to compare it.
  */
 export function diagnoseExchangeSideImapRefusal(context: ExchangeSideContext): Diagnosis {
+  const { appId, objectId, shown, command, objectIdNote } = exchangeSetupAdvice(context);
+  return build(entry('IMAP_AUTH_FAILED'), {
+    summary: `Exchange Online refused the IMAP XOAUTH2 login of app ${appId} for ${shown}, although the token is right (Exchange audience, this tenant, IMAP.AccessAsApp): the refusal is on the Exchange side`,
+    causes: [
+      `Exchange has no service principal for app ${appId} (New-ServicePrincipal was not run in this tenant), or it was registered with the App Registration's object id instead of the Enterprise Application's${objectId ? ` (${objectId})` : ''}`,
+      `the service principal has no FullAccess on ${shown} (Add-MailboxPermission)`,
+      `the service principal or the FullAccess grant is younger than about 30 minutes (${PROPAGATION})`,
+      `${shown} is not a mailbox of this tenant`,
+    ],
+    fix:
+      `Write the Exchange setup script with \`${command}\` and have an Exchange administrator run it (pwsh -File setup-exchange.ps1 -WhatIf first); it registers the service principal and grants FullAccess where missing, and fails on any gap. ` +
+      objectIdNote +
+      'Then wait up to 30 minutes and run doctor again.',
+  });
+}
+
+/**
+ * IMAP_NOT_CONNECTED once the login itself succeeded on one connection of
+ * ours, with claims already checked: the token and the service principal are
+ * ruled out, and so is our own connection count. What is left, most likely
+ * first: no FullAccess on this mailbox, a grant (or mailbox) too new to be
+ * provisioned, other programs' connections, IMAP turned off.
+ */
+export function diagnoseNotConnectedAfterLogin(context: ExchangeSideContext): Diagnosis {
+  const { appId, shown, command, objectIdNote } = exchangeSetupAdvice(context);
+  return build(entry('IMAP_NOT_CONNECTED'), {
+    summary: `Exchange Online accepted the IMAP login of app ${appId} but did not open ${shown} for it (the token is right and the service principal is known to Exchange: the mailbox side is missing)`,
+    causes: [
+      `the service principal has no FullAccess on ${shown} (Add-MailboxPermission)`,
+      `${shown} is not yet provisioned for the service principal: the FullAccess grant or the mailbox is younger than about 30 minutes (${PROPAGATION})`,
+      `other programs hold too many IMAP connections to ${shown} (about 16 to 20 per mailbox; doctor opened one)`,
+      `IMAP is disabled for ${shown} (Set-CASMailbox -ImapEnabled)`,
+    ],
+    fix:
+      `Grant FullAccess with the Exchange setup script: \`${command}\`, run by an Exchange administrator (pwsh -File setup-exchange.ps1 -WhatIf first). ` +
+      objectIdNote +
+      "Then wait up to 30 minutes and run doctor again; if it still fails, close other programs' connections to the mailbox and check Get-CASMailbox <mailbox> | Select ImapEnabled.",
+  });
+}
+
+/** The app, the mailbox as shown, and the `mailbridge setup exchange` command with what is known filled in. */
+function exchangeSetupAdvice(context: ExchangeSideContext): {
+  appId: string;
+  objectId: string | undefined;
+  shown: string;
+  command: string;
+  objectIdNote: string;
+} {
   const appId =
     guidClaim(context.claims.appid) ?? guidClaim(context.claims.azp) ?? context.clientId;
   const objectId = guidClaim(context.claims.oid);
@@ -568,19 +748,7 @@ export function diagnoseExchangeSideImapRefusal(context: ExchangeSideContext): D
   const objectIdNote = objectId
     ? `The object id is the token's oid claim, which in an app-only token is the object id of the app's service principal, i.e. the Enterprise Application's Object ID (a reading of the token, not checked by Exchange: compare it with Entra ID > Enterprise applications > the app > Overview; the App Registration's Object ID is a different one). `
     : "Fill in the Enterprise Application's Object ID (Entra ID > Enterprise applications > the app > Overview; not the App Registration's Object ID): the token carries no oid claim. ";
-  return build(entry('IMAP_AUTH_FAILED'), {
-    summary: `Exchange Online refused the IMAP XOAUTH2 login of app ${appId} for ${shown}, although the token is right (Exchange audience, this tenant, IMAP.AccessAsApp): the refusal is on the Exchange side`,
-    causes: [
-      `Exchange has no service principal for app ${appId} (New-ServicePrincipal was not run in this tenant), or it was registered with the App Registration's object id instead of the Enterprise Application's${objectId ? ` (${objectId})` : ''}`,
-      `the service principal has no FullAccess on ${shown} (Add-MailboxPermission)`,
-      `the service principal or the FullAccess grant is younger than about 30 minutes (${PROPAGATION})`,
-      `${shown} is not a mailbox of this tenant`,
-    ],
-    fix:
-      `Write the Exchange setup script with \`${command}\` and have an Exchange administrator run it (pwsh -File setup-exchange.ps1 -WhatIf first); it registers the service principal and grants FullAccess where missing, and fails on any gap. ` +
-      objectIdNote +
-      'Then wait up to 30 minutes and run doctor again.',
-  });
+  return { appId, objectId, shown, command, objectIdNote };
 }
 
 /** An address printed into a command line as it is; anything else is left as a placeholder. */
@@ -872,7 +1040,9 @@ function build(
     causes: overrides.causes ?? [...from.causes],
     fix: overrides.fix ?? from.fix,
     retryable: from.retryable,
-    ...(overrides.retryAfterMs !== undefined ? { retryAfterMs: overrides.retryAfterMs } : {}),
+    ...((overrides.retryAfterMs ?? from.waitMs) !== undefined
+      ? { retryAfterMs: overrides.retryAfterMs ?? from.waitMs }
+      : {}),
     class: from.class,
     ...(reply ? { reply } : {}),
   };

@@ -13,6 +13,7 @@ import { imapErrorToMailbridge } from '../clients/imap-client.js';
 import { smtpErrorToMailbridge } from '../clients/smtp-transport.js';
 import type { Endpoint, MailbridgeConfig } from '../config/types.js';
 import { NetworkError, ProtocolError } from '../errors.js';
+import { displayText } from '../util/display-text.js';
 import {
   isTlsVerificationError,
   networkErrorCode,
@@ -22,12 +23,21 @@ import { servername, trustOptions } from '../util/tls.js';
 
 const CONNECT_TIMEOUT_MS = 15_000;
 
-/** aud, tid and the roles the chosen protocols need. */
+/** Roles whose absence scoped SMTP expects: the grant is in Exchange, not in the token. */
+const SCOPED_SMTP_ROLE_DIAGNOSES = new Set(['TOKEN_NO_ROLES', 'TOKEN_ROLE_MISSING']);
+const SMTP_APP_ROLE = 'SMTP.SendAsApp';
+
+/**
+ * aud, tid and the roles the chosen protocols need. With `scopedSmtp`, SMTP
+ * needs no role in the token, and the tenant-wide SMTP.SendAsApp there gives a
+ * warning: it lets the app send as every mailbox, whatever the scope says.
+ */
 export function checkClaims(
   token: AccessToken,
   config: MailbridgeConfig,
   protocols: ('imap' | 'smtp')[],
-): string {
+  options: { scopedSmtp?: boolean } = {},
+): { detail: string; warning?: string } {
   const claims: AccessTokenClaims | undefined = decodeAccessTokenClaims(token.accessToken);
   if (!claims) {
     throw new ProtocolError({
@@ -43,10 +53,27 @@ export function checkClaims(
       expectedAudience,
       tenantId: config.tenantId,
     });
-    if (diagnosis) throw diagnosisToError(diagnosis);
+    const expected =
+      options.scopedSmtp &&
+      protocol === 'smtp' &&
+      SCOPED_SMTP_ROLE_DIAGNOSES.has(diagnosis?.code ?? '');
+    if (diagnosis && !expected) throw diagnosisToError(diagnosis);
   }
-  const roles = Array.isArray(claims.roles) ? claims.roles.join(', ') : '(none)';
-  return `aud ${String(claims.aud)}, tid ${String(claims.tid)}, roles ${roles}`;
+  const roleList = Array.isArray(claims.roles)
+    ? claims.roles.filter((role): role is string => typeof role === 'string')
+    : [];
+  const roles =
+    roleList.length > 0 ? roleList.map((r) => displayText(r, 100)).join(', ') : '(none)';
+  const detail = `aud ${displayText(String(claims.aud), 200)}, tid ${displayText(String(claims.tid), 100)}, roles ${roles}`;
+  const tenantWide =
+    options.scopedSmtp &&
+    roleList.some((role) => role.toLowerCase() === SMTP_APP_ROLE.toLowerCase());
+  return tenantWide
+    ? {
+        detail,
+        warning: `The token carries ${SMTP_APP_ROLE}, the tenant-wide Entra permission: it lets the app send as every mailbox, so the Exchange scope limits nothing. Remove the permission from the app (mailbridge setup entra --scoped-smtp writes a script that does) and revoke its admin consent.`,
+      }
+    : { detail };
 }
 
 /** TCP + TLS handshake (certificate verified) and the server's first line. */

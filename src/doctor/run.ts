@@ -1,10 +1,17 @@
 import { decodeAccessTokenClaims } from '../auth/claims.js';
+import { credentialExpiresOn, credentialExpiryWarning } from '../auth/credential-expiry.js';
 import {
   type AccessToken,
   createTokenProvider,
   type TokenProvider,
 } from '../auth/token-provider.js';
-import { diagnoseExchangeSideImapRefusal, diagnosisToError } from '../clients/diagnostics.js';
+import {
+  type Diagnosis,
+  diagnoseExchangeSideImapRefusal,
+  diagnoseNotConnectedAfterLogin,
+  diagnosisToError,
+  type ExchangeSideContext,
+} from '../clients/diagnostics.js';
 import { connectImap } from '../clients/imap-client.js';
 import { createSmtpTransport } from '../clients/smtp-transport.js';
 import type { MailbridgeConfig } from '../config/types.js';
@@ -29,6 +36,8 @@ export interface DoctorStep {
   code?: string;
   detail?: string;
   fix?: string;
+  /** Passed, but something needs attention soon (a credential about to expire, a grant wider than meant). */
+  warning?: string;
 }
 
 export interface DoctorReport {
@@ -45,6 +54,14 @@ export interface DoctorOptions {
   smtp?: boolean;
   /** Send one test message to this address after SMTP AUTH passes. */
   sendTestTo?: string;
+  /**
+   * SMTP is granted in Exchange over a management scope (RBAC for
+   * Applications), not by the tenant-wide SMTP.SendAsApp permission: the token
+   * need not carry that role, and must not.
+   */
+  scopedSmtp?: boolean;
+  /** The time credential expiry is measured from. @default new Date() */
+  now?: Date;
   tokenProvider?: TokenProvider;
   logger?: Logger;
   /** Called as each step finishes, for live output. */
@@ -68,13 +85,25 @@ export async function runDoctor(
   let failed: MailbridgeError | undefined;
   let token: AccessToken | undefined;
 
-  const step = async (name: DoctorStepName, check: () => Promise<string>): Promise<void> => {
+  const step = async (
+    name: DoctorStepName,
+    check: () => Promise<string | { detail: string; warning?: string | undefined }>,
+  ): Promise<void> => {
     let result: DoctorStep;
     if (failed) {
       result = { name, status: 'skipped' };
     } else {
       try {
-        result = { name, status: 'passed', detail: await check() };
+        const outcome = await check();
+        result =
+          typeof outcome === 'string'
+            ? { name, status: 'passed', detail: outcome }
+            : {
+                name,
+                status: 'passed',
+                detail: outcome.detail,
+                ...(outcome.warning ? { warning: outcome.warning } : {}),
+              };
       } catch (error) {
         failed = asMailbridgeError(error);
         result = {
@@ -90,16 +119,23 @@ export async function runDoctor(
     options.onStep?.(result);
   };
 
-  await step(
-    'configuration',
-    async () => `tenant ${config.tenantId}, app ${config.clientId}, ${config.credential.kind}`,
-  );
+  await step('configuration', async () => {
+    const ends = credentialExpiresOn(config.credential);
+    return {
+      detail: `tenant ${config.tenantId}, app ${config.clientId}, ${config.credential.kind}${ends ? ` valid until ${ends.toISOString()}` : ''}`,
+      warning: credentialExpiryWarning(config.credential, options.now ?? new Date()),
+    };
+  });
   await step('token', async () => {
     token = await provider.getToken();
     return `expires ${token.expiresOn.toISOString()}`;
   });
   const protocols = [...(imap ? (['imap'] as const) : []), ...(smtp ? (['smtp'] as const) : [])];
-  await step('token claims', async () => checkClaims(requireToken(token), config, protocols));
+  await step('token claims', async () =>
+    checkClaims(requireToken(token), config, protocols, {
+      scopedSmtp: options.scopedSmtp === true,
+    }),
+  );
 
   if (imap) {
     await step('imap connect', () =>
@@ -117,7 +153,11 @@ export async function runDoctor(
     });
     await step('imap list and select', async () => {
       if (!client) throw new Error('no IMAP connection');
-      return checkMailboxAccess(client, config, options.mailbox);
+      try {
+        return await checkMailboxAccess(client, config, options.mailbox);
+      } catch (error) {
+        throw exchangeSideRefusal(error, config, options.mailbox, requireToken(token));
+      }
     });
     await client?.logout().catch(() => client?.close());
   }
@@ -132,7 +172,11 @@ export async function runDoctor(
     });
     try {
       await step('smtp auth', async () => {
-        await transport.verify();
+        try {
+          await transport.verify();
+        } catch (error) {
+          throw options.scopedSmtp ? scopedSmtpRefusal(error) : error;
+        }
         return `authenticated as ${options.mailbox} (XOAUTH2)`;
       });
       if (options.sendTestTo) {
@@ -156,9 +200,16 @@ export async function runDoctor(
 }
 
 /**
- * A refused IMAP login, reached only after the claims step passed: the token
- * side is ruled out, so the advice leads with the Exchange side.
+ * Exchange's answers that doctor knows more about than the table: each is
+ * reached only after the claims step passed (the token side is ruled out),
+ * and "not connected" only after the login itself passed on doctor's one
+ * connection, so the advice leads with what is left, with the values filled in.
  */
+const AFTER_CLAIMS: Partial<Record<string, (context: ExchangeSideContext) => Diagnosis>> = {
+  IMAP_AUTH_FAILED: diagnoseExchangeSideImapRefusal,
+  IMAP_NOT_CONNECTED: diagnoseNotConnectedAfterLogin,
+};
+
 function exchangeSideRefusal(
   error: unknown,
   config: MailbridgeConfig,
@@ -166,10 +217,9 @@ function exchangeSideRefusal(
   token: AccessToken,
 ): unknown {
   const claims = decodeAccessTokenClaims(token.accessToken);
-  if (!(error instanceof MailbridgeError) || error.code !== 'IMAP_AUTH_FAILED' || !claims) {
-    return error;
-  }
-  const diagnosis = diagnoseExchangeSideImapRefusal({
+  const diagnose = error instanceof MailbridgeError ? AFTER_CLAIMS[error.code] : undefined;
+  if (!diagnose || !claims) return error;
+  const diagnosis = diagnose({
     mailbox,
     tenantId: config.tenantId,
     clientId: config.clientId,
@@ -177,6 +227,24 @@ function exchangeSideRefusal(
     claims,
   });
   return diagnosisToError(diagnosis, { mailbox, cause: error });
+}
+
+/**
+ * An SMTP AUTH refusal with a scoped grant: the scope or its assignment may be
+ * missing, or too new. Doctor cannot know when the assignment was made, so the
+ * advice says how long Exchange takes.
+ */
+function scopedSmtpRefusal(error: unknown): unknown {
+  if (!(error instanceof MailbridgeError) || error.exitCode !== ExitCode.auth) return error;
+  const Class = error.constructor as new (
+    options: ConstructorParameters<typeof MailbridgeError>[0],
+  ) => MailbridgeError;
+  return new Class({
+    code: error.code,
+    message: withoutRemedy(error),
+    remedy: `With SMTP scoped in Exchange (RBAC for Applications): a role assignment or scope change takes 30 minutes to 2 hours to apply, so a refusal right after \`setup exchange --smtp-scope\` may only be early; otherwise check that the mailbox is in the scope (Test-ServicePrincipalAuthorization -Identity <service principal> -Resource <mailbox>, whose InScope must be True for 'Application SMTP.SendAsApp'). ${error.remedy}`,
+    cause: error,
+  });
 }
 
 /**

@@ -30,6 +30,7 @@
 import { X509Certificate } from 'node:crypto';
 import { CLOUD_NAMES, type CloudName } from '../config/clouds.js';
 import { ConfigurationError } from '../errors.js';
+import type { ExchangeProtocol } from './exchange-plan.js';
 import { displayNameProblem, psString } from './powershell.js';
 import { findUnsafeCharacter, shQuote } from './shell-quote.js';
 
@@ -41,6 +42,30 @@ export const EXCHANGE_APPLICATION_PERMISSIONS = [
   'POP.AccessAsApp',
   'SMTP.SendAsApp',
 ] as const;
+export type ExchangeApplicationPermission = (typeof EXCHANGE_APPLICATION_PERMISSIONS)[number];
+
+/** The application permission each protocol needs. */
+export const PERMISSION_OF_PROTOCOL: Record<ExchangeProtocol, ExchangeApplicationPermission> = {
+  imap: 'IMAP.AccessAsApp',
+  pop: 'POP.AccessAsApp',
+  smtp: 'SMTP.SendAsApp',
+};
+
+/**
+ * The permissions to request for these protocols. With `scopedSmtp`, SMTP is
+ * granted in Exchange (a role assignment over a management scope), and the
+ * tenant-wide SMTP.SendAsApp would make that scope moot, so it is left out.
+ */
+export function entraPermissions(
+  protocols: readonly ExchangeProtocol[],
+  scopedSmtp: boolean,
+): ExchangeApplicationPermission[] {
+  return EXCHANGE_APPLICATION_PERMISSIONS.filter((permission) =>
+    protocols.some(
+      (p) => PERMISSION_OF_PROTOCOL[p] === permission && !(scopedSmtp && p === 'smtp'),
+    ),
+  );
+}
 
 export const ENTRA_SCRIPT_SHELLS = ['az', 'pwsh'] as const;
 export type EntraScriptShell = (typeof ENTRA_SCRIPT_SHELLS)[number];
@@ -78,6 +103,14 @@ export interface EntraScriptOptions {
   cloud?: CloudName;
   /** The time the certificate's validity is checked against. @default new Date() */
   now?: Date;
+  /** Application permissions to request. @default all of EXCHANGE_APPLICATION_PERMISSIONS */
+  permissions?: readonly ExchangeApplicationPermission[];
+  /**
+   * SMTP is granted through a scope in Exchange: the script removes
+   * SMTP.SendAsApp from the requested permissions (and, in PowerShell, revokes
+   * its grant) when an earlier run added it.
+   */
+  scopedSmtp?: boolean;
 }
 
 /**
@@ -108,7 +141,13 @@ export function renderEntraScript(options: EntraScriptOptions): string {
     options.certificate === undefined
       ? undefined
       : describeCertificate(options.certificate, options.now ?? new Date());
-  const plan: Plan = { appName, cloud, certificate };
+  const scopedSmtp = options.scopedSmtp === true;
+  const permissions = EXCHANGE_APPLICATION_PERMISSIONS.filter(
+    (p) =>
+      (options.permissions ?? EXCHANGE_APPLICATION_PERMISSIONS).includes(p) &&
+      !(scopedSmtp && p === WITHHELD_PERMISSION),
+  );
+  const plan: Plan = { appName, cloud, certificate, permissions, scopedSmtp };
   return shell === 'az' ? renderAz(plan) : renderPwsh(plan);
 }
 
@@ -168,7 +207,12 @@ interface Plan {
   appName: string;
   cloud: CloudName;
   certificate: CertificateFacts | undefined;
+  permissions: readonly ExchangeApplicationPermission[];
+  scopedSmtp: boolean;
 }
+
+/** The permission --scoped-smtp keeps out of the app's grants. */
+const WITHHELD_PERMISSION: ExchangeApplicationPermission = 'SMTP.SendAsApp';
 
 function describeCertificate(
   input: string | Buffer | X509Certificate,
@@ -243,7 +287,14 @@ function renderAz(plan: Plan): string {
     `AZ_CLOUD=${q(AZ_CLOUD_NAMES[plan.cloud])}`,
     '# "Office 365 Exchange Online"; its app-role ids are looked up below, by name.',
     `EXCHANGE_APP_ID=${q(EXCHANGE_ONLINE_APP_ID)}`,
-    `EXCHANGE_ROLES=(${EXCHANGE_APPLICATION_PERMISSIONS.map((role) => q(role)).join(' ')})`,
+    `EXCHANGE_ROLES=(${plan.permissions.map((role) => q(role)).join(' ')})`,
+    ...(plan.scopedSmtp
+      ? [
+          '# --scoped-smtp: Exchange grants SMTP through a role assignment over a scope;',
+          '# this tenant-wide permission would make that scope moot, so it is kept out.',
+          `WITHHELD_ROLE=${q(WITHHELD_PERMISSION)}`,
+        ]
+      : []),
     ...(cert
       ? [
           `CERT_SHA1_HEX=${q(cert.sha1Hex)}`,
@@ -274,7 +325,8 @@ function renderAz(plan: Plan): string {
     '',
     "say '== 1. Exchange Online application permissions (app-role ids looked up by name)'",
     'ROLE_IDS=()',
-    'for role in "${EXCHANGE_ROLES[@]}"; do',
+    '# ${a[@]+"${a[@]}"}: an empty list under set -u, in every bash.',
+    'for role in ${EXCHANGE_ROLES[@]+"${EXCHANGE_ROLES[@]}"}; do',
     '  role_id="$(az ad sp show --id "$EXCHANGE_APP_ID" \\',
     "    --query \"appRoles[?value=='$role' && contains(allowedMemberTypes, 'Application')].id | [0]\" \\",
     '    --output tsv)" ||',
@@ -283,6 +335,14 @@ function renderAz(plan: Plan): string {
     '  ROLE_IDS+=("$role_id")',
     '  say "   $role = $role_id"',
     'done',
+    ...(plan.scopedSmtp
+      ? [
+          'WITHHELD_ID="$(az ad sp show --id "$EXCHANGE_APP_ID" \\',
+          "  --query \"appRoles[?value=='$WITHHELD_ROLE' && contains(allowedMemberTypes, 'Application')].id | [0]\" \\",
+          '  --output tsv)"',
+          'say "   $WITHHELD_ROLE: not requested (--scoped-smtp)"',
+        ]
+      : []),
     '',
     "say '== 2. App registration'",
     'APP_IDS="$(az ad app list --filter "$APP_FILTER" --query \'[].appId\' --output tsv)"',
@@ -302,7 +362,7 @@ function renderAz(plan: Plan): string {
     'PRESENT="$(az ad app show --id "$APP_ID" \\',
     '  --query "requiredResourceAccess[?resourceAppId==\'$EXCHANGE_APP_ID\'].resourceAccess[].id" --output tsv)"',
     'MISSING=()',
-    'for role_id in "${ROLE_IDS[@]}"; do',
+    'for role_id in ${ROLE_IDS[@]+"${ROLE_IDS[@]}"}; do',
     '  grep -qxF -e "$role_id" <<<"$PRESENT" || MISSING+=("$role_id=Role")',
     'done',
     'if [ "${#MISSING[@]}" -gt 0 ]; then',
@@ -312,6 +372,15 @@ function renderAz(plan: Plan): string {
     'else',
     "  say '   already requested'",
     'fi',
+    ...(plan.scopedSmtp
+      ? [
+          'if [ -n "$WITHHELD_ID" ] && grep -qxF -e "$WITHHELD_ID" <<<"$PRESENT"; then',
+          '  az ad app permission delete --id "$APP_ID" --api "$EXCHANGE_APP_ID" --api-permissions "$WITHHELD_ID" \\',
+          '    --output none',
+          '  say "   removed $WITHHELD_ROLE from the requested permissions (--scoped-smtp)"',
+          'fi',
+        ]
+      : []),
     '',
     "say '== 4. Service principal (Enterprise Application)'",
     'SP_ID="$(az ad sp list --filter "appId eq \'$APP_ID\'" --query \'[0].id\' --output tsv)"',
@@ -323,8 +392,16 @@ function renderAz(plan: Plan): string {
     'fi',
     '',
     "say '== 5. Admin consent'",
-    'retry az ad app permission admin-consent --id "$APP_ID"',
-    "say '   granted'",
+    ...(plan.permissions.length > 0
+      ? ['retry az ad app permission admin-consent --id "$APP_ID"', "say '   granted'"]
+      : ["say '   nothing to consent to: no Exchange Online permission is requested'"]),
+    ...(plan.scopedSmtp
+      ? [
+          'say "   note: a $WITHHELD_ROLE grant from an earlier consent stays until revoked (Entra admin center >"',
+          'say "   Enterprise applications > $APP_NAME > Permissions); while the app holds it, the Exchange scope"',
+          'say "   limits nothing; mailbridge doctor --scoped-smtp shows it among the roles of the token."',
+        ]
+      : []),
     '',
     ...(cert
       ? [
@@ -374,7 +451,14 @@ function renderPwsh(plan: Plan): string {
     `$GraphEnvironment = ${p(GRAPH_POWERSHELL_ENVIRONMENTS[plan.cloud])}`,
     '# "Office 365 Exchange Online"; its app-role ids are looked up below, by name.',
     `$ExchangeAppId = ${p(EXCHANGE_ONLINE_APP_ID)}`,
-    `$ExchangeRoles = @(${EXCHANGE_APPLICATION_PERMISSIONS.map((role) => p(role)).join(', ')})`,
+    `$ExchangeRoles = @(${plan.permissions.map((role) => p(role)).join(', ')})`,
+    ...(plan.scopedSmtp
+      ? [
+          '# --scoped-smtp: Exchange grants SMTP through a role assignment over a scope;',
+          '# this tenant-wide permission would make that scope moot, so it is kept out.',
+          `$WithheldRoleName = ${p(WITHHELD_PERMISSION)}`,
+        ]
+      : []),
     ...(cert
       ? [
           `# SHA-1 thumbprint ${cert.sha1Hex}, SHA-256 ${cert.sha256Hex}, valid until ${cert.notAfter}`,
@@ -412,6 +496,14 @@ function renderPwsh(plan: Plan): string {
     '  Write-Host "   $name = $($role.Id)"',
     '  $role',
     '})',
+    ...(plan.scopedSmtp
+      ? [
+          '$Withheld = $Exchange.AppRoles |',
+          "  Where-Object { $_.Value -eq $WithheldRoleName -and $_.AllowedMemberTypes -contains 'Application' } |",
+          '  Select-Object -First 1',
+          'Write-Host "   $WithheldRoleName not requested (--scoped-smtp)"',
+        ]
+      : []),
     '',
     "Write-Host '== 2. App registration'",
     '$apps = @(Get-MgApplication -Filter $AppFilter -All)',
@@ -438,11 +530,20 @@ function renderPwsh(plan: Plan): string {
     '$missing = @(foreach ($role in $Roles) {',
     "  if (-not @($exchangeAccess | Where-Object { $_.Id -eq $role.Id -and $_.Type -eq 'Role' }).Count) { $role }",
     '})',
-    'if ($missing.Count -gt 0) {',
+    ...(plan.scopedSmtp
+      ? [
+          '$dropped = @($exchangeAccess | Where-Object { $Withheld -and $_.Id -eq $Withheld.Id })',
+          '$exchangeAccess = @($exchangeAccess | Where-Object { -not ($Withheld -and $_.Id -eq $Withheld.Id) })',
+        ]
+      : ['$dropped = @()']),
+    'if ($missing.Count -gt 0 -or $dropped.Count -gt 0) {',
     "  $exchangeAccess += @(foreach ($role in $missing) { @{ Id = $role.Id; Type = 'Role' } })",
-    '  $required += @{ ResourceAppId = $ExchangeAppId; ResourceAccess = $exchangeAccess }',
+    '  if ($exchangeAccess.Count -gt 0) {',
+    '    $required += @{ ResourceAppId = $ExchangeAppId; ResourceAccess = $exchangeAccess }',
+    '  }',
     '  Update-MgApplication -ApplicationId $App.Id -RequiredResourceAccess $required',
-    '  Write-Host "   added $(($missing | ForEach-Object { $_.Value }) -join \', \')"',
+    '  if ($missing.Count -gt 0) { Write-Host "   added $(($missing | ForEach-Object { $_.Value }) -join \', \')" }',
+    '  if ($dropped.Count -gt 0) { Write-Host "   removed $WithheldRoleName from the requested permissions (--scoped-smtp)" }',
     '} else {',
     "  Write-Host '   already requested'",
     '}',
@@ -469,6 +570,15 @@ function renderPwsh(plan: Plan): string {
     '  } | Out-Null',
     '  Write-Host "   $($role.Value): granted"',
     '}',
+    ...(plan.scopedSmtp
+      ? [
+          '# A grant from an earlier consent would let the app send as every mailbox: revoke it.',
+          'foreach ($grant in @($assigned | Where-Object { $Withheld -and $_.ResourceId -eq $Exchange.Id -and $_.AppRoleId -eq $Withheld.Id })) {',
+          '  Remove-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $Sp.Id -AppRoleAssignmentId $grant.Id',
+          '  Write-Host "   revoked the tenant-wide $WithheldRoleName grant (--scoped-smtp)"',
+          '}',
+        ]
+      : []),
     '',
     ...(cert
       ? [

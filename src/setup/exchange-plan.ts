@@ -10,6 +10,7 @@ import { dedupeMailboxes, type MailboxEntry } from './mailbox-list.js';
 import {
   displayNameProblem,
   guidProblem,
+  printableNameProblem,
   quoteForMessage,
   smtpAddressProblem,
   tenantProblem,
@@ -22,6 +23,14 @@ export type ExchangeProtocol = (typeof EXCHANGE_PROTOCOLS)[number];
 export const DEFAULT_PROTOCOLS: readonly ExchangeProtocol[] = ['imap', 'smtp'];
 /** Display name of the Exchange service principal reference when none is given. */
 export const DEFAULT_DISPLAY_NAME = 'mailbridge';
+
+/**
+ * Which mailboxes the app may send as over SMTP when SMTP.SendAsApp is granted
+ * through RBAC for Applications (a management scope and a role assignment in
+ * Exchange) instead of tenant-wide in Entra: the members of one group, or
+ * exactly the planned mailboxes.
+ */
+export type SmtpScope = { kind: 'group'; group: string } | { kind: 'mailboxes' };
 
 export interface ExchangePlan {
   /** Directory (tenant) id, lower-case, or a verified domain as given. */
@@ -42,6 +51,8 @@ export interface ExchangePlan {
   cloud: CloudName;
   /** Render the script that undoes the grants instead. */
   remove: boolean;
+  /** Grant SMTP through a management scope (RBAC for Applications); needs `smtp`. */
+  smtpScope?: SmtpScope;
 }
 
 /**
@@ -61,6 +72,8 @@ export interface ExchangePlanInput {
   enableProtocols?: unknown;
   cloud?: unknown;
   remove?: unknown;
+  /** `group:NAME` or `mailboxes`. */
+  smtpScope?: unknown;
 }
 
 /** Keys of the config file's `setup.exchange` section. */
@@ -74,6 +87,7 @@ export const EXCHANGE_PLAN_KEYS = [
   'sendAs',
   'enableProtocols',
   'cloud',
+  'smtpScope',
 ] as const;
 
 /** @throws ConfigurationError `SETUP_PLAN_INVALID` listing every problem */
@@ -163,6 +177,16 @@ export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
   if (sendAs && !protocols.includes('smtp')) {
     problem('sendAs', 'SendAs is for sending over SMTP: add smtp to the protocols');
   }
+  const smtpScope = parseSmtpScope(input.smtpScope, problem);
+  if (smtpScope && !protocols.includes('smtp')) {
+    problem('smtpScope', 'the SMTP scope is for sending over SMTP: add smtp to the protocols');
+  }
+  if (smtpScope && sendAs) {
+    problem(
+      'sendAs',
+      'SendAs is not needed with an SMTP scope: the role assignment lets the app send as every mailbox in the scope',
+    );
+  }
 
   if (problems.length > 0) {
     throw new ConfigurationError({
@@ -184,7 +208,34 @@ export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
     enableProtocols,
     cloud,
     remove,
+    ...(smtpScope ? { smtpScope } : {}),
   };
+}
+
+/** `group:NAME` (name, alias or address of a group) or `mailboxes`. */
+function parseSmtpScope(
+  value: unknown,
+  problem: (field: string, message: string) => void,
+): SmtpScope | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const usage =
+    'use group:NAME (the members of one group) or mailboxes (exactly the mailboxes given)';
+  if (typeof value !== 'string') {
+    problem('smtpScope', `must be a string, not ${describeType(value)}: ${usage}`);
+    return undefined;
+  }
+  if (value.trim().toLowerCase() === 'mailboxes') return { kind: 'mailboxes' };
+  const group = /^group:(.*)$/is.exec(value.trimStart())?.[1];
+  if (group === undefined) {
+    problem('smtpScope', `${quoteForMessage(value)} is not a scope: ${usage}`);
+    return undefined;
+  }
+  const why = printableNameProblem(group, 'the group name');
+  if (why) {
+    problem('smtpScope', why);
+    return undefined;
+  }
+  return { kind: 'group', group };
 }
 
 function parseMailboxes(

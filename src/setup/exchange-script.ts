@@ -59,9 +59,25 @@ function installScript(plan: ExchangePlan): string[] {
     'Registers the app in Exchange (New-ServicePrincipal -AppId -ObjectId',
     '     -DisplayName) unless Get-ServicePrincipal already lists it; stops if',
     '     Exchange has the app with another object id.',
-    'Grants the service principal FullAccess on each mailbox',
-    '     (Add-MailboxPermission) where it does not hold it yet.',
   ];
+  if (plan.smtpScope) {
+    steps.push(
+      ...(plan.smtpScope.kind === 'group'
+        ? ['Stops unless the group in $ScopeGroup exists, before changing anything.']
+        : []),
+      'Creates the management scope of the mailboxes the app may send as',
+      `     (New-ManagementScope -RecipientRestrictionFilter: ${plan.smtpScope.kind === 'group' ? 'members of the group' : 'exactly the mailboxes'}),`,
+      '     or corrects its filter (Set-ManagementScope) where it differs.',
+      `Assigns the role '${SMTP_ROLE}' to the service principal over that`,
+      '     scope (New-ManagementRoleAssignment -CustomResourceScope) unless assigned.',
+    );
+  }
+  if (needsFullAccess(plan)) {
+    steps.push(
+      'Grants the service principal FullAccess on each mailbox',
+      `     (Add-MailboxPermission) where it does not hold it yet${plan.smtpScope ? ' (IMAP/POP have no scoped form)' : ''}.`,
+    );
+  }
   if (plan.sendAs) {
     steps.push(
       'Grants the service principal SendAs on each mailbox',
@@ -101,6 +117,8 @@ function installScript(plan: ExchangePlan): string[] {
             ]
           : []),
         '',
+        ...(plan.smtpScope ? ['', ...SCOPE_NOTES] : []),
+        '',
         'The removal script: mailbridge setup exchange --remove, same values.',
       ],
       removal: false,
@@ -112,8 +130,10 @@ function installScript(plan: ExchangePlan): string[] {
     ...helpers(plan),
     ...connectSteps(plan),
     ...mailboxCheckStep(),
+    ...(plan.smtpScope ? scopeTargetStep(plan) : []),
     ...registerStep(),
-    ...grantFullAccessStep(),
+    ...(plan.smtpScope ? smtpScopeStep(plan) : []),
+    ...(needsFullAccess(plan) ? grantFullAccessStep() : []),
     ...(plan.sendAs ? grantSendAsStep() : []),
     ...(plan.enableProtocols ? enableProtocolsStep(plan) : []),
     ...installReadBack(plan),
@@ -123,8 +143,112 @@ function installScript(plan: ExchangePlan): string[] {
     '} else {',
     "    Write-Host 'Done. Exchange can take up to 30 minutes to apply new mailbox permissions:' -ForegroundColor Green",
     "    Write-Host 'until then the app''s IMAP/SMTP logins may still fail with \"AUTHENTICATE failed\".' -ForegroundColor Green",
+    ...(plan.smtpScope
+      ? [
+          "    Write-Host 'The SMTP role assignment takes 30 minutes to 2 hours to apply. The app must NOT hold' -ForegroundColor Green",
+          "    Write-Host 'the tenant-wide SMTP.SendAsApp permission in Entra ID: see mailbridge setup entra --scoped-smtp.' -ForegroundColor Green",
+        ]
+      : []),
     "    Write-Host 'Check a mailbox afterwards with: mailbridge doctor --mailbox ADDRESS' -ForegroundColor Green",
     '}',
+  ];
+}
+
+/** Exchange's application role that scopes SMTP AUTH sending (RBAC for Applications). */
+export const SMTP_ROLE = 'Application SMTP.SendAsApp';
+
+const SCOPE_NOTES = [
+  `SMTP sending is granted through RBAC for Applications: the role '${SMTP_ROLE}'`,
+  'over a management scope. It limits nothing while the app also holds the',
+  'tenant-wide SMTP.SendAsApp application permission in Entra ID: remove that',
+  'permission (mailbridge setup entra --scoped-smtp leaves it out). Role',
+  'assignments take 30 minutes to 2 hours to apply. IMAP and POP have no scoped',
+  'form: they still need FullAccess on each mailbox.',
+];
+
+/**
+ * FullAccess is what IMAP and POP need; SMTP needs it too unless sending is
+ * granted through a scope.
+ */
+function needsFullAccess(plan: ExchangePlan): boolean {
+  return !plan.smtpScope || plan.protocols.some((p) => p !== 'smtp');
+}
+
+/** The group exists (and is one object) before anything is changed. */
+function scopeTargetStep(plan: ExchangePlan): string[] {
+  if (plan.smtpScope?.kind !== 'group') return [];
+  return [
+    "Write-Step 'The group whose members the app may send as (checked before anything is changed)'",
+    'try { $Group = Get-Group -Identity $ScopeGroup -ErrorAction Stop }',
+    'catch { throw ("No group could be read for $ScopeGroup ($($_.Exception.Message)). Nothing was changed.") }',
+    'Write-Done "group $($Group.Name) ($($Group.RecipientTypeDetails))"',
+    '',
+  ];
+}
+
+/** Scope and role assignment, each created only when missing. */
+function smtpScopeStep(plan: ExchangePlan): string[] {
+  const filter =
+    plan.smtpScope?.kind === 'group'
+      ? [
+          '# The filter names the group by its distinguished name, as MemberOfGroup requires.',
+          '$ScopeFilter = "MemberOfGroup -eq \'$(ConvertTo-OpathText $Group.DistinguishedName)\'"',
+        ]
+      : [
+          '# Each mailbox by its primary address, whichever of its addresses was given.',
+          '$ScopeFilter = @(foreach ($Mailbox in $Mailboxes) {',
+          '    "PrimarySmtpAddress -eq \'$(ConvertTo-OpathText (Get-EXOMailbox -Identity $Mailbox).PrimarySmtpAddress)\'"',
+          "}) -join ' -or '",
+        ];
+  return [
+    "Write-Step 'Management scope of the mailboxes the app may send as (New-ManagementScope)'",
+    ...filter,
+    '$Scope = Get-AppScope',
+    'if ($Scope) {',
+    '    if ((Get-FilterKey $Scope.RecipientFilter) -eq (Get-FilterKey $ScopeFilter)) {',
+    '        Write-Done "scope $ScopeName already in place"',
+    '    } elseif ($WhatIf) {',
+    '        Write-Planned "set the filter of scope $ScopeName to $ScopeFilter"',
+    '    } else {',
+    '        Set-ManagementScope -Identity $ScopeName -RecipientRestrictionFilter $ScopeFilter',
+    '        Write-Changed "set the filter of scope $ScopeName to $ScopeFilter"',
+    '    }',
+    '} elseif ($WhatIf) {',
+    '    Write-Planned "create scope $ScopeName with the filter $ScopeFilter"',
+    '} else {',
+    '    $null = New-ManagementScope -Name $ScopeName -RecipientRestrictionFilter $ScopeFilter',
+    '    Write-Changed "created scope $ScopeName with the filter $ScopeFilter"',
+    '}',
+    '',
+    'Write-Step "Role assignment $SmtpRole over that scope (New-ManagementRoleAssignment)"',
+    '$Scoped = @(Get-SmtpRoleAssignment | Where-Object { "$($_.CustomResourceScope)" -eq $ScopeName })',
+    'if ($Scoped.Count -gt 0) {',
+    '    Write-Done "already assigned ($($Scoped[0].Name))"',
+    '} elseif ($WhatIf) {',
+    '    Write-Planned "assign $SmtpRole to the service principal over scope $ScopeName"',
+    '} else {',
+    '    $null = New-ManagementRoleAssignment -Name $AssignmentName -App $ObjectId -Role $SmtpRole -CustomResourceScope $ScopeName',
+    '    Write-Changed "assigned $SmtpRole over scope $ScopeName ($AssignmentName)"',
+    '}',
+    '',
+  ];
+}
+
+/** Install read-back of the scope: the assignment, nothing wider, and each mailbox in scope. */
+function smtpScopeReadBack(): string[] {
+  return [
+    '$SmtpAssignments = @(Get-SmtpRoleAssignment)',
+    'if (@($SmtpAssignments | Where-Object { "$($_.CustomResourceScope)" -eq $ScopeName }).Count -eq 0) {',
+    '    $Gaps += "no assignment of $SmtpRole over scope $ScopeName"',
+    '}',
+    'foreach ($Other in @($SmtpAssignments | Where-Object { "$($_.CustomResourceScope)" -ne $ScopeName })) {',
+    '    $Reach = "$($Other.CustomResourceScope)"',
+    '    if (-not $Reach) { $Reach = "$($Other.RecipientWriteScope)" }',
+    '    $Gaps += "the assignment $($Other.Name) of $SmtpRole reaches $Reach, not only scope $ScopeName; remove it with Remove-ManagementRoleAssignment"',
+    '}',
+    '# Test-ServicePrincipalAuthorization is newer than some ExchangeOnlineManagement versions.',
+    '$CanTestScope = [bool](Get-Command Test-ServicePrincipalAuthorization -ErrorAction SilentlyContinue)',
+    "if (-not $CanTestScope) { $Notes += 'Test-ServicePrincipalAuthorization is not available in this session: whether each mailbox is in the SMTP scope was not tested (update ExchangeOnlineManagement)' }",
   ];
 }
 
@@ -242,11 +366,26 @@ function installReadBack(plan: ExchangePlan): string[] {
       '$OrgSmtpAuthDisabled = "$((Get-TransportConfig).SmtpClientAuthenticationDisabled)" -eq \'True\'',
     );
   }
+  if (plan.smtpScope) lines.push(...smtpScopeReadBack());
   lines.push(
     '$Rows = foreach ($Mailbox in $Mailboxes) {',
     '    $HasFullAccess = Test-FullAccess $Mailbox',
-    '    if (-not $HasFullAccess) { $Gaps += "$Mailbox - no FullAccess for the service principal" }',
   );
+  if (needsFullAccess(plan)) {
+    lines.push(
+      '    if (-not $HasFullAccess) { $Gaps += "$Mailbox - no FullAccess for the service principal" }',
+    );
+  }
+  if (plan.smtpScope) {
+    lines.push(
+      "    $InScope = 'not tested'",
+      '    if ($CanTestScope -and $Trustee) {',
+      '        $InScope = @(Test-ServicePrincipalAuthorization -Identity $Trustee -Resource $Mailbox |',
+      '            Where-Object { "$($_.RoleName)" -eq $SmtpRole -and "$($_.InScope)" -eq \'True\' }).Count -gt 0',
+      '        if (-not $InScope) { $Gaps += "$Mailbox - not in the scope of $SmtpRole (Test-ServicePrincipalAuthorization)" }',
+      '    }',
+    );
+  }
   if (plan.sendAs) {
     lines.push(
       '    $HasSendAs = Test-SendAs $Mailbox',
@@ -256,6 +395,7 @@ function installReadBack(plan: ExchangePlan): string[] {
   lines.push('    $Cas = Get-CASMailbox -Identity $Mailbox');
   const columns = ['Mailbox = $Mailbox', 'FullAccess = $HasFullAccess'];
   if (plan.sendAs) columns.push('SendAs = $HasSendAs');
+  if (plan.smtpScope) columns.push("'SMTP scope' = $InScope");
   for (const protocol of plan.protocols) {
     const label = PROTOCOL_LABEL[protocol];
     const variable = `$${protocol[0]?.toUpperCase()}${protocol.slice(1)}On`;
@@ -309,8 +449,20 @@ function removeScript(plan: ExchangePlan): string[] {
   steps.push(
     'Revokes FullAccess on each mailbox (Remove-MailboxPermission) where the',
     '     service principal holds it.',
+  );
+  if (plan.smtpScope) {
+    steps.push(
+      `Removes the assignment of the role '${SMTP_ROLE}' over the app's`,
+      '     scope (Remove-ManagementRoleAssignment), then the scope itself',
+      '     (Remove-ManagementScope), where they exist.',
+    );
+  }
+  steps.push(
     'Reads back each mailbox and fails, before the next step, if the service',
     '     principal still holds FullAccess or SendAs on any of them.',
+    ...(plan.smtpScope
+      ? ['     It fails too while the scope or its role assignment is still there.']
+      : []),
     'Removes the app from Exchange (Remove-ServicePrincipal) unless run with',
     '     -KeepServicePrincipal.',
   );
@@ -357,6 +509,7 @@ function removeScript(plan: ExchangePlan): string[] {
     '',
     ...(plan.sendAs ? revokeSendAsStep() : []),
     ...revokeFullAccessStep(),
+    ...(plan.smtpScope ? revokeSmtpScopeStep() : []),
     ...removeReadBack(plan),
     "Write-Step 'Service principal of the app in Exchange'",
     'if ($KeepServicePrincipal) {',
@@ -416,10 +569,45 @@ function revokeFullAccessStep(): string[] {
   ];
 }
 
+function revokeSmtpScopeStep(): string[] {
+  return [
+    'Write-Step "Role assignment $SmtpRole over the app\'s scope (Remove-ManagementRoleAssignment)"',
+    '$Scoped = @(Get-SmtpRoleAssignment | Where-Object { "$($_.CustomResourceScope)" -eq $ScopeName })',
+    'if ($Scoped.Count -eq 0) { Write-Done "no assignment of $SmtpRole over scope $ScopeName" }',
+    'foreach ($Assignment in $Scoped) {',
+    '    if ($WhatIf) {',
+    '        Write-Planned "remove the role assignment $($Assignment.Name)"',
+    '        continue',
+    '    }',
+    '    Remove-ManagementRoleAssignment -Identity "$($Assignment.Identity)" -Confirm:$false',
+    '    Write-Changed "removed the role assignment $($Assignment.Name)"',
+    '}',
+    '',
+    "Write-Step 'Management scope of the app (Remove-ManagementScope)'",
+    'if (-not (Get-AppScope)) {',
+    '    Write-Done "no scope $ScopeName"',
+    '} elseif ($WhatIf) {',
+    '    Write-Planned "remove scope $ScopeName"',
+    '} else {',
+    '    Remove-ManagementScope -Identity $ScopeName -Confirm:$false',
+    '    Write-Changed "removed scope $ScopeName"',
+    '}',
+    '',
+  ];
+}
+
 function removeReadBack(plan: ExchangePlan): string[] {
   return [
     "Write-Step 'Read-back: what the service principal still holds on each mailbox'",
     '$Gaps = @()',
+    ...(plan.smtpScope
+      ? [
+          'if (@(Get-SmtpRoleAssignment | Where-Object { "$($_.CustomResourceScope)" -eq $ScopeName }).Count -gt 0) {',
+          '    $Gaps += "the service principal still holds $SmtpRole over scope $ScopeName"',
+          '}',
+          'if (Get-AppScope) { $Gaps += "the scope $ScopeName is still there" }',
+        ]
+      : []),
     '$Rows = foreach ($Mailbox in $Mailboxes) {',
     '    $HasFullAccess = Test-FullAccess $Mailbox',
     '    if ($HasFullAccess) { $Gaps += "$Mailbox - the service principal still holds FullAccess" }',
@@ -510,6 +698,12 @@ function dataSection(plan: ExchangePlan, install: boolean): string[] {
     ')',
     `# Cloud ${plan.cloud}`,
     `$ExchangeEnvironment = ${psString(cloud.exchangeEnvironmentName)}`,
+    ...(install && plan.smtpScope?.kind === 'group'
+      ? [
+          '# The group whose members the app may send as over SMTP.',
+          `$ScopeGroup = ${psString(plan.smtpScope.group)}`,
+        ]
+      : []),
     '# ---- End of data ----',
     '',
   ];
@@ -534,6 +728,7 @@ function helpers(plan: ExchangePlan): string[] {
     '    return $Entries.Count -gt 0',
     '}',
   ];
+  if (plan.smtpScope) lines.push(...scopeHelpers());
   if (plan.sendAs || plan.remove) {
     lines.push(
       'function Test-SendAs([string]$Mailbox) {',
@@ -546,6 +741,32 @@ function helpers(plan: ExchangePlan): string[] {
   }
   lines.push('');
   return lines;
+}
+
+function scopeHelpers(): string[] {
+  return [
+    '',
+    `$SmtpRole = ${psString(SMTP_ROLE)}`,
+    '# Named after the app, so that each app has its own scope and assignment.',
+    '$ScopeName = "mailbridge-smtp-$AppId"',
+    '$AssignmentName = "mailbridge-smtp-sendasapp-$AppId"',
+    'function Get-AppScope {',
+    '    return @(Get-ManagementScope | Where-Object { "$($_.Name)" -eq $ScopeName }) | Select-Object -First 1',
+    '}',
+    'function Get-SmtpRoleAssignment {',
+    '    if (-not $Trustee) { return }',
+    '    Get-ManagementRoleAssignment -RoleAssignee $Trustee | Where-Object { "$($_.Role)" -eq $SmtpRole }',
+    '}',
+    '# Exchange stores a filter with parentheses and spacing of its own: compare without them.',
+    'function Get-FilterKey([string]$Filter) {',
+    "    return ($Filter -replace '[()]', '' -replace '\\s+', ' ').Trim().ToLowerInvariant()",
+    '}',
+    '# A value inside a single-quoted OPATH string: an apostrophe is written twice.',
+    '# A filter that still does not match shows up in the read-back (Test-ServicePrincipalAuthorization).',
+    'function ConvertTo-OpathText([string]$Value) {',
+    '    return $Value.Replace("\'", "\'\'")',
+    '}',
+  ];
 }
 
 function connectSteps(plan: ExchangePlan): string[] {

@@ -166,16 +166,24 @@ export const MAX_DISPLAY_NAME_LENGTH = 256;
  * which also refuses the typographic quotes.
  */
 export function displayNameProblem(value: string): string | undefined {
-  if (value.trim() === '') return 'the display name is empty';
+  return printableNameProblem(value, 'the display name');
+}
+
+/**
+ * A name written into a script as one literal (a display name, a group name):
+ * the rules above, with `what` naming it in the sentence.
+ */
+export function printableNameProblem(value: string, what: string): string | undefined {
+  if (value.trim() === '') return `${what} is empty`;
   if (value.length > MAX_DISPLAY_NAME_LENGTH) {
-    return `the display name is ${value.length} characters long (at most ${MAX_DISPLAY_NAME_LENGTH})`;
+    return `${what} is ${value.length} characters long (at most ${MAX_DISPLAY_NAME_LENGTH})`;
   }
   const bad = [...value].find((c) => c < ' ' || c > '~');
   if (bad !== undefined) {
     const quote = POWERSHELL_SINGLE_QUOTES.includes(bad) ? ' (PowerShell reads it as a quote)' : '';
-    return `the display name holds ${describeChar(bad)}${quote}: only printable ASCII is accepted, because Windows PowerShell 5.1 reads a script without a byte order mark as Windows-1252, where parts of other characters become quotes`;
+    return `${what} holds ${describeChar(bad)}${quote}: only printable ASCII is accepted, because Windows PowerShell 5.1 reads a script without a byte order mark as Windows-1252, where parts of other characters become quotes`;
   }
-  if (value !== value.trim()) return 'the display name starts or ends with a space';
+  if (value !== value.trim()) return `${what} starts or ends with a space`;
   return undefined;
 }
 

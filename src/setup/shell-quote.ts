@@ -31,18 +31,29 @@ export function findUnsafeCharacter(value: string): string | undefined {
 }
 
 /**
+ * @throws ConfigurationError `SETUP_UNSAFE_VALUE` when `value` holds a control character
+ */
+export function refuseUnsafeCharacter(
+  value: string,
+  what: string,
+  container = 'a shell script',
+): void {
+  const unsafe = findUnsafeCharacter(value);
+  if (unsafe) {
+    throw new ConfigurationError({
+      code: 'SETUP_UNSAFE_VALUE',
+      message: `${what} holds the control character ${unsafe}, which ${container} must not carry`,
+      remedy: 'Remove line breaks, tabs and other control characters from it.',
+    });
+  }
+}
+
+/**
  * One sh word holding exactly `value`, always single-quoted.
  *
  * @throws ConfigurationError `SETUP_UNSAFE_VALUE` for a control character
  */
 export function shQuote(value: string, what = 'a value'): string {
-  const unsafe = findUnsafeCharacter(value);
-  if (unsafe) {
-    throw new ConfigurationError({
-      code: 'SETUP_UNSAFE_VALUE',
-      message: `${what} holds the control character ${unsafe}, which a shell script must not carry`,
-      remedy: 'Remove line breaks, tabs and other control characters from it.',
-    });
-  }
+  refuseUnsafeCharacter(value, what);
   return `'${value.replaceAll("'", "'\\''")}'`;
 }

@@ -19,6 +19,7 @@ import {
   NetworkError,
   ProtocolError,
 } from '../../src/errors.js';
+import { classifyDeliveryError } from '../../src/jobs/relay/backoff.js';
 
 interface Row {
   line: string;
@@ -50,6 +51,7 @@ const imapRows: Row[] = [
       'Add-MailboxPermission -Identity <mailbox> -User <service principal> -AccessRights FullAccess',
       'Set-CASMailbox -Identity <mailbox> -ImapEnabled $true',
       'wait up to 30 minutes',
+      "close other programs' connections",
     ],
   },
   {
@@ -210,6 +212,85 @@ const smtpRows: Row[] = [
     says: ['Sent Items'],
   },
   {
+    line: '535 5.7.139 Authentication unsuccessful, basic authentication is disabled',
+    code: 'SMTP_BASIC_AUTH_DISABLED',
+    class: 'authentication',
+    retryable: false,
+    says: ['XOAUTH2', 'end of December 2026', '`mailbridge relay`'],
+  },
+  {
+    line: '535 5.7.3 Authentication unsuccessful',
+    code: 'SMTP_AUTH_FAILED',
+    class: 'authentication',
+    retryable: false,
+    says: ['SMTP.SendAsApp', 'New-ServicePrincipal'],
+  },
+  {
+    line: "550 5.7.233 Your message can't be sent because your tenant has exceeded its daily limit for sending email to external recipients (tenant external recipient rate limit)",
+    code: 'SMTP_TENANT_EXTERNAL_LIMIT',
+    class: 'network',
+    retryable: true,
+    says: ['TERRL', 'do not send again at once', 'at least an hour'],
+  },
+  {
+    line: "550 5.7.233 - Your message can't be sent because your tenant has exceeded its daily limit for sending email to external recipients (tenant external recipient rate limit).",
+    code: 'SMTP_TENANT_EXTERNAL_LIMIT',
+    class: 'network',
+    retryable: true,
+    says: ['TERRL'],
+  },
+  {
+    line: '550 5.7.68 TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources',
+    code: 'SMTP_DIRECT_SEND_REJECTED',
+    class: 'authentication',
+    retryable: false,
+    says: ['Direct Send', '`mailbridge relay`', 'inbound connector'],
+  },
+  {
+    line: '550 5.5.105 External sending is not supported for High Volume Email accounts.',
+    code: 'SMTP_HVE_EXTERNAL_RECIPIENT',
+    class: 'configuration',
+    retryable: false,
+    says: ['internal recipients only', 'smtp.office365.com'],
+  },
+  // Microsoft names the next HVE refusals by their enhanced code only; the text
+  // after the code is ours, and the table matches on the code.
+  {
+    line: '535 5.7.142 Authentication unsuccessful, the access token is about to expire',
+    code: 'SMTP_TOKEN_EXPIRING',
+    class: 'network',
+    retryable: true,
+    says: ['10 to 20 minutes', 'at least 20 minutes'],
+  },
+  {
+    line: '535 5.7.143 Authentication unsuccessful, the access token has expired',
+    code: 'SMTP_TOKEN_EXPIRED',
+    class: 'network',
+    retryable: true,
+    says: ['new token', 'clock'],
+  },
+  {
+    line: '550 5.7.62 MAIL FROM is not the High Volume Email account that authenticated',
+    code: 'SMTP_HVE_SENDER_MISMATCH',
+    class: 'authentication',
+    retryable: false,
+    says: ['MAIL FROM', 'HVE account'],
+  },
+  {
+    line: '550 5.6.241 The From header does not match the High Volume Email account',
+    code: 'SMTP_HVE_FROM_MISMATCH',
+    class: 'authentication',
+    retryable: false,
+    says: ['From header'],
+  },
+  {
+    line: '550 5.2.240 The sender is not a High Volume Email account',
+    code: 'SMTP_HVE_NOT_HVE_ACCOUNT',
+    class: 'authentication',
+    retryable: false,
+    says: ['New-MailUser -HVEAccount', 'Add-HVEAppAccess'],
+  },
+  {
     line: '421 4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support TLS 1.2. Visit https://aka.ms/smtp_auth_tls',
     code: 'SMTP_TLS_VERSION_UNSUPPORTED',
     class: 'configuration',
@@ -318,6 +399,28 @@ describe('diagnoseSmtpResponse', () => {
       response: '535 5.7.3 Authentication unsuccessful [SN4PR0601CA0005.namprd06.prod.outlook.com]',
     });
     expect(d?.code).toBe('SMTP_AUTH_FAILED');
+  });
+
+  it('asks to wait at least an hour after TERRL, and the relay defers the message that long', () => {
+    const line = smtpRows.find((r) => r.code === 'SMTP_TENANT_EXTERNAL_LIMIT')?.line ?? '';
+    expect(diagnoseSmtpResponse(line)?.retryAfterMs).toBe(3_600_000);
+    const failure = classifyDeliveryError(
+      Object.assign(new Error('Message failed'), { responseCode: 550, response: line }),
+    );
+    expect(failure).toMatchObject({
+      kind: 'temporary',
+      code: 'SMTP_TENANT_EXTERNAL_LIMIT',
+      minDelayMs: 3_600_000,
+    });
+  });
+
+  it('reads 535 with an HVE token code as that code, not as the general 535', () => {
+    expect(diagnoseSmtpResponse({ responseCode: 535, response: '535 5.7.142 x' })?.code).toBe(
+      'SMTP_TOKEN_EXPIRING',
+    );
+    expect(diagnoseSmtpResponse({ responseCode: 535, response: '535 5.7.143 x' })?.code).toBe(
+      'SMTP_TOKEN_EXPIRED',
+    );
   });
 
   it('names both addresses of a SendAsDenied reply', () => {
@@ -559,12 +662,12 @@ describe('diagnosisToError', () => {
       'Exchange Online accepted the token but did not open the mailbox for the app ' +
         '(mailbox archive@contoso.com; server reply "A3 BAD User is authenticated but not connected."). ' +
         'Likely causes: (1) the service principal has no FullAccess permission on this mailbox; ' +
-        '(2) IMAP is disabled for this mailbox; ' +
-        '(3) the permission was granted less than about 30 minutes ago (Exchange takes up to about 30 minutes to apply a new or changed permission); ' +
-        '(4) too many connections to this mailbox are open at once. ' +
+        '(2) the mailbox is not yet provisioned for the service principal: the FullAccess grant, the service principal or the mailbox itself is younger than about 30 minutes (Exchange takes up to about 30 minutes to apply a new or changed permission); ' +
+        '(3) too many IMAP connections to this mailbox are open at once (Exchange allows about 16 to 20 per mailbox, counting every program that uses it); ' +
+        '(4) IMAP is disabled for this mailbox. ' +
         'Give the service principal FullAccess: Add-MailboxPermission -Identity <mailbox> -User <service principal> -AccessRights FullAccess; ' +
-        'turn IMAP on for the mailbox: Set-CASMailbox -Identity <mailbox> -ImapEnabled $true; ' +
-        'then wait up to 30 minutes before trying again.',
+        "then wait up to 30 minutes before trying again; close other programs' connections to the mailbox; " +
+        'turn IMAP on for the mailbox if it is off: Set-CASMailbox -Identity <mailbox> -ImapEnabled $true.',
     );
   });
 

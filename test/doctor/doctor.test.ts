@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appEnvironment } from '../helpers/app-env.js';
+import { type ImapFaultProxy, startImapFaultProxy } from '../helpers/imap-fault-proxy.js';
 import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
@@ -71,6 +72,41 @@ describe('a refused IMAP login after the claims passed', () => {
     const failed = report.steps.find((step) => step.name === 'imap authenticate');
     expect(failed?.fix).toContain('mailbridge setup exchange');
     expect(failed?.detail).not.toContain('mailbridge setup exchange');
+  });
+});
+
+describe('"authenticated but not connected" after the login passed', () => {
+  let proxy: ImapFaultProxy;
+  beforeAll(async () => {
+    proxy = await startImapFaultProxy(servers.imap);
+  });
+  afterAll(async () => {
+    await proxy?.close();
+  });
+
+  it('leads with what the earlier steps left: FullAccess on this mailbox, then time, other connections, IMAP off', async () => {
+    proxy.refuseNext(1, 'BAD User is authenticated but not connected.', /\bLIST\b/i);
+    const { code, stdout } = await runCli(['doctor', '--mailbox', GRANTED, '--imap'], {
+      ...env,
+      MAILBRIDGE_IMAP_PORT: String(proxy.port),
+    });
+    expect(code).toBe(3);
+    expect(stdout).toMatch(/\[ok\] +imap authenticate/);
+    expect(stdout).toMatch(
+      /\[FAIL\] imap list and select +IMAP_NOT_CONNECTED: Exchange Online accepted the IMAP login of app/,
+    );
+    const causes = /Likely causes: (.*)\./.exec(stdout)?.[1] ?? '';
+    const order = [
+      `no FullAccess on ${GRANTED}`,
+      'younger than about 30 minutes',
+      'other programs hold too many IMAP connections',
+      'IMAP is disabled',
+    ].map((text) => causes.indexOf(text));
+    expect(order.every((at) => at >= 0)).toBe(true);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+    expect(stdout).toContain(
+      `mailbridge setup exchange --tenant ${app.tenantId} --app-id ${app.clientId} --object-id ${app.servicePrincipalId} --mailbox ${GRANTED} --out setup-exchange.ps1`,
+    );
   });
 });
 

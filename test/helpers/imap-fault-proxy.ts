@@ -3,7 +3,8 @@
  * Online does: end a session with `* BYE Session invalidated -
  * AccessTokenExpired` when the token it logged in with expires, and answer a
  * command with `NO Request is throttled. Suggested Backoff Time: N
- * milliseconds`. It also drops connections on demand.
+ * milliseconds`, or any other refusal Exchange gives (`BAD User is
+ * authenticated but not connected.`). It also drops connections on demand.
  */
 
 import type { AddressInfo } from 'node:net';
@@ -20,6 +21,8 @@ export interface ImapFaultProxy {
   readonly throttlesSent: number;
   /** The next `count` commands matching `match` are answered with Exchange's throttling reply. */
   throttleNext(count: number, backoffMs: number, match?: RegExp): void;
+  /** The next `count` commands matching `match` are answered `<tag> <reply>`, e.g. `BAD User is authenticated but not connected.`. */
+  refuseNext(count: number, reply: string, match: RegExp): void;
   /** Whether to end sessions when their token expires, as Exchange does. @default true */
   setExpireSessions(on: boolean): void;
   /** Cuts every open connection without a word, like a network failure. */
@@ -29,8 +32,10 @@ export interface ImapFaultProxy {
 
 interface Throttle {
   remaining: number;
-  backoffMs: number;
+  /** The reply after the tag. */
+  reply: string;
   match: RegExp;
+  throttle: boolean;
 }
 
 export async function startImapFaultProxy(upstream: {
@@ -100,10 +105,8 @@ export async function startImapFaultProxy(upstream: {
         if (throttle?.match.test(line)) {
           throttle.remaining--;
           if (throttle.remaining <= 0) throttles.shift();
-          throttlesSent++;
-          client.write(
-            `${tag} NO Request is throttled. Suggested Backoff Time: ${throttle.backoffMs} milliseconds\r\n`,
-          );
+          if (throttle.throttle) throttlesSent++;
+          client.write(`${tag} ${throttle.reply}\r\n`);
           return false;
         }
         return true;
@@ -128,7 +131,11 @@ export async function startImapFaultProxy(upstream: {
       return throttlesSent;
     },
     throttleNext(count, backoffMs, match = /\bFETCH\b/i) {
-      throttles.push({ remaining: count, backoffMs, match });
+      const reply = `NO Request is throttled. Suggested Backoff Time: ${backoffMs} milliseconds`;
+      throttles.push({ remaining: count, reply, match, throttle: true });
+    },
+    refuseNext(count, reply, match) {
+      throttles.push({ remaining: count, reply, match, throttle: false });
     },
     setExpireSessions(on) {
       expireSessions = on;

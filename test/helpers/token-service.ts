@@ -322,6 +322,9 @@ interface SigningKey {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
+const GRAPH_RESOURCE = 'https://graph.microsoft.com';
+/** Application permissions with which an app-only caller may read any application. */
+const GRAPH_APPLICATION_READERS = ['Application.Read.All', 'Application.ReadWrite.All'];
 /** Entra backdates iat/nbf of its tokens by five minutes to absorb clock skew. */
 const BACKDATE_SECONDS = 300;
 /**
@@ -651,6 +654,8 @@ class EntraTokenService implements TokenService {
       );
     } else if (method === 'POST' && tenant && path === 'oauth2/v2.0/token') {
       await this.handleToken(req, res, tenant, url.searchParams);
+    } else if (method === 'GET' && tenant === 'v1.0' && path.startsWith('applications(')) {
+      send(res, this.graphApplication(req, decodeURIComponent(path)));
     } else if (tenant && path === 'oauth2/v2.0/token') {
       const onlyPost = new EntraError(
         400,
@@ -674,6 +679,71 @@ class EntraTokenService implements TokenService {
       if (err instanceof EntraError) return errorAnswer(err, correlationId);
       throw err;
     }
+  }
+
+  // --- Microsoft Graph: an application's own credentials ----------------------
+
+  /**
+   * `GET /v1.0/applications(appId='…')`, the part of Graph that
+   * `credentials check --graph` reads: the caller needs a Graph token whose
+   * roles include Application.Read.All or Application.ReadWrite.All, as Graph
+   * asks of an app-only caller that does not own the application.
+   */
+  private graphApplication(req: IncomingMessage, path: string): Answer {
+    const graphError = (status: number, code: string, message: string): Answer => ({
+      status,
+      body: { error: { code, message, innerError: { 'request-id': randomUUID() } } },
+    });
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    let claims: AccessTokenClaims;
+    try {
+      claims = this.verifyAccessToken(bearer ?? '', { audience: GRAPH_RESOURCE });
+    } catch {
+      return graphError(401, 'InvalidAuthenticationToken', 'Access token validation failure.');
+    }
+    const roles = claims.roles ?? [];
+    if (!roles.some((role) => GRAPH_APPLICATION_READERS.includes(role))) {
+      return graphError(
+        403,
+        'Authorization_RequestDenied',
+        'Insufficient privileges to complete the operation.',
+      );
+    }
+    const appId = /^applications\(appId='([^']*)'\)$/.exec(path)?.[1];
+    const app = appId ? this.apps.get(appId) : undefined;
+    if (!app || app.tenantId !== claims.tid) {
+      return graphError(
+        404,
+        'Request_ResourceNotFound',
+        `Resource '${appId ?? path}' does not exist or one of its queried reference-property objects are not present.`,
+      );
+    }
+    const iso = (date: Date) => date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    return {
+      status: 200,
+      body: {
+        '@odata.context': `${this.origin}/v1.0/$metadata#applications(passwordCredentials,keyCredentials)/$entity`,
+        passwordCredentials: app.secrets.map((secret, i) => ({
+          customKeyIdentifier: null,
+          displayName: `secret ${i + 1}`,
+          endDateTime: iso(secret.expiresAt ?? new Date(this.now() + 730 * 86_400_000)),
+          hint: secret.value.slice(0, 3),
+          keyId: randomUUID(),
+          secretText: null,
+          startDateTime: iso(new Date(this.now() - 86_400_000)),
+        })),
+        keyCredentials: app.registeredCertificates.map((certificate) => ({
+          customKeyIdentifier: Buffer.from(certificate.sha1, 'hex').toString('base64'),
+          displayName: new X509Certificate(certificate.pem).subject.replace(/\n/g, ', '),
+          endDateTime: iso(certificate.validTo),
+          key: null,
+          keyId: randomUUID(),
+          startDateTime: iso(certificate.validFrom),
+          type: 'AsymmetricX509Cert',
+          usage: 'Verify',
+        })),
+      },
+    };
   }
 
   // --- metadata -------------------------------------------------------------

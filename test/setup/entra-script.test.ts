@@ -23,12 +23,14 @@ import {
   type EntraScriptOptions,
   EXCHANGE_APPLICATION_PERMISSIONS,
   EXCHANGE_ONLINE_APP_ID,
+  entraPermissions,
   GRAPH_POWERSHELL_ENVIRONMENTS,
   renderEntraScript,
 } from '../../src/setup/entra-script.js';
 import { psString } from '../../src/setup/powershell.js';
 import { findUnsafeCharacter, shQuote } from '../../src/setup/shell-quote.js';
 import { runCommand } from '../helpers/run-command.js';
+import { parsePowerShell } from './powershell-grammar.js';
 
 const GUID_ANYWHERE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 
@@ -248,7 +250,7 @@ const is = (...words) => words.every((word, i) => args[i] === word);
 const option = (name) => { const i = args.indexOf(name); return i < 0 ? undefined : args[i + 1]; };
 const entry = { args };
 let out = '';
-if (is('cloud', 'set') || is('ad', 'app', 'permission', 'add') || is('ad', 'app', 'permission', 'admin-consent')) {
+if (is('cloud', 'set') || is('ad', 'app', 'permission', 'add') || is('ad', 'app', 'permission', 'delete') || is('ad', 'app', 'permission', 'admin-consent')) {
 } else if (is('account', 'show')) {
   if (option('--query') === 'tenantId') out = tenantId;
 } else if (is('ad', 'sp', 'show') && option('--id') === ${JSON.stringify(EXCHANGE_ONLINE_APP_ID)}) {
@@ -370,7 +372,7 @@ if (out) process.stdout.write(out + '\\n');
     for (const n of [1, 2, 3, 4]) {
       await expect(stat(join(dir, `pwned-${n}`))).rejects.toMatchObject({ code: 'ENOENT' });
     }
-  });
+  }, 120_000);
 
   it('reuses the app, permissions, service principal and certificate on a second run', async () => {
     const existingApp = randomUUID();
@@ -402,11 +404,116 @@ if (out) process.stdout.write(out + '\\n');
     expect(add?.args).not.toContain(`${imap}=Role`);
   });
 
+  it('--scoped-smtp: requests only the others, and removes an SMTP.SendAsApp an earlier run requested', async () => {
+    const imap = roleIds['IMAP.AccessAsApp'] ?? '';
+    const smtp = roleIds['SMTP.SendAsApp'] ?? '';
+    const script = render({
+      permissions: entraPermissions(['imap', 'smtp'], true),
+      scopedSmtp: true,
+    });
+    expect(script).toContain("EXCHANGE_ROLES=('IMAP.AccessAsApp')");
+    const run = await runScript(script, { FAKE_APPS: randomUUID(), FAKE_PRESENT_ROLES: smtp });
+    expect(run.code).toBe(0);
+    expect(run.calls.filter((call) => call.unknown)).toEqual([]);
+    const add = run.calls.find((call) => call.args[3] === 'add');
+    expect(add?.args).toContain(`${imap}=Role`);
+    expect(add?.args).not.toContain(`${smtp}=Role`);
+    const remove = run.calls.find((call) => call.args[3] === 'delete');
+    expect(remove?.args).toEqual([
+      'ad',
+      'app',
+      'permission',
+      'delete',
+      '--id',
+      expect.any(String),
+      '--api',
+      EXCHANGE_ONLINE_APP_ID,
+      '--api-permissions',
+      smtp,
+      '--output',
+      'none',
+    ]);
+    expect(run.stderr).toContain('removed SMTP.SendAsApp from the requested permissions');
+    expect(run.stderr).toContain('the Exchange scope');
+    // Nothing to remove when it was never requested.
+    const again = await runScript(script, { FAKE_APPS: randomUUID(), FAKE_PRESENT_ROLES: imap });
+    expect(again.calls.some((call) => call.args[3] === 'delete')).toBe(false);
+  }, 120_000);
+
+  it('--scoped-smtp with SMTP only requests and consents to nothing, and still succeeds', async () => {
+    const script = render({ permissions: entraPermissions(['smtp'], true), scopedSmtp: true });
+    expect(script).toContain('EXCHANGE_ROLES=()');
+    const run = await runScript(script, { FAKE_APPS: randomUUID() });
+    expect(run.stderr).not.toContain('error');
+    expect(run.code).toBe(0);
+    expect(run.calls.some((call) => call.args[3] === 'add')).toBe(false);
+    expect(run.calls.some((call) => call.args[3] === 'admin-consent')).toBe(false);
+    expect(run.stderr).toContain('nothing to consent to');
+  }, 120_000);
+
   it('stops when two app registrations have the name', async () => {
     const run = await runScript(render(), { FAKE_APPS: `${randomUUID()}\n${randomUUID()}` });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('error: 2 app registrations are named mailbridge');
     expect(names(run.calls)).not.toContain('ad app create');
+  });
+});
+
+describe('the permissions requested', () => {
+  it.each([
+    [['imap', 'smtp'], false, ['IMAP.AccessAsApp', 'SMTP.SendAsApp']],
+    [['imap', 'pop', 'smtp'], false, ['IMAP.AccessAsApp', 'POP.AccessAsApp', 'SMTP.SendAsApp']],
+    [['pop'], false, ['POP.AccessAsApp']],
+    [['imap', 'pop', 'smtp'], true, ['IMAP.AccessAsApp', 'POP.AccessAsApp']],
+    [['smtp'], true, []],
+  ] as const)('protocols %j, scoped SMTP %s: %j', (protocols, scoped, expected) => {
+    expect(entraPermissions(protocols, scoped)).toEqual(expected);
+  });
+
+  it('never requests SMTP.SendAsApp with scopedSmtp, even when asked to', () => {
+    const script = render({ shell: 'pwsh', permissions: ['SMTP.SendAsApp'], scopedSmtp: true });
+    expect(script).toContain('$ExchangeRoles = @()');
+  });
+
+  it('--scoped-smtp in PowerShell drops the request and revokes an earlier grant', async () => {
+    const script = render({
+      shell: 'pwsh',
+      permissions: entraPermissions(['imap', 'smtp'], true),
+      scopedSmtp: true,
+    });
+    expect(script).toContain("$ExchangeRoles = @('IMAP.AccessAsApp')");
+    expect(script).toContain("$WithheldRoleName = 'SMTP.SendAsApp'");
+    expect(script).toContain(
+      '$exchangeAccess = @($exchangeAccess | Where-Object { -not ($Withheld -and $_.Id -eq $Withheld.Id) })',
+    );
+    expect(script).toContain(
+      'Remove-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $Sp.Id -AppRoleAssignmentId $grant.Id',
+    );
+    const ps = await parsePowerShell(script);
+    expect(ps.errors.map((e) => e.text)).toEqual([]);
+    const revoke = ps.commands.find((c) => c.name === 'Remove-MgServicePrincipalAppRoleAssignment');
+    let loop = revoke?.node.parent;
+    while (loop && loop.type !== 'foreach_statement') loop = loop.parent;
+    expect(loop?.text).toContain('$_.AppRoleId -eq $Withheld.Id');
+  });
+
+  it('setup entra requests IMAP and SMTP by default, --protocols chooses, --scoped-smtp leaves SMTP out', async () => {
+    const byDefault = await runCommand(setupEntraCommand, []);
+    expect(byDefault.stdout).toContain("EXCHANGE_ROLES=('IMAP.AccessAsApp' 'SMTP.SendAsApp')");
+    const all = await runCommand(setupEntraCommand, ['--protocols', 'imap,pop,smtp']);
+    expect(all.stdout).toContain(
+      "EXCHANGE_ROLES=('IMAP.AccessAsApp' 'POP.AccessAsApp' 'SMTP.SendAsApp')",
+    );
+    const scoped = await runCommand(setupEntraCommand, [
+      '--protocols',
+      'pop,smtp',
+      '--scoped-smtp',
+    ]);
+    expect(scoped.stdout).toContain("EXCHANGE_ROLES=('POP.AccessAsApp')");
+    expect(scoped.stdout).toContain("WITHHELD_ROLE='SMTP.SendAsApp'");
+    const typo = await runCommand(setupEntraCommand, ['--protocols', 'imap,smpt']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain("'smpt' is not a protocol (did you mean smtp?)");
   });
 });
 
@@ -485,7 +592,11 @@ describe('setup entra command', () => {
       expect(run.code).toBe(0);
       expect(run.stderr).toBe('');
       expect(run.stdout).toBe(
-        render({ appName: 'mail archive', certificate: certificate.certificatePem }),
+        render({
+          appName: 'mail archive',
+          certificate: certificate.certificatePem,
+          permissions: ['IMAP.AccessAsApp', 'SMTP.SendAsApp'],
+        }),
       );
     }
   });

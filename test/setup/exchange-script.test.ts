@@ -48,6 +48,16 @@ for (const cloud of CLOUD_NAMES) {
   VARIANTS.push([`cloud ${cloud}, tenant id`, { ...base, cloud, tenant: TENANT_ID }]);
 }
 VARIANTS.push(['one mailbox', { ...base, mailboxes: ['solo@contoso.com'] }]);
+for (const remove of [false, true]) {
+  for (const smtpScope of ['group:SMTP senders', 'mailboxes']) {
+    for (const protocols of ['smtp', 'imap,pop,smtp']) {
+      VARIANTS.push([
+        `${remove ? 'remove' : 'install'} smtpScope=${smtpScope} ${protocols}`,
+        { ...base, remove, smtpScope, protocols },
+      ]);
+    }
+  }
+}
 
 async function render(
   input: ExchangePlanInput,
@@ -65,6 +75,9 @@ function userValues(plan: ExchangePlan): { value: string; variable: string }[] {
     { value: plan.objectId, variable: '$ObjectId' },
     ...(plan.remove ? [] : [{ value: plan.displayName, variable: '$DisplayName' }]),
     ...plan.mailboxes.map((value) => ({ value, variable: '$Mailboxes' })),
+    ...(plan.smtpScope?.kind === 'group' && !plan.remove
+      ? [{ value: plan.smtpScope.group, variable: '$ScopeGroup' }]
+      : []),
   ];
 }
 
@@ -384,7 +397,11 @@ describe('the removal script', () => {
     'New-ServicePrincipal': 'Remove-ServicePrincipal',
     'Add-MailboxPermission': 'Remove-MailboxPermission',
     'Add-RecipientPermission': 'Remove-RecipientPermission',
+    'New-ManagementScope': 'Remove-ManagementScope',
+    'New-ManagementRoleAssignment': 'Remove-ManagementRoleAssignment',
   };
+  /** Grants whose removal takes the same parameters (the others name what they remove by identity). */
+  const SAME_PARAMETERS = new Set(['Add-MailboxPermission', 'Add-RecipientPermission']);
 
   /** Mutations that change Exchange, as (cmdlet, per mailbox?, parameters without -Confirm). */
   function changes(ps: ParsedScript) {
@@ -403,16 +420,21 @@ describe('the removal script', () => {
       'with SendAs and protocols',
       { ...base, sendAs: true, enableProtocols: true, protocols: 'imap,pop,smtp' },
     ],
+    ['with a group SMTP scope', { ...base, smtpScope: 'group:Senders', protocols: 'imap,smtp' }],
+    ['with a mailbox SMTP scope', { ...base, smtpScope: 'mailboxes', protocols: 'imap,smtp' }],
   ])('undoes exactly what the install script adds (%s), in reverse order', async (_name, input) => {
     const install = changes((await render({ ...input, remove: false })).ps);
     const removal = changes((await render({ ...input, remove: true })).ps);
     // Set-CASMailbox is deliberately not reverted: the protocols may have been on before.
-    const grants = install.filter((c) => c.name !== 'Set-CASMailbox');
+    // Set-ManagementScope corrects the filter of the scope that New-ManagementScope made.
+    const grants = install.filter(
+      (c) => c.name !== 'Set-CASMailbox' && c.name !== 'Set-ManagementScope',
+    );
     expect(removal.map((c) => c.name)).toEqual(grants.map((c) => INVERSE[c.name]).reverse());
     for (const grant of grants) {
       const undo = removal.find((c) => c.name === INVERSE[grant.name]);
       expect(undo?.perMailbox).toBe(grant.perMailbox);
-      if (grant.name !== 'New-ServicePrincipal') expect(undo?.parameters).toEqual(grant.parameters);
+      if (SAME_PARAMETERS.has(grant.name)) expect(undo?.parameters).toEqual(grant.parameters);
     }
     expect(removal.find((c) => c.name === 'Remove-ServicePrincipal')?.parameters).toEqual({
       Identity: '$Trustee',
@@ -464,6 +486,179 @@ describe('the removal script', () => {
     const header = text.slice(0, text.indexOf('#>'));
     expect(header).toContain("Left as they are: the mailboxes' protocol settings (Set-CASMailbox)");
     expect(text).not.toContain('$DisplayName');
+  });
+});
+
+describe('SMTP scoped to chosen mailboxes (RBAC for Applications)', () => {
+  const group: ExchangePlanInput = { ...base, smtpScope: 'group:SMTP senders', protocols: 'smtp' };
+  const listed: ExchangePlanInput = { ...base, smtpScope: 'mailboxes', protocols: 'imap,smtp' };
+
+  /** The if statement whose else branch (directly or after elseif) holds the node. */
+  function guardingIf(node: Node): Node {
+    const elseClause = ancestors(node).find((a) => a.type === 'else_clause') as Node;
+    return elseClause.parent as Node;
+  }
+
+  it("assigns Microsoft's role name to the service principal over the app's own scope", async () => {
+    const { ps, text } = await render(group);
+    expect(text).toContain("\n$SmtpRole = 'Application SMTP.SendAsApp'\n");
+    expect(text).toContain('\n$ScopeName = "mailbridge-smtp-$AppId"\n');
+    expect(named(ps, 'New-ManagementRoleAssignment')[0]?.parameters).toEqual({
+      Name: '$AssignmentName',
+      App: '$ObjectId',
+      Role: '$SmtpRole',
+      CustomResourceScope: '$ScopeName',
+    });
+    expect(named(ps, 'New-ManagementScope')[0]?.parameters).toEqual({
+      Name: '$ScopeName',
+      RecipientRestrictionFilter: '$ScopeFilter',
+    });
+  });
+
+  it('creates the scope and the assignment only when the read before finds none', async () => {
+    const { ps } = await render(group);
+    const [scope] = named(ps, 'New-ManagementScope');
+    expect(conditionText(guardingIf(scope?.node as Node))).toBe('$Scope');
+    expect(ps.source).toContain('$Scope = Get-AppScope\n');
+    const [assignment] = named(ps, 'New-ManagementRoleAssignment');
+    expect(conditionText(guardingIf(assignment?.node as Node))).toBe('$Scoped.Count -gt 0');
+    const read = ps.source.indexOf('$Scoped = @(Get-SmtpRoleAssignment');
+    expect(read).toBeGreaterThan(0);
+    expect(read).toBeLessThan(assignment?.node.startIndex ?? 0);
+    // The lookup behind both: Get-ManagementRoleAssignment for this service principal and role.
+    const lookup = named(ps, 'Get-ManagementRoleAssignment')[0] as CommandCall;
+    expect(lookup.parameters).toEqual({ RoleAssignee: '$Trustee' });
+    const fn = ancestors(lookup.node).find((a) => a.type === 'function_statement');
+    expect(fn?.text).toContain('"$($_.Role)" -eq $SmtpRole');
+    // A scope whose filter differs is corrected, not duplicated.
+    const [set] = named(ps, 'Set-ManagementScope');
+    expect(set?.parameters).toEqual({
+      Identity: '$ScopeName',
+      RecipientRestrictionFilter: '$ScopeFilter',
+    });
+  });
+
+  it('scopes to the members of the group, read by distinguished name before any change', async () => {
+    const { ps, text } = await render(group);
+    const [read] = named(ps, 'Get-Group');
+    expect(read?.parameters).toMatchObject({ Identity: '$ScopeGroup' });
+    const firstChange = mutations(ps).find((c) => c.name !== 'Install-Module') as CommandCall;
+    expect(read?.node.startIndex).toBeLessThan(firstChange.node.startIndex);
+    expect(text).toContain(
+      `$ScopeFilter = "MemberOfGroup -eq '$(ConvertTo-OpathText $Group.DistinguishedName)'"`,
+    );
+  });
+
+  it('scopes to exactly the mailboxes given, by their primary addresses', async () => {
+    const { text } = await render(listed);
+    expect(text).toContain('$ScopeFilter = @(foreach ($Mailbox in $Mailboxes) {');
+    expect(text).toContain(
+      `"PrimarySmtpAddress -eq '$(ConvertTo-OpathText (Get-EXOMailbox -Identity $Mailbox).PrimarySmtpAddress)'"`,
+    );
+    expect(text).toContain("}) -join ' -or '");
+    expect(text).not.toContain('$ScopeGroup');
+  });
+
+  it('keeps FullAccess for IMAP and POP only: SMTP alone grants none', async () => {
+    const smtpOnly = await render(group);
+    expect(named(smtpOnly.ps, 'Add-MailboxPermission')).toEqual([]);
+    expect(smtpOnly.text).not.toContain('no FullAccess for the service principal');
+    const withImap = await render(listed);
+    expect(named(withImap.ps, 'Add-MailboxPermission')).toHaveLength(1);
+    expect(withImap.text).toContain('(IMAP/POP have no scoped form)');
+  });
+
+  it('reads back the assignment, anything wider, and each mailbox with Test-ServicePrincipalAuthorization', async () => {
+    const { ps, text } = await render(listed);
+    const lastChange = Math.max(...mutations(ps).map((c) => c.node.startIndex));
+    const readBack = text.slice(lastChange);
+    expect(readBack).toContain('$SmtpAssignments = @(Get-SmtpRoleAssignment)');
+    expect(readBack).toContain('no assignment of $SmtpRole over scope $ScopeName');
+    expect(readBack).toContain(
+      'not only scope $ScopeName; remove it with Remove-ManagementRoleAssignment',
+    );
+    const [test] = named(ps, 'Test-ServicePrincipalAuthorization');
+    expect(test?.parameters).toEqual({ Identity: '$Trustee', Resource: '$Mailbox' });
+    expect(test?.node.startIndex).toBeGreaterThan(lastChange);
+    expect(mailboxLoop(test?.node as Node)).toBeDefined();
+    // Only where the cmdlet exists: older modules lack it, and the read-back says so.
+    const guard = ancestors(test?.node as Node).find((a) => a.type === 'if_statement') as Node;
+    expect(conditionText(guard)).toBe('$CanTestScope -and $Trustee');
+    expect(text).toContain(
+      '$CanTestScope = [bool](Get-Command Test-ServicePrincipalAuthorization -ErrorAction SilentlyContinue)',
+    );
+    expect(readBack).toContain('not in the scope of $SmtpRole');
+    expect(readBack).toContain("'SMTP scope' = $InScope");
+  });
+
+  it('says that the Entra grant defeats the scope, and that it takes 30 minutes to 2 hours', async () => {
+    const { text } = await render(group);
+    const header = text.slice(0, text.indexOf('#>'));
+    expect(header).toContain('tenant-wide SMTP.SendAsApp application permission in Entra ID');
+    expect(header).toContain('30 minutes to 2 hours');
+    expect(header).toContain('New-ManagementRoleAssignment');
+    expect(header).not.toContain('SMTP senders');
+    expect(text).toContain('mailbridge setup entra --scoped-smtp');
+  });
+
+  it('removes the assignment, then the scope, after the mailbox permissions and before the service principal, and reads them back', async () => {
+    const { ps, text } = await render({ ...listed, remove: true });
+    const order = mutations(ps)
+      .map((c) => c.name)
+      .filter((n) => n !== 'Install-Module');
+    expect(order).toEqual([
+      'Remove-MailboxPermission',
+      'Remove-ManagementRoleAssignment',
+      'Remove-ManagementScope',
+      'Remove-ServicePrincipal',
+    ]);
+    expect(named(ps, 'Remove-ManagementScope')[0]?.parameters).toEqual({
+      Identity: '$ScopeName',
+      Confirm: '$false',
+    });
+    const removeSp = named(ps, 'Remove-ServicePrincipal')[0] as CommandCall;
+    const stillThere = text.indexOf('still holds $SmtpRole over scope $ScopeName');
+    expect(stillThere).toBeGreaterThan(
+      named(ps, 'Remove-ManagementScope')[0]?.node.startIndex ?? 0,
+    );
+    expect(stillThere).toBeLessThan(removeSp.node.startIndex);
+    expect(text).toContain('the scope $ScopeName is still there');
+  });
+
+  it.each([
+    [{ ...base, smtpScope: 'group:Senders', protocols: 'imap' }, 'smtpScope', 'add smtp'],
+    [{ ...base, smtpScope: 'mailboxes', sendAs: true }, 'sendAs', 'not needed'],
+    [{ ...base, smtpScope: 'everyone' }, 'smtpScope', 'group:NAME'],
+    [{ ...base, smtpScope: 'group:' }, 'smtpScope', 'empty'],
+    [{ ...base, smtpScope: 'group:O\u2019Brien team' }, 'smtpScope', 'quote'],
+    [{ ...base, smtpScope: 'group:a\nRemove-Mailbox ceo' }, 'smtpScope', 'printable ASCII'],
+  ])('refuses the plan %#', (input, field, words) => {
+    try {
+      parseExchangePlan(input);
+      expect.unreachable();
+    } catch (error) {
+      const problems = (error as ConfigurationError).problems;
+      expect(problems.find((p) => p.field === field)?.message).toContain(words);
+    }
+  });
+
+  it.each([
+    "x'; Remove-Mailbox -Identity ceo; '",
+    '$(Remove-Mailbox -Identity ceo)',
+    '"; Remove-Mailbox -Identity ceo; "',
+    '#> Remove-Mailbox -Identity ceo <#',
+    "MemberOfGroup -eq '*'",
+  ])('a group name %j stays one inert literal that decodes to itself', async (name) => {
+    const { plan, ps } = await render({ ...group, smtpScope: `group:${name}` });
+    expect(plan.smtpScope).toEqual({ kind: 'group', group: name });
+    expect(ps.errors).toEqual([]);
+    const hits = ps.verbatimStrings.filter((n) => literalValue(n) === name);
+    expect(hits).toHaveLength(1);
+    expect(assignedVariable(hits[0] as Node)).toBe('$ScopeGroup');
+    const { ps: plain } = await render(group);
+    expect(new Set(ps.commands.map((c) => c.name))).toEqual(
+      new Set(plain.commands.map((c) => c.name)),
+    );
   });
 });
 

@@ -113,6 +113,19 @@ describe('setup exchange', () => {
     expect(result.stdout).not.toContain('$null = Add-MailboxPermission');
   });
 
+  it('writes the SMTP scope and its role assignment with --smtp-scope, and their removal with --remove', async () => {
+    const argv = [...REQUIRED, '--mailbox', 'archive@contoso.com', '--protocols', 'smtp'];
+    const install = await run([...argv, '--smtp-scope', 'group:Mail senders']);
+    expect(install.stdout).toContain('New-ManagementRoleAssignment -Name $AssignmentName');
+    expect(install.stdout).not.toContain('Add-MailboxPermission -Identity');
+    expect(await literals(install.stdout)).toContain('Mail senders');
+    const removal = await run([...argv, '--smtp-scope', 'mailboxes', '--remove']);
+    expect(removal.stdout).toContain('Remove-ManagementRoleAssignment -Identity');
+    expect(removal.stdout).toContain('Remove-ManagementScope -Identity $ScopeName');
+    const wrong = await refusal([...argv, '--smtp-scope', 'everyone']);
+    expect(wrong.problems.map((p) => p.field)).toEqual(['--smtp-scope']);
+  });
+
   it('merges --mailbox and --mailboxes FILE, deduplicated', async () => {
     const list = join(dir, 'boxes.csv');
     writeFileSync(list, 'Name,Address\nArchive,ARCHIVE@contoso.com\nReports,reports@contoso.com\n');

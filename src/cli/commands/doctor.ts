@@ -13,7 +13,8 @@ const MARK: Record<DoctorStep['status'], string> = {
 export const doctorCommand: Command = {
   name: 'doctor',
   summary: 'check each setup step for a mailbox and name the one that is missing',
-  usage: 'doctor --mailbox ADDRESS [--imap] [--smtp] [--send-test-to ADDRESS] [--json]',
+  usage:
+    'doctor --mailbox ADDRESS [--imap] [--smtp] [--scoped-smtp] [--send-test-to ADDRESS] [--json]',
   usesSettings: true,
   flags: [
     {
@@ -34,16 +35,23 @@ export const doctorCommand: Command = {
       help: 'also send one test message there',
     },
     {
+      name: 'scoped-smtp',
+      type: 'boolean',
+      help: 'SMTP is granted in Exchange over a scope (setup exchange --smtp-scope), not tenant-wide',
+    },
+    {
       name: 'json',
       type: 'boolean',
-      help: 'print { ok, steps: [{ name, status, code?, detail?, fix? }] }',
+      help: 'print { ok, steps: [{ name, status, code?, detail?, fix?, warning? }] }',
     },
   ],
   details: [
     'Steps, in order: configuration, token, token claims (aud, tid, roles), imap connect (TLS),',
     'imap authenticate, imap list and select, smtp connect (STARTTLS), smtp auth, smtp test message.',
     'It stops at the first failure and exits with its code (1 unexpected server reply, 2 configuration,',
-    '3 authentication or permission, 4 unreachable).',
+    '3 authentication or permission, 4 unreachable). A step can pass with a warning: a certificate',
+    'credential that expires within 30 days, or, with --scoped-smtp, a token that carries the',
+    'tenant-wide SMTP.SendAsApp (which makes the Exchange scope moot).',
   ].join('\n'),
   async run({ args, io, logger, loadConfig }) {
     const mailbox = args.values.mailbox;
@@ -61,6 +69,7 @@ export const doctorCommand: Command = {
         `${MARK[step.status]} ${step.name.padEnd(22)} ${step.code ?? ''}${step.code && step.detail ? ': ' : ''}${step.detail ?? ''}`,
       );
       if (step.fix) writeLine(io.stdout, `       fix: ${step.fix}`);
+      if (step.warning) writeLine(io.stdout, `       warning: ${step.warning}`);
     };
     let report: DoctorReport;
     try {
@@ -69,6 +78,7 @@ export const doctorCommand: Command = {
         mailbox,
         imap: args.values.imap === true,
         smtp: args.values.smtp === true,
+        scopedSmtp: args.values['scoped-smtp'] === true,
         ...(typeof args.values['send-test-to'] === 'string'
           ? { sendTestTo: args.values['send-test-to'] }
           : {}),

@@ -25,6 +25,7 @@ const FLAG_OF: Record<string, string> = {
   enableProtocols: '--enable-protocols',
   cloud: '--cloud',
   remove: '--remove',
+  smtpScope: '--smtp-scope',
 };
 
 /**
@@ -42,7 +43,7 @@ export const setupExchangeCommand: Command = {
   summary:
     'write the PowerShell script that gives the app IMAP/POP/SMTP access to Exchange Online mailboxes',
   usage:
-    'setup exchange --tenant ID --app-id ID --object-id ID (--mailbox ADDRESS... | --mailboxes FILE) [--protocols imap,pop,smtp] [--send-as] [--enable-protocols] [--cloud NAME] [--remove] [--out FILE [--force]]',
+    'setup exchange --tenant ID --app-id ID --object-id ID (--mailbox ADDRESS... | --mailboxes FILE) [--protocols imap,pop,smtp] [--send-as] [--enable-protocols] [--smtp-scope group:NAME|mailboxes] [--cloud NAME] [--remove] [--out FILE [--force]]',
   usesSettings: false,
   flags: [
     {
@@ -90,6 +91,12 @@ export const setupExchangeCommand: Command = {
       help: 'also turn the protocols on per mailbox (Set-CASMailbox)',
     },
     {
+      name: 'smtp-scope',
+      type: 'string',
+      value: 'group:NAME|mailboxes',
+      help: "grant SMTP sending only as the group's members or the mailboxes given (RBAC for Applications)",
+    },
+    {
       name: 'cloud',
       type: 'string',
       value: 'NAME',
@@ -111,12 +118,20 @@ export const setupExchangeCommand: Command = {
     'applications > your app > Overview > Object ID. It is NOT the Object ID on the App',
     'Registration page: with that one the logins fail with "AUTHENTICATE failed".',
     '',
+    '--smtp-scope grants SMTP sending through RBAC for Applications instead: a management',
+    'scope (the members of group NAME, or exactly the mailboxes given) and the role',
+    "'Application SMTP.SendAsApp' assigned to the service principal over it. The app must then",
+    'NOT hold the tenant-wide SMTP.SendAsApp permission in Entra ID (setup entra --scoped-smtp),',
+    'and the assignment takes 30 minutes to 2 hours to apply. IMAP and POP have no scoped form:',
+    'they keep FullAccess on each mailbox given.',
+    '',
     '--remove writes the script that revokes what the install script grants (SendAs,',
-    'FullAccess, then the service principal). It leaves the protocol settings as they are.',
+    'FullAccess, the SMTP scope, then the service principal). It leaves the protocol settings',
+    'as they are.',
     '',
     'With --config FILE, values missing from the flags are read from its setup.exchange',
     'section (tenant, appId, objectId, displayName, mailboxes, protocols, sendAs,',
-    'enableProtocols, cloud), and then from its tenantId, clientId and cloud settings.',
+    'enableProtocols, cloud, smtpScope), and then from its tenantId, clientId and cloud settings.',
   ].join('\n'),
   async run({ args, io }) {
     const { input, sources, problems } = await gatherInput(args);
@@ -204,6 +219,7 @@ async function gatherInput(args: ParsedArgs): Promise<GatheredInput> {
   fromFlag('displayName', v['display-name']);
   fromFlag('protocols', v.protocols);
   fromFlag('cloud', v.cloud);
+  fromFlag('smtpScope', v['smtp-scope']);
   if (v['send-as'] === true) fromFlag('sendAs', true);
   if (v['enable-protocols'] === true) fromFlag('enableProtocols', true);
   if (v.remove === true) fromFlag('remove', true);
