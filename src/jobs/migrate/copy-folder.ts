@@ -106,6 +106,10 @@ async function copyPending(
   result: MigrateFolderResult,
 ): Promise<void> {
   const messages = await sourceMessages(ctx.source, pending);
+  const wouldCopyAll = () => {
+    result.copied = messages.length;
+    result.bytes = messages.reduce((sum, m) => sum + m.size, 0);
+  };
   const skipAll = (reason: string) => {
     for (const m of messages) {
       result.skipped.push({ uid: m.uid, size: m.size, reason });
@@ -115,11 +119,7 @@ async function copyPending(
 
   if (!mapping.exists) {
     result.created = true;
-    if (ctx.dryRun) {
-      result.copied = messages.length;
-      result.bytes = messages.reduce((sum, m) => sum + m.size, 0);
-      return;
-    }
+    if (ctx.dryRun) return wouldCopyAll();
     const refusal = await createFolder(ctx.destination, mapping);
     if (refusal !== undefined)
       return skipAll(`the destination refused to create the folder: ${refusal}`);
@@ -130,6 +130,8 @@ async function copyPending(
   const identities = (await needsIdentityCheck(ctx, mapping, uidValidity, target))
     ? await destinationIdentities(ctx, mapping, uidValidity, destValidity)
     : undefined;
+  // Nothing to compare against: no body needs reading.
+  if (ctx.dryRun && !identities) return wouldCopyAll();
 
   for (const batch of batches(messages)) {
     const bodies = await fetchBodies(ctx.source, batch, ctx.dryRun);

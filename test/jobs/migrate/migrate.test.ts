@@ -200,6 +200,8 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     } finally {
       await source.logout();
     }
+    const planned = await run(['--dry-run']);
+    expect(lastJson(planned.stdout)).toMatchObject({ dryRun: true, copied: 50, alreadyPresent: 0 });
     const more = await run();
     expect(more.code).toBe(0);
     expect(lastJson(more.stdout)).toMatchObject({ copied: 50, alreadyPresent: 0, skipped: 0 });
