@@ -6,7 +6,7 @@
  */
 
 /** Where README lists the code. */
-export type ErrorCodeGroup = 'usage' | 'token' | 'mail' | 'archive' | 'relay' | 'setup';
+export type ErrorCodeGroup = 'usage' | 'token' | 'mail' | 'archive' | 'migrate' | 'relay' | 'setup';
 
 export interface ErrorCodeInfo {
   group: ErrorCodeGroup;
@@ -714,6 +714,70 @@ export const ERROR_CODES = {
     exit: 1,
     remedy:
       "Another error of the archive's files (the errno is in the message): check the archive directory, then run again.",
+  },
+  MIGRATE_ENDPOINT_INVALID: {
+    group: 'migrate',
+    exit: 2,
+    remedy:
+      '`migrate`: give `--from`/`--to` as `m365:user@contoso.com` or `imaps://USER@HOST:993` (user name percent-encoded, no password in the URL).',
+  },
+  MIGRATE_ENDPOINT_UNSUPPORTED: {
+    group: 'migrate',
+    exit: 2,
+    remedy: '`migrate`: `archive:DIR` endpoints are not built yet; migrate between IMAP mailboxes.',
+  },
+  MIGRATE_PASSWORD_MISSING: {
+    group: 'migrate',
+    exit: 2,
+    remedy:
+      '`migrate`: put the password in a file for `--from-password-file`/`--to-password-file`, or in `MAILBRIDGE_FROM_PASSWORD`/`MAILBRIDGE_TO_PASSWORD`.',
+  },
+  MIGRATE_OPTION_INVALID: {
+    group: 'migrate',
+    exit: 2,
+    remedy:
+      "`migrate`: fix the option named (`--map 'SRC=DEST'`, `--since`, the configuration files).",
+  },
+  MIGRATE_NO_FOLDER_MATCHED: {
+    group: 'migrate',
+    exit: 2,
+    remedy:
+      '`migrate`: `--folder`/`--exclude` select no folder of the source; check the names with `--dry-run`.',
+  },
+  MIGRATE_STATE_MISMATCH: {
+    group: 'migrate',
+    exit: 2,
+    remedy:
+      '`migrate`: the `--state` folder belongs to another pair of mailboxes; give each pair its own.',
+  },
+  MIGRATE_STATE_FAILED: {
+    group: 'migrate',
+    exit: 1,
+    remedy:
+      '`migrate`: the state folder cannot be read or written; fix the cause (disk full, permissions) and run again.',
+  },
+  MIGRATE_LOGIN_REFUSED: {
+    group: 'migrate',
+    exit: 3,
+    remedy:
+      '`migrate`: the IMAP server refused the user name and password; check them (and that IMAP and password logins are enabled for that user).',
+  },
+  MIGRATE_UNREACHABLE: {
+    group: 'migrate',
+    exit: 4,
+    remedy:
+      '`migrate`: the IMAP server could not be reached or dropped the connection; check the host, the port and the network.',
+  },
+  MIGRATE_INTERRUPTED: {
+    group: 'migrate',
+    exit: 1,
+    remedy: '`migrate`: the run was stopped (signal); run it again, it continues where it stopped.',
+  },
+  MIGRATE_COMMAND_FAILED: {
+    group: 'migrate',
+    exit: 1,
+    remedy:
+      '`migrate`: the IMAP server refused a command the migration needs (its words are in the message); run again with `--debug`.',
   },
   RELAY_SPOOL_LOCK_UNAVAILABLE: {
     group: 'relay',

@@ -84,6 +84,18 @@ export type {
   VerifyOptions,
   VerifyReport,
 } from './jobs/archive/index.js';
+// Migration: mailbox to mailbox over IMAP, resumable, without duplicates
+export { DEFAULT_MIGRATE_CONNECTIONS, migrateMailbox } from './jobs/migrate/index.js';
+export type {
+  M365Endpoint,
+  MigrateEndpoint,
+  MigrateFolderResult,
+  MigrateMailboxOptions,
+  MigrateProgressEvent,
+  MigrateResult,
+  PasswordImapEndpoint,
+  SkippedMessage,
+} from './jobs/migrate/index.js';
 
 // Relay: a local SMTP bridge for legacy senders
 export { startRelay } from './jobs/relay/relay.js';

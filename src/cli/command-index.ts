@@ -92,6 +92,12 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
     load: async () => (await import('./commands/archive.js')).archiveVerifyCommand,
   },
   {
+    name: 'migrate',
+    summary:
+      'copy a mailbox into another over IMAP: folders, flags and dates; resumable, no duplicates',
+    load: async () => (await import('./commands/migrate.js')).migrateCommand,
+  },
+  {
     name: 'relay',
     summary:
       'accept mail from legacy devices over SMTP and submit it to Exchange Online with XOAUTH2',

@@ -9,7 +9,8 @@
  * for Exchange's audience that carries `IMAP.AccessAsApp` (IMAP) or
  * `SMTP.SendAsApp` (SMTP), and only for a mailbox the token's app has been
  * granted with `grantMailbox` (what `Add-MailboxPermission` does). Basic
- * authentication (PLAIN, LOGIN) is refused, as on a tenant with it disabled.
+ * authentication (PLAIN, LOGIN) is refused, as on a tenant with it disabled,
+ * except for the `passwordUsers` a test names (another provider's mailboxes).
  *
  * Postfix hands every recipient, whatever its domain, to Dovecot over LMTP,
  * so a message a test sends can be read back over IMAP. Mailboxes are any
@@ -69,6 +70,18 @@ export interface MailServersOptions {
    * paths they take there. `dovecot`: Dovecot's full list. @default 'exchange'
    */
   capabilities?: 'exchange' | 'dovecot';
+  /**
+   * Mailboxes that log in with a password (AUTHENTICATE PLAIN), as on any
+   * other provider's IMAP server: a migration source. Every other mailbox
+   * still takes tokens only. @default none
+   */
+  passwordUsers?: Readonly<Record<string, string>>;
+  /**
+   * Largest message Dovecot stores, in bytes (the quota plugin's
+   * `quota_max_mail_size`, a limit real admins set): larger APPENDs are
+   * refused with `NO [LIMIT]`. @default no limit
+   */
+  maxMessageSize?: number;
   /**
    * Replies Postfix gives at MAIL FROM to these envelope senders instead of
    * accepting them (a Postfix access map), e.g. `535 5.7.139 Authentication
@@ -299,6 +312,11 @@ userdb {
 # Folders as plain directories: Exchange allows dots in folder names (v1.2, a..b), which the
 # default Maildir++ layout refuses. INBOX stays the Maildir itself (the archive bench seeds it).
 mail_location = maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir
+${
+  options.maxMessageSize === undefined
+    ? ''
+    : `mail_plugins = $mail_plugins quota\nplugin {\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = ${options.maxMessageSize}\n}\n`
+}
 # No mailbox list index: when the first IMAP login to a new mailbox meets its first LMTP delivery,
 # one process can wait for dovecot.list.index.log while the other holds it and waits in turn; fcntl
 # answers EDEADLK, Dovecot 2.3.19 panics, and Postfix defers the message for minutes (3 of 105 runs
@@ -456,6 +474,11 @@ local AUDIENCE = ${luaString(audience)}
 local GRANTS_FILE = ${luaString(layout.grants)}
 local REQUIRED_ROLE = { imap = ${luaString(IMAP_ROLE)}, smtp = ${luaString(SMTP_ROLE)} }
 local TOKEN_MECHANISMS = { XOAUTH2 = true, OAUTHBEARER = true }
+local PASSWORD_USERS = {
+${Object.entries(options.passwordUsers ?? {})
+  .map(([user, password]) => `  [${luaString(user.toLowerCase())}] = ${luaString(password)},`)
+  .join('\n')}
+}
 
 local http
 
@@ -558,6 +581,16 @@ end
 -- XOAUTH2 and OAUTHBEARER hand the bearer token to the passdb as the
 -- password, so every login of ours arrives here.
 function auth_password_verify(req, password)
+  local expected = PASSWORD_USERS[string.lower(req.user)]
+  if expected ~= nil then
+    if req.mech == "PLAIN" or req.mech == "LOGIN" then
+      if password == expected then
+        return dovecot.auth.PASSDB_RESULT_OK, ""
+      end
+      req:log_info("password login refused: wrong password")
+    end
+    return dovecot.auth.PASSDB_RESULT_PASSWORD_MISMATCH, ""
+  end
   return check(req, password)
 end
 

@@ -34,6 +34,9 @@ export const PUBLIC_VALUES = [
   'readManifest',
   'parseMessageMetadata',
   'DEFAULT_ARCHIVE_CONCURRENCY',
+  // Migration
+  'migrateMailbox',
+  'DEFAULT_MIGRATE_CONNECTIONS',
   // Relay
   'startRelay',
   'parseRelaySettings',

@@ -1,0 +1,278 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { loadConfig as loadConfigFile } from '../../config/load.js';
+import type { MailbridgeConfig } from '../../config/types.js';
+import { ConfigurationError, ExitCode } from '../../errors.js';
+import { parseEndpoint, resolvePassword, type Side } from '../../jobs/migrate/endpoint.js';
+import {
+  DEFAULT_MIGRATE_CONNECTIONS,
+  type MigrateProgressEvent,
+  type MigrateResult,
+  migrateMailbox,
+} from '../../jobs/migrate/index.js';
+import { displayText } from '../../util/display-text.js';
+import { formatBytes } from '../../util/format.js';
+import { usageError } from '../args.js';
+import type { Command, CommandContext } from '../command.js';
+import { type CliIo, writeLine } from '../output.js';
+import { parseSince } from './archive.js';
+
+const REDRAW_INTERVAL_MS = 250;
+
+function strings(value: unknown): string[] {
+  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
+  return typeof value === 'string' ? [value] : [];
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+export const migrateCommand: Command = {
+  name: 'migrate',
+  summary:
+    'copy a mailbox into another over IMAP: folders, flags and dates; resumable, no duplicates',
+  usage:
+    "migrate --from SOURCE --to DEST [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--dry-run] [--json]",
+  usesSettings: true,
+  flags: [
+    {
+      name: 'from',
+      type: 'string',
+      value: 'SOURCE',
+      required: true,
+      help: 'm365:ADDRESS or imaps://USER@HOST:PORT',
+    },
+    {
+      name: 'to',
+      type: 'string',
+      value: 'DEST',
+      required: true,
+      help: 'm365:ADDRESS or imaps://USER@HOST:PORT',
+    },
+    {
+      name: 'folder',
+      type: 'string',
+      multiple: true,
+      value: 'P',
+      help: 'only this source folder (* as wildcard)',
+    },
+    {
+      name: 'exclude',
+      type: 'string',
+      multiple: true,
+      value: 'P',
+      help: 'leave out this source folder (* as wildcard)',
+    },
+    {
+      name: 'map',
+      type: 'string',
+      multiple: true,
+      value: 'SRC=DEST',
+      help: 'put source folder SRC (and its subfolders) at DEST',
+    },
+    {
+      name: 'since',
+      type: 'string',
+      value: 'DATE',
+      help: 'only messages received on or after DATE (YYYY-MM-DD)',
+    },
+    {
+      name: 'state',
+      type: 'string',
+      value: 'DIR',
+      help: 'state folder of this pair (default under ~/.local/state/mailbridge/migrate)',
+    },
+    {
+      name: 'connections',
+      type: 'string',
+      value: 'N',
+      help: `connections on each side, folders spread over them (default ${DEFAULT_MIGRATE_CONNECTIONS}, at most 8)`,
+    },
+    {
+      name: 'dry-run',
+      type: 'boolean',
+      help: 'show what would be created and copied; change nothing',
+    },
+    {
+      name: 'json',
+      type: 'boolean',
+      help: 'progress as JSON lines on stdout, the last line the summary',
+    },
+    {
+      name: 'from-password-file',
+      type: 'string',
+      value: 'FILE',
+      help: 'password of an imaps:// source (first line)',
+    },
+    {
+      name: 'to-password-file',
+      type: 'string',
+      value: 'FILE',
+      help: 'password of an imaps:// destination (first line)',
+    },
+    {
+      name: 'from-config',
+      type: 'string',
+      value: 'FILE',
+      help: 'config file of an m365: source (other tenant)',
+    },
+    {
+      name: 'to-config',
+      type: 'string',
+      value: 'FILE',
+      help: 'config file of an m365: destination (other tenant)',
+    },
+  ],
+  details: [
+    'SOURCE and DEST are m365:user@contoso.com (app-only XOAUTH2 with the usual configuration, or',
+    '--from-config/--to-config FILE), or imaps://USER@HOST:993 (user name percent-encoded:',
+    'imaps://bob%40example.org@mail.example.org) with the password in --from-password-file /',
+    '--to-password-file or MAILBRIDGE_FROM_PASSWORD / MAILBRIDGE_TO_PASSWORD, never on the command',
+    'line. imap://USER@HOST:143 requires STARTTLS (plain IMAP only on loopback).',
+    '',
+    "Folders keep their names with the destination's delimiter; Sent, Drafts, Trash, Junk and Archive",
+    "go to the destination's folders of that use (Sent Items, Deleted Items, Junk Email on Exchange).",
+    'Each message keeps its bytes, received date and flags (\\Seen \\Answered \\Flagged \\Draft, keywords',
+    'where the destination keeps them). Run it again to copy only what is new; it can be stopped at',
+    'any moment. A message already at the destination (same Message-ID, Date, From and Subject) is',
+    'not copied twice, even without the state folder. Exit 1 when the destination refused a message',
+    '(listed with its reason), 0 when every message is there.',
+  ].join('\n'),
+  async run(context) {
+    const { args, io } = context;
+    const json = args.values.json === true;
+    const from = parseEndpoint(String(args.values.from), 'from');
+    const to = parseEndpoint(String(args.values.to), 'to');
+    const since = text(args.values.since) ? parseSince(String(args.values.since)) : undefined;
+    const passwords: { fromPassword?: string; toPassword?: string } = {};
+    if (from.kind === 'imap') passwords.fromPassword = await password('from', args.values, io);
+    if (to.kind === 'imap') passwords.toPassword = await password('to', args.values, io);
+    const configs: { fromConfig?: MailbridgeConfig; toConfig?: MailbridgeConfig } = {};
+    if (from.kind === 'm365') configs.fromConfig = await endpointConfig('from', context);
+    if (to.kind === 'm365') configs.toConfig = await endpointConfig('to', context);
+    const state = text(args.values.state);
+    const connectionsText = text(args.values.connections);
+    if (connectionsText !== undefined && !/^\d{1,4}$/.test(connectionsText)) {
+      throw usageError(
+        `--connections must be a whole number, not '${displayText(connectionsText, 20)}'`,
+        `For example: --connections ${DEFAULT_MIGRATE_CONNECTIONS}.`,
+      );
+    }
+
+    const controller = new AbortController();
+    const onSignal = () => controller.abort(new Error('interrupted'));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const progress = createProgress(io, json);
+    let result: MigrateResult;
+    try {
+      result = await migrateMailbox({
+        from,
+        to,
+        ...configs,
+        ...passwords,
+        folders: strings(args.values.folder),
+        exclude: strings(args.values.exclude),
+        map: strings(args.values.map),
+        ...(since ? { since } : {}),
+        ...(state ? { stateDir: resolve(state) } : {}),
+        ...(connectionsText ? { connections: Number(connectionsText) } : {}),
+        dryRun: args.values['dry-run'] === true,
+        logger: context.logger,
+        signal: controller.signal,
+        onProgress: progress.onEvent,
+        env: io.env,
+      });
+    } finally {
+      progress.stop();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    if (json) writeLine(io.stdout, JSON.stringify(result));
+    else for (const line of formatResult(result)) writeLine(io.stdout, line);
+    return result.ok ? ExitCode.ok : ExitCode.failure;
+  },
+};
+
+async function password(side: Side, values: Record<string, unknown>, io: CliIo): Promise<string> {
+  const path = text(values[`${side}-password-file`]);
+  if (!path) return resolvePassword(side, { env: io.env });
+  const content = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new ConfigurationError({
+      code: 'MIGRATE_PASSWORD_MISSING',
+      message: `--${side}-password-file ${displayText(path)} cannot be read (${error.code ?? error.message})`,
+      remedy: 'Give a file this user may read, holding the password on its first line.',
+    });
+  });
+  return resolvePassword(side, { file: { path, text: content } });
+}
+
+/** `--from-config`/`--to-config` when given, else the usual configuration (flags, environment, --config). */
+function endpointConfig(side: Side, context: CommandContext): Promise<MailbridgeConfig> {
+  const file = text(context.args.values[`${side}-config`]);
+  return file ? loadConfigFile({ file, env: context.io.env }) : context.loadConfig();
+}
+
+export function formatResult(result: MigrateResult): string[] {
+  const lines: string[] = [];
+  const verb = result.dryRun ? 'would copy' : 'copied';
+  for (const f of result.folders) {
+    const parts = [`${verb} ${f.copied}`];
+    if (f.alreadyPresent > 0) parts.push(`already there ${f.alreadyPresent}`);
+    if (f.skipped.length > 0) parts.push(`skipped ${f.skipped.length}`);
+    lines.push(
+      `${displayText(f.source)} → ${displayText(f.destination)}${f.created ? (result.dryRun ? ' (would create)' : ' (created)') : ''}: ${parts.join(', ')}`,
+    );
+    for (const s of f.skipped) {
+      lines.push(`  skipped UID ${s.uid}${s.size ? ` (${formatBytes(s.size)})` : ''}: ${s.reason}`);
+    }
+  }
+  lines.push(
+    `${result.dryRun ? 'Dry run: would copy' : 'Copied'} ${result.copied} message(s) (${formatBytes(result.bytes)}), ${result.alreadyPresent} already there, ${result.skipped} skipped, in ${result.folders.length} folder(s). State: ${result.stateDir}`,
+  );
+  return lines;
+}
+
+interface Progress {
+  onEvent(event: MigrateProgressEvent): void;
+  stop(): void;
+}
+
+/** JSON lines on stdout with --json; otherwise one live line on a terminal's stderr. */
+function createProgress(io: CliIo, json: boolean): Progress {
+  const stderr = io.stderr as NodeJS.WritableStream & { isTTY?: boolean };
+  const tty = !json && stderr.isTTY === true;
+  let folder = '';
+  let pending = 0;
+  let done = 0;
+  let bytes = 0;
+  let drawn = false;
+  const draw = () => {
+    if (!tty || folder === '') return;
+    stderr.write(`\r\x1b[K${displayText(folder, 60)}: ${done}/${pending} (${formatBytes(bytes)})`);
+    drawn = true;
+  };
+  const timer = tty ? setInterval(draw, REDRAW_INTERVAL_MS) : undefined;
+  timer?.unref();
+  return {
+    onEvent(event) {
+      if (json) {
+        if (event.type !== 'message') writeLine(io.stdout, JSON.stringify(event));
+        return;
+      }
+      if (event.type === 'folder-start') {
+        folder = event.source;
+        pending = event.pending;
+        done = 0;
+      } else if (event.type === 'message') {
+        done++;
+        bytes += event.bytes;
+      }
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      if (drawn) stderr.write('\r\x1b[K');
+    },
+  };
+}

@@ -1,0 +1,408 @@
+/**
+ * Copies one folder: the source's messages not yet in the state, each APPENDed
+ * to the destination with its INTERNALDATE and flags and journalled before
+ * the next. Never a duplicate: when the state cannot vouch for the
+ * destination folder (no state, or the folder has grown past what the state
+ * put there), the destination's identities are read once and a message
+ * already there is recorded, not sent again.
+ */
+import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
+import type { ImapFlowErrorFields } from '../../clients/imap-client.js';
+import type { ImapSession } from '../../clients/imap-session.js';
+import { MailbridgeError } from '../../errors.js';
+import type { Logger } from '../../log/logger.js';
+import { displayText } from '../../util/display-text.js';
+import type { FolderMapping } from './folder-plan.js';
+import { IDENTITY_HEADERS, IdentityCounts, messageIdentity } from './identity.js';
+import { flagsToCopy, uidSet } from './message-flags.js';
+import type { MigrationState } from './state.js';
+
+/** A batch of bodies fetched at once: bounded in count and bytes, so memory stays bounded. */
+const BATCH_MESSAGES = 200;
+const BATCH_BYTES = 16 * 1024 * 1024;
+
+export interface SkippedMessage {
+  uid: number;
+  size?: number;
+  /** The server's words, made safe to show. */
+  reason: string;
+}
+
+export interface MigrateFolderResult {
+  source: string;
+  destination: string;
+  /** The destination folder was created by this run (or would be, with dryRun). */
+  created: boolean;
+  /** Copied by this run (with dryRun: would be copied). */
+  copied: number;
+  /** Found at the destination by identity and recorded, not copied again. */
+  alreadyPresent: number;
+  skipped: SkippedMessage[];
+  bytes: number;
+}
+
+export type MigrateProgressEvent =
+  | { type: 'folder-start'; source: string; destination: string; pending: number }
+  | { type: 'message'; source: string; outcome: 'copied' | 'present' | 'skipped'; bytes: number }
+  | { type: 'folder-done'; result: MigrateFolderResult };
+
+export interface CopyContext {
+  source: ImapSession;
+  destination: ImapSession;
+  state: MigrationState;
+  since?: Date;
+  dryRun: boolean;
+  logger: Logger;
+  signal?: AbortSignal;
+  onProgress?: (event: MigrateProgressEvent) => void;
+}
+
+interface SourceMessage {
+  uid: number;
+  size: number;
+  flags: Set<string>;
+  internalDate: Date | undefined;
+}
+
+export async function copyFolder(
+  ctx: CopyContext,
+  mapping: FolderMapping,
+): Promise<MigrateFolderResult> {
+  const result: MigrateFolderResult = {
+    source: mapping.source,
+    destination: mapping.destination,
+    created: false,
+    copied: 0,
+    alreadyPresent: 0,
+    skipped: [],
+    bytes: 0,
+  };
+  const status = await ctx.source.open(mapping.source, { readOnly: true });
+  const uidValidity = String(status.uidValidity);
+  const found =
+    status.exists === 0
+      ? []
+      : (await ctx.source.run((c) =>
+          c.search(ctx.since ? { since: ctx.since } : { all: true }, { uid: true }),
+        )) || [];
+  const done = ctx.state.copied(mapping.source, uidValidity);
+  const pending = found.filter((uid) => !done.has(uid)).sort((a, b) => a - b);
+  ctx.onProgress?.({
+    type: 'folder-start',
+    source: mapping.source,
+    destination: mapping.destination,
+    pending: pending.length,
+  });
+  if (pending.length > 0) await copyPending(ctx, mapping, uidValidity, pending, result);
+  ctx.onProgress?.({ type: 'folder-done', result });
+  return result;
+}
+
+async function copyPending(
+  ctx: CopyContext,
+  mapping: FolderMapping,
+  uidValidity: string,
+  pending: number[],
+  result: MigrateFolderResult,
+): Promise<void> {
+  const messages = await sourceMessages(ctx.source, pending);
+  const wouldCopyAll = () => {
+    result.copied = messages.length;
+    result.bytes = messages.reduce((sum, m) => sum + m.size, 0);
+  };
+  const skipAll = (reason: string) => {
+    for (const m of messages) {
+      result.skipped.push({ uid: m.uid, size: m.size, reason });
+      ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
+    }
+  };
+
+  if (!mapping.exists) {
+    result.created = true;
+    if (ctx.dryRun) return wouldCopyAll();
+    const refusal = await createFolder(ctx.destination, mapping);
+    if (refusal !== undefined)
+      return skipAll(`the destination refused to create the folder: ${refusal}`);
+  }
+  const target = await ctx.destination.open(mapping.destination, { readOnly: ctx.dryRun });
+  const destValidity = String(target.uidValidity);
+  let destNext = target.uidNext;
+  const identities = (await needsIdentityCheck(ctx, mapping, uidValidity, target))
+    ? await destinationIdentities(ctx, mapping, uidValidity, destValidity)
+    : undefined;
+  // Nothing to compare against: no body needs reading.
+  if (ctx.dryRun && !identities) return wouldCopyAll();
+
+  for (const batch of batches(messages)) {
+    const bodies = await fetchBodies(ctx.source, batch, ctx.dryRun);
+    for (const message of batch) {
+      throwIfInterrupted(ctx.signal);
+      const raw = bodies.get(message.uid);
+      // Expunged at the source since the listing: nothing left to copy.
+      if (!raw) continue;
+      const identity = messageIdentity(raw);
+      const present = identities?.take(identity);
+      if (present !== undefined) {
+        result.alreadyPresent++;
+        if (!ctx.dryRun) {
+          await ctx.state.record({
+            f: mapping.source,
+            v: uidValidity,
+            u: message.uid,
+            df: mapping.destination,
+            dv: destValidity,
+            du: present,
+            s: 'present',
+          });
+        }
+        ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'present', bytes: 0 });
+        continue;
+      }
+      if (ctx.dryRun) {
+        result.copied++;
+        result.bytes += message.size;
+        continue;
+      }
+      const outcome = await appendOnce(ctx.destination, mapping.destination, {
+        raw,
+        identity,
+        flags: flagsToCopy(message.flags, target.permanentFlags),
+        internalDate: message.internalDate,
+        since: destNext,
+      });
+      if ('refused' in outcome) {
+        result.skipped.push({ uid: message.uid, size: raw.length, reason: outcome.refused });
+        ctx.logger.log('warn', 'the destination refused a message', {
+          folder: displayText(mapping.source),
+          uid: message.uid,
+          size: raw.length,
+          reply: outcome.refused,
+        });
+        ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
+        continue;
+      }
+      if (outcome.uid !== undefined) destNext = Math.max(destNext, outcome.uid + 1);
+      await ctx.state.record({
+        f: mapping.source,
+        v: uidValidity,
+        u: message.uid,
+        df: mapping.destination,
+        ...(outcome.uid !== undefined
+          ? { dv: outcome.uidValidity ?? destValidity, du: outcome.uid }
+          : {}),
+        s: outcome.present ? 'present' : 'copied',
+      });
+      if (outcome.present) result.alreadyPresent++;
+      else {
+        result.copied++;
+        result.bytes += raw.length;
+      }
+      ctx.onProgress?.({
+        type: 'message',
+        source: mapping.source,
+        outcome: outcome.present ? 'present' : 'copied',
+        bytes: outcome.present ? 0 : raw.length,
+      });
+    }
+  }
+}
+
+async function sourceMessages(source: ImapSession, uids: number[]): Promise<SourceMessage[]> {
+  const fetched = await source.run((c) =>
+    c.fetchAll(
+      uidSet(uids),
+      { uid: true, flags: true, internalDate: true, size: true },
+      { uid: true },
+    ),
+  );
+  const wanted = new Set(uids);
+  return fetched
+    .filter((m) => wanted.has(m.uid))
+    .map((m) => ({
+      uid: m.uid,
+      size: m.size ?? 0,
+      flags: m.flags ?? new Set<string>(),
+      internalDate:
+        m.internalDate instanceof Date
+          ? m.internalDate
+          : m.internalDate
+            ? new Date(m.internalDate)
+            : undefined,
+    }))
+    .sort((a, b) => a.uid - b.uid);
+}
+
+function* batches(messages: SourceMessage[]): Generator<SourceMessage[]> {
+  let batch: SourceMessage[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    if (batch.length > 0 && (batch.length >= BATCH_MESSAGES || bytes + m.size > BATCH_BYTES)) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(m);
+    bytes += m.size;
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** Message bytes by UID (BODY.PEEK[]: the source is never marked \Seen); a dry run needs only the identity headers. */
+async function fetchBodies(
+  source: ImapSession,
+  batch: SourceMessage[],
+  headersOnly: boolean,
+): Promise<Map<number, Buffer>> {
+  const query = headersOnly
+    ? { uid: true, headers: [...IDENTITY_HEADERS] }
+    : { uid: true, source: true };
+  const fetched: FetchMessageObject[] = await source.run((c) =>
+    c.fetchAll(uidSet(batch.map((m) => m.uid)), query, { uid: true }),
+  );
+  const bodies = new Map<number, Buffer>();
+  for (const m of fetched) {
+    const bytes = headersOnly ? m.headers : m.source;
+    if (bytes) bodies.set(m.uid, bytes);
+  }
+  return bodies;
+}
+
+/**
+ * Whether the state can vouch for the destination folder. It cannot when it
+ * put nothing there yet while the folder holds messages (a new machine, a
+ * lost state folder), when the folder's UIDNEXT moved past the last message
+ * it put there (a crash between APPEND and the journal, or another writer),
+ * or when the source folder was recreated (a new UIDVALIDITY).
+ */
+async function needsIdentityCheck(
+  ctx: CopyContext,
+  mapping: FolderMapping,
+  uidValidity: string,
+  target: MailboxObject,
+): Promise<boolean> {
+  if (target.exists === 0) return false;
+  const known = ctx.state.destinationUidNext(mapping.destination, String(target.uidValidity));
+  if (known === undefined || known < target.uidNext) return true;
+  return (
+    ctx.state.knowsFolder(mapping.source) &&
+    ctx.state.copied(mapping.source, uidValidity).size === 0
+  );
+}
+
+/** One FETCH of the identity headers of the whole folder, less what the state accounts for. */
+async function destinationIdentities(
+  ctx: CopyContext,
+  mapping: FolderMapping,
+  sourceValidity: string,
+  destValidity: string,
+): Promise<IdentityCounts> {
+  const folder = mapping.destination;
+  const accounted = ctx.state.destinationUids(folder, destValidity, {
+    source: mapping.source,
+    uidValidity: sourceValidity,
+  });
+  const counts = new IdentityCounts();
+  const fetched = await ctx.destination.run((c) =>
+    c.fetchAll('1:*', { uid: true, headers: [...IDENTITY_HEADERS] }, { uid: true }),
+  );
+  for (const m of fetched) {
+    if (m.headers && !accounted.has(m.uid)) counts.add(messageIdentity(m.headers), m.uid);
+  }
+  ctx.logger.log('debug', 'read destination identities', {
+    folder: displayText(folder),
+    messages: fetched.length,
+  });
+  return counts;
+}
+
+type AppendOutcome = { refused: string } | { present: boolean; uid?: number; uidValidity?: string };
+
+/**
+ * APPENDs one message. When the connection drops during the APPEND, the
+ * server may have stored it anyway: before trying again, the messages that
+ * arrived since look for its identity.
+ */
+async function appendOnce(
+  destination: ImapSession,
+  folder: string,
+  message: {
+    raw: Buffer;
+    identity: string;
+    flags: string[];
+    internalDate: Date | undefined;
+    since: number;
+  },
+): Promise<AppendOutcome> {
+  let attempts = 0;
+  return destination.run(async (client: ImapFlow): Promise<AppendOutcome> => {
+    attempts++;
+    if (attempts > 1) {
+      const arrived = await client.fetchAll(
+        `${message.since}:*`,
+        { uid: true, headers: [...IDENTITY_HEADERS] },
+        { uid: true },
+      );
+      const match = arrived.find(
+        (m) =>
+          m.uid >= message.since && m.headers && messageIdentity(m.headers) === message.identity,
+      );
+      if (match) return { present: true, uid: match.uid };
+    }
+    try {
+      const appended = await client.append(
+        folder,
+        message.raw,
+        message.flags,
+        message.internalDate,
+      );
+      if (!appended) throw new Error('APPEND was not sent: the connection is not logged in');
+      return {
+        present: false,
+        ...(appended.uid !== undefined ? { uid: appended.uid } : {}),
+        ...(appended.uidValidity !== undefined
+          ? { uidValidity: String(appended.uidValidity) }
+          : {}),
+      };
+    } catch (error) {
+      const err = error as Error & ImapFlowErrorFields;
+      // A refusal is the server's answer about this message; the connection is fine and the run goes on.
+      if (client.usable && (err.responseStatus === 'NO' || err.responseStatus === 'BAD')) {
+        return { refused: displayText(`${err.responseStatus} ${err.responseText ?? err.message}`) };
+      }
+      if (err.serverResponseCode === 'APPENDLIMIT') return { refused: displayText(err.message) };
+      throw error;
+    }
+  });
+}
+
+/** Creates the folder, subscribed as the source's is; the server's words when it refuses. */
+async function createFolder(
+  destination: ImapSession,
+  mapping: FolderMapping,
+): Promise<string | undefined> {
+  return destination.run(async (client) => {
+    try {
+      // imapflow subscribes every folder it creates: the source's choice wins.
+      await client.mailboxCreate(mapping.destination);
+      if (!mapping.subscribed) await client.mailboxUnsubscribe(mapping.destination);
+      return undefined;
+    } catch (error) {
+      const err = error as Error & ImapFlowErrorFields;
+      if (client.usable && (err.responseStatus === 'NO' || err.responseStatus === 'BAD')) {
+        return displayText(`${err.responseStatus} ${err.responseText ?? err.message}`);
+      }
+      throw error;
+    }
+  });
+}
+
+/** Stops between messages: everything before is in the journal, so a rerun continues here. */
+export function throwIfInterrupted(signal: AbortSignal | undefined): void {
+  if (!signal?.aborted) return;
+  throw new MailbridgeError({
+    code: 'MIGRATE_INTERRUPTED',
+    message: 'The migration was stopped before it finished',
+    remedy: 'Run it again: it continues where it stopped, copying nothing twice.',
+    cause: signal.reason,
+  });
+}

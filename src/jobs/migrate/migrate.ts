@@ -1,0 +1,254 @@
+/**
+ * `migrateMailbox`: copies one mailbox into another over IMAP, folder by
+ * folder, resumable and without duplicates (see copy-folder.ts and state.ts).
+ */
+import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
+import { createImapSession, type ImapSession } from '../../clients/imap-session.js';
+import type { MailbridgeConfig } from '../../config/types.js';
+import { ConfigurationError } from '../../errors.js';
+import { type Logger, silentLogger } from '../../log/logger.js';
+import { displayText } from '../../util/display-text.js';
+import { unmatchedPatterns } from '../archive/filters.js';
+import {
+  type CopyContext,
+  copyFolder,
+  type MigrateFolderResult,
+  type MigrateProgressEvent,
+  throwIfInterrupted,
+} from './copy-folder.js';
+import {
+  describeEndpoint,
+  type MigrateEndpoint,
+  parseEndpoint,
+  resolvePassword,
+  type Side,
+} from './endpoint.js';
+import {
+  type FolderMapping,
+  type ListedFolder,
+  parseMapEntry,
+  planFolders,
+} from './folder-plan.js';
+import { runFolderWorkers } from './folder-workers.js';
+import { createPasswordSession } from './password-session.js';
+import { defaultStateDir, MigrationState } from './state.js';
+
+/** Connections per side by default: several folders at once, well under Exchange's ~16 per mailbox. */
+export const DEFAULT_MIGRATE_CONNECTIONS = 4;
+
+export interface MigrateMailboxOptions {
+  /** `m365:ADDRESS`, `imaps://USER@HOST:PORT` or `imap://…` (STARTTLS), or a parsed endpoint. */
+  from: string | MigrateEndpoint;
+  to: string | MigrateEndpoint;
+  /** Configuration of an `m365:` source; also used for an `m365:` destination without `toConfig`. */
+  fromConfig?: MailbridgeConfig;
+  toConfig?: MailbridgeConfig;
+  /** Password of a password endpoint; else `MAILBRIDGE_FROM_PASSWORD` / `MAILBRIDGE_TO_PASSWORD`. */
+  fromPassword?: string;
+  toPassword?: string;
+  /** Source folders to take (`*` wildcard); all when empty. */
+  folders?: readonly string[];
+  exclude?: readonly string[];
+  /** `SRC=DEST` overrides of destination folder names (DEST with the destination's delimiter). */
+  map?: readonly string[];
+  /** Only messages received on or after this day. */
+  since?: Date;
+  /** State folder of this pair. @default under $XDG_STATE_HOME/mailbridge/migrate */
+  stateDir?: string;
+  /**
+   * Connections on each side, folders spread over them (those sharing a
+   * destination folder on one). @default 4, at most the session layer's cap per mailbox (8)
+   */
+  connections?: number;
+  /** Plans and counts; creates, copies and writes nothing. */
+  dryRun?: boolean;
+  logger?: Logger;
+  signal?: AbortSignal;
+  onProgress?: (event: MigrateProgressEvent) => void;
+  /** Environment for passwords and the default state folder. @default process.env */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export interface MigrateResult {
+  /** Every message is at the destination (copied now or before, or found there). */
+  ok: boolean;
+  dryRun: boolean;
+  from: string;
+  to: string;
+  stateDir: string;
+  copied: number;
+  alreadyPresent: number;
+  /** Messages the destination refused; each folder lists them with the server's words. */
+  skipped: number;
+  bytes: number;
+  folders: MigrateFolderResult[];
+}
+
+export async function migrateMailbox(options: MigrateMailboxOptions): Promise<MigrateResult> {
+  const logger = options.logger ?? silentLogger;
+  const env = options.env ?? process.env;
+  const from =
+    typeof options.from === 'string' ? parseEndpoint(options.from, 'from') : options.from;
+  const to = typeof options.to === 'string' ? parseEndpoint(options.to, 'to') : options.to;
+  const map = (options.map ?? []).map((text) => {
+    const entry = parseMapEntry(text);
+    if (!entry) {
+      throw new ConfigurationError({
+        code: 'MIGRATE_OPTION_INVALID',
+        message: `--map '${displayText(text, 80)}' is not SRC=DEST`,
+        remedy:
+          "Give the source folder's path, `=`, and the destination path: --map 'Sent=Sent Items'.",
+      });
+    }
+    return entry;
+  });
+  const pair = { from: describeEndpoint(from), to: describeEndpoint(to) };
+  const stateDir = options.stateDir ?? defaultStateDir(pair.from, pair.to, env);
+  const dryRun = options.dryRun === true;
+  const connections = options.connections ?? DEFAULT_MIGRATE_CONNECTIONS;
+  if (
+    !Number.isInteger(connections) ||
+    connections < 1 ||
+    connections > DEFAULT_MAX_CONNECTIONS_PER_MAILBOX
+  ) {
+    throw new ConfigurationError({
+      code: 'MIGRATE_OPTION_INVALID',
+      message: `--connections must be a whole number from 1 to ${DEFAULT_MAX_CONNECTIONS_PER_MAILBOX}, not ${displayText(String(connections), 20)}`,
+      remedy: `Each is one connection on each side; Exchange Online allows about 16 per mailbox. The default is ${DEFAULT_MIGRATE_CONNECTIONS}.`,
+    });
+  }
+
+  const providers = new Map<MailbridgeConfig, TokenProvider>();
+  const open = (endpoint: MigrateEndpoint, side: Side): ImapSession => {
+    if (endpoint.kind === 'imap') {
+      const given = side === 'from' ? options.fromPassword : options.toPassword;
+      const password = given ?? resolvePassword(side, { env });
+      return createPasswordSession(endpoint, password, { logger });
+    }
+    const config = side === 'from' ? options.fromConfig : (options.toConfig ?? options.fromConfig);
+    if (!config) {
+      throw new ConfigurationError({
+        code: 'MIGRATE_OPTION_INVALID',
+        message: `--${side} m365:${endpoint.mailbox} needs a configuration (tenant, app, credential)`,
+        remedy: `Pass ${side}Config to migrateMailbox (the CLI loads the usual configuration, or --${side}-config FILE).`,
+      });
+    }
+    let provider = providers.get(config);
+    if (!provider) {
+      provider = createTokenProvider(config, { logger });
+      providers.set(config, provider);
+    }
+    return createImapSession(config, {
+      mailbox: endpoint.mailbox,
+      tokenProvider: provider,
+      logger,
+    });
+  };
+
+  // Both are checked before anything is written: a wrong password must not leave a state folder behind.
+  const source = open(from, 'from');
+  const destination = open(to, 'to');
+  const sessions: { source: ImapSession; destination: ImapSession }[] = [{ source, destination }];
+  let state: MigrationState | undefined;
+  try {
+    const [sourceFolders, destFolders] = await Promise.all([
+      listFolders(source),
+      listFolders(destination),
+    ]);
+    const plan = planFolders(sourceFolders, destFolders, {
+      include: options.folders ?? [],
+      exclude: options.exclude ?? [],
+      map,
+    });
+    checkSelection(plan, sourceFolders, options.folders ?? []);
+    state = await MigrationState.open(stateDir, pair, { readOnly: dryRun });
+    if (!dryRun) await subscribeExisting(destination, plan, destFolders);
+
+    const opened = state;
+    const context = (worker: number): CopyContext => {
+      let pair = sessions[worker];
+      if (!pair) {
+        pair = { source: open(from, 'from'), destination: open(to, 'to') };
+        sessions[worker] = pair;
+      }
+      return {
+        ...pair,
+        state: opened,
+        dryRun,
+        logger,
+        ...(options.since ? { since: options.since } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      };
+    };
+    const folders = await runFolderWorkers(plan, connections, (worker, mapping) => {
+      throwIfInterrupted(options.signal);
+      return copyFolder(context(worker), mapping);
+    });
+    const sum = (pick: (f: MigrateFolderResult) => number) =>
+      folders.reduce((total, f) => total + pick(f), 0);
+    const skipped = sum((f) => f.skipped.length);
+    return {
+      ok: skipped === 0,
+      dryRun,
+      ...pair,
+      stateDir,
+      copied: sum((f) => f.copied),
+      alreadyPresent: sum((f) => f.alreadyPresent),
+      skipped,
+      bytes: sum((f) => f.bytes),
+      folders,
+    };
+  } finally {
+    await state?.close();
+    await Promise.all(sessions.flatMap((p) => [p.source.close(), p.destination.close()]));
+  }
+}
+
+async function listFolders(session: ImapSession): Promise<ListedFolder[]> {
+  const listed = await session.run((c) => c.list());
+  return listed.map((f) => ({
+    path: f.path,
+    delimiter: f.delimiter ?? '',
+    flags: f.flags,
+    specialUse: f.specialUse,
+    subscribed: f.subscribed,
+  }));
+}
+
+function checkSelection(
+  plan: readonly FolderMapping[],
+  source: readonly ListedFolder[],
+  include: readonly string[],
+): void {
+  if (include.length === 0 || plan.length > 0) return;
+  const unmatched = unmatchedPatterns(
+    source.map((f) => f.path),
+    include,
+  );
+  throw new ConfigurationError({
+    code: 'MIGRATE_NO_FOLDER_MATCHED',
+    message:
+      unmatched.length > 0
+        ? `--folder ${unmatched.map((p) => `'${displayText(p, 80)}'`).join(', ')} matches no folder of the source (it has ${source.length})`
+        : '--folder and --exclude together leave no folder of the source',
+    remedy:
+      'Give folder paths as the source lists them (`*` as a wildcard); --dry-run shows the plan.',
+  });
+}
+
+/** Source subscriptions for folders the destination already has (new folders are subscribed on creation). */
+async function subscribeExisting(
+  destination: ImapSession,
+  plan: readonly FolderMapping[],
+  destFolders: readonly ListedFolder[],
+): Promise<void> {
+  const subscribed = new Set(destFolders.filter((f) => f.subscribed).map((f) => f.path));
+  for (const mapping of plan) {
+    if (mapping.exists && mapping.subscribed && !subscribed.has(mapping.destination)) {
+      await destination.run((c) => c.mailboxSubscribe(mapping.destination));
+      subscribed.add(mapping.destination);
+    }
+  }
+}

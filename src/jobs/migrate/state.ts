@@ -1,0 +1,211 @@
+/**
+ * The durable state of one mailbox pair: which source message (folder,
+ * UIDVALIDITY, UID) became which destination message (folder, UIDVALIDITY,
+ * UID from APPENDUID). An append-only journal, each line flushed to disk
+ * before the next message is copied; a crash can only cut the last line
+ * short, and a torn last line is dropped on the next open. What the journal
+ * does not know (a crash between APPEND and its line, a lost state folder)
+ * the identity check before APPEND finds at the destination.
+ */
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, truncate } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigurationError, MailbridgeError } from '../../errors.js';
+import { displayText } from '../../util/display-text.js';
+import { fsyncDirectory, writeFileAtomic } from '../../util/durable.js';
+
+export interface JournalRecord {
+  /** Source folder, UIDVALIDITY (decimal), UID. */
+  f: string;
+  v: string;
+  u: number;
+  /** Destination folder, its UIDVALIDITY and the message's UID there, when the server said (UIDPLUS). */
+  df: string;
+  dv?: string;
+  du?: number;
+  /** `copied` by this tool, or found `present` at the destination by identity. */
+  s: 'copied' | 'present';
+}
+
+const PAIR_FILE = 'pair.json';
+const JOURNAL_FILE = 'journal.jsonl';
+
+/** `$XDG_STATE_HOME/mailbridge/migrate/<pair>` (else `~/.local/state/…`), one folder per pair. */
+export function defaultStateDir(
+  from: string,
+  to: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string {
+  const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  const readable = `${from}--${to}`.replace(/[^A-Za-z0-9@._-]+/g, '_').slice(0, 120);
+  const hash = createHash('sha256').update(`${from}\n${to}`).digest('hex').slice(0, 10);
+  return join(base, 'mailbridge', 'migrate', `${readable}-${hash}`);
+}
+
+export class MigrationState {
+  private readonly done = new Map<string, Set<number>>();
+  private readonly destNext = new Map<string, number>();
+  /** Per destination folder: each destination UID and the source message key it stands for. */
+  private readonly destUids = new Map<string, Map<number, { f: string; v: string }>>();
+  private readonly folders = new Set<string>();
+
+  private constructor(
+    readonly dir: string,
+    private readonly journal: FileHandle | undefined,
+  ) {}
+
+  /**
+   * Opens (creating it unless `readOnly`) the state folder of `from` → `to`.
+   * @throws ConfigurationError MIGRATE_STATE_MISMATCH when it belongs to another pair
+   */
+  static async open(
+    dir: string,
+    pair: { from: string; to: string },
+    options: { readOnly?: boolean } = {},
+  ): Promise<MigrationState> {
+    try {
+      const known = await readFile(join(dir, PAIR_FILE), 'utf8').then(
+        (text) => JSON.parse(text) as { from?: string; to?: string },
+        (error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return undefined;
+          throw error;
+        },
+      );
+      if (known && (known.from !== pair.from || known.to !== pair.to)) {
+        throw new ConfigurationError({
+          code: 'MIGRATE_STATE_MISMATCH',
+          message: `The state folder ${displayText(dir)} belongs to ${displayText(String(known.from))} → ${displayText(String(known.to))}, not to this migration`,
+          remedy: 'Give each pair of mailboxes its own --state folder (or leave --state out).',
+        });
+      }
+      const text = await readFile(join(dir, JOURNAL_FILE), 'utf8').catch(
+        (error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return '';
+          throw error;
+        },
+      );
+      const end = text.lastIndexOf('\n') + 1;
+      if (options.readOnly) {
+        const state = new MigrationState(dir, undefined);
+        state.load(text.slice(0, end));
+        return state;
+      }
+      if (!known) {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await writeFileAtomic(join(dir, PAIR_FILE), `${JSON.stringify(pair)}\n`, dir);
+      }
+      // A crash can leave a last line without its newline: drop it before appending after it.
+      if (end < Buffer.byteLength(text))
+        await truncate(join(dir, JOURNAL_FILE), Buffer.byteLength(text.slice(0, end)));
+      const journal = await open(join(dir, JOURNAL_FILE), 'a', 0o600);
+      if (text === '') await fsyncDirectory(dir);
+      const state = new MigrationState(dir, journal);
+      state.load(text.slice(0, end));
+      return state;
+    } catch (error) {
+      throw stateError(dir, error);
+    }
+  }
+
+  private load(text: string): void {
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      let record: JournalRecord;
+      try {
+        record = JSON.parse(line) as JournalRecord;
+      } catch {
+        // Only a damaged disk makes a whole line unreadable; the identity check covers what it held.
+        continue;
+      }
+      this.remember(record);
+    }
+  }
+
+  private remember(record: JournalRecord): void {
+    const key = folderKey(record.f, record.v);
+    let uids = this.done.get(key);
+    if (!uids) {
+      uids = new Set();
+      this.done.set(key, uids);
+    }
+    uids.add(record.u);
+    this.folders.add(record.f);
+    if (record.dv !== undefined && record.du !== undefined) {
+      const dest = folderKey(record.df, record.dv);
+      this.destNext.set(dest, Math.max(this.destNext.get(dest) ?? 0, record.du + 1));
+      let taken = this.destUids.get(dest);
+      if (!taken) {
+        taken = new Map();
+        this.destUids.set(dest, taken);
+      }
+      taken.set(record.du, { f: record.f, v: record.v });
+    }
+  }
+
+  /** Source UIDs already at the destination, for this folder and UIDVALIDITY. */
+  copied(folder: string, uidValidity: string): ReadonlySet<number> {
+    return this.done.get(folderKey(folder, uidValidity)) ?? new Set();
+  }
+
+  /** Whether the journal knows the folder at all (under any UIDVALIDITY). */
+  knowsFolder(folder: string): boolean {
+    return this.folders.has(folder);
+  }
+
+  /** The destination folder's UIDNEXT as of the last message this state put there. */
+  destinationUidNext(folder: string, uidValidity: string): number | undefined {
+    return this.destNext.get(folderKey(folder, uidValidity));
+  }
+
+  /**
+   * Destination UIDs this state accounts for: they stand for no other source
+   * message. Those of `replanned` under an older UIDVALIDITY are left out:
+   * that folder was recreated, and its messages are matched afresh.
+   */
+  destinationUids(
+    folder: string,
+    uidValidity: string,
+    replanned?: { source: string; uidValidity: string },
+  ): ReadonlySet<number> {
+    const uids = new Set<number>();
+    for (const [uid, from] of this.destUids.get(folderKey(folder, uidValidity)) ?? []) {
+      if (replanned && from.f === replanned.source && from.v !== replanned.uidValidity) continue;
+      uids.add(uid);
+    }
+    return uids;
+  }
+
+  /** Appends a line and flushes it to disk before returning. */
+  async record(record: JournalRecord): Promise<void> {
+    if (!this.journal) throw new Error('state opened read-only');
+    try {
+      await this.journal.write(`${JSON.stringify(record)}\n`);
+      await this.journal.datasync();
+    } catch (error) {
+      throw stateError(this.dir, error);
+    }
+    this.remember(record);
+  }
+
+  async close(): Promise<void> {
+    await this.journal?.close();
+  }
+}
+
+function folderKey(folder: string, uidValidity: string): string {
+  return `${uidValidity}\0${folder}`;
+}
+
+function stateError(dir: string, error: unknown): MailbridgeError {
+  if (error instanceof MailbridgeError) return error;
+  const err = error as NodeJS.ErrnoException;
+  return new MailbridgeError({
+    code: 'MIGRATE_STATE_FAILED',
+    message: `The migration state in ${displayText(dir)} cannot be read or written (${err.code ?? err.message})`,
+    remedy:
+      'Fix the cause (disk full, permissions, --state pointing at a file), then run again: it continues where it stopped.',
+    cause: error,
+  });
+}

@@ -1,0 +1,84 @@
+/**
+ * A large migration into the Microsoft 365 side while its connections are cut
+ * (the fault proxy drops them mid-APPEND) and its sessions end with
+ * `BYE … AccessTokenExpired` as 8-second tokens expire: the run completes,
+ * and every message is at the destination exactly once.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrateMailbox } from '../../../src/index.js';
+import {
+  expected,
+  type MigrateTestEnv,
+  SOURCE_PASSWORD,
+  seed,
+  seedMessages,
+  snapshot,
+  startMigrateTestEnv,
+} from './support.js';
+
+const DEST = 'carol@contoso.example';
+const FOLDERS = ['INBOX', 'Lists/dev', 'Archiv.2019', 'Kunden/Müller & Söhne', 'Reports'];
+const IDENTITY = Object.fromEntries(FOLDERS.map((f) => [f, f]));
+const MESSAGES = 2_000;
+
+describe('migrate under faults', { tags: ['soak'] }, () => {
+  let env: MigrateTestEnv;
+  let work: string;
+
+  beforeAll(async () => {
+    env = await startMigrateTestEnv([DEST], { faultProxy: true, tokenLifetimeSeconds: 8 });
+    work = await mkdtemp(join(tmpdir(), 'mailbridge-migrate-faults-'));
+    const source = await env.source();
+    try {
+      await seed(source, seedMessages(FOLDERS, MESSAGES, 20_000));
+    } finally {
+      await source.logout();
+    }
+  }, 300_000);
+
+  afterAll(async () => {
+    await env?.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it(`copies ${MESSAGES} messages exactly once through dropped connections and expiring tokens`, async () => {
+    const proxy = env.proxy;
+    if (!proxy) throw new Error('no fault proxy');
+    let seen = 0;
+    const started = Date.now();
+    const result = await migrateMailbox({
+      from: env.sourceUrl,
+      to: `m365:${DEST}`,
+      toConfig: env.config,
+      fromPassword: SOURCE_PASSWORD,
+      stateDir: join(work, 'state'),
+      onProgress(event) {
+        if (event.type !== 'message') return;
+        seen++;
+        // Cut while the next APPEND is on its way: the server may or may not have stored it.
+        if (seen % 450 === 0) setImmediate(() => proxy.dropAll());
+      },
+    });
+    const seconds = (Date.now() - started) / 1000;
+    expect(result).toMatchObject({ ok: true, skipped: 0 });
+    expect(result.copied + result.alreadyPresent).toBe(MESSAGES);
+    expect(proxy.connections).toBeGreaterThan(4);
+
+    const source = await env.source();
+    const dest = await env.m365(DEST);
+    try {
+      expect(await snapshot(dest, FOLDERS)).toEqual(
+        expected(await snapshot(source, FOLDERS), IDENTITY),
+      );
+    } finally {
+      await source.logout();
+      await dest.logout();
+    }
+    console.log(
+      `migrate soak: ${MESSAGES} messages in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), ${proxy.connections} connections, ${proxy.byesSent} BYEs, ${result.alreadyPresent} found present after a cut`,
+    );
+  }, 600_000);
+});

@@ -1,0 +1,191 @@
+/**
+ * Shared by the migration tests: one Dovecot holding a password mailbox on
+ * "another provider" (the source) and token-only mailboxes standing in for
+ * Microsoft 365 (the destination), seeding over IMAP, and snapshots of
+ * folders to compare: per folder the multiset of (SHA-256 of the bytes,
+ * INTERNALDATE, flags).
+ */
+import { createHash } from 'node:crypto';
+import { ImapFlow } from 'imapflow';
+import { createImapClient, loadConfig, type MailbridgeConfig } from '../../../src/index.js';
+import { appEnvironment } from '../../helpers/app-env.js';
+import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
+import {
+  EXCHANGE_AUDIENCE,
+  IMAP_ROLE,
+  type MailServers,
+  startMailServers,
+} from '../../helpers/mail-servers.js';
+import { startTokenService, type TokenService } from '../../helpers/token-service.js';
+
+export const SOURCE_USER = 'alice@oldhost.example';
+export const SOURCE_PASSWORD = 'correct horse battery staple';
+export const MAX_MESSAGE_SIZE = 256 * 1024;
+
+export interface MigrateTestEnv {
+  service: TokenService;
+  servers: MailServers;
+  /** Settings of the Microsoft 365 side: through the fault proxy when one was asked for. */
+  config: MailbridgeConfig;
+  proxy: ImapFaultProxy | undefined;
+  /** The app's settings plus the source password, as a user would set them for the CLI. */
+  env: Record<string, string>;
+  sourceUrl: string;
+  source(): Promise<ImapFlow>;
+  m365(mailbox: string): Promise<ImapFlow>;
+  close(): Promise<void>;
+}
+
+export async function startMigrateTestEnv(
+  m365Mailboxes: string[],
+  options: { faultProxy?: boolean; tokenLifetimeSeconds?: number } = {},
+): Promise<MigrateTestEnv> {
+  const service = await startTokenService(
+    options.tokenLifetimeSeconds ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds } : {},
+  );
+  const servers = await startMailServers({
+    tokenService: service,
+    passwordUsers: { [SOURCE_USER]: SOURCE_PASSWORD },
+    maxMessageSize: MAX_MESSAGE_SIZE,
+  });
+  const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
+  for (const mailbox of m365Mailboxes) await servers.grantMailbox(app.clientId, mailbox);
+  const proxy = options.faultProxy ? await startImapFaultProxy(servers.imap) : undefined;
+  const appEnv = appEnvironment(service, app, { imap: proxy ?? servers.imap });
+  const config = await loadConfig({ env: appEnv });
+  const direct = { ...config, imap: { host: servers.imap.host, port: servers.imap.port } };
+  return {
+    service,
+    servers,
+    config,
+    proxy,
+    env: { ...appEnv, MAILBRIDGE_FROM_PASSWORD: SOURCE_PASSWORD },
+    sourceUrl: `imaps://${encodeURIComponent(SOURCE_USER)}@127.0.0.1:${servers.imap.port}`,
+    source: async () => {
+      const client = new ImapFlow({
+        host: '127.0.0.1',
+        port: servers.imap.port,
+        secure: true,
+        auth: { user: SOURCE_USER, pass: SOURCE_PASSWORD },
+        logger: false,
+      });
+      await client.connect();
+      return client;
+    },
+    // Straight to Dovecot, which checks the token at login only: for seeding and checking.
+    m365: (mailbox) => createImapClient(direct, { mailbox }),
+    async close() {
+      await proxy?.close();
+      await servers.stop();
+      await service.close();
+    },
+  };
+}
+
+export interface SeedMessage {
+  folder: string;
+  raw: string;
+  flags: string[];
+  date: Date;
+}
+
+export function seedMessages(folders: string[], count: number, start = 0): SeedMessage[] {
+  const flagSets = [
+    [],
+    ['\\Seen'],
+    ['\\Seen', '\\Answered'],
+    ['\\Flagged'],
+    ['\\Draft'],
+    ['\\Seen', '$Forwarded'],
+    ['\\Seen', '\\Deleted'],
+  ];
+  return Array.from({ length: count }, (_, k) => {
+    const i = start + k;
+    const folder = folders[i % folders.length] as string;
+    const withId = i % 9 !== 0;
+    const raw = [
+      `From: "Sender ${i % 17}" <sender${i % 17}@fabrikam.example>`,
+      'To: alice@oldhost.example',
+      `Subject: =?UTF-8?Q?Nachricht_${i}_=C3=BCber?= ${folder.replace(/[^\x20-\x7e]/g, '?')}`,
+      ...(withId ? [`Message-ID: <m${i}@fabrikam.example>`] : []),
+      `Date: Mon, ${1 + (i % 27)} Apr 20${10 + (i % 14)} 09:${String(i % 60).padStart(2, '0')}:00 +0200`,
+      'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=utf-8',
+      '',
+      `Message ${i}.`,
+      'x'.repeat(50 + ((i * 37) % 700)),
+      '',
+    ].join('\r\n');
+    return {
+      folder,
+      raw,
+      flags: flagSets[i % flagSets.length] as string[],
+      date: new Date(Date.UTC(2005 + (i % 19), i % 12, 1 + (i % 28), i % 24, (i * 7) % 60, 0)),
+    };
+  });
+}
+
+export async function seed(client: ImapFlow, messages: SeedMessage[]): Promise<void> {
+  const existing = new Set((await client.list()).map((f) => f.path));
+  for (const m of messages) {
+    if (!existing.has(m.folder)) {
+      await client.mailboxCreate(m.folder);
+      existing.add(m.folder);
+    }
+    await client.append(m.folder, m.raw, m.flags, m.date);
+  }
+}
+
+/** Per folder: sorted `sha256 internalDate flags` lines, one per message. */
+export async function snapshot(
+  client: ImapFlow,
+  folders?: string[],
+): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const paths =
+    folders ?? (await client.list()).filter((f) => !f.flags.has('\\Noselect')).map((f) => f.path);
+  for (const path of paths) {
+    const status = await client.mailboxOpen(path, { readOnly: true });
+    const lines: string[] = [];
+    if (status.exists > 0) {
+      for await (const m of client.fetch('1:*', {
+        uid: true,
+        source: true,
+        flags: true,
+        internalDate: true,
+      })) {
+        const flags = [...(m.flags ?? [])].filter((f) => f !== '\\Recent').sort();
+        const date = new Date(m.internalDate as Date).toISOString();
+        lines.push(
+          [
+            createHash('sha256')
+              .update(m.source as Buffer)
+              .digest('hex'),
+            date,
+            ...flags,
+          ].join(' '),
+        );
+      }
+    }
+    out.set(path, lines.sort());
+  }
+  return out;
+}
+
+/** Source snapshot lines as the destination must hold them, under `mapped` names: \\Deleted is never copied. */
+export function expected(
+  source: Map<string, string[]>,
+  mapped: Readonly<Record<string, string>>,
+): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const [folder, lines] of source) {
+    const dest = mapped[folder];
+    if (!dest) continue;
+    const kept = lines.map((l) => {
+      const [hash, date, ...flags] = l.split(' ');
+      return [hash, date, ...flags.filter((f) => f !== '\\Deleted')].join(' ');
+    });
+    out.set(dest, kept.sort());
+  }
+  return out;
+}
