@@ -2,9 +2,10 @@
  * One mailbox's archive run, from start to summary: list and select the
  * folders, record what an interrupted run left, repair on request, confirm
  * the checkpoints, estimate, then each folder (folder-archiver.ts), and the
- * result. The only part besides those it calls that talks to the server and
- * the disk; decisions come from ../mailbox-read/ and plan.ts, files from
- * store.ts, the record of what is done from manifest.ts.
+ * result. With the modules it calls, the only part of the archive that
+ * talks to the server and the disk: decisions come from the pure modules of
+ * ../mailbox-read/ and plan.ts, files from store.ts, the record of what is
+ * done from manifest.ts.
  */
 
 import { join } from 'node:path';
@@ -19,8 +20,7 @@ import { displayText } from '../../util/display-text.js';
 import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../mailbox-read/fetch-groups.js';
 import { FolderAccess } from '../mailbox-read/folder-access.js';
 import { type FolderListing, listedStatus, listFolders } from '../mailbox-read/folder-listing.js';
-import type { FolderStatus } from '../mailbox-read/folder-plan.js';
-import { planFolder } from '../mailbox-read/folder-plan.js';
+import { type FolderStatus, planFolder } from '../mailbox-read/folder-plan.js';
 import { notifyProgress, ProgressCounts } from '../mailbox-read/progress-counts.js';
 import { InterruptedError, type ReadJobTerms } from '../mailbox-read/read-errors.js';
 import { byFolder } from './by-folder.js';
