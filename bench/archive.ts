@@ -124,7 +124,7 @@ const SIDE_NAMES: Record<Side, string> = {
   required: 'required work only',
   library: 'required work through imapflow',
 };
-/** Files the disk ceiling writes and flushes at once: as many as the archive (runner.ts). */
+/** Files the disk ceiling writes and flushes at once: as many as the archive (src/jobs/archive/message-archiver.ts). */
 const DISK_CONCURRENCY = 32;
 
 interface Run {

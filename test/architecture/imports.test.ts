@@ -95,6 +95,24 @@ describe('the module graph of src/', () => {
     expect(upward).toEqual([]);
   });
 
+  it('lets jobs share parts only through jobs/mailbox-read/, which imports no job', () => {
+    const SHARED = 'mailbox-read';
+    const jobOf = (file: string) => {
+      const [top, job] = name(file).split('/');
+      return top === 'jobs' ? job : undefined;
+    };
+    const across: string[] = [];
+    for (const [file, imports] of graph) {
+      const from = jobOf(file);
+      for (const target of imports) {
+        const to = jobOf(target);
+        if (from && to && to !== from && to !== SHARED)
+          across.push(`${name(file)} → ${name(target)}`);
+      }
+    }
+    expect(across).toEqual([]);
+  });
+
   it('reads every import (the parser above is not blind)', () => {
     expect(graph.get(join(SRC, 'cli/main.ts'))).toContain(join(SRC, 'cli/run.ts'));
   });

@@ -19,10 +19,10 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fsyncDirectory } from '../../util/durable.js';
+import type { DoneRange } from '../mailbox-read/folder-plan.js';
 import { ArchiveDiskError, diskError } from './disk-errors.js';
 import type { MessageMetadata } from './metadata.js';
 import { folderDirName, messagePath, parseMessagePath } from './paths.js';
-import type { ArchivedRange } from './plan.js';
 
 export interface ManifestRecord extends MessageMetadata {
   /** IMAP folder path, as the server lists it (Unicode). */
@@ -243,8 +243,8 @@ export class ManifestIndex {
   }
 
   /** The folder's checkpoints, one per UIDVALIDITY it has had. */
-  ranges(folder: string): Map<number, ArchivedRange> {
-    const out = new Map<number, ArchivedRange>();
+  ranges(folder: string): Map<number, DoneRange> {
+    const out = new Map<number, DoneRange>();
     for (const [uv, entry] of this.folders.get(folder) ?? []) {
       out.set(uv, { lastUid: entry.lastUid, count: entry.uids.size });
     }

@@ -9,7 +9,7 @@ import type {
   ArchiveMailboxResult,
   ArchiveProgressEvent,
   ArchiveRunResult,
-} from './runner.js';
+} from './run-types.js';
 
 export interface MailboxProgress {
   mailbox: string;

@@ -1,0 +1,40 @@
+/**
+ * Manifest lines waiting to be written: in batches, since each write is
+ * flushed to disk, and never before their files are durable.
+ */
+import type { ManifestIndex, ManifestRecord, ManifestWriter } from './manifest.js';
+import { type ManifestSyncPolicy, shouldWriteManifest } from './plan.js';
+import type { ArchiveStore } from './store.js';
+
+export class ManifestBatch {
+  private pending: ManifestRecord[] = [];
+  private oldestPendingAt: number | undefined;
+
+  constructor(
+    private readonly store: ArchiveStore,
+    private readonly index: ManifestIndex,
+    private readonly writer: ManifestWriter,
+    private readonly policy: ManifestSyncPolicy,
+  ) {}
+
+  /** Adds a line (unless the manifest has it), writing the batch when the policy says so. */
+  async queue(record: ManifestRecord): Promise<void> {
+    if (this.index.has(record.folder, record.uidValidity, record.uid)) return;
+    this.pending.push(record);
+    this.oldestPendingAt ??= Date.now();
+    if (shouldWriteManifest(this.pending.length, this.oldestPendingAt, Date.now(), this.policy)) {
+      await this.flush();
+    }
+  }
+
+  /** Makes the renamed files durable, then appends their lines: never a line before its file. */
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.oldestPendingAt = undefined;
+    await this.store.sync();
+    await this.writer.append(batch);
+    for (const record of batch) this.index.add(record);
+  }
+}
