@@ -4,7 +4,7 @@ import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import { createImapClient, imapErrorToMailbridge, openFolder } from '../../clients/imap-client.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, ExitCode, ProtocolError } from '../../errors.js';
-import { newUids, toUidSet } from '../../jobs/archive/plan.js';
+import { newUids, toUidSet } from '../../jobs/mailbox-read/index.js';
 import { displayText } from '../../util/display-text.js';
 import { usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';

@@ -8,7 +8,7 @@
  * go to the destination's folder of the same use (or the name Exchange
  * gives it), INBOX to INBOX, then `--map` overrides.
  */
-import { folderSelected, isSelectable } from '../archive/filters.js';
+import { folderSelected, isSelectable } from '../mailbox-read/folder-filter.js';
 
 /** One LIST entry, as imapflow reports it. */
 export interface ListedFolder {

@@ -9,7 +9,7 @@ import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
-import { unmatchedPatterns } from '../archive/filters.js';
+import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
 import {
   type CopyContext,
   copyFolder,
