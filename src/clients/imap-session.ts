@@ -1,5 +1,9 @@
 import type { ImapFlow, MailboxObject } from 'imapflow';
-import { createTokenProvider, type TokenProvider } from '../auth/token-provider.js';
+import {
+  type AccessToken,
+  createTokenProvider,
+  type TokenProvider,
+} from '../auth/token-provider.js';
 import type { MailbridgeConfig } from '../config/types.js';
 import {
   AuthenticationError,
@@ -7,7 +11,7 @@ import {
   MailbridgeError,
   NetworkError,
 } from '../errors.js';
-import { type Logger, silentLogger } from '../log/logger.js';
+import { type LogFields, type Logger, silentLogger } from '../log/logger.js';
 import {
   acquireConnectionSlot,
   connectionKey,
@@ -66,6 +70,33 @@ export interface ImapSession {
 }
 
 /**
+ * How a session logs in: the one thing that differs between a Microsoft 365
+ * mailbox (XOAUTH2 with a token that expires) and a server that takes a
+ * password. The reconnect, retry and re-select loop is the same for both.
+ */
+export interface ImapLogin {
+  /** Names the session in errors: the mailbox or the user. */
+  readonly name: string;
+  /** Identify the session in log lines. */
+  readonly logFields: LogFields;
+  /**
+   * A live, logged-in connection; `renewAt` (epoch ms) when it must be
+   * replaced before the server ends it, as a token's expiry does.
+   */
+  connect(): Promise<{ client: ImapFlow; renewAt?: number }>;
+  /** Our error for what imapflow threw; a MailbridgeError is never passed. */
+  toError(error: unknown): MailbridgeError;
+  /** The error once retries are used up; `toError`'s when absent. */
+  giveUp?(mapped: MailbridgeError, failure: SessionFailure, attempts: number): MailbridgeError;
+}
+
+export interface LoginSessionOptions
+  extends Pick<ImapSessionOptions, 'logger' | 'maxAttempts' | 'baseDelayMs' | 'maxThrottleWaitMs'> {
+  /** Holds one of `limit` connection slots under `key` while connected. */
+  slot?: { key: string; limit: number };
+}
+
+/**
  * A long-lived IMAP session for jobs. imapflow uses its token once, at
  * connect, and never reconnects; Exchange ends a session whose token expires
  * with `* BYE Session invalidated - AccessTokenExpired`. This keeps a job
@@ -77,20 +108,63 @@ export function createImapSession(
 ): ImapSession {
   const logger = options.logger ?? silentLogger;
   const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
+  const marginMs = options.reconnectMarginMs ?? 120_000;
+  const mailbox = options.mailbox;
+  let token: AccessToken | undefined;
+  return createLoginSession(
+    {
+      name: mailbox,
+      logFields: { mailbox },
+      async connect() {
+        token = await provider.getToken();
+        const client = await connectImap(config, { mailbox, logger }, token);
+        const life = token.expiresOn.getTime() - Date.now();
+        return {
+          client,
+          renewAt: token.expiresOn.getTime() - Math.min(marginMs, Math.max(0, life) / 4),
+        };
+      },
+      toError: (error) => imapErrorToMailbridge(error, { config, mailbox, token }),
+      giveUp(mapped, failure, attempts) {
+        if (mapped instanceof AuthenticationError) return mapped;
+        return new NetworkError({
+          code: failure.kind === 'throttled' ? 'IMAP_THROTTLED' : 'IMAP_SESSION_LOST',
+          message: `The IMAP session for ${mailbox} kept failing (${failure.reason}) after ${attempts} attempts`,
+          remedy:
+            failure.kind === 'throttled'
+              ? 'Exchange is throttling this mailbox: run fewer jobs or connections against it, or try later.'
+              : 'Check the network and the server; the job can be run again and continues where it stopped.',
+          cause: mapped,
+        });
+      },
+    },
+    {
+      ...options,
+      slot: {
+        key: connectionKey(config.imap.host, config.imap.port, mailbox),
+        limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+      },
+    },
+  );
+}
+
+/** The session loop for any kind of login; `createImapSession` is the XOAUTH2 one. */
+export function createLoginSession(login: ImapLogin, options: LoginSessionOptions): ImapSession {
+  const logger = options.logger ?? silentLogger;
   const maxAttempts = options.maxAttempts ?? 6;
   const baseDelayMs = options.baseDelayMs ?? 500;
   const maxThrottleWaitMs = options.maxThrottleWaitMs ?? 600_000;
-  const marginMs = options.reconnectMarginMs ?? 120_000;
-  const key = connectionKey(config.imap.host, config.imap.port, options.mailbox);
-  const limit = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX;
   const stats: ImapSessionStats = { connects: 0, tokenRenewals: 0, retries: 0, throttledMs: 0 };
 
   let client: ImapFlow | undefined;
-  let renewAt = 0;
+  let renewAt = Number.POSITIVE_INFINITY;
   let release: (() => void) | undefined;
   let target: { path: string; readOnly: boolean } | undefined;
   let selected: MailboxObject | undefined;
   let closed = false;
+
+  const toError = (error: unknown) =>
+    error instanceof MailbridgeError ? error : login.toError(error);
 
   const disconnect = async (graceful: boolean) => {
     const current = client;
@@ -102,19 +176,17 @@ export function createImapSession(
   };
 
   const connect = async (): Promise<ImapFlow> => {
-    release ??= await acquireConnectionSlot(key, limit);
-    const token = await provider.getToken();
-    const fresh = await connectImap(config, { mailbox: options.mailbox, logger }, token);
+    if (options.slot) release ??= await acquireConnectionSlot(options.slot.key, options.slot.limit);
+    const opened = await login.connect();
+    const fresh = opened.client;
     stats.connects++;
-    const now = Date.now();
-    const life = token.expiresOn.getTime() - now;
-    renewAt = token.expiresOn.getTime() - Math.min(marginMs, Math.max(0, life) / 4);
+    renewAt = opened.renewAt ?? Number.POSITIVE_INFINITY;
     if (target) {
       try {
         selected = await fresh.mailboxOpen(target.path, { readOnly: target.readOnly });
       } catch (error) {
         fresh.close();
-        throw imapErrorToMailbridge(error, { config, mailbox: options.mailbox, token });
+        throw toError(error);
       }
     }
     client = fresh;
@@ -125,14 +197,14 @@ export function createImapSession(
     if (closed) {
       throw new ConfigurationError({
         code: 'IMAP_SESSION_CLOSED',
-        message: `The IMAP session for ${options.mailbox} was closed`,
+        message: `The IMAP session for ${login.name} was closed`,
         remedy: 'Create a new session with createImapSession.',
       });
     }
     if (client?.usable && Date.now() < renewAt) return client;
     if (client?.usable) {
       stats.tokenRenewals++;
-      logger.log('debug', 'imap reconnect before token expiry', { mailbox: options.mailbox });
+      logger.log('debug', 'imap reconnect before token expiry', login.logFields);
     }
     await disconnect(true);
     return connect();
@@ -148,21 +220,20 @@ export function createImapSession(
           error as Error & ImapFlowErrorFields,
           client?.usable === true,
         );
-        if (failure.kind === 'fatal') {
-          throw error instanceof MailbridgeError
-            ? error
-            : imapErrorToMailbridge(error, { config, mailbox: options.mailbox });
-        }
+        if (failure.kind === 'fatal') throw toError(error);
         const delay = nextSessionDelay(failure, attempt, {
           maxAttempts,
           baseDelayMs,
           maxThrottleWaitMs,
         });
-        if (delay === undefined) throw giveUp(error, failure, attempt);
+        if (delay === undefined) {
+          const mapped = toError(error);
+          throw login.giveUp ? login.giveUp(mapped, failure, attempt) : mapped;
+        }
         stats.retries++;
         if (failure.kind === 'throttled') stats.throttledMs += delay;
         logger.log('info', 'imap operation interrupted; retrying', {
-          mailbox: options.mailbox,
+          ...login.logFields,
           reason: failure.reason,
           attempt,
           waitMs: delay,
@@ -173,25 +244,8 @@ export function createImapSession(
     }
   };
 
-  const giveUp = (error: unknown, failure: SessionFailure, attempts: number): MailbridgeError => {
-    const mapped =
-      error instanceof MailbridgeError
-        ? error
-        : imapErrorToMailbridge(error, { config, mailbox: options.mailbox });
-    if (mapped instanceof AuthenticationError) return mapped;
-    return new NetworkError({
-      code: failure.kind === 'throttled' ? 'IMAP_THROTTLED' : 'IMAP_SESSION_LOST',
-      message: `The IMAP session for ${options.mailbox} kept failing (${failure.reason}) after ${attempts} attempts`,
-      remedy:
-        failure.kind === 'throttled'
-          ? 'Exchange is throttling this mailbox: run fewer jobs or connections against it, or try later.'
-          : 'Check the network and the server; the job can be run again and continues where it stopped.',
-      cause: mapped,
-    });
-  };
-
   return {
-    mailbox: options.mailbox,
+    mailbox: login.name,
     run,
     async open(path, openOptions = {}) {
       const readOnly = openOptions.readOnly ?? false;

@@ -6,7 +6,15 @@
  */
 import * as v from 'valibot';
 import { CLOUD_NAMES, type CloudName } from '../config/clouds.js';
-import { ABSENT, mapping, parseSection, rule } from '../config/schema.js';
+import {
+  ABSENT,
+  FIELD,
+  isPlainObject,
+  mapping,
+  parseSection,
+  rule,
+  sectionMapping,
+} from '../config/schema.js';
 import { type ConfigProblem, ConfigurationError } from '../errors.js';
 import { dedupeMailboxes, type MailboxEntry } from './mailbox-list.js';
 import {
@@ -91,6 +99,41 @@ export const EXCHANGE_PLAN_KEYS = [
   'cloud',
   'smtpScope',
 ] as const;
+
+/**
+ * The config file's `setup:` as this command reads it: its `exchange:` keys,
+ * unknown ones refused as in every section. The values are checked with the
+ * plan, once flags and fallbacks are merged in; other `setup:` sections are
+ * not this command's.
+ */
+const setupSectionSchema = v.nullish(
+  mapping(
+    {
+      exchange: v.nullish(
+        sectionMapping(
+          Object.fromEntries(EXCHANGE_PLAN_KEYS.map((key) => [key, v.optional(v.unknown())])),
+          `${FIELD} must be a mapping of plan values.`,
+        ),
+      ),
+    },
+    {
+      notMapping: `${FIELD} must be a mapping with an exchange section.`,
+      unknownKey: () => undefined,
+    },
+  ),
+);
+
+/** The `setup.exchange` values of a config file, and the problems of its shape. */
+export function exchangeSectionOf(settings: Record<string, unknown>): {
+  values: Record<string, unknown>;
+  problems: ConfigProblem[];
+} {
+  const { problems } = parseSection(setupSectionSchema, settings.setup, { prefix: 'setup' });
+  // The known keys of a section with an unknown one are still read, so that their problems show too.
+  const setup = settings.setup;
+  const exchange = isPlainObject(setup) ? setup.exchange : undefined;
+  return { values: isPlainObject(exchange) ? exchange : {}, problems };
+}
 
 /** Nothing given: a missing key, null, or an empty text. */
 const isUnset = (value: unknown) =>

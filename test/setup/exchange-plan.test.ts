@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../src/errors.js';
-import { type ExchangePlanInput, parseExchangePlan } from '../../src/setup/exchange-plan.js';
+import {
+  EXCHANGE_PLAN_KEYS,
+  type ExchangePlanInput,
+  exchangeSectionOf,
+  parseExchangePlan,
+} from '../../src/setup/exchange-plan.js';
 
 const APP_ID = '11111111-2222-3333-4444-555555555555';
 const OBJECT_ID = '66666666-7777-8888-9999-aaaaaaaaaaaa';
@@ -166,6 +171,49 @@ describe('parseExchangePlan', () => {
   it('accepts an address with an apostrophe (a real Exchange address)', () => {
     expect(parseExchangePlan({ ...valid, mailboxes: ["o'brien@contoso.com"] }).mailboxes).toEqual([
       "o'brien@contoso.com",
+    ]);
+  });
+});
+
+describe('exchangeSectionOf', () => {
+  const SECRET_KEY = 'Xy7Q~abcdefghijklmnopqrstuvwxyz0123456789AB';
+
+  it('reads the setup.exchange values and leaves other setup sections alone', () => {
+    expect(
+      exchangeSectionOf({ setup: { entra: { any: 1 }, exchange: { tenant: 'contoso.com' } } }),
+    ).toEqual({ values: { tenant: 'contoso.com' }, problems: [] });
+    expect(exchangeSectionOf({})).toEqual({ values: {}, problems: [] });
+    expect(exchangeSectionOf({ setup: { exchange: null } })).toEqual({ values: {}, problems: [] });
+  });
+
+  it('refuses unknown keys with a did-you-mean, never showing a secret-shaped key', () => {
+    expect(
+      exchangeSectionOf({
+        setup: { exchange: { objectid: OBJECT_ID, [SECRET_KEY]: 'x', color: 'red' } },
+      }).problems,
+    ).toEqual([
+      {
+        field: 'setup.exchange.objectid',
+        message:
+          "Unknown setting 'setup.exchange.objectid': did you mean 'setup.exchange.objectId'?",
+      },
+      {
+        field: 'setup.exchange.(unknown key)',
+        message: `Unknown setting in setup.exchange, (a key of ${SECRET_KEY.length} characters that is no setting name, not shown in case it is a misplaced secret). Known: ${EXCHANGE_PLAN_KEYS.join(', ')}.`,
+      },
+      {
+        field: 'setup.exchange.color',
+        message: `Unknown setting 'setup.exchange.color'. Known: ${EXCHANGE_PLAN_KEYS.join(', ')}.`,
+      },
+    ]);
+  });
+
+  it('says which level is not a mapping', () => {
+    expect(exchangeSectionOf({ setup: 'exchange' }).problems).toEqual([
+      { field: 'setup', message: 'setup must be a mapping with an exchange section.' },
+    ]);
+    expect(exchangeSectionOf({ setup: { exchange: ['tenant'] } }).problems).toEqual([
+      { field: 'setup.exchange', message: 'setup.exchange must be a mapping of plan values.' },
     ]);
   });
 });

@@ -214,6 +214,32 @@ describe('setup exchange', () => {
     ]);
   });
 
+  it('refuses an unknown setup.exchange key with a did-you-mean, never showing a secret-shaped key', async () => {
+    const secret = 'Xy7Q~abcdefghijklmnopqrstuvwxyz0123456789AB';
+    const config = join(dir, 'typo.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        setup: { exchange: { objectid: OBJECT_ID, [secret]: 'x', mailboxes: ['a@contoso.com'] } },
+      }),
+    );
+    const error = await refusal([
+      '--config',
+      config,
+      '--tenant',
+      'contoso.com',
+      '--app-id',
+      APP_ID,
+    ]);
+    expect(error.code).toBe('SETUP_PLAN_INVALID');
+    expect(error.problems).toContainEqual({
+      field: 'setup.exchange.objectid',
+      message: "Unknown setting 'setup.exchange.objectid': did you mean 'setup.exchange.objectId'?",
+    });
+    expect(error.problems.map((p) => p.field)).toContain('setup.exchange.(unknown key)');
+    expect(JSON.stringify(error.problems)).not.toContain(secret);
+  });
+
   it('refuses hostile flag values with a clear message and writes nothing', async () => {
     const error = await refusal([...REQUIRED, '--mailbox', '$(Invoke-Evil)@x.com']);
     expect(error.problems).toEqual([

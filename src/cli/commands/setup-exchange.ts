@@ -5,6 +5,7 @@ import {
   EXCHANGE_PLAN_KEYS,
   type ExchangePlan,
   type ExchangePlanInput,
+  exchangeSectionOf,
   parseExchangePlan,
 } from '../../setup/exchange-plan.js';
 import { renderExchangeScript } from '../../setup/exchange-script.js';
@@ -193,7 +194,8 @@ async function gatherInput(args: ParsedArgs): Promise<GatheredInput> {
   // Config file first, so that flags win.
   if (typeof v.config === 'string') {
     const settings = await readConfigFile(v.config);
-    const section = exchangeSection(settings, problems);
+    const { values: section, problems: shape } = exchangeSectionOf(settings);
+    problems.push(...shape);
     for (const key of EXCHANGE_PLAN_KEYS) {
       if (section[key] !== undefined) {
         input[key] = section[key];
@@ -235,33 +237,6 @@ async function gatherInput(args: ParsedArgs): Promise<GatheredInput> {
   return { input: input as ExchangePlanInput, sources, problems };
 }
 
-function exchangeSection(
-  settings: Record<string, unknown>,
-  problems: ConfigProblem[],
-): Record<string, unknown> {
-  const setup = settings.setup;
-  if (setup === undefined || setup === null) return {};
-  if (!isMapping(setup)) {
-    problems.push({ field: 'setup', message: 'must be a mapping with an exchange section' });
-    return {};
-  }
-  const exchange = setup.exchange;
-  if (exchange === undefined || exchange === null) return {};
-  if (!isMapping(exchange)) {
-    problems.push({ field: 'setup.exchange', message: 'must be a mapping of plan values' });
-    return {};
-  }
-  for (const key of Object.keys(exchange)) {
-    if (!(EXCHANGE_PLAN_KEYS as readonly string[]).includes(key)) {
-      problems.push({
-        field: `setup.exchange.${key}`,
-        message: `unknown key (known: ${EXCHANGE_PLAN_KEYS.join(', ')})`,
-      });
-    }
-  }
-  return exchange;
-}
-
 /** `appId` → `--app-id`, `mailboxes[2]` → `setup.exchange.mailboxes[2]`, others as they are. */
 function renameField(field: string, sources: Record<string, string>): string {
   const match = /^([A-Za-z]+)(\[\d+\])?$/.exec(field);
@@ -294,8 +269,4 @@ async function writeScript(path: string, script: string, force: boolean): Promis
       cause: error,
     });
   }
-}
-
-function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -171,9 +171,14 @@ async function copyPending(
         since: destNext,
       });
       if ('refused' in outcome) {
-        result.skipped.push({ uid: message.uid, size: raw.length, reason: outcome.refused });
+        result.skipped.push({
+          uid: message.uid,
+          size: raw.length,
+          reason: displayText(outcome.refused),
+        });
+        // The logger escapes its fields: outside text goes to it as received.
         ctx.logger.log('warn', 'the destination refused a message', {
-          folder: displayText(mapping.source),
+          folder: mapping.source,
           uid: message.uid,
           size: raw.length,
           reply: outcome.refused,
@@ -309,12 +314,13 @@ async function destinationIdentities(
     if (m.headers && !accounted.has(m.uid)) counts.add(messageIdentity(m.headers), m.uid);
   }
   ctx.logger.log('debug', 'read destination identities', {
-    folder: displayText(folder),
+    folder,
     messages: fetched.length,
   });
   return counts;
 }
 
+/** `refused`: the server's words, as received. */
 type AppendOutcome = { refused: string } | { present: boolean; uid?: number; uidValidity?: string };
 
 /**
@@ -367,9 +373,9 @@ async function appendOnce(
       const err = error as Error & ImapFlowErrorFields;
       // A refusal is the server's answer about this message; the connection is fine and the run goes on.
       if (client.usable && (err.responseStatus === 'NO' || err.responseStatus === 'BAD')) {
-        return { refused: displayText(`${err.responseStatus} ${err.responseText ?? err.message}`) };
+        return { refused: `${err.responseStatus} ${err.responseText ?? err.message}` };
       }
-      if (err.serverResponseCode === 'APPENDLIMIT') return { refused: displayText(err.message) };
+      if (err.serverResponseCode === 'APPENDLIMIT') return { refused: err.message };
       throw error;
     }
   });

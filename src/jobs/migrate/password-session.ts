@@ -4,12 +4,11 @@
  * AUTHENTICATE PLAIN or LOGIN as the server offers, reconnecting after a
  * dropped connection with the same policy as our XOAUTH2 sessions.
  */
-import { ImapFlow, type MailboxObject } from 'imapflow';
+import { ImapFlow } from 'imapflow';
 import type { ImapFlowErrorFields } from '../../clients/imap-client.js';
-import type { ImapSession, ImapSessionStats } from '../../clients/imap-session.js';
+import { createLoginSession, type ImapSession } from '../../clients/imap-session.js';
 import { encodeMailboxNamesFully } from '../../clients/mailbox-name-encoding.js';
 import { isPlainTextAnswerToTls, notTlsPortError } from '../../clients/port-mismatch.js';
-import { classifySessionFailure, nextSessionDelay } from '../../clients/session-policy.js';
 import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
@@ -21,103 +20,48 @@ import {
 import { servername } from '../../util/tls.js';
 import type { PasswordImapEndpoint } from './endpoint.js';
 
-const MAX_ATTEMPTS = 6;
-const BASE_DELAY_MS = 500;
-const MAX_THROTTLE_WAIT_MS = 600_000;
-
 export function createPasswordSession(
   endpoint: PasswordImapEndpoint,
   password: string,
   options: { logger?: Logger } = {},
 ): ImapSession {
   const logger = options.logger ?? silentLogger;
-  const stats: ImapSessionStats = { connects: 0, tokenRenewals: 0, retries: 0, throttledMs: 0 };
-  let client: ImapFlow | undefined;
-  let target: { path: string; readOnly: boolean } | undefined;
-  let selected: MailboxObject | undefined;
-
-  const connect = async (): Promise<ImapFlow> => {
-    const fresh = new ImapFlow({
-      host: endpoint.host,
-      port: endpoint.port,
-      secure: endpoint.security === 'implicit',
-      ...(endpoint.security === 'starttls' ? { doSTARTTLS: true } : {}),
-      ...servername(endpoint.host),
-      auth: { user: endpoint.user, pass: password },
-      tls: { minVersion: 'TLSv1.2' },
-      logger: false,
-      disableAutoIdle: true,
-      connectionTimeout: 30_000,
-    });
-    encodeMailboxNamesFully(fresh);
-    fresh.on('error', (error: Error) => {
-      logger.log('debug', 'imap connection error', { host: endpoint.host, error: error.message });
-    });
-    try {
-      await fresh.connect();
-      stats.connects++;
-      if (target) selected = await fresh.mailboxOpen(target.path, { readOnly: target.readOnly });
-    } catch (error) {
-      fresh.close();
-      throw passwordImapError(error, endpoint);
-    }
-    client = fresh;
-    return fresh;
-  };
-
-  const run = async <T>(operation: (client: ImapFlow) => Promise<T>): Promise<T> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await operation(client?.usable ? client : await connect());
-      } catch (error) {
-        const failure = classifySessionFailure(
-          error as Error & ImapFlowErrorFields,
-          client?.usable === true,
-        );
-        const delay =
-          failure.kind === 'fatal'
-            ? undefined
-            : nextSessionDelay(failure, attempt, {
-                maxAttempts: MAX_ATTEMPTS,
-                baseDelayMs: BASE_DELAY_MS,
-                maxThrottleWaitMs: MAX_THROTTLE_WAIT_MS,
-              });
-        if (delay === undefined) throw passwordImapError(error, endpoint);
-        stats.retries++;
-        logger.log('info', 'imap operation interrupted; retrying', {
+  return createLoginSession(
+    {
+      name: endpoint.user,
+      logFields: { host: endpoint.host },
+      async connect() {
+        const client = new ImapFlow({
           host: endpoint.host,
-          reason: failure.reason,
-          attempt,
-          waitMs: delay,
+          port: endpoint.port,
+          secure: endpoint.security === 'implicit',
+          ...(endpoint.security === 'starttls' ? { doSTARTTLS: true } : {}),
+          ...servername(endpoint.host),
+          auth: { user: endpoint.user, pass: password },
+          tls: { minVersion: 'TLSv1.2' },
+          logger: false,
+          disableAutoIdle: true,
+          connectionTimeout: 30_000,
         });
-        client?.close();
-        client = undefined;
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
-  };
-
-  return {
-    mailbox: endpoint.user,
-    run,
-    async open(path, openOptions = {}) {
-      const readOnly = openOptions.readOnly ?? false;
-      const status = await run((c) => c.mailboxOpen(path, { readOnly }));
-      target = { path, readOnly };
-      selected = status;
-      return status;
+        encodeMailboxNamesFully(client);
+        client.on('error', (error: Error) => {
+          logger.log('debug', 'imap connection error', {
+            host: endpoint.host,
+            error: error.message,
+          });
+        });
+        try {
+          await client.connect();
+        } catch (error) {
+          client.close();
+          throw passwordImapError(error, endpoint);
+        }
+        return { client };
+      },
+      toError: (error) => passwordImapError(error, endpoint),
     },
-    get selected() {
-      return selected;
-    },
-    stats,
-    async close() {
-      const current = client;
-      client = undefined;
-      if (current?.usable) await current.logout().catch(() => current.close());
-      else current?.close();
-    },
-  };
+    { logger },
+  );
 }
 
 /** Our error for what imapflow threw, with the server's words where it gave some. */

@@ -2,7 +2,7 @@
  * `mailbridge migrate` from a password IMAP mailbox to a Microsoft 365-like
  * one (XOAUTH2), against the real Dovecot of test/helpers.
  */
-import { chownSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -297,22 +297,14 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     }
   }, 120_000);
 
-  it('reports a message the destination refuses, copies the rest and exits 1', async () => {
+  /** Over the server's limit, so it cannot be APPENDed to the source either: delivered as a file, as mail arrives. */
+  const deliverTooBig = async (folder: string, maildirName: (names: string[]) => string) => {
     const source = await env.source();
     try {
-      const big = `Subject: too big\r\nMessage-ID: <big@fabrikam.example>\r\n\r\n${'y'.repeat(MAX_MESSAGE_SIZE + 1000)}\r\n`;
-      // Over the server's limit, so it cannot be APPENDed to the source either: delivered as a file, as mail arrives.
-      const status = await source.mailboxOpen('Big');
-      expect(status.exists).toBe(1);
-      const cur = join(
-        env.servers.dir,
-        'mail',
-        'oldhost.example',
-        'alice',
-        'Maildir',
-        'Big',
-        'cur',
-      );
+      const big = `Subject: too big\r\nMessage-ID: <big.${Date.now()}@fabrikam.example>\r\n\r\n${'y'.repeat(MAX_MESSAGE_SIZE + 1000)}\r\n`;
+      await source.mailboxOpen(folder);
+      const maildir = join(env.servers.dir, 'mail', 'oldhost.example', 'alice', 'Maildir');
+      const cur = join(maildir, maildirName(readdirSync(maildir)), 'cur');
       const owner = statSync(cur);
       const file = join(cur, `${Math.floor(Date.now() / 1000)}.big.mailbridge:2,S`);
       writeFileSync(file, big);
@@ -321,6 +313,16 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     } finally {
       await source.logout();
     }
+  };
+
+  it('reports a message the destination refuses, copies the rest and exits 1', async () => {
+    const source = await env.source();
+    try {
+      expect((await source.mailboxOpen('Big')).exists).toBe(1);
+    } finally {
+      await source.logout();
+    }
+    await deliverTooBig('Big', () => 'Big');
     const result = await run(['--folder', 'Big'], {});
     const summary = lastJson(result.stdout);
     expect(result.code).toBe(1);
@@ -328,6 +330,26 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     const reason = summary.folders[0]?.skipped[0]?.reason ?? '';
     expect(reason).toMatch(/^NO /);
     expect(reason.toLowerCase()).toContain('size');
+  }, 120_000);
+
+  it('warns of a refused message with the folder and server words escaped once, in full', async () => {
+    const long = 'R'.repeat(210);
+    const folder = `${long}\u202eevil`;
+    const source = await env.source();
+    try {
+      await source.mailboxCreate(folder);
+    } finally {
+      await source.logout();
+    }
+    await deliverTooBig(folder, (names) => names.find((n) => n.startsWith(long)) ?? '');
+    const result = await run(['--folder', folder], {});
+    expect(result.code).toBe(1);
+    const warning = result.stderr.split('\n').find((l) => l.includes('refused a message')) ?? '';
+    // Escaped by the logger alone: the whole name (longer than the engine's cut), each escape once.
+    expect(warning).toContain(`folder=${long}\\u202eevil uid=`);
+    expect(warning).toMatch(/ reply="NO [^"]*size/i);
+    expect(warning).not.toContain('\u202e');
+    expect(warning).not.toContain('\\\\');
   }, 120_000);
 
   it('refuses bad endpoints and missing passwords with exit 2, a wrong password with exit 3', async () => {
