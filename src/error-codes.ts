@@ -756,6 +756,12 @@ export const ERROR_CODES = {
     remedy:
       '`migrate`: the state folder cannot be read or written; fix the cause (disk full, permissions) and run again.',
   },
+  MIGRATE_STATE_LOCKED: {
+    group: 'migrate',
+    exit: 1,
+    remedy:
+      '`migrate`: another run of the same pair holds its state folder; wait for it to finish (or stop it), then run again.',
+  },
   MIGRATE_LOGIN_REFUSED: {
     group: 'migrate',
     exit: 3,
