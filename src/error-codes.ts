@@ -736,7 +736,7 @@ export const ERROR_CODES = {
     group: 'migrate',
     exit: 2,
     remedy:
-      "`migrate`: fix the option named (`--map 'SRC=DEST'`, `--since`, the configuration files).",
+      "`migrate`: fix the option or `migrate:` setting named (`--map 'SRC=DEST'`, `--since`, the configuration files).",
   },
   MIGRATE_NO_FOLDER_MATCHED: {
     group: 'migrate',
