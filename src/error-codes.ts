@@ -736,7 +736,7 @@ export const ERROR_CODES = {
     group: 'migrate',
     exit: 2,
     remedy:
-      "`migrate`: fix the option named (`--map 'SRC=DEST'`, `--since`, the configuration files).",
+      "`migrate`: fix the option or `migrate:` setting named (`--map 'SRC=DEST'`, `--since`, the configuration files).",
   },
   MIGRATE_NO_FOLDER_MATCHED: {
     group: 'migrate',
@@ -755,6 +755,12 @@ export const ERROR_CODES = {
     exit: 1,
     remedy:
       '`migrate`: the state folder cannot be read or written; fix the cause (disk full, permissions) and run again.',
+  },
+  MIGRATE_STATE_LOCKED: {
+    group: 'migrate',
+    exit: 1,
+    remedy:
+      '`migrate`: another run of the same pair holds its state folder; wait for it to finish (or stop it), then run again.',
   },
   MIGRATE_LOGIN_REFUSED: {
     group: 'migrate',

@@ -1,8 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
 import { loadConfig as loadConfigFile } from '../../config/load.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, ExitCode } from '../../errors.js';
+import {
+  type MigrateSectionSettings,
+  readMigrateSection,
+} from '../../jobs/migrate/config-section.js';
 import { parseEndpoint, resolvePassword, type Side } from '../../jobs/migrate/endpoint.js';
 import {
   DEFAULT_MIGRATE_CONNECTIONS,
@@ -40,15 +45,13 @@ export const migrateCommand: Command = {
       name: 'from',
       type: 'string',
       value: 'SOURCE',
-      required: true,
-      help: 'm365:ADDRESS or imaps://USER@HOST:PORT',
+      help: 'm365:ADDRESS or imaps://USER@HOST:PORT (or migrate.from in the config file)',
     },
     {
       name: 'to',
       type: 'string',
       value: 'DEST',
-      required: true,
-      help: 'm365:ADDRESS or imaps://USER@HOST:PORT',
+      help: 'm365:ADDRESS or imaps://USER@HOST:PORT (or migrate.to in the config file)',
     },
     {
       name: 'folder',
@@ -138,20 +141,34 @@ export const migrateCommand: Command = {
     'any moment. A message already at the destination (same Message-ID, Date, From and Subject) is',
     'not copied twice, even without the state folder. Exit 1 when the destination refused a message',
     '(listed with its reason), 0 when every message is there.',
+    '',
+    'With --config FILE, its migrate section gives what the flags leave out (from, to, folders, exclude,',
+    'map, since, state, connections, fromPasswordFile, toPasswordFile); a flag given replaces its setting.',
   ].join('\n'),
   async run(context) {
     const { args, io } = context;
     const json = args.values.json === true;
-    const from = parseEndpoint(String(args.values.from), 'from');
-    const to = parseEndpoint(String(args.values.to), 'to');
-    const since = text(args.values.since) ? parseSince(String(args.values.since)) : undefined;
+    const configFile = text(args.values.config);
+    const section = configFile
+      ? await readMigrateSection(configFile, DEFAULT_MAX_CONNECTIONS_PER_MAILBOX)
+      : {};
+    const from = endpoint('from', args.values, section);
+    const to = endpoint('to', args.values, section);
+    const sinceText = text(args.values.since);
+    const since = sinceText
+      ? parseSince(sinceText)
+      : section.since
+        ? parseSince(section.since)
+        : undefined;
     const passwords: { fromPassword?: string; toPassword?: string } = {};
-    if (from.kind === 'imap') passwords.fromPassword = await password('from', args.values, io);
-    if (to.kind === 'imap') passwords.toPassword = await password('to', args.values, io);
+    if (from.kind === 'imap')
+      passwords.fromPassword = await password('from', args.values, section, io);
+    if (to.kind === 'imap') passwords.toPassword = await password('to', args.values, section, io);
     const configs: { fromConfig?: MailbridgeConfig; toConfig?: MailbridgeConfig } = {};
     if (from.kind === 'm365') configs.fromConfig = await endpointConfig('from', context);
     if (to.kind === 'm365') configs.toConfig = await endpointConfig('to', context);
-    const state = text(args.values.state);
+    const stateFlag = text(args.values.state);
+    const state = stateFlag ? resolve(stateFlag) : section.state;
     const connectionsText = text(args.values.connections);
     if (connectionsText !== undefined && !/^\d{1,4}$/.test(connectionsText)) {
       throw usageError(
@@ -159,6 +176,12 @@ export const migrateCommand: Command = {
         `For example: --connections ${DEFAULT_MIGRATE_CONNECTIONS}.`,
       );
     }
+    const connections = connectionsText ? Number(connectionsText) : section.connections;
+    // A list given as flags replaces the section's list rather than adding to it.
+    const list = (flag: string, fromSection: string[] | undefined) => {
+      const given = strings(args.values[flag]);
+      return given.length > 0 ? given : (fromSection ?? []);
+    };
 
     const controller = new AbortController();
     const onSignal = () => controller.abort(new Error('interrupted'));
@@ -172,12 +195,12 @@ export const migrateCommand: Command = {
         to,
         ...configs,
         ...passwords,
-        folders: strings(args.values.folder),
-        exclude: strings(args.values.exclude),
-        map: strings(args.values.map),
+        folders: list('folder', section.folders),
+        exclude: list('exclude', section.exclude),
+        map: list('map', section.map),
         ...(since ? { since } : {}),
-        ...(state ? { stateDir: resolve(state) } : {}),
-        ...(connectionsText ? { connections: Number(connectionsText) } : {}),
+        ...(state ? { stateDir: state } : {}),
+        ...(connections !== undefined ? { connections } : {}),
         dryRun: args.values['dry-run'] === true,
         logger: context.logger,
         signal: controller.signal,
@@ -195,17 +218,36 @@ export const migrateCommand: Command = {
   },
 };
 
-async function password(side: Side, values: Record<string, unknown>, io: CliIo): Promise<string> {
-  const path = text(values[`${side}-password-file`]);
+/** `--from`/`--to`, else the section's `from`/`to`; errors name where the value came from. */
+function endpoint(side: Side, values: Record<string, unknown>, section: MigrateSectionSettings) {
+  const flag = text(values[side]);
+  if (flag !== undefined) return parseEndpoint(flag, side);
+  const configured = section[side];
+  if (configured !== undefined) return parseEndpoint(configured, side, `migrate.${side}`);
+  throw usageError(
+    `--${side} ${side === 'from' ? 'SOURCE' : 'DEST'} is required (or migrate.${side} in the --config file)`,
+    `Usage: mailbridge ${migrateCommand.usage}`,
+  );
+}
+
+async function password(
+  side: Side,
+  values: Record<string, unknown>,
+  section: MigrateSectionSettings,
+  io: CliIo,
+): Promise<string> {
+  const flag = text(values[`${side}-password-file`]);
+  const path = flag ?? section[side === 'from' ? 'fromPasswordFile' : 'toPasswordFile'];
   if (!path) return resolvePassword(side, { env: io.env });
+  const name = flag ? `--${side}-password-file` : `migrate.${side}PasswordFile`;
   const content = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
     throw new ConfigurationError({
       code: 'MIGRATE_PASSWORD_MISSING',
-      message: `--${side}-password-file ${displayText(path)} cannot be read (${error.code ?? error.message})`,
+      message: `${name} ${displayText(path)} cannot be read (${error.code ?? error.message})`,
       remedy: 'Give a file this user may read, holding the password on its first line.',
     });
   });
-  return resolvePassword(side, { file: { path, text: content } });
+  return resolvePassword(side, { file: { path, text: content, name } });
 }
 
 /** `--from-config`/`--to-config` when given, else the usual configuration (flags, environment, --config). */

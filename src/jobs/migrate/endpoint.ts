@@ -29,8 +29,9 @@ export type MigrateEndpoint = M365Endpoint | PasswordImapEndpoint;
 const EXAMPLES =
   'Give m365:user@contoso.com, or imaps://USER@HOST:993 with the user name percent-encoded (bob%40example.org).';
 
-export function parseEndpoint(text: string, side: Side): MigrateEndpoint {
-  const flag = `--${side}`;
+/** `name` is how errors call the value: the flag, or the config field it came from. */
+export function parseEndpoint(text: string, side: Side, name = `--${side}`): MigrateEndpoint {
+  const flag = name;
   const value = text.trim();
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value)?.[1]?.toLowerCase();
   if (scheme === 'm365') {
@@ -51,11 +52,16 @@ export function parseEndpoint(text: string, side: Side): MigrateEndpoint {
       remedy: 'Migrate between IMAP mailboxes (m365:ADDRESS, imaps://USER@HOST) for now.',
     });
   }
-  if (scheme === 'imaps' || scheme === 'imap') return parseImapUrl(value, scheme, flag);
+  if (scheme === 'imaps' || scheme === 'imap') return parseImapUrl(value, scheme, flag, side);
   throw invalid(flag, `'${displayText(value, 80)}' is not an endpoint`, EXAMPLES);
 }
 
-function parseImapUrl(value: string, scheme: 'imap' | 'imaps', flag: string): PasswordImapEndpoint {
+function parseImapUrl(
+  value: string,
+  scheme: 'imap' | 'imaps',
+  flag: string,
+  side: Side,
+): PasswordImapEndpoint {
   let url: URL;
   try {
     url = new URL(value);
@@ -67,7 +73,7 @@ function parseImapUrl(value: string, scheme: 'imap' | 'imaps', flag: string): Pa
     throw invalid(
       flag,
       'the URL holds a password, and command lines are visible to every user of this machine',
-      `Remove it from the URL and put it in a file for ${flag}-password-file, or in MAILBRIDGE_${flag === '--from' ? 'FROM' : 'TO'}_PASSWORD.`,
+      `Remove it from the URL and put it in a file for --${side}-password-file, or in MAILBRIDGE_${side === 'from' ? 'FROM' : 'TO'}_PASSWORD.`,
     );
   }
   if (url.username === '') {
@@ -114,8 +120,11 @@ export function describeEndpoint(endpoint: MigrateEndpoint): string {
 }
 
 export interface PasswordSources {
-  /** Contents of `--from-password-file` / `--to-password-file`, read by the caller. */
-  file?: { path: string; text: string };
+  /**
+   * Contents of `--from-password-file` / `--to-password-file`, read by the
+   * caller; `name` is how errors call the setting. @default the flag
+   */
+  file?: { path: string; text: string; name?: string };
   env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -127,7 +136,7 @@ export function resolvePassword(side: Side, sources: PasswordSources): string {
     if (password === '') {
       throw new ConfigurationError({
         code: 'MIGRATE_PASSWORD_MISSING',
-        message: `--${side}-password-file ${displayText(sources.file.path)} is empty`,
+        message: `${sources.file.name ?? `--${side}-password-file`} ${displayText(sources.file.path)} is empty`,
         remedy: 'Put the password on its first line.',
       });
     }

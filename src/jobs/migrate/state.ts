@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { ConfigurationError, MailbridgeError } from '../../errors.js';
 import { displayText } from '../../util/display-text.js';
 import { fsyncDirectory, writeFileAtomic } from '../../util/durable.js';
+import { type HeldFileLock, lockHolderPid, tryExclusiveFileLock } from '../../util/file-lock.js';
 
 export interface JournalRecord {
   /** Source folder, UIDVALIDITY (decimal), UID. */
@@ -31,6 +32,8 @@ export interface JournalRecord {
 
 const PAIR_FILE = 'pair.json';
 const JOURNAL_FILE = 'journal.jsonl';
+/** Locked by the run writing this state: two runs appending to one journal would copy messages twice. */
+const LOCK_FILE = 'lock';
 
 /** `$XDG_STATE_HOME/mailbridge/migrate/<pair>` (else `~/.local/state/…`), one folder per pair. */
 export function defaultStateDir(
@@ -54,17 +57,22 @@ export class MigrationState {
   private constructor(
     readonly dir: string,
     private readonly journal: FileHandle | undefined,
+    private readonly lock?: HeldFileLock,
   ) {}
 
   /**
-   * Opens (creating it unless `readOnly`) the state folder of `from` → `to`.
+   * Opens (creating it unless `readOnly`) the state folder of `from` → `to`,
+   * locked for this process until `close()` unless `readOnly` (a dry run
+   * reads whole journal lines only, so a run writing meanwhile does not harm it).
    * @throws ConfigurationError MIGRATE_STATE_MISMATCH when it belongs to another pair
+   * @throws MailbridgeError MIGRATE_STATE_LOCKED when another run holds it
    */
   static async open(
     dir: string,
     pair: { from: string; to: string },
     options: { readOnly?: boolean } = {},
   ): Promise<MigrationState> {
+    let lock: HeldFileLock | undefined;
     try {
       const known = await readFile(join(dir, PAIR_FILE), 'utf8').then(
         (text) => JSON.parse(text) as { from?: string; to?: string },
@@ -80,6 +88,10 @@ export class MigrationState {
           remedy: 'Give each pair of mailboxes its own --state folder (or leave --state out).',
         });
       }
+      if (!options.readOnly) {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        lock = await lockState(dir);
+      }
       const text = await readFile(join(dir, JOURNAL_FILE), 'utf8').catch(
         (error: NodeJS.ErrnoException) => {
           if (error.code === 'ENOENT') return '';
@@ -93,7 +105,6 @@ export class MigrationState {
         return state;
       }
       if (!known) {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
         await writeFileAtomic(join(dir, PAIR_FILE), `${JSON.stringify(pair)}\n`, dir);
       }
       // A crash can leave a last line without its newline: drop it before appending after it.
@@ -101,10 +112,11 @@ export class MigrationState {
         await truncate(join(dir, JOURNAL_FILE), Buffer.byteLength(text.slice(0, end)));
       const journal = await open(join(dir, JOURNAL_FILE), 'a', 0o600);
       if (text === '') await fsyncDirectory(dir);
-      const state = new MigrationState(dir, journal);
+      const state = new MigrationState(dir, journal, lock);
       state.load(text.slice(0, end));
       return state;
     } catch (error) {
+      await lock?.release();
       throw stateError(dir, error);
     }
   }
@@ -191,7 +203,20 @@ export class MigrationState {
 
   async close(): Promise<void> {
     await this.journal?.close();
+    await this.lock?.release();
   }
+}
+
+async function lockState(dir: string): Promise<HeldFileLock> {
+  const path = join(dir, LOCK_FILE);
+  const lock = await tryExclusiveFileLock(path);
+  if (lock) return lock;
+  const pid = await lockHolderPid(path);
+  throw new MailbridgeError({
+    code: 'MIGRATE_STATE_LOCKED',
+    message: `The state folder ${displayText(dir)} is in use by ${pid ? `process ${pid}` : 'another process'}, a migration of this pair running now`,
+    remedy: `Run one migration per pair at a time: wait for the other to finish${pid ? ` or stop it (kill -TERM ${pid})` : ''}, then run again; it continues where that one stopped.`,
+  });
 }
 
 function folderKey(folder: string, uidValidity: string): string {

@@ -136,6 +136,16 @@ export async function seed(client: ImapFlow, messages: SeedMessage[]): Promise<v
   }
 }
 
+/** Seeds the password source mailbox over its own connection. */
+export async function seedSource(env: MigrateTestEnv, messages: SeedMessage[]): Promise<void> {
+  const source = await env.source();
+  try {
+    await seed(source, messages);
+  } finally {
+    await source.logout();
+  }
+}
+
 /** Per folder: sorted `sha256 internalDate flags` lines, one per message. */
 export async function snapshot(
   client: ImapFlow,
