@@ -839,11 +839,10 @@ export class Spool {
 
   private async removeFromQueue(id: string): Promise<void> {
     // The .json first: it uncommits the message; an .eml alone is cleared by recover().
+    // No unlink of a .kick per message (it almost never exists): the delivery worker's
+    // scan removes every .kick it finds, one left on a delivered message included.
     await unlinkIfPresent(this.queuePath(id, 'json'));
-    await Promise.all([
-      unlinkIfPresent(this.queuePath(id, 'eml')),
-      unlinkIfPresent(this.queuePath(id, 'kick')),
-    ]);
+    await unlinkIfPresent(this.queuePath(id, 'eml'));
   }
 
   /** Latest record per id, for the ids asked about. */
