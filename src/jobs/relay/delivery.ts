@@ -25,7 +25,12 @@ import {
 } from './backoff.js';
 import { buildBounce, mustNotBounce } from './bounce.js';
 import type { RelayMetrics } from './metrics.js';
-import { expiredMessages, type MailboxHealth, planDeliveries } from './schedule.js';
+import {
+  expiredMessages,
+  type MailboxHealth,
+  planDeliveries,
+  type ScheduledMessage,
+} from './schedule.js';
 import type { Spool, SpoolEnvelope } from './spool.js';
 
 /** What the worker needs of a transport: `createSmtpTransport` fits. */
@@ -63,8 +68,12 @@ export interface DeliveryWorkerOptions {
  */
 const CONTENT_BUDGET_BYTES = 32 * 1024 * 1024;
 
+type Scheduled = ScheduledMessage & { since: number };
+
 export class DeliveryWorker {
   private readonly queue = new Map<string, SpoolEnvelope>();
+  /** Envelopes are replaced, never changed, so their parsed times can be kept with them. */
+  private readonly parsed = new WeakMap<SpoolEnvelope, Scheduled>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly inFlightByMailbox = new Map<string, number>();
   private readonly health = new Map<string, MailboxHealth>();
@@ -181,14 +190,9 @@ export class DeliveryWorker {
       return;
     }
     const now = this.now();
-    const scheduled = [...this.queue.values()].map((e) => ({
-      id: e.id,
-      mailbox: e.mailbox,
-      nextAttemptAt: Date.parse(e.nextAttemptAt),
-      since: Date.parse(e.since),
-    }));
-    const inFlight = new Set(this.inFlight.keys());
-    for (const id of expiredMessages(scheduled, inFlight, now, this.options.retryForMs)) {
+    const scheduled: Scheduled[] = [];
+    for (const envelope of this.queue.values()) scheduled.push(this.scheduled(envelope));
+    for (const id of expiredMessages(scheduled, this.inFlight, now, this.options.retryForMs)) {
       const envelope = this.queue.get(id) as SpoolEnvelope;
       this.queue.delete(id);
       this.track(id, envelope.mailbox, () =>
@@ -202,7 +206,7 @@ export class DeliveryWorker {
     const plan = planDeliveries({
       now,
       messages: scheduled,
-      inFlight: new Set(this.inFlight.keys()),
+      inFlight: this.inFlight,
       inFlightByMailbox: this.inFlightByMailbox,
       health: this.health,
       maxPerMailbox: this.options.connectionsPerMailbox,
@@ -216,6 +220,21 @@ export class DeliveryWorker {
       this.timer = setTimeout(() => this.pump(), delay);
       this.timer.unref();
     }
+  }
+
+  /** An envelope's times, parsed once per envelope (pump runs over the whole queue on every event). */
+  private scheduled(envelope: SpoolEnvelope): Scheduled {
+    let entry = this.parsed.get(envelope);
+    if (!entry) {
+      entry = {
+        id: envelope.id,
+        mailbox: envelope.mailbox,
+        nextAttemptAt: Date.parse(envelope.nextAttemptAt),
+        since: Date.parse(envelope.since),
+      };
+      this.parsed.set(envelope, entry);
+    }
+    return entry;
   }
 
   /**

@@ -28,7 +28,7 @@ export interface PlanInput {
   now: number;
   messages: Iterable<ScheduledMessage>;
   /** Ids being delivered now. */
-  inFlight: ReadonlySet<string>;
+  inFlight: Pick<ReadonlySet<string>, 'has'>;
   /** Deliveries in flight per mailbox. */
   inFlightByMailbox: ReadonlyMap<string, number>;
   health: ReadonlyMap<string, MailboxHealth>;
@@ -43,7 +43,10 @@ export interface Plan {
 }
 
 export function planDeliveries(input: PlanInput): Plan {
-  const due = new Map<string, ScheduledMessage[]>();
+  // Called on every acceptance and every finished delivery, over the whole queue:
+  // one pass, keeping per mailbox only the few it has room for (no sort of the backlog).
+  const room = new Map<string, number>();
+  const chosen = new Map<string, ScheduledMessage[]>();
   let wakeAt: number | undefined;
   const later = (t: number) => {
     wakeAt = wakeAt === undefined ? t : Math.min(wakeAt, t);
@@ -59,26 +62,41 @@ export function planDeliveries(input: PlanInput): Plan {
       later(message.nextAttemptAt);
       continue;
     }
-    const list = due.get(message.mailbox);
-    if (list) list.push(message);
-    else due.set(message.mailbox, [message]);
+    let capacity = room.get(message.mailbox);
+    if (capacity === undefined) {
+      const probing = (health?.failures ?? 0) > 0;
+      capacity =
+        (probing ? 1 : input.maxPerMailbox) - (input.inFlightByMailbox.get(message.mailbox) ?? 0);
+      room.set(message.mailbox, capacity);
+    }
+    if (capacity <= 0) continue;
+    const list = chosen.get(message.mailbox);
+    if (list) keepEarliest(list, message, capacity);
+    else chosen.set(message.mailbox, [message]);
   }
   const start: string[] = [];
-  for (const [mailbox, list] of due) {
-    const probing = (input.health.get(mailbox)?.failures ?? 0) > 0;
-    const capacity =
-      (probing ? 1 : input.maxPerMailbox) - (input.inFlightByMailbox.get(mailbox) ?? 0);
-    if (capacity <= 0) continue;
-    list.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt || (a.id < b.id ? -1 : 1));
-    for (const message of list.slice(0, capacity)) start.push(message.id);
-  }
+  for (const list of chosen.values()) for (const message of list) start.push(message.id);
   return { start, ...(wakeAt !== undefined ? { wakeAt } : {}) };
+}
+
+/** Oldest due first; the id breaks ties so the order does not depend on the queue's. */
+function dueBefore(a: ScheduledMessage, b: ScheduledMessage): boolean {
+  return a.nextAttemptAt < b.nextAttemptAt || (a.nextAttemptAt === b.nextAttemptAt && a.id < b.id);
+}
+
+/** Inserts `message` into the sorted `list` if it is among the `size` earliest. */
+function keepEarliest(list: ScheduledMessage[], message: ScheduledMessage, size: number): void {
+  let i = list.length;
+  while (i > 0 && dueBefore(message, list[i - 1] as ScheduledMessage)) i--;
+  if (i >= size) return;
+  list.splice(i, 0, message);
+  if (list.length > size) list.pop();
 }
 
 /** Messages whose retry window has closed while they waited (e.g. behind a paused mailbox). */
 export function expiredMessages(
   messages: Iterable<ScheduledMessage & { since: number }>,
-  inFlight: ReadonlySet<string>,
+  inFlight: Pick<ReadonlySet<string>, 'has'>,
   now: number,
   retryForMs: number,
 ): string[] {

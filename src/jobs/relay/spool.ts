@@ -182,6 +182,8 @@ export class Spool {
   private recordError: Error | undefined;
   private recordTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /** delivered.jsonl, open for appending while records are written. */
+  private recordsFile: Promise<FileHandle> | undefined;
   /** Known to end with a newline (or be empty): set by this process's last append. */
   private recordsEndLine = false;
   /** Flushes queue/ once for every reception that renamed its files into it meanwhile. */
@@ -680,6 +682,7 @@ export class Spool {
     if (this.recordTimer) clearTimeout(this.recordTimer);
     this.recordTimer = undefined;
     if (this.unrecorded.length > 0) await this.flushDeliveryRecords();
+    await this.closeRecords();
   }
 
   /**
@@ -688,12 +691,15 @@ export class Spool {
    * duplicate, never a message. A write cut short (ENOSPC) is cut back off, and
    * a line left unfinished by a crash is ended first, so every record stays
    * whole. Whether the file ends a line is checked once, not per record: only
-   * this process writes it, and after a failure it is checked again.
+   * this process writes it, and after a failure it is checked again. The file
+   * stays open between records (an open and a close fewer per message); it is
+   * the relay's own, renamed only by recover() at start-up, which closes it first.
    */
   private async appendRecord(record: DeliveryRecord): Promise<void> {
     let handle: FileHandle | undefined;
     try {
-      handle = await open(this.deliveredPath, 'a+', 0o600);
+      this.recordsFile ??= open(this.deliveredPath, 'a+', 0o600);
+      handle = await this.recordsFile;
       let line = `${JSON.stringify(record)}\n`;
       if (!this.recordsEndLine) {
         const { size } = await handle.stat();
@@ -720,10 +726,16 @@ export class Spool {
       this.recordsEndLine = true;
     } catch (error) {
       this.recordsEndLine = false;
+      // Opened again for the next record, which checks the file's end again.
+      await this.closeRecords();
       throw error;
-    } finally {
-      await handle?.close();
     }
+  }
+
+  private async closeRecords(): Promise<void> {
+    const file = this.recordsFile;
+    this.recordsFile = undefined;
+    await file?.then((handle) => handle.close()).catch(() => {});
   }
 
   /** Moves a message to dead/ with the reason beside it. */
@@ -839,11 +851,10 @@ export class Spool {
 
   private async removeFromQueue(id: string): Promise<void> {
     // The .json first: it uncommits the message; an .eml alone is cleared by recover().
+    // No unlink of a .kick per message (it almost never exists): the delivery worker's
+    // scan removes every .kick it finds, one left on a delivered message included.
     await unlinkIfPresent(this.queuePath(id, 'json'));
-    await Promise.all([
-      unlinkIfPresent(this.queuePath(id, 'eml')),
-      unlinkIfPresent(this.queuePath(id, 'kick')),
-    ]);
+    await unlinkIfPresent(this.queuePath(id, 'eml'));
   }
 
   /** Latest record per id, for the ids asked about. */
@@ -874,6 +885,8 @@ export class Spool {
   private async rotateDeliveryRecords(): Promise<void> {
     const info = await stat(this.deliveredPath).catch(() => undefined);
     if (info && info.size > DELIVERED_ROTATE_BYTES) {
+      await this.closeRecords();
+      this.recordsEndLine = false;
       await rename(this.deliveredPath, `${this.deliveredPath}.1`);
     }
   }

@@ -223,6 +223,26 @@ describe('planDeliveries', () => {
     expect(plan).toEqual({ start: ['a', 'b'], wakeAt: 500 });
   });
 
+  it('picks the earliest due of a long backlog in order, whatever the queue order', () => {
+    // 200 messages due at 199..0 (ids with ties), 3 connections, one busy, another mailbox full.
+    const messages = Array.from({ length: 200 }, (_, i) =>
+      msg(`m${String(i).padStart(3, '0')}`, 'a@x', Math.floor((199 - i) / 2)),
+    );
+    messages.splice(50, 0, msg('other', 'b@x'), msg('busy', 'a@x', 0));
+    const plan = planDeliveries({
+      now: 1000,
+      messages,
+      inFlight: new Set(['busy', 'm199']),
+      inFlightByMailbox: new Map([
+        ['a@x', 1],
+        ['b@x', 3],
+      ]),
+      health: new Map(),
+      maxPerMailbox: 3,
+    });
+    expect(plan).toEqual({ start: ['m198', 'm196'] });
+  });
+
   it('pauses a failing mailbox, then probes it with one delivery', () => {
     const messages = [msg('a', 'a@x'), msg('b', 'a@x')];
     const base = {

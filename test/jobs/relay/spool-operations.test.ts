@@ -5,7 +5,7 @@
  * mid-DATA, and the spool lock between whole relay processes (two started at
  * once, a restart right after SIGKILL, a lock file naming a live pid).
  */
-import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -310,5 +310,54 @@ describe('a partial delivery while the spool cannot be written', () => {
     expect(sent[1]).toEqual(['b@contoso.com']);
     expect(Date.now() - spaceAgain).toBeLessThan(10_000);
     expect(sent.filter((to) => to.includes('a@contoso.com'))).toHaveLength(1);
+  });
+});
+
+describe('relay retry racing a delivery', () => {
+  it('sends once, and the .kick left on the delivered message is cleared by the next scan', async () => {
+    const path = join(dir, 'spool-kick-race');
+    let relay: RelayHandle | undefined;
+    const sent: string[] = [];
+    const transport: DeliveryTransport = {
+      async sendMail(message) {
+        const id = String(message.messageId ?? sent.length);
+        sent.push(id);
+        // `mailbridge relay retry` run while the message is with the upstream.
+        const [queued] = await (relay as RelayHandle).spool.listQueue();
+        expect(await (relay as RelayHandle).spool.release(queued?.id ?? '')).toBe('kicked');
+        return { accepted: ['a@contoso.com'], rejected: [], response: '250 2.0.0 queued' };
+      },
+      close() {},
+    };
+    relay = await startRelay(config, {
+      settings: parseRelaySettings({
+        spool: path,
+        listen: ['127.0.0.1:0'],
+        allowNetworks: ['127.0.0.1/32'],
+        policy: POLICY,
+      }),
+      transportFor: () => transport,
+      tokenProvider: {
+        scope: 'x',
+        getToken: async () => ({ accessToken: 'unused', expiresOn: new Date() }),
+      },
+      scanIntervalMs: 50,
+    });
+    running.push(relay);
+    const queued = await spoolMessage(relay.spool, 'Message-ID: <kick@x>\r\n\r\nx\r\n');
+    // Spooled behind the relay's back: a first `relay retry` hands it to the worker.
+    expect(await relay.spool.release(queued.id)).toBe('kicked');
+    const deadline = Date.now() + 5000;
+    let left = await readdir(join(path, 'queue'));
+    while ((sent.length === 0 || left.length > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      left = await readdir(join(path, 'queue'));
+    }
+    expect(sent).toHaveLength(1);
+    expect(left).toEqual([]);
+    const records = await relay.spool.readDeliveryRecords(new Set([queued.id]));
+    expect(records.get(queued.id)?.complete).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sent).toHaveLength(1);
   });
 });

@@ -16,6 +16,8 @@ beforeEach(async () => {
   await spool.init();
 });
 afterEach(async () => {
+  // Closes delivered.jsonl, which the spool keeps open between records.
+  await spool.unlock();
   await rm(dir, { recursive: true, force: true });
 });
 
