@@ -86,16 +86,19 @@ async function snippet(tool: string): Promise<string> {
 }
 
 describe('token --for', () => {
-  it('msmtp sends a message with AUTH XOAUTH2', async () => {
+  it('msmtp sends a message with AUTH XOAUTH2', { tags: ['soak'], timeout: 60_000 }, async () => {
     const config = join(home, 'msmtprc');
     await writeFile(config, await snippet('msmtp'), { mode: 0o600 });
     const message = `From: ${MAILBOX}\r\nTo: ${SENT}\r\nSubject: sent by msmtp\r\n\r\nhello\r\n`;
     const run = await runTool('msmtp', ['-C', config, '-t'], message);
     expect(run.code, run.output).toBe(0);
     await waitForMessage(mailboxDir(SENT), 'sent by msmtp');
-  }, 60_000);
+  });
 
-  it('mbsync copies the mailbox with IMAP XOAUTH2 (Cyrus SASL plugin)', async () => {
+  it('mbsync copies the mailbox with IMAP XOAUTH2 (Cyrus SASL plugin)', {
+    tags: ['soak'],
+    timeout: 60_000,
+  }, async () => {
     const config = join(home, 'mbsyncrc');
     const text = await snippet('mbsync');
     expect(text).toContain(`mkdir -p '${`Mail/${MAILBOX}/`}'`);
@@ -104,9 +107,12 @@ describe('token --for', () => {
     const run = await runTool('mbsync', ['-c', config, '-a']);
     expect(run.code, run.output).toBe(0);
     await waitForMessage(join(home, 'Mail', MAILBOX, 'INBOX'), 'seeded for the tools');
-  }, 60_000);
+  });
 
-  it('getmail fetches the inbox with IMAP XOAUTH2', async () => {
+  it('getmail fetches the inbox with IMAP XOAUTH2', {
+    tags: ['soak'],
+    timeout: 60_000,
+  }, async () => {
     const getmailDir = join(home, 'getmail');
     await mkdir(getmailDir, { recursive: true });
     const maildir = join(home, 'Mail', 'getmail');
@@ -122,9 +128,12 @@ describe('token --for', () => {
     const run = await runTool('getmail', ['--getmaildir', getmailDir, '--rcfile', 'getmailrc']);
     expect(run.code, run.output).toBe(0);
     await waitForMessage(maildir, 'seeded for the tools');
-  }, 60_000);
+  });
 
-  it('offlineimap copies the mailbox with IMAP XOAUTH2', async () => {
+  it('offlineimap copies the mailbox with IMAP XOAUTH2', {
+    tags: ['soak'],
+    timeout: 60_000,
+  }, async () => {
     const config = join(home, 'offlineimaprc');
     const text = await snippet('offlineimap');
     // Mail/<mailbox> is mbsync's folder above: offlineimap gets its own.
@@ -140,9 +149,9 @@ describe('token --for', () => {
     expect(run.code, run.output).toBe(0);
     expect(run.output).not.toMatch(/eyJ[\w-]+\./);
     await waitForMessage(join(local, 'INBOX'), 'seeded for the tools');
-  }, 60_000);
+  });
 
-  it('the tools shared one token request through the cache', () => {
+  it('the tools shared one token request through the cache', { tags: ['soak'] }, () => {
     // beforeAll's send asked once for itself (no cache); the three tools' logins asked once in all.
     expect(service.tokenRequests).toBe(2);
   });
