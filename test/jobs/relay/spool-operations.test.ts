@@ -237,10 +237,7 @@ describe('the spool lock between relay processes', { tags: ['soak'] }, () => {
 });
 
 describe('a partial delivery while the spool cannot be written', () => {
-  it('never sends again to the recipients Exchange accepted', {
-    tags: ['soak'],
-    timeout: 60_000,
-  }, async () => {
+  it('never sends again to the recipients Exchange accepted', { timeout: 60_000 }, async () => {
     const sent: string[][] = [];
     const transport: DeliveryTransport = {
       async sendMail(message) {
