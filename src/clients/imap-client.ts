@@ -58,20 +58,38 @@ export async function createImapClient(
   return connectImap(config, options, token);
 }
 
-/** Connects with a token already in hand; the session helper needs the token's expiry. */
-export async function connectImap(
-  config: MailbridgeConfig,
-  options: ImapClientOptions,
-  token: AccessToken,
-): Promise<ImapFlow> {
-  const logger = options.logger ?? silentLogger;
+export interface ImapConnectionOptions {
+  host: string;
+  port: number;
+  /**
+   * TLS from the first byte; STARTTLS required; or STARTTLS when offered
+   * (imapflow's default, which callers allow on loopback only).
+   */
+  security: 'implicit' | 'starttls' | 'starttls-if-offered';
+  auth: { user: string; accessToken: string } | { user: string; pass: string };
+  extraCaCertificates?: MailbridgeConfig['extraCaCertificates'];
+  connectTimeoutMs?: number | undefined;
+  logger: Logger;
+  /** Names the connection in debug lines (never a secret). */
+  logFields: Record<string, string>;
+  /** Our error for what imapflow threw while connecting and logging in. */
+  toError: (error: unknown) => MailbridgeError;
+}
+
+/**
+ * Opens and logs in one imapflow connection the way every login of ours
+ * needs it (TLS 1.2+ verified, full mailbox-name encoding, socket errors
+ * caught), whatever the credential.
+ */
+export async function openImapConnection(options: ImapConnectionOptions): Promise<ImapFlow> {
   const client = new ImapFlow({
-    host: config.imap.host,
-    port: config.imap.port,
-    secure: true,
-    ...servername(config.imap.host),
-    auth: { user: options.mailbox, accessToken: token.accessToken },
-    tls: { minVersion: 'TLSv1.2', ...trustOptions(config.extraCaCertificates) },
+    host: options.host,
+    port: options.port,
+    secure: options.security === 'implicit',
+    ...(options.security === 'starttls' ? { doSTARTTLS: true } : {}),
+    ...servername(options.host),
+    auth: options.auth,
+    tls: { minVersion: 'TLSv1.2', ...trustOptions(options.extraCaCertificates) },
     logger: false,
     disableAutoIdle: true,
     connectionTimeout: options.connectTimeoutMs ?? 30_000,
@@ -79,8 +97,8 @@ export async function connectImap(
   encodeMailboxNamesFully(client);
   // imapflow emits 'error' for socket failures; without a listener Node would crash the process.
   client.on('error', (error: Error) => {
-    logger.log('debug', 'imap connection error', {
-      mailbox: options.mailbox,
+    options.logger.log('debug', 'imap connection error', {
+      ...options.logFields,
       error: error.message,
     });
   });
@@ -88,8 +106,29 @@ export async function connectImap(
     await client.connect();
   } catch (error) {
     client.close();
-    throw imapErrorToMailbridge(error, { config, mailbox: options.mailbox, token });
+    throw options.toError(error);
   }
+  return client;
+}
+
+/** Connects with a token already in hand; the session helper needs the token's expiry. */
+export async function connectImap(
+  config: MailbridgeConfig,
+  options: ImapClientOptions,
+  token: AccessToken,
+): Promise<ImapFlow> {
+  const logger = options.logger ?? silentLogger;
+  const client = await openImapConnection({
+    host: config.imap.host,
+    port: config.imap.port,
+    security: 'implicit',
+    auth: { user: options.mailbox, accessToken: token.accessToken },
+    extraCaCertificates: config.extraCaCertificates,
+    connectTimeoutMs: options.connectTimeoutMs,
+    logger,
+    logFields: { mailbox: options.mailbox },
+    toError: (error) => imapErrorToMailbridge(error, { config, mailbox: options.mailbox, token }),
+  });
   logger.log('debug', 'imap connected', { mailbox: options.mailbox, host: config.imap.host });
   return client;
 }

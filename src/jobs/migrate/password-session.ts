@@ -4,10 +4,8 @@
  * AUTHENTICATE PLAIN or LOGIN as the server offers, reconnecting after a
  * dropped connection with the same policy as our XOAUTH2 sessions.
  */
-import { ImapFlow } from 'imapflow';
-import type { ImapFlowErrorFields } from '../../clients/imap-client.js';
+import { type ImapFlowErrorFields, openImapConnection } from '../../clients/imap-client.js';
 import { createLoginSession, type ImapSession } from '../../clients/imap-session.js';
-import { encodeMailboxNamesFully } from '../../clients/mailbox-name-encoding.js';
 import { isPlainTextAnswerToTls, notTlsPortError } from '../../clients/port-mismatch.js';
 import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
@@ -17,7 +15,6 @@ import {
   networkErrorCode,
   tlsUntrustedError,
 } from '../../util/network-errors.js';
-import { servername } from '../../util/tls.js';
 import type { PasswordImapEndpoint } from './endpoint.js';
 
 export function createPasswordSession(
@@ -31,31 +28,15 @@ export function createPasswordSession(
       name: endpoint.user,
       logFields: { host: endpoint.host },
       async connect() {
-        const client = new ImapFlow({
+        const client = await openImapConnection({
           host: endpoint.host,
           port: endpoint.port,
-          secure: endpoint.security === 'implicit',
-          ...(endpoint.security === 'starttls' ? { doSTARTTLS: true } : {}),
-          ...servername(endpoint.host),
+          security: endpoint.security,
           auth: { user: endpoint.user, pass: password },
-          tls: { minVersion: 'TLSv1.2' },
-          logger: false,
-          disableAutoIdle: true,
-          connectionTimeout: 30_000,
+          logger,
+          logFields: { host: endpoint.host },
+          toError: (error) => passwordImapError(error, endpoint),
         });
-        encodeMailboxNamesFully(client);
-        client.on('error', (error: Error) => {
-          logger.log('debug', 'imap connection error', {
-            host: endpoint.host,
-            error: error.message,
-          });
-        });
-        try {
-          await client.connect();
-        } catch (error) {
-          client.close();
-          throw passwordImapError(error, endpoint);
-        }
         return { client };
       },
       toError: (error) => passwordImapError(error, endpoint),
