@@ -25,6 +25,7 @@ import type { MailbridgeConfig } from '../config/types.js';
 import { ConfigurationError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
 import { displayText } from '../util/display-text.js';
+import { type NativeFileLocks, nativeFileLocks } from '../util/file-lock.js';
 import type { AccessToken, TokenProvider } from './token-provider.js';
 
 export interface TokenCacheFileOptions {
@@ -197,19 +198,15 @@ function sameIdentity(a: Identity, b: Identity): boolean {
   return a.authority === b.authority && a.clientId === b.clientId && a.scope === b.scope;
 }
 
-type OsLocks = typeof import('fs-native-extensions');
-
-/** The native lock calls, loaded on first use: without a build for this platform only the cache is lost. */
-async function osLocks(path: string): Promise<OsLocks> {
-  try {
-    return await import('fs-native-extensions');
-  } catch (cause) {
+/** The native lock calls: without a build for this platform only the cache is lost. */
+function osLocks(path: string): Promise<NativeFileLocks> {
+  return nativeFileLocks().catch((cause: Error) => {
     throw new ConfigurationError({
       code: 'TOKEN_CACHE_UNUSABLE',
-      message: `The token cache ${displayText(path)} cannot be locked: the file-lock module has no build for ${process.platform}-${process.arch}`,
+      message: `The token cache ${displayText(path)} cannot be locked: ${cause.message}`,
       remedy:
         'Run without --cache (MAILBRIDGE_TOKEN_CACHE); every run then asks Entra ID for a token.',
       cause,
     });
-  }
+  });
 }

@@ -7,6 +7,26 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 
+export type NativeFileLocks = typeof import('fs-native-extensions');
+let nativeLoaded: Promise<NativeFileLocks> | undefined;
+
+/**
+ * The native lock calls, loaded on first use so that a platform without a
+ * prebuilt binary loses only what locks (each caller says what, with its own
+ * code), not every command.
+ * @throws Error naming the platform when the module has no build for it
+ */
+export function nativeFileLocks(): Promise<NativeFileLocks> {
+  nativeLoaded ??= import('fs-native-extensions').catch((cause: unknown) => {
+    nativeLoaded = undefined;
+    throw new Error(
+      `the file-lock module has no build for ${process.platform}-${process.arch} (${(cause as Error).message.split('\n')[0]})`,
+      { cause },
+    );
+  });
+  return nativeLoaded;
+}
+
 export interface HeldFileLock {
   /** Lets go of the lock (closing the file). */
   release(): Promise<void>;
@@ -18,12 +38,7 @@ export interface HeldFileLock {
  * @throws Error when the native lock module has no build for this platform
  */
 export async function tryExclusiveFileLock(path: string): Promise<HeldFileLock | undefined> {
-  const { tryLock } = await import('fs-native-extensions').catch((cause: unknown) => {
-    throw new Error(
-      `the file-lock module has no build for ${process.platform}-${process.arch} (${(cause as Error).message.split('\n')[0]})`,
-      { cause },
-    );
-  });
+  const { tryLock } = await nativeFileLocks();
   const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
     if (!tryLock(handle.fd)) {

@@ -45,6 +45,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigurationError, MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic, writeFileDurably } from '../../util/durable.js';
+import { type NativeFileLocks, nativeFileLocks } from '../../util/file-lock.js';
 import { groupCommit } from './group-commit.js';
 
 export interface SpoolEnvelope {
@@ -997,26 +998,21 @@ function errnoOf(error: Error): string {
   return (error as NodeJS.ErrnoException).code ?? error.message;
 }
 
-type OsLocks = typeof import('fs-native-extensions');
-let osLocksLoaded: Promise<OsLocks> | undefined;
-
 /**
- * The native lock calls, loaded on first use so that a platform without a
- * prebuilt binary loses only the relay, not every command.
+ * The native lock calls; a platform without a prebuilt binary loses only the
+ * relay, not every command.
  * @throws ConfigurationError `RELAY_SPOOL_LOCK_UNAVAILABLE`
  */
-function osLocks(): Promise<OsLocks> {
-  osLocksLoaded ??= import('fs-native-extensions').catch((cause: unknown) => {
-    osLocksLoaded = undefined;
+function osLocks(): Promise<NativeFileLocks> {
+  return nativeFileLocks().catch((cause: Error) => {
     throw new ConfigurationError({
       code: 'RELAY_SPOOL_LOCK_UNAVAILABLE',
-      message: `The relay cannot lock its spool: the file-lock module has no build for ${process.platform}-${process.arch} (${(cause as Error).message.split('\n')[0]})`,
+      message: `The relay cannot lock its spool: ${cause.message}`,
       remedy:
         'Run the relay on Linux with glibc (x64, arm64), macOS or Windows, for example with the Dockerfile in examples/relay.',
       cause,
     });
   });
-  return osLocksLoaded;
 }
 
 /** Whether an open file is still the one at `path` (not unlinked or replaced since). */
