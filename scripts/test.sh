@@ -9,9 +9,12 @@ cd "$(dirname "$0")/.."
 # and Postfix (submission), each run from a temporary folder, never as the
 # system-wide services; swaks (with Net::SSLeay for STARTTLS) is the legacy
 # SMTP client of the relay tests; msmtp, isync (mbsync, with the KDE XOAUTH2
-# SASL plugin), getmail6 and offlineimap3 log in through `mailbridge token --for`.
-APT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-auth-lua lua-cjson postfix swaks libnet-ssleay-perl
-  msmtp isync libsasl2-modules-kdexoauth2 getmail6 offlineimap3)
+# SASL plugin), getmail6 and offlineimap3 log in through `mailbridge token --for`;
+# dovecot-pop3d and fetchmail serve the POP3 side (proxy, sandbox), redis-server
+# the distributed job queue.
+APT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-auth-lua lua-cjson postfix swaks
+  libnet-ssleay-perl msmtp isync libsasl2-modules-kdexoauth2 getmail6 offlineimap3 fetchmail curl
+  redis-server)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
