@@ -9,7 +9,7 @@
 
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { issueServerCertificate } from './pki.js';
+import { type Issued, issueServerCertificate } from './pki.js';
 import { loadTestCa } from './test-ca.js';
 
 export interface ImapFaultProxy {
@@ -38,11 +38,12 @@ interface Throttle {
   throttle: boolean;
 }
 
-export async function startImapFaultProxy(upstream: {
-  host: string;
-  port: number;
-}): Promise<ImapFaultProxy> {
-  const certificate = issueServerCertificate(loadTestCa());
+export async function startImapFaultProxy(
+  upstream: { host: string; port: number },
+  /** CA for its certificate and loopback port to listen on; default the test CA and a free port. */
+  own: { ca?: Issued; port?: number } = {},
+): Promise<ImapFaultProxy> {
+  const certificate = issueServerCertificate(own.ca ?? loadTestCa());
   const sockets = new Set<TLSSocket>();
   let connections = 0;
   let byesSent = 0;
@@ -115,7 +116,7 @@ export async function startImapFaultProxy(upstream: {
       forwardCommands(client, server, onCommand);
     },
   );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(own.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
   return {

@@ -16,7 +16,11 @@
  * so a message a test sends can be read back over IMAP. Mailboxes are any
  * address and are created on first use.
  *
- * Needs root and the Debian packages scripts/test.sh installs.
+ * As root it runs Dovecot's processes as the Debian packages' system users
+ * and takes Postfix for submission. As any other user, Dovecot runs as that
+ * user (its own base_dir, no chroot) and submission is `smtp-server` in this
+ * process delivering by LMTP (submission-server.ts): Postfix needs root.
+ * Needs the Debian packages scripts/test.sh installs (see packages.ts).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import {
@@ -33,9 +37,10 @@ import {
 } from 'node:fs';
 import { readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { issueServerCertificate } from './pki.js';
+import { type Issued, issueServerCertificate } from './pki.js';
+import { type SubmissionServer, startSubmissionServer } from './submission-server.js';
 import { loadTestCa } from './test-ca.js';
 import type { TokenService } from './token-service.js';
 
@@ -89,6 +94,20 @@ export interface MailServersOptions {
    * tests of what a client makes of them. Postfix's own AUTH replies are fixed.
    */
   senderReplies?: Readonly<Record<string, string>>;
+  /** CA that issues the servers' certificates. @default the test run's CA (test-ca.ts) */
+  ca?: Issued;
+  /**
+   * Folder for configuration, sockets, mail and logs, created when missing
+   * and kept by stop(). @default a new temporary folder, removed by stop()
+   */
+  dir?: string;
+  /** Fixed loopback ports instead of free ones the kernel picks. */
+  ports?: { imap?: number; smtp?: number; lmtp?: number };
+  /**
+   * What serves SMTP submission: Postfix (needs root) or `smtp-server` in
+   * this process. @default 'postfix' as root, 'node' otherwise
+   */
+  submission?: 'postfix' | 'node';
 }
 
 export interface Endpoint {
@@ -112,7 +131,9 @@ export interface MailServers {
   processIds(): Promise<number[]>;
   /** TCP sockets those processes listen on, from /proc. */
   listeningSockets(): Promise<ListeningSocket[]>;
-  /** Stops both servers and removes the folder. Safe to call twice. */
+  /** The next `count` SMTP commands of `stage` get `reply` (node submission only). */
+  replySmtpNext(count: number, stage: 'auth' | 'mail', reply: string): void;
+  /** Stops both servers and removes a temporary folder. Safe to call twice. */
   stop(): Promise<void>;
 }
 
@@ -140,18 +161,19 @@ const READY_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
 
 export async function startMailServers(options: MailServersOptions): Promise<MailServers> {
-  if (process.getuid?.() !== 0) {
-    throw new Error(
-      'startMailServers needs root: Postfix starts as root, and Dovecot must switch to the mail user',
-    );
+  const root = process.getuid?.() === 0;
+  const submission = options.submission ?? (root ? 'postfix' : 'node');
+  if (submission === 'postfix' && !root) {
+    throw new Error('Postfix submission needs root: its master starts as root');
   }
-  const layout = createLayout();
-  const servers = new RunningMailServers(layout);
+  const layout = createLayout(options.dir, root);
+  const servers = new RunningMailServers(layout, options, submission, options.dir === undefined);
   try {
-    const [imapPort, smtpPort] = await freePorts(2);
-    servers.imap = { host: '127.0.0.1', port: imapPort as number };
-    servers.smtp = { host: '127.0.0.1', port: smtpPort as number };
-    writeConfiguration(layout, servers.imap.port, servers.smtp.port, options);
+    const [imapPort, smtpPort, lmtpPort] = await freePorts(3);
+    servers.imap = { host: '127.0.0.1', port: options.ports?.imap ?? (imapPort as number) };
+    servers.smtp = { host: '127.0.0.1', port: options.ports?.smtp ?? (smtpPort as number) };
+    servers.lmtpPort = options.ports?.lmtp ?? (lmtpPort as number);
+    writeConfiguration(layout, servers.imap.port, servers.smtp.port, servers.lmtpPort, options);
     await servers.start();
     return servers;
   } catch (err) {
@@ -167,6 +189,8 @@ export async function startMailServers(options: MailServersOptions): Promise<Mai
 
 interface Layout {
   dir: string;
+  /** Root: Dovecot's processes switch to the packages' system users; otherwise all run as us. */
+  systemUsers: boolean;
   tls: { cert: string; key: string; ca: string };
   grants: string;
   dovecot: {
@@ -193,13 +217,15 @@ interface Layout {
   output: string;
 }
 
-function createLayout(): Layout {
-  const dir = mkdtempSync(join(tmpdir(), 'mailbridge-mail-'));
+function createLayout(folder: string | undefined, systemUsers: boolean): Layout {
+  if (folder !== undefined) mkdirSync(folder, { recursive: true });
+  const dir = folder ?? mkdtempSync(join(tmpdir(), 'mailbridge-mail-'));
   // Dovecot's and Postfix's unprivileged processes walk into it.
-  chmodSync(dir, 0o755);
+  chmodSync(dir, systemUsers ? 0o755 : 0o700);
   const d = (...parts: string[]) => join(dir, ...parts);
   const layout: Layout = {
     dir,
+    systemUsers,
     tls: { cert: d('tls', 'server.pem'), key: d('tls', 'server-key.pem'), ca: d('tls', 'ca.pem') },
     grants: d('grants.txt'),
     dovecot: {
@@ -232,7 +258,8 @@ function createLayout(): Layout {
   ]) {
     mkdirSync(folder, { recursive: true, mode: 0o755 });
   }
-  mkdirSync(layout.mail, { mode: 0o700 });
+  mkdirSync(layout.mail, { recursive: true, mode: 0o700 });
+  if (!systemUsers) return layout;
   const [mailUid, mailGid] = systemUser(MAIL_USER);
   chownSync(layout.mail, mailUid, mailGid);
   const [postfixUid] = systemUser(POSTFIX_USER);
@@ -247,16 +274,22 @@ function writeConfiguration(
   layout: Layout,
   imapPort: number,
   smtpPort: number,
+  lmtpPort: number,
   options: MailServersOptions,
 ): void {
-  const tls = issueServerCertificate(loadTestCa());
+  const ca = options.ca ?? loadTestCa();
+  const tls = issueServerCertificate(ca);
   writeFileSync(layout.tls.cert, tls.certificatePem, { mode: 0o644 });
   writeFileSync(layout.tls.key, tls.keys.privateKeyPem, { mode: 0o600 });
   // The test CA's own folder is private to root; Dovecot's auth worker reads this copy.
-  writeFileSync(layout.tls.ca, loadTestCa().certificatePem, { mode: 0o644 });
-  writeFileSync(layout.grants, '', { mode: 0o644 });
+  writeFileSync(layout.tls.ca, ca.certificatePem, { mode: 0o644 });
+  // A kept folder keeps its grants across restarts.
+  writeFileSync(layout.grants, '', { mode: 0o644, flag: 'a' });
   writeFileSync(layout.dovecot.passdbScript, passdbScript(layout, options), { mode: 0o644 });
-  writeFileSync(layout.dovecot.config, dovecotConfig(layout, imapPort, options), { mode: 0o644 });
+  writeFileSync(layout.dovecot.config, dovecotConfig(layout, imapPort, lmtpPort, options), {
+    mode: 0o644,
+  });
+  if (!layout.systemUsers) return;
   const mainCf = join(layout.postfix.configDir, 'main.cf');
   const masterCf = join(layout.postfix.configDir, 'master.cf');
   writeFileSync(mainCf, postfixMain(layout), { mode: 0o644 });
@@ -271,10 +304,18 @@ function writeConfiguration(
   for (const file of [mainCf, masterCf]) utimesSync(file, aMinuteAgo, aMinuteAgo);
 }
 
-function dovecotConfig(layout: Layout, imapPort: number, options: MailServersOptions): string {
-  const [mailUid, mailGid] = systemUser(MAIL_USER);
+function dovecotConfig(
+  layout: Layout,
+  imapPort: number,
+  lmtpPort: number,
+  options: MailServersOptions,
+): string {
+  const me = userInfo();
+  const [mailUid, mailGid] = layout.systemUsers ? systemUser(MAIL_USER) : [me.uid, me.gid];
+  const internalUser = layout.systemUsers ? DOVECOT_USER : me.username;
+  const loginUser = layout.systemUsers ? DOVECOT_LOGIN_USER : me.username;
   const mechanisms = options.mechanisms ?? ['xoauth2', 'plain'];
-  return `# Generated by test/helpers/mail-servers.ts
+  return `# Generated by src/sandbox/mail-servers.ts
 instance_name = mailbridge-test-${imapPort}
 base_dir = ${layout.dovecot.baseDir}
 state_dir = ${layout.dovecot.stateDir}
@@ -283,8 +324,9 @@ protocols = imap lmtp
 listen = 127.0.0.1
 shutdown_clients = yes
 
-default_internal_user = ${DOVECOT_USER}
-default_login_user = ${DOVECOT_LOGIN_USER}
+default_internal_user = ${internalUser}
+default_login_user = ${loginUser}
+${layout.systemUsers ? '' : `default_internal_group = ${groupName(me.gid)}\n`}
 first_valid_uid = ${mailUid}
 last_valid_uid = ${mailUid}
 
@@ -337,18 +379,7 @@ service imap-login {
     ssl = yes
   }
 }
-service lmtp {
-  unix_listener ${LMTP_SOCKET} {
-    mode = 0600
-    user = ${POSTFIX_USER}
-  }
-}
-service auth {
-  unix_listener ${AUTH_SOCKET} {
-    mode = 0600
-    user = ${POSTFIX_USER}
-  }
-}
+${layout.systemUsers ? postfixListeners() : userModeServices(lmtpPort)}
 # Without the auth penalty listener, anvil adds no delay after failed logins
 # (up to 15 s per client IP otherwise), so failure tests stay fast.
 service anvil {
@@ -359,8 +390,43 @@ service anvil {
 `;
 }
 
+/** Where Postfix hands mail and logins to Dovecot. */
+function postfixListeners(): string {
+  return `service lmtp {
+  unix_listener ${LMTP_SOCKET} {
+    mode = 0600
+    user = ${POSTFIX_USER}
+  }
+}
+service auth {
+  unix_listener ${AUTH_SOCKET} {
+    mode = 0600
+    user = ${POSTFIX_USER}
+  }
+}`;
+}
+
+/**
+ * Without root: no chroot (login processes and anvil chroot by default), and
+ * LMTP on a loopback port for the submission server of this process.
+ */
+function userModeServices(lmtpPort: number): string {
+  return `service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${lmtpPort}
+  }
+}
+service imap-login {
+  chroot =
+}
+service anvil {
+  chroot =
+}`;
+}
+
 function postfixMain(layout: Layout): string {
-  return `# Generated by test/helpers/mail-servers.ts
+  return `# Generated by src/sandbox/mail-servers.ts
 compatibility_level = 3.6
 queue_directory = ${layout.postfix.queueDir}
 data_directory = ${layout.postfix.dataDir}
@@ -442,7 +508,7 @@ function postfixMaster(smtpPort: number): string {
   const lines = services.map(
     ([name, type, priv, wakeup, max, cmd]) => `${name} ${type} ${priv} - n ${wakeup} ${max} ${cmd}`,
   );
-  return `# Generated by test/helpers/mail-servers.ts\n${lines.join('\n')}\n`;
+  return `# Generated by src/sandbox/mail-servers.ts\n${lines.join('\n')}\n`;
 }
 
 /** A Postfix texthash access map: `address reply` lines; replies are one line each. */
@@ -466,7 +532,7 @@ function senderRepliesMap(replies: Readonly<Record<string, string>> = {}): strin
 function passdbScript(layout: Layout, options: MailServersOptions): string {
   const url = `${options.tokenService.url}/_test/introspect`;
   const audience = options.audience ?? EXCHANGE_AUDIENCE;
-  return `-- Generated by test/helpers/mail-servers.ts
+  return `-- Generated by src/sandbox/mail-servers.ts
 local cjson = require("cjson")
 
 local INTROSPECT_URL = ${luaString(url)}
@@ -619,13 +685,21 @@ function luaString(value: string): string {
 class RunningMailServers implements MailServers {
   imap: Endpoint = { host: '127.0.0.1', port: 0 };
   smtp: Endpoint = { host: '127.0.0.1', port: 0 };
+  lmtpPort = 0;
+  private submissionServer: SubmissionServer | undefined;
   private readonly children: { child: ChildProcess; graceful: boolean }[] = [];
   private stopped = false;
   private grantUpdates: Promise<void> = Promise.resolve();
   private watchdog: ChildProcess | undefined;
   private readonly onExit = () => this.killNow();
 
-  constructor(private readonly layout: Layout) {
+  constructor(
+    private readonly layout: Layout,
+    private readonly options: MailServersOptions,
+    private readonly submission: 'postfix' | 'node',
+    /** Whether the folder is ours to remove (a temporary one). */
+    private readonly temporary: boolean,
+  ) {
     process.on('exit', this.onExit);
   }
 
@@ -635,6 +709,22 @@ class RunningMailServers implements MailServers {
 
   async start(): Promise<void> {
     const dovecot = this.spawnGroup('dovecot', ['-F', '-c', this.layout.dovecot.config], false);
+    if (this.submission === 'node') {
+      this.startWatchdog();
+      await waitFor(dovecot, 'Dovecot', () => canConnect(this.imap.port));
+      this.submissionServer = await startSubmissionServer({
+        port: this.smtp.port,
+        tls: {
+          key: readFileSync(this.layout.tls.key, 'utf8'),
+          cert: readFileSync(this.layout.tls.cert, 'utf8'),
+        },
+        refusal: (token, mailbox) => this.smtpRefusal(token, mailbox),
+        senderReplies: lowercaseKeys(this.options.senderReplies),
+        lmtp: { host: '127.0.0.1', port: this.lmtpPort },
+        log: (line) => writeFileSync(this.layout.postfix.log, `${line}\n`, { flag: 'a' }),
+      });
+      return;
+    }
     await Promise.all([
       // Dovecot's master creates every listener before it forks a service.
       waitFor(dovecot, 'Dovecot', () => canConnect(this.imap.port)),
@@ -653,6 +743,25 @@ class RunningMailServers implements MailServers {
     );
     this.startWatchdog();
     await waitFor(postfix, 'Postfix', () => canConnect(this.smtp.port));
+  }
+
+  replySmtpNext(count: number, stage: 'auth' | 'mail', reply: string): void {
+    if (!this.submissionServer) throw new Error('SMTP replies on demand need node submission');
+    this.submissionServer.replyNext(count, stage, reply);
+  }
+
+  /** The Lua passdb's check, for the submission server of this process. */
+  private async smtpRefusal(token: string, mailbox: string): Promise<string | undefined> {
+    const audience = this.options.audience ?? EXCHANGE_AUDIENCE;
+    const result = this.options.tokenService.introspect(token, { audience });
+    if (!result.active || !result.claims) return `token not valid (${result.reason})`;
+    const { appid, roles } = result.claims;
+    if (!roles?.includes(SMTP_ROLE)) return `token of app ${appid} lacks role ${SMTP_ROLE}`;
+    const grants = await readFile(this.layout.grants, 'utf8');
+    if (!grants.split('\n').includes(grantLine(appid, mailbox))) {
+      return `app ${appid} has no permission on ${mailbox.toLowerCase()}`;
+    }
+    return undefined;
   }
 
   grantMailbox(appId: string, mailbox: string): Promise<void> {
@@ -707,9 +816,10 @@ class RunningMailServers implements MailServers {
     // (or a zombie: exited, waiting for its new parent to reap it).
     const deadline = Date.now() + STOP_TIMEOUT_MS;
     while ((await this.processIds()).length > 0 && Date.now() < deadline) await delay(10);
+    await this.submissionServer?.close();
     if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
     process.off('exit', this.onExit);
-    rmSync(this.layout.dir, { recursive: true, force: true });
+    if (this.temporary) rmSync(this.layout.dir, { recursive: true, force: true });
   }
 
   private spawnGroup(command: string, args: string[], graceful: boolean): ChildProcess {
@@ -733,7 +843,7 @@ class RunningMailServers implements MailServers {
   private killNow(): void {
     for (const { child } of this.children) signalGroup(child, 'SIGKILL');
     if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
-    rmSync(this.layout.dir, { recursive: true, force: true });
+    if (this.temporary) rmSync(this.layout.dir, { recursive: true, force: true });
   }
 
   /**
@@ -746,10 +856,11 @@ class RunningMailServers implements MailServers {
     const groups = this.children.flatMap(({ child }) => (child.pid ? [String(child.pid)] : []));
     const script =
       'while kill -0 "$1" 2>/dev/null; do sleep 1; done; dir=$2; shift 2; ' +
-      'for group in "$@"; do kill -9 "-$group" 2>/dev/null; done; rm -rf "$dir"';
+      'for group in "$@"; do kill -9 "-$group" 2>/dev/null; done; [ -z "$dir" ] || rm -rf "$dir"';
+    const dir = this.temporary ? this.layout.dir : '';
     this.watchdog = spawn(
       'sh',
-      ['-c', script, 'mailbridge-mail-watchdog', String(process.pid), this.layout.dir, ...groups],
+      ['-c', script, 'mailbridge-mail-watchdog', String(process.pid), dir, ...groups],
       { detached: true, stdio: 'ignore', env: SERVER_ENV },
     );
     this.watchdog.on('error', () => {});
@@ -773,6 +884,12 @@ class RunningMailServers implements MailServers {
     this.grantUpdates = done.catch(() => {});
     return done;
   }
+}
+
+function lowercaseKeys(
+  map: Readonly<Record<string, string>> = {},
+): Readonly<Record<string, string>> {
+  return Object.fromEntries(Object.entries(map).map(([key, value]) => [key.toLowerCase(), value]));
 }
 
 function grantLine(appId: string, mailbox: string): string {
@@ -927,6 +1044,15 @@ function procAddress(hex: string): string {
     groups.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));
   }
   return groups.join(':');
+}
+
+/** Name of a group, from /etc/group: Dovecot's settings take names, not ids. */
+function groupName(gid: number): string {
+  for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [name, , id] = line.split(':');
+    if (name && Number(id) === gid) return name;
+  }
+  throw new Error(`group ${gid} has no name in /etc/group`);
 }
 
 const users = new Map<string, [number, number]>();

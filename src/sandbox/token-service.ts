@@ -67,6 +67,10 @@ export interface TokenServiceOptions {
    * Date.now. A test moves it forward instead of waiting for a token to expire.
    */
   now?: () => number;
+  /** CA that issues the service's TLS certificate. @default the test run's CA (test-ca.ts) */
+  ca?: Issued;
+  /** Loopback port to listen on. @default a free one */
+  port?: number;
 }
 
 export interface SecretCredential {
@@ -358,7 +362,7 @@ class EntraTokenService implements TokenService {
   private introspectionCount = 0;
   private readonly now: () => number;
 
-  constructor(options: TokenServiceOptions) {
+  constructor(private readonly options: TokenServiceOptions) {
     this.now = options.now ?? Date.now;
     this.lifetimeSeconds = checkLifetime(
       options.tokenLifetimeSeconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS,
@@ -373,14 +377,14 @@ class EntraTokenService implements TokenService {
   }
 
   async listen(): Promise<void> {
-    const tls = issueServerCertificate(loadTestCa());
+    const tls = issueServerCertificate(this.options.ca ?? loadTestCa());
     const server = createServer(
       { key: tls.keys.privateKeyPem, cert: tls.certificatePem },
       (req, res) => this.dispatch(req, res),
     );
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
+      server.listen(this.options.port ?? 0, '127.0.0.1', () => resolve());
     });
     this.server = server;
     this.listeningPort = (server.address() as AddressInfo).port;
