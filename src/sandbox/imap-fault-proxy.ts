@@ -55,7 +55,12 @@ export async function startImapFaultProxy(
     { key: certificate.keys.privateKeyPem, cert: certificate.certificatePem },
     (client) => {
       connections++;
-      const server = tlsConnect({ host: upstream.host, port: upstream.port });
+      const server = tlsConnect({
+        host: upstream.host,
+        port: upstream.port,
+        // Upstream's certificate comes from the same CA; a test process trusts the test CA anyway.
+        ...(own.ca ? { ca: [own.ca.certificatePem] } : {}),
+      });
       sockets.add(client);
       sockets.add(server);
       let expiryTimer: NodeJS.Timeout | undefined;
