@@ -135,6 +135,7 @@ export interface MailServers {
   listeningSockets(): Promise<ListeningSocket[]>;
   /** The next `count` SMTP commands of `stage` get `reply` (node submission only). */
   replySmtpNext(count: number, stage: 'auth' | 'mail', reply: string): void;
+  clearSmtpReplies(): void;
   /** Stops both servers and removes a temporary folder. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -761,6 +762,10 @@ class RunningMailServers implements MailServers {
   replySmtpNext(count: number, stage: 'auth' | 'mail', reply: string): void {
     if (!this.submissionServer) throw new Error('SMTP replies on demand need node submission');
     this.submissionServer.replyNext(count, stage, reply);
+  }
+
+  clearSmtpReplies(): void {
+    this.submissionServer?.clearReplies();
   }
 
   /** The Lua passdb's check, for the submission server of this process. */

@@ -8,7 +8,15 @@
  * mail servers' watchdog).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigurationError } from '../errors.js';
@@ -47,7 +55,9 @@ export type SandboxFault =
   /** The next SMTP commands of `stage` get `reply`, e.g. `535 5.7.139 …` at AUTH, `451 4.7.500 …` at MAIL. */
   | { kind: 'smtp'; reply: string; stage?: 'auth' | 'mail'; count?: number }
   /** Tokens issued from now on live `seconds`; IMAP sessions end with `* BYE … AccessTokenExpired` at expiry. */
-  | { kind: 'token-lifetime'; seconds: number };
+  | { kind: 'token-lifetime'; seconds: number }
+  /** Forgets the token and SMTP faults not given yet. */
+  | { kind: 'clear' };
 
 export interface Sandbox {
   readonly dir: string;
@@ -80,6 +90,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const temporary = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mailbridge-sandbox-'));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // As root, Dovecot's processes run as its system users and must pass through; the
+  // secrets below stay in folders of their own that only the owner may open.
+  chmodSync(dir, process.getuid?.() === 0 ? 0o711 : 0o700);
   const base = options.portBase;
   const at = (offset: number) => (base === undefined ? undefined : base + offset);
   const { ca, certificatePath, nodeExtraCaPath } = loadOrCreateSandboxCa(
@@ -210,6 +223,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
           return;
         case 'token-lifetime':
           token.setTokenLifetime(fault.seconds);
+          return;
+        case 'clear':
+          token.clearFaults();
+          servers.clearSmtpReplies();
           return;
       }
     },

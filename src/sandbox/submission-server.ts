@@ -27,6 +27,8 @@ export interface SubmissionServer {
   readonly port: number;
   /** The next `count` commands of `stage` are answered with `reply` (`451 4.3.2 …`). */
   replyNext(count: number, stage: SubmissionStage, reply: string): void;
+  /** Forgets the replies replyNext set that were not given yet. */
+  clearReplies(): void;
   close(): Promise<void>;
 }
 
@@ -123,6 +125,9 @@ export async function startSubmissionServer(
     replyNext(count, stage, reply) {
       replyError(reply);
       faults.push({ stage, remaining: count, reply });
+    },
+    clearReplies() {
+      faults.length = 0;
     },
     close: () =>
       new Promise<void>((resolve) => {

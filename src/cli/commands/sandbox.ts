@@ -368,7 +368,7 @@ export const sandboxGrantCommand = grantCommand('grant');
 export const sandboxRevokeCommand = grantCommand('revoke');
 
 const FAULT_USAGE =
-  'token 503|429|500 [--count N] | imap throttle --ms N [--count N] | imap bye-expired [--seconds S] | smtp 535-5.7.139 | smtp 4xx [--count N] | token-lifetime --seconds S';
+  'token 503|429|500 [--count N] | imap throttle --ms N [--count N] | imap bye-expired [--seconds S] | smtp 535-5.7.139 | smtp 4xx [--count N] | token-lifetime --seconds S | clear';
 
 /** The fault the operands and flags name. */
 export function parseFault(words: string[], values: Record<string, unknown>): SandboxFault {
@@ -402,6 +402,7 @@ export function parseFault(words: string[], values: Record<string, unknown>): Sa
       reply: '451 4.7.500 Server busy. Please try again later.',
     };
   }
+  if (what === 'clear') return { kind: 'clear' };
   throw usageError(`Unknown fault: ${words.join(' ') || '(none)'}`, `Name one of: ${FAULT_USAGE}.`);
 }
 
