@@ -104,6 +104,11 @@ export interface MailServersOptions {
   /** Fixed loopback ports instead of free ones the kernel picks. */
   ports?: { imap?: number; smtp?: number; lmtp?: number };
   /**
+   * A folder (around `dir`) removed when the servers stop, or when this
+   * process dies without stopping them. @default `dir` when it is temporary
+   */
+  removeOnStop?: string;
+  /**
    * What serves SMTP submission: Postfix (needs root) or `smtp-server` in
    * this process. @default 'postfix' as root, 'node' otherwise
    */
@@ -170,7 +175,8 @@ export async function startMailServers(options: MailServersOptions): Promise<Mai
     throw new Error('Postfix submission needs root: its master starts as root');
   }
   const layout = createLayout(options.dir, root, submission);
-  const servers = new RunningMailServers(layout, options, submission, options.dir === undefined);
+  const removeOnStop = options.dir === undefined ? layout.dir : options.removeOnStop;
+  const servers = new RunningMailServers(layout, options, submission, removeOnStop);
   try {
     const [imapPort, smtpPort, lmtpPort] = await freePorts(3);
     servers.imap = { host: '127.0.0.1', port: options.ports?.imap ?? (imapPort as number) };
@@ -707,8 +713,8 @@ class RunningMailServers implements MailServers {
     private readonly layout: Layout,
     private readonly options: MailServersOptions,
     private readonly submission: 'postfix' | 'node',
-    /** Whether the folder is ours to remove (a temporary one). */
-    private readonly temporary: boolean,
+    /** The folder that is ours to remove, if any. */
+    private readonly removeOnStop: string | undefined,
   ) {
     process.on('exit', this.onExit);
   }
@@ -837,7 +843,7 @@ class RunningMailServers implements MailServers {
     await this.submissionServer?.close();
     if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
     process.off('exit', this.onExit);
-    if (this.temporary) rmSync(this.layout.dir, { recursive: true, force: true });
+    if (this.removeOnStop) rmSync(this.removeOnStop, { recursive: true, force: true });
   }
 
   private spawnGroup(command: string, args: string[], graceful: boolean): ChildProcess {
@@ -861,7 +867,7 @@ class RunningMailServers implements MailServers {
   private killNow(): void {
     for (const { child } of this.children) signalGroup(child, 'SIGKILL');
     if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
-    if (this.temporary) rmSync(this.layout.dir, { recursive: true, force: true });
+    if (this.removeOnStop) rmSync(this.removeOnStop, { recursive: true, force: true });
   }
 
   /**
@@ -875,7 +881,7 @@ class RunningMailServers implements MailServers {
     const script =
       'while kill -0 "$1" 2>/dev/null; do sleep 1; done; dir=$2; shift 2; ' +
       'for group in "$@"; do kill -9 "-$group" 2>/dev/null; done; [ -z "$dir" ] || rm -rf "$dir"';
-    const dir = this.temporary ? this.layout.dir : '';
+    const dir = this.removeOnStop ?? '';
     this.watchdog = spawn(
       'sh',
       ['-c', script, 'mailbridge-mail-watchdog', String(process.pid), dir, ...groups],

@@ -137,6 +137,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       dir: join(dir, 'servers'),
       submission: 'node',
       ports: { imap: at(3), smtp: at(2), lmtp: at(4) },
+      ...(temporary ? { removeOnStop: dir } : {}),
     });
     seedMailboxes(mailServers.mailDir, directory.mailboxes);
     for (const app of directory.apps) {
