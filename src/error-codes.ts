@@ -541,6 +541,37 @@ export const ERROR_CODES = {
     remedy:
       'A queued message lost its data file: it is moved to `dead/`; ask the sender to send it again.',
   },
+  SANDBOX_PACKAGES_MISSING: {
+    group: 'setup',
+    exit: 2,
+    remedy:
+      'Install the Debian packages the message names (`apt-get install -y …`), then start again.',
+  },
+  SANDBOX_DIRECTORY_INVALID: {
+    group: 'setup',
+    exit: 2,
+    remedy: 'Fix the `--directory` JSON file at the paths the message lists.',
+  },
+  SANDBOX_NOT_RUNNING: {
+    group: 'setup',
+    exit: 2,
+    remedy: 'Start it with `mailbridge sandbox start` (same `--dir`).',
+  },
+  SANDBOX_ALREADY_RUNNING: {
+    group: 'setup',
+    exit: 2,
+    remedy: 'Use the running one (`mailbridge sandbox env`), stop it, or give another `--dir`.',
+  },
+  SANDBOX_APP_UNKNOWN: {
+    group: 'setup',
+    exit: 2,
+    remedy: 'Give an app name or client id from `mailbridge sandbox status`.',
+  },
+  SANDBOX_START_FAILED: {
+    group: 'setup',
+    exit: 1,
+    remedy: 'Read the log file the message names; a port of `--port-base` may be taken.',
+  },
   SETUP_APP_NAME: { group: 'setup', exit: 2, remedy: 'Give a plain `--app-name`.' },
   SETUP_SHELL: { group: 'setup', exit: 2, remedy: 'Use `--shell az` or `--shell pwsh`.' },
   SETUP_CLOUD_INVALID: {

@@ -141,3 +141,17 @@ export type { ExchangePlan } from './setup/exchange-plan.js';
 // Setup: scripts, certificates and consent for administrators
 export { parseExchangePlan } from './setup/exchange-plan.js';
 export { renderExchangeScript } from './setup/exchange-script.js';
+
+// Sandbox: a local Microsoft 365 stand-in (Entra-like token service, IMAP, SMTP) for trying
+// mailbridge and for testing your own code against Exchange Online's behaviour
+export {
+  SEEDED_DIRECTORY,
+  type SandboxApp,
+  type SandboxDirectory,
+} from './sandbox/directory.js';
+export {
+  type Sandbox,
+  type SandboxFault,
+  type SandboxOptions,
+  startSandbox,
+} from './sandbox/sandbox.js';

@@ -118,4 +118,54 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
     summary: 'send dead or waiting messages again now',
     load: async () => (await import('./commands/relay.js')).relayRetryCommand,
   },
+  {
+    name: 'sandbox start',
+    summary:
+      'start a local Microsoft 365 stand-in (token service, IMAP, SMTP) and print its settings',
+    load: async () => (await import('./commands/sandbox.js')).sandboxStartCommand,
+  },
+  {
+    name: 'sandbox run',
+    summary:
+      'run the sandbox in the foreground until stopped (what `sandbox start` runs in the background)',
+    load: async () => (await import('./commands/sandbox.js')).sandboxRunCommand,
+  },
+  {
+    name: 'sandbox env',
+    summary: "print the running sandbox's settings as `export` lines or JSON",
+    load: async () => (await import('./commands/sandbox.js')).sandboxEnvCommand,
+  },
+  {
+    name: 'sandbox status',
+    summary: 'show whether a sandbox runs, its endpoints, mailboxes and apps with their grants',
+    load: async () => (await import('./commands/sandbox.js')).sandboxStatusCommand,
+  },
+  {
+    name: 'sandbox stop',
+    summary: 'stop the running sandbox, leaving no process behind (its folder stays)',
+    load: async () => (await import('./commands/sandbox.js')).sandboxStopCommand,
+  },
+  {
+    name: 'sandbox grant',
+    summary:
+      "give an app access to a mailbox in the running sandbox (Exchange's Add-MailboxPermission)",
+    load: async () => (await import('./commands/sandbox.js')).sandboxGrantCommand,
+  },
+  {
+    name: 'sandbox revoke',
+    summary:
+      "take an app's access to a mailbox away in the running sandbox (Remove-MailboxPermission)",
+    load: async () => (await import('./commands/sandbox.js')).sandboxRevokeCommand,
+  },
+  {
+    name: 'sandbox reset',
+    summary: 'stop the sandbox and delete its folder: mail, grants, secrets and CA',
+    load: async () => (await import('./commands/sandbox.js')).sandboxResetCommand,
+  },
+  {
+    name: 'sandbox fault',
+    summary:
+      'make the running sandbox misbehave as Microsoft 365 does: throttling, outages, expiry',
+    load: async () => (await import('./commands/sandbox.js')).sandboxFaultCommand,
+  },
 ];
