@@ -25,6 +25,7 @@ const HVE_ACCOUNT = 'notify@contoso.example';
 const PRINTER = 'printer@contoso.example';
 const STAFF = ['staff1@contoso.example', 'staff2@contoso.example', 'staff3@contoso.example'];
 const PARTNER = 'partner@fabrikam.example';
+const OUTSIDER = 'someone@outside.example';
 
 let upstream: Upstream;
 let dir: string;
@@ -32,7 +33,7 @@ let relay: RelayHandle;
 const output = collectText();
 
 beforeAll(async () => {
-  upstream = await startUpstream([PRINTER, ...STAFF, PARTNER], {
+  upstream = await startUpstream([PRINTER, ...STAFF, PARTNER, OUTSIDER], {
     hve: { account: HVE_ACCOUNT, internalDomains: ['contoso.example'] },
   });
   dir = await mkdtemp(join(tmpdir(), 'relay-hve-'));
@@ -155,6 +156,62 @@ describe('relay.routes.hve against the HVE stand-in', () => {
     expect((await upstream.messageIds(PARTNER)).get(messageId)).toBe(1);
     expect(relay.queueDepth()).toBe(0);
     expect(await relay.spool.listDead()).toEqual([]);
+  });
+});
+
+describe('a domain counted internal that HVE finds external', () => {
+  it('550 5.5.105 sends that recipient to dead/ with the diagnosis; the mailbox part still goes', async () => {
+    const hve = upstream.servers.hve as { host: string; port: number };
+    const wrongDir = join(dir, 'wrong-domains');
+    const wrong = await startRelay(upstream.config, {
+      settings: parseRelaySettings(
+        {
+          listen: ['127.0.0.1:0'],
+          spool: 'spool',
+          allowNetworks: ['127.0.0.1/32'],
+          policy: [{ network: '127.0.0.1/32', senders: [PRINTER] }],
+          retryBackoff: { initial: '200ms', max: '1s' },
+          routes: {
+            hve: {
+              account: HVE_ACCOUNT,
+              host: hve.host,
+              port: hve.port,
+              // fabrikam.example is not internal for HVE: a mistake in the config.
+              internalDomains: ['contoso.example', 'fabrikam.example'],
+            },
+          },
+        },
+        { baseDir: wrongDir },
+      ),
+      logger: createJsonLogger(collectText().stream),
+      scanIntervalMs: 200,
+    });
+    try {
+      const client = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: wrong.listeners[0]?.port,
+        secure: false,
+        ignoreTLS: true,
+      });
+      const messageId = `<wrong-domain-${Date.now()}@printer.lan>`;
+      await client
+        .sendMail({ from: PRINTER, to: [PARTNER, OUTSIDER], text: 'x', messageId })
+        .finally(() => client.close());
+      expect(await returnPath(OUTSIDER, messageId)).toBe(PRINTER);
+      const deadline = Date.now() + 20_000;
+      while (wrong.queueDepth() > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const dead = await wrong.spool.listDead();
+      expect(dead).toMatchObject([{ to: [PARTNER] }]);
+      expect(dead[0]?.reason).toMatch(
+        /<partner@fabrikam\.example>: SMTP_HVE_EXTERNAL_RECIPIENT: 550 5\.5\.105/,
+      );
+      expect(wrong.queueDepth()).toBe(0);
+      expect((await upstream.messageIds(PARTNER)).get(messageId)).toBeUndefined();
+    } finally {
+      await wrong.stop({ timeoutMs: 2000 });
+    }
   });
 });
 
