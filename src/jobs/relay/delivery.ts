@@ -453,16 +453,30 @@ export class DeliveryWorker {
         recipients: permanent.length,
       });
     }
-    const left = [...temporary.map((r) => r.recipient), ...rest];
+    const deferred = temporary.map((r) => r.recipient);
     if (temporary.length === 0) {
       // This part is done: the next one goes at once, in a delivery of its own.
-      await this.continueWith({ ...envelope, to: left, delivered, attempts: queued.attempts });
+      const { lastError: _done, ...next } = envelope;
+      await this.continueWith({ ...next, to: rest, delivered, attempts: queued.attempts });
+      return;
+    }
+    const worst = temporary[0]?.failure as DeliveryFailure;
+    if (rest.length > 0 && !queued.lastError) {
+      // The other parts go now instead of waiting out this one's retry, and this part
+      // comes after them. Only when the attempt before did not fail too: two parts
+      // failing in turn then wait out the backoff like any message.
+      await this.continueWith({
+        ...envelope,
+        to: [...rest, ...deferred],
+        delivered,
+        lastError: errorOf(worst, now),
+      });
+      this.deferred(envelope, part.account, worst, 0);
       return;
     }
     // Some recipients were deferred: keep the message for them only.
-    const worst = temporary[0]?.failure as DeliveryFailure;
     await this.failed(
-      { ...envelope, to: left, delivered },
+      { ...envelope, to: [...deferred, ...rest], delivered },
       { ...worst, scope: 'message' },
       part.key,
     );
@@ -521,17 +535,27 @@ export class DeliveryWorker {
     // accepted must still not be sent to again on the next attempt.
     if (this.queue.has(envelope.id)) this.queue.set(envelope.id, updated);
     await this.options.spool.updateEnvelope(updated);
+    this.deferred(envelope, envelope.mailbox, failure, at - now);
+  }
+
+  /** Counts and logs a delivery put off for `retryInMs`. */
+  private deferred(
+    envelope: SpoolEnvelope,
+    mailbox: string,
+    failure: DeliveryFailure,
+    retryInMs: number,
+  ): void {
     this.options.metrics.deferred++;
     this.logger.log('warn', 'deferred', {
       event: 'deferred',
       id: envelope.id,
       messageId: envelope.messageId,
-      mailbox: envelope.mailbox,
+      mailbox,
       code: failure.code,
       responseCode: failure.responseCode,
       reply: failure.reply,
       attempts: envelope.attempts,
-      retryInMs: at - now,
+      retryInMs,
     });
   }
 

@@ -29,7 +29,11 @@ export interface RoutePart {
 type Routed = Pick<SpoolEnvelope, 'from' | 'to' | 'mailbox' | 'size'>;
 
 export interface RecipientRouter {
-  /** The parts in the order they are sent: HVE's first (it has no per-minute window to wait for). */
+  /**
+   * The parts in the order they are sent: that of the first recipient's
+   * route first. The worker puts a part that failed for now behind the
+   * others, so that they do not wait out its retry.
+   */
   parts(envelope: Routed): RoutePart[];
   /** The key the message is scheduled by: that of its first part. */
   key(envelope: Routed): string;
@@ -57,9 +61,9 @@ export function createRecipientRouter(hve: HveRoute | undefined): RecipientRoute
       ];
     }
     const external = envelope.to.filter((address) => !isInternal(address, hve.internalDomains));
-    const out: RoutePart[] = [];
+    const hveParts: RoutePart[] = [];
     for (let i = 0; i < internal.length; i += hve.maxRecipients) {
-      out.push({
+      hveParts.push({
         route: 'hve',
         key: hveKey(hve),
         account: hve.account,
@@ -67,8 +71,9 @@ export function createRecipientRouter(hve: HveRoute | undefined): RecipientRoute
         to: internal.slice(i, i + hve.maxRecipients),
       });
     }
-    if (external.length > 0) out.push(mailboxPart(external));
-    return out;
+    if (external.length === 0) return hveParts;
+    const mailbox = mailboxPart(external);
+    return internal[0] === envelope.to[0] ? [...hveParts, mailbox] : [mailbox, ...hveParts];
   };
   return {
     parts,

@@ -176,6 +176,11 @@ describe('createRecipientRouter', () => {
       ['hve', 'hve:notify@contoso.com', 'notify@contoso.com', ['c@contoso.com']],
       ['mailbox', 'app@contoso.com', 'scanner@contoso.com', ['x@example.org']],
     ]);
+    // The first recipient's route goes first.
+    expect(router.parts(envelope(['x@example.org', 'a@contoso.com'])).map((p) => p.route)).toEqual([
+      'mailbox',
+      'hve',
+    ]);
     expect(router.key(envelope(['x@example.org']))).toBe('app@contoso.com');
     expect(router.key(envelope(['a@contoso.com']))).toBe('hve:notify@contoso.com');
   });

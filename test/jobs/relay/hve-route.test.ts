@@ -7,6 +7,7 @@
  * recipient and each part delivered once; what arrives is read back over IMAP.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
@@ -144,9 +145,10 @@ describe('relay.routes.hve against the HVE stand-in', () => {
     const messageId = `<mixed-${Date.now()}@printer.lan>`;
     const id = await send([PARTNER, STAFF[0] as string], messageId);
     const records = await recordsOf(id);
+    // The first recipient's route goes first.
     expect(records.map((r) => [r.route, r.to, r.complete])).toEqual([
-      ['hve', [STAFF[0]], false],
-      [undefined, [PARTNER], true],
+      [undefined, [PARTNER], false],
+      ['hve', [STAFF[0]], true],
     ]);
     expect(await returnPath(STAFF[0] as string, messageId)).toBe(HVE_ACCOUNT);
     expect(await returnPath(PARTNER, messageId)).toBe(PRINTER);
@@ -159,32 +161,87 @@ describe('relay.routes.hve against the HVE stand-in', () => {
   });
 });
 
+/** A relay of its own on `spool` under the test folder, its HVE route as given. */
+function startOtherRelay(
+  name: string,
+  hve: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+  log = collectText(),
+) {
+  return startRelay(upstream.config, {
+    settings: parseRelaySettings(
+      {
+        listen: ['127.0.0.1:0'],
+        spool: 'spool',
+        allowNetworks: ['127.0.0.1/32'],
+        policy: [{ network: '127.0.0.1/32', senders: [PRINTER] }],
+        retryBackoff: { initial: '200ms', max: '1s' },
+        routes: { hve: { account: HVE_ACCOUNT, internalDomains: ['contoso.example'], ...hve } },
+        ...extra,
+      },
+      { baseDir: join(dir, name) },
+    ),
+    logger: createJsonLogger(log.stream),
+    scanIntervalMs: 200,
+  });
+}
+
+describe('an HVE part that fails for now', () => {
+  it('does not hold back the mailbox part: it goes at once, the HVE part waits for its retry', async () => {
+    // Nothing listens there: every HVE attempt fails to connect.
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer();
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const log = collectText();
+    const other = await startOtherRelay(
+      'hve-down',
+      { host: '127.0.0.1', port: closed },
+      // A backoff longer than the test: the mailbox part must not wait for it.
+      { retryBackoff: { initial: '1h', max: '1h' } },
+      log,
+    );
+    try {
+      const client = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: other.listeners[0]?.port,
+        secure: false,
+        ignoreTLS: true,
+      });
+      const messageId = `<hve-down-${Date.now()}@printer.lan>`;
+      await client
+        .sendMail({ from: PRINTER, to: [STAFF[1] as string, OUTSIDER], text: 'x', messageId })
+        .finally(() => client.close());
+      expect(await returnPath(OUTSIDER, messageId)).toBe(PRINTER);
+      // The HVE part waits for its route's retry (paused an hour by the refused connection).
+      await new Promise((r) => setTimeout(r, 1000));
+      const [queued] = await other.spool.listQueue();
+      expect(queued).toMatchObject({ to: [STAFF[1]], delivered: [OUTSIDER] });
+      const deferred = log
+        .text()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((e) => e.event === 'deferred');
+      expect(deferred[0]).toMatchObject({ code: 'SMTP_UNREACHABLE', mailbox: HVE_ACCOUNT });
+      expect((await upstream.messageIds(STAFF[1] as string)).get(messageId)).toBeUndefined();
+    } finally {
+      await other.stop({ timeoutMs: 2000 });
+    }
+  });
+});
+
 describe('a domain counted internal that HVE finds external', () => {
   it('550 5.5.105 sends that recipient to dead/ with the diagnosis; the mailbox part still goes', async () => {
     const hve = upstream.servers.hve as { host: string; port: number };
-    const wrongDir = join(dir, 'wrong-domains');
-    const wrong = await startRelay(upstream.config, {
-      settings: parseRelaySettings(
-        {
-          listen: ['127.0.0.1:0'],
-          spool: 'spool',
-          allowNetworks: ['127.0.0.1/32'],
-          policy: [{ network: '127.0.0.1/32', senders: [PRINTER] }],
-          retryBackoff: { initial: '200ms', max: '1s' },
-          routes: {
-            hve: {
-              account: HVE_ACCOUNT,
-              host: hve.host,
-              port: hve.port,
-              // fabrikam.example is not internal for HVE: a mistake in the config.
-              internalDomains: ['contoso.example', 'fabrikam.example'],
-            },
-          },
-        },
-        { baseDir: wrongDir },
-      ),
-      logger: createJsonLogger(collectText().stream),
-      scanIntervalMs: 200,
+    // fabrikam.example is not internal for HVE: a mistake in the config.
+    const wrong = await startOtherRelay('wrong-domains', {
+      host: hve.host,
+      port: hve.port,
+      internalDomains: ['contoso.example', 'fabrikam.example'],
     });
     try {
       const client = nodemailer.createTransport({
