@@ -42,28 +42,50 @@ export const EXCHANGE_APPLICATION_PERMISSIONS = [
   'POP.AccessAsApp',
   'SMTP.SendAsApp',
 ] as const;
-export type ExchangeApplicationPermission = (typeof EXCHANGE_APPLICATION_PERMISSIONS)[number];
+/** The one of the protocols, or Mail.Send for High Volume Email (not a protocol of its own). */
+export type ExchangeApplicationPermission =
+  | (typeof EXCHANGE_APPLICATION_PERMISSIONS)[number]
+  | typeof HVE_PERMISSION;
 
 /** The application permission each protocol needs. */
-export const PERMISSION_OF_PROTOCOL: Record<ExchangeProtocol, ExchangeApplicationPermission> = {
+export const PERMISSION_OF_PROTOCOL: Record<
+  ExchangeProtocol,
+  (typeof EXCHANGE_APPLICATION_PERMISSIONS)[number]
+> = {
   imap: 'IMAP.AccessAsApp',
   pop: 'POP.AccessAsApp',
   smtp: 'SMTP.SendAsApp',
 };
 
 /**
+ * What High Volume Email requires of the app: Exchange Online's `Mail.Send`
+ * application permission (SMTP.SendAsApp is not enough), besides the app in
+ * the HVE account's allowed apps (Add-HVEAppAccess, in Exchange).
+ */
+export const HVE_PERMISSION = 'Mail.Send';
+/** Every permission a script may request, in the order it requests them. */
+const ALL_PERMISSIONS: readonly ExchangeApplicationPermission[] = [
+  ...EXCHANGE_APPLICATION_PERMISSIONS,
+  HVE_PERMISSION,
+];
+
+/**
  * The permissions to request for these protocols. With `scopedSmtp`, SMTP is
  * granted in Exchange (a role assignment over a management scope), and the
  * tenant-wide SMTP.SendAsApp would make that scope moot, so it is left out.
+ * With `hve`, Mail.Send for High Volume Email as well.
  */
 export function entraPermissions(
   protocols: readonly ExchangeProtocol[],
   scopedSmtp: boolean,
+  hve = false,
 ): ExchangeApplicationPermission[] {
-  return EXCHANGE_APPLICATION_PERMISSIONS.filter((permission) =>
-    protocols.some(
-      (p) => PERMISSION_OF_PROTOCOL[p] === permission && !(scopedSmtp && p === 'smtp'),
-    ),
+  return ALL_PERMISSIONS.filter(
+    (permission) =>
+      (hve && permission === HVE_PERMISSION) ||
+      protocols.some(
+        (p) => PERMISSION_OF_PROTOCOL[p] === permission && !(scopedSmtp && p === 'smtp'),
+      ),
   );
 }
 
@@ -142,10 +164,11 @@ export function renderEntraScript(options: EntraScriptOptions): string {
       ? undefined
       : describeCertificate(options.certificate, options.now ?? new Date());
   const scopedSmtp = options.scopedSmtp === true;
-  const permissions = EXCHANGE_APPLICATION_PERMISSIONS.filter(
+  const permissions = ALL_PERMISSIONS.filter(
     (p) =>
-      (options.permissions ?? EXCHANGE_APPLICATION_PERMISSIONS).includes(p) &&
-      !(scopedSmtp && p === WITHHELD_PERMISSION),
+      (options.permissions ?? (EXCHANGE_APPLICATION_PERMISSIONS as readonly string[])).includes(
+        p,
+      ) && !(scopedSmtp && p === WITHHELD_PERMISSION),
   );
   const plan: Plan = { appName, cloud, certificate, permissions, scopedSmtp };
   return shell === 'az' ? renderAz(plan) : renderPwsh(plan);

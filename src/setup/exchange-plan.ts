@@ -63,6 +63,8 @@ export interface ExchangePlan {
   remove: boolean;
   /** Grant SMTP through a management scope (RBAC for Applications); needs `smtp`. */
   smtpScope?: SmtpScope;
+  /** High Volume Email account to create when missing and allow the app on (Add-HVEAppAccess). */
+  hveAccount?: string;
 }
 
 /**
@@ -84,6 +86,8 @@ export interface ExchangePlanInput {
   remove?: unknown;
   /** `group:NAME` or `mailboxes`. */
   smtpScope?: unknown;
+  /** The HVE account's address. */
+  hveAccount?: unknown;
 }
 
 /** Keys of the config file's `setup.exchange` section. */
@@ -98,6 +102,7 @@ export const EXCHANGE_PLAN_KEYS = [
   'enableProtocols',
   'cloud',
   'smtpScope',
+  'hveAccount',
 ] as const;
 
 /**
@@ -261,6 +266,13 @@ export const exchangePlanSchema = mapping(
         }),
       ),
     ),
+    hveAccount: v.nullish(
+      v.pipe(
+        v.string((issue) => `must be an address, not ${describeType(issue.input)}`),
+        v.trim(),
+        rule((value: string) => (value === '' ? undefined : smtpAddressProblem(value))),
+      ),
+    ),
   },
   {
     notMapping: 'the plan must be a mapping of values',
@@ -338,6 +350,7 @@ export function parseExchangePlan(input: ExchangePlanInput): ExchangePlan {
     cloud: plan.cloud || 'global',
     remove: plan.remove ?? false,
     ...(smtpScope ? { smtpScope } : {}),
+    ...(valid('hveAccount') && plan.hveAccount ? { hveAccount: plan.hveAccount } : {}),
   };
 }
 

@@ -72,6 +72,7 @@ function installScript(plan: ExchangePlan): string[] {
       '     scope (New-ManagementRoleAssignment -CustomResourceScope) unless assigned.',
     );
   }
+  if (plan.hveAccount) steps.push(...HVE_INSTALL_STEPS);
   if (needsFullAccess(plan)) {
     steps.push(
       'Grants the service principal FullAccess on each mailbox',
@@ -118,6 +119,7 @@ function installScript(plan: ExchangePlan): string[] {
           : []),
         '',
         ...(plan.smtpScope ? ['', ...SCOPE_NOTES] : []),
+        ...(plan.hveAccount ? ['', ...HVE_NOTES] : []),
         '',
         'The removal script: mailbridge setup exchange --remove, same values.',
       ],
@@ -133,6 +135,7 @@ function installScript(plan: ExchangePlan): string[] {
     ...(plan.smtpScope ? scopeTargetStep(plan) : []),
     ...registerStep(),
     ...(plan.smtpScope ? smtpScopeStep(plan) : []),
+    ...(plan.hveAccount ? hveStep() : []),
     ...(needsFullAccess(plan) ? grantFullAccessStep() : []),
     ...(plan.sendAs ? grantSendAsStep() : []),
     ...(plan.enableProtocols ? enableProtocolsStep(plan) : []),
@@ -367,6 +370,7 @@ function installReadBack(plan: ExchangePlan): string[] {
     );
   }
   if (plan.smtpScope) lines.push(...smtpScopeReadBack());
+  if (plan.hveAccount) lines.push(...hveReadBack());
   lines.push(
     '$Rows = foreach ($Mailbox in $Mailboxes) {',
     '    $HasFullAccess = Test-FullAccess $Mailbox',
@@ -457,6 +461,7 @@ function removeScript(plan: ExchangePlan): string[] {
       '     (Remove-ManagementScope), where they exist.',
     );
   }
+  if (plan.hveAccount) steps.push(...HVE_REMOVE_STEPS);
   steps.push(
     'Reads back each mailbox and fails, before the next step, if the service',
     '     principal still holds FullAccess or SendAs on any of them.',
@@ -485,8 +490,9 @@ function removeScript(plan: ExchangePlan): string[] {
         'may keep working until then.',
       ],
       removal: true,
+      hve: plan.hveAccount !== undefined,
     }),
-    'param([switch]$WhatIf, [switch]$KeepServicePrincipal)',
+    `param([switch]$WhatIf, [switch]$KeepServicePrincipal${plan.hveAccount ? ', [switch]$KeepHveAccount' : ''})`,
     '',
     ...preamble(),
     ...dataSection(plan, false),
@@ -510,6 +516,7 @@ function removeScript(plan: ExchangePlan): string[] {
     ...(plan.sendAs ? revokeSendAsStep() : []),
     ...revokeFullAccessStep(),
     ...(plan.smtpScope ? revokeSmtpScopeStep() : []),
+    ...(plan.hveAccount ? revokeHveStep() : []),
     ...removeReadBack(plan),
     "Write-Step 'Service principal of the app in Exchange'",
     'if ($KeepServicePrincipal) {',
@@ -608,6 +615,12 @@ function removeReadBack(plan: ExchangePlan): string[] {
           'if (Get-AppScope) { $Gaps += "the scope $ScopeName is still there" }',
         ]
       : []),
+    ...(plan.hveAccount
+      ? [
+          'if (Test-HveAppAccess) { $Gaps += "the app is still in the allowed apps of the HVE account $HveAccount" }',
+          'if ($HveAccountToRemove -and (Get-HveAccount)) { $Gaps += "the HVE account $HveAccount is still there" }',
+        ]
+      : []),
     '$Rows = foreach ($Mailbox in $Mailboxes) {',
     '    $HasFullAccess = Test-FullAccess $Mailbox',
     '    if ($HasFullAccess) { $Gaps += "$Mailbox - the service principal still holds FullAccess" }',
@@ -626,6 +639,121 @@ function removeReadBack(plan: ExchangePlan): string[] {
 }
 
 // ---------------------------------------------------------------------------
+// High Volume Email: the account (a mail user) and the app in its allowed apps
+
+const HVE_INSTALL_STEPS = [
+  'Creates the High Volume Email account $HveAccount (New-MailUser',
+  '     -HVEAccount, with a random password nobody is shown: the app signs',
+  '     in with its token) unless Get-MailUser -HVEAccount lists it.',
+  "Adds the app to the HVE account's allowed apps (Add-HVEAppAccess",
+  "     -AppIds, the Enterprise Application's object id) unless listed there.",
+];
+
+const HVE_REMOVE_STEPS = [
+  "Takes the app off the HVE account's allowed apps (Remove-HVEAppAccess)",
+  '     where it is listed, then removes the HVE account (Remove-MailUser)',
+  '     when no other app is allowed on it, unless run with -KeepHveAccount.',
+];
+
+const HVE_NOTES = [
+  'High Volume Email takes the app only with the Exchange Online Mail.Send',
+  'application permission in Entra ID (mailbridge setup entra --hve), and only',
+  'for internal recipients. Allowed-app changes take up to 5 minutes to apply.',
+  'An HVE account can allow up to ten apps.',
+];
+
+function hveHelpers(): string[] {
+  return [
+    '',
+    '# Listed and filtered rather than Get-MailUser -Identity, for the reason given at Get-ServicePrincipal.',
+    'function Get-HveAccount {',
+    '    return @(Get-MailUser -HVEAccount -ResultSize Unlimited |',
+    '        Where-Object { "$($_.PrimarySmtpAddress)" -eq $HveAccount }) | Select-Object -First 1',
+    '}',
+    'function Get-HveAllowedApps {',
+    '    if (-not (Get-HveAccount)) { return @() }',
+    '    return @((Get-HVEAccountSettings -Identity $HveAccount).AllowedApps | ForEach-Object { "$_" })',
+    '}',
+    'function Test-HveAppAccess { return @(Get-HveAllowedApps) -contains $ObjectId }',
+  ];
+}
+
+function hveStep(): string[] {
+  return [
+    "Write-Step 'High Volume Email account (New-MailUser -HVEAccount)'",
+    'if (Get-HveAccount) {',
+    '    Write-Done "HVE account $HveAccount already there"',
+    '} elseif ($WhatIf) {',
+    '    Write-Planned "create the HVE account $HveAccount"',
+    '} else {',
+    '    # A password is required; the app signs in with its token, so nobody is given this one.',
+    '    $Bytes = New-Object byte[] 32',
+    '    [System.Security.Cryptography.RandomNumberGenerator]::Create().GetBytes($Bytes)',
+    "    $HvePassword = ConvertTo-SecureString -String ([Convert]::ToBase64String($Bytes) + 'Aa1!') -AsPlainText -Force",
+    '    $null = New-MailUser -HVEAccount -Name $HveAccount -PrimarySmtpAddress $HveAccount -Password $HvePassword',
+    '    Remove-Variable -Name HvePassword',
+    '    Remove-Variable -Name Bytes',
+    '    Write-Changed "created the HVE account $HveAccount"',
+    '}',
+    '',
+    "Write-Step 'The app in the allowed apps of the HVE account (Add-HVEAppAccess)'",
+    'if (Test-HveAppAccess) {',
+    '    Write-Done "app $ObjectId already allowed on $HveAccount"',
+    '} elseif ($WhatIf) {',
+    '    Write-Planned "allow app $ObjectId on $HveAccount"',
+    '} else {',
+    '    Add-HVEAppAccess -Identity $HveAccount -AppIds $ObjectId',
+    '    Write-Changed "allowed app $ObjectId on $HveAccount"',
+    '}',
+    '',
+  ];
+}
+
+function hveReadBack(): string[] {
+  return [
+    'if (-not (Get-HveAccount)) {',
+    '    $Gaps += "no HVE account $HveAccount (Get-MailUser -HVEAccount)"',
+    '} elseif (-not (Test-HveAppAccess)) {',
+    '    $Gaps += "app $ObjectId is not in the allowed apps of $HveAccount (Get-HVEAccountSettings)"',
+    '} else {',
+    '    Write-Done "HVE account $HveAccount allows app $ObjectId"',
+    '}',
+  ];
+}
+
+function revokeHveStep(): string[] {
+  return [
+    "Write-Step 'The app in the allowed apps of the HVE account (Remove-HVEAppAccess)'",
+    '$HveAccountToRemove = $false',
+    'if (-not (Get-HveAccount)) {',
+    '    Write-Done "no HVE account $HveAccount"',
+    '} else {',
+    '    if (-not (Test-HveAppAccess)) {',
+    '        Write-Done "app $ObjectId is not allowed on $HveAccount"',
+    '    } elseif ($WhatIf) {',
+    '        Write-Planned "take app $ObjectId off $HveAccount"',
+    '    } else {',
+    '        Remove-HVEAppAccess -Identity $HveAccount -AppIds $ObjectId',
+    '        Write-Changed "took app $ObjectId off $HveAccount"',
+    '    }',
+    '    $OtherApps = @(Get-HveAllowedApps | Where-Object { $_ -ne $ObjectId })',
+    '    if ($KeepHveAccount) {',
+    "        Write-Done 'HVE account kept, as asked (-KeepHveAccount)'",
+    '    } elseif ($OtherApps.Count -gt 0) {',
+    '        Write-Warning "HVE account $HveAccount kept: $($OtherApps.Count) other app(s) send through it"',
+    '    } elseif ($WhatIf) {',
+    '        Write-Planned "remove the HVE account $HveAccount"',
+    '    } else {',
+    '        $HveAccountToRemove = $true',
+    '        Remove-MailUser -Identity $HveAccount -Confirm:$false',
+    '        Write-Changed "removed the HVE account $HveAccount"',
+    '    }',
+    '}',
+    '',
+  ];
+}
+
+// ---------------------------------------------------------------------------
 // Parts both scripts share
 
 interface HeaderText {
@@ -633,9 +761,11 @@ interface HeaderText {
   steps: string[];
   notes: string[];
   removal: boolean;
+  /** The script has the High Volume Email steps. */
+  hve?: boolean;
 }
 
-function header({ synopsis, steps, notes, removal }: HeaderText): string[] {
+function header({ synopsis, steps, notes, removal, hve }: HeaderText): string[] {
   // Lines starting with spaces continue the step above.
   let n = 0;
   const numbered = steps.map((line) =>
@@ -672,6 +802,13 @@ function header({ synopsis, steps, notes, removal }: HeaderText): string[] {
           '',
           '.PARAMETER KeepServicePrincipal',
           '    Revoke the mailbox permissions but keep the app registered in Exchange.',
+          ...(hve
+            ? [
+                '',
+                '.PARAMETER KeepHveAccount',
+                "    Take the app off the HVE account's allowed apps but keep the account.",
+              ]
+            : []),
         ]
       : []),
     '#>',
@@ -704,6 +841,12 @@ function dataSection(plan: ExchangePlan, install: boolean): string[] {
           `$ScopeGroup = ${psString(plan.smtpScope.group)}`,
         ]
       : []),
+    ...(plan.hveAccount
+      ? [
+          '# The High Volume Email account the app sends as (relay.routes.hve.account).',
+          `$HveAccount = ${psString(plan.hveAccount)}`,
+        ]
+      : []),
     '# ---- End of data ----',
     '',
   ];
@@ -729,6 +872,7 @@ function helpers(plan: ExchangePlan): string[] {
     '}',
   ];
   if (plan.smtpScope) lines.push(...scopeHelpers());
+  if (plan.hveAccount) lines.push(...hveHelpers());
   if (plan.sendAs || plan.remove) {
     lines.push(
       'function Test-SendAs([string]$Mailbox) {',

@@ -59,6 +59,15 @@ for (const remove of [false, true]) {
   }
 }
 
+for (const remove of [false, true]) {
+  for (const extra of [{}, { smtpScope: 'mailboxes' }, { sendAs: true }]) {
+    VARIANTS.push([
+      `${remove ? 'remove' : 'install'} hveAccount ${JSON.stringify(extra)}`,
+      { ...base, remove, hveAccount: 'notify@contoso.com', ...extra },
+    ]);
+  }
+}
+
 async function render(
   input: ExchangePlanInput,
 ): Promise<{ plan: ExchangePlan; text: string; ps: ParsedScript }> {
@@ -78,6 +87,7 @@ function userValues(plan: ExchangePlan): { value: string; variable: string }[] {
     ...(plan.smtpScope?.kind === 'group' && !plan.remove
       ? [{ value: plan.smtpScope.group, variable: '$ScopeGroup' }]
       : []),
+    ...(plan.hveAccount ? [{ value: plan.hveAccount, variable: '$HveAccount' }] : []),
   ];
 }
 
@@ -189,7 +199,9 @@ describe.each(VARIANTS)('renderExchangeScript: %s', (_name, input) => {
     const { text, ps } = await render(input);
     expect(text).toMatch(/^[\x20-\x7E\n]*$/);
     expect(text).toContain("\n$ErrorActionPreference = 'Stop'\n");
-    expect(text).toMatch(/\nparam\(\[switch\]\$WhatIf(, \[switch\]\$KeepServicePrincipal)?\)\n/);
+    expect(text).toMatch(
+      /\nparam\(\[switch\]\$WhatIf(, \[switch\]\$KeepServicePrincipal(, \[switch\]\$KeepHveAccount)?)?\)\n/,
+    );
     // PowerShell reads "$Name:" as a scope or drive qualifier; a script with one fails to parse.
     expect(text).not.toMatch(/\$\w+:(?!\w)/);
     expect(text).not.toMatch(/ServiceId/);

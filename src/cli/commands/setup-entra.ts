@@ -26,7 +26,7 @@ export const setupEntraCommand: Command = {
   name: 'setup entra',
   summary: 'print the Entra ID setup (app, permissions, consent, certificate) as a script',
   usage:
-    'setup entra [--shell az|pwsh] [--app-name NAME] [--cert FILE] [--protocols imap,pop,smtp] [--scoped-smtp] [--cloud NAME]',
+    'setup entra [--shell az|pwsh] [--app-name NAME] [--cert FILE] [--protocols imap,pop,smtp] [--scoped-smtp] [--hve] [--cloud NAME]',
   usesSettings: false,
   flags: [
     {
@@ -59,6 +59,11 @@ export const setupEntraCommand: Command = {
       help: 'leave SMTP.SendAsApp out: SMTP is granted in Exchange over a scope (setup exchange --smtp-scope)',
     },
     {
+      name: 'hve',
+      type: 'boolean',
+      help: 'also request Mail.Send (Exchange Online, application), which High Volume Email requires (relay.routes.hve)',
+    },
+    {
       name: 'cloud',
       type: 'string',
       value: 'NAME',
@@ -78,6 +83,9 @@ export const setupEntraCommand: Command = {
     'With --scoped-smtp, SMTP.SendAsApp is not requested, and an earlier request of it is removed',
     '(the PowerShell flavour also revokes its grant): SMTP is then granted in Exchange, over a',
     'management scope (setup exchange --smtp-scope), which a tenant-wide grant would make moot.',
+    'With --hve, Mail.Send (Exchange Online, application) is requested too: High Volume Email',
+    "takes the app only with it, and with the app in the HVE account's allowed apps",
+    '(setup exchange --hve-account).',
     'Each step reuses what exists, so the script can run again. Nothing is changed by this',
     'command itself: review the script, then run it, e.g.',
     '  mailbridge setup entra --cert certs/mailbridge.crt > entra.sh && bash entra.sh',
@@ -98,7 +106,7 @@ export const setupEntraCommand: Command = {
     const protocols = parseProtocolList(stringFlag(args.values.protocols));
     const script = renderEntraScript({
       shell: shell as EntraScriptShell,
-      permissions: entraPermissions(protocols, scopedSmtp),
+      permissions: entraPermissions(protocols, scopedSmtp, args.values.hve === true),
       scopedSmtp,
       appName: stringFlag(args.values['app-name']) ?? DEFAULT_APP_NAME,
       cloud,

@@ -27,6 +27,7 @@ const FLAG_OF: Record<string, string> = {
   cloud: '--cloud',
   remove: '--remove',
   smtpScope: '--smtp-scope',
+  hveAccount: '--hve-account',
 };
 
 /**
@@ -44,7 +45,7 @@ export const setupExchangeCommand: Command = {
   summary:
     'write the PowerShell script that gives the app IMAP/POP/SMTP access to Exchange Online mailboxes',
   usage:
-    'setup exchange --tenant ID --app-id ID --object-id ID (--mailbox ADDRESS... | --mailboxes FILE) [--protocols imap,pop,smtp] [--send-as] [--enable-protocols] [--smtp-scope group:NAME|mailboxes] [--cloud NAME] [--remove] [--out FILE [--force]]',
+    'setup exchange --tenant ID --app-id ID --object-id ID (--mailbox ADDRESS... | --mailboxes FILE) [--protocols imap,pop,smtp] [--send-as] [--enable-protocols] [--smtp-scope group:NAME|mailboxes] [--hve-account ADDRESS] [--cloud NAME] [--remove] [--out FILE [--force]]',
   usesSettings: false,
   flags: [
     {
@@ -98,6 +99,12 @@ export const setupExchangeCommand: Command = {
       help: "grant SMTP sending only as the group's members or the mailboxes given (RBAC for Applications)",
     },
     {
+      name: 'hve-account',
+      type: 'string',
+      value: 'ADDRESS',
+      help: 'High Volume Email account: created when missing (New-MailUser -HVEAccount), the app allowed on it (Add-HVEAppAccess)',
+    },
+    {
       name: 'cloud',
       type: 'string',
       value: 'NAME',
@@ -126,13 +133,19 @@ export const setupExchangeCommand: Command = {
     'and the assignment takes 30 minutes to 2 hours to apply. IMAP and POP have no scoped form:',
     'they keep FullAccess on each mailbox given.',
     '',
+    '--hve-account ADDRESS creates that High Volume Email account unless it exists',
+    '(New-MailUser -HVEAccount) and adds the app to its allowed apps (Add-HVEAppAccess, by the',
+    "Enterprise Application's object id), for the relay's routes.hve. HVE also needs the",
+    'Mail.Send application permission in Entra ID (setup entra --hve). With --remove, the app',
+    'is taken off the account, and the account removed when no other app is allowed on it.',
+    '',
     '--remove writes the script that revokes what the install script grants (SendAs,',
     'FullAccess, the SMTP scope, then the service principal). It leaves the protocol settings',
     'as they are.',
     '',
     'With --config FILE, values missing from the flags are read from its setup.exchange',
     'section (tenant, appId, objectId, displayName, mailboxes, protocols, sendAs,',
-    'enableProtocols, cloud, smtpScope), and then from its tenantId, clientId and cloud settings.',
+    'enableProtocols, cloud, smtpScope, hveAccount), and then from its tenantId, clientId and cloud settings.',
   ].join('\n'),
   async run({ args, io }) {
     const { input, sources, problems } = await gatherInput(args);
@@ -222,6 +235,7 @@ async function gatherInput(args: ParsedArgs): Promise<GatheredInput> {
   fromFlag('protocols', v.protocols);
   fromFlag('cloud', v.cloud);
   fromFlag('smtpScope', v['smtp-scope']);
+  fromFlag('hveAccount', v['hve-account']);
   if (v['send-as'] === true) fromFlag('sendAs', true);
   if (v['enable-protocols'] === true) fromFlag('enableProtocols', true);
   if (v.remove === true) fromFlag('remove', true);

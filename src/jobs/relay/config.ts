@@ -30,8 +30,11 @@ import { type ConfigProblem, ConfigurationError } from '../../errors.js';
 import { displayText } from '../../util/display-text.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from './cidr.js';
 import { type PolicyRule, parseSenderPattern, type SenderPattern } from './policy.js';
+import { type HveRoute, hveRouteSchema } from './route-config.js';
+import { parseSize } from './size.js';
 
 export type { PolicyRule } from './policy.js';
+export type { HveRoute } from './route-config.js';
 
 /** Exchange Online's default maximum message size (35 MB, counted in binary units). */
 export const EXCHANGE_MAX_MESSAGE_SIZE = 35 * 1024 * 1024;
@@ -96,6 +99,8 @@ export interface RelaySettings {
    * and per user name, doubling from `initialMs` up to `maxMs`. @default 1 s … 15 s
    */
   authPenalty: { initialMs: number; maxMs: number };
+  /** Upstreams other than the sending mailbox; today only High Volume Email for internal recipients. @default {} */
+  routes: { hve?: HveRoute };
 }
 
 export const RELAY_DEFAULTS = {
@@ -235,6 +240,7 @@ export const RELAY_KEYS = [
   'maxConnectionsPerAddress',
   'sessionTimeout',
   'authPenalty',
+  'routes',
 ] as const;
 
 // Entries in the order their problems are reported, which is not quite RELAY_KEYS's.
@@ -307,6 +313,12 @@ export const relaySectionSchema = mapping(
             : `${FIELD} ${address.text} is not a loopback address: /healthz and /metrics are served on loopback only (127.0.0.1 or ::1).`,
         ),
         v.transform(({ host, port }) => ({ host, port })),
+      ),
+    ),
+    routes: v.optional(
+      sectionMapping(
+        { hve: v.optional(hveRouteSchema) },
+        `${FIELD} must be a mapping of routes: { hve: { account, internalDomains } }.`,
       ),
     ),
     policy: v.pipe(
@@ -438,6 +450,7 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
     ),
     sessionTimeout: or('sessionTimeout', RELAY_DEFAULTS.sessionTimeout),
     authPenalty: or('authPenalty', { ...RELAY_DEFAULTS.authPenalty }),
+    routes: valid('routes') && section.routes?.hve ? { hve: section.routes.hve } : {},
   };
   problems.push(...openRelayProblems(settings));
   for (const listener of listen) {
@@ -520,19 +533,7 @@ export function parseListenAddress(input: string): ListenAddress | string {
 
 export { parseDuration } from '../../config/schema.js';
 
-/** `35MB`, `35 MiB`, `512k`, or a number of bytes. Units are binary: 1 MB = 1024 × 1024 bytes, as Exchange counts. */
-export function parseSize(value: unknown): number | undefined {
-  if (typeof value === 'number') {
-    return Number.isInteger(value) && value > 0 ? value : undefined;
-  }
-  if (typeof value !== 'string') return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$/i.exec(value);
-  if (!m) return undefined;
-  const unit = (m[2] ?? 'b').toLowerCase()[0] as 'b' | 'k' | 'm' | 'g';
-  const factor = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[unit];
-  const bytes = Math.round(Number(m[1]) * factor);
-  return bytes > 0 ? bytes : undefined;
-}
+export { parseSize } from './size.js';
 
 /** Whether `outer` holds every address of `inner`. */
 function cidrCovers(outer: Cidr, inner: Cidr): boolean {

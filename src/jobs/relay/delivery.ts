@@ -25,6 +25,7 @@ import {
 } from './backoff.js';
 import { buildBounce, mustNotBounce } from './bounce.js';
 import type { RelayMetrics } from './metrics.js';
+import { createRecipientRouter, type RecipientRouter, type RoutePart } from './route.js';
 import {
   expiredMessages,
   type MailboxHealth,
@@ -48,6 +49,10 @@ export interface DeliveryWorkerOptions {
   spool: Spool;
   /** Makes the transport of one mailbox; called once per mailbox. */
   transportFor: (mailbox: string) => DeliveryTransport;
+  /** Which route each recipient takes; without one, all go through the message's mailbox. */
+  router?: RecipientRouter;
+  /** Makes the High Volume Email transport; needed when the router has an HVE route. */
+  hveTransport?: () => DeliveryTransport;
   connectionsPerMailbox: number;
   retryForMs: number;
   backoff: BackoffOptions;
@@ -91,11 +96,13 @@ export class DeliveryWorker {
   private scanning = false;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly router: RecipientRouter;
   deadCount = 0;
 
   constructor(private readonly options: DeliveryWorkerOptions) {
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
+    this.router = options.router ?? createRecipientRouter(undefined);
   }
 
   get queueDepth(): number {
@@ -167,7 +174,7 @@ export class DeliveryWorker {
         }
         const now = new Date(this.now()).toISOString();
         this.queue.set(id, { ...envelope, nextAttemptAt: now });
-        const health = this.health.get(envelope.mailbox);
+        const health = this.health.get(this.router.key(envelope));
         if (health) health.pausedUntil = 0;
         this.logger.log('info', 'released', { event: 'released', id });
       }
@@ -195,7 +202,7 @@ export class DeliveryWorker {
     for (const id of expiredMessages(scheduled, this.inFlight, now, this.options.retryForMs)) {
       const envelope = this.queue.get(id) as SpoolEnvelope;
       this.queue.delete(id);
-      this.track(id, envelope.mailbox, () =>
+      this.track(id, this.router.key(envelope), () =>
         this.giveUp(
           envelope,
           `gave up after ${formatDuration(now - Date.parse(envelope.since))} (relay.retryFor) and ${envelope.attempts} attempt(s)${envelope.lastError ? `; last failure ${envelope.lastError.code}: ${envelope.lastError.reply}` : ''}`,
@@ -213,7 +220,9 @@ export class DeliveryWorker {
     });
     for (const id of plan.start) {
       const envelope = this.queue.get(id);
-      if (envelope) this.track(id, envelope.mailbox, (release) => this.deliver(envelope, release));
+      if (envelope) {
+        this.track(id, this.router.key(envelope), (release) => this.deliver(envelope, release));
+      }
     }
     if (plan.wakeAt !== undefined) {
       const delay = Math.max(10, Math.min(plan.wakeAt - now, 60_000));
@@ -228,7 +237,7 @@ export class DeliveryWorker {
     if (!entry) {
       entry = {
         id: envelope.id,
-        mailbox: envelope.mailbox,
+        mailbox: this.router.key(envelope),
         nextAttemptAt: Date.parse(envelope.nextAttemptAt),
         since: Date.parse(envelope.since),
       };
@@ -279,11 +288,16 @@ export class DeliveryWorker {
     this.inFlight.set(id, done);
   }
 
-  private transport(mailbox: string): DeliveryTransport {
-    let transport = this.transports.get(mailbox);
+  private transport(part: RoutePart): DeliveryTransport {
+    let transport = this.transports.get(part.key);
     if (!transport) {
-      transport = this.options.transportFor(mailbox);
-      this.transports.set(mailbox, transport);
+      const { hveTransport } = this.options;
+      if (part.route === 'hve' && !hveTransport) {
+        throw new Error('unreachable: an HVE route without an HVE transport');
+      }
+      transport =
+        part.route === 'hve' && hveTransport ? hveTransport() : this.options.transportFor(part.key);
+      this.transports.set(part.key, transport);
     }
     return transport;
   }
@@ -292,15 +306,28 @@ export class DeliveryWorker {
     const { spool } = this.options;
     const started = this.now();
     const envelope: SpoolEnvelope = { ...queued, attempts: queued.attempts + 1 };
+    // One part per attempt; the recipients of the other parts wait as still to deliver.
+    const [part, ...others] = this.router.parts(envelope) as [RoutePart, ...RoutePart[]];
+    const rest = others.flatMap((other) => other.to);
+    if (part.fallback) {
+      this.logger.log('info', 'internal recipients sent through the mailbox', {
+        event: 'route-fallback',
+        id: envelope.id,
+        mailbox: part.account,
+        reason: part.fallback,
+      });
+    }
     const message: Mail.Options = {
-      envelope: { from: envelope.from, to: envelope.to },
+      envelope: { from: part.from, to: part.to },
       raw: this.contents.get(envelope.id) ?? { path: spool.queuePath(envelope.id, 'eml') },
     };
     let accepted: string[] = [];
     let rejected: { recipient: string; failure: DeliveryFailure }[] = [];
     let response = '';
+    /** The part failed as a whole (no per-recipient replies) while other parts wait. */
+    let wholePart = false;
     try {
-      const info = await this.transport(envelope.mailbox).sendMail(message);
+      const info = await this.transport(part).sendMail(message);
       accepted = info.accepted.map(addressOf);
       response = logSafe(info.response ?? '');
       rejected = (info.rejectedErrors ?? []).map((error) => ({
@@ -309,26 +336,42 @@ export class DeliveryWorker {
       }));
     } catch (error) {
       const perRecipient = rejectedErrorsOf(error);
-      if (!perRecipient) {
+      if (!perRecipient && rest.length === 0) {
         const failure = classifyDeliveryError(error);
         await this.failed(
           envelope,
-          failure.login && failure.responseCode === 535 && sendsAsSender(envelope)
+          failure.login &&
+            failure.responseCode === 535 &&
+            part.route === 'mailbox' &&
+            sendsAsSender(envelope)
             ? senderLoginRefused(failure, envelope.from)
             : failure,
+          part.key,
         );
         return;
       }
-      rejected = perRecipient.map((e) => ({
-        recipient: String((e as { recipient?: unknown }).recipient ?? ''),
-        failure: classifyDeliveryError(e),
-      }));
+      wholePart = !perRecipient;
+      if (perRecipient) {
+        rejected = perRecipient.map((e) => ({
+          recipient: String((e as { recipient?: unknown }).recipient ?? ''),
+          failure: classifyDeliveryError(e),
+        }));
+      } else {
+        // The part failed as a whole while other parts wait: its recipients share its
+        // failure, and the other parts are not held back by a verdict about this one.
+        const failure = classifyDeliveryError(error);
+        if (failure.kind === 'temporary' && failure.scope === 'mailbox') {
+          this.markMailboxFailing(part.key, this.now());
+        }
+        rejected = part.to.map((recipient) => ({ recipient, failure }));
+      }
     }
-    this.markMailboxHealthy(envelope.mailbox);
+    if (!wholePart) this.markMailboxHealthy(part.key);
 
     const permanent = rejected.filter((r) => r.failure.kind === 'permanent');
     const temporary = rejected.filter((r) => r.failure.kind === 'temporary');
-    const complete = temporary.length === 0 && permanent.length === 0;
+    const partDone = temporary.length === 0 && permanent.length === 0;
+    const complete = partDone && rest.length === 0;
     const now = this.now();
     if (accepted.length > 0) {
       // Told once the record is on disk (before the spool removes the message), or
@@ -342,7 +385,8 @@ export class DeliveryWorker {
           event: 'delivered',
           id: envelope.id,
           messageId: envelope.messageId,
-          mailbox: envelope.mailbox,
+          mailbox: part.account,
+          route: part.route === 'hve' ? 'hve' : undefined,
           recipients: accepted.length,
           size: envelope.size,
           attempts: envelope.attempts,
@@ -355,8 +399,9 @@ export class DeliveryWorker {
         {
           id: envelope.id,
           messageId: envelope.messageId,
-          mailbox: envelope.mailbox,
-          from: envelope.from,
+          mailbox: part.account,
+          ...(part.route === 'hve' ? { route: 'hve' as const } : {}),
+          from: part.from,
           to: accepted,
           size: envelope.size,
           receivedAt: envelope.receivedAt,
@@ -381,7 +426,7 @@ export class DeliveryWorker {
       const reason = permanent
         .map((r) => `<${r.recipient}>: ${r.failure.code}: ${r.failure.reply}`)
         .join('; ');
-      if (temporary.length === 0) {
+      if (temporary.length === 0 && rest.length === 0) {
         await this.giveUp(
           { ...envelope, to: permanent.map((r) => r.recipient), delivered },
           `permanent failure ${reason}`,
@@ -408,27 +453,60 @@ export class DeliveryWorker {
         recipients: permanent.length,
       });
     }
-    // Some recipients were deferred: keep the message for them only.
+    const deferred = temporary.map((r) => r.recipient);
+    if (temporary.length === 0) {
+      // This part is done: the next one goes at once, in a delivery of its own.
+      const { lastError: _done, ...next } = envelope;
+      await this.continueWith({ ...next, to: rest, delivered, attempts: queued.attempts });
+      return;
+    }
     const worst = temporary[0]?.failure as DeliveryFailure;
+    if (rest.length > 0 && !queued.lastError) {
+      // The other parts go now instead of waiting out this one's retry, and this part
+      // comes after them. Only when the attempt before did not fail too: two parts
+      // failing in turn then wait out the backoff like any message.
+      await this.continueWith({
+        ...envelope,
+        to: [...rest, ...deferred],
+        delivered,
+        lastError: errorOf(worst, now),
+      });
+      this.deferred(envelope, part.account, worst, 0);
+      return;
+    }
+    // Some recipients were deferred: keep the message for them only.
     await this.failed(
-      { ...envelope, to: temporary.map((r) => r.recipient), delivered },
+      { ...envelope, to: [...deferred, ...rest], delivered },
       { ...worst, scope: 'message' },
+      part.key,
     );
   }
 
-  private async failed(envelope: SpoolEnvelope, failure: DeliveryFailure): Promise<void> {
+  /** The envelope with the recipients a part left, due now; memory first, as in failed(). */
+  private async continueWith(envelope: SpoolEnvelope): Promise<void> {
+    const updated = { ...envelope, nextAttemptAt: new Date(this.now()).toISOString() };
+    if (this.queue.has(envelope.id)) this.queue.set(envelope.id, updated);
+    await this.options.spool.updateEnvelope(updated);
+  }
+
+  /** `key`: the route the failure concerns (the mailbox, or HVE's key). */
+  private async failed(
+    envelope: SpoolEnvelope,
+    failure: DeliveryFailure,
+    key = envelope.mailbox,
+  ): Promise<void> {
     const now = this.now();
     if (failure.kind === 'temporary' && failure.scope === 'mailbox') {
-      this.markMailboxFailing(envelope.mailbox, now);
+      this.markMailboxFailing(key, now);
     } else if (
       failure.responseCode !== undefined &&
       failure.scope === 'message' &&
       !failure.login
     ) {
       // The server answered about this message: the connection and the login work.
-      this.markMailboxHealthy(envelope.mailbox);
+      this.markMailboxHealthy(key);
     }
-    const health = this.health.get(envelope.mailbox);
+    const health = this.health.get(key);
     const step = nextStep(
       failure,
       { failures: envelope.attempts, since: Date.parse(envelope.since) },
@@ -457,17 +535,27 @@ export class DeliveryWorker {
     // accepted must still not be sent to again on the next attempt.
     if (this.queue.has(envelope.id)) this.queue.set(envelope.id, updated);
     await this.options.spool.updateEnvelope(updated);
+    this.deferred(envelope, envelope.mailbox, failure, at - now);
+  }
+
+  /** Counts and logs a delivery put off for `retryInMs`. */
+  private deferred(
+    envelope: SpoolEnvelope,
+    mailbox: string,
+    failure: DeliveryFailure,
+    retryInMs: number,
+  ): void {
     this.options.metrics.deferred++;
     this.logger.log('warn', 'deferred', {
       event: 'deferred',
       id: envelope.id,
       messageId: envelope.messageId,
-      mailbox: envelope.mailbox,
+      mailbox,
       code: failure.code,
       responseCode: failure.responseCode,
       reply: failure.reply,
       attempts: envelope.attempts,
-      retryInMs: at - now,
+      retryInMs,
     });
   }
 

@@ -18,6 +18,8 @@ import { type DeliveryTransport, DeliveryWorker } from './delivery.js';
 import { type StatusHttpServer, startStatusHttp } from './http.js';
 import { RelayMetrics } from './metrics.js';
 import { checkPolicyAddresses, checkPolicyUsers, warnUnprovenMailboxes } from './policy-check.js';
+import { createRecipientRouter } from './route.js';
+import { tokenRefreshMarginMs } from './route-config.js';
 import { type SmtpListener, sharedListenerState, startSmtpListener } from './server.js';
 import { type RecoveryReport, Spool } from './spool.js';
 import { openUserStore } from './users.js';
@@ -89,7 +91,11 @@ export async function startRelay(
 
   // A credential Entra refuses would otherwise show only as mail deferred for a day.
   const credential = new CredentialMonitor(
-    options.tokenProvider ?? createTokenProvider(config, { logger }),
+    options.tokenProvider ??
+      createTokenProvider(config, {
+        logger,
+        refreshMarginMs: tokenRefreshMarginMs(settings.routes),
+      }),
     { backoff: settings.retryBackoff, logger },
   );
   if ((await credential.check()).status === 'refused') {
@@ -146,9 +152,29 @@ export async function startRelay(
           maxMessages: UPSTREAM_MESSAGES_PER_CONNECTION,
           rateLimitPerMinute: settings.rateLimitPerMinute,
         }));
+    const hve = settings.routes.hve;
     worker = new DeliveryWorker({
       spool,
       transportFor,
+      router: createRecipientRouter(hve),
+      ...(hve
+        ? {
+            // No per-minute window: HVE has none, and that is what it is for.
+            hveTransport: () =>
+              createSmtpTransport(
+                { ...config, smtp: { ...config.smtp, host: hve.host, port: hve.port } },
+                {
+                  from: hve.account,
+                  tokenProvider: credential.tokenProvider,
+                  logger,
+                  pool: true,
+                  maxConnections: settings.connectionsPerMailbox,
+                  maxMessages: UPSTREAM_MESSAGES_PER_CONNECTION,
+                  rateLimitPerMinute: false,
+                },
+              ),
+          }
+        : {}),
       connectionsPerMailbox: settings.connectionsPerMailbox,
       retryForMs: settings.retryFor,
       backoff: settings.retryBackoff,

@@ -94,6 +94,8 @@ export interface DeliveryRecord {
   attempts: number;
   /** Exchange's reply to the message. */
   response: string;
+  /** Set when the part went through High Volume Email (`mailbox` is then the HVE account). */
+  route?: 'hve';
   /** False when recipients remain (a partial delivery). */
   complete: boolean;
 }

@@ -13,8 +13,10 @@ import type { MailbridgeConfig } from '../../../src/config/types.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
+  HVE_ROLE,
   IMAP_ROLE,
   type MailServers,
+  type MailServersOptions,
   SMTP_ROLE,
   startMailServers,
 } from '../../helpers/mail-servers.js';
@@ -42,11 +44,21 @@ export interface Upstream {
   stop(): Promise<void>;
 }
 
-export async function startUpstream(mailboxes: string[]): Promise<Upstream> {
+/** `hve`: also the High Volume Email stand-in, the app holding Mail.Send and access to the account. */
+export async function startUpstream(
+  mailboxes: string[],
+  options: Pick<MailServersOptions, 'hve'> = {},
+): Promise<Upstream> {
   const service = await startTokenService();
-  const servers = await startMailServers({ tokenService: service });
-  const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE, SMTP_ROLE] } });
+  const servers = await startMailServers({ tokenService: service, ...options });
+  const app = service.registerApp({
+    roles: {
+      [EXCHANGE_AUDIENCE]: [IMAP_ROLE, SMTP_ROLE, ...(options.hve ? [HVE_ROLE] : [])],
+    },
+  });
   for (const mailbox of mailboxes) await servers.grantMailbox(app.clientId, mailbox);
+  // What Add-HVEAppAccess does for the app.
+  if (options.hve) await servers.grantMailbox(app.clientId, options.hve.account);
   const env = appEnvironment(service, app, { imap: servers.imap, smtp: servers.smtp });
   const config = await loadConfig({ env });
 
