@@ -248,6 +248,20 @@ describe('mailbridge token with a managed identity', () => {
   });
 });
 
+describe('mailbridge credentials check with a managed identity', () => {
+  it('has nothing to renew, and refuses --graph, which reads app registrations', async () => {
+    const local = await runCli(['credentials', 'check'], resourceEnv());
+    expect(local.code).toBe(0);
+    expect(local.stdout).toContain(
+      'configured managed-identity "managed identity (renewed by Azure)"',
+    );
+    expect(local.stdout).not.toContain('add --graph');
+    const graph = await runCli(['credentials', 'check', '--graph'], resourceEnv());
+    expect(graph.code).toBe(2);
+    expect(graph.stderr).toContain('a managed identity has none');
+  });
+});
+
 /** A loopback port nothing listens on (bound, then closed). */
 async function closedPort(): Promise<number> {
   const server = createServer();
