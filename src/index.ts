@@ -53,7 +53,6 @@ export type {
   SecretCredential,
   Settings,
 } from './config/types.js';
-export { SYSTEM_ASSIGNED_CLIENT_ID } from './config/types.js';
 export type { DoctorOptions, DoctorReport, DoctorStep, DoctorStepName } from './doctor/run.js';
 export { runDoctor } from './doctor/run.js';
 export type { ConfigProblem, EntraErrorDetails } from './errors.js';
