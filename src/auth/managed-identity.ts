@@ -86,7 +86,7 @@ export function managedIdentityTokenRequest(
       // Our cache decides when to refresh, so msal-node's is always bypassed.
       () => msal.acquireToken({ resource: config.scope, forceRefresh: true }),
       (error, failure) => managedIdentityError(error, failure, credential),
-      () => answerInvalid(undefined, 'no access token or expiry'),
+      () => answerInvalid(managedIdentitySource(), undefined, 'no access token or expiry'),
     );
 }
 
@@ -111,7 +111,7 @@ function managedIdentityError(
     return new NetworkError({
       code: 'MANAGED_IDENTITY_UNREACHABLE',
       message: `The managed identity endpoint ${endpoint} kept failing (HTTP ${failure.status}, ${attempts(failure.attempts)})${reason(failure.body)}`,
-      remedy: 'The platform’s identity service is not working: try again later.',
+      remedy: "The platform's identity service is not working: try again later.",
     });
   }
   if (failure?.kind === 'response') {
@@ -125,14 +125,19 @@ function managedIdentityError(
       remedy: header
         ? `The endpoint did not accept the request's secret: ${source.variables} must be those the platform set for this process; do not copy them from elsewhere.`
         : credential.userAssignedClientId
-          ? 'Assign that identity to this resource (its Identity settings), or check AZURE_CLIENT_ID: it must be the identity’s Client ID. Unset it to use the system-assigned identity.'
+          ? "Assign that identity to this resource (its Identity settings), or check AZURE_CLIENT_ID: it must be the identity's Client ID. Unset it to use the system-assigned identity."
           : 'Switch on the system-assigned identity of this resource (its Identity settings), or set AZURE_CLIENT_ID to the Client ID of a user-assigned identity assigned to it.',
     });
   }
   if (failure?.kind === 'not_json' || failure?.kind === 'too_large') {
+    const excerpt =
+      failure.kind === 'not_json' ? displayText(failure.text.replace(/\s+/g, ' ').trim(), 120) : '';
     return answerInvalid(
+      source,
       endpoint,
-      failure.kind === 'not_json' ? `HTTP ${failure.status}, not JSON` : 'longer than 1 MiB',
+      failure.kind === 'not_json'
+        ? `HTTP ${failure.status}, not JSON${excerpt ? `: "${excerpt}"` : ''}`
+        : `longer than ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB`,
     );
   }
   // msal-node refused before any request: a malformed endpoint variable, an answer it cannot read.
@@ -145,16 +150,26 @@ function managedIdentityError(
   });
 }
 
-function answerInvalid(endpoint: string | undefined, problem: string): NetworkError {
+function answerInvalid(
+  source: { name: string; variables: string },
+  endpoint: string | undefined,
+  problem: string,
+): NetworkError {
   return new NetworkError({
     code: 'MANAGED_IDENTITY_ANSWER_INVALID',
     message: `The managed identity endpoint${endpoint ? ` ${endpoint}` : ''} answered without a usable token (${problem})`,
-    remedy: `Something else answers at the identity endpoint: check the platform's identity variables (limit ${MAX_RESPONSE_BYTES / 1024 / 1024} MiB).`,
+    remedy: isImds(source)
+      ? "Something other than Azure's instance metadata service answers at 169.254.169.254 and no identity endpoint variable is set: this is not an Azure VM or container with a managed identity. Run there, or configure a certificate instead of MAILBRIDGE_CREDENTIAL=managed-identity."
+      : `Something else answers at the identity endpoint: check ${source.variables}.`,
   });
 }
 
+function isImds(source: { name: string }): boolean {
+  return source.name.startsWith('IMDS');
+}
+
 function unreachableRemedy(source: { name: string; variables: string }): string {
-  return source.name.startsWith('IMDS')
+  return isImds(source)
     ? 'No identity endpoint variable is set and the instance metadata service (169.254.169.254) did not answer: this is not an Azure VM or container with a managed identity. Run there, or configure a certificate instead of MAILBRIDGE_CREDENTIAL=managed-identity.'
     : `Check that the managed identity of this ${source.name} resource is switched on and that ${source.variables} are those the platform set.`;
 }

@@ -5,6 +5,7 @@
  * `process.env` and keeps the endpoint it found for the life of the process,
  * so the in-process tests share one endpoint; the failure tests run the CLI.
  */
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -223,6 +224,30 @@ describe('mailbridge token with a managed identity', () => {
     expect(error.code).toBe('MANAGED_IDENTITY_UNREACHABLE');
     expect(error.message).toContain(`http://127.0.0.1:${port}/msi/token (App Service)`);
     expect(error.message).toContain('ECONNREFUSED');
+  });
+
+  it('exits 4 with MANAGED_IDENTITY_ANSWER_INVALID when something else answers there, quoted inert', async () => {
+    const portal = createHttpServer((_req, res) => {
+      res
+        .writeHead(200, { 'content-type': 'text/html' })
+        .end('<html>\u001b[2JSign in to the proxy</html>');
+    });
+    await new Promise<void>((resolve) => portal.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = portal.address() as { port: number };
+      const { code, stdout } = await runCli(
+        ['token', '--json'],
+        resourceEnv({ IDENTITY_ENDPOINT: `http://127.0.0.1:${port}/msi/token` }),
+      );
+      expect(code).toBe(4);
+      const { error } = JSON.parse(stdout) as { error: { code: string; message: string } };
+      expect(error.code).toBe('MANAGED_IDENTITY_ANSWER_INVALID');
+      expect(error.message).toContain('HTTP 200, not JSON');
+      expect(error.message).toContain('Sign in to the proxy');
+      expect(error.message).not.toContain('\u001b');
+    } finally {
+      await new Promise<void>((resolve) => portal.close(() => resolve()));
+    }
   });
 
   it('exits 3 with MANAGED_IDENTITY_REFUSED when the endpoint refuses the secret header', async () => {
