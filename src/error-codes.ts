@@ -203,6 +203,24 @@ export const ERROR_CODES = {
     exit: 3,
     remedy: 'The file does not hold a JWT: point it at the token file your platform writes.',
   },
+  MANAGED_IDENTITY_UNREACHABLE: {
+    group: 'token',
+    exit: 4,
+    remedy:
+      'The identity endpoint (App Service `IDENTITY_ENDPOINT`, IMDS, …) did not answer or kept failing: run where a managed identity is assigned, or check its variables.',
+  },
+  MANAGED_IDENTITY_REFUSED: {
+    group: 'token',
+    exit: 3,
+    remedy:
+      'The identity endpoint refused: switch on the identity of this resource, or set `AZURE_CLIENT_ID` to a user-assigned identity assigned to it.',
+  },
+  MANAGED_IDENTITY_ANSWER_INVALID: {
+    group: 'token',
+    exit: 4,
+    remedy:
+      'The identity endpoint answered without a token (not JSON, or too long): something else answers there.',
+  },
   TOKEN_CACHE_INSECURE: {
     group: 'token',
     exit: 2,

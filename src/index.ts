@@ -49,6 +49,7 @@ export type {
   Endpoint,
   FederatedCredential,
   MailbridgeConfig,
+  ManagedIdentityCredential,
   SecretCredential,
   Settings,
 } from './config/types.js';

@@ -8,8 +8,11 @@ type MsalCredentialOptions = Pick<
   'clientSecret' | 'clientCertificate' | 'clientAssertion'
 >;
 
+/** A credential of an app registration, presented to Entra by msal-node's confidential client. */
+export type ConfidentialCredential = Exclude<Credential, { kind: 'managed-identity' }>;
+
 /** The part of msal-node's `auth` options that proves who the app is. */
-export function msalCredentialOptions(credential: Credential): MsalCredentialOptions {
+export function msalCredentialOptions(credential: ConfidentialCredential): MsalCredentialOptions {
   switch (credential.kind) {
     case 'secret':
       return { clientSecret: credential.clientSecret.reveal() };

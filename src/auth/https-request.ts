@@ -4,8 +4,14 @@
  * than fetch: Node 20's fetch takes neither a CA list nor a proxy without the
  * separately installed undici, and its body cannot be cut off while it streams.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+  type RequestOptions,
+} from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
 import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
 import type { ProxySettings } from '../config/types.js';
 import { proxyFor } from '../util/proxy.js';
@@ -58,6 +64,12 @@ export interface HttpsClientOptions {
   proxy?: ProxySettings;
   /** Longest answer accepted, in bytes. */
   maxResponseBytes: number;
+  /**
+   * Also send `http:` URLs, directly (never through the proxy). Only for a
+   * managed identity's endpoint, which the platform serves on the host itself
+   * (App Service's 127.0.0.1, IMDS's link-local 169.254.169.254) without TLS.
+   */
+  plainHttp?: boolean;
 }
 
 export type HttpsSender = (request: HttpsRequest) => Promise<HttpsAnswer>;
@@ -70,54 +82,74 @@ export function createHttpsSender(options: HttpsClientOptions): HttpsSender {
     ? createSecureContext({ ca: trust.ca })
     : undefined;
   const agent = new Agent({ keepAlive: true, ...(secureContext ? { secureContext } : {}) });
+  const plainAgent = options.plainHttp ? new HttpAgent({ keepAlive: true }) : undefined;
+  const limit = options.maxResponseBytes;
 
   return async (request) => {
     const url = new URL(request.url);
-    const proxy = options.proxy ? proxyFor(url, options.proxy) : undefined;
     const deadline = AbortSignal.timeout(request.timeoutMs);
+    if (url.protocol === 'http:') {
+      if (!plainAgent) throw new Error(`refused to send a request over plain http to ${url.host}`);
+      return exchange(httpRequest, url, request, deadline, { agent: plainAgent }, limit);
+    }
+    const proxy = options.proxy ? proxyFor(url, options.proxy) : undefined;
     const socket = proxy ? await openTunnel(url, proxy, deadline) : undefined;
-    return new Promise<HttpsAnswer>((resolve, reject) => {
-      const req = httpsRequest(url, {
-        method: request.method,
-        headers: {
-          ...request.headers,
-          ...(request.body !== undefined
-            ? { 'content-length': String(Buffer.byteLength(request.body)) }
-            : {}),
-        },
-        signal: deadline,
-        ...(socket
-          ? {
-              createConnection: () =>
-                tlsConnect({
-                  socket,
-                  host: url.hostname,
-                  ...(sniName(url.hostname) ? { servername: url.hostname } : {}),
-                  ...(secureContext ? { secureContext } : {}),
-                }),
-            }
-          : { agent }),
-      });
-      // The first outcome wins: destroying an over-long answer makes the request emit an error too.
-      let settled = false;
-      const fail = (error: Error) => {
+    const connection = socket
+      ? {
+          createConnection: () =>
+            tlsConnect({
+              socket,
+              host: url.hostname,
+              ...(sniName(url.hostname) ? { servername: url.hostname } : {}),
+              ...(secureContext ? { secureContext } : {}),
+            }),
+        }
+      : { agent };
+    return exchange(httpsRequest, url, request, deadline, connection, limit, socket);
+  };
+}
+
+/** Sends one request and reads its answer, up to `limit` bytes. */
+function exchange(
+  send: typeof httpsRequest | typeof httpRequest,
+  url: URL,
+  request: HttpsRequest,
+  signal: AbortSignal,
+  connection: Pick<RequestOptions, 'agent' | 'createConnection'>,
+  limit: number,
+  socket?: Socket,
+): Promise<HttpsAnswer> {
+  return new Promise<HttpsAnswer>((resolve, reject) => {
+    const req = send(url, {
+      method: request.method,
+      headers: {
+        ...request.headers,
+        ...(request.body !== undefined
+          ? { 'content-length': String(Buffer.byteLength(request.body)) }
+          : {}),
+      },
+      signal,
+      ...connection,
+    });
+    // The first outcome wins: destroying an over-long answer makes the request emit an error too.
+    let settled = false;
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      req.destroy();
+      socket?.destroy();
+      reject(error);
+    };
+    req.once('error', fail);
+    req.once('response', (response) => {
+      readBounded(response, limit, fail, (text) => {
         if (settled) return;
         settled = true;
-        req.destroy();
-        socket?.destroy();
-        reject(error);
-      };
-      req.once('error', fail);
-      req.once('response', (response) => {
-        readBounded(response, options.maxResponseBytes, fail, (text) => {
-          if (settled) return;
-          settled = true;
-          resolve({ status: response.statusCode ?? 0, headers: flat(response), text });
-        });
+        resolve({ status: response.statusCode ?? 0, headers: flat(response), text });
       });
-      req.end(request.body);
     });
-  };
+    req.end(request.body);
+  });
 }
 
 function readBounded(
@@ -161,7 +193,7 @@ function openTunnel(
   target: URL,
   proxy: { url: URL; origin: string; variable: string },
   signal: AbortSignal,
-): Promise<import('node:net').Socket> {
+): Promise<Socket> {
   const authority = `${target.hostname}:${target.port || 443}`;
   const credentials =
     proxy.url.username || proxy.url.password

@@ -46,6 +46,8 @@ export interface RetryingNetworkClientOptions {
   /** PEM certificates trusted besides Node's default ones (the caFile setting). */
   extraCaCertificates?: readonly string[];
   proxy?: ProxySettings;
+  /** Also send plain `http:` requests: a managed identity's endpoint on this host. */
+  plainHttp?: boolean;
   sleep?: (ms: number) => Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export class RetryingNetworkClient implements INetworkModule {
       maxResponseBytes: MAX_RESPONSE_BYTES,
       ...(options.extraCaCertificates ? { extraCaCertificates: options.extraCaCertificates } : {}),
       ...(options.proxy ? { proxy: options.proxy } : {}),
+      ...(options.plainHttp ? { plainHttp: true } : {}),
     });
     this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
@@ -262,7 +265,7 @@ function tokenResponseProblem(body: Record<string, unknown> | undefined): string
 }
 
 /** The URL without query or fragment: enough to say which endpoint failed. */
-function describeUrl(url: string): string {
+export function describeUrl(url: string): string {
   try {
     const u = new URL(url);
     return `${u.origin}${u.pathname}`;

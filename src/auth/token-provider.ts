@@ -1,4 +1,4 @@
-import { ConfidentialClientApplication, LogLevel as MsalLogLevel } from '@azure/msal-node';
+import { ConfidentialClientApplication } from '@azure/msal-node';
 import type { MailbridgeConfig } from '../config/types.js';
 import { AuthenticationError, MailbridgeError, NetworkError } from '../errors.js';
 import { type Logger, silentLogger } from '../log/logger.js';
@@ -9,16 +9,20 @@ import {
   tlsUntrustedError,
 } from '../util/network-errors.js';
 import { proxyFor } from '../util/proxy.js';
-import { msalCredentialOptions } from './credentials.js';
+import { type ConfidentialCredential, msalCredentialOptions } from './credentials.js';
 import { mapEntraError } from './entra-errors.js';
 import type { ProxyFailureError } from './https-request.js';
+import { managedIdentityTokenRequest } from './managed-identity.js';
+import {
+  type IssuedToken,
+  msalLoggerOptions,
+  requestToken,
+  type TokenRequestOptions,
+} from './msal-request.js';
 import { RetryingNetworkClient, type WireFailure } from './network-client.js';
 import { DEFAULT_RETRY, type RetryOptions } from './retry-policy.js';
 
-export interface AccessToken {
-  accessToken: string;
-  expiresOn: Date;
-}
+export type AccessToken = IssuedToken;
 
 export interface GetTokenOptions {
   /** Ignore the cached token and ask Entra for a new one (e.g. after the server refused it). */
@@ -75,57 +79,22 @@ export function createTokenProvider(
   const logger = options.logger ?? silentLogger;
   const marginMs = options.refreshMarginMs ?? DEFAULT_MARGIN_MS;
   const now = options.now ?? Date.now;
-  const network = new RetryingNetworkClient({
-    retry: { ...DEFAULT_RETRY, ...options.retry },
-    timeoutMs: options.requestTimeoutMs ?? 30_000,
-    logger,
-    ...(config.extraCaCertificates ? { extraCaCertificates: config.extraCaCertificates } : {}),
-    ...(config.proxy ? { proxy: config.proxy } : {}),
-  });
-  const msal = new ConfidentialClientApplication({
-    auth: {
-      clientId: config.clientId,
-      authority: config.authority,
-      // Without this msal-node asks login.microsoftonline.com which hosts exist,
-      // which a sovereign alias or a private test authority cannot answer.
-      ...(config.customAuthorityHost
-        ? { knownAuthorities: [new URL(config.authorityHost).host] }
-        : {}),
-      ...msalCredentialOptions(config.credential),
-    },
-    system: {
-      networkClient: network,
-      loggerOptions: {
-        piiLoggingEnabled: false,
-        logLevel: MsalLogLevel.Warning,
-        loggerCallback: (_level, message) => logger.log('debug', 'msal-node', { message }),
-      },
-    },
-  });
+  const retry = { ...DEFAULT_RETRY, ...options.retry };
+  const timeoutMs = options.requestTimeoutMs ?? 30_000;
+  const credential = config.credential;
+  const request =
+    credential.kind === 'managed-identity'
+      ? managedIdentityTokenRequest(config, credential, { retry, timeoutMs, logger })
+      : clientCredentialRequest(config, credential, { retry, timeoutMs, logger });
 
   let cached: CachedToken | undefined;
   let inFlight: Promise<CachedToken> | undefined;
 
   const acquire = async (): Promise<CachedToken> => {
-    network.lastFailure = undefined;
     const startedAt = now();
     // msal-node stamps expiry on the wall clock (its request time + expires_in).
     const wallStartedAt = Date.now();
-    let result: Awaited<
-      ReturnType<ConfidentialClientApplication['acquireTokenByClientCredential']>
-    >;
-    try {
-      // Our cache decides when to refresh, so msal-node's is always bypassed.
-      result = await msal.acquireTokenByClientCredential({
-        scopes: [config.scope],
-        skipCache: true,
-      });
-    } catch (error) {
-      throw toMailbridgeError(error, network.lastFailure, config);
-    }
-    if (typeof result?.accessToken !== 'string' || !result.accessToken || !result.expiresOn) {
-      throw tokenResponseInvalid(config, 'no access token or expiry');
-    }
+    const result = await request();
     const lifetime = Math.max(0, result.expiresOn.getTime() - wallStartedAt);
     const hardRefreshAt = startedAt + lifetime - Math.min(marginMs, lifetime / 2);
     const softRefreshAt = startedAt + (hardRefreshAt - startedAt) * SOFT_REFRESH_SHARE;
@@ -176,11 +145,52 @@ export function createTokenProvider(
   };
 }
 
+/** One client-credentials request to Entra with a secret, a certificate or a federated assertion. */
+function clientCredentialRequest(
+  config: MailbridgeConfig,
+  credential: ConfidentialCredential,
+  options: TokenRequestOptions,
+): () => Promise<IssuedToken> {
+  const { logger } = options;
+  const network = new RetryingNetworkClient({
+    retry: options.retry,
+    timeoutMs: options.timeoutMs,
+    logger,
+    ...(config.extraCaCertificates ? { extraCaCertificates: config.extraCaCertificates } : {}),
+    ...(config.proxy ? { proxy: config.proxy } : {}),
+  });
+  const msal = new ConfidentialClientApplication({
+    auth: {
+      clientId: config.clientId,
+      authority: config.authority,
+      // Without this msal-node asks login.microsoftonline.com which hosts exist,
+      // which a sovereign alias or a private test authority cannot answer.
+      ...(config.customAuthorityHost
+        ? { knownAuthorities: [new URL(config.authorityHost).host] }
+        : {}),
+      ...msalCredentialOptions(credential),
+    },
+    system: {
+      networkClient: network,
+      loggerOptions: msalLoggerOptions(logger),
+    },
+  });
+  return () =>
+    requestToken(
+      network,
+      // Our cache decides when to refresh, so msal-node's is always bypassed.
+      () => msal.acquireTokenByClientCredential({ scopes: [config.scope], skipCache: true }),
+      (error, failure) => toMailbridgeError(error, failure, config, credential),
+      () => tokenResponseInvalid(config, 'no access token or expiry'),
+    );
+}
+
 /** Turns whatever msal-node threw into our error, using what the wire saw when there is anything. */
 function toMailbridgeError(
   error: unknown,
   failure: WireFailure | undefined,
   config: MailbridgeConfig,
+  credential: ConfidentialCredential,
 ): MailbridgeError {
   if (error instanceof MailbridgeError) return error;
   const context = {
@@ -188,9 +198,9 @@ function toMailbridgeError(
     clientId: config.clientId,
     scope: config.scope,
     authorityHost: config.authorityHost,
-    credentialKind: config.credential.kind,
-    ...(config.credential.kind === 'certificate'
-      ? { certificateThumbprint: config.credential.thumbprintSha1 }
+    credentialKind: credential.kind,
+    ...(credential.kind === 'certificate'
+      ? { certificateThumbprint: credential.thumbprintSha1 }
       : {}),
   };
   if (failure?.kind === 'response' || failure?.kind === 'exhausted') {

@@ -55,6 +55,12 @@ export const ENVIRONMENT_VARIABLES = [
     description: 'File holding a federated token (workload identity), re-read when it changes.',
   },
   {
+    name: 'MAILBRIDGE_CREDENTIAL',
+    setting: 'managedIdentity',
+    description:
+      'managed-identity: use the Azure managed identity (AZURE_CLIENT_ID picks a user-assigned one).',
+  },
+  {
     name: 'AZURE_AUTHORITY_HOST',
     setting: 'authorityHost',
     description: 'Authority host, e.g. https://login.microsoftonline.us (https only).',
@@ -95,6 +101,9 @@ export const ENVIRONMENT_VARIABLES = [
     description: "PEM file of CA certificates to trust besides Node's default ones.",
   },
 ] as const satisfies readonly EnvironmentVariable[];
+
+/** The one value of MAILBRIDGE_CREDENTIAL. */
+const MANAGED_IDENTITY = 'managed-identity';
 
 export type EnvironmentVariableName = (typeof ENVIRONMENT_VARIABLES)[number]['name'];
 
@@ -146,6 +155,16 @@ export function readEnvironment(env: Environment = process.env): EnvironmentSett
         continue;
       }
       value = flag;
+    } else if (setting === 'managedIdentity') {
+      // The other credentials are chosen by their own variables; this one has no value to give.
+      if (raw.trim().toLowerCase() !== MANAGED_IDENTITY) {
+        problems.push({
+          field: setting,
+          message: `${name} must be ${MANAGED_IDENTITY}, or unset (a secret, certificate or federated token is chosen by its own variable).`,
+        });
+        continue;
+      }
+      value = true;
     } else if (setting.endsWith('.port')) {
       const port = parsePort(raw);
       if (port === undefined) {

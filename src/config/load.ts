@@ -86,7 +86,9 @@ export interface ConfigSummary {
   tenantId: string;
   clientId: string;
   cloud: string;
-  credential: 'secret' | 'certificate' | 'federated';
+  credential: MailbridgeConfig['credential']['kind'];
+  /** With a managed identity: which one. */
+  managedIdentity?: 'system-assigned' | 'user-assigned';
   certificate?: {
     path: string;
     subject: string;
@@ -130,6 +132,9 @@ export function describeConfig(config: MailbridgeConfig): ConfigSummary {
       keyBits: credential.keyBits,
       sendCertificateChain: credential.sendCertificateChain,
     };
+  }
+  if (credential.kind === 'managed-identity') {
+    summary.managedIdentity = credential.userAssignedClientId ? 'user-assigned' : 'system-assigned';
   }
   if (credential.kind === 'federated' && credential.federatedTokenFile) {
     summary.federatedTokenFile = credential.federatedTokenFile;

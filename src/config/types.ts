@@ -24,6 +24,12 @@ export interface Settings {
   federatedTokenFile?: string;
   /** Library only: returns a federated client assertion (a signed JWT). */
   clientAssertion?: () => string | Promise<string>;
+  /**
+   * Use the Azure managed identity of the machine or service: no secret and
+   * no certificate. `clientId` then names a user-assigned identity; without
+   * it the system-assigned one is used.
+   */
+  managedIdentity?: boolean;
   /** Override the cloud's authority host, e.g. `https://login.microsoftonline.us`. */
   authorityHost?: string;
   /** National cloud. @default 'global' */
@@ -77,7 +83,28 @@ export interface FederatedCredential {
   clientAssertion?: () => string | Promise<string>;
 }
 
-export type Credential = SecretCredential | CertificateCredential | FederatedCredential;
+/**
+ * The Azure managed identity of the host, reached through the identity
+ * endpoint the platform announces in the environment (App Service's
+ * IDENTITY_ENDPOINT, Azure Arc, Cloud Shell, Service Fabric, else IMDS).
+ */
+export interface ManagedIdentityCredential {
+  kind: 'managed-identity';
+  /** Client id of a user-assigned identity; absent for the system-assigned one. */
+  userAssignedClientId?: string;
+}
+
+/**
+ * `clientId` of a configuration with a system-assigned managed identity,
+ * whose application id is known only from its tokens (the `appid` claim).
+ */
+export const SYSTEM_ASSIGNED_CLIENT_ID = 'system-assigned';
+
+export type Credential =
+  | SecretCredential
+  | CertificateCredential
+  | FederatedCredential
+  | ManagedIdentityCredential;
 
 export interface Endpoint {
   host: string;
@@ -89,6 +116,7 @@ export type { ProxySettings } from '../util/proxy.js';
 /** A validated configuration, ready for `createTokenProvider` and the clients. */
 export interface MailbridgeConfig {
   tenantId: string;
+  /** The app registration's client id, a user-assigned managed identity's, or SYSTEM_ASSIGNED_CLIENT_ID. */
   clientId: string;
   credential: Credential;
   cloud: CloudName;

@@ -31,7 +31,13 @@ import { describeFsError } from './file.js';
 import { checkProxy } from './proxy.js';
 import { ABSENT, FIELD, isPlainObject, mapping, parsedBy, parseSection, rule } from './schema.js';
 import { Secret } from './secret.js';
-import type { Credential, Endpoint, MailbridgeConfig, Settings } from './types.js';
+import {
+  type Credential,
+  type Endpoint,
+  type MailbridgeConfig,
+  type Settings,
+  SYSTEM_ASSIGNED_CLIENT_ID,
+} from './types.js';
 import { quotedKey } from './unknown-key.js';
 
 /** Where a setting's value came from, to name it in messages. */
@@ -61,6 +67,7 @@ export const SETTING_KEYS = [
   'sendCertificateChain',
   'federatedTokenFile',
   'clientAssertion',
+  'managedIdentity',
   'authorityHost',
   'cloud',
   'scope',
@@ -75,6 +82,7 @@ const CREDENTIAL_KEYS = [
   'certificatePath',
   'federatedTokenFile',
   'clientAssertion',
+  'managedIdentity',
 ] as const;
 const RESERVED_TENANTS = ['common', 'organizations', 'consumers'];
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -87,6 +95,8 @@ const TENANT_MISSING =
   "tenantId is missing. Set it (or AZURE_TENANT_ID) to the Directory (tenant) ID from the app registration's Overview page, or a verified domain such as contoso.onmicrosoft.com.";
 const CLIENT_MISSING =
   "clientId is missing. Set it (or AZURE_CLIENT_ID) to the Application (client) ID from the app registration's Overview page.";
+const CLIENT_NOT_GUID = `${FIELD} is not a GUID. Use the Application (client) ID from the app registration's Overview page (not its name, and not a secret).`;
+const IDENTITY_CLIENT_NOT_GUID = `${FIELD} is not a GUID. With managedIdentity it names a user-assigned identity: use its Client ID (the identity's Overview page), or leave it unset for the system-assigned identity.`;
 
 /** A required string setting: null and blank count as missing. */
 const requiredText = (missing: string) =>
@@ -165,19 +175,17 @@ function endpointSchema(section: 'imap' | 'smtp', defaultHost: string, defaultPo
  * The settings as a schema. The cloud's defaults appear in messages (the
  * host to fall back on, the scope to use), so the schema is built for a cloud.
  */
-export function settingsSchema(cloud: CloudName) {
+export function settingsSchema(cloud: CloudName, managedIdentity = false) {
   const profile = CLOUDS[cloud];
+  const guid = (message: string) =>
+    rule((clientId: string) => (GUID.test(clientId) ? undefined : message));
   return mapping(
     {
       tenantId: v.pipe(requiredText(TENANT_MISSING), rule(tenantProblem)),
-      clientId: v.pipe(
-        requiredText(CLIENT_MISSING),
-        rule((clientId: string) =>
-          GUID.test(clientId)
-            ? undefined
-            : `${FIELD} is not a GUID. Use the Application (client) ID from the app registration's Overview page (not its name, and not a secret).`,
-        ),
-      ),
+      // A managed identity needs a client id only to pick a user-assigned identity.
+      clientId: managedIdentity
+        ? v.nullish(v.pipe(optionalText.wrapped, guid(IDENTITY_CLIENT_NOT_GUID)))
+        : v.pipe(requiredText(CLIENT_MISSING), guid(CLIENT_NOT_GUID)),
       // Secrets are taken as they are: no trimming.
       clientSecret: v.nullish(v.pipe(v.string(NOT_TEXT), v.nonEmpty(`${FIELD} is empty.`))),
       certificatePath: optionalText,
@@ -189,6 +197,7 @@ export function settingsSchema(cloud: CloudName) {
           'clientAssertion must be a function returning a signed client assertion (JWT); it can only be given in code. From a file or the environment, use federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE).',
         ),
       ),
+      managedIdentity: v.nullish(parsedBy(parseFlag, `${FIELD} must be true or false.`)),
       authorityHost: v.nullish(
         v.pipe(
           v.string(NOT_TEXT),
@@ -248,7 +257,8 @@ export async function validateSettings(
   const early = v.safeParse(cloudSchema, settings.cloud);
   const cloud: CloudName = (early.success && early.output) || 'global';
   const profile = CLOUDS[cloud];
-  const parsed = parseSection(settingsSchema(cloud), settings, { name: named });
+  const managedIdentity = parseFlag(settings.managedIdentity) === true;
+  const parsed = parseSection(settingsSchema(cloud, managedIdentity), settings, { name: named });
   problems.push(...parsed.problems);
   // A setting with a problem counts as not set, so that one mistake is not reported twice.
   const read = parsed.value as Partial<CheckedSettings>;
@@ -262,15 +272,19 @@ export async function validateSettings(
   }
 
   // Credential: exactly one.
-  const present = CREDENTIAL_KEYS.filter(
-    (key) => settings[key] !== undefined && settings[key] !== null,
+  const present = CREDENTIAL_KEYS.filter((key) =>
+    key === 'managedIdentity'
+      ? managedIdentity
+      : settings[key] !== undefined && settings[key] !== null,
   );
   if (present.length === 0) {
     add(
       'credential',
       `No credential is set. Set exactly one of ${CREDENTIAL_KEYS.slice(0, 3)
         .map((key) => `${key} (${environmentVariableFor(key)})`)
-        .join(', ')}; a certificate is the safer choice for unattended use.`,
+        .join(
+          ', ',
+        )}; a certificate is the safer choice for unattended use. In Azure, managedIdentity: true (MAILBRIDGE_CREDENTIAL=managed-identity) needs none of them.`,
     );
   } else if (present.length > 1) {
     add(
@@ -370,7 +384,12 @@ export async function validateSettings(
   if (problems.length > 0) throw invalidConfiguration(problems);
 
   let credential: Credential;
-  if (certificateCredential) {
+  if (managedIdentity) {
+    credential = {
+      kind: 'managed-identity',
+      ...(clientId === undefined ? {} : { userAssignedClientId: clientId }),
+    };
+  } else if (certificateCredential) {
     credential = certificateCredential;
   } else if (clientSecret) {
     credential = { kind: 'secret', clientSecret: new Secret(clientSecret) };
@@ -385,7 +404,7 @@ export async function validateSettings(
 
   return {
     tenantId: tenantId as string,
-    clientId: clientId as string,
+    clientId: clientId ?? SYSTEM_ASSIGNED_CLIENT_ID,
     credential,
     cloud,
     authorityHost,

@@ -64,7 +64,9 @@ export function checkClaims(
     : [];
   const roles =
     roleList.length > 0 ? roleList.map((r) => displayText(r, 100)).join(', ') : '(none)';
-  const detail = `aud ${displayText(String(claims.aud), 200)}, tid ${displayText(String(claims.tid), 100)}, roles ${roles}`;
+  const detail = `aud ${displayText(String(claims.aud), 200)}, tid ${displayText(String(claims.tid), 100)}, roles ${roles}${
+    config.credential.kind === 'managed-identity' ? managedIdentityPrincipal(claims) : ''
+  }`;
   const tenantWide =
     options.scopedSmtp &&
     roleList.some((role) => role.toLowerCase() === SMTP_APP_ROLE.toLowerCase());
@@ -74,6 +76,17 @@ export function checkClaims(
         warning: `The token carries ${SMTP_APP_ROLE}, the tenant-wide Entra permission: it lets the app send as every mailbox, so the Exchange scope limits nothing. Remove the permission from the app (mailbridge setup entra --scoped-smtp writes a script that does) and revoke its admin consent.`,
       }
     : { detail };
+}
+
+/**
+ * A managed identity is its own enterprise application: Exchange knows it by
+ * the app id and object id its tokens carry, which the portal shows only
+ * under Enterprise applications (not App registrations).
+ */
+function managedIdentityPrincipal(claims: AccessTokenClaims): string {
+  const appId = displayText(String(claims.appid ?? claims.azp ?? '?'), 100);
+  const objectId = displayText(String(claims.oid ?? '?'), 100);
+  return `; managed identity app id ${appId}, object id ${objectId}: register it in Exchange with New-ServicePrincipal -AppId ${appId} -ObjectId ${objectId}`;
 }
 
 /** TCP + TLS handshake (certificate verified) and the server's first line. */

@@ -1,5 +1,6 @@
 import { decodeAccessTokenClaims } from '../auth/claims.js';
 import { credentialExpiresOn, credentialExpiryWarning } from '../auth/credential-expiry.js';
+import { managedIdentitySource } from '../auth/managed-identity.js';
 import {
   type AccessToken,
   createTokenProvider,
@@ -121,8 +122,10 @@ export async function runDoctor(
 
   await step('configuration', async () => {
     const ends = credentialExpiresOn(config.credential);
+    const via =
+      config.credential.kind === 'managed-identity' ? ` via ${managedIdentitySource().name}` : '';
     return {
-      detail: `tenant ${config.tenantId}, app ${config.clientId}, ${config.credential.kind}${ends ? ` valid until ${ends.toISOString()}` : ''}`,
+      detail: `tenant ${config.tenantId}, app ${config.clientId}, ${config.credential.kind}${via}${ends ? ` valid until ${ends.toISOString()}` : ''}`,
       warning: credentialExpiryWarning(config.credential, options.now ?? new Date()),
     };
   });

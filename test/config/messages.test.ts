@@ -53,7 +53,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
       {
         field: 'credential',
         message:
-          'No credential is set. Set exactly one of clientSecret (AZURE_CLIENT_SECRET), certificatePath (AZURE_CLIENT_CERTIFICATE_PATH), federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE); a certificate is the safer choice for unattended use.',
+          'No credential is set. Set exactly one of clientSecret (AZURE_CLIENT_SECRET), certificatePath (AZURE_CLIENT_CERTIFICATE_PATH), federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE); a certificate is the safer choice for unattended use. In Azure, managedIdentity: true (MAILBRIDGE_CREDENTIAL=managed-identity) needs none of them.',
       },
       {
         field: 'tenantId',
@@ -223,7 +223,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
       {
         field: 'credential',
         message:
-          'No credential is set. Set exactly one of clientSecret (AZURE_CLIENT_SECRET), certificatePath (AZURE_CLIENT_CERTIFICATE_PATH), federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE); a certificate is the safer choice for unattended use.',
+          'No credential is set. Set exactly one of clientSecret (AZURE_CLIENT_SECRET), certificatePath (AZURE_CLIENT_CERTIFICATE_PATH), federatedTokenFile (AZURE_FEDERATED_TOKEN_FILE); a certificate is the safer choice for unattended use. In Azure, managedIdentity: true (MAILBRIDGE_CREDENTIAL=managed-identity) needs none of them.',
       },
     ],
   ],
@@ -833,7 +833,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
       {
         field: 'verbose',
         message:
-          "Unknown setting 'verbose'. Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, authorityHost, cloud, scope, imap, smtp, caFile; settings of a job go in its section (relay:, archive:, …).",
+          "Unknown setting 'verbose'. Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, managedIdentity, authorityHost, cloud, scope, imap, smtp, caFile; settings of a job go in its section (relay:, archive:, …).",
       },
     ],
   ],
@@ -869,7 +869,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
       {
         field: '(unknown key)',
         message:
-          'Unknown setting (a key of 44 characters that is no setting name, not shown in case it is a misplaced secret). Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, authorityHost, cloud, scope, imap, smtp, caFile; settings of a job go in its section (relay:, archive:, …).',
+          'Unknown setting (a key of 44 characters that is no setting name, not shown in case it is a misplaced secret). Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, managedIdentity, authorityHost, cloud, scope, imap, smtp, caFile; settings of a job go in its section (relay:, archive:, …).',
       },
     ],
   ],

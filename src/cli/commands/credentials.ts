@@ -10,7 +10,7 @@ import { writeJson, writeLine } from '../output.js';
 interface Row {
   /** `local`: the credential this configuration uses; `graph`: listed by Microsoft Graph. */
   source: 'local' | 'graph';
-  kind: 'secret' | 'certificate' | 'federated';
+  kind: MailbridgeConfig['credential']['kind'];
   name: string;
   keyId?: string;
   hint?: string;
@@ -74,6 +74,12 @@ export const credentialsCheckCommand: Command = {
       throw usageError('--graph-url needs --graph', 'Add --graph, or leave --graph-url out.');
     }
     const config = await loadConfig();
+    if (args.values.graph === true && config.credential.kind === 'managed-identity') {
+      throw usageError(
+        '--graph lists the secrets and certificates of an app registration, and a managed identity has none',
+        'Leave --graph out: Azure renews the credential of a managed identity by itself.',
+      );
+    }
     const now = new Date();
     const rows: Row[] = [localRow(config, within, now)];
     if (args.values.graph === true) {
@@ -89,7 +95,8 @@ export const credentialsCheckCommand: Command = {
     } else {
       writeLine(io.stdout, `Credentials of app ${config.clientId}:`);
       for (const row of rows) writeLine(io.stdout, `  ${describe(row)}`);
-      if (args.values.graph !== true && config.credential.kind !== 'certificate') {
+      const kind = config.credential.kind;
+      if (args.values.graph !== true && (kind === 'secret' || kind === 'federated')) {
         writeLine(
           io.stdout,
           '  (the end dates of secrets are known to Entra ID only: add --graph to read them)',
@@ -118,7 +125,9 @@ function localRow(config: MailbridgeConfig, within: number, now: Date): Row {
         ? credential.subject
         : credential.kind === 'secret'
           ? 'client secret'
-          : 'federated credential',
+          : credential.kind === 'managed-identity'
+            ? 'managed identity (renewed by Azure)'
+            : 'federated credential',
     ...(credential.kind === 'certificate' ? { thumbprint: credential.thumbprintSha1 } : {}),
     ...(credential.kind === 'certificate' ? { startsOn: credential.notBefore.toISOString() } : {}),
     ...(endsOn ? { endsOn: endsOn.toISOString() } : {}),

@@ -15,11 +15,17 @@ import { writeJson, writeLine } from '../output.js';
 /** Setting flags whose value is a file: written absolute into a tool's configuration. */
 const FILE_FLAGS = new Set(['config', 'certificate-path', 'federated-token-file', 'ca-file']);
 
+/**
+ * Entra's tokens live 60 to 90 minutes: asking for more than an hour left
+ * would make every run a token request.
+ */
+const MAX_MIN_VALIDITY_MINUTES = 59;
+
 export const tokenCommand: Command = {
   name: 'token',
   summary: 'acquire an app-only access token and show what it grants',
   usage:
-    'token [--json] [--show-token] [--cache FILE] | token --for mbsync|msmtp|getmail|offlineimap --mailbox ADDRESS [--cache FILE]',
+    'token [--json] [--show-token] [--cache FILE [--min-validity MINUTES]] | token --for mbsync|msmtp|getmail|offlineimap --mailbox ADDRESS [--cache FILE] [--min-validity MINUTES]',
   usesSettings: true,
   flags: [
     {
@@ -37,6 +43,12 @@ export const tokenCommand: Command = {
       type: 'string',
       value: 'FILE',
       help: 'keep the token in FILE (created 0600) and serve it from there while it has more than 5 minutes left; concurrent runs make one request (env MAILBRIDGE_TOKEN_CACHE)',
+    },
+    {
+      name: 'min-validity',
+      type: 'string',
+      value: 'MINUTES',
+      help: `with --cache: serve a cached token only while it has more than MINUTES left, else get a new one (1 to ${MAX_MIN_VALIDITY_MINUTES}, default 5; HVE wants 10 to 20)`,
     },
     {
       name: 'for',
@@ -67,6 +79,7 @@ export const tokenCommand: Command = {
     }
     const config = await loadConfig();
     const given = cachePath(args, io.env);
+    const minValidity = minValidityOf(args, given !== undefined || tool !== undefined);
     if (tool) {
       if (!mailbox) {
         throw usageError(
@@ -81,14 +94,18 @@ export const tokenCommand: Command = {
           imap: config.imap,
           smtp: config.smtp,
           ...(config.caFile ? { caFile: resolve(config.caFile) } : {}),
-          tokenCommand: tokenCommandFor(args, cache),
+          tokenCommand: tokenCommandFor(args, cache, minValidity),
         }),
       );
       return ExitCode.ok;
     }
     const provider = createTokenProvider(config, { logger });
     const token = given
-      ? await tokenThroughCacheFile(provider, config, { path: given, logger })
+      ? await tokenThroughCacheFile(provider, config, {
+          path: given,
+          logger,
+          ...(minValidity === undefined ? {} : { minValidityMs: minValidity * 60_000 }),
+        })
       : await provider.getToken();
     if (args.values['show-token'] === true) {
       writeLine(io.stdout, token.accessToken);
@@ -136,6 +153,26 @@ function toolOf(args: ParsedArgs): Tool | undefined {
   );
 }
 
+/** --min-validity in minutes; only with a cache, where a token can be old. */
+function minValidityOf(args: ParsedArgs, cached: boolean): number | undefined {
+  const value = args.values['min-validity'];
+  if (value === undefined) return undefined;
+  const minutes = typeof value === 'string' && /^\d{1,2}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(minutes >= 1 && minutes <= MAX_MIN_VALIDITY_MINUTES)) {
+    throw usageError(
+      `--min-validity takes a whole number of minutes from 1 to ${MAX_MIN_VALIDITY_MINUTES}`,
+      'Access tokens live 60 to 90 minutes; HVE asks for 10 to 20 minutes of life, e.g. --min-validity 20.',
+    );
+  }
+  if (!cached) {
+    throw usageError(
+      '--min-validity goes with --cache FILE (or MAILBRIDGE_TOKEN_CACHE)',
+      'Without a cache every run gets a new token, which has its whole life ahead of it.',
+    );
+  }
+  return minutes;
+}
+
 /** --cache, else MAILBRIDGE_TOKEN_CACHE, as an absolute path; undefined when neither is set. */
 function cachePath(args: ParsedArgs, env: NodeJS.ProcessEnv): string | undefined {
   const value =
@@ -153,9 +190,14 @@ function defaultCachePath(config: MailbridgeConfig, env: NodeJS.ProcessEnv): str
  * (a tool's PATH may differ), then the setting flags given here, so the tool
  * gets a token for the same app.
  */
-function tokenCommandFor(args: ParsedArgs, cache: string): string[] {
+function tokenCommandFor(
+  args: ParsedArgs,
+  cache: string,
+  minValidity: number | undefined,
+): string[] {
   const command = [process.execPath, resolve(process.argv[1] ?? ''), 'token', '--show-token'];
   command.push('--cache', cache);
+  if (minValidity !== undefined) command.push('--min-validity', String(minValidity));
   for (const name of ['config', ...SETTING_FLAGS.map((flag) => flag.name)]) {
     const value = args.values[name];
     if (value === true) command.push(`--${name}`);

@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
+import { CredentialMetrics } from '../../auth/credential-metrics.js';
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
 import { createSmtpTransport } from '../../clients/smtp-transport.js';
 import type { MailbridgeConfig } from '../../config/types.js';
@@ -90,12 +91,15 @@ export async function startRelay(
   if (users) await checkPolicyUsers(settings, users);
 
   // A credential Entra refuses would otherwise show only as mail deferred for a day.
+  const credentialMetrics = new CredentialMetrics(config.credential);
   const credential = new CredentialMonitor(
-    options.tokenProvider ??
-      createTokenProvider(config, {
-        logger,
-        refreshMarginMs: tokenRefreshMarginMs(settings.routes),
-      }),
+    credentialMetrics.observe(
+      options.tokenProvider ??
+        createTokenProvider(config, {
+          logger,
+          refreshMarginMs: tokenRefreshMarginMs(settings.routes),
+        }),
+    ),
     { backoff: settings.retryBackoff, logger },
   );
   if ((await credential.check()).status === 'refused') {
@@ -229,7 +233,7 @@ export async function startRelay(
             inFlight: deliveries.inFlightCount,
             credential: credential.state,
           }),
-          metrics: () => metrics.render(),
+          metrics: () => metrics.render() + credentialMetrics.render(),
         });
       } catch (cause) {
         throw new NetworkError({
