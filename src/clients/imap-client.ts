@@ -212,7 +212,13 @@ export function imapErrorToMailbridge(
   if (isTlsVerificationError(err)) {
     return tlsUntrustedError(`the IMAP server ${where}`, 'the server', err);
   }
-  if (/^E[A-Z]+$/.test(code) || /TIMEOUT/.test(code) || code === 'NoConnection') {
+  // ClosedAfterConnect*: cut before the greeting or during the login, as any dropped connection.
+  if (
+    /^E[A-Z]+$/.test(code) ||
+    /TIMEOUT/.test(code) ||
+    code === 'NoConnection' ||
+    code.startsWith('ClosedAfterConnect')
+  ) {
     return new NetworkError({
       code: 'IMAP_UNREACHABLE',
       message: `The IMAP server ${where} could not be reached or closed the connection (${err.reason ?? code})`,
