@@ -152,10 +152,13 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   const sessions: { source: ImapSession; destination: ImapSession }[] = [{ source, destination }];
   let state: MigrationState | undefined;
   try {
-    const [sourceFolders, destFolders] = await Promise.all([
-      listFolders(source),
-      listFolders(destination),
-    ]);
+    // Both settled before either failure is thrown: a session closed while its login is still
+    // on its way would keep that connection, and the process, alive.
+    const listed = await Promise.allSettled([listFolders(source), listFolders(destination)]);
+    const [sourceFolders, destFolders] = listed.map((outcome) => {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      return outcome.value;
+    }) as [ListedFolder[], ListedFolder[]];
     const plan = planFolders(sourceFolders, destFolders, {
       include: options.folders ?? [],
       exclude: options.exclude ?? [],

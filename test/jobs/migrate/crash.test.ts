@@ -18,7 +18,7 @@ import {
   type MigrateTestEnv,
   seedMessages,
   seedSource,
-  snapshot,
+  snapshotOf,
   startMigrateTestEnv,
 } from './support.js';
 
@@ -86,12 +86,7 @@ describe('migrate killed at random points', { tags: ['soak'] }, () => {
     env = await startMigrateTestEnv([KEPT_STATE, LOST_STATE]);
     work = await mkdtemp(join(tmpdir(), 'mailbridge-migrate-crash-'));
     await seedSource(env, seedMessages(FOLDERS, MESSAGES, 40_000));
-    const client = await env.source();
-    try {
-      source = await snapshot(client, FOLDERS);
-    } finally {
-      await client.logout();
-    }
+    source = await snapshotOf(env.source, FOLDERS);
   }, 300_000);
 
   afterAll(async () => {
@@ -150,14 +145,10 @@ describe('migrate killed at random points', { tags: ['soak'] }, () => {
     expect(summary.skipped).toBe(0);
     if (loseState) expect(summary.copied + summary.alreadyPresent).toBe(MESSAGES);
 
-    const dest = await env.m365(mailbox);
-    try {
-      expect(await snapshot(dest, Object.values(MAPPED)), log.join('\n')).toEqual(
-        expected(source, MAPPED),
-      );
-    } finally {
-      await dest.logout();
-    }
+    expect(
+      await snapshotOf(() => env.m365(mailbox), Object.values(MAPPED)),
+      log.join('\n'),
+    ).toEqual(expected(source, MAPPED));
     return log;
   }
 

@@ -14,9 +14,9 @@ import {
   expected,
   type MigrateTestEnv,
   SOURCE_PASSWORD,
-  seed,
   seedMessages,
-  snapshot,
+  seedSource,
+  snapshotOf,
   startMigrateTestEnv,
 } from './support.js';
 
@@ -32,12 +32,7 @@ describe('migrate under faults', { tags: ['soak'] }, () => {
   beforeAll(async () => {
     env = await startMigrateTestEnv([DEST], { faultProxy: true, tokenLifetimeSeconds: 8 });
     work = await mkdtemp(join(tmpdir(), 'mailbridge-migrate-faults-'));
-    const source = await env.source();
-    try {
-      await seed(source, seedMessages(FOLDERS, MESSAGES, 20_000));
-    } finally {
-      await source.logout();
-    }
+    await seedSource(env, seedMessages(FOLDERS, MESSAGES, 20_000));
   }, 300_000);
 
   afterAll(async () => {
@@ -74,16 +69,9 @@ describe('migrate under faults', { tags: ['soak'] }, () => {
     expect(proxy.connections).toBeGreaterThan(4);
     expect(proxy.throttlesSent).toBe(2);
 
-    const source = await env.source();
-    const dest = await env.m365(DEST);
-    try {
-      expect(await snapshot(dest, FOLDERS)).toEqual(
-        expected(await snapshot(source, FOLDERS), IDENTITY),
-      );
-    } finally {
-      await source.logout();
-      await dest.logout();
-    }
+    expect(await snapshotOf(() => env.m365(DEST), FOLDERS)).toEqual(
+      expected(await snapshotOf(env.source, FOLDERS), IDENTITY),
+    );
     console.log(
       `migrate soak: ${MESSAGES} messages in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), ${proxy.connections} connections, ${proxy.byesSent} BYEs, ${proxy.throttlesSent} throttled, ${result.alreadyPresent} found present after a cut`,
     );

@@ -19,7 +19,7 @@ import {
   SOURCE_PASSWORD,
   seedMessages,
   seedSource,
-  snapshot,
+  snapshotOf,
   startMigrateTestEnv,
 } from './support.js';
 
@@ -83,15 +83,8 @@ describe('migrate: a connection cut during login', () => {
     } finally {
       await new Promise((resolve) => front.server.close(resolve));
     }
-    const source = await env.source();
-    const dest = await env.m365(DEST);
-    try {
-      expect(await snapshot(dest, ['INBOX'])).toEqual(
-        expected(await snapshot(source, ['INBOX']), { INBOX: 'INBOX' }),
-      );
-    } finally {
-      await source.logout();
-      await dest.logout();
-    }
+    expect(await snapshotOf(() => env.m365(DEST), ['INBOX'])).toEqual(
+      expected(await snapshotOf(env.source, ['INBOX']), { INBOX: 'INBOX' }),
+    );
   });
 });
