@@ -34,6 +34,7 @@ import { runFolderWorkers } from './folder-workers.js';
 import { createPasswordSession } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
 import { syncFolderFlags } from './sync-flags.js';
+import { forgetVanishedCopies } from './vanished-copies.js';
 
 /** Connections per side by default: several folders at once, well under Exchange's ~16 per mailbox. */
 export const DEFAULT_MIGRATE_CONNECTIONS = 4;
@@ -203,6 +204,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
       connections,
       async (worker, mapping): Promise<MigrateFolderSummary> => {
         throwIfInterrupted(options.signal);
+        await forgetVanishedCopies(context(worker).destination, opened, mapping, logger);
         const copied = await copyFolder(context(worker), mapping);
         if (options.syncFlags !== true) return copied;
         return { ...copied, flagsUpdated: await syncFolderFlags(context(worker), mapping) };

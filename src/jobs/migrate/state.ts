@@ -181,6 +181,26 @@ export class MigrationState {
     return this.placed.get(folderKey(folder, uidValidity)) ?? new Map();
   }
 
+  /**
+   * Forgets, for this run, the source messages placed in destination folder
+   * `folder` under another UIDVALIDITY than `uidValidity` (any, when
+   * undefined: the folder is gone): the folder was deleted, or deleted and
+   * made again, and they are no longer there. They are planned again, and
+   * the identity check keeps what is back in the folder from being doubled.
+   * @returns how many were forgotten
+   */
+  forgetDestination(folder: string, uidValidity: string | undefined): number {
+    let forgotten = 0;
+    for (const [key, placed] of this.placed) {
+      for (const [uid, p] of placed) {
+        if (p.df !== folder || p.dv === uidValidity) continue;
+        placed.delete(uid);
+        if (this.done.get(key)?.delete(uid)) forgotten++;
+      }
+    }
+    return forgotten;
+  }
+
   /** Whether the journal knows the folder at all (under any UIDVALIDITY). */
   knowsFolder(folder: string): boolean {
     return this.folders.has(folder);
