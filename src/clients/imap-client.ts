@@ -212,7 +212,7 @@ export function imapErrorToMailbridge(
   if (isTlsVerificationError(err)) {
     return tlsUntrustedError(`the IMAP server ${where}`, 'the server', err);
   }
-  if (/^E[A-Z]+$/.test(code) || /TIMEOUT/.test(code) || code === 'NoConnection') {
+  if (isDroppedConnectionCode(code)) {
     return new NetworkError({
       code: 'IMAP_UNREACHABLE',
       message: `The IMAP server ${where} could not be reached or closed the connection (${err.reason ?? code})`,
@@ -228,6 +228,20 @@ export function imapErrorToMailbridge(
       'Run `mailbridge doctor --mailbox ADDRESS --imap` to find the setup step that is missing.',
     cause: err,
   });
+}
+
+/**
+ * Whether imapflow's or Node's error code means the connection failed or was
+ * cut (`ClosedAfterConnect*`: before the greeting or during the login), as
+ * opposed to a refusal by the server.
+ */
+export function isDroppedConnectionCode(code: string): boolean {
+  return (
+    /^E[A-Z]+$/.test(code) ||
+    /TIMEOUT/.test(code) ||
+    code === 'NoConnection' ||
+    code.startsWith('ClosedAfterConnect')
+  );
 }
 
 /** The server's reply as one line (status + text), as the diagnostics table expects it. */

@@ -38,7 +38,7 @@ export const migrateCommand: Command = {
   summary:
     'copy a mailbox into another over IMAP: folders, flags and dates; resumable, no duplicates',
   usage:
-    "migrate --from SOURCE --to DEST [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--dry-run] [--json]",
+    "migrate --from SOURCE --to DEST [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--sync-flags] [--dry-run] [--json]",
   usesSettings: true,
   flags: [
     {
@@ -93,6 +93,11 @@ export const migrateCommand: Command = {
       help: `connections on each side, folders spread over them (default ${DEFAULT_MIGRATE_CONNECTIONS}, at most 8)`,
     },
     {
+      name: 'sync-flags',
+      type: 'boolean',
+      help: 'also bring flag changes on messages copied before across (never \\Deleted)',
+    },
+    {
       name: 'dry-run',
       type: 'boolean',
       help: 'show what would be created and copied; change nothing',
@@ -137,13 +142,15 @@ export const migrateCommand: Command = {
     "Folders keep their names with the destination's delimiter; Sent, Drafts, Trash, Junk and Archive",
     "go to the destination's folders of that use (Sent Items, Deleted Items, Junk Email on Exchange).",
     'Each message keeps its bytes, received date and flags (\\Seen \\Answered \\Flagged \\Draft, keywords',
-    'where the destination keeps them). Run it again to copy only what is new; it can be stopped at',
+    'where the destination keeps them). Run it again to copy only what is new (with --sync-flags also',
+    'flag changes on messages copied before, never \\Deleted); it can be stopped at',
     'any moment. A message already at the destination (same Message-ID, Date, From and Subject) is',
     'not copied twice, even without the state folder. Exit 1 when the destination refused a message',
     '(listed with its reason), 0 when every message is there.',
     '',
     'With --config FILE, its migrate section gives what the flags leave out (from, to, folders, exclude,',
-    'map, since, state, connections, fromPasswordFile, toPasswordFile); a flag given replaces its setting.',
+    'map, since, state, connections, syncFlags, fromPasswordFile, toPasswordFile); a flag given replaces',
+    'its setting.',
   ].join('\n'),
   async run(context) {
     const { args, io } = context;
@@ -202,6 +209,7 @@ export const migrateCommand: Command = {
         ...(state ? { stateDir: state } : {}),
         ...(connections !== undefined ? { connections } : {}),
         dryRun: args.values['dry-run'] === true,
+        syncFlags: args.values['sync-flags'] === true || section.syncFlags === true,
         logger: context.logger,
         signal: controller.signal,
         onProgress: progress.onEvent,
@@ -263,6 +271,7 @@ export function formatResult(result: MigrateResult): string[] {
     const parts = [`${verb} ${f.copied}`];
     if (f.alreadyPresent > 0) parts.push(`already there ${f.alreadyPresent}`);
     if (f.skipped.length > 0) parts.push(`skipped ${f.skipped.length}`);
+    if (f.flagsUpdated) parts.push(`flags updated ${f.flagsUpdated}`);
     lines.push(
       `${displayText(f.source)} → ${displayText(f.destination)}${f.created ? (result.dryRun ? ' (would create)' : ' (created)') : ''}: ${parts.join(', ')}`,
     );
@@ -271,7 +280,7 @@ export function formatResult(result: MigrateResult): string[] {
     }
   }
   lines.push(
-    `${result.dryRun ? 'Dry run: would copy' : 'Copied'} ${result.copied} message(s) (${formatBytes(result.bytes)}), ${result.alreadyPresent} already there, ${result.skipped} skipped, in ${result.folders.length} folder(s). State: ${result.stateDir}`,
+    `${result.dryRun ? 'Dry run: would copy' : 'Copied'} ${result.copied} message(s) (${formatBytes(result.bytes)}), ${result.alreadyPresent} already there, ${result.skipped} skipped,${result.flagsUpdated > 0 ? ` flags updated on ${result.flagsUpdated},` : ''} in ${result.folders.length} folder(s). State: ${result.stateDir}`,
   );
   return lines;
 }

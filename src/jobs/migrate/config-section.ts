@@ -20,6 +20,7 @@ export interface MigrateSectionSettings {
   since?: string;
   state?: string;
   connections?: number;
+  syncFlags?: boolean;
   fromPasswordFile?: string;
   toPasswordFile?: string;
 }
@@ -44,13 +45,6 @@ export async function readMigrateSection(
       message: `migrate.connections must be a whole number from 1 to ${maxConnections}: each is one connection per mailbox on each side.`,
     });
   }
-  if (parsed.ok && section.syncFlags === true) {
-    problems.push({
-      field: 'migrate.syncFlags',
-      message:
-        'migrate.syncFlags is not built yet: flag changes on messages already copied are not brought across. Remove it (or set it to false).',
-    });
-  }
   if (problems.length > 0) {
     const lines = problems.map((p) => `  - ${p.field}: ${p.message}`);
     throw new ConfigurationError({
@@ -63,7 +57,7 @@ export async function readMigrateSection(
   const base = dirname(resolve(file));
   const path = (value: string) => (isAbsolute(value) ? value : resolve(base, value));
   const { from, to, folders, exclude, since, connections, map, state } = section as MigrateSection;
-  const { fromPasswordFile, toPasswordFile } = section as MigrateSection;
+  const { fromPasswordFile, toPasswordFile, syncFlags } = section as MigrateSection;
   return {
     ...(from ? { from } : {}),
     ...(to ? { to } : {}),
@@ -71,6 +65,7 @@ export async function readMigrateSection(
     ...(exclude ? { exclude } : {}),
     ...(since ? { since } : {}),
     ...(connections !== undefined ? { connections } : {}),
+    ...(syncFlags !== undefined ? { syncFlags } : {}),
     ...(map ? { map: Object.entries(map).map(([from, to]) => `${from}=${to}`) } : {}),
     ...(state ? { state: path(state) } : {}),
     ...(fromPasswordFile ? { fromPasswordFile: path(fromPasswordFile) } : {}),

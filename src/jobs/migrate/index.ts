@@ -4,5 +4,9 @@ export type {
   SkippedMessage,
 } from './copy-folder.js';
 export type { M365Endpoint, MigrateEndpoint, PasswordImapEndpoint } from './endpoint.js';
-export type { MigrateMailboxOptions, MigrateResult } from './migrate.js';
+export type {
+  MigrateFolderSummary,
+  MigrateMailboxOptions,
+  MigrateResult,
+} from './migrate.js';
 export { DEFAULT_MIGRATE_CONNECTIONS, migrateMailbox } from './migrate.js';

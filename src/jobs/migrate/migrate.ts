@@ -33,6 +33,8 @@ import {
 import { runFolderWorkers } from './folder-workers.js';
 import { createPasswordSession } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
+import { syncFolderFlags } from './sync-flags.js';
+import { forgetVanishedCopies } from './vanished-copies.js';
 
 /** Connections per side by default: several folders at once, well under Exchange's ~16 per mailbox. */
 export const DEFAULT_MIGRATE_CONNECTIONS = 4;
@@ -63,6 +65,11 @@ export interface MigrateMailboxOptions {
   connections?: number;
   /** Plans and counts; creates, copies and writes nothing. */
   dryRun?: boolean;
+  /**
+   * Brings flag changes on messages copied by earlier runs across (\Deleted
+   * and \Recent never). @default false
+   */
+  syncFlags?: boolean;
   logger?: Logger;
   signal?: AbortSignal;
   onProgress?: (event: MigrateProgressEvent) => void;
@@ -82,8 +89,15 @@ export interface MigrateResult {
   /** Messages the destination refused; each folder lists them with the server's words. */
   skipped: number;
   bytes: number;
-  folders: MigrateFolderResult[];
+  /** Messages copied earlier whose flags were brought up to date (with `syncFlags`). */
+  flagsUpdated: number;
+  folders: MigrateFolderSummary[];
 }
+
+export type MigrateFolderSummary = MigrateFolderResult & {
+  /** With `syncFlags`: messages copied earlier whose flags changed here. */
+  flagsUpdated?: number;
+};
 
 export async function migrateMailbox(options: MigrateMailboxOptions): Promise<MigrateResult> {
   const logger = options.logger ?? silentLogger;
@@ -152,10 +166,13 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   const sessions: { source: ImapSession; destination: ImapSession }[] = [{ source, destination }];
   let state: MigrationState | undefined;
   try {
-    const [sourceFolders, destFolders] = await Promise.all([
-      listFolders(source),
-      listFolders(destination),
-    ]);
+    // Both settled before either failure is thrown: a session closed while its login is still
+    // on its way would keep that connection, and the process, alive.
+    const listed = await Promise.allSettled([listFolders(source), listFolders(destination)]);
+    const [sourceFolders, destFolders] = listed.map((outcome) => {
+      if (outcome.status === 'rejected') throw outcome.reason;
+      return outcome.value;
+    }) as [ListedFolder[], ListedFolder[]];
     const plan = planFolders(sourceFolders, destFolders, {
       include: options.folders ?? [],
       exclude: options.exclude ?? [],
@@ -182,11 +199,18 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       };
     };
-    const folders = await runFolderWorkers(plan, connections, (worker, mapping) => {
-      throwIfInterrupted(options.signal);
-      return copyFolder(context(worker), mapping);
-    });
-    const sum = (pick: (f: MigrateFolderResult) => number) =>
+    const folders = await runFolderWorkers(
+      plan,
+      connections,
+      async (worker, mapping): Promise<MigrateFolderSummary> => {
+        throwIfInterrupted(options.signal);
+        await forgetVanishedCopies(context(worker).destination, opened, mapping, logger);
+        const copied = await copyFolder(context(worker), mapping);
+        if (options.syncFlags !== true) return copied;
+        return { ...copied, flagsUpdated: await syncFolderFlags(context(worker), mapping) };
+      },
+    );
+    const sum = (pick: (f: MigrateFolderSummary) => number) =>
       folders.reduce((total, f) => total + pick(f), 0);
     const skipped = sum((f) => f.skipped.length);
     return {
@@ -198,6 +222,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
       alreadyPresent: sum((f) => f.alreadyPresent),
       skipped,
       bytes: sum((f) => f.bytes),
+      flagsUpdated: sum((f) => f.flagsUpdated ?? 0),
       folders,
     };
   } finally {

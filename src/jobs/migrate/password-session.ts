@@ -4,7 +4,11 @@
  * AUTHENTICATE PLAIN or LOGIN as the server offers, reconnecting after a
  * dropped connection with the same policy as our XOAUTH2 sessions.
  */
-import { type ImapFlowErrorFields, openImapConnection } from '../../clients/imap-client.js';
+import {
+  type ImapFlowErrorFields,
+  isDroppedConnectionCode,
+  openImapConnection,
+} from '../../clients/imap-client.js';
 import { createLoginSession, type ImapSession } from '../../clients/imap-session.js';
 import { isPlainTextAnswerToTls, notTlsPortError } from '../../clients/port-mismatch.js';
 import { AuthenticationError, MailbridgeError, NetworkError, ProtocolError } from '../../errors.js';
@@ -65,7 +69,7 @@ export function passwordImapError(error: unknown, endpoint: PasswordImapEndpoint
   if (isTlsVerificationError(err))
     return tlsUntrustedError(`the IMAP server ${where}`, 'the server', err);
   const code = networkErrorCode(err);
-  if (/^E[A-Z]+$/.test(code) || /TIMEOUT/.test(code) || code === 'NoConnection') {
+  if (isDroppedConnectionCode(code)) {
     return new NetworkError({
       code: 'MIGRATE_UNREACHABLE',
       message: `The IMAP server ${where} could not be reached or closed the connection (${displayText(err.reason ?? code)})`,

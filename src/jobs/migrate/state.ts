@@ -53,6 +53,8 @@ export class MigrationState {
   /** Per destination folder: each destination UID and the source message key it stands for. */
   private readonly destUids = new Map<string, Map<number, { f: string; v: string }>>();
   private readonly folders = new Set<string>();
+  /** Per source folder and UIDVALIDITY: source UID → where the message is at the destination. */
+  private readonly placed = new Map<string, Map<number, { df: string; dv: string; du: number }>>();
 
   private constructor(
     readonly dir: string,
@@ -153,12 +155,50 @@ export class MigrationState {
         this.destUids.set(dest, taken);
       }
       taken.set(record.du, { f: record.f, v: record.v });
+      let placed = this.placed.get(key);
+      if (!placed) {
+        placed = new Map();
+        this.placed.set(key, placed);
+      }
+      placed.set(record.u, { df: record.df, dv: record.dv, du: record.du });
     }
   }
 
   /** Source UIDs already at the destination, for this folder and UIDVALIDITY. */
   copied(folder: string, uidValidity: string): ReadonlySet<number> {
     return this.done.get(folderKey(folder, uidValidity)) ?? new Set();
+  }
+
+  /**
+   * Where each message of this source folder went (destination folder,
+   * UIDVALIDITY, UID), for those whose destination UID the server told
+   * (APPENDUID) or the identity check found.
+   */
+  placements(
+    folder: string,
+    uidValidity: string,
+  ): ReadonlyMap<number, { df: string; dv: string; du: number }> {
+    return this.placed.get(folderKey(folder, uidValidity)) ?? new Map();
+  }
+
+  /**
+   * Forgets, for this run, the source messages placed in destination folder
+   * `folder` under another UIDVALIDITY than `uidValidity` (any, when
+   * undefined: the folder is gone): the folder was deleted, or deleted and
+   * made again, and they are no longer there. They are planned again, and
+   * the identity check keeps what is back in the folder from being doubled.
+   * @returns how many were forgotten
+   */
+  forgetDestination(folder: string, uidValidity: string | undefined): number {
+    let forgotten = 0;
+    for (const [key, placed] of this.placed) {
+      for (const [uid, p] of placed) {
+        if (p.df !== folder || p.dv === uidValidity) continue;
+        placed.delete(uid);
+        if (this.done.get(key)?.delete(uid)) forgotten++;
+      }
+    }
+    return forgotten;
   }
 
   /** Whether the journal knows the folder at all (under any UIDVALIDITY). */

@@ -104,7 +104,7 @@ describe('migrate: the config file’s migrate section', () => {
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ since: '2024-02-30' }, 'migrate.since', /must be a date/],
       [{ connections: 12 }, 'migrate.connections', /from 1 to 8/],
-      [{ syncFlags: true }, 'migrate.syncFlags', /not built yet/],
+      [{ syncFlags: 'yes' }, 'migrate.syncFlags', /true or false/],
       [{ foldrs: ['INBOX'] }, 'migrate.foldrs', /did you mean 'migrate.folders'/],
       [{ from: 'alice@oldhost.example' }, 'migrate.from', /is not an endpoint/],
     ];

@@ -1,8 +1,9 @@
 /**
  * A large migration into the Microsoft 365 side while its connections are cut
  * (the fault proxy drops them mid-APPEND) and its sessions end with
- * `BYE … AccessTokenExpired` as 8-second tokens expire: the run completes,
- * and every message is at the destination exactly once.
+ * `BYE … AccessTokenExpired` as 8-second tokens expire, and Exchange's
+ * throttling reply answers the reconnections' SELECT and FETCH: the run
+ * completes, and every message is at the destination exactly once.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,9 +14,9 @@ import {
   expected,
   type MigrateTestEnv,
   SOURCE_PASSWORD,
-  seed,
   seedMessages,
-  snapshot,
+  seedSource,
+  snapshotOf,
   startMigrateTestEnv,
 } from './support.js';
 
@@ -31,12 +32,7 @@ describe('migrate under faults', { tags: ['soak'] }, () => {
   beforeAll(async () => {
     env = await startMigrateTestEnv([DEST], { faultProxy: true, tokenLifetimeSeconds: 8 });
     work = await mkdtemp(join(tmpdir(), 'mailbridge-migrate-faults-'));
-    const source = await env.source();
-    try {
-      await seed(source, seedMessages(FOLDERS, MESSAGES, 20_000));
-    } finally {
-      await source.logout();
-    }
+    await seedSource(env, seedMessages(FOLDERS, MESSAGES, 20_000));
   }, 300_000);
 
   afterAll(async () => {
@@ -44,7 +40,7 @@ describe('migrate under faults', { tags: ['soak'] }, () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  it(`copies ${MESSAGES} messages exactly once through dropped connections and expiring tokens`, async () => {
+  it(`copies ${MESSAGES} messages exactly once through dropped connections, expiring tokens and throttling`, async () => {
     const proxy = env.proxy;
     if (!proxy) throw new Error('no fault proxy');
     let seen = 0;
@@ -59,26 +55,25 @@ describe('migrate under faults', { tags: ['soak'] }, () => {
         if (event.type !== 'message') return;
         seen++;
         // Cut while the next APPEND is on its way: the server may or may not have stored it.
-        if (seen % 450 === 0) setImmediate(() => proxy.dropAll());
+        if (seen % 450 === 0) {
+          // Once, the reconnections are throttled too: their re-SELECT, or the FETCH that
+          // looks for the cut APPEND's message.
+          if (seen === 900) proxy.throttleNext(2, 1_500, /^\S+ (UID )?(SELECT|FETCH) /i);
+          setImmediate(() => proxy.dropAll());
+        }
       },
     });
     const seconds = (Date.now() - started) / 1000;
     expect(result).toMatchObject({ ok: true, skipped: 0 });
     expect(result.copied + result.alreadyPresent).toBe(MESSAGES);
     expect(proxy.connections).toBeGreaterThan(4);
+    expect(proxy.throttlesSent).toBe(2);
 
-    const source = await env.source();
-    const dest = await env.m365(DEST);
-    try {
-      expect(await snapshot(dest, FOLDERS)).toEqual(
-        expected(await snapshot(source, FOLDERS), IDENTITY),
-      );
-    } finally {
-      await source.logout();
-      await dest.logout();
-    }
+    expect(await snapshotOf(() => env.m365(DEST), FOLDERS)).toEqual(
+      expected(await snapshotOf(env.source, FOLDERS), IDENTITY),
+    );
     console.log(
-      `migrate soak: ${MESSAGES} messages in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), ${proxy.connections} connections, ${proxy.byesSent} BYEs, ${result.alreadyPresent} found present after a cut`,
+      `migrate soak: ${MESSAGES} messages in ${seconds.toFixed(1)} s (${(MESSAGES / seconds).toFixed(0)} msg/s), ${proxy.connections} connections, ${proxy.byesSent} BYEs, ${proxy.throttlesSent} throttled, ${result.alreadyPresent} found present after a cut`,
     );
   }, 600_000);
 });

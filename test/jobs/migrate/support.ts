@@ -136,14 +136,22 @@ export async function seed(client: ImapFlow, messages: SeedMessage[]): Promise<v
   }
 }
 
-/** Seeds the password source mailbox over its own connection. */
-export async function seedSource(env: MigrateTestEnv, messages: SeedMessage[]): Promise<void> {
-  const source = await env.source();
+/** Seeds a mailbox over a connection of its own, logged out after. */
+export async function seedWith(
+  open: () => Promise<ImapFlow>,
+  messages: SeedMessage[],
+): Promise<void> {
+  const client = await open();
   try {
-    await seed(source, messages);
+    await seed(client, messages);
   } finally {
-    await source.logout();
+    await client.logout();
   }
+}
+
+/** Seeds the password source mailbox over its own connection. */
+export function seedSource(env: MigrateTestEnv, messages: SeedMessage[]): Promise<void> {
+  return seedWith(env.source, messages);
 }
 
 /** Per folder: sorted `sha256 internalDate flags` lines, one per message. */
@@ -180,6 +188,19 @@ export async function snapshot(
     out.set(path, lines.sort());
   }
   return out;
+}
+
+/** `snapshot` over a connection of its own, logged out after. */
+export async function snapshotOf(
+  open: () => Promise<ImapFlow>,
+  folders?: string[],
+): Promise<Map<string, string[]>> {
+  const client = await open();
+  try {
+    return await snapshot(client, folders);
+  } finally {
+    await client.logout();
+  }
 }
 
 /** Source snapshot lines as the destination must hold them, under `mapped` names: \\Deleted is never copied. */
