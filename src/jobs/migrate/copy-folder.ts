@@ -1,7 +1,10 @@
 /**
  * Copies one folder: the source's messages not yet in the state, each APPENDed
- * to the destination with its INTERNALDATE and flags and journalled before
- * the next. Never a duplicate: when the state cannot vouch for the
+ * to the destination with its INTERNALDATE and flags and journalled once the
+ * server has it. The folder is planned on one connection pair; its messages
+ * then go in batches of neighbouring UIDs to that pair and to every pair the
+ * pool can spare, so one large folder uses all the connections. Never a
+ * duplicate: when the state cannot vouch for the
  * destination folder (no state, or the folder has grown past what the state
  * put there), the destination's identities are read once and a message
  * already there is recorded, not sent again.
@@ -14,6 +17,7 @@ import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import type { FolderMapping } from './folder-plan.js';
 import { IDENTITY_HEADERS, IdentityCounts, messageIdentity } from './identity.js';
+import { type LeasePool, shareParts } from './lease-pool.js';
 import { flagsToCopy, uidSet } from './message-flags.js';
 import type { MigrationState } from './state.js';
 
@@ -46,9 +50,15 @@ export type MigrateProgressEvent =
   | { type: 'message'; source: string; outcome: 'copied' | 'present' | 'skipped'; bytes: number }
   | { type: 'folder-done'; result: MigrateFolderResult };
 
-export interface CopyContext {
+/** One connection to each side. */
+export interface ConnectionPair {
   source: ImapSession;
   destination: ImapSession;
+}
+
+export interface CopyContext {
+  /** The pairs a large folder's batches may also go to. */
+  pool: LeasePool<ConnectionPair>;
   state: MigrationState;
   since?: Date;
   dryRun: boolean;
@@ -64,8 +74,10 @@ interface SourceMessage {
   internalDate: Date | undefined;
 }
 
+/** `pair` is the caller's lease: the folder is planned there. */
 export async function copyFolder(
   ctx: CopyContext,
+  pair: ConnectionPair,
   mapping: FolderMapping,
 ): Promise<MigrateFolderResult> {
   const result: MigrateFolderResult = {
@@ -77,12 +89,12 @@ export async function copyFolder(
     skipped: [],
     bytes: 0,
   };
-  const status = await ctx.source.open(mapping.source, { readOnly: true });
+  const status = await pair.source.open(mapping.source, { readOnly: true });
   const uidValidity = String(status.uidValidity);
   const found =
     status.exists === 0
       ? []
-      : (await ctx.source.run((c) =>
+      : (await pair.source.run((c) =>
           c.search(ctx.since ? { since: ctx.since } : { all: true }, { uid: true }),
         )) || [];
   const done = ctx.state.copied(mapping.source, uidValidity);
@@ -93,19 +105,32 @@ export async function copyFolder(
     destination: mapping.destination,
     pending: pending.length,
   });
-  if (pending.length > 0) await copyPending(ctx, mapping, uidValidity, pending, result);
+  if (pending.length > 0) await copyPending(ctx, pair, mapping, uidValidity, pending, result);
   ctx.onProgress?.({ type: 'folder-done', result });
   return result;
 }
 
+/** What every batch of one folder shares, whichever pair copies it. */
+interface FolderRun {
+  mapping: FolderMapping;
+  uidValidity: string;
+  destValidity: string;
+  permanentFlags: MailboxObject['permanentFlags'];
+  /** At most the destination's UIDNEXT now: where an APPEND of unknown outcome is looked for. */
+  destNext: number;
+  identities: IdentityCounts | undefined;
+  result: MigrateFolderResult;
+}
+
 async function copyPending(
   ctx: CopyContext,
+  pair: ConnectionPair,
   mapping: FolderMapping,
   uidValidity: string,
   pending: number[],
   result: MigrateFolderResult,
 ): Promise<void> {
-  const messages = await sourceMessages(ctx.source, pending);
+  const messages = await sourceMessages(pair.source, pending);
   const wouldCopyAll = () => {
     result.copied = messages.length;
     result.bytes = messages.reduce((sum, m) => sum + m.size, 0);
@@ -120,95 +145,138 @@ async function copyPending(
   if (!mapping.exists) {
     result.created = true;
     if (ctx.dryRun) return wouldCopyAll();
-    const refusal = await createFolder(ctx.destination, mapping);
+    const refusal = await createFolder(pair.destination, mapping);
     if (refusal !== undefined)
       return skipAll(`the destination refused to create the folder: ${refusal}`);
   }
-  const target = await ctx.destination.open(mapping.destination, { readOnly: ctx.dryRun });
+  const target = await pair.destination.open(mapping.destination, { readOnly: ctx.dryRun });
   const destValidity = String(target.uidValidity);
-  let destNext = target.uidNext;
   const identities = (await needsIdentityCheck(ctx, mapping, uidValidity, target))
-    ? await destinationIdentities(ctx, mapping, uidValidity, destValidity)
+    ? await destinationIdentities(ctx, pair.destination, mapping, uidValidity, destValidity)
     : undefined;
   // Nothing to compare against: no body needs reading.
   if (ctx.dryRun && !identities) return wouldCopyAll();
 
-  for (const batch of batches(messages)) {
-    const bodies = await fetchBodies(ctx.source, batch, ctx.dryRun);
-    for (const message of batch) {
-      throwIfInterrupted(ctx.signal);
-      const raw = bodies.get(message.uid);
-      // Expunged at the source since the listing: nothing left to copy.
-      if (!raw) continue;
-      const identity = messageIdentity(raw);
-      const present = identities?.take(identity);
-      if (present !== undefined) {
-        result.alreadyPresent++;
-        if (!ctx.dryRun) {
-          await ctx.state.record({
-            f: mapping.source,
-            v: uidValidity,
-            u: message.uid,
-            df: mapping.destination,
-            dv: destValidity,
-            du: present,
-            s: 'present',
-          });
-        }
-        ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'present', bytes: 0 });
-        continue;
-      }
-      if (ctx.dryRun) {
-        result.copied++;
-        result.bytes += message.size;
-        continue;
-      }
-      const outcome = await appendOnce(ctx.destination, mapping.destination, {
-        raw,
-        identity,
-        flags: flagsToCopy(message.flags, target.permanentFlags),
-        internalDate: message.internalDate,
-        since: destNext,
+  const run: FolderRun = {
+    mapping,
+    uidValidity,
+    destValidity,
+    permanentFlags: target.permanentFlags,
+    destNext: target.uidNext,
+    identities,
+    result,
+  };
+  await shareParts(ctx.pool, pair, [...batches(messages)], (worker, batch) =>
+    copyBatch(ctx, worker, run, batch),
+  );
+}
+
+/** Selects the folder's source and destination on `pair` unless they are already. */
+async function selectFolder(
+  ctx: CopyContext,
+  pair: ConnectionPair,
+  run: FolderRun,
+): Promise<boolean> {
+  const { mapping } = run;
+  if (pair.source.selected?.path !== mapping.source) {
+    const status = await pair.source.open(mapping.source, { readOnly: true });
+    // Recreated since it was planned: its UIDs name other messages now; the next run re-plans it.
+    if (String(status.uidValidity) !== run.uidValidity) {
+      ctx.logger.log('warn', 'the source folder changed its UIDVALIDITY during the run', {
+        folder: mapping.source,
       });
-      if ('refused' in outcome) {
-        result.skipped.push({
-          uid: message.uid,
-          size: raw.length,
-          reason: displayText(outcome.refused),
-        });
-        // The logger escapes its fields: outside text goes to it as received.
-        ctx.logger.log('warn', 'the destination refused a message', {
-          folder: mapping.source,
-          uid: message.uid,
-          size: raw.length,
-          reply: outcome.refused,
-        });
-        ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
-        continue;
-      }
-      if (outcome.uid !== undefined) destNext = Math.max(destNext, outcome.uid + 1);
-      await ctx.state.record({
-        f: mapping.source,
-        v: uidValidity,
-        u: message.uid,
-        df: mapping.destination,
-        ...(outcome.uid !== undefined
-          ? { dv: outcome.uidValidity ?? destValidity, du: outcome.uid }
-          : {}),
-        s: outcome.present ? 'present' : 'copied',
-      });
-      if (outcome.present) result.alreadyPresent++;
-      else {
-        result.copied++;
-        result.bytes += raw.length;
-      }
-      ctx.onProgress?.({
-        type: 'message',
-        source: mapping.source,
-        outcome: outcome.present ? 'present' : 'copied',
-        bytes: outcome.present ? 0 : raw.length,
-      });
+      return false;
     }
+  }
+  if (pair.destination.selected?.path !== mapping.destination) {
+    await pair.destination.open(mapping.destination, { readOnly: ctx.dryRun });
+  }
+  return true;
+}
+
+async function copyBatch(
+  ctx: CopyContext,
+  pair: ConnectionPair,
+  run: FolderRun,
+  batch: SourceMessage[],
+): Promise<void> {
+  const { mapping, uidValidity, destValidity, identities, result } = run;
+  if (!(await selectFolder(ctx, pair, run))) return;
+  const bodies = await fetchBodies(pair.source, batch, ctx.dryRun);
+  for (const message of batch) {
+    throwIfInterrupted(ctx.signal);
+    const raw = bodies.get(message.uid);
+    // Expunged at the source since the listing: nothing left to copy.
+    if (!raw) continue;
+    const identity = messageIdentity(raw);
+    const present = identities?.take(identity);
+    if (present !== undefined) {
+      result.alreadyPresent++;
+      if (!ctx.dryRun) {
+        await ctx.state.record({
+          f: mapping.source,
+          v: uidValidity,
+          u: message.uid,
+          df: mapping.destination,
+          dv: destValidity,
+          du: present,
+          s: 'present',
+        });
+      }
+      ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'present', bytes: 0 });
+      continue;
+    }
+    if (ctx.dryRun) {
+      result.copied++;
+      result.bytes += message.size;
+      continue;
+    }
+    const outcome = await appendOnce(pair.destination, mapping.destination, {
+      raw,
+      identity,
+      flags: flagsToCopy(message.flags, run.permanentFlags),
+      internalDate: message.internalDate,
+      since: run.destNext,
+    });
+    if ('refused' in outcome) {
+      result.skipped.push({
+        uid: message.uid,
+        size: raw.length,
+        reason: displayText(outcome.refused),
+      });
+      // The logger escapes its fields: outside text goes to it as received.
+      ctx.logger.log('warn', 'the destination refused a message', {
+        folder: mapping.source,
+        uid: message.uid,
+        size: raw.length,
+        reply: outcome.refused,
+      });
+      ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
+      continue;
+    }
+    // Only APPENDs already answered raise it: one still in flight may yet get a lower UID.
+    if (outcome.uid !== undefined) run.destNext = Math.max(run.destNext, outcome.uid + 1);
+    await ctx.state.record({
+      f: mapping.source,
+      v: uidValidity,
+      u: message.uid,
+      df: mapping.destination,
+      ...(outcome.uid !== undefined
+        ? { dv: outcome.uidValidity ?? destValidity, du: outcome.uid }
+        : {}),
+      s: outcome.present ? 'present' : 'copied',
+    });
+    if (outcome.present) result.alreadyPresent++;
+    else {
+      result.copied++;
+      result.bytes += raw.length;
+    }
+    ctx.onProgress?.({
+      type: 'message',
+      source: mapping.source,
+      outcome: outcome.present ? 'present' : 'copied',
+      bytes: outcome.present ? 0 : raw.length,
+    });
   }
 }
 
@@ -297,6 +365,7 @@ async function needsIdentityCheck(
 /** One FETCH of the identity headers of the whole folder, less what the state accounts for. */
 async function destinationIdentities(
   ctx: CopyContext,
+  destination: ImapSession,
   mapping: FolderMapping,
   sourceValidity: string,
   destValidity: string,
@@ -307,7 +376,7 @@ async function destinationIdentities(
     uidValidity: sourceValidity,
   });
   const counts = new IdentityCounts();
-  const fetched = await ctx.destination.run((c) =>
+  const fetched = await destination.run((c) =>
     c.fetchAll('1:*', { uid: true, headers: [...IDENTITY_HEADERS] }, { uid: true }),
   );
   for (const m of fetched) {

@@ -11,6 +11,7 @@ import { type Logger, silentLogger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
 import {
+  type ConnectionPair,
   type CopyContext,
   copyFolder,
   type MigrateFolderResult,
@@ -31,6 +32,7 @@ import {
   planFolders,
 } from './folder-plan.js';
 import { runFolderWorkers } from './folder-workers.js';
+import { LeasePool } from './lease-pool.js';
 import { createPasswordSession } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
 
@@ -149,7 +151,12 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   // Both are checked before anything is written: a wrong password must not leave a state folder behind.
   const source = open(from, 'from');
   const destination = open(to, 'to');
-  const sessions: { source: ImapSession; destination: ImapSession }[] = [{ source, destination }];
+  // The first pair is the one that lists; the others open when a folder or a batch needs them.
+  const pool = new LeasePool<ConnectionPair>(connections, (index) =>
+    index === 0
+      ? { source, destination }
+      : { source: open(from, 'from'), destination: open(to, 'to') },
+  );
   let state: MigrationState | undefined;
   try {
     const [sourceFolders, destFolders] = await Promise.all([
@@ -165,26 +172,18 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     state = await MigrationState.open(stateDir, pair, { readOnly: dryRun });
     if (!dryRun) await subscribeExisting(destination, plan, destFolders);
 
-    const opened = state;
-    const context = (worker: number): CopyContext => {
-      let pair = sessions[worker];
-      if (!pair) {
-        pair = { source: open(from, 'from'), destination: open(to, 'to') };
-        sessions[worker] = pair;
-      }
-      return {
-        ...pair,
-        state: opened,
-        dryRun,
-        logger,
-        ...(options.since ? { since: options.since } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      };
+    const context: CopyContext = {
+      pool,
+      state,
+      dryRun,
+      logger,
+      ...(options.since ? { since: options.since } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     };
-    const folders = await runFolderWorkers(plan, connections, (worker, mapping) => {
+    const folders = await runFolderWorkers(plan, pool, (pair, mapping) => {
       throwIfInterrupted(options.signal);
-      return copyFolder(context(worker), mapping);
+      return copyFolder(context, pair, mapping);
     });
     const sum = (pick: (f: MigrateFolderResult) => number) =>
       folders.reduce((total, f) => total + pick(f), 0);
@@ -202,7 +201,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     };
   } finally {
     await state?.close();
-    await Promise.all(sessions.flatMap((p) => [p.source.close(), p.destination.close()]));
+    await Promise.all(pool.items.flatMap((p) => [p.source.close(), p.destination.close()]));
   }
 }
 
