@@ -212,7 +212,13 @@ export function imapErrorToMailbridge(
   if (isTlsVerificationError(err)) {
     return tlsUntrustedError(`the IMAP server ${where}`, 'the server', err);
   }
-  if (/^E[A-Z]+$/.test(code) || /TIMEOUT/.test(code) || code === 'NoConnection') {
+  // ClosedAfterConnectTLS: cut during the TLS handshake or before the greeting, a dropped connection.
+  if (
+    /^E[A-Z]+$/.test(code) ||
+    /TIMEOUT/.test(code) ||
+    code === 'NoConnection' ||
+    code === 'ClosedAfterConnectTLS'
+  ) {
     return new NetworkError({
       code: 'IMAP_UNREACHABLE',
       message: `The IMAP server ${where} could not be reached or closed the connection (${err.reason ?? code})`,

@@ -10,11 +10,13 @@
  * already there is recorded, not sent again.
  */
 import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
+import type { AppendPipeline } from '../../clients/imap-append-pipeline.js';
 import type { ImapFlowErrorFields } from '../../clients/imap-client.js';
 import type { ImapSession } from '../../clients/imap-session.js';
 import { MailbridgeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
+import type { AppendLane } from './append-lane.js';
 import type { FolderMapping } from './folder-plan.js';
 import { IDENTITY_HEADERS, IdentityCounts, messageIdentity } from './identity.js';
 import { type LeasePool, shareParts } from './lease-pool.js';
@@ -24,6 +26,15 @@ import type { MigrationState } from './state.js';
 /** A batch of bodies fetched at once: bounded in count and bytes, so memory stays bounded. */
 const BATCH_MESSAGES = 200;
 const BATCH_BYTES = 16 * 1024 * 1024;
+/**
+ * Pipelined APPENDs unanswered at once: enough to cover a round trip of a slow
+ * link many times over, few enough that a failed connection leaves little to check.
+ */
+const PIPELINE_MESSAGES = 64;
+/** Above this, a message is read in pieces into a buffer of its own size (fetchInPieces). */
+const LARGE_MESSAGE_BYTES = 8 * 1024 * 1024;
+const PIECE_BYTES = 2 * 1024 * 1024;
+const PIPELINE_BYTES = 8 * 1024 * 1024;
 
 export interface SkippedMessage {
   uid: number;
@@ -50,10 +61,11 @@ export type MigrateProgressEvent =
   | { type: 'message'; source: string; outcome: 'copied' | 'present' | 'skipped'; bytes: number }
   | { type: 'folder-done'; result: MigrateFolderResult };
 
-/** One connection to each side. */
+/** One connection to each side, and the destination's pipelined APPEND connection when it has one. */
 export interface ConnectionPair {
   source: ImapSession;
   destination: ImapSession;
+  appends?: AppendLane;
 }
 
 export interface CopyContext {
@@ -194,6 +206,16 @@ async function selectFolder(
   return true;
 }
 
+/** A message to APPEND, with what its outcome is recorded under. */
+interface Outgoing {
+  message: SourceMessage;
+  raw: Buffer;
+  identity: string;
+  flags: string[];
+  /** The destination's UIDNEXT at most, when it was sent: where to look for it when its outcome is unknown. */
+  since: number;
+}
+
 async function copyBatch(
   ctx: CopyContext,
   pair: ConnectionPair,
@@ -203,6 +225,7 @@ async function copyBatch(
   const { mapping, uidValidity, destValidity, identities, result } = run;
   if (!(await selectFolder(ctx, pair, run))) return;
   const bodies = await fetchBodies(pair.source, batch, ctx.dryRun);
+  const outgoing: Outgoing[] = [];
   for (const message of batch) {
     throwIfInterrupted(ctx.signal);
     const raw = bodies.get(message.uid);
@@ -231,53 +254,143 @@ async function copyBatch(
       result.bytes += message.size;
       continue;
     }
-    const outcome = await appendOnce(pair.destination, mapping.destination, {
+    outgoing.push({
+      message,
       raw,
       identity,
       flags: flagsToCopy(message.flags, run.permanentFlags),
-      internalDate: message.internalDate,
       since: run.destNext,
     });
-    if ('refused' in outcome) {
-      result.skipped.push({
-        uid: message.uid,
-        size: raw.length,
-        reason: displayText(outcome.refused),
-      });
-      // The logger escapes its fields: outside text goes to it as received.
-      ctx.logger.log('warn', 'the destination refused a message', {
-        folder: mapping.source,
-        uid: message.uid,
-        size: raw.length,
-        reply: outcome.refused,
-      });
-      ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
+  }
+  bodies.clear();
+  // The pipeline also for one message: imapflow copies a message into its command, and a large one twice is too much.
+  const pipeline = outgoing.length > 0 ? await pair.appends?.get() : undefined;
+  const leftOver = pipeline ? await appendPipelined(ctx, run, pipeline, outgoing) : [];
+  // What was in flight when the signal came is answered and journalled; nothing more is sent.
+  throwIfInterrupted(ctx.signal);
+  for (const { item, unsure } of pipeline
+    ? leftOver
+    : outgoing.map((item) => ({ item, unsure: false }))) {
+    throwIfInterrupted(ctx.signal);
+    const outcome = await appendOnce(pair.destination, mapping.destination, {
+      raw: item.raw,
+      identity: item.identity,
+      flags: item.flags,
+      internalDate: item.message.internalDate,
+      since: unsure ? item.since : run.destNext,
+      unsure,
+    });
+    await settle(ctx, run, item, outcome);
+  }
+}
+
+/**
+ * Sends `outgoing` on the pipeline, a window at a time, and records each
+ * message the server took in the order the answers come. Returns those to
+ * send again through the session: refused ones (the session gets the
+ * server's words, or waits out throttling), and those in flight when the
+ * connection failed (`unsure`: the server may have stored them).
+ */
+async function appendPipelined(
+  ctx: CopyContext,
+  run: FolderRun,
+  pipeline: AppendPipeline,
+  outgoing: Outgoing[],
+): Promise<{ item: Outgoing; unsure: boolean }[]> {
+  const leftOver: { item: Outgoing; unsure: boolean }[] = [];
+  const journal: Promise<void>[] = [];
+  const inFlight: Promise<void>[] = [];
+  let bytes = 0;
+  for (const item of outgoing) {
+    if (!pipeline.usable || ctx.signal?.aborted) {
+      leftOver.push({ item, unsure: false });
       continue;
     }
-    // Only APPENDs already answered raise it: one still in flight may yet get a lower UID.
-    if (outcome.uid !== undefined) run.destNext = Math.max(run.destNext, outcome.uid + 1);
-    await ctx.state.record({
-      f: mapping.source,
-      v: uidValidity,
-      u: message.uid,
-      df: mapping.destination,
-      ...(outcome.uid !== undefined
-        ? { dv: outcome.uidValidity ?? destValidity, du: outcome.uid }
-        : {}),
-      s: outcome.present ? 'present' : 'copied',
-    });
-    if (outcome.present) result.alreadyPresent++;
-    else {
-      result.copied++;
-      result.bytes += raw.length;
+    bytes += item.raw.length;
+    const answered = pipeline
+      .append(run.mapping.destination, item.raw, item.flags, item.message.internalDate)
+      .then(
+        (answer) => {
+          if (!answer.ok) {
+            leftOver.push({ item, unsure: false });
+            return;
+          }
+          const outcome = {
+            present: false,
+            ...(answer.uid !== undefined ? { uid: answer.uid } : {}),
+            ...(answer.uidValidity !== undefined ? { uidValidity: answer.uidValidity } : {}),
+          };
+          // Not chained: the state writes lines recorded meanwhile in one flush.
+          const settled = settle(ctx, run, item, outcome);
+          // Awaited below with the rest; until then a failure must not count as unhandled.
+          settled.catch(() => {});
+          journal.push(settled);
+        },
+        () => {
+          leftOver.push({ item, unsure: true });
+        },
+      )
+      .finally(() => {
+        bytes -= item.raw.length;
+      });
+    inFlight.push(answered);
+    while (inFlight.length >= PIPELINE_MESSAGES || bytes > PIPELINE_BYTES) {
+      await inFlight.shift();
     }
-    ctx.onProgress?.({
-      type: 'message',
-      source: mapping.source,
-      outcome: outcome.present ? 'present' : 'copied',
-      bytes: outcome.present ? 0 : raw.length,
-    });
   }
+  await Promise.all(inFlight);
+  await Promise.all(journal);
+  return leftOver.sort((a, b) => a.item.message.uid - b.item.message.uid);
+}
+
+/** Records what became of one APPEND and tells the progress listener. */
+async function settle(
+  ctx: CopyContext,
+  run: FolderRun,
+  item: Outgoing,
+  outcome: AppendOutcome,
+): Promise<void> {
+  const { mapping, uidValidity, destValidity, result } = run;
+  const { message, raw } = item;
+  if ('refused' in outcome) {
+    result.skipped.push({
+      uid: message.uid,
+      size: raw.length,
+      reason: displayText(outcome.refused),
+    });
+    // The logger escapes its fields: outside text goes to it as received.
+    ctx.logger.log('warn', 'the destination refused a message', {
+      folder: mapping.source,
+      uid: message.uid,
+      size: raw.length,
+      reply: outcome.refused,
+    });
+    ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
+    return;
+  }
+  // Only APPENDs already answered raise it: one still in flight may yet get a lower UID.
+  if (outcome.uid !== undefined) run.destNext = Math.max(run.destNext, outcome.uid + 1);
+  await ctx.state.record({
+    f: mapping.source,
+    v: uidValidity,
+    u: message.uid,
+    df: mapping.destination,
+    ...(outcome.uid !== undefined
+      ? { dv: outcome.uidValidity ?? destValidity, du: outcome.uid }
+      : {}),
+    s: outcome.present ? 'present' : 'copied',
+  });
+  if (outcome.present) result.alreadyPresent++;
+  else {
+    result.copied++;
+    result.bytes += raw.length;
+  }
+  ctx.onProgress?.({
+    type: 'message',
+    source: mapping.source,
+    outcome: outcome.present ? 'present' : 'copied',
+    bytes: outcome.present ? 0 : raw.length,
+  });
 }
 
 async function sourceMessages(source: ImapSession, uids: number[]): Promise<SourceMessage[]> {
@@ -326,18 +439,63 @@ async function fetchBodies(
   batch: SourceMessage[],
   headersOnly: boolean,
 ): Promise<Map<number, Buffer>> {
+  const bodies = new Map<number, Buffer>();
+  const large = headersOnly ? [] : batch.filter((m) => m.size > LARGE_MESSAGE_BYTES);
+  const whole = batch.filter((m) => !large.includes(m));
   const query = headersOnly
     ? { uid: true, headers: [...IDENTITY_HEADERS] }
     : { uid: true, source: true };
-  const fetched: FetchMessageObject[] = await source.run((c) =>
-    c.fetchAll(uidSet(batch.map((m) => m.uid)), query, { uid: true }),
-  );
-  const bodies = new Map<number, Buffer>();
+  const fetched: FetchMessageObject[] =
+    whole.length === 0
+      ? []
+      : await source.run((c) => c.fetchAll(uidSet(whole.map((m) => m.uid)), query, { uid: true }));
   for (const m of fetched) {
     const bytes = headersOnly ? m.headers : m.source;
     if (bytes) bodies.set(m.uid, bytes);
   }
+  for (const m of large) {
+    const bytes = await fetchInPieces(source, m);
+    if (bytes) bodies.set(m.uid, bytes);
+  }
   return bodies;
+}
+
+/**
+ * A large message in partial FETCHes, copied into one buffer of its
+ * announced size: imapflow gathers a whole literal and then joins it, two
+ * copies at once, which for a 50 MB message is more than the memory bound.
+ * Undefined when the server no longer has it.
+ */
+async function fetchInPieces(
+  source: ImapSession,
+  message: SourceMessage,
+): Promise<Buffer | undefined> {
+  let body = Buffer.allocUnsafe(message.size);
+  let length = 0;
+  for (;;) {
+    const offset = length;
+    const piece = await source.run(async (c) => {
+      const m = await c.fetchOne(
+        String(message.uid),
+        { uid: true, source: { start: offset, maxLength: PIECE_BYTES } },
+        { uid: true },
+      );
+      return m ? (m.source ?? Buffer.alloc(0)) : undefined;
+    });
+    if (piece === undefined) return undefined;
+    // The server's RFC822.SIZE was short (it should not be): grow, once per such piece.
+    if (length + piece.length > body.length) {
+      const grown = Buffer.allocUnsafe(length + piece.length);
+      body.copy(grown, 0, 0, length);
+      body = grown;
+    }
+    piece.copy(body, length);
+    length += piece.length;
+    // A short piece is the end; a server that ignores the range sends it all at once.
+    if (piece.length < PIECE_BYTES || (offset === 0 && piece.length > PIECE_BYTES)) {
+      return body.subarray(0, length);
+    }
+  }
 }
 
 /**
@@ -406,9 +564,11 @@ async function appendOnce(
     flags: string[];
     internalDate: Date | undefined;
     since: number;
+    /** Sent before on a connection that failed: look for it first. */
+    unsure?: boolean;
   },
 ): Promise<AppendOutcome> {
-  let attempts = 0;
+  let attempts = message.unsure ? 1 : 0;
   return destination.run(async (client: ImapFlow): Promise<AppendOutcome> => {
     attempts++;
     if (attempts > 1) {

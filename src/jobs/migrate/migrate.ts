@@ -10,6 +10,7 @@ import { ConfigurationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
+import { AppendLane, passwordPipeline, tokenPipeline } from './append-lane.js';
 import {
   type ConnectionPair,
   type CopyContext,
@@ -148,14 +149,26 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     });
   };
 
+  /** The destination's pipelined APPEND connection of one pair (append-lane.ts). */
+  const appends = (endpoint: MigrateEndpoint): AppendLane => {
+    if (endpoint.kind === 'imap') {
+      const password = options.toPassword ?? resolvePassword('to', { env });
+      return new AppendLane(passwordPipeline(endpoint, password), logger);
+    }
+    // open() made the provider of this configuration, or refused the endpoint.
+    const config = (options.toConfig ?? options.fromConfig) as MailbridgeConfig;
+    const provider = providers.get(config) as TokenProvider;
+    return new AppendLane(tokenPipeline(config, endpoint.mailbox, provider), logger);
+  };
+
   // Both are checked before anything is written: a wrong password must not leave a state folder behind.
   const source = open(from, 'from');
   const destination = open(to, 'to');
   // The first pair is the one that lists; the others open when a folder or a batch needs them.
   const pool = new LeasePool<ConnectionPair>(connections, (index) =>
     index === 0
-      ? { source, destination }
-      : { source: open(from, 'from'), destination: open(to, 'to') },
+      ? { source, destination, appends: appends(to) }
+      : { source: open(from, 'from'), destination: open(to, 'to'), appends: appends(to) },
   );
   let state: MigrationState | undefined;
   try {
@@ -201,7 +214,13 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     };
   } finally {
     await state?.close();
-    await Promise.all(pool.items.flatMap((p) => [p.source.close(), p.destination.close()]));
+    // The listing pair may never have entered the pool.
+    const sessions = new Set([source, destination]);
+    for (const p of pool.items) sessions.add(p.source).add(p.destination);
+    await Promise.all([
+      ...[...sessions].map((s) => s.close()),
+      ...pool.items.map((p) => p.appends?.close()),
+    ]);
   }
 }
 

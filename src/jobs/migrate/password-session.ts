@@ -65,7 +65,13 @@ export function passwordImapError(error: unknown, endpoint: PasswordImapEndpoint
   if (isTlsVerificationError(err))
     return tlsUntrustedError(`the IMAP server ${where}`, 'the server', err);
   const code = networkErrorCode(err);
-  if (/^E[A-Z]+$/.test(code) || /TIMEOUT/.test(code) || code === 'NoConnection') {
+  // ClosedAfterConnectTLS: cut during the TLS handshake or before the greeting, a dropped connection.
+  if (
+    /^E[A-Z]+$/.test(code) ||
+    /TIMEOUT/.test(code) ||
+    code === 'NoConnection' ||
+    code === 'ClosedAfterConnectTLS'
+  ) {
     return new NetworkError({
       code: 'MIGRATE_UNREACHABLE',
       message: `The IMAP server ${where} could not be reached or closed the connection (${displayText(err.reason ?? code)})`,
