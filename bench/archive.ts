@@ -70,6 +70,13 @@ import {
 import { startTokenService } from '../test/helpers/token-service.js';
 import { buildMessage, messageSizes, seedMaildir } from './archive-seed.js';
 import {
+  childrenCpuSeconds,
+  dovecotMaster,
+  mailUser,
+  ownCpuSeconds,
+  serverCpuSeconds,
+} from './process-cpu.js';
+import {
   describeMachine,
   markdownTable,
   median,
@@ -271,68 +278,6 @@ async function runLibrary(ctx: Context, dir: string): Promise<number> {
     await client.logout();
   }
   return files.finish();
-}
-
-interface ProcessTimes {
-  ppid: number;
-  /** Its own user + system CPU seconds. */
-  own: number;
-  /** User + system CPU seconds of its children it waited for. */
-  reaped: number;
-}
-
-/** A process's CPU times from /proc (Linux, USER_HZ = 100 ticks per second). */
-async function processTimes(pid: number | 'self'): Promise<ProcessTimes> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may hold spaces.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return {
-    ppid: Number(f[1]),
-    own: (Number(f[11]) + Number(f[12])) / 100,
-    reaped: (Number(f[13]) + Number(f[14])) / 100,
-  };
-}
-
-/** CPU seconds of this process's waited-for children. */
-async function childrenCpuSeconds(): Promise<number> {
-  return (await processTimes('self')).reaped;
-}
-
-/** The pid of the Dovecot master started with `configFile`. */
-async function dovecotMaster(configFile: string): Promise<number> {
-  for (const entry of await readdir('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(configFile) && cmdline.includes('dovecot')) {
-      return Number(entry);
-    }
-  }
-  throw new Error(`no Dovecot master runs with ${configFile}`);
-}
-
-/**
- * CPU seconds used so far by a Dovecot instance: the master's own and its
- * reaped children's times, plus those of its children still running.
- */
-async function serverCpuSeconds(master: number): Promise<number> {
-  let seconds = 0;
-  for (const entry of await readdir('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    const pid = Number(entry);
-    try {
-      const times = await processTimes(pid);
-      if (pid === master) seconds += times.own + times.reaped;
-      else if (times.ppid === master) seconds += times.own;
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return seconds;
-}
-
-function ownCpuSeconds(since: NodeJS.CpuUsage): number {
-  const used = process.cpuUsage(since);
-  return (used.user + used.system) / 1e6;
 }
 
 /** Ours, through the library, into an empty directory; the token fetch included. */
@@ -748,16 +693,6 @@ async function missingTools(): Promise<string[]> {
     missing.push('the SASL XOAUTH2 plugin (libsasl2-modules-kdexoauth2)');
   }
   return missing;
-}
-
-async function mailUser(): Promise<[number, number]> {
-  const passwd = await readFile('/etc/passwd', 'utf8');
-  const fields = passwd
-    .split('\n')
-    .find((l) => l.startsWith('mail:'))
-    ?.split(':');
-  if (!fields) throw new Error('no mail user in /etc/passwd');
-  return [Number(fields[2]), Number(fields[3])];
 }
 
 async function softwareVersions(): Promise<string[]> {

@@ -1,25 +1,40 @@
 /**
  * Copies one folder: the source's messages not yet in the state, each APPENDed
- * to the destination with its INTERNALDATE and flags and journalled before
- * the next. Never a duplicate: when the state cannot vouch for the
+ * to the destination with its INTERNALDATE and flags and journalled once the
+ * server has it. The folder is planned on one connection pair; its messages
+ * then go in batches of neighbouring UIDs to that pair and to every pair the
+ * pool can spare, so one large folder uses all the connections. Never a
+ * duplicate: when the state cannot vouch for the
  * destination folder (no state, or the folder has grown past what the state
  * put there), the destination's identities are read once and a message
  * already there is recorded, not sent again.
  */
 import type { FetchMessageObject, ImapFlow, MailboxObject } from 'imapflow';
+import type { AppendPipeline } from '../../clients/imap-append-pipeline.js';
 import type { ImapFlowErrorFields } from '../../clients/imap-client.js';
 import type { ImapSession } from '../../clients/imap-session.js';
 import { MailbridgeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
+import type { AppendLane } from './append-lane.js';
 import type { FolderMapping } from './folder-plan.js';
 import { IDENTITY_HEADERS, IdentityCounts, messageIdentity } from './identity.js';
+import { type LeasePool, shareParts } from './lease-pool.js';
 import { flagsToCopy, uidSet } from './message-flags.js';
 import type { MigrationState } from './state.js';
 
 /** A batch of bodies fetched at once: bounded in count and bytes, so memory stays bounded. */
 const BATCH_MESSAGES = 200;
 const BATCH_BYTES = 16 * 1024 * 1024;
+/**
+ * Pipelined APPENDs unanswered at once: enough to cover a round trip of a slow
+ * link many times over, few enough that a failed connection leaves little to check.
+ */
+const PIPELINE_MESSAGES = 64;
+/** Above this, a message is read in pieces into a buffer of its own size (fetchInPieces). */
+const LARGE_MESSAGE_BYTES = 8 * 1024 * 1024;
+const PIECE_BYTES = 2 * 1024 * 1024;
+const PIPELINE_BYTES = 8 * 1024 * 1024;
 
 export interface SkippedMessage {
   uid: number;
@@ -46,9 +61,16 @@ export type MigrateProgressEvent =
   | { type: 'message'; source: string; outcome: 'copied' | 'present' | 'skipped'; bytes: number }
   | { type: 'folder-done'; result: MigrateFolderResult };
 
-export interface CopyContext {
+/** One connection to each side, and the destination's pipelined APPEND connection when it has one. */
+export interface ConnectionPair {
   source: ImapSession;
   destination: ImapSession;
+  appends?: AppendLane;
+}
+
+export interface CopyContext {
+  /** The pairs a large folder's batches may also go to. */
+  pool: LeasePool<ConnectionPair>;
   state: MigrationState;
   since?: Date;
   dryRun: boolean;
@@ -64,8 +86,10 @@ interface SourceMessage {
   internalDate: Date | undefined;
 }
 
+/** `pair` is the caller's lease: the folder is planned there. */
 export async function copyFolder(
   ctx: CopyContext,
+  pair: ConnectionPair,
   mapping: FolderMapping,
 ): Promise<MigrateFolderResult> {
   const result: MigrateFolderResult = {
@@ -77,12 +101,12 @@ export async function copyFolder(
     skipped: [],
     bytes: 0,
   };
-  const status = await ctx.source.open(mapping.source, { readOnly: true });
+  const status = await pair.source.open(mapping.source, { readOnly: true });
   const uidValidity = String(status.uidValidity);
   const found =
     status.exists === 0
       ? []
-      : (await ctx.source.run((c) =>
+      : (await pair.source.run((c) =>
           c.search(ctx.since ? { since: ctx.since } : { all: true }, { uid: true }),
         )) || [];
   const done = ctx.state.copied(mapping.source, uidValidity);
@@ -93,19 +117,32 @@ export async function copyFolder(
     destination: mapping.destination,
     pending: pending.length,
   });
-  if (pending.length > 0) await copyPending(ctx, mapping, uidValidity, pending, result);
+  if (pending.length > 0) await copyPending(ctx, pair, mapping, uidValidity, pending, result);
   ctx.onProgress?.({ type: 'folder-done', result });
   return result;
 }
 
+/** What every batch of one folder shares, whichever pair copies it. */
+interface FolderRun {
+  mapping: FolderMapping;
+  uidValidity: string;
+  destValidity: string;
+  permanentFlags: MailboxObject['permanentFlags'];
+  /** At most the destination's UIDNEXT now: where an APPEND of unknown outcome is looked for. */
+  destNext: number;
+  identities: IdentityCounts | undefined;
+  result: MigrateFolderResult;
+}
+
 async function copyPending(
   ctx: CopyContext,
+  pair: ConnectionPair,
   mapping: FolderMapping,
   uidValidity: string,
   pending: number[],
   result: MigrateFolderResult,
 ): Promise<void> {
-  const messages = await sourceMessages(ctx.source, pending);
+  const messages = await sourceMessages(pair.source, pending);
   const wouldCopyAll = () => {
     result.copied = messages.length;
     result.bytes = messages.reduce((sum, m) => sum + m.size, 0);
@@ -120,96 +157,240 @@ async function copyPending(
   if (!mapping.exists) {
     result.created = true;
     if (ctx.dryRun) return wouldCopyAll();
-    const refusal = await createFolder(ctx.destination, mapping);
+    const refusal = await createFolder(pair.destination, mapping);
     if (refusal !== undefined)
       return skipAll(`the destination refused to create the folder: ${refusal}`);
   }
-  const target = await ctx.destination.open(mapping.destination, { readOnly: ctx.dryRun });
+  const target = await pair.destination.open(mapping.destination, { readOnly: ctx.dryRun });
   const destValidity = String(target.uidValidity);
-  let destNext = target.uidNext;
   const identities = (await needsIdentityCheck(ctx, mapping, uidValidity, target))
-    ? await destinationIdentities(ctx, mapping, uidValidity, destValidity)
+    ? await destinationIdentities(ctx, pair.destination, mapping, uidValidity, destValidity)
     : undefined;
   // Nothing to compare against: no body needs reading.
   if (ctx.dryRun && !identities) return wouldCopyAll();
 
-  for (const batch of batches(messages)) {
-    const bodies = await fetchBodies(ctx.source, batch, ctx.dryRun);
-    for (const message of batch) {
-      throwIfInterrupted(ctx.signal);
-      const raw = bodies.get(message.uid);
-      // Expunged at the source since the listing: nothing left to copy.
-      if (!raw) continue;
-      const identity = messageIdentity(raw);
-      const present = identities?.take(identity);
-      if (present !== undefined) {
-        result.alreadyPresent++;
-        if (!ctx.dryRun) {
-          await ctx.state.record({
-            f: mapping.source,
-            v: uidValidity,
-            u: message.uid,
-            df: mapping.destination,
-            dv: destValidity,
-            du: present,
-            s: 'present',
-          });
-        }
-        ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'present', bytes: 0 });
-        continue;
-      }
-      if (ctx.dryRun) {
-        result.copied++;
-        result.bytes += message.size;
-        continue;
-      }
-      const outcome = await appendOnce(ctx.destination, mapping.destination, {
-        raw,
-        identity,
-        flags: flagsToCopy(message.flags, target.permanentFlags),
-        internalDate: message.internalDate,
-        since: destNext,
+  const run: FolderRun = {
+    mapping,
+    uidValidity,
+    destValidity,
+    permanentFlags: target.permanentFlags,
+    destNext: target.uidNext,
+    identities,
+    result,
+  };
+  await shareParts(ctx.pool, pair, [...batches(messages)], (worker, batch) =>
+    copyBatch(ctx, worker, run, batch),
+  );
+}
+
+/** Selects the folder's source and destination on `pair` unless they are already. */
+async function selectFolder(
+  ctx: CopyContext,
+  pair: ConnectionPair,
+  run: FolderRun,
+): Promise<boolean> {
+  const { mapping } = run;
+  if (pair.source.selected?.path !== mapping.source) {
+    const status = await pair.source.open(mapping.source, { readOnly: true });
+    // Recreated since it was planned: its UIDs name other messages now; the next run re-plans it.
+    if (String(status.uidValidity) !== run.uidValidity) {
+      ctx.logger.log('warn', 'the source folder changed its UIDVALIDITY during the run', {
+        folder: mapping.source,
       });
-      if ('refused' in outcome) {
-        result.skipped.push({
-          uid: message.uid,
-          size: raw.length,
-          reason: displayText(outcome.refused),
-        });
-        // The logger escapes its fields: outside text goes to it as received.
-        ctx.logger.log('warn', 'the destination refused a message', {
-          folder: mapping.source,
-          uid: message.uid,
-          size: raw.length,
-          reply: outcome.refused,
-        });
-        ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
-        continue;
-      }
-      if (outcome.uid !== undefined) destNext = Math.max(destNext, outcome.uid + 1);
-      await ctx.state.record({
-        f: mapping.source,
-        v: uidValidity,
-        u: message.uid,
-        df: mapping.destination,
-        ...(outcome.uid !== undefined
-          ? { dv: outcome.uidValidity ?? destValidity, du: outcome.uid }
-          : {}),
-        s: outcome.present ? 'present' : 'copied',
-      });
-      if (outcome.present) result.alreadyPresent++;
-      else {
-        result.copied++;
-        result.bytes += raw.length;
-      }
-      ctx.onProgress?.({
-        type: 'message',
-        source: mapping.source,
-        outcome: outcome.present ? 'present' : 'copied',
-        bytes: outcome.present ? 0 : raw.length,
-      });
+      return false;
     }
   }
+  if (pair.destination.selected?.path !== mapping.destination) {
+    await pair.destination.open(mapping.destination, { readOnly: ctx.dryRun });
+  }
+  return true;
+}
+
+/** A message to APPEND, with what its outcome is recorded under. */
+interface Outgoing {
+  message: SourceMessage;
+  raw: Buffer;
+  identity: string;
+  flags: string[];
+  /** The destination's UIDNEXT at most, when it was sent: where to look for it when its outcome is unknown. */
+  since: number;
+}
+
+async function copyBatch(
+  ctx: CopyContext,
+  pair: ConnectionPair,
+  run: FolderRun,
+  batch: SourceMessage[],
+): Promise<void> {
+  const { mapping, uidValidity, destValidity, identities, result } = run;
+  if (!(await selectFolder(ctx, pair, run))) return;
+  const bodies = await fetchBodies(pair.source, batch, ctx.dryRun);
+  const outgoing: Outgoing[] = [];
+  for (const message of batch) {
+    throwIfInterrupted(ctx.signal);
+    const raw = bodies.get(message.uid);
+    // Expunged at the source since the listing: nothing left to copy.
+    if (!raw) continue;
+    const identity = messageIdentity(raw);
+    const present = identities?.take(identity);
+    if (present !== undefined) {
+      result.alreadyPresent++;
+      if (!ctx.dryRun) {
+        await ctx.state.record({
+          f: mapping.source,
+          v: uidValidity,
+          u: message.uid,
+          df: mapping.destination,
+          dv: destValidity,
+          du: present,
+          s: 'present',
+        });
+      }
+      ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'present', bytes: 0 });
+      continue;
+    }
+    if (ctx.dryRun) {
+      result.copied++;
+      result.bytes += message.size;
+      continue;
+    }
+    outgoing.push({
+      message,
+      raw,
+      identity,
+      flags: flagsToCopy(message.flags, run.permanentFlags),
+      since: run.destNext,
+    });
+  }
+  bodies.clear();
+  // The pipeline also for one message: imapflow copies a message into its command, and a large one twice is too much.
+  const pipeline = outgoing.length > 0 ? await pair.appends?.get() : undefined;
+  const leftOver = pipeline ? await appendPipelined(ctx, run, pipeline, outgoing) : [];
+  // What was in flight when the signal came is answered and journalled; nothing more is sent.
+  throwIfInterrupted(ctx.signal);
+  for (const { item, unsure } of pipeline
+    ? leftOver
+    : outgoing.map((item) => ({ item, unsure: false }))) {
+    throwIfInterrupted(ctx.signal);
+    const outcome = await appendOnce(pair.destination, mapping.destination, {
+      raw: item.raw,
+      identity: item.identity,
+      flags: item.flags,
+      internalDate: item.message.internalDate,
+      since: unsure ? item.since : run.destNext,
+      unsure,
+    });
+    await settle(ctx, run, item, outcome);
+  }
+}
+
+/**
+ * Sends `outgoing` on the pipeline, a window at a time, and records each
+ * message the server took in the order the answers come. Returns those to
+ * send again through the session: refused ones (the session gets the
+ * server's words, or waits out throttling), and those in flight when the
+ * connection failed (`unsure`: the server may have stored them).
+ */
+async function appendPipelined(
+  ctx: CopyContext,
+  run: FolderRun,
+  pipeline: AppendPipeline,
+  outgoing: Outgoing[],
+): Promise<{ item: Outgoing; unsure: boolean }[]> {
+  const leftOver: { item: Outgoing; unsure: boolean }[] = [];
+  const journal: Promise<void>[] = [];
+  const inFlight: Promise<void>[] = [];
+  let bytes = 0;
+  for (const item of outgoing) {
+    if (!pipeline.usable || ctx.signal?.aborted) {
+      leftOver.push({ item, unsure: false });
+      continue;
+    }
+    bytes += item.raw.length;
+    const answered = pipeline
+      .append(run.mapping.destination, item.raw, item.flags, item.message.internalDate)
+      .then(
+        (answer) => {
+          if (!answer.ok) {
+            leftOver.push({ item, unsure: false });
+            return;
+          }
+          const outcome = {
+            present: false,
+            ...(answer.uid !== undefined ? { uid: answer.uid } : {}),
+            ...(answer.uidValidity !== undefined ? { uidValidity: answer.uidValidity } : {}),
+          };
+          // Not chained: the state writes lines recorded meanwhile in one flush.
+          const settled = settle(ctx, run, item, outcome);
+          // Awaited below with the rest; until then a failure must not count as unhandled.
+          settled.catch(() => {});
+          journal.push(settled);
+        },
+        () => {
+          leftOver.push({ item, unsure: true });
+        },
+      )
+      .finally(() => {
+        bytes -= item.raw.length;
+      });
+    inFlight.push(answered);
+    while (inFlight.length >= PIPELINE_MESSAGES || bytes > PIPELINE_BYTES) {
+      await inFlight.shift();
+    }
+  }
+  await Promise.all(inFlight);
+  await Promise.all(journal);
+  return leftOver.sort((a, b) => a.item.message.uid - b.item.message.uid);
+}
+
+/** Records what became of one APPEND and tells the progress listener. */
+async function settle(
+  ctx: CopyContext,
+  run: FolderRun,
+  item: Outgoing,
+  outcome: AppendOutcome,
+): Promise<void> {
+  const { mapping, uidValidity, destValidity, result } = run;
+  const { message, raw } = item;
+  if ('refused' in outcome) {
+    result.skipped.push({
+      uid: message.uid,
+      size: raw.length,
+      reason: displayText(outcome.refused),
+    });
+    // The logger escapes its fields: outside text goes to it as received.
+    ctx.logger.log('warn', 'the destination refused a message', {
+      folder: mapping.source,
+      uid: message.uid,
+      size: raw.length,
+      reply: outcome.refused,
+    });
+    ctx.onProgress?.({ type: 'message', source: mapping.source, outcome: 'skipped', bytes: 0 });
+    return;
+  }
+  // Only APPENDs already answered raise it: one still in flight may yet get a lower UID.
+  if (outcome.uid !== undefined) run.destNext = Math.max(run.destNext, outcome.uid + 1);
+  await ctx.state.record({
+    f: mapping.source,
+    v: uidValidity,
+    u: message.uid,
+    df: mapping.destination,
+    ...(outcome.uid !== undefined
+      ? { dv: outcome.uidValidity ?? destValidity, du: outcome.uid }
+      : {}),
+    s: outcome.present ? 'present' : 'copied',
+  });
+  if (outcome.present) result.alreadyPresent++;
+  else {
+    result.copied++;
+    result.bytes += raw.length;
+  }
+  ctx.onProgress?.({
+    type: 'message',
+    source: mapping.source,
+    outcome: outcome.present ? 'present' : 'copied',
+    bytes: outcome.present ? 0 : raw.length,
+  });
 }
 
 async function sourceMessages(source: ImapSession, uids: number[]): Promise<SourceMessage[]> {
@@ -258,18 +439,63 @@ async function fetchBodies(
   batch: SourceMessage[],
   headersOnly: boolean,
 ): Promise<Map<number, Buffer>> {
+  const bodies = new Map<number, Buffer>();
+  const large = headersOnly ? [] : batch.filter((m) => m.size > LARGE_MESSAGE_BYTES);
+  const whole = batch.filter((m) => !large.includes(m));
   const query = headersOnly
     ? { uid: true, headers: [...IDENTITY_HEADERS] }
     : { uid: true, source: true };
-  const fetched: FetchMessageObject[] = await source.run((c) =>
-    c.fetchAll(uidSet(batch.map((m) => m.uid)), query, { uid: true }),
-  );
-  const bodies = new Map<number, Buffer>();
+  const fetched: FetchMessageObject[] =
+    whole.length === 0
+      ? []
+      : await source.run((c) => c.fetchAll(uidSet(whole.map((m) => m.uid)), query, { uid: true }));
   for (const m of fetched) {
     const bytes = headersOnly ? m.headers : m.source;
     if (bytes) bodies.set(m.uid, bytes);
   }
+  for (const m of large) {
+    const bytes = await fetchInPieces(source, m);
+    if (bytes) bodies.set(m.uid, bytes);
+  }
   return bodies;
+}
+
+/**
+ * A large message in partial FETCHes, copied into one buffer of its
+ * announced size: imapflow gathers a whole literal and then joins it, two
+ * copies at once, which for a 50 MB message is more than the memory bound.
+ * Undefined when the server no longer has it.
+ */
+async function fetchInPieces(
+  source: ImapSession,
+  message: SourceMessage,
+): Promise<Buffer | undefined> {
+  let body = Buffer.allocUnsafe(message.size);
+  let length = 0;
+  for (;;) {
+    const offset = length;
+    const piece = await source.run(async (c) => {
+      const m = await c.fetchOne(
+        String(message.uid),
+        { uid: true, source: { start: offset, maxLength: PIECE_BYTES } },
+        { uid: true },
+      );
+      return m ? (m.source ?? Buffer.alloc(0)) : undefined;
+    });
+    if (piece === undefined) return undefined;
+    // The server's RFC822.SIZE was short (it should not be): grow, once per such piece.
+    if (length + piece.length > body.length) {
+      const grown = Buffer.allocUnsafe(length + piece.length);
+      body.copy(grown, 0, 0, length);
+      body = grown;
+    }
+    piece.copy(body, length);
+    length += piece.length;
+    // A short piece is the end; a server that ignores the range sends it all at once.
+    if (piece.length < PIECE_BYTES || (offset === 0 && piece.length > PIECE_BYTES)) {
+      return body.subarray(0, length);
+    }
+  }
 }
 
 /**
@@ -297,6 +523,7 @@ async function needsIdentityCheck(
 /** One FETCH of the identity headers of the whole folder, less what the state accounts for. */
 async function destinationIdentities(
   ctx: CopyContext,
+  destination: ImapSession,
   mapping: FolderMapping,
   sourceValidity: string,
   destValidity: string,
@@ -307,7 +534,7 @@ async function destinationIdentities(
     uidValidity: sourceValidity,
   });
   const counts = new IdentityCounts();
-  const fetched = await ctx.destination.run((c) =>
+  const fetched = await destination.run((c) =>
     c.fetchAll('1:*', { uid: true, headers: [...IDENTITY_HEADERS] }, { uid: true }),
   );
   for (const m of fetched) {
@@ -337,9 +564,11 @@ async function appendOnce(
     flags: string[];
     internalDate: Date | undefined;
     since: number;
+    /** Sent before on a connection that failed: look for it first. */
+    unsure?: boolean;
   },
 ): Promise<AppendOutcome> {
-  let attempts = 0;
+  let attempts = message.unsure ? 1 : 0;
   return destination.run(async (client: ImapFlow): Promise<AppendOutcome> => {
     attempts++;
     if (attempts > 1) {

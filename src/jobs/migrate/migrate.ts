@@ -10,7 +10,9 @@ import { ConfigurationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
+import { AppendLane, passwordPipeline, tokenPipeline } from './append-lane.js';
 import {
+  type ConnectionPair,
   type CopyContext,
   copyFolder,
   type MigrateFolderResult,
@@ -31,6 +33,7 @@ import {
   planFolders,
 } from './folder-plan.js';
 import { runFolderWorkers } from './folder-workers.js';
+import { LeasePool } from './lease-pool.js';
 import { createPasswordSession } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
 import { syncFolderFlags } from './sync-flags.js';
@@ -160,10 +163,27 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     });
   };
 
+  /** The destination's pipelined APPEND connection of one pair (append-lane.ts). */
+  const appends = (endpoint: MigrateEndpoint): AppendLane => {
+    if (endpoint.kind === 'imap') {
+      const password = options.toPassword ?? resolvePassword('to', { env });
+      return new AppendLane(passwordPipeline(endpoint, password), logger);
+    }
+    // open() made the provider of this configuration, or refused the endpoint.
+    const config = (options.toConfig ?? options.fromConfig) as MailbridgeConfig;
+    const provider = providers.get(config) as TokenProvider;
+    return new AppendLane(tokenPipeline(config, endpoint.mailbox, provider), logger);
+  };
+
   // Both are checked before anything is written: a wrong password must not leave a state folder behind.
   const source = open(from, 'from');
   const destination = open(to, 'to');
-  const sessions: { source: ImapSession; destination: ImapSession }[] = [{ source, destination }];
+  // The first pair is the one that lists; the others open when a folder or a batch needs them.
+  const pool = new LeasePool<ConnectionPair>(connections, (index) =>
+    index === 0
+      ? { source, destination, appends: appends(to) }
+      : { source: open(from, 'from'), destination: open(to, 'to'), appends: appends(to) },
+  );
   let state: MigrationState | undefined;
   try {
     // Both settled before either failure is thrown: a session closed while its login is still
@@ -182,32 +202,26 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     state = await MigrationState.open(stateDir, pair, { readOnly: dryRun });
     if (!dryRun) await subscribeExisting(destination, plan, destFolders);
 
-    const opened = state;
-    const context = (worker: number): CopyContext => {
-      let pair = sessions[worker];
-      if (!pair) {
-        pair = { source: open(from, 'from'), destination: open(to, 'to') };
-        sessions[worker] = pair;
-      }
-      return {
-        ...pair,
-        state: opened,
-        dryRun,
-        logger,
-        ...(options.since ? { since: options.since } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      };
+    const context: CopyContext = {
+      pool,
+      state,
+      dryRun,
+      logger,
+      ...(options.since ? { since: options.since } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     };
+    const opened = state;
     const folders = await runFolderWorkers(
       plan,
-      connections,
-      async (worker, mapping): Promise<MigrateFolderSummary> => {
+      pool,
+      async (pair, mapping): Promise<MigrateFolderSummary> => {
         throwIfInterrupted(options.signal);
-        await forgetVanishedCopies(context(worker).destination, opened, mapping, logger);
-        const copied = await copyFolder(context(worker), mapping);
+        await forgetVanishedCopies(pair.destination, opened, mapping, logger);
+        const copied = await copyFolder(context, pair, mapping);
         if (options.syncFlags !== true) return copied;
-        return { ...copied, flagsUpdated: await syncFolderFlags(context(worker), mapping) };
+        const flags = { source: pair.source, destination: pair.destination, state: opened, dryRun };
+        return { ...copied, flagsUpdated: await syncFolderFlags(flags, mapping) };
       },
     );
     const sum = (pick: (f: MigrateFolderSummary) => number) =>
@@ -227,7 +241,13 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     };
   } finally {
     await state?.close();
-    await Promise.all(sessions.flatMap((p) => [p.source.close(), p.destination.close()]));
+    // The listing pair may never have entered the pool.
+    const sessions = new Set([source, destination]);
+    for (const p of pool.items) sessions.add(p.source).add(p.destination);
+    await Promise.all([
+      ...[...sessions].map((s) => s.close()),
+      ...pool.items.map((p) => p.appends?.close()),
+    ]);
   }
 }
 

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { FolderMapping } from '../../../src/jobs/migrate/folder-plan.js';
 import { runFolderWorkers } from '../../../src/jobs/migrate/folder-workers.js';
+import { LeasePool } from '../../../src/jobs/migrate/lease-pool.js';
+
+const pool = (size: number) => new LeasePool(size, (index) => index);
 
 const mapping = (source: string, destination: string): FolderMapping => ({
   source,
@@ -23,7 +26,7 @@ describe('runFolderWorkers', () => {
     const log: string[] = [];
     const active = new Set<string>();
     let most = 0;
-    const results = await runFolderWorkers(plan, 3, async (worker, m) => {
+    const results = await runFolderWorkers(plan, pool(3), async (worker, m) => {
       active.add(m.source);
       most = Math.max(most, active.size);
       log.push(`${worker}:${m.source}`);
@@ -41,7 +44,7 @@ describe('runFolderWorkers', () => {
     const plan = ['a', 'b', 'c', 'd', 'e'].map((n) => mapping(n, n));
     const started: string[] = [];
     await expect(
-      runFolderWorkers(plan, 2, async (_, m) => {
+      runFolderWorkers(plan, pool(2), async (_, m) => {
         started.push(m.source);
         await tick();
         if (m.source === 'a') throw new Error('boom');

@@ -278,7 +278,8 @@ describe('migrate: password IMAP → Microsoft 365', () => {
         ...options,
         signal: controller.signal,
         onProgress(event) {
-          if (event.type === 'message' && ++copied === 20) controller.abort();
+          // Pipelined APPENDs already sent when it stops are answered and journalled too.
+          if (event.type === 'message' && ++copied >= 20) controller.abort();
         },
       }),
     ).rejects.toMatchObject({ code: 'MIGRATE_INTERRUPTED', exitCode: 1 });
@@ -286,7 +287,8 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     const client = await env.m365(INTERRUPTED);
     try {
       const inbox = (await snapshot(client, ['INBOX'])).get('INBOX') ?? [];
-      expect(rest.copied).toBe(inbox.length - 20);
+      expect(copied).toBeGreaterThanOrEqual(20);
+      expect(rest.copied).toBe(inbox.length - copied);
       expect(new Map([['INBOX', inbox]])).toEqual(
         expected(new Map([['INBOX', (await sourceSnapshot()).get('INBOX') ?? []]]), {
           INBOX: 'INBOX',

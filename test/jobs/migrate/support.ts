@@ -38,7 +38,7 @@ export interface MigrateTestEnv {
 
 export async function startMigrateTestEnv(
   m365Mailboxes: string[],
-  options: { faultProxy?: boolean; tokenLifetimeSeconds?: number } = {},
+  options: { faultProxy?: boolean; tokenLifetimeSeconds?: number; unlimitedSize?: boolean } = {},
 ): Promise<MigrateTestEnv> {
   const service = await startTokenService(
     options.tokenLifetimeSeconds ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds } : {},
@@ -46,7 +46,7 @@ export async function startMigrateTestEnv(
   const servers = await startMailServers({
     tokenService: service,
     passwordUsers: { [SOURCE_USER]: SOURCE_PASSWORD },
-    maxMessageSize: MAX_MESSAGE_SIZE,
+    ...(options.unlimitedSize ? {} : { maxMessageSize: MAX_MESSAGE_SIZE }),
   });
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
   for (const mailbox of m365Mailboxes) await servers.grantMailbox(app.clientId, mailbox);

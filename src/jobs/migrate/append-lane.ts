@@ -1,0 +1,103 @@
+/**
+ * The pipelined APPEND connection of one connection pair, opened when first
+ * needed and again after it failed or its token is about to run out. When it
+ * cannot be had (the server lacks LITERAL+ or SASL-IR, a STARTTLS endpoint,
+ * three failed opens in a row), the pair appends through its session, one
+ * message at a time, as before.
+ */
+
+import type { TokenProvider } from '../../auth/token-provider.js';
+import { AppendPipeline, type AppendPipelineOptions } from '../../clients/imap-append-pipeline.js';
+import type { MailbridgeConfig } from '../../config/types.js';
+import type { Logger } from '../../log/logger.js';
+import type { PasswordImapEndpoint } from './endpoint.js';
+
+/** What opening needs, fetched anew each time (a fresh token); undefined when this endpoint has no pipeline. */
+export type PipelineSettings = () => Promise<
+  { options: AppendPipelineOptions; renewAt?: Date } | undefined
+>;
+
+const MAX_FAILED_OPENS = 3;
+
+export class AppendLane {
+  private current: { pipeline: AppendPipeline; renewAt?: Date } | undefined;
+  private failedOpens = 0;
+  private disabled = false;
+
+  constructor(
+    private readonly settings: PipelineSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  /** A usable pipeline, or undefined: append through the session. */
+  async get(): Promise<AppendPipeline | undefined> {
+    const current = this.current;
+    if (current?.pipeline.usable && (!current.renewAt || current.renewAt.getTime() > Date.now())) {
+      return current.pipeline;
+    }
+    // Whatever it still has in flight is answered before it goes.
+    if (current) void current.pipeline.logout();
+    this.current = undefined;
+    if (this.disabled) return undefined;
+    try {
+      const settings = await this.settings();
+      const pipeline = settings ? await AppendPipeline.open(settings.options) : undefined;
+      if (!pipeline) {
+        this.disabled = true;
+        return undefined;
+      }
+      this.failedOpens = 0;
+      this.current = { pipeline, ...(settings?.renewAt ? { renewAt: settings.renewAt } : {}) };
+      return pipeline;
+    } catch (error) {
+      this.failedOpens++;
+      if (this.failedOpens >= MAX_FAILED_OPENS) this.disabled = true;
+      this.logger.log('debug', 'pipelined APPEND connection failed to open', {
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.current?.pipeline.logout();
+    this.current = undefined;
+  }
+}
+
+/** A password endpoint's pipeline: implicit TLS only (STARTTLS ones append through the session). */
+export function passwordPipeline(
+  endpoint: PasswordImapEndpoint,
+  password: string,
+): PipelineSettings {
+  return async () =>
+    endpoint.security === 'implicit'
+      ? {
+          options: {
+            host: endpoint.host,
+            port: endpoint.port,
+            login: { user: endpoint.user, pass: password },
+          },
+        }
+      : undefined;
+}
+
+/** A Microsoft 365 mailbox's pipeline: a token from the shared provider, renewed two minutes before it expires. */
+export function tokenPipeline(
+  config: MailbridgeConfig,
+  mailbox: string,
+  provider: TokenProvider,
+): PipelineSettings {
+  return async () => {
+    const token = await provider.getToken();
+    return {
+      options: {
+        host: config.imap.host,
+        port: config.imap.port,
+        login: { user: mailbox, accessToken: token.accessToken },
+        extraCaCertificates: config.extraCaCertificates,
+      },
+      renewAt: new Date(token.expiresOn.getTime() - 120_000),
+    };
+  };
+}
