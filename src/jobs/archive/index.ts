@@ -19,6 +19,7 @@
  *   repair.ts           `--repair`: damaged files fetched again when the server has them
  *   store/types.ts      what a run needs of where it writes (ArchiveStore); store/open.ts picks one
  *   store.ts            the local one, a mailbox directory: lock, temp files, durable renames, orphans
+ *   store/blob-*.ts     the Azure Blob Storage one: URL, client and errors, store, verify's listing
  *   paths.ts            folder and message file names
  *   plan.ts             when to write the manifest (and the generic plan, re-exported)
  *   filters.ts          folder patterns (the generic ones, re-exported)

@@ -41,6 +41,7 @@ import {
   TEMP_DIR,
 } from './paths.js';
 import { hashFile, type WrittenFile } from './store/file-hash.js';
+import { compareOrphans } from './store/orphan-order.js';
 import { writeWhole } from './store/prepare-whole.js';
 import type { ArchiveStore, OrphanFile, PartialMessage } from './store/types.js';
 import { type VerifyOptions, type VerifyReport, verifyArchive } from './verify.js';
@@ -272,13 +273,7 @@ export class LocalArchiveStore implements ArchiveStore {
         }
       }
     }
-    return orphans.sort((a, b) =>
-      a.folder === b.folder
-        ? a.uidValidity - b.uidValidity || a.uid - b.uid
-        : a.folder < b.folder
-          ? -1
-          : 1,
-    );
+    return orphans.sort(compareOrphans);
   }
 
   absolute(relativePath: string): string {
