@@ -116,7 +116,7 @@ export function blobStoreError(error: unknown, doing: string, where: string): Ma
     if (status === undefined) {
       return new NetworkError({
         code: 'ARCHIVE_STORE_UNREACHABLE',
-        message: `Could not reach the blob service to ${doing} ${where}: ${asciiText(error.message).slice(0, 200)}`,
+        message: `Could not reach the blob service to ${doing} ${where}: ${shown(error.message)}`,
         remedy:
           'Check the endpoint (the URL or the connection string), DNS, the firewall and, for https, that the certificate is trusted; then run again: it continues where it stopped.',
         cause: error,
@@ -149,9 +149,14 @@ export function blobStoreError(error: unknown, doing: string, where: string): Ma
   }
   return new MailbridgeError({
     code: 'ARCHIVE_STORE_FAILED',
-    message: `Could not ${doing} ${where}: ${asciiText((error as Error)?.message ?? String(error)).slice(0, 200)}`,
+    message: `Could not ${doing} ${where}: ${shown((error as Error)?.message ?? String(error))}`,
     remedy:
       'Run again: the archive continues where it stopped. If it keeps failing, run with --debug.',
     cause: error,
   });
+}
+
+/** A message from below, for people: ASCII, short, and no URL query (a SAS) in it. */
+function shown(message: string): string {
+  return asciiText(message.replace(/\?\S*/g, '?…'), 200);
 }

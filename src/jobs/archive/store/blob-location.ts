@@ -48,6 +48,11 @@ export function parseBlobLocation(text: string): BlobLocation {
       'it carries credentials or a query (a SAS?): put those in AZURE_STORAGE_CONNECTION_STRING instead',
     );
   }
+  // The URL parser resolves `.` and `..` away: refused as written, not silently resolved.
+  const written = text.replace(/^[a-z]+:\/\/[^/]*/i, '').split('/');
+  if (written.some((s) => /^(\.|%2e){1,2}$/i.test(s))) {
+    throw invalid(text, 'the path has a . or .. part');
+  }
   const segments = url.pathname.split('/').slice(1);
   if (segments.at(-1) === '') segments.pop();
   let account: string;
@@ -107,7 +112,7 @@ function decodeSegment(segment: string): string {
 function invalid(text: string, why: string): ConfigurationError {
   return new ConfigurationError({
     code: 'ARCHIVE_STORE_URL_INVALID',
-    message: `--out ${displayText(text.replace(/\?.*/s, '?…'))} is not a blob container URL: ${why}`,
+    message: `--out ${displayText(text.replace(/\?.*/s, '?…').replace(/\/\/[^/]*@/, '//…@'))} is not a blob container URL: ${why}`,
     remedy:
       'Give azblob://ACCOUNT/CONTAINER[/PREFIX] or https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX] (a path-style https://HOST:PORT/ACCOUNT/CONTAINER for Azurite), or a directory.',
   });
