@@ -499,6 +499,41 @@ export const ERROR_CODES = {
     exit: 1,
     remedy: 'Fix the cause (disk full, permissions) and run the archive again.',
   },
+  ARCHIVE_STORE_URL_INVALID: {
+    group: 'archive',
+    exit: 2,
+    remedy:
+      '`--out` is not a blob container URL: give `azblob://ACCOUNT/CONTAINER[/PREFIX]` or `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`, without a SAS or query.',
+  },
+  ARCHIVE_STORE_CREDENTIALS_INVALID: {
+    group: 'archive',
+    exit: 2,
+    remedy:
+      '`AZURE_STORAGE_CONNECTION_STRING` is malformed or names another account or endpoint than `--out`: fix it, or unset it to use Entra.',
+  },
+  ARCHIVE_STORE_AUTH_FAILED: {
+    group: 'archive',
+    exit: 3,
+    remedy:
+      "The blob service refused the key, SAS or Entra identity (or none was found): check the connection string, the SAS's permissions and expiry, or the identity's Storage Blob Data Contributor role.",
+  },
+  ARCHIVE_STORE_UNREACHABLE: {
+    group: 'archive',
+    exit: 4,
+    remedy:
+      'The blob endpoint did not answer (DNS, firewall, TLS): check the endpoint, then run again; it continues where it stopped.',
+  },
+  ARCHIVE_STORE_NOT_FOUND: {
+    group: 'archive',
+    exit: 2,
+    remedy: 'The container in `--out` does not exist: create it first, or fix the name.',
+  },
+  ARCHIVE_STORE_FAILED: {
+    group: 'archive',
+    exit: 1,
+    remedy:
+      'The blob service failed an operation (its HTTP status and code are in the message): run again; it continues where it stopped.',
+  },
   ARCHIVE_UIDVALIDITY_CHANGED: {
     group: 'archive',
     exit: 1,

@@ -16,7 +16,8 @@ import {
   archiveMailboxes,
   DEFAULT_ARCHIVE_CONCURRENCY,
 } from '../../jobs/archive/runner.js';
-import { verifyArchive } from '../../jobs/archive/verify.js';
+import { isBlobTarget, parseBlobLocation } from '../../jobs/archive/store/blob-location.js';
+import { type VerifyReport, verifyArchive } from '../../jobs/archive/verify.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { formatBytes } from '../../util/format.js';
@@ -66,7 +67,7 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'archive mailboxes as .eml files with a manifest; incremental and crash-safe',
   usage:
-    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--json]',
+    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR|URL [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--json]',
   usesSettings: true,
   flags: [
     {
@@ -86,8 +87,8 @@ export const archiveCommand: Command = {
     {
       name: 'out',
       type: 'string',
-      value: 'DIR',
-      help: 'archive directory (one subdirectory per mailbox)',
+      value: 'DIR|URL',
+      help: 'archive directory (one subdirectory per mailbox), or a blob container: azblob://ACCOUNT/CONTAINER[/PREFIX]',
     },
     {
       name: 'folder',
@@ -139,6 +140,11 @@ export const archiveCommand: Command = {
     'beside the old copy. Progress goes to stderr: live on a terminal, JSON lines otherwise.',
     'Check an archive with `mailbridge archive verify DIR`; --repair fetches again what it finds',
     'missing or altered, when the server still has that message, and lists what it could not.',
+    '',
+    'Azure Blob Storage: --out azblob://ACCOUNT/CONTAINER[/PREFIX] (or the https:// URL of the',
+    'container) stores the same layout as blobs; the container must exist. Credentials come from',
+    'AZURE_STORAGE_CONNECTION_STRING (account key or SAS; BlobEndpoint= for Azurite), else Entra',
+    '(DefaultAzureCredential: workload or managed identity, AZURE_CLIENT_ID..., az login).',
   ].join('\n'),
   async run({ args, io, logger, loadConfig }) {
     const json = args.values.json === true;
@@ -163,6 +169,9 @@ export const archiveCommand: Command = {
     if (typeof out !== 'string' || out === '') {
       throw usageError('--out is required', 'For example: --out /srv/mail-archive.');
     }
+    // A blob URL is checked now, before any mailbox starts (exit 2 with ARCHIVE_STORE_URL_INVALID).
+    if (isBlobTarget(out)) parseBlobLocation(out);
+    const outDir = isBlobTarget(out) ? out : resolve(out);
     const since = typeof args.values.since === 'string' ? parseSince(args.values.since) : undefined;
     const concurrency = positiveInteger(
       args.values.concurrency,
@@ -180,7 +189,7 @@ export const archiveCommand: Command = {
     try {
       run = await archiveMailboxes(config, {
         mailboxes,
-        outDir: resolve(out),
+        outDir,
         folders: strings(args.values.folder),
         exclude: strings(args.values.exclude),
         ...(since ? { since } : {}),
@@ -227,12 +236,12 @@ export const archiveCommand: Command = {
 export const archiveVerifyCommand: Command = {
   name: 'archive verify',
   summary: 're-hash an archive against its manifests; report missing, altered and extra files',
-  usage: 'archive verify DIR [--json]',
+  usage: 'archive verify DIR|URL [--json]',
   usesSettings: false,
-  operands: 'DIR',
+  operands: 'DIR|URL',
   flags: [{ name: 'json', type: 'boolean', help: 'print the report as JSON' }],
   details:
-    'DIR is the archive directory given to `archive --out`, or one mailbox directory in it.\nExit code 1 when anything is missing, altered or extra, or a manifest line is wrong.\nRun it while no archive run writes to DIR.',
+    'DIR is the archive directory given to `archive --out`, or one mailbox directory in it;\nURL a blob container given as --out (azblob://ACCOUNT/CONTAINER[/PREFIX][/MAILBOX]).\nExit code 1 when anything is missing, altered or extra, or a manifest line is wrong.\nRun it while no archive run writes to DIR.',
   async run({ args, io }) {
     const [dir, ...rest] = args.positionals;
     if (!dir || rest.length > 0) {
@@ -241,15 +250,22 @@ export const archiveVerifyCommand: Command = {
         'For example: mailbridge archive verify /srv/mail-archive.',
       );
     }
-    const root = resolve(dir);
-    const info = await stat(root).catch(() => undefined);
-    if (!info?.isDirectory()) {
-      throw usageError(
-        `${dir} is not a directory`,
-        'Give the directory used as --out of `mailbridge archive`.',
-      );
+    let report: VerifyReport;
+    if (isBlobTarget(dir)) {
+      parseBlobLocation(dir);
+      const { verifyBlobArchive } = await import('../../jobs/archive/store/blob-tree.js');
+      report = await verifyBlobArchive(dir);
+    } else {
+      const root = resolve(dir);
+      const info = await stat(root).catch(() => undefined);
+      if (!info?.isDirectory()) {
+        throw usageError(
+          `${dir} is not a directory`,
+          'Give the directory used as --out of `mailbridge archive`.',
+        );
+      }
+      report = await verifyArchive(root);
     }
-    const report = await verifyArchive(root);
     if (report.mailboxes.length === 0) {
       throw new MailbridgeError({
         code: 'ARCHIVE_NOT_FOUND',

@@ -1,9 +1,8 @@
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import type { ManifestIndex } from './manifest.js';
 import { folderDirName, messagePath } from './paths.js';
+import type { ArchiveStore } from './store/types.js';
 
 /**
  * Takes a folder's checkpoints only from manifest lines whose file is there
@@ -12,19 +11,13 @@ import { folderDirName, messagePath } from './paths.js';
  */
 export async function confirmCheckpoints(
   index: ManifestIndex,
-  mailboxDir: string,
+  store: ArchiveStore,
   folder: string,
   log: { logger: Logger; mailbox: string },
 ): Promise<void> {
   const folderDir = folderDirName(folder);
   const missing = await index.confirmCheckpoints(folder, (uidValidity, uid) =>
-    stat(join(mailboxDir, ...messagePath(folderDir, uidValidity, uid).split('/'))).then(
-      (s) => s.isFile(),
-      (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return false;
-        throw error;
-      },
-    ),
+    store.hasMessage(messagePath(folderDir, uidValidity, uid)),
   );
   for (const [uidValidity, uids] of missing) {
     log.logger.log('warn', 'archive: manifest lines name no file; the checkpoint ignores them', {

@@ -22,7 +22,7 @@ import { archiveStreamedMessage, archiveWholeMessages } from './message-archiver
 import { recoverFolderOrphans } from './orphan-recovery.js';
 import type { ArchiveRunContext, ArchivingFolder } from './run-context.js';
 import type { ArchiveFolderResult } from './run-types.js';
-import type { OrphanFile } from './store.js';
+import type { OrphanFile } from './store/types.js';
 
 /** UIDs per FETCH of FLAGS, INTERNALDATE and RFC822.SIZE. */
 const METADATA_BATCH = 500;

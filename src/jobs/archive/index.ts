@@ -17,7 +17,9 @@
  *   checkpoints.ts      checkpoints confirmed against the files on disk, once per run
  *   orphan-recovery.ts  files a crash left in place without manifest lines
  *   repair.ts           `--repair`: damaged files fetched again when the server has them
- *   store.ts            the mailbox directory: lock, temp files, durable renames, orphans
+ *   store/types.ts      what a run needs of where it writes (ArchiveStore); store/open.ts picks one
+ *   store.ts            the local one, a mailbox directory: lock, temp files, durable renames, orphans
+ *   store/blob-*.ts     the Azure Blob Storage one: URL, client and errors, store, verify's listing
  *   paths.ts            folder and message file names
  *   plan.ts             when to write the manifest (and the generic plan, re-exported)
  *   filters.ts          folder patterns (the generic ones, re-exported)

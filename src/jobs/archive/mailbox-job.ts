@@ -8,7 +8,6 @@
  * done from manifest.ts.
  */
 
-import { join } from 'node:path';
 import type { ListResponse } from 'imapflow';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import { createImapSession, type ImapSession } from '../../clients/imap-session.js';
@@ -26,10 +25,9 @@ import { InterruptedError, type ReadJobTerms } from '../mailbox-read/read-errors
 import { byFolder } from './by-folder.js';
 import { confirmCheckpoints } from './checkpoints.js';
 import { archiveFolder } from './folder-archiver.js';
-import { ManifestIndex, ManifestWriter } from './manifest.js';
+import { ManifestIndex } from './manifest.js';
 import { ManifestBatch } from './manifest-batch.js';
 import { recordOrphans } from './orphan-recovery.js';
-import { mailboxDirName } from './paths.js';
 import { DEFAULT_MANIFEST_SYNC } from './plan.js';
 import { type RepairResult, repairArchive } from './repair.js';
 import type { ArchiveRunContext } from './run-context.js';
@@ -40,7 +38,8 @@ import type {
   ArchiveMailboxResult,
   ArchiveProgressEvent,
 } from './run-types.js';
-import { ArchiveStore } from './store.js';
+import { openArchiveStore } from './store/open.js';
+import type { ArchiveStore, ManifestAppender } from './store/types.js';
 
 /**
  * Measured with the 52 MiB message of test/jobs/archive/crash.test.ts: peak
@@ -66,13 +65,12 @@ export async function archiveMailbox(
   config: MailbridgeConfig,
   options: ArchiveMailboxOptions,
 ): Promise<ArchiveMailboxResult> {
-  const directory = join(options.outDir, mailboxDirName(options.mailbox));
-  const store = await ArchiveStore.open(directory);
+  const store = await openArchiveStore(options.outDir, options.mailbox);
   const index = new ManifestIndex();
-  let writer: ManifestWriter | undefined;
+  let writer: ManifestAppender | undefined;
   let job: MailboxJob | undefined;
   try {
-    const opened = await ManifestWriter.open(store.manifestFile, index);
+    const opened = await store.openManifest(index);
     writer = opened.writer;
     job = new MailboxJob(config, options, store, index, writer);
     if (opened.read.tornBytes > 0) {
@@ -132,7 +130,7 @@ class MailboxJob implements ArchiveRunContext {
     readonly options: ArchiveMailboxOptions,
     readonly store: ArchiveStore,
     readonly index: ManifestIndex,
-    writer: ManifestWriter,
+    writer: ManifestAppender,
   ) {
     this.mailbox = options.mailbox;
     this.logger = options.logger ?? silentLogger;
@@ -198,7 +196,7 @@ class MailboxJob implements ArchiveRunContext {
       }
 
       for (const f of folders) {
-        await confirmCheckpoints(this.index, this.store.dir, f.path, this);
+        await confirmCheckpoints(this.index, this.store, f.path, this);
       }
       const statuses = new Map<string, FolderStatus | undefined>();
       for (const f of folders) {

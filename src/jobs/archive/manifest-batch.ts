@@ -2,9 +2,9 @@
  * Manifest lines waiting to be written: in batches, since each write is
  * flushed to disk, and never before their files are durable.
  */
-import type { ManifestIndex, ManifestRecord, ManifestWriter } from './manifest.js';
+import type { ManifestIndex, ManifestRecord } from './manifest.js';
 import { type ManifestSyncPolicy, shouldWriteManifest } from './plan.js';
-import type { ArchiveStore } from './store.js';
+import type { ArchiveStore, ManifestAppender } from './store/types.js';
 
 export class ManifestBatch {
   private pending: ManifestRecord[] = [];
@@ -13,7 +13,7 @@ export class ManifestBatch {
   constructor(
     private readonly store: ArchiveStore,
     private readonly index: ManifestIndex,
-    private readonly writer: ManifestWriter,
+    private readonly writer: ManifestAppender,
     private readonly policy: ManifestSyncPolicy,
   ) {}
 

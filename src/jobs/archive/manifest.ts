@@ -131,19 +131,26 @@ export async function readManifest(
   file: string,
   onRecord: (record: ManifestRecord, line: number) => void,
 ): Promise<ManifestReadResult> {
-  const result: ManifestReadResult = { validLength: 0, tornBytes: 0, problems: [], records: 0 };
-  const folderDirs = new Map<string, string>();
   let exists = true;
   await stat(file).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') exists = false;
     else throw error;
   });
-  if (!exists) return result;
+  return readManifestChunks(exists ? createReadStream(file) : [], onRecord);
+}
+
+/** {@link readManifest} from the manifest's bytes as they arrive (a file, a blob download). */
+export async function readManifestChunks(
+  chunks: AsyncIterable<Buffer | string> | Iterable<Buffer>,
+  onRecord: (record: ManifestRecord, line: number) => void,
+): Promise<ManifestReadResult> {
+  const result: ManifestReadResult = { validLength: 0, tornBytes: 0, problems: [], records: 0 };
+  const folderDirs = new Map<string, string>();
   let carry: Buffer[] = [];
   let carryLength = 0;
   let lineNo = 0;
-  for await (const chunk of createReadStream(file)) {
-    let buf = chunk as Buffer;
+  for await (const chunk of chunks) {
+    let buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     for (;;) {
       const nl = buf.indexOf(0x0a);
       if (nl < 0) {

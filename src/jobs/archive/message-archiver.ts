@@ -9,7 +9,7 @@ import type { ManifestRecord } from './manifest.js';
 import { createMetadataParser, type MessageMetadata, parseMessageMetadata } from './metadata.js';
 import { messagePath } from './paths.js';
 import type { ArchiveRunContext, ArchivingFolder } from './run-context.js';
-import type { PartialMessage, WrittenFile } from './store.js';
+import type { PartialMessage, WrittenFile } from './store/types.js';
 
 /**
  * Messages given whole that are written and flushed at once, and the bytes
@@ -53,9 +53,9 @@ export function archiveWholeMessages(
     folder,
     uids,
     {
-      prepare: (_uid, source) => prepareWhole(run, source),
+      prepare: (uid, source) => prepareWhole(run, source, pathOf(folder, uid)),
       place: async (uid, prepared) => {
-        const path = messagePath(folder.result.directory as string, folder.uidValidity, uid);
+        const path = pathOf(folder, uid);
         const written = await prepared.partial.commit(path);
         return { path, written, metadata: prepared.metadata };
       },
@@ -70,9 +70,13 @@ export function archiveWholeMessages(
 }
 
 /** Writes and flushes one message given whole into a temp file, and parses it meanwhile. */
-async function prepareWhole(run: ArchiveRunContext, source: Buffer): Promise<Prepared> {
+async function prepareWhole(
+  run: ArchiveRunContext,
+  source: Buffer,
+  path: string,
+): Promise<Prepared> {
   const [partial, metadata] = await Promise.allSettled([
-    run.store.prepareMessage(source),
+    run.store.prepareMessage(source, path),
     parseMessageMetadata(source),
   ]);
   if (partial.status === 'rejected') throw partial.reason;
@@ -92,7 +96,8 @@ export async function archiveStreamedMessage(
 ): Promise<void> {
   // Lines waiting for the manifest should not wait for a long download.
   await run.batch.flush();
-  const partial = await run.store.createPartial();
+  const rel = pathOf(folder, uid);
+  const partial = await run.store.createPartial(rel);
   // Parsed as it arrives: the file is never read back, and nothing holds the message whole.
   const parser = createMetadataParser();
   let committed = false;
@@ -106,7 +111,6 @@ export async function archiveStreamedMessage(
       folder.result.vanished++;
       return;
     }
-    const rel = messagePath(folder.result.directory as string, folder.uidValidity, uid);
     const written = await partial.commit(rel);
     committed = true;
     const metadata = await parser.end();
@@ -117,6 +121,10 @@ export async function archiveStreamedMessage(
       await partial.discard();
     }
   }
+}
+
+function pathOf(folder: ArchivingFolder, uid: number): string {
+  return messagePath(folder.result.directory as string, folder.uidValidity, uid);
 }
 
 async function record(

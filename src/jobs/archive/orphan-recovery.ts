@@ -8,7 +8,7 @@ import type { FolderAccess, FolderRef } from '../mailbox-read/folder-access.js';
 import { fetchMessageInfo, type MessageInfo } from '../mailbox-read/message-info.js';
 import type { ManifestBatch } from './manifest-batch.js';
 import { parseMessageMetadata } from './metadata.js';
-import { type ArchiveStore, hashFile, type OrphanFile } from './store.js';
+import type { ArchiveStore, OrphanFile } from './store/types.js';
 
 export interface OrphanContext {
   store: ArchiveStore;
@@ -25,9 +25,8 @@ export async function recordOrphans(
   context: OrphanContext,
 ): Promise<void> {
   for (const orphan of orphans) {
-    const file = context.store.absolute(orphan.path);
-    const written = await hashFile(file);
-    const metadata = await parseMessageMetadata(file);
+    const written = await context.store.hashMessage(orphan.path);
+    const metadata = await parseMessageMetadata(await context.store.messageSource(orphan.path));
     const info = orphan.uidValidity === currentUidValidity ? infos?.get(orphan.uid) : undefined;
     await context.batch.queue({
       folder: orphan.folder,

@@ -3,8 +3,8 @@ import type { FolderAccess } from '../mailbox-read/folder-access.js';
 import { downloadInPieces } from '../mailbox-read/partial-download.js';
 import { byFolder } from './by-folder.js';
 import type { UnrepairableFile } from './run-types.js';
-import type { ArchiveStore } from './store.js';
-import { type DamagedRecord, verifyArchive } from './verify.js';
+import type { ArchiveStore } from './store/types.js';
+import type { DamagedRecord } from './verify.js';
 
 export interface RepairOptions {
   /** Folders (archive names) the server still lists. */
@@ -33,7 +33,7 @@ export async function repairArchive(
   out: RepairResult,
 ): Promise<void> {
   const damaged: DamagedRecord[] = [];
-  await verifyArchive(store.dir, { onDamaged: (record) => damaged.push(record) });
+  await store.verify({ onDamaged: (record) => damaged.push(record) });
   const notRepaired = (record: DamagedRecord, reason: string) =>
     out.unrepairable.push({ path: record.path, folder: record.folder, reason });
   for (const [path, records] of byFolder(damaged)) {
@@ -48,7 +48,7 @@ export async function repairArchive(
         notRepaired(record, `the folder was numbered anew (UIDVALIDITY ${folder.uidValidity})`);
         continue;
       }
-      const partial = await store.createPartial();
+      const partial = await store.createPartial(record.path);
       try {
         if (!(await downloadInPieces(access, folder, record.uid, partial, options))) {
           notRepaired(record, 'the message was deleted on the server');

@@ -9,7 +9,7 @@ import type {
   ArchiveMailboxOptions,
   ArchiveProgressEvent,
 } from './run-types.js';
-import type { ArchiveStore } from './store.js';
+import type { ArchiveStore } from './store/types.js';
 
 /** What the parts of one mailbox's archive run share (mailbox-job.ts makes it). */
 export interface ArchiveRunContext {

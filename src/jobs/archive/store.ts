@@ -23,14 +23,14 @@
 
 import { createHash } from 'node:crypto';
 import { closeSync, fdatasync, open as openCallback, renameSync, rmSync, writeSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic } from '../../util/durable.js';
 import { processAlive } from '../../util/process.js';
-import type { ManifestIndex } from './manifest.js';
+import { type ManifestIndex, type ManifestReadResult, ManifestWriter } from './manifest.js';
 import {
   decodeName,
   FOLDER_INFO_FILE,
@@ -40,34 +40,14 @@ import {
   messagePath,
   TEMP_DIR,
 } from './paths.js';
+import { hashFile, type WrittenFile } from './store/file-hash.js';
+import { compareOrphans } from './store/orphan-order.js';
+import { writeWhole } from './store/prepare-whole.js';
+import type { ArchiveStore, OrphanFile, PartialMessage } from './store/types.js';
+import { type VerifyOptions, type VerifyReport, verifyArchive } from './verify.js';
 
 const datasync = promisify(fdatasync);
 const openFile = promisify(openCallback);
-
-export interface WrittenFile {
-  sha256: string;
-  size: number;
-}
-
-/** A message file being written in `.tmp/`. */
-export interface PartialMessage {
-  readonly size: number;
-  write(chunk: Buffer): Promise<void>;
-  /** Flushes (fdatasync) and closes the temp file; no more writes after it. Returns its hash. */
-  flush(): Promise<WrittenFile>;
-  /** Flushes, renames into place (relative path) and returns the file's hash and size. */
-  commit(relativePath: string): Promise<WrittenFile>;
-  discard(): Promise<void>;
-}
-
-/** A complete file in place without a manifest line, left by a crash. */
-export interface OrphanFile {
-  folder: string;
-  folderDir: string;
-  uidValidity: number;
-  uid: number;
-  path: string;
-}
 
 interface LockInfo {
   pid: number;
@@ -75,7 +55,8 @@ interface LockInfo {
   startedAt: string;
 }
 
-export class ArchiveStore {
+/** The local directory behind the store interface (store/types.ts). */
+export class LocalArchiveStore implements ArchiveStore {
   /** Directories made (or being made) by this run; several messages may ask for one at once. */
   private readonly knownDirs = new Map<string, Promise<void>>();
   private readonly dirtyDirs = new Set<string>();
@@ -100,11 +81,11 @@ export class ArchiveStore {
   }
 
   /** Creates the directory if needed, takes the lock and deletes leftover temp files. */
-  static async open(dir: string): Promise<ArchiveStore> {
+  static async open(dir: string): Promise<LocalArchiveStore> {
     const created = await mkdir(dir, { recursive: true, mode: 0o700 });
     if (created !== undefined) await syncCreatedParents(created, dir);
     const stale = await acquireLock(dir);
-    const store = new ArchiveStore(dir, stale);
+    const store = new LocalArchiveStore(dir, stale);
     // Only a run holding the lock writes here, so whatever is in .tmp is a leftover.
     await rm(store.tempDir, { recursive: true, force: true });
     await mkdir(store.tempDir, { mode: 0o700 });
@@ -151,7 +132,7 @@ export class ArchiveStore {
    * inode allocation can take hundreds of µs under load, and a synchronous
    * open measured slower, as it holds up the event loop meanwhile.
    */
-  async createPartial(): Promise<PartialMessage> {
+  async createPartial(_relativePath?: string): Promise<PartialMessage> {
     // Unique without randomness: only this run writes in .tmp, emptied when it took the lock.
     const temp = join(this.tempDir, `${++this.tempFiles}.part`);
     const fd = await openFile(temp, 'wx', 0o600);
@@ -230,16 +211,8 @@ export class ArchiveStore {
   }
 
   /** Writes a message given whole into `.tmp/` and flushes it; `commit` then renames it. */
-  async prepareMessage(data: Buffer): Promise<PartialMessage> {
-    const partial = await this.createPartial();
-    try {
-      await partial.write(data);
-      await partial.flush();
-    } catch (error) {
-      await partial.discard();
-      throw error;
-    }
-    return partial;
+  async prepareMessage(data: Buffer, relativePath?: string): Promise<PartialMessage> {
+    return writeWhole(await this.createPartial(relativePath), data);
   }
 
   async writeMessage(relativePath: string, data: Buffer): Promise<WrittenFile> {
@@ -300,17 +273,39 @@ export class ArchiveStore {
         }
       }
     }
-    return orphans.sort((a, b) =>
-      a.folder === b.folder
-        ? a.uidValidity - b.uidValidity || a.uid - b.uid
-        : a.folder < b.folder
-          ? -1
-          : 1,
-    );
+    return orphans.sort(compareOrphans);
   }
 
   absolute(relativePath: string): string {
     return join(this.dir, ...relativePath.split('/'));
+  }
+
+  openManifest(
+    index: ManifestIndex,
+  ): Promise<{ writer: ManifestWriter; read: ManifestReadResult }> {
+    return ManifestWriter.open(this.manifestFile, index);
+  }
+
+  hasMessage(relativePath: string): Promise<boolean> {
+    return stat(this.absolute(relativePath)).then(
+      (s) => s.isFile(),
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return false;
+        throw error;
+      },
+    );
+  }
+
+  hashMessage(relativePath: string): Promise<WrittenFile> {
+    return hashFile(this.absolute(relativePath));
+  }
+
+  async messageSource(relativePath: string): Promise<string> {
+    return this.absolute(relativePath);
+  }
+
+  verify(options?: VerifyOptions): Promise<VerifyReport> {
+    return verifyArchive(this.dir, options);
   }
 
   /** Releases the lock. Call only after the last manifest write. */
@@ -338,27 +333,6 @@ export class ArchiveStore {
     making.catch(() => this.knownDirs.delete(path));
     return making;
   }
-}
-
-/** SHA-256 and size of a file, read through one reused buffer (no garbage per chunk). */
-export async function hashFile(
-  path: string,
-  buffer = Buffer.allocUnsafe(256 * 1024),
-): Promise<WrittenFile> {
-  const hash = createHash('sha256');
-  let size = 0;
-  const handle = await open(path, 'r');
-  try {
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      size += bytesRead;
-    }
-  } finally {
-    await handle.close();
-  }
-  return { sha256: hash.digest('hex'), size };
 }
 
 async function readFolderInfo(path: string): Promise<string | undefined> {

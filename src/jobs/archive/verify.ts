@@ -9,9 +9,14 @@
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ManifestLineProblem, type ManifestRecord, readManifest } from './manifest.js';
+import {
+  type ManifestLineProblem,
+  type ManifestReadResult,
+  type ManifestRecord,
+  readManifest,
+} from './manifest.js';
 import { FOLDER_INFO_FILE, LOCK_FILE, MANIFEST_FILE } from './paths.js';
-import { hashFile } from './store.js';
+import { hashFile, type WrittenFile } from './store/file-hash.js';
 
 export interface AlteredFile {
   path: string;
@@ -66,13 +71,35 @@ export interface VerifyOptions {
 
 type Expected = DamagedRecord;
 
+/**
+ * What `verify` reads of an archive: a directory tree (below) or a blob
+ * container (store/blob-tree.ts). Mailboxes are named by their prefix:
+ * `''` when the root is itself a mailbox, else `NAME/`.
+ */
+export interface ArchiveTree {
+  /** The report's `directory`. */
+  readonly location: string;
+  /** The mailboxes, and everything outside any mailbox (relative paths). */
+  mailboxes(): Promise<{ mailboxes: string[]; strays: string[] }>;
+  readManifest(
+    mailbox: string,
+    onRecord: (record: ManifestRecord, line: number) => void,
+  ): Promise<ManifestReadResult>;
+  isLocked(mailbox: string): Promise<boolean>;
+  /** The stored item's hash, or why there is none to compare. */
+  hash(mailbox: string, path: string): Promise<WrittenFile | 'missing' | 'not a regular file'>;
+  /** Every stored path of the mailbox (relative to it) but its manifest and lock. */
+  files(mailbox: string): Promise<string[]>;
+}
+
 export async function verifyArchive(
-  directory: string,
+  where: string | ArchiveTree,
   options: VerifyOptions = {},
 ): Promise<VerifyReport> {
+  const tree = typeof where === 'string' ? directoryTree(where) : where;
   const report: VerifyReport = {
     ok: false,
-    directory,
+    directory: tree.location,
     mailboxes: [],
     checked: 0,
     bytes: 0,
@@ -83,21 +110,10 @@ export async function verifyArchive(
     tornManifests: [],
     locked: [],
   };
-  const rootIsMailbox = await isFile(join(directory, MANIFEST_FILE));
-  if (rootIsMailbox) {
-    await verifyMailbox(directory, '', report, options);
-  } else {
-    for (const entry of await readdir(directory, { withFileTypes: true })) {
-      if (entry.isDirectory() && (await isFile(join(directory, entry.name, MANIFEST_FILE)))) {
-        await verifyMailbox(join(directory, entry.name), `${entry.name}/`, report, options);
-      } else {
-        // Not a mailbox directory: everything in it is unaccounted for.
-        await walkFiles(join(directory, entry.name), `${entry.name}`, entry.isDirectory(), (p) =>
-          report.extra.push(p),
-        );
-      }
-    }
-  }
+  const { mailboxes, strays } = await tree.mailboxes();
+  for (const mailbox of mailboxes) await verifyMailbox(tree, mailbox, report, options);
+  // Not in a mailbox: unaccounted for.
+  report.extra.push(...strays);
   report.missing.sort();
   report.extra.sort();
   report.altered.sort((a, b) => (a.path < b.path ? -1 : 1));
@@ -110,16 +126,17 @@ export async function verifyArchive(
 }
 
 async function verifyMailbox(
-  dir: string,
+  tree: ArchiveTree,
   prefix: string,
   report: VerifyReport,
   options: VerifyOptions,
 ): Promise<void> {
-  report.mailboxes.push(prefix === '' ? '.' : prefix.slice(0, -1));
+  const name = prefix === '' ? '.' : prefix.slice(0, -1);
+  report.mailboxes.push(name);
   const manifestName = `${prefix}${MANIFEST_FILE}`;
   const expected = new Map<string, Expected>();
   const duplicates: ManifestProblem[] = [];
-  const read = await readManifest(join(dir, MANIFEST_FILE), (record, line) => {
+  const read = await tree.readManifest(prefix, (record, line) => {
     if (expected.has(record.path)) {
       duplicates.push({
         manifest: manifestName,
@@ -138,65 +155,51 @@ async function verifyMailbox(
   ];
   report.manifestProblems.push(...problems.sort((a, b) => a.line - b.line));
   if (read.tornBytes > 0) report.tornManifests.push(manifestName);
-  if (await isFile(join(dir, LOCK_FILE)))
-    report.locked.push(prefix === '' ? '.' : prefix.slice(0, -1));
+  if (await tree.isLocked(prefix)) report.locked.push(name);
 
   const queue = [...expected.values()];
   const worker = async () => {
     for (;;) {
       const item = queue.shift();
       if (!item) return;
-      if (!(await checkFile(dir, prefix, item, report))) options.onDamaged?.(item);
+      if (!(await checkFile(tree, prefix, item, report))) options.onDamaged?.(item);
       options.onProgress?.(report.checked, report.bytes);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
 
-  // Everything on disk that no line accounts for.
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const rel = entry.name;
-    if (entry.isFile() && (rel === MANIFEST_FILE || rel === LOCK_FILE)) continue;
-    if (!entry.isDirectory()) {
-      report.extra.push(`${prefix}${rel}`);
-      continue;
-    }
-    await walkFiles(join(dir, rel), rel, true, (path) => {
-      if (expected.has(path)) return;
-      if (path === `${rel}/${FOLDER_INFO_FILE}` && !rel.startsWith('.')) return;
-      report.extra.push(`${prefix}${path}`);
-    });
+  // Everything stored that no line accounts for; each folder's folder.json is the archive's own.
+  for (const path of await tree.files(prefix)) {
+    if (expected.has(path)) continue;
+    const [top, second, ...more] = path.split('/');
+    if (second === FOLDER_INFO_FILE && more.length === 0 && !top?.startsWith('.')) continue;
+    report.extra.push(`${prefix}${path}`);
   }
 }
 
-/** Whether the file is there and as its line says. */
+/** Whether the stored item is there and as its line says. */
 async function checkFile(
-  dir: string,
+  tree: ArchiveTree,
   prefix: string,
   item: Expected,
   report: VerifyReport,
 ): Promise<boolean> {
-  const file = join(dir, ...item.path.split('/'));
   const shown = `${prefix}${item.path}`;
-  let info: Awaited<ReturnType<typeof lstat>>;
-  try {
-    info = await lstat(file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      report.missing.push(shown);
-      return false;
-    }
-    throw error;
+  const found = await tree.hash(prefix, item.path);
+  if (found === 'missing') {
+    report.missing.push(shown);
+    return false;
   }
-  if (!info.isFile()) {
+  if (found === 'not a regular file') {
     report.altered.push({
       path: shown,
       expectedSha256: item.sha256,
       expectedSize: item.size,
-      detail: 'not a regular file',
+      detail: found,
     });
     return false;
   }
-  const { sha256, size } = await hashFile(file);
+  const { sha256, size } = found;
   report.checked++;
   report.bytes += size;
   if (sha256 !== item.sha256 || size !== item.size) {
@@ -210,6 +213,54 @@ async function checkFile(
     return false;
   }
   return true;
+}
+
+/** An archive directory, or one mailbox's directory (it holds `manifest.jsonl`). */
+function directoryTree(directory: string): ArchiveTree {
+  const dirOf = (mailbox: string) => join(directory, ...mailbox.split('/').filter(Boolean));
+  return {
+    location: directory,
+    async mailboxes() {
+      if (await isFile(join(directory, MANIFEST_FILE))) return { mailboxes: [''], strays: [] };
+      const mailboxes: string[] = [];
+      const strays: string[] = [];
+      for (const entry of await readdir(directory, { withFileTypes: true })) {
+        if (entry.isDirectory() && (await isFile(join(directory, entry.name, MANIFEST_FILE)))) {
+          mailboxes.push(`${entry.name}/`);
+        } else {
+          await walkFiles(join(directory, entry.name), entry.name, entry.isDirectory(), (p) =>
+            strays.push(p),
+          );
+        }
+      }
+      return { mailboxes, strays };
+    },
+    readManifest: (mailbox, onRecord) =>
+      readManifest(join(dirOf(mailbox), MANIFEST_FILE), onRecord),
+    isLocked: (mailbox) => isFile(join(dirOf(mailbox), LOCK_FILE)),
+    async hash(mailbox, path) {
+      const file = join(dirOf(mailbox), ...path.split('/'));
+      let info: Awaited<ReturnType<typeof lstat>>;
+      try {
+        info = await lstat(file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+        throw error;
+      }
+      return info.isFile() ? hashFile(file) : 'not a regular file';
+    },
+    async files(mailbox) {
+      const dir = dirOf(mailbox);
+      const files: string[] = [];
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        if (entry.isFile() && (entry.name === MANIFEST_FILE || entry.name === LOCK_FILE)) continue;
+        await walkFiles(join(dir, entry.name), entry.name, entry.isDirectory(), (p) =>
+          files.push(p),
+        );
+      }
+      return files;
+    },
+  };
 }
 
 /** Calls `onFile` with every non-directory below `path` (symbolic links included, not followed). */

@@ -26,7 +26,8 @@ import {
 } from '../../../src/jobs/archive/manifest.js';
 import { parseMessageMetadata } from '../../../src/jobs/archive/metadata.js';
 import { messagePath } from '../../../src/jobs/archive/paths.js';
-import { ArchiveStore, hashFile } from '../../../src/jobs/archive/store.js';
+import { hashFile } from '../../../src/jobs/archive/store/file-hash.js';
+import { LocalArchiveStore as ArchiveStore } from '../../../src/jobs/archive/store.js';
 import { verifyArchive } from '../../../src/jobs/archive/verify.js';
 
 let dir: string;

@@ -1,0 +1,181 @@
+/**
+ * Azurite (npm `azurite`, Microsoft's Azure Storage emulator) serving Blob
+ * Storage over HTTPS on a free loopback port, from a temporary folder of its
+ * own, with a certificate from the test CA: clients trust it only through
+ * NODE_EXTRA_CA_CERTS, as they would a private CA. It is reached, as a user
+ * reaches Azurite, through a connection string with `BlobEndpoint=`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { issueServerCertificate } from './pki.js';
+import { loadTestCa } from './test-ca.js';
+
+/** Azurite's one built-in account and its documented key: public, not a secret. */
+export const AZURITE_ACCOUNT = 'devstoreaccount1';
+export const AZURITE_KEY =
+  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+export interface Azurite {
+  /** Path-style endpoint: https://127.0.0.1:PORT/devstoreaccount1. */
+  readonly endpoint: string;
+  readonly port: number;
+  /** What a user sets as AZURE_STORAGE_CONNECTION_STRING for it. */
+  readonly connectionString: string;
+  readonly dir: string;
+  /** The https:// URL of a container (and prefix), as `--out` takes it. */
+  url(container: string, prefix?: string): string;
+  /** A client of our own, for creating containers and checking blobs. */
+  container(name: string): ContainerClient;
+  createContainer(name: string): Promise<ContainerClient>;
+  /** Azurite's output, for the message of a failing test. */
+  log(): string;
+  /** Stops Azurite and removes its folder. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export async function startAzurite(): Promise<Azurite> {
+  const dir = mkdtempSync(join(tmpdir(), 'mailbridge-azurite-'));
+  const data = join(dir, 'data');
+  mkdirSync(data);
+  const tls = issueServerCertificate(loadTestCa());
+  writeFileSync(join(dir, 'cert.pem'), tls.certificatePem);
+  writeFileSync(join(dir, 'key.pem'), tls.keys.privateKeyPem, { mode: 0o600 });
+  const logFile = join(dir, 'azurite.log');
+  const port = await freePort();
+  const main = join(
+    dirname(createRequire(import.meta.url).resolve('azurite/package.json')),
+    'dist/src/blob/main.js',
+  );
+  const output = openSync(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(
+      process.execPath,
+      [
+        main,
+        '--blobHost',
+        '127.0.0.1',
+        '--blobPort',
+        String(port),
+        '--location',
+        data,
+        '--cert',
+        join(dir, 'cert.pem'),
+        '--key',
+        join(dir, 'key.pem'),
+        // Azurite reports telemetry to Microsoft unless told not to; tests reach nothing outside.
+        '--disableTelemetry',
+        // The SDK may speak a newer service version than this Azurite knows.
+        '--skipApiVersionCheck',
+      ],
+      { detached: true, stdio: ['ignore', output, output], env: { PATH: process.env.PATH ?? '' } },
+    );
+  } finally {
+    closeSync(output);
+  }
+  child.on('error', () => {});
+  const onExit = () => signal(child, 'SIGKILL');
+  process.on('exit', onExit);
+  const log = () => {
+    try {
+      return readFileSync(logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    process.off('exit', onExit);
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      signal(child, 'SIGTERM');
+      const timer = setTimeout(() => signal(child, 'SIGKILL'), STOP_TIMEOUT_MS);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForPort(port, child);
+  } catch (error) {
+    const text = log();
+    await stop();
+    if (error instanceof Error) error.message += `\n--- azurite ---\n${text}`;
+    throw error;
+  }
+  const endpoint = `https://127.0.0.1:${port}/${AZURITE_ACCOUNT}`;
+  const connectionString = `DefaultEndpointsProtocol=https;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`;
+  const service = BlobServiceClient.fromConnectionString(connectionString);
+  return {
+    endpoint,
+    port,
+    connectionString,
+    dir,
+    url: (container, prefix) => `${endpoint}/${container}${prefix ? `/${prefix}` : ''}`,
+    container: (name) => service.getContainerClient(name),
+    async createContainer(name) {
+      const container = service.getContainerClient(name);
+      await container.create();
+      return container;
+    },
+    log,
+    stop,
+  };
+}
+
+function signal(child: ChildProcess, name: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, name);
+  } catch {
+    // Gone already.
+  }
+}
+
+async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`azurite exited with ${child.exitCode}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`azurite did not listen on 127.0.0.1:${port} within ${READY_TIMEOUT_MS} ms`);
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return typeof address === 'object' && address ? address.port : 0;
+}
