@@ -50,7 +50,8 @@ export interface ConnectionSlots {
   acquire(key: string, limit: number): Promise<() => void>;
   /**
    * The server throttled `key` for `ms`: every holder of its slots waits that
-   * long, not only the session that was told.
+   * long, not only the session that was told (the session calls it when the
+   * reply arrives, and waits with the others through `whenOpen`).
    */
   pause?(key: string, ms: number): Promise<void>;
   /** Resolves once `key` is not paused (at once when it is not). */

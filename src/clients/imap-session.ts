@@ -116,6 +116,12 @@ export function createImapSession(
   const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
   const marginMs = options.reconnectMarginMs ?? 120_000;
   const mailbox = options.mailbox;
+  const key = connectionKey(config.imap.host, config.imap.port, mailbox);
+  const shared = options.connectionSlots;
+  // Every session on this mailbox, in any worker, waits out a throttling reply with this one.
+  const onThrottle = shared?.pause
+    ? (ms: number) => void shared.pause?.(key, ms).catch(() => {})
+    : undefined;
   let token: AccessToken | undefined;
   return createLoginSession(
     {
@@ -123,7 +129,11 @@ export function createImapSession(
       logFields: { mailbox },
       async connect() {
         token = await provider.getToken();
-        const client = await connectImap(config, { mailbox, logger }, token);
+        const client = await connectImap(
+          config,
+          { mailbox, logger, ...(onThrottle ? { onThrottle } : {}) },
+          token,
+        );
         const life = token.expiresOn.getTime() - Date.now();
         return {
           client,
@@ -147,7 +157,7 @@ export function createImapSession(
     {
       ...options,
       slot: {
-        key: connectionKey(config.imap.host, config.imap.port, mailbox),
+        key,
         limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
         ...(options.connectionSlots ? { slots: options.connectionSlots } : {}),
       },
@@ -242,10 +252,7 @@ export function createLoginSession(login: ImapLogin, options: LoginSessionOption
           throw login.giveUp ? login.giveUp(mapped, failure, attempt) : mapped;
         }
         stats.retries++;
-        if (failure.kind === 'throttled') {
-          stats.throttledMs += delay;
-          if (slot) await slots.pause?.(slot.key, delay);
-        }
+        if (failure.kind === 'throttled') stats.throttledMs += delay;
         logger.log('info', 'imap operation interrupted; retrying', {
           ...login.logFields,
           reason: failure.reason,
