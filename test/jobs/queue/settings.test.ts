@@ -86,6 +86,22 @@ describe('the queue settings', () => {
     expect((await refusal(readQueueSettings({ env: {} }))).code).toBe('QUEUE_URL_MISSING');
   });
 
+  it("take examples/tenant-scale/mailbridge.yaml's queue section as it is", async () => {
+    const file = new URL('../../../examples/tenant-scale/mailbridge.yaml', import.meta.url)
+      .pathname;
+    const settings = await readQueueSettings({
+      configFile: file,
+      flag: 'rediss://redis.internal:6380/0',
+      env: { MAILBRIDGE_REDIS_URL: 'rediss://:pw@redis.internal:6380/0' },
+    });
+    expect(settings).toMatchObject({
+      url: 'rediss://:pw@redis.internal:6380/0',
+      concurrency: 8,
+      connectionsPerMailbox: 8,
+      lockDurationMs: 30_000,
+    });
+  });
+
   it('refuse a queue section with wrong values, each named', async () => {
     const file = join(dir, 'bad.json');
     await writeFile(
