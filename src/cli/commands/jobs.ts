@@ -59,7 +59,7 @@ export const jobsStatusCommand: Command = {
   usesSettings: false,
   flags: [QUEUE_FLAG, runFlag, { name: 'json', type: 'boolean', help: 'print the status as JSON' }],
   details:
-    'Exit code 0 when every mailbox of the run is done, 1 when one failed for good,\n3 never; 0 too while jobs still wait or run (check `counts`).',
+    'Exit code 1 when a mailbox of the run failed for good (after its attempts), else 0,\nalso while mailboxes still wait or run: check `counts` (or --json) for done.',
   async run({ args, io }) {
     const settings = await queueSettingsOf(args);
     const runId = typeof args.values.run === 'string' ? args.values.run : undefined;
