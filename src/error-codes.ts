@@ -6,7 +6,15 @@
  */
 
 /** Where README lists the code. */
-export type ErrorCodeGroup = 'usage' | 'token' | 'mail' | 'archive' | 'migrate' | 'relay' | 'setup';
+export type ErrorCodeGroup =
+  | 'usage'
+  | 'token'
+  | 'mail'
+  | 'archive'
+  | 'migrate'
+  | 'queue'
+  | 'relay'
+  | 'setup';
 
 export interface ErrorCodeInfo {
   group: ErrorCodeGroup;
@@ -868,6 +876,46 @@ export const ERROR_CODES = {
     exit: 1,
     remedy:
       '`migrate`: the IMAP server refused a command the migration needs (its words are in the message); run again with `--debug`.',
+  },
+  QUEUE_PASSWORD_IN_ARGV: {
+    group: 'queue',
+    exit: 2,
+    remedy:
+      'Give `--queue` the URL without its password; put the password in `MAILBRIDGE_REDIS_URL` (or `queue.url` of a config file only you can read).',
+  },
+  QUEUE_URL_INVALID: {
+    group: 'queue',
+    exit: 2,
+    remedy: 'Give a Redis URL: `redis://HOST:PORT/DB`, or `rediss://…` for TLS.',
+  },
+  QUEUE_URL_MISSING: {
+    group: 'queue',
+    exit: 2,
+    remedy:
+      'Name the Redis server: `--queue redis://HOST:PORT/DB`, `MAILBRIDGE_REDIS_URL` or `queue.url`.',
+  },
+  QUEUE_OPTION_INVALID: {
+    group: 'queue',
+    exit: 2,
+    remedy: 'Fix the `queue:` setting or the option named.',
+  },
+  QUEUE_UNREACHABLE: {
+    group: 'queue',
+    exit: 4,
+    remedy:
+      'Redis did not answer: check the URL, that it runs, the password and TLS; `jobs` and `archive --queue` give up, a worker keeps retrying.',
+  },
+  QUEUE_RUN_NOT_FOUND: {
+    group: 'queue',
+    exit: 2,
+    remedy:
+      'No run with that id in this queue: `mailbridge jobs status --queue URL` lists the runs.',
+  },
+  QUEUE_JOB_STALLED: {
+    group: 'queue',
+    exit: 1,
+    remedy:
+      "In `jobs status`: the job's workers died or lost Redis more often than allowed; `mailbridge jobs retry --run ID --failed` runs it again from its checkpoint.",
   },
   RELAY_SPOOL_LOCK_UNAVAILABLE: {
     group: 'relay',

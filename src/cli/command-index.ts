@@ -98,6 +98,22 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
     load: async () => (await import('./commands/migrate.js')).migrateCommand,
   },
   {
+    name: 'worker',
+    summary:
+      'run queued archive jobs (from `archive --queue`) until stopped; start one per machine',
+    load: async () => (await import('./commands/worker.js')).workerCommand,
+  },
+  {
+    name: 'jobs status',
+    summary: 'show a queued run per mailbox: waiting, active (worker, progress), done, failed',
+    load: async () => (await import('./commands/jobs.js')).jobsStatusCommand,
+  },
+  {
+    name: 'jobs retry',
+    summary: "put a run's failed (and with no --failed, its done) mailboxes back in the queue",
+    load: async () => (await import('./commands/jobs.js')).jobsRetryCommand,
+  },
+  {
     name: 'relay',
     summary:
       'accept mail from legacy devices over SMTP and submit it to Exchange Online with XOAUTH2',

@@ -40,6 +40,27 @@ export async function acquireConnectionSlot(key: string, limit: number): Promise
   };
 }
 
+/**
+ * Where a session takes its connection slot. The default holds slots in this
+ * process; a distributed job queue plugs in one shared by every worker
+ * (leases in Redis), so that the cap holds across machines.
+ */
+export interface ConnectionSlots {
+  /** Resolves with a release function once fewer than `limit` connections to `key` are open. */
+  acquire(key: string, limit: number): Promise<() => void>;
+  /**
+   * The server throttled `key` for `ms`: every holder of its slots waits that
+   * long, not only the session that was told (the session calls it when the
+   * reply arrives, and waits with the others through `whenOpen`).
+   */
+  pause?(key: string, ms: number): Promise<void>;
+  /** Resolves once `key` is not paused (at once when it is not). */
+  whenOpen?(key: string): Promise<void>;
+}
+
+/** Slots held in this process only. */
+export const processConnectionSlots: ConnectionSlots = { acquire: acquireConnectionSlot };
+
 export function connectionKey(host: string, port: number, mailbox: string): string {
   return `${host.toLowerCase()}:${port}/${mailbox.toLowerCase()}`;
 }

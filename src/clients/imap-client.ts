@@ -28,6 +28,11 @@ export interface ImapClientOptions {
   logger?: Logger;
   /** @default 30_000 */
   connectTimeoutMs?: number;
+  /**
+   * Told at once when the server throttles a command (imapflow then waits
+   * before it gives the command back), with the wait the server suggests.
+   */
+  onThrottle?: (suggestedMs: number) => void;
 }
 
 /** What imapflow puts on the errors it throws. */
@@ -74,6 +79,26 @@ export interface ImapConnectionOptions {
   logFields: Record<string, string>;
   /** Our error for what imapflow threw while connecting and logging in. */
   toError: (error: unknown) => MailbridgeError;
+  onThrottle?: ((suggestedMs: number) => void) | undefined;
+}
+
+/**
+ * imapflow says it met a throttling reply only in its log, before it waits:
+ * a logger that hears that line and nothing else.
+ */
+function throttleListener(onThrottle: (suggestedMs: number) => void) {
+  const ignore = () => {};
+  return {
+    debug: ignore,
+    info: ignore,
+    error: ignore,
+    fatal: ignore,
+    warn(entry: { msg?: string; throttleDelay?: number }) {
+      if (entry?.msg === 'Throttling detected' && typeof entry.throttleDelay === 'number') {
+        onThrottle(entry.throttleDelay);
+      }
+    },
+  };
 }
 
 /**
@@ -90,7 +115,7 @@ export async function openImapConnection(options: ImapConnectionOptions): Promis
     ...servername(options.host),
     auth: options.auth,
     tls: { minVersion: 'TLSv1.2', ...trustOptions(options.extraCaCertificates) },
-    logger: false,
+    logger: options.onThrottle ? throttleListener(options.onThrottle) : false,
     disableAutoIdle: true,
     connectionTimeout: options.connectTimeoutMs ?? 30_000,
   });
@@ -125,6 +150,7 @@ export async function connectImap(
     auth: { user: options.mailbox, accessToken: token.accessToken },
     extraCaCertificates: config.extraCaCertificates,
     connectTimeoutMs: options.connectTimeoutMs,
+    onThrottle: options.onThrottle,
     logger,
     logFields: { mailbox: options.mailbox },
     toError: (error) => imapErrorToMailbridge(error, { config, mailbox: options.mailbox, token }),

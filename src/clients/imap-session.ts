@@ -13,9 +13,10 @@ import {
 } from '../errors.js';
 import { type LogFields, type Logger, silentLogger } from '../log/logger.js';
 import {
-  acquireConnectionSlot,
+  type ConnectionSlots,
   connectionKey,
   DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+  processConnectionSlots,
 } from './connection-limit.js';
 import { connectImap, type ImapFlowErrorFields, imapErrorToMailbridge } from './imap-client.js';
 import { classifySessionFailure, nextSessionDelay, type SessionFailure } from './session-policy.js';
@@ -27,6 +28,11 @@ export interface ImapSessionOptions {
   logger?: Logger;
   /** Connections to one mailbox open at once, across the process. @default 8 */
   maxConnections?: number;
+  /**
+   * Where the slots of `maxConnections` are held: in this process by default;
+   * a job queue shares them between its workers.
+   */
+  connectionSlots?: ConnectionSlots;
   /** Failed attempts of one operation before it gives up. @default 6 */
   maxAttempts?: number;
   /** First back-off after a dropped connection; doubles per attempt. @default 500 */
@@ -92,8 +98,8 @@ export interface ImapLogin {
 
 export interface LoginSessionOptions
   extends Pick<ImapSessionOptions, 'logger' | 'maxAttempts' | 'baseDelayMs' | 'maxThrottleWaitMs'> {
-  /** Holds one of `limit` connection slots under `key` while connected. */
-  slot?: { key: string; limit: number };
+  /** Holds one of `limit` connection slots under `key` while connected, from `slots`. */
+  slot?: { key: string; limit: number; slots?: ConnectionSlots };
 }
 
 /**
@@ -110,6 +116,12 @@ export function createImapSession(
   const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
   const marginMs = options.reconnectMarginMs ?? 120_000;
   const mailbox = options.mailbox;
+  const key = connectionKey(config.imap.host, config.imap.port, mailbox);
+  const shared = options.connectionSlots;
+  // Every session on this mailbox, in any worker, waits out a throttling reply with this one.
+  const onThrottle = shared?.pause
+    ? (ms: number) => void shared.pause?.(key, ms).catch(() => {})
+    : undefined;
   let token: AccessToken | undefined;
   return createLoginSession(
     {
@@ -117,7 +129,11 @@ export function createImapSession(
       logFields: { mailbox },
       async connect() {
         token = await provider.getToken();
-        const client = await connectImap(config, { mailbox, logger }, token);
+        const client = await connectImap(
+          config,
+          { mailbox, logger, ...(onThrottle ? { onThrottle } : {}) },
+          token,
+        );
         const life = token.expiresOn.getTime() - Date.now();
         return {
           client,
@@ -141,8 +157,9 @@ export function createImapSession(
     {
       ...options,
       slot: {
-        key: connectionKey(config.imap.host, config.imap.port, mailbox),
+        key,
         limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+        ...(options.connectionSlots ? { slots: options.connectionSlots } : {}),
       },
     },
   );
@@ -155,6 +172,8 @@ export function createLoginSession(login: ImapLogin, options: LoginSessionOption
   const baseDelayMs = options.baseDelayMs ?? 500;
   const maxThrottleWaitMs = options.maxThrottleWaitMs ?? 600_000;
   const stats: ImapSessionStats = { connects: 0, tokenRenewals: 0, retries: 0, throttledMs: 0 };
+  const slot = options.slot;
+  const slots = slot?.slots ?? processConnectionSlots;
 
   let client: ImapFlow | undefined;
   let renewAt = Number.POSITIVE_INFINITY;
@@ -176,7 +195,7 @@ export function createLoginSession(login: ImapLogin, options: LoginSessionOption
   };
 
   const connect = async (): Promise<ImapFlow> => {
-    if (options.slot) release ??= await acquireConnectionSlot(options.slot.key, options.slot.limit);
+    if (slot) release ??= await slots.acquire(slot.key, slot.limit);
     const opened = await login.connect();
     const fresh = opened.client;
     stats.connects++;
@@ -214,6 +233,8 @@ export function createLoginSession(login: ImapLogin, options: LoginSessionOption
     for (let attempt = 1; ; attempt++) {
       let failure: SessionFailure;
       try {
+        // Another worker may have been throttled on this mailbox: wait with it.
+        if (slot) await slots.whenOpen?.(slot.key);
         return await operation(await live());
       } catch (error) {
         failure = classifySessionFailure(

@@ -247,3 +247,11 @@ export function readNetworkEnvironment(env: Environment = process.env): NetworkE
     ...(nodeExtraCaCerts ? { nodeExtraCaCerts } : {}),
   };
 }
+
+/**
+ * `MAILBRIDGE_REDIS_URL`: the job queue's Redis, password included. Read
+ * here rather than from a flag: argv is visible to every user in `ps`.
+ */
+export function readRedisUrlEnvironment(env: Environment = process.env): string | undefined {
+  return readVariable(env, 'MAILBRIDGE_REDIS_URL');
+}

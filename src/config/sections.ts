@@ -159,7 +159,18 @@ export const queueSectionSchema = sectionMapping(
         ),
       ),
     ),
+    /** Mailboxes one worker archives at once (`worker --concurrency` wins). */
     concurrency: v.optional(count(1, 100)),
+    /** Connections to one mailbox open at once across every worker: the shared budget. */
+    connectionsPerMailbox: v.optional(count(1, 16)),
+    /** Runs of a job before it is marked failed. */
+    attempts: v.optional(count(1, 100)),
+    /**
+     * How long a job's lock (and a connection lease) outlives a worker that
+     * stopped renewing it: the time before a killed worker's jobs and
+     * connections go to the others.
+     */
+    lockDuration: v.optional(duration),
   },
   `${FIELD} must be a mapping of settings.`,
 );

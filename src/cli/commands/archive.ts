@@ -24,6 +24,7 @@ import { formatBytes } from '../../util/format.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
 import { type CliIo, writeJson, writeLine } from '../output.js';
+import { enqueueArchive, QUEUE_FLAG } from './jobs.js';
 
 /** Seconds between progress log lines when stderr is not a terminal. */
 const LOG_INTERVAL_MS = 10_000;
@@ -67,7 +68,7 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'archive mailboxes as .eml files with a manifest; incremental and crash-safe',
   usage:
-    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR|URL [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--json]',
+    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR|URL [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--queue URL] [--json]',
   usesSettings: true,
   flags: [
     {
@@ -126,6 +127,10 @@ export const archiveCommand: Command = {
       value: 'N',
       help: `mailboxes archived at once (default ${DEFAULT_ARCHIVE_CONCURRENCY})`,
     },
+    {
+      ...QUEUE_FLAG,
+      help: 'enqueue one job per mailbox for `mailbridge worker` instead; print the run id',
+    },
     { name: 'json', type: 'boolean', help: 'print the summary and per-mailbox results as JSON' },
   ],
   details: [
@@ -178,6 +183,17 @@ export const archiveCommand: Command = {
       '--concurrency',
       DEFAULT_ARCHIVE_CONCURRENCY,
     );
+    if (typeof args.values.queue === 'string') {
+      return enqueueArchive(args, io, {
+        mailboxes,
+        outDir: resolve(out),
+        folders: strings(args.values.folder),
+        exclude: strings(args.values.exclude),
+        ...(since ? { since: since.toISOString().slice(0, 10) } : {}),
+        allowEmpty: args.values['allow-empty'] === true,
+        repair: args.values.repair === true,
+      });
+    }
     const config = await loadConfig();
 
     const controller = new AbortController();

@@ -42,7 +42,7 @@ export interface ArchiveMailboxOptions {
   /** Passed to the long-session helper. */
   session?: Pick<
     ImapSessionOptions,
-    'maxAttempts' | 'baseDelayMs' | 'maxThrottleWaitMs' | 'reconnectMarginMs'
+    'maxAttempts' | 'baseDelayMs' | 'maxThrottleWaitMs' | 'reconnectMarginMs' | 'connectionSlots'
   >;
   /** How messages are grouped into FETCH commands. */
   fetch?: Partial<FetchLimits> & {

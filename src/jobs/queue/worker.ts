@@ -1,0 +1,197 @@
+/**
+ * A worker: takes archive jobs from the queue, `concurrency` at a time, and
+ * runs each as the archive job's own crash-safe run of one mailbox. So a job
+ * retried after its worker died continues from that run's checkpoint (the
+ * manifest), and fetches again only the messages that were in flight.
+ *
+ * Connections to a mailbox are leased from Redis (connection-leases.ts), so
+ * the per-mailbox budget holds across every worker. A stop (`signal`, SIGTERM
+ * in the CLI) ends each run between two messages with what it fetched
+ * recorded, and puts its job back in the queue for any worker.
+ */
+import { hostname } from 'node:os';
+import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { createTokenProvider } from '../../auth/token-provider.js';
+import type { MailbridgeConfig } from '../../config/types.js';
+import { ConfigurationError, MailbridgeError } from '../../errors.js';
+import type { Logger } from '../../log/logger.js';
+import { archiveMailbox } from '../archive/index.js';
+import { createConnectionLeases } from './connection-leases.js';
+import {
+  ARCHIVE_QUEUE,
+  type ArchiveJobData,
+  type ArchiveJobProgress,
+  type ArchiveJobResult,
+  failureReason,
+} from './job-data.js';
+import { connectForWorker, KEY_PREFIX } from './redis.js';
+import type { QueueSettings } from './settings.js';
+
+/** How often a job's progress is written to Redis. */
+const PROGRESS_INTERVAL_MS = 1_000;
+/**
+ * Times a job may lose its worker (killed, or cut from Redis longer than the
+ * lock) before it is failed: enough for a rolling restart of the workers.
+ */
+const MAX_STALLED = 5;
+
+export interface ArchiveWorkerOptions {
+  settings: QueueSettings;
+  /** Mailboxes at once. */
+  concurrency: number;
+  logger: Logger;
+  /** Aborted: stop taking jobs, interrupt the running ones and hand them back. */
+  signal: AbortSignal;
+  /** Shown in `jobs status`. @default host:pid */
+  name?: string;
+}
+
+export interface ArchiveWorkerSummary {
+  name: string;
+  completed: number;
+  failed: number;
+  /** Jobs put back in the queue at the stop. */
+  returned: number;
+}
+
+/** Runs jobs until `signal` is aborted; resolves once every job it held is finished or back in the queue. */
+export async function runArchiveWorker(
+  config: MailbridgeConfig,
+  options: ArchiveWorkerOptions,
+): Promise<ArchiveWorkerSummary> {
+  const { settings, logger, signal } = options;
+  const name = options.name ?? `${hostname()}:${process.pid}`;
+  const redis = connectForWorker(settings, logger);
+  const leases = createConnectionLeases(redis, { leaseMs: settings.lockDurationMs, logger });
+  const tokenProvider = createTokenProvider(config, { logger });
+  const summary: ArchiveWorkerSummary = { name, completed: 0, failed: 0, returned: 0 };
+
+  const processor = async (job: Job, token?: string): Promise<ArchiveJobResult> => {
+    const data = job.data as ArchiveJobData;
+    let reported = 0;
+    const report = (counts: { messages: number; bytes: number; estimatedMessages: number }) => {
+      const now = Date.now();
+      if (now - reported < PROGRESS_INTERVAL_MS) return;
+      reported = now;
+      const progress: ArchiveJobProgress = {
+        worker: name,
+        messages: counts.messages,
+        bytes: counts.bytes,
+        expected: counts.estimatedMessages,
+      };
+      job.updateProgress(progress).catch(() => {});
+    };
+    report({ messages: 0, bytes: 0, estimatedMessages: 0 });
+    logger.log('info', 'queue: job started', { job: job.id, mailbox: data.mailbox, worker: name });
+    let result: Awaited<ReturnType<typeof archiveMailbox>>;
+    try {
+      result = await archiveMailbox(config, {
+        mailbox: data.mailbox,
+        outDir: data.outDir,
+        folders: data.folders,
+        exclude: data.exclude,
+        ...(data.since ? { since: new Date(`${data.since}T00:00:00Z`) } : {}),
+        allowEmpty: data.allowEmpty,
+        repair: data.repair,
+        tokenProvider,
+        logger,
+        signal,
+        maxConnections: settings.connectionsPerMailbox,
+        session: { connectionSlots: leases },
+        onProgress: (event) => report(event.counts),
+      });
+    } catch (error) {
+      throw asJobFailure(error, data.mailbox);
+    }
+    if (result.interrupted) {
+      // Back in the queue for any worker, without counting as a failed attempt.
+      await job.moveToWait(token);
+      summary.returned++;
+      logger.log('info', 'queue: job returned to the queue', {
+        job: job.id,
+        mailbox: data.mailbox,
+      });
+      throw new WaitingError();
+    }
+    if (!result.ok) {
+      const failed = result.folders.find((f) => f.status === 'failed');
+      const code = failed?.error?.code ?? 'ARCHIVE_FAILED';
+      const message = failed
+        ? `folder ${failed.folder}: ${failed.error?.message ?? 'failed'}`
+        : `${result.unrepairable.length} damaged file(s) could not be fetched again`;
+      throw new Error(failureReason(code, `Archiving ${data.mailbox}: ${message}`));
+    }
+    return {
+      worker: name,
+      messagesNew: result.messagesNew,
+      bytesNew: result.bytesNew,
+      messagesTotal: result.messagesTotal,
+      bytesTotal: result.bytesTotal,
+      folders: result.folders.length,
+      durationMs: result.durationMs,
+    };
+  };
+
+  const worker = new Worker(ARCHIVE_QUEUE, processor, {
+    connection: redis,
+    prefix: KEY_PREFIX,
+    concurrency: options.concurrency,
+    name,
+    lockDuration: settings.lockDurationMs,
+    stalledInterval: settings.lockDurationMs,
+    maxStalledCount: MAX_STALLED,
+    autorun: false,
+  });
+  worker.on('completed', (job) => {
+    summary.completed++;
+    logger.log('info', 'queue: job done', { job: job.id, mailbox: job.data.mailbox });
+  });
+  worker.on('failed', (job, error) => {
+    if (error instanceof WaitingError || error.name === 'WaitingError') return;
+    summary.failed++;
+    logger.log('warn', 'queue: job failed', {
+      job: job?.id,
+      mailbox: job?.data.mailbox,
+      attempts: job?.attemptsMade,
+      error: error.message,
+    });
+  });
+  worker.on('error', (error) => {
+    logger.log('warn', 'queue: worker error', { error: error.message });
+  });
+
+  const stopped = new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  const running = worker.run();
+  logger.log('info', 'queue: worker started', {
+    worker: name,
+    redis: settings.shownUrl,
+    concurrency: options.concurrency,
+  });
+  await Promise.race([stopped, running]);
+  // close() stops taking jobs and waits for the running ones, which the signal has interrupted.
+  await worker.close();
+  await running.catch(() => {});
+  await leases.close();
+  await redis.quit().catch(() => redis.disconnect());
+  return summary;
+}
+
+/**
+ * A failure as BullMQ keeps it, its code in front. Settings problems do not
+ * mend by waiting: they fail the job at once instead of using its attempts.
+ */
+function asJobFailure(error: unknown, mailbox: string): Error {
+  if (!(error instanceof MailbridgeError)) {
+    return new Error(
+      failureReason(
+        'ARCHIVE_FAILED',
+        `Archiving ${mailbox}: ${String((error as Error).message ?? error)}`,
+      ),
+    );
+  }
+  const reason = failureReason(error.code, error.message);
+  return error instanceof ConfigurationError ? new UnrecoverableError(reason) : new Error(reason);
+}

@@ -1,0 +1,230 @@
+/**
+ * A real Redis for queue tests: Debian's `redis-server` (7.0) on 127.0.0.1
+ * and a free port, its whole state (AOF included) in one temporary folder.
+ * AOF with `appendfsync always`, as the README's examples set it up, so a
+ * restart — even after SIGKILL — loses no acknowledged write: the tests of
+ * "Redis restarted mid-run" rely on that.
+ *
+ * Like the Dovecot harness (mail-servers.ts): the server leads its own
+ * process group, and a watchdog shell kills it and removes the folder when
+ * the test process dies without cleaning up.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RedisServerOptions {
+  /** `requirepass`: clients must AUTH with it. @default none */
+  password?: string;
+}
+
+export interface RedisServer {
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  /** `redis://127.0.0.1:PORT/0`, without the password (give that through the environment). */
+  readonly url: string;
+  readonly dir: string;
+  /**
+   * Stops the server and starts it again on the same port from its AOF.
+   * `kill`: SIGKILL instead of a clean SHUTDOWN. `downMs`: how long it stays down.
+   */
+  restart(options?: { kill?: boolean; downMs?: number }): Promise<void>;
+  /** The server's log, for the message of a failing test. */
+  log(): string;
+  /** Stops the server and removes the folder. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 5_000;
+const SERVER_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'mailbridge-redis-'));
+  const port = await freePort();
+  const config = join(dir, 'redis.conf');
+  writeFileSync(
+    config,
+    [
+      'bind 127.0.0.1',
+      `port ${port}`,
+      `dir ${dir}`,
+      `logfile ${join(dir, 'redis.log')}`,
+      'daemonize no',
+      'protected-mode yes',
+      'appendonly yes',
+      'appendfsync always',
+      'save ""',
+      // BullMQ's requirement: keys with a TTL or not, never evicted.
+      'maxmemory-policy noeviction',
+      ...(options.password ? [`requirepass ${options.password}`] : []),
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  const server = new RunningRedis(dir, port, config);
+  try {
+    await server.start();
+    return server;
+  } catch (error) {
+    const log = server.log();
+    await server.stop();
+    if (error instanceof Error && log) error.message += `\n--- redis log ---\n${log}`;
+    throw error;
+  }
+}
+
+class RunningRedis implements RedisServer {
+  readonly host = '127.0.0.1';
+  private child: ChildProcess | undefined;
+  private watchdog: ChildProcess | undefined;
+  private stopped = false;
+  private readonly onExit = () => this.killNow();
+
+  constructor(
+    readonly dir: string,
+    readonly port: number,
+    private readonly config: string,
+  ) {
+    process.on('exit', this.onExit);
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  async start(): Promise<void> {
+    const output = openSync(join(this.dir, 'output.log'), 'a');
+    try {
+      const child = spawn('redis-server', [this.config], {
+        detached: true,
+        stdio: ['ignore', output, output],
+        env: SERVER_ENV,
+      });
+      child.on('error', () => {});
+      this.child = child;
+    } finally {
+      closeSync(output);
+    }
+    this.startWatchdog();
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    const child = this.child;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(
+          `redis-server exited during start-up (${child.exitCode ?? child.signalCode})`,
+        );
+      }
+      if (await answersPing(this.port)) return;
+      await delay(25);
+    }
+    throw new Error(`redis-server was not ready after ${READY_TIMEOUT_MS} ms`);
+  }
+
+  async restart(options: { kill?: boolean; downMs?: number } = {}): Promise<void> {
+    await this.halt(options.kill === true);
+    if (options.downMs) await delay(options.downMs);
+    await this.start();
+  }
+
+  log(): string {
+    try {
+      return readFileSync(join(this.dir, 'redis.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.halt(true);
+    process.off('exit', this.onExit);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** SIGTERM makes Redis flush the AOF and exit; SIGKILL is a crash. */
+  private async halt(kill: boolean): Promise<void> {
+    const child = this.child;
+    if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
+    this.watchdog = undefined;
+    if (!child?.pid) return;
+    const exited =
+      child.exitCode !== null || child.signalCode !== null
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    signalGroup(child, kill ? 'SIGKILL' : 'SIGTERM');
+    await Promise.race([exited, delay(STOP_TIMEOUT_MS)]);
+    signalGroup(child, 'SIGKILL');
+    await Promise.race([exited, delay(STOP_TIMEOUT_MS)]);
+    this.child = undefined;
+  }
+
+  private killNow(): void {
+    if (this.child) signalGroup(this.child, 'SIGKILL');
+    if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Kills the server and removes the folder when the test process dies without stop(). */
+  private startWatchdog(): void {
+    const group = this.child?.pid;
+    if (!group) return;
+    const script =
+      'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -9 "-$3" 2>/dev/null; rm -rf "$2"';
+    this.watchdog = spawn(
+      'sh',
+      ['-c', script, 'mailbridge-redis-watchdog', String(process.pid), this.dir, String(group)],
+      { detached: true, stdio: 'ignore', env: SERVER_ENV },
+    );
+    this.watchdog.on('error', () => {});
+    this.watchdog.unref();
+  }
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/**
+ * Whether Redis answers PING as a server that has loaded its data: `+PONG`,
+ * or `-NOAUTH` with a password set. `-LOADING` while it reads the AOF.
+ */
+function answersPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let reply = '';
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (data) => {
+      reply += data.toString('latin1');
+      if (!reply.includes('\r\n')) return;
+      socket.destroy();
+      resolve(/^(\+PONG|-NOAUTH)/.test(reply));
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** A port the kernel hands out for port 0, released again (start-up fails loudly if taken). */
+function freePort(): Promise<number> {
+  const server = createServer();
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,224 @@
+/**
+ * Shared by the queue tests: Dovecot and the token service (test/helpers),
+ * a real Redis with a password, mailboxes seeded straight into Dovecot, the
+ * built CLI's `worker` as child processes, and what Dovecot itself says
+ * about the sessions (its logout lines, `doveadm who`).
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ImapFlow } from 'imapflow';
+import { createImapClient, loadConfig } from '../../../src/index.js';
+import { readManifest } from '../../../src/jobs/archive/manifest.js';
+import { mailboxDirName } from '../../../src/jobs/archive/paths.js';
+import { appEnvironment } from '../../helpers/app-env.js';
+import {
+  EXCHANGE_AUDIENCE,
+  IMAP_ROLE,
+  type MailServers,
+  startMailServers,
+} from '../../helpers/mail-servers.js';
+import { type RedisServer, startRedisServer } from '../../helpers/redis-server.js';
+import { CLI_PATH, type CliResult, cliEnv, runCli } from '../../helpers/run-cli.js';
+import { startTokenService, type TokenService } from '../../helpers/token-service.js';
+
+export const REDIS_PASSWORD = 'queue-test-secret';
+
+export interface QueueTestEnv {
+  service: TokenService;
+  servers: MailServers;
+  redis: RedisServer;
+  /** App settings and MAILBRIDGE_REDIS_URL (with the password): what a worker machine sets. */
+  env: Record<string, string>;
+  /** `--queue`: the server without its password. */
+  queueUrl: string;
+  /** A config file with a `queue:` section. */
+  configFile(queue: Record<string, unknown>): Promise<string>;
+  direct(mailbox: string): Promise<ImapFlow>;
+  cli(args: string[], options?: { timeoutMs?: number }): Promise<CliResult>;
+  startWorker(args: string[]): Worker;
+  close(): Promise<void>;
+}
+
+export interface Worker {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+export async function startQueueTestEnv(mailboxes: readonly string[]): Promise<QueueTestEnv> {
+  const service = await startTokenService();
+  const servers = await startMailServers({ tokenService: service });
+  const redis = await startRedisServer({ password: REDIS_PASSWORD });
+  const dir = await mkdtemp(join(tmpdir(), 'mailbridge-queue-test-'));
+  const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
+  for (const mailbox of mailboxes) await servers.grantMailbox(app.clientId, mailbox);
+  const env = {
+    ...appEnvironment(service, app, { imap: servers.imap }),
+    MAILBRIDGE_REDIS_URL: `redis://:${REDIS_PASSWORD}@127.0.0.1:${redis.port}/0`,
+  };
+  const config = await loadConfig({ env });
+  const workers: Worker[] = [];
+  let files = 0;
+  return {
+    service,
+    servers,
+    redis,
+    env,
+    queueUrl: redis.url,
+    async configFile(queue) {
+      const file = join(dir, `config-${++files}.json`);
+      await writeFile(file, JSON.stringify({ queue }), { mode: 0o600 });
+      return file;
+    },
+    direct: (mailbox) => createImapClient(config, { mailbox }),
+    cli: (args, options = {}) => runCli(args, env, { timeoutMs: options.timeoutMs ?? 30_000 }),
+    startWorker(args) {
+      const child = spawn(process.execPath, [CLI_PATH, 'worker', ...args], {
+        env: cliEnv(env),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        output += d;
+      });
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        output += d;
+      });
+      const exited = new Promise<number | null>((resolve) =>
+        child.on('close', (code) => resolve(code)),
+      );
+      const worker = { child, output: () => output, exited };
+      workers.push(worker);
+      return worker;
+    },
+    async close() {
+      for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
+      await Promise.all(workers.map((w) => w.exited));
+      await redis.stop();
+      await servers.stop();
+      await service.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `count` plain messages of about 1-2 KB, each different. */
+export async function seedMailbox(
+  client: ImapFlow,
+  mailbox: string,
+  folders: Record<string, number>,
+): Promise<void> {
+  for (const [folder, count] of Object.entries(folders)) {
+    if (folder !== 'INBOX') await client.mailboxCreate(folder);
+    for (let i = 0; i < count; i++) {
+      await client.append(
+        folder,
+        [
+          `From: sender${i}@fabrikam.example`,
+          `To: ${mailbox}`,
+          `Subject: ${folder} ${i}`,
+          `Message-ID: <${i}.${folder}.${mailbox}>`,
+          'Date: Mon, 1 Apr 2024 09:00:00 +0200',
+          '',
+          `Message ${i} of ${folder} for ${mailbox}.`,
+          'y'.repeat(500 + ((i * 53) % 1500)),
+          '',
+        ].join('\r\n'),
+      );
+    }
+  }
+}
+
+/** Per folder: SHA-256 over each message's SHA-256 in UID order, and the count, as the server has them. */
+export async function serverFolderHashes(
+  client: ImapFlow,
+): Promise<Map<string, { count: number; sha256: string }>> {
+  const out = new Map<string, { count: number; sha256: string }>();
+  for (const folder of await client.list()) {
+    if ([...folder.flags].some((f) => /^\\(noselect|nonexistent)$/i.test(f))) continue;
+    const status = await client.mailboxOpen(folder.path, { readOnly: true });
+    const hashes: [number, string][] = [];
+    if (status.exists > 0) {
+      for await (const m of client.fetch('1:*', { uid: true, source: true })) {
+        hashes.push([
+          m.uid,
+          createHash('sha256')
+            .update(m.source as Buffer)
+            .digest('hex'),
+        ]);
+      }
+    }
+    out.set(folder.path, digest(hashes));
+  }
+  return out;
+}
+
+/** The same from an archive: each file's SHA-256 as it is on disk, by the manifest's UIDs. */
+export async function archiveFolderHashes(
+  outDir: string,
+  mailbox: string,
+): Promise<Map<string, { count: number; sha256: string }>> {
+  const dir = join(outDir, mailboxDirName(mailbox));
+  const byFolder = new Map<string, [number, string][]>();
+  const records: { folder: string; uid: number; path: string }[] = [];
+  await readManifest(join(dir, 'manifest.jsonl'), (r) => records.push(r));
+  for (const r of records) {
+    const bytes = await readFile(join(dir, ...r.path.split('/')));
+    const list = byFolder.get(r.folder) ?? [];
+    list.push([r.uid, createHash('sha256').update(bytes).digest('hex')]);
+    byFolder.set(r.folder, list);
+  }
+  return new Map([...byFolder].map(([folder, list]) => [folder, digest(list)]));
+}
+
+function digest(list: [number, string][]): { count: number; sha256: string } {
+  const hash = createHash('sha256');
+  for (const [uid, sha] of list.sort((a, b) => a[0] - b[0])) hash.update(`${uid} ${sha}\n`);
+  return { count: list.length, sha256: hash.digest('hex') };
+}
+
+/** Bodies Dovecot served (`body_count=` of its logout lines), in total so far. */
+export async function bodiesFetched(servers: MailServers): Promise<number> {
+  const log = await servers.logs();
+  let total = 0;
+  for (const m of log.matchAll(/\bbody_count=(\d+)/g)) total += Number(m[1]);
+  return total;
+}
+
+/** Sessions per user Dovecot holds now, from `doveadm who`. */
+export function sessionsNow(servers: MailServers): Promise<Map<string, number>> {
+  return new Promise((resolve) => {
+    execFile(
+      'doveadm',
+      ['-c', join(servers.dir, 'dovecot', 'dovecot.conf'), 'who', '-1'],
+      (error, stdout) => {
+        const counts = new Map<string, number>();
+        if (!error) {
+          for (const line of stdout.split('\n').slice(1)) {
+            const user = line.trim().split(/\s+/)[0];
+            if (user) counts.set(user, (counts.get(user) ?? 0) + 1);
+          }
+        }
+        resolve(counts);
+      },
+    );
+  });
+}
+
+export function waitUntil(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return (async () => {
+    while (Date.now() < deadline) {
+      if (await check()) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  })();
+}
