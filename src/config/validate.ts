@@ -23,6 +23,7 @@ import {
   CLOUDS,
   type CloudName,
   DEFAULT_IMAP_PORT,
+  DEFAULT_POP_PORT,
   DEFAULT_SMTP_PORT,
   GRAPH_RESOURCES,
 } from './clouds.js';
@@ -66,6 +67,7 @@ export const SETTING_KEYS = [
   'scope',
   'imap',
   'smtp',
+  'pop',
   'caFile',
 ] as const;
 
@@ -134,8 +136,10 @@ const cloudSchema = v.nullish(
   ),
 );
 
-/** `imap:` or `smtp:`: a host name and a port, each optional. */
-function endpointSchema(section: 'imap' | 'smtp', defaultHost: string, defaultPort: number) {
+type EndpointSection = 'imap' | 'smtp' | 'pop';
+
+/** `imap:`, `smtp:` or `pop:`: a host name and a port, each optional. */
+function endpointSchema(section: EndpointSection, defaultHost: string, defaultPort: number) {
   return v.nullish(
     mapping(
       {
@@ -211,6 +215,7 @@ export function settingsSchema(cloud: CloudName) {
       ),
       imap: endpointSchema('imap', profile.imapHost, DEFAULT_IMAP_PORT),
       smtp: endpointSchema('smtp', profile.smtpHost, DEFAULT_SMTP_PORT),
+      pop: endpointSchema('pop', profile.imapHost, DEFAULT_POP_PORT),
       caFile: optionalText,
     },
     {
@@ -312,7 +317,7 @@ export async function validateSettings(
       : checkScope(scopeSetting, cloud, named('scope')).warning;
   if (scopeWarning) warnings.push(scopeWarning);
 
-  const endpoint = (section: 'imap' | 'smtp', host: string, port: number): Endpoint => {
+  const endpoint = (section: EndpointSection, host: string, port: number): Endpoint => {
     const given = isPlainObject(read[section]) ? read[section] : undefined;
     const hostOk = !parsed.ok && parsed.invalid(`${section}.host`) ? undefined : given?.host;
     const portOk = !parsed.ok && parsed.invalid(`${section}.port`) ? undefined : given?.port;
@@ -320,6 +325,7 @@ export async function validateSettings(
   };
   const imap = endpoint('imap', profile.imapHost, DEFAULT_IMAP_PORT);
   const smtp = endpoint('smtp', profile.smtpHost, DEFAULT_SMTP_PORT);
+  const pop = endpoint('pop', profile.imapHost, DEFAULT_POP_PORT);
 
   // Files: checked even when other settings are wrong, so that one run shows everything.
   let certificateCredential: Credential | undefined;
@@ -394,6 +400,7 @@ export async function validateSettings(
     scope,
     imap,
     smtp,
+    pop,
     ...(caFile && extraCaCertificates ? { caFile, extraCaCertificates } : {}),
     ...('proxy' in proxy && proxy.proxy ? { proxy: proxy.proxy } : {}),
     warnings,
