@@ -113,7 +113,7 @@ export type {
   RelaySettings,
 } from './jobs/relay/config.js';
 export type { DeliveryTransport } from './jobs/relay/delivery.js';
-export { hashPassword, parsePasswordHash, verifyPassword } from './jobs/relay/password.js';
+export { hashPassword, parsePasswordHash, verifyPassword } from './jobs/listener/password.js';
 export type { DeliveryRecord, SpoolEnvelope } from './jobs/relay/spool.js';
 
 // Errors
