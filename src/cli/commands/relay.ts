@@ -321,7 +321,7 @@ function summary(e: SpoolEnvelope): Record<string, unknown> {
  * Handles the signals from now on: `first` resolves with the first to come;
  * `release` gives them back to their default. SIGTERM handling lives in the CLI only.
  */
-function catchSignals(signals: NodeJS.Signals[]): {
+export function catchSignals(signals: NodeJS.Signals[]): {
   first: Promise<NodeJS.Signals>;
   release(): void;
 } {

@@ -17,6 +17,7 @@ import {
   startTokenService,
   type TokenService,
 } from '../../helpers/token-service.js';
+import { appToken } from './fixture.js';
 import { runTool } from './tools.js';
 
 const MAILBOX = 'scanner@contoso.example';
@@ -35,19 +36,7 @@ afterAll(async () => {
   await service?.close();
 });
 
-async function token(client: RegisteredApp): Promise<string> {
-  const res = await fetch(service.tokenEndpoint(client.tenantId), {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_id: client.clientId,
-      client_secret: client.secret ?? '',
-      scope: `${EXCHANGE_AUDIENCE}/.default`,
-    }).toString(),
-  });
-  return ((await res.json()) as { access_token: string }).access_token;
-}
+const token = (client: RegisteredApp) => appToken(service, client);
 
 function curlPop(user: string, bearer: string) {
   const pop3 = servers.pop3 as { host: string; port: number };
