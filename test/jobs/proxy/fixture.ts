@@ -51,8 +51,11 @@ export interface ProxyFixture {
   tls: { cert: string; key: string };
   hashes: { alice: string; bob: string };
   logs: LogLine[];
-  /** Starts a proxy with the fixture's users and TLS, plus `section`'s keys. */
-  start(section?: Record<string, unknown>): Promise<ProxyHandle>;
+  /** Starts a proxy with the fixture's users and TLS, plus `section`'s keys (and `config`'s). */
+  start(
+    section?: Record<string, unknown>,
+    config?: Partial<MailbridgeConfig>,
+  ): Promise<ProxyHandle>;
   /** An IMAP client straight to Dovecot, logged in with the app's token. */
   direct(mailbox: string): Promise<ImapFlow>;
   token(): Promise<string>;
@@ -83,9 +86,11 @@ export async function startFixture(
   const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
   writeFileSync(tls.cert, issued.certificatePem);
   writeFileSync(tls.key, issued.keys.privateKeyPem, { mode: 0o600 });
+  // The cheapest scrypt the proxy accepts: the tests are about the proxy, not the hash's cost.
+  const cheap = { ln: 10, r: 8, p: 1 };
   const hashes = {
-    alice: await hashPassword(ALICE.password),
-    bob: await hashPassword(BOB.password),
+    alice: await hashPassword(ALICE.password, cheap),
+    bob: await hashPassword(BOB.password, cheap),
   };
   const logs: LogLine[] = [];
   const logger: Logger = {
@@ -104,7 +109,7 @@ export async function startFixture(
     tls,
     hashes,
     logs,
-    async start(section = {}) {
+    async start(section = {}, overrides = {}) {
       const settings = parseProxySettings({
         imap: { listen: ['127.0.0.1:0', 'imaps://127.0.0.1:0'] },
         pop3: { listen: ['127.0.0.1:0', 'pop3s://127.0.0.1:0'] },
@@ -120,7 +125,7 @@ export async function startFixture(
         authPenalty: { initial: '200ms', max: '2s' },
         ...section,
       });
-      const proxy = await startProxy(config, { settings, logger });
+      const proxy = await startProxy({ ...config, ...overrides }, { settings, logger });
       proxies.push(proxy);
       return proxy;
     },
