@@ -12,7 +12,16 @@ import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ProxyHandle } from '../../../src/jobs/proxy/proxy.js';
 import { testCaPath } from '../../helpers/test-ca.js';
-import { ALICE, ALICE_MAILBOX, BOB, type ProxyFixture, seed, startFixture } from './fixture.js';
+import {
+  ALICE,
+  ALICE_MAILBOX,
+  BOB,
+  listenerPort,
+  type ProxyFixture,
+  seed,
+  showLogs,
+  startFixture,
+} from './fixture.js';
 import { runTool } from './tools.js';
 
 let fx: ProxyFixture;
@@ -27,18 +36,10 @@ afterAll(async () => {
   await fx?.stop();
 });
 afterEach((context) => {
-  if (context.task.result?.state === 'fail') {
-    console.log(JSON.stringify(fx.logs.slice(-20), null, 1));
-  }
+  if (context.task.result?.state === 'fail') return showLogs(fx);
 });
 
-function port(handle: ProxyHandle, protocol: 'imap' | 'pop3', implicitTls: boolean): number {
-  const found = handle.listeners.find(
-    (l) => l.protocol === protocol && l.implicitTls === implicitTls,
-  );
-  if (!found) throw new Error(`no ${protocol} listener`);
-  return found.port;
-}
+const port = listenerPort;
 
 /** A line-oriented IMAP client over TLS, to watch what the proxy relays. */
 async function imapsSession(portNumber: number) {

@@ -12,9 +12,11 @@ import {
   ALICE_MAILBOX,
   BOB,
   BOB_MAILBOX,
+  listenerPort,
   type ProxyFixture,
   SHARED_MAILBOX,
   seed,
+  showLogs,
   startFixture,
 } from './fixture.js';
 import { runTool } from './tools.js';
@@ -35,19 +37,11 @@ afterAll(async () => {
   await fx?.stop();
 });
 afterEach((context) => {
-  if (context.task.result?.state === 'fail') {
-    console.log(JSON.stringify(fx.logs.slice(-20), null, 1));
-    return fx.servers.logs().then((logs) => console.log(logs.slice(-4000)));
-  }
+  if (context.task.result?.state === 'fail') return showLogs(fx);
 });
 
-function port(protocol: 'imap' | 'pop3', implicitTls: boolean): number {
-  const found = proxy.listeners.find(
-    (l) => l.protocol === protocol && l.implicitTls === implicitTls,
-  );
-  if (!found) throw new Error(`no ${protocol} listener`);
-  return found.port;
-}
+const port = (protocol: 'imap' | 'pop3', implicitTls: boolean) =>
+  listenerPort(proxy, protocol, implicitTls);
 
 function curl(url: string, user: string, password: string, extra: string[] = []) {
   return runTool('curl', [

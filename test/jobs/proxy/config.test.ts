@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { readConfigFile } from '../../../src/config/file.js';
 import { ConfigurationError } from '../../../src/errors.js';
 import { parsePasswordHash, verifyPassword } from '../../../src/jobs/listener/password.js';
 import { parseProxySettings } from '../../../src/jobs/proxy/config.js';
@@ -83,6 +84,24 @@ describe('proxy settings', () => {
     expect(found.join('\n')).toContain('the scheme must be imap:// or imaps://');
     expect(found.join('\n')).toContain('asks for implicit TLS, but proxy.tls');
     expect(found.join('\n')).not.toContain('secret');
+  });
+});
+
+describe('examples/proxy/mailbridge.yaml', () => {
+  it('is a valid proxy section', async () => {
+    const path = new URL('../../../examples/proxy/mailbridge.yaml', import.meta.url).pathname;
+    const file = (await readConfigFile(path)) as { proxy: unknown };
+    const settings = parseProxySettings(file.proxy);
+    expect(settings.listen.map((l) => l.text)).toEqual([
+      'imaps://0.0.0.0:10993',
+      '0.0.0.0:10143',
+      'pop3s://0.0.0.0:10995',
+      '0.0.0.0:10110',
+    ]);
+    expect(settings.users.map((u) => u.mailboxes[0])).toEqual([
+      'invoices@contoso.com',
+      'scans@contoso.com',
+    ]);
   });
 });
 

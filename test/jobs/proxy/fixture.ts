@@ -150,6 +150,25 @@ export async function startFixture(
   };
 }
 
+/** The port of the proxy's listener for `protocol`, with implicit TLS or not. */
+export function listenerPort(
+  handle: ProxyHandle,
+  protocol: 'imap' | 'pop3',
+  implicitTls: boolean,
+): number {
+  const found = handle.listeners.find(
+    (l) => l.protocol === protocol && l.implicitTls === implicitTls,
+  );
+  if (!found) throw new Error(`no ${protocol} listener`);
+  return found.port;
+}
+
+/** For a failed test: the proxy's last log lines and the mail servers' logs. */
+export async function showLogs(fixture: ProxyFixture): Promise<void> {
+  console.log(JSON.stringify(fixture.logs.slice(-20), null, 1));
+  console.log((await fixture.servers.logs()).slice(-4000));
+}
+
 /** A token for the app, straight from the token service (what the proxy gets through msal-node). */
 export async function appToken(service: TokenService, app: RegisteredApp): Promise<string> {
   const res = await fetch(service.tokenEndpoint(app.tenantId), {
