@@ -28,7 +28,7 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { hashPassword } from '../src/jobs/relay/password.js';
+import { hashPassword } from '../src/jobs/listener/password.js';
 import { openSmtp } from '../test/jobs/relay/smtp-dialog.js';
 import {
   delay,

@@ -14,6 +14,7 @@ export type ErrorCodeGroup =
   | 'migrate'
   | 'queue'
   | 'relay'
+  | 'proxy'
   | 'setup';
 
 export interface ErrorCodeInfo {
@@ -553,6 +554,24 @@ export const ERROR_CODES = {
     exit: 1,
     remedy:
       'The server ignores partial FETCH, so large messages cannot be streamed from it: report it.',
+  },
+  PROXY_CONFIG_INVALID: {
+    group: 'proxy',
+    exit: 2,
+    remedy:
+      'Fix each listed proxy setting (`proxy:` section): TLS beyond loopback, `allowNetworks`, users and their mailboxes.',
+  },
+  PROXY_LISTEN_FAILED: {
+    group: 'proxy',
+    exit: 4,
+    remedy:
+      'Choose a free address for `proxy.imap.listen` / `proxy.pop3.listen`; ports below 1024 need `CAP_NET_BIND_SERVICE`.',
+  },
+  PROXY_TLS_UNREADABLE: {
+    group: 'proxy',
+    exit: 2,
+    remedy:
+      'Check `proxy.tls.cert` and `proxy.tls.key` (PEM) and that the proxy user may read them.',
   },
   RELAY_CONFIG_INVALID: {
     group: 'relay',

@@ -114,8 +114,14 @@ export type {
   RelaySettings,
 } from './jobs/relay/config.js';
 export type { DeliveryTransport } from './jobs/relay/delivery.js';
-export { hashPassword, parsePasswordHash, verifyPassword } from './jobs/relay/password.js';
+export { hashPassword, parsePasswordHash, verifyPassword } from './jobs/listener/password.js';
 export type { DeliveryRecord, SpoolEnvelope } from './jobs/relay/spool.js';
+
+// Proxy: IMAP/POP3 with a local password, app-only OAuth2 towards Exchange
+export { startProxy } from './jobs/proxy/proxy.js';
+export type { ProxyHandle, StartProxyOptions } from './jobs/proxy/proxy.js';
+export { parseProxySettings } from './jobs/proxy/config.js';
+export type { ProxySettings, ProxyUser } from './jobs/proxy/config.js';
 
 // Errors
 export { ERROR_CODES, type ErrorCode, type ErrorCodeInfo } from './error-codes.js';

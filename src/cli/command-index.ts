@@ -125,6 +125,17 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
     load: async () => (await import('./commands/relay.js')).relayHashPasswordCommand,
   },
   {
+    name: 'proxy',
+    summary:
+      'let password-only IMAP/POP3 clients read Exchange Online mailboxes, the proxy logging in with the app',
+    load: async () => (await import('./commands/proxy.js')).proxyCommand,
+  },
+  {
+    name: 'proxy hash-password',
+    summary: 'read a password on stdin and print its scrypt hash (PHC format) for proxy.users',
+    load: async () => (await import('./commands/proxy.js')).proxyHashPasswordCommand,
+  },
+  {
     name: 'relay status',
     summary: 'show the relay spool: queued messages, dead letters, and whether a relay is running',
     load: async () => (await import('./commands/relay.js')).relayStatusCommand,

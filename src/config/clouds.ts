@@ -67,3 +67,5 @@ export const BUILT_IN_AUTHORITY_HOSTS: readonly string[] = [
 
 export const DEFAULT_IMAP_PORT = 993;
 export const DEFAULT_SMTP_PORT = 587;
+/** POP3 over implicit TLS; Exchange Online serves POP on the IMAP host. */
+export const DEFAULT_POP_PORT = 995;

@@ -96,6 +96,16 @@ export const ENVIRONMENT_VARIABLES = [
     description: 'SMTP submission port (default 587).',
   },
   {
+    name: 'MAILBRIDGE_POP_HOST',
+    setting: 'pop.host',
+    description: 'POP3 host name (for `mailbridge proxy`; default the IMAP host of the cloud).',
+  },
+  {
+    name: 'MAILBRIDGE_POP_PORT',
+    setting: 'pop.port',
+    description: 'POP3 port (default 995, implicit TLS).',
+  },
+  {
     name: 'MAILBRIDGE_CA_FILE',
     setting: 'caFile',
     description: "PEM file of CA certificates to trust besides Node's default ones.",

@@ -139,6 +139,20 @@ export const proxySectionSchema = sectionMapping(
     maxConnectionsPerAddress: v.optional(count(1, 10_000)),
     maxConnectionsPerUser: v.optional(count(1, 1000)),
     idleTimeout: v.optional(duration),
+    /** Time a client has from connecting to a successful login; then it is cut off. */
+    loginTimeout: v.optional(
+      v.pipe(
+        duration,
+        rule((ms: number) => (ms === 0 ? `${FIELD} must be above 0.` : undefined)),
+      ),
+    ),
+    /** Delay after wrong passwords, per address and per user, doubling from initial to max. */
+    authPenalty: v.optional(
+      sectionMapping(
+        { initial: v.optional(duration), max: v.optional(duration) },
+        `${FIELD} must be a mapping: { initial: 1s, max: 15s }.`,
+      ),
+    ),
     http: v.optional(text(`${FIELD} must be HOST:PORT, e.g. 127.0.0.1:9026.`)),
   },
   `${FIELD} must be a mapping of settings.`,

@@ -38,6 +38,8 @@ export interface Settings {
   scope?: string;
   imap?: { host?: string; port?: number };
   smtp?: { host?: string; port?: number };
+  /** POP3 over implicit TLS, read by `mailbridge proxy` only. */
+  pop?: { host?: string; port?: number };
   /**
    * PEM file of CA certificates to trust besides Node's default ones, for the
    * token requests and the IMAP and SMTP connections (a private CA, or a
@@ -129,6 +131,8 @@ export interface MailbridgeConfig {
   scope: string;
   imap: Endpoint;
   smtp: Endpoint;
+  /** Exchange Online's POP3 (implicit TLS), for `mailbridge proxy`. */
+  pop: Endpoint;
   /** The caFile setting, resolved. */
   caFile?: string;
   /**

@@ -23,6 +23,7 @@ import {
   CLOUDS,
   type CloudName,
   DEFAULT_IMAP_PORT,
+  DEFAULT_POP_PORT,
   DEFAULT_SMTP_PORT,
   GRAPH_RESOURCES,
 } from './clouds.js';
@@ -73,6 +74,7 @@ export const SETTING_KEYS = [
   'scope',
   'imap',
   'smtp',
+  'pop',
   'caFile',
 ] as const;
 
@@ -144,8 +146,10 @@ const cloudSchema = v.nullish(
   ),
 );
 
-/** `imap:` or `smtp:`: a host name and a port, each optional. */
-function endpointSchema(section: 'imap' | 'smtp', defaultHost: string, defaultPort: number) {
+type EndpointSection = 'imap' | 'smtp' | 'pop';
+
+/** `imap:`, `smtp:` or `pop:`: a host name and a port, each optional. */
+function endpointSchema(section: EndpointSection, defaultHost: string, defaultPort: number) {
   return v.nullish(
     mapping(
       {
@@ -220,6 +224,7 @@ export function settingsSchema(cloud: CloudName, managedIdentity = false) {
       ),
       imap: endpointSchema('imap', profile.imapHost, DEFAULT_IMAP_PORT),
       smtp: endpointSchema('smtp', profile.smtpHost, DEFAULT_SMTP_PORT),
+      pop: endpointSchema('pop', profile.imapHost, DEFAULT_POP_PORT),
       caFile: optionalText,
     },
     {
@@ -326,7 +331,7 @@ export async function validateSettings(
       : checkScope(scopeSetting, cloud, named('scope')).warning;
   if (scopeWarning) warnings.push(scopeWarning);
 
-  const endpoint = (section: 'imap' | 'smtp', host: string, port: number): Endpoint => {
+  const endpoint = (section: EndpointSection, host: string, port: number): Endpoint => {
     const given = isPlainObject(read[section]) ? read[section] : undefined;
     const hostOk = !parsed.ok && parsed.invalid(`${section}.host`) ? undefined : given?.host;
     const portOk = !parsed.ok && parsed.invalid(`${section}.port`) ? undefined : given?.port;
@@ -334,6 +339,7 @@ export async function validateSettings(
   };
   const imap = endpoint('imap', profile.imapHost, DEFAULT_IMAP_PORT);
   const smtp = endpoint('smtp', profile.smtpHost, DEFAULT_SMTP_PORT);
+  const pop = endpoint('pop', profile.imapHost, DEFAULT_POP_PORT);
 
   // Files: checked even when other settings are wrong, so that one run shows everything.
   let certificateCredential: Credential | undefined;
@@ -413,6 +419,7 @@ export async function validateSettings(
     scope,
     imap,
     smtp,
+    pop,
     ...(caFile && extraCaCertificates ? { caFile, extraCaCertificates } : {}),
     ...('proxy' in proxy && proxy.proxy ? { proxy: proxy.proxy } : {}),
     warnings,

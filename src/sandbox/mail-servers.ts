@@ -49,6 +49,8 @@ export const IMAP_ROLE = 'IMAP.AccessAsApp';
 export const SMTP_ROLE = 'SMTP.SendAsApp';
 /** Exchange Online's application permission High Volume Email requires. */
 export const HVE_ROLE = 'Mail.Send';
+/** Exchange Online's application permission for POP. */
+export const POP_ROLE = 'POP.AccessAsApp';
 /**
  * Exchange Online's IMAP capabilities without the `AUTH=` entries,
  * which Dovecot adds from auth_mechanisms. Dovecot still carries out every
@@ -103,6 +105,11 @@ export interface MailServersOptions {
    * recipients outside `internalDomains` are refused with `550 5.5.105`.
    */
   hve?: { account: string; internalDomains: readonly string[] };
+  /**
+   * Also serve POP3 over implicit TLS (`servers.pop3`), taking tokens with
+   * the `POP.AccessAsApp` role, as Exchange Online's POP. @default false
+   */
+  pop3?: boolean;
   /** CA that issues the servers' certificates. @default the test run's CA (test-ca.ts) */
   ca?: Issued;
   /**
@@ -136,6 +143,8 @@ export interface MailServers {
   readonly smtp: Endpoint;
   /** The High Volume Email stand-in, when `hve` was given. */
   readonly hve: Endpoint | undefined;
+  /** Dovecot, POP3 over implicit TLS, when `pop3` was asked for. */
+  readonly pop3: Endpoint | undefined;
   /** The temporary folder holding configuration, sockets, queues, mail and logs. */
   readonly dir: string;
   /** Where mailboxes live: `DOMAIN/USER/Maildir`, folders as subdirectories. */
@@ -189,11 +198,13 @@ export async function startMailServers(options: MailServersOptions): Promise<Mai
   const removeOnStop = options.dir === undefined ? layout.dir : options.removeOnStop;
   const servers = new RunningMailServers(layout, options, submission, removeOnStop);
   try {
-    const [imapPort, smtpPort, lmtpPort, hvePort] = await freePorts(options.hve ? 4 : 3);
+    const [imapPort, smtpPort, lmtpPort, spare1, spare2] = await freePorts(5);
+    const hvePort = options.hve ? spare1 : undefined;
     servers.imap = { host: '127.0.0.1', port: options.ports?.imap ?? (imapPort as number) };
     servers.smtp = { host: '127.0.0.1', port: options.ports?.smtp ?? (smtpPort as number) };
     servers.lmtpPort = options.ports?.lmtp ?? (lmtpPort as number);
     if (hvePort !== undefined) servers.hve = { host: '127.0.0.1', port: hvePort };
+    if (options.pop3) servers.pop3 = { host: '127.0.0.1', port: spare2 as number };
     writeConfiguration(
       layout,
       servers.imap.port,
@@ -201,6 +212,7 @@ export async function startMailServers(options: MailServersOptions): Promise<Mai
       servers.lmtpPort,
       options,
       hvePort,
+      servers.pop3?.port,
     );
     await servers.start();
     return servers;
@@ -312,6 +324,7 @@ function writeConfiguration(
   lmtpPort: number,
   options: MailServersOptions,
   hvePort?: number,
+  pop3Port?: number,
 ): void {
   const ca = options.ca ?? loadTestCa();
   const tls = issueServerCertificate(ca);
@@ -322,9 +335,13 @@ function writeConfiguration(
   // A kept folder keeps its grants across restarts.
   writeFileSync(layout.grants, '', { mode: 0o644, flag: 'a' });
   writeFileSync(layout.dovecot.passdbScript, passdbScript(layout, options), { mode: 0o644 });
-  writeFileSync(layout.dovecot.config, dovecotConfig(layout, imapPort, lmtpPort, options), {
-    mode: 0o644,
-  });
+  writeFileSync(
+    layout.dovecot.config,
+    dovecotConfig(layout, imapPort, lmtpPort, options, pop3Port),
+    {
+      mode: 0o644,
+    },
+  );
   if (layout.submission === 'node') return;
   const mainCf = join(layout.postfix.configDir, 'main.cf');
   const masterCf = join(layout.postfix.configDir, 'master.cf');
@@ -347,6 +364,7 @@ function dovecotConfig(
   imapPort: number,
   lmtpPort: number,
   options: MailServersOptions,
+  pop3Port?: number,
 ): string {
   const me = userInfo();
   const [mailUid, mailGid] = layout.systemUsers ? systemUser(MAIL_USER) : [me.uid, me.gid];
@@ -358,7 +376,7 @@ instance_name = mailbridge-test-${imapPort}
 base_dir = ${layout.dovecot.baseDir}
 state_dir = ${layout.dovecot.stateDir}
 log_path = ${layout.dovecot.log}
-protocols = imap lmtp
+protocols = imap lmtp${pop3Port === undefined ? '' : ' pop3'}
 listen = 127.0.0.1
 shutdown_clients = yes
 
@@ -417,7 +435,7 @@ service imap-login {
     ssl = yes
   }
 }
-${layout.submission === 'postfix' ? postfixListeners() : lmtpListener(lmtpPort)}
+${pop3Port === undefined ? '' : pop3Listener(pop3Port)}${layout.submission === 'postfix' ? postfixListeners() : lmtpListener(lmtpPort)}
 ${layout.systemUsers ? '' : NO_CHROOT}
 # Without the auth penalty listener, anvil adds no delay after failed logins
 # (up to 15 s per client IP otherwise), so failure tests stay fast.
@@ -446,6 +464,21 @@ service auth {
 }
 
 /** LMTP on a loopback port, for the submission server of this process. */
+/** POP3 over implicit TLS on loopback only (the plain listener disabled). */
+function pop3Listener(port: number): string {
+  return `service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = ${port}
+    ssl = yes
+  }
+}
+`;
+}
+
 function lmtpListener(lmtpPort: number): string {
   return `service lmtp {
   inet_listener lmtp {
@@ -603,7 +636,12 @@ local cjson = require("cjson")
 local INTROSPECT_URL = ${luaString(url)}
 local AUDIENCE = ${luaString(audience)}
 local GRANTS_FILE = ${luaString(layout.grants)}
-local REQUIRED_ROLE = { imap = ${luaString(IMAP_ROLE)}, smtp = ${luaString(SMTP_ROLE)}, hve = ${luaString(HVE_ROLE)} }
+local REQUIRED_ROLE = {
+  imap = ${luaString(IMAP_ROLE)},
+  smtp = ${luaString(SMTP_ROLE)},
+  hve = ${luaString(HVE_ROLE)},
+  pop3 = ${luaString(POP_ROLE)},
+}
 local TOKEN_MECHANISMS = { XOAUTH2 = true, OAUTHBEARER = true }
 local PASSWORD_USERS = {
 ${Object.entries(options.passwordUsers ?? {})
@@ -751,6 +789,7 @@ class RunningMailServers implements MailServers {
   imap: Endpoint = { host: '127.0.0.1', port: 0 };
   smtp: Endpoint = { host: '127.0.0.1', port: 0 };
   hve: Endpoint | undefined;
+  pop3: Endpoint | undefined;
   lmtpPort = 0;
   private submissionServer: SubmissionServer | undefined;
   private readonly children: { child: ChildProcess; graceful: boolean }[] = [];

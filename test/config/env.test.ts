@@ -33,6 +33,8 @@ describe('ENVIRONMENT_VARIABLES', () => {
       'MAILBRIDGE_IMAP_PORT',
       'MAILBRIDGE_SMTP_HOST',
       'MAILBRIDGE_SMTP_PORT',
+      'MAILBRIDGE_POP_HOST',
+      'MAILBRIDGE_POP_PORT',
       'MAILBRIDGE_CA_FILE',
     ]);
     for (const variable of ENVIRONMENT_VARIABLES) {

@@ -232,6 +232,26 @@ describe('clouds', () => {
     expect(config.smtp).toEqual({ host: 'smtp.relay.test', port: 587 });
   });
 
+  it('reads the POP host for the proxy: the IMAP host of the cloud on 995, or pop: / MAILBRIDGE_POP_*', async () => {
+    expect((await loadConfig({ env: baseEnv })).pop).toEqual({
+      host: 'outlook.office365.com',
+      port: 995,
+    });
+    const config = await loadConfig({
+      env: { ...baseEnv, MAILBRIDGE_CLOUD: 'usgov-dod', MAILBRIDGE_POP_PORT: '1995' },
+    });
+    expect(config.pop).toEqual({ host: 'outlook-dod.office365.us', port: 1995 });
+    const file = await writeConfig('pop.yaml', {
+      tenantId: TENANT_ID,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      pop: { host: 'pop.file.test' },
+    });
+    const fromFile = await loadConfig({ env: { MAILBRIDGE_POP_HOST: 'pop.env.test' }, file });
+    expect(fromFile.pop).toEqual({ host: 'pop.env.test', port: 995 });
+    expect(fromFile.sections).toEqual({});
+  });
+
   it('warns when the scope belongs to another cloud', async () => {
     const config = await loadConfig({
       env: { ...baseEnv, MAILBRIDGE_CLOUD: 'china' },

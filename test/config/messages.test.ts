@@ -833,7 +833,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
       {
         field: 'verbose',
         message:
-          "Unknown setting 'verbose'. Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, managedIdentity, authorityHost, cloud, scope, imap, smtp, caFile; settings of a job go in its section (relay:, archive:, …).",
+          "Unknown setting 'verbose'. Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, managedIdentity, authorityHost, cloud, scope, imap, smtp, pop, caFile; settings of a job go in its section (relay:, archive:, …).",
       },
     ],
   ],
@@ -869,7 +869,7 @@ const SETTINGS: [string, Record<string, unknown>, [string, SettingOrigin][], Pro
       {
         field: '(unknown key)',
         message:
-          'Unknown setting (a key of 44 characters that is no setting name, not shown in case it is a misplaced secret). Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, managedIdentity, authorityHost, cloud, scope, imap, smtp, caFile; settings of a job go in its section (relay:, archive:, …).',
+          'Unknown setting (a key of 44 characters that is no setting name, not shown in case it is a misplaced secret). Known settings: tenantId, clientId, clientSecret, certificatePath, certificatePassword, sendCertificateChain, federatedTokenFile, clientAssertion, managedIdentity, authorityHost, cloud, scope, imap, smtp, pop, caFile; settings of a job go in its section (relay:, archive:, …).',
       },
     ],
   ],
@@ -1034,12 +1034,12 @@ const RELAY: [string, unknown, { listen?: string[] }, Problems][] = [
       {
         field: 'relay.(unknown key)',
         message:
-          'Unknown setting in relay, (a key of 23 characters that is no setting name, not shown in case it is a misplaced secret). Known: listen, spool, tls, users, allowNetworks, policy, maxMessageSize, maxRecipients, rateLimitPerMinute, connectionsPerMailbox, retryFor, retryBackoff, bounce, http, shutdownTimeout, hostname, allowPlaintextAuth, maxConnections, maxConnectionsPerAddress, sessionTimeout, authPenalty.',
+          'Unknown setting in relay, (a key of 23 characters that is no setting name, not shown in case it is a misplaced secret). Known: listen, spool, tls, users, allowNetworks, policy, maxMessageSize, maxRecipients, rateLimitPerMinute, connectionsPerMailbox, retryFor, retryBackoff, bounce, http, shutdownTimeout, hostname, allowPlaintextAuth, maxConnections, maxConnectionsPerAddress, sessionTimeout, authPenalty, routes.',
       },
       {
         field: 'relay.frobnicate',
         message:
-          "Unknown setting 'relay.frobnicate'. Known: listen, spool, tls, users, allowNetworks, policy, maxMessageSize, maxRecipients, rateLimitPerMinute, connectionsPerMailbox, retryFor, retryBackoff, bounce, http, shutdownTimeout, hostname, allowPlaintextAuth, maxConnections, maxConnectionsPerAddress, sessionTimeout, authPenalty.",
+          "Unknown setting 'relay.frobnicate'. Known: listen, spool, tls, users, allowNetworks, policy, maxMessageSize, maxRecipients, rateLimitPerMinute, connectionsPerMailbox, retryFor, retryBackoff, bounce, http, shutdownTimeout, hostname, allowPlaintextAuth, maxConnections, maxConnectionsPerAddress, sessionTimeout, authPenalty, routes.",
       },
       {
         field: 'relay.lisen',

@@ -46,6 +46,9 @@ export const PUBLIC_VALUES = [
   'hashPassword',
   'parsePasswordHash',
   'verifyPassword',
+  // Proxy
+  'startProxy',
+  'parseProxySettings',
   // Setup
   'generateCertificate',
   'keyCredentialFor',

@@ -2,8 +2,8 @@ import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { readConfigFile } from '../../config/file.js';
 import { ConfigurationError, ExitCode, MailbridgeError } from '../../errors.js';
+import { hashPassword } from '../../jobs/listener/password.js';
 import { parseRelaySettings } from '../../jobs/relay/config.js';
-import { hashPassword } from '../../jobs/relay/password.js';
 import { startRelay } from '../../jobs/relay/relay.js';
 import { SPOOL_ID, Spool, type SpoolEnvelope } from '../../jobs/relay/spool.js';
 import { createJsonLogger } from '../../log/json-logger.js';
@@ -321,7 +321,7 @@ function summary(e: SpoolEnvelope): Record<string, unknown> {
  * Handles the signals from now on: `first` resolves with the first to come;
  * `release` gives them back to their default. SIGTERM handling lives in the CLI only.
  */
-function catchSignals(signals: NodeJS.Signals[]): {
+export function catchSignals(signals: NodeJS.Signals[]): {
   first: Promise<NodeJS.Signals>;
   release(): void;
 } {

@@ -27,12 +27,14 @@ import {
   whenAbsent,
 } from '../../config/schema.js';
 import { type ConfigProblem, ConfigurationError } from '../../errors.js';
-import { displayText } from '../../util/display-text.js';
-import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from './cidr.js';
+import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from '../listener/cidr.js';
+import { type ListenAddress, parseListenAddress } from '../listener/listen-address.js';
 import { type PolicyRule, parseSenderPattern, type SenderPattern } from './policy.js';
 import { type HveRoute, hveRouteSchema } from './route-config.js';
 import { parseSize } from './size.js';
 
+export type { ListenAddress } from '../listener/listen-address.js';
+export { parseListenAddress } from '../listener/listen-address.js';
 export type { PolicyRule } from './policy.js';
 export type { HveRoute } from './route-config.js';
 
@@ -44,15 +46,6 @@ export const EXCHANGE_MAX_MESSAGE_SIZE_CEILING = 150 * 1024 * 1024;
 export const EXCHANGE_MAX_RECIPIENTS = 500;
 /** Exchange Online refuses more than three concurrent SMTP submissions per mailbox. */
 export const EXCHANGE_MAX_CONNECTIONS_PER_MAILBOX = 3;
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-  /** TLS from the first byte (`smtps://`), instead of STARTTLS. */
-  implicitTls: boolean;
-  /** As written, for messages and logs. */
-  text: string;
-}
 
 export interface RelaySettings {
   /** @default [127.0.0.1:2525] */
@@ -507,28 +500,6 @@ export function openRelayProblems(
     }
   }
   return problems;
-}
-
-/** `127.0.0.1:2525`, `[::1]:2525`, `0.0.0.0:587`, `smtps://0.0.0.0:465`. */
-export function parseListenAddress(input: string): ListenAddress | string {
-  const text = input.trim();
-  let rest = text;
-  let implicitTls = false;
-  const scheme = /^([a-z]+):\/\//i.exec(rest);
-  if (scheme) {
-    const name = (scheme[1] as string).toLowerCase();
-    if (name !== 'smtps' && name !== 'smtp') {
-      return `'${displayText(text, 60)}': the scheme must be smtp:// or smtps:// (implicit TLS).`;
-    }
-    implicitTls = name === 'smtps';
-    rest = rest.slice(scheme[0].length);
-  }
-  const m = /^(?:\[([0-9a-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/i.exec(rest);
-  if (!m) return `'${displayText(text, 60)}' is not HOST:PORT (IPv6 as [::1]:2525).`;
-  const host = (m[1] ?? m[2]) as string;
-  const port = Number(m[3]);
-  if (port > 65535) return `'${displayText(text, 60)}': the port must be 0-65535.`;
-  return { host, port, implicitTls, text };
 }
 
 export { parseDuration } from '../../config/schema.js';

@@ -9,7 +9,7 @@
  */
 
 import { asciiText } from '../../util/display-text.js';
-import { anyCidrContains, type Cidr, cidrContains } from './cidr.js';
+import { anyCidrContains, type Cidr, cidrContains } from '../listener/cidr.js';
 
 export interface PolicyRule {
   /** Position in `relay.policy`, for messages. */

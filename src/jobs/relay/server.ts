@@ -25,8 +25,8 @@ import {
 } from 'smtp-server';
 import type { Logger } from '../../log/logger.js';
 import { asciiText } from '../../util/display-text.js';
-import { AuthGuard } from './auth-guard.js';
-import { isLoopbackAddress } from './cidr.js';
+import { AuthGuard } from '../listener/auth-guard.js';
+import { isLoopbackAddress } from '../listener/cidr.js';
 import type { ListenAddress, RelaySettings } from './config.js';
 import type { RefusalReason, RelayMetrics } from './metrics.js';
 import { type Admission, admitClient, decideSender } from './policy.js';

@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { type ConfigProblem, ConfigurationError } from '../../errors.js';
-import { type ParsedScryptHash, parsePasswordHash, verifyPassword } from './password.js';
+import { type ParsedScryptHash, parsePasswordHash, verifyPassword } from '../listener/password.js';
 
 export interface UsersFileParse {
   users: Map<string, ParsedScryptHash>;

@@ -6,7 +6,7 @@ import {
   hashPassword,
   parsePasswordHash,
   verifyPassword,
-} from '../../../src/jobs/relay/password.js';
+} from '../../../src/jobs/listener/password.js';
 import { openUserStore, parseUsersFile } from '../../../src/jobs/relay/users.js';
 
 // Cheap parameters keep the suite fast; the default (ln=15) is checked once below.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCidr } from '../../../src/jobs/relay/cidr.js';
+import { parseCidr } from '../../../src/jobs/listener/cidr.js';
 import { parseRelaySettings } from '../../../src/jobs/relay/config.js';
 import {
   admitClient,

@@ -25,13 +25,13 @@ import { reportError } from '../../../src/cli/output.js';
 import { loadConfig } from '../../../src/config/load.js';
 import type { MailbridgeConfig } from '../../../src/config/types.js';
 import { ConfigurationError } from '../../../src/errors.js';
-import { parseRelaySettings } from '../../../src/jobs/relay/config.js';
-import type { DeliveryTransport } from '../../../src/jobs/relay/delivery.js';
 import {
   hashPassword,
   parsePasswordHash,
   verifyPassword,
-} from '../../../src/jobs/relay/password.js';
+} from '../../../src/jobs/listener/password.js';
+import { parseRelaySettings } from '../../../src/jobs/relay/config.js';
+import type { DeliveryTransport } from '../../../src/jobs/relay/delivery.js';
 import { type RelayHandle, startRelay } from '../../../src/jobs/relay/relay.js';
 import { authOffered } from '../../../src/jobs/relay/server.js';
 import { createJsonLogger } from '../../../src/log/json-logger.js';

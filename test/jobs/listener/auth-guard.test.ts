@@ -3,7 +3,7 @@
  * flood over real sockets is in relay.test.ts ("under an AUTH flood").
  */
 import { describe, expect, it } from 'vitest';
-import { AuthGuard } from '../../../src/jobs/relay/auth-guard.js';
+import { AuthGuard } from '../../../src/jobs/listener/auth-guard.js';
 
 function guardAt(options: { capacity?: number; concurrency?: number } = {}) {
   let now = 1_000_000;

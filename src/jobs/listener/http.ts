@@ -1,21 +1,21 @@
 /**
- * `/healthz` and `/metrics` on a loopback address (config.ts refuses any
- * other). Read-only, no request body is ever read.
+ * `/healthz` and `/metrics` of a listening service (relay, proxy) on a
+ * loopback address (each service's config refuses any other). Read-only, no
+ * request body is ever read.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { CredentialState } from './credential.js';
 
 export interface HealthState {
   /** False once shutdown has begun: load balancers stop sending. */
   accepting: boolean;
-  queueDepth: number;
-  inFlight: number;
   /** Whether token requests work; anything but `ok` is `degraded` (503). */
-  credential: CredentialState;
+  credential: { status: string };
+  /** The service's own figures (queue depth, sessions open, …), shown as they are. */
+  [figure: string]: unknown;
 }
 
-/** `ok` only while accepting and while tokens come: a relay without tokens only fills its spool. */
+/** `ok` only while accepting and while tokens come: without tokens nothing reaches Exchange. */
 export function healthStatus(state: HealthState): 'ok' | 'degraded' | 'stopping' {
   if (!state.accepting) return 'stopping';
   return state.credential.status === 'ok' ? 'ok' : 'degraded';

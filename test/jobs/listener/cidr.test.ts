@@ -8,7 +8,7 @@ import {
   isLoopbackAddress,
   parseCidr,
   parseIPv6,
-} from '../../../src/jobs/relay/cidr.js';
+} from '../../../src/jobs/listener/cidr.js';
 
 const cidr = (text: string): Cidr => {
   const parsed = parseCidr(text);
