@@ -8,6 +8,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
+# As root, Dovecot's own users must pass through to the sandbox's folder.
+chmod 711 "$work"
 export XDG_STATE_HOME="$work/state" # the sandbox's folder, so that nothing outside $work is touched
 export HOME="$work/home"
 mkdir -p "$HOME"
