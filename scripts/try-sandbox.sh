@@ -13,6 +13,7 @@ chmod 711 "$work"
 export XDG_STATE_HOME="$work/state" # the sandbox's folder, so that nothing outside $work is touched
 export HOME="$work/home"
 mkdir -p "$HOME"
+mkdir -p -m 711 "$XDG_STATE_HOME" "$XDG_STATE_HOME/mailbridge"
 cleanup() {
   # Only a sandbox the quick start left running: a stop alone would first build the clone.
   if [ -f "$XDG_STATE_HOME/mailbridge/sandbox/state.json" ]; then
