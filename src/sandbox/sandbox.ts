@@ -15,11 +15,12 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ConfigurationError } from '../errors.js';
+import { dirname, join } from 'node:path';
+import { ConfigurationError, MailbridgeError } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
 import { findApp, type SandboxApp, type SandboxDirectory, SEEDED_DIRECTORY } from './directory.js';
 import { type ImapFaultProxy, startImapFaultProxy } from './imap-fault-proxy.js';
@@ -93,6 +94,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   // As root, Dovecot's processes run as its system users and must pass through; the
   // secrets below stay in folders of their own that only the owner may open.
   chmodSync(dir, process.getuid?.() === 0 ? 0o711 : 0o700);
+  if (process.getuid?.() === 0) checkPassable(dir);
   const base = options.portBase;
   const at = (offset: number) => (base === undefined ? undefined : base + offset);
   const { ca, certificatePath, nodeExtraCaPath } = loadOrCreateSandboxCa(
@@ -237,6 +239,19 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       return stopped;
     },
   };
+}
+
+/** As root, Dovecot's system users must pass through every folder above `dir`. */
+function checkPassable(dir: string): void {
+  for (let folder = dirname(dir); folder !== dirname(folder); folder = dirname(folder)) {
+    if ((statSync(folder).mode & 0o001) === 0) {
+      throw new MailbridgeError({
+        code: 'SANDBOX_START_FAILED',
+        message: `Dovecot's users (dovecot, mail) cannot pass through ${folder} to reach the sandbox folder ${dir}`,
+        remedy: `Run the sandbox as a normal user, or as root give a --dir whose parent folders others may enter (chmod o+x ${folder}).`,
+      });
+    }
+  }
 }
 
 interface AppCredential {
