@@ -5,8 +5,9 @@
  *
  * Measured on 2 shared cores at load average 13-25: seeding 60 mailboxes
  * (17,113 messages) 220 s; the 3-worker archive of all of them 134 s; the
- * whole file 12 min. QUEUE_TEST_MAILBOXES=12 (or more: the SIGKILL, SIGTERM
- * and Redis tests take parts of 12, 8 and 12) runs it on fewer.
+ * whole file 12 min. The suite runs it on 12 mailboxes (the SIGKILL, SIGTERM
+ * and Redis tests take parts of 12, 8 and 12), which keeps CI's full run
+ * under its 15 minutes; QUEUE_TEST_MAILBOXES=60 is the issue's figure.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,7 +25,7 @@ import {
   waitUntil,
 } from './support.js';
 
-const MAILBOXES = Number(process.env.QUEUE_TEST_MAILBOXES ?? 60);
+const MAILBOXES = Number(process.env.QUEUE_TEST_MAILBOXES ?? 12);
 const mailboxes = Array.from({ length: MAILBOXES }, (_, i) => `user${i}@contoso.example`);
 /** 100 to 500 messages per mailbox, in INBOX and two folders. */
 const sizes = mailboxes.map((_, i) => 100 + ((i * 137) % 401));
