@@ -11,6 +11,7 @@ import {
   createServer as createTlsServer,
   type SecureContextOptions,
 } from 'node:tls';
+import { CredentialMetrics } from '../../auth/credential-metrics.js';
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, NetworkError } from '../../errors.js';
@@ -69,11 +70,14 @@ export async function startProxy(
   const tlsOptions = settings.tls ? await tlsServerOptions(settings.tls) : undefined;
   const secureContext = tlsOptions ? createSecureContext(tlsOptions) : undefined;
   const metrics = new ProxyMetrics();
+  const credentialMetrics = new CredentialMetrics(config.credential);
   let tokenOk = true;
   const context: LoginContext = {
     settings,
     guard: new AuthGuard(settings.authPenalty),
-    tokenProvider: options.tokenProvider ?? createTokenProvider(config, { logger }),
+    tokenProvider: credentialMetrics.observe(
+      options.tokenProvider ?? createTokenProvider(config, { logger }),
+    ),
     upstream: { imap: config.imap, pop3: config.pop },
     ...(config.extraCaCertificates ? { extraCaCertificates: config.extraCaCertificates } : {}),
     metrics,
@@ -220,7 +224,7 @@ export async function startProxy(
           sessions: metrics.sessions.imap + metrics.sessions.pop3,
           connections: metrics.connections,
         }),
-        metrics: () => metrics.render(),
+        metrics: () => metrics.render() + credentialMetrics.render(),
       });
     }
   } catch (error) {

@@ -6,12 +6,13 @@ import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { TokenProvider } from '../../../src/auth/token-provider.js';
 import { loadConfig } from '../../../src/config/load.js';
+import { NetworkError } from '../../../src/errors.js';
 import { hashPassword } from '../../../src/jobs/listener/password.js';
 import { parseProxySettings } from '../../../src/jobs/proxy/config.js';
 import { startProxy } from '../../../src/jobs/proxy/proxy.js';
 
 describe('proxy health', () => {
-  it('says degraded on /healthz while token requests fail, and counts the login', async () => {
+  it('says degraded on /healthz while token requests fail, and counts the login and the failure', async () => {
     const config = await loadConfig({
       env: {
         AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000001',
@@ -21,7 +22,14 @@ describe('proxy health', () => {
     });
     const failing: TokenProvider = {
       scope: config.scope,
-      getToken: () => Promise.reject(new Error('Entra ID cannot be reached')),
+      getToken: () =>
+        Promise.reject(
+          new NetworkError({
+            code: 'AUTHORITY_UNREACHABLE',
+            message: 'Entra ID cannot be reached',
+            remedy: 'Check the network.',
+          }),
+        ),
     };
     const settings = parseProxySettings({
       imap: { listen: ['127.0.0.1:0'] },
@@ -60,6 +68,10 @@ describe('proxy health', () => {
       expect(await health.json()).toMatchObject({ status: 'degraded' });
       const metrics = await (await fetch(`${base}/metrics`)).text();
       expect(metrics).toContain('mailbridge_proxy_logins_total{outcome="token_failed"} 1');
+      // The same credential metrics as the relay's (src/auth/credential-metrics.ts).
+      expect(metrics).toContain(
+        'mailbridge_token_failures_total{reason="AUTHORITY_UNREACHABLE"} 1',
+      );
     } finally {
       await proxy.close();
     }
