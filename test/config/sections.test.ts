@@ -96,7 +96,8 @@ describe('declared sections (migrate, proxy, queue)', () => {
     expect(sectionProblems('queue', { frobnicate: 1 })).toEqual([
       {
         field: 'queue.frobnicate',
-        message: "Unknown setting 'queue.frobnicate'. Known: url, concurrency.",
+        message:
+          "Unknown setting 'queue.frobnicate'. Known: url, concurrency, connectionsPerMailbox, attempts, lockDuration.",
       },
     ]);
   });

@@ -49,6 +49,9 @@ export const PUBLIC_VALUES = [
   // Proxy
   'startProxy',
   'parseProxySettings',
+  // Sandbox
+  'startSandbox',
+  'SEEDED_DIRECTORY',
   // Setup
   'generateCertificate',
   'keyCredentialFor',

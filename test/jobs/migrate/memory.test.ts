@@ -41,7 +41,7 @@ describe('migrate memory', { tags: ['soak'] }, () => {
   afterAll(async () => {
     await env?.close();
     await build?.remove();
-    await rm(work, { recursive: true, force: true });
+    if (work) await rm(work, { recursive: true, force: true });
   });
 
   it('copies a 50 MB message with the peak RSS under 200 MB', async () => {
