@@ -10,6 +10,7 @@
  */
 import type { Credential } from '../config/types.js';
 import { MailbridgeError } from '../errors.js';
+import { metricFamily } from '../util/prometheus.js';
 import { credentialExpiresOn } from './credential-expiry.js';
 import type { GetTokenOptions, TokenProvider } from './token-provider.js';
 
@@ -51,18 +52,28 @@ export class CredentialMetrics {
           ? `,thumbprint="${this.credential.thumbprintSha1}"`
           : '';
       lines.push(
-        '# HELP mailbridge_credential_expiry_timestamp_seconds When the app credential expires (a certificate: its notAfter), Unix time.',
-        '# TYPE mailbridge_credential_expiry_timestamp_seconds gauge',
-        `mailbridge_credential_expiry_timestamp_seconds{kind="${this.credential.kind}"${thumbprint}} ${Math.floor(expiresOn.getTime() / 1000)}`,
+        ...metricFamily(
+          'mailbridge_credential_expiry_timestamp_seconds',
+          'gauge',
+          'When the app credential expires (a certificate: its notAfter), Unix time.',
+          [
+            [
+              `{kind="${this.credential.kind}"${thumbprint}}`,
+              Math.floor(expiresOn.getTime() / 1000),
+            ],
+          ],
+        ),
       );
     }
+    const failures = [...this.failures].sort(([a], [b]) => a.localeCompare(b));
     lines.push(
-      '# HELP mailbridge_token_failures_total Token requests that failed, by error code.',
-      '# TYPE mailbridge_token_failures_total counter',
+      ...metricFamily(
+        'mailbridge_token_failures_total',
+        'counter',
+        'Token requests that failed, by error code.',
+        failures.map(([reason, count]) => [`{reason="${reason}"}`, count]),
+      ),
     );
-    for (const [reason, count] of [...this.failures].sort(([a], [b]) => a.localeCompare(b))) {
-      lines.push(`mailbridge_token_failures_total{reason="${reason}"} ${count}`);
-    }
     return `${lines.join('\n')}\n`;
   }
 }

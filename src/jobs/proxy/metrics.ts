@@ -2,6 +2,7 @@
  * The proxy's counters in the Prometheus text format (version 0.0.4).
  * Counts only: no user names, no addresses.
  */
+import { type MetricSample, type MetricType, metricFamily } from '../../util/prometheus.js';
 import type { ProxyProtocol } from './config.js';
 
 /** How a login ended, as logged and counted. */
@@ -44,9 +45,8 @@ export class ProxyMetrics {
 
   render(): string {
     const lines: string[] = [];
-    const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+    const metric = (name: string, type: MetricType, help: string, samples: MetricSample[]) => {
+      lines.push(...metricFamily(name, type, help, samples));
     };
     metric('mailbridge_proxy_connections', 'gauge', 'Client connections open.', [
       ['', this.connections],

@@ -2,6 +2,12 @@
  * The relay's counters, rendered in the Prometheus text exposition format
  * (version 0.0.4). Counts only: no addresses, no subjects.
  */
+import {
+  type MetricSample,
+  type MetricType,
+  metricFamily,
+  metricNumber,
+} from '../../util/prometheus.js';
 
 /** Delivery latency buckets, seconds: from a fast LAN hop to a day of retries. */
 export const LATENCY_BUCKETS = [
@@ -73,9 +79,8 @@ export class RelayMetrics {
 
   render(): string {
     const lines: string[] = [];
-    const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, value] of samples) lines.push(`${name}${labels} ${formatNumber(value)}`);
+    const metric = (name: string, type: MetricType, help: string, samples: MetricSample[]) => {
+      lines.push(...metricFamily(name, type, help, samples));
     };
     metric('mailbridge_relay_queue_depth', 'gauge', 'Messages in the spool queue.', [
       ['', this.gauges.queueDepth()],
@@ -136,13 +141,9 @@ export class RelayMetrics {
     });
     lines.push(
       `mailbridge_relay_delivery_latency_seconds_bucket{le="+Inf"} ${this.latencyCount}`,
-      `mailbridge_relay_delivery_latency_seconds_sum ${formatNumber(this.latencySum)}`,
+      `mailbridge_relay_delivery_latency_seconds_sum ${metricNumber(this.latencySum)}`,
       `mailbridge_relay_delivery_latency_seconds_count ${this.latencyCount}`,
     );
     return `${lines.join('\n')}\n`;
   }
-}
-
-function formatNumber(value: number): string {
-  return Number.isInteger(value) ? String(value) : value.toFixed(6).replace(/0+$/, '');
 }
