@@ -39,6 +39,7 @@ import { readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { signalProcessGroup } from '../util/process.js';
 import { type Issued, issueServerCertificate } from './pki.js';
 import { type SubmissionServer, startSubmissionServer } from './submission-server.js';
 import { loadTestCa } from './test-ca.js';
@@ -932,7 +933,7 @@ class RunningMailServers implements MailServers {
     const deadline = Date.now() + STOP_TIMEOUT_MS;
     while ((await this.processIds()).length > 0 && Date.now() < deadline) await delay(10);
     await this.submissionServer?.close();
-    if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
+    if (this.watchdog) signalProcessGroup(this.watchdog, 'SIGKILL');
     process.off('exit', this.onExit);
     if (this.removeOnStop) rmSync(this.removeOnStop, { recursive: true, force: true });
   }
@@ -956,8 +957,8 @@ class RunningMailServers implements MailServers {
 
   /** Last resort when the test process exits without stop(): no waiting is possible here. */
   private killNow(): void {
-    for (const { child } of this.children) signalGroup(child, 'SIGKILL');
-    if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
+    for (const { child } of this.children) signalProcessGroup(child, 'SIGKILL');
+    if (this.watchdog) signalProcessGroup(this.watchdog, 'SIGKILL');
     if (this.removeOnStop) rmSync(this.removeOnStop, { recursive: true, force: true });
   }
 
@@ -1014,15 +1015,6 @@ function grantLine(appId: string, mailbox: string): string {
   return `${appId} ${mailbox.toLowerCase()}`;
 }
 
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // Already gone.
-  }
-}
-
 /**
  * `graceful`: SIGTERM to the leader, which stops its own processes (Postfix's
  * master passes it to its group at once), then SIGKILL to whatever is left.
@@ -1043,7 +1035,7 @@ async function stopGroup(child: ChildProcess, graceful: boolean): Promise<void> 
     }
     await Promise.race([exited, delay(STOP_TIMEOUT_MS)]);
   }
-  signalGroup(child, 'SIGKILL');
+  signalProcessGroup(child, 'SIGKILL');
   await Promise.race([exited, delay(STOP_TIMEOUT_MS)]);
 }
 

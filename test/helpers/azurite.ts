@@ -20,6 +20,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { signalProcessGroup } from '../../src/util/process.js';
 import { issueServerCertificate } from './pki.js';
 import { loadTestCa } from './test-ca.js';
 
@@ -90,7 +91,7 @@ export async function startAzurite(): Promise<Azurite> {
     closeSync(output);
   }
   child.on('error', () => {});
-  const onExit = () => signal(child, 'SIGKILL');
+  const onExit = () => signalProcessGroup(child, 'SIGKILL');
   process.on('exit', onExit);
   const log = () => {
     try {
@@ -106,8 +107,8 @@ export async function startAzurite(): Promise<Azurite> {
     process.off('exit', onExit);
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      signal(child, 'SIGTERM');
-      const timer = setTimeout(() => signal(child, 'SIGKILL'), STOP_TIMEOUT_MS);
+      signalProcessGroup(child, 'SIGTERM');
+      const timer = setTimeout(() => signalProcessGroup(child, 'SIGKILL'), STOP_TIMEOUT_MS);
       await exited;
       clearTimeout(timer);
     }
@@ -139,15 +140,6 @@ export async function startAzurite(): Promise<Azurite> {
     log,
     stop,
   };
-}
-
-function signal(child: ChildProcess, name: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, name);
-  } catch {
-    // Gone already.
-  }
 }
 
 async function waitForPort(port: number, child: ChildProcess): Promise<void> {

@@ -14,6 +14,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { signalProcessGroup } from '../../src/util/process.js';
 
 export interface RedisServerOptions {
   /** `requirepass`: clients must AUTH with it. @default none */
@@ -148,23 +149,23 @@ class RunningRedis implements RedisServer {
   /** SIGTERM makes Redis flush the AOF and exit; SIGKILL is a crash. */
   private async halt(kill: boolean): Promise<void> {
     const child = this.child;
-    if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
+    if (this.watchdog) signalProcessGroup(this.watchdog, 'SIGKILL');
     this.watchdog = undefined;
     if (!child?.pid) return;
     const exited =
       child.exitCode !== null || child.signalCode !== null
         ? Promise.resolve()
         : new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    signalGroup(child, kill ? 'SIGKILL' : 'SIGTERM');
+    signalProcessGroup(child, kill ? 'SIGKILL' : 'SIGTERM');
     await Promise.race([exited, delay(STOP_TIMEOUT_MS)]);
-    signalGroup(child, 'SIGKILL');
+    signalProcessGroup(child, 'SIGKILL');
     await Promise.race([exited, delay(STOP_TIMEOUT_MS)]);
     this.child = undefined;
   }
 
   private killNow(): void {
-    if (this.child) signalGroup(this.child, 'SIGKILL');
-    if (this.watchdog) signalGroup(this.watchdog, 'SIGKILL');
+    if (this.child) signalProcessGroup(this.child, 'SIGKILL');
+    if (this.watchdog) signalProcessGroup(this.watchdog, 'SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -181,15 +182,6 @@ class RunningRedis implements RedisServer {
     );
     this.watchdog.on('error', () => {});
     this.watchdog.unref();
-  }
-}
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // Already gone.
   }
 }
 
