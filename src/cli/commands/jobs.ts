@@ -154,7 +154,7 @@ export const jobsRetryCommand: Command = {
     { name: 'json', type: 'boolean', help: 'print the count as JSON' },
   ],
   details:
-    'Done mailboxes run again as an incremental archive: only what is new is fetched.\nAttempts count from zero again.',
+    'Done mailboxes (or mailbox pairs) run again incrementally: only what is new is fetched\nor copied. Attempts count from zero again.',
   async run({ args, io }) {
     const runId = args.values.run;
     if (typeof runId !== 'string' || runId === '') {

@@ -252,6 +252,27 @@ describe('migrate --mailboxes --queue with two workers', () => {
     await expectExactlyOnce([0]);
   }, 300_000);
 
+  it('SIGTERM: the running pairs stop between two messages and go back to the queue; another worker finishes them exactly', async () => {
+    const config = await env.configFile({ lockDuration: '4s' });
+    const runId = await enqueue(await listFile('term.csv', [4, 5]), join(work, 'state-term'));
+    const first = env.startWorker(workerArgs(config), WITH_PASSWORD);
+    await waitUntil(
+      async () => (await status(runId)).mailboxes.some((m) => (m.progress?.messages ?? 0) > 0),
+      180_000,
+      'a job with progress',
+    );
+    first.child.kill('SIGTERM');
+    expect(await first.exited, first.output()).toBe(0);
+    const after = await status(runId);
+    expect(after.counts.active).toBe(0);
+    expect(after.counts.failed).toBe(0);
+    if (after.counts.done < 2) expect(first.output()).toMatch(/[1-9]\d* returned to the queue/);
+    const second = env.startWorker(workerArgs(config), WITH_PASSWORD);
+    await waitUntil(async () => (await status(runId)).counts.done === 2, 180_000, 'the run');
+    await stopAll([second]);
+    await expectExactlyOnce([4, 5]);
+  }, 420_000);
+
   it('a bad line in the list: exit 2 naming it, nothing enqueued', async () => {
     const file = join(work, 'bad.csv');
     await writeFile(
