@@ -896,6 +896,12 @@ export const ERROR_CODES = {
     remedy:
       '`migrate`: the IMAP server refused a command the migration needs (its words are in the message); run again with `--debug`.',
   },
+  MIGRATE_MAILBOX_LIST_INVALID: {
+    group: 'migrate',
+    exit: 2,
+    remedy:
+      '`migrate --mailboxes`: fix the lines named (one `source,destination` pair a line, `#` comments) or the path, then run it again.',
+  },
   QUEUE_PASSWORD_IN_ARGV: {
     group: 'queue',
     exit: 2,
@@ -935,6 +941,12 @@ export const ERROR_CODES = {
     exit: 1,
     remedy:
       "In `jobs status`: the job's workers died or lost Redis more often than allowed; `mailbridge jobs retry --run ID --failed` runs it again from its checkpoint.",
+  },
+  QUEUE_WORKER_PASSWORD_MISSING: {
+    group: 'queue',
+    exit: 2,
+    remedy:
+      "A migrate job's `imaps://` endpoint has no password on this worker (passwords never travel through Redis): set `MAILBRIDGE_FROM_PASSWORD`/`MAILBRIDGE_TO_PASSWORD` in the worker's environment or `migrate.fromPasswordFile`/`toPasswordFile` in its `--config`, then `mailbridge jobs retry --run ID --failed`.",
   },
   RELAY_SPOOL_LOCK_UNAVAILABLE: {
     group: 'relay',

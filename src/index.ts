@@ -86,8 +86,17 @@ export type {
   VerifyReport,
 } from './jobs/archive/index.js';
 // Migration: mailbox to mailbox over IMAP, resumable, without duplicates
-export { DEFAULT_MIGRATE_CONNECTIONS, migrateMailbox } from './jobs/migrate/index.js';
+export {
+  DEFAULT_MIGRATE_CONNECTIONS,
+  migrateMailbox,
+  migrateMailboxList,
+  readMailboxPairs,
+} from './jobs/migrate/index.js';
 export type {
+  MailboxPair,
+  MigrateListResult,
+  MigrateMailboxListOptions,
+  PairOutcome,
   M365Endpoint,
   MigrateEndpoint,
   MigrateFolderResult,

@@ -100,7 +100,7 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
   {
     name: 'worker',
     summary:
-      'run queued archive jobs (from `archive --queue`) until stopped; start one per machine',
+      'run queued archive and migrate jobs (from `--queue`) until stopped; start one per machine',
     load: async () => (await import('./commands/worker.js')).workerCommand,
   },
   {

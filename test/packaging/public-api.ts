@@ -36,6 +36,8 @@ export const PUBLIC_VALUES = [
   'DEFAULT_ARCHIVE_CONCURRENCY',
   // Migration
   'migrateMailbox',
+  'migrateMailboxList',
+  'readMailboxPairs',
   'DEFAULT_MIGRATE_CONNECTIONS',
   // Relay
   'startRelay',

@@ -21,6 +21,7 @@ import { type VerifyReport, verifyArchive } from '../../jobs/archive/verify.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { formatBytes } from '../../util/format.js';
+import { listFileLines } from '../../util/list-file.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
 import { type CliIo, writeJson, writeLine } from '../output.js';
@@ -37,10 +38,7 @@ function strings(value: unknown): string[] {
 
 /** Addresses from a `--mailboxes` file: one per line; blank lines and `#` comments ignored. */
 export function parseMailboxList(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((line) => line.replace(/#.*/, '').trim())
-    .filter((line) => line !== '');
+  return listFileLines(text).map((line) => line.text);
 }
 
 /** `YYYY-MM-DD` (a day: IMAP SEARCH SINCE has no time of day), or an ISO date-time's day. */
@@ -56,7 +54,7 @@ export function parseSince(text: string): Date {
   return date;
 }
 
-function positiveInteger(value: unknown, flag: string, fallback: number): number {
+export function positiveInteger(value: unknown, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || !/^[1-9]\d{0,3}$/.test(value)) {
     throw usageError(`${flag} must be a whole number from 1 to 9999`, `For example: ${flag} 4.`);

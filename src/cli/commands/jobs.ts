@@ -24,9 +24,15 @@ export async function queueSettingsOf(args: ParsedArgs): Promise<QueueSettings> 
   });
 }
 
-/** Runs `use` with a command connection to the queue, closed afterwards. */
+type JobKind = import('../../jobs/queue/job-data.js').JobKind;
+
+/**
+ * Runs `use` with a command connection to the queue, closed afterwards, and
+ * the queue of a kind of job (`kind`, or the kind of run `runOf` names once known).
+ */
 async function withQueue<T>(
   settings: QueueSettings,
+  kind: JobKind | ((redis: import('ioredis').Redis) => Promise<JobKind>),
   use: (
     queue: import('bullmq').Queue,
     redis: import('ioredis').Redis,
@@ -36,13 +42,20 @@ async function withQueue<T>(
   const { connectForCommand } = await import('../../jobs/queue/redis.js');
   const runs = await import('../../jobs/queue/runs.js');
   const redis = await connectForCommand(settings);
-  const queue = runs.openArchiveQueue(redis);
+  let queue: import('bullmq').Queue | undefined;
   try {
+    queue = runs.openQueue(redis, typeof kind === 'string' ? kind : await kind(redis));
     return await use(queue, redis, runs);
   } finally {
-    await queue.close().catch(() => {});
+    await queue?.close().catch(() => {});
     redis.disconnect();
   }
+}
+
+/** The run's kind, `runId` or the latest; QUEUE_RUN_NOT_FOUND when there is none. */
+async function kindOfRun(redis: import('ioredis').Redis, runId: string | undefined) {
+  const runs = await import('../../jobs/queue/runs.js');
+  return runs.runKind(redis, await runs.findRun(redis, runId));
 }
 
 const runFlag: FlagSpec = {
@@ -63,31 +76,54 @@ export const jobsStatusCommand: Command = {
   async run({ args, io }) {
     const settings = await queueSettingsOf(args);
     const runId = typeof args.values.run === 'string' ? args.values.run : undefined;
-    return withQueue(settings, async (queue, redis, runs) => {
-      const id = await runs.findRun(redis, runId);
-      const status = await runs.runStatus(queue, redis, id);
-      if (args.values.json === true) {
-        writeJson(io.stdout, { ...status, runs: await runs.listRuns(redis) });
-      } else {
-        printStatus(io, status);
-      }
-      return status.counts.failed > 0 ? ExitCode.failure : ExitCode.ok;
-    });
+    return withQueue(
+      settings,
+      (redis) => kindOfRun(redis, runId),
+      async (queue, redis, runs) => {
+        const id = await runs.findRun(redis, runId);
+        const status = await runs.runStatus(queue, redis, id);
+        if (args.values.json === true) {
+          writeJson(io.stdout, { ...status, runs: await runs.listRuns(redis) });
+        } else {
+          printStatus(io, status);
+        }
+        const refused = status.mailboxes.some(
+          (m) => m.result && 'skipped' in m.result && m.result.skipped > 0,
+        );
+        return status.counts.failed > 0 || refused ? ExitCode.failure : ExitCode.ok;
+      },
+    );
   },
 };
 
 function printStatus(io: CliIo, status: import('../../jobs/queue/runs.js').RunStatus): void {
   const c = status.counts;
+  const what =
+    status.kind === 'migrate'
+      ? `${status.mailboxes.length} mailbox pairs migrated`
+      : `${status.mailboxes.length} mailboxes into ${displayText(status.outDir)}`;
   writeLine(
     io.stdout,
-    `Run ${status.runId} (${status.created}, ${status.mailboxes.length} mailboxes into ${displayText(status.outDir)}): ${c.done} done, ${c.active} active, ${c.waiting} waiting, ${c.retrying} retrying, ${c.failed} failed`,
+    `Run ${status.runId} (${status.created}, ${what}): ${c.done} done, ${c.active} active, ${c.waiting} waiting, ${c.retrying} retrying, ${c.failed} failed`,
   );
   for (const m of status.mailboxes) {
     const mailbox = displayText(m.mailbox);
-    if (m.state === 'done' && m.result) {
+    const r = m.result;
+    if (m.state === 'done' && r && 'copied' in r) {
       writeLine(
         io.stdout,
-        `done      ${mailbox}  ${m.result.messagesNew} new (${formatBytes(m.result.bytesNew)}), ${m.result.messagesTotal} in the archive  on ${displayText(m.result.worker)}`,
+        `done      ${mailbox}  ${r.copied} copied (${formatBytes(r.bytes)}), ${r.alreadyPresent} already there, ${r.skipped} skipped  on ${displayText(r.worker)}`,
+      );
+      for (const s of r.refused ?? []) {
+        writeLine(
+          io.stdout,
+          `  skipped ${displayText(s.folder)} UID ${s.uid}: ${displayText(s.reason)}`,
+        );
+      }
+    } else if (m.state === 'done' && r && 'messagesNew' in r) {
+      writeLine(
+        io.stdout,
+        `done      ${mailbox}  ${r.messagesNew} new (${formatBytes(r.bytesNew)}), ${r.messagesTotal} in the archive  on ${displayText(r.worker)}`,
       );
     } else if (m.state === 'active') {
       const p = m.progress;
@@ -118,7 +154,7 @@ export const jobsRetryCommand: Command = {
     { name: 'json', type: 'boolean', help: 'print the count as JSON' },
   ],
   details:
-    'Done mailboxes run again as an incremental archive: only what is new is fetched.\nAttempts count from zero again.',
+    'Done mailboxes (or mailbox pairs) run again incrementally: only what is new is fetched\nor copied. Attempts count from zero again.',
   async run({ args, io }) {
     const runId = args.values.run;
     if (typeof runId !== 'string' || runId === '') {
@@ -128,13 +164,17 @@ export const jobsRetryCommand: Command = {
       );
     }
     const settings = await queueSettingsOf(args);
-    return withQueue(settings, async (queue, redis, runs) => {
-      const id = await runs.findRun(redis, runId);
-      const retried = await runs.retryRun(queue, redis, id, args.values.failed === true);
-      if (args.values.json === true) writeJson(io.stdout, { runId: id, retried });
-      else writeLine(io.stdout, `${retried} job(s) of run ${id} back in the queue.`);
-      return ExitCode.ok;
-    });
+    return withQueue(
+      settings,
+      (redis) => kindOfRun(redis, runId),
+      async (queue, redis, runs) => {
+        const id = await runs.findRun(redis, runId);
+        const retried = await runs.retryRun(queue, redis, id, args.values.failed === true);
+        if (args.values.json === true) writeJson(io.stdout, { runId: id, retried });
+        else writeLine(io.stdout, `${retried} job(s) of run ${id} back in the queue.`);
+        return ExitCode.ok;
+      },
+    );
   },
 };
 
@@ -148,20 +188,50 @@ export async function enqueueArchive(
 ): Promise<number> {
   const settings = await queueSettingsOf(args);
   const { mailboxes, ...options } = job;
-  return withQueue(settings, async (queue, redis, runs) => {
+  return withQueue(settings, 'archive', async (queue, redis, runs) => {
     const run = await runs.enqueueArchiveRun(queue, redis, {
       mailboxes,
       job: options,
       attempts: settings.attempts,
     });
-    if (args.values.json === true) writeJson(io.stdout, { ...run, queue: settings.shownUrl });
-    else {
-      writeLine(io.stdout, run.runId);
-      writeLine(
-        io.stderr,
-        `${run.jobs} mailbox job(s) queued as run ${run.runId} on ${settings.shownUrl}; \`mailbridge worker\` runs them, \`mailbridge jobs status --run ${run.runId}\` follows them.`,
-      );
-    }
-    return ExitCode.ok;
+    return reportEnqueued(args, io, settings, run, 'mailbox');
   });
+}
+
+/** `migrate --mailboxes --queue`: one job per pair, the run id on stdout. No password goes to Redis. */
+export async function enqueueMigrate(
+  args: ParsedArgs,
+  io: CliIo,
+  job: Omit<import('../../jobs/queue/job-data.js').MigrateJobData, 'runId' | 'from' | 'to'> & {
+    pairs: { from: string; to: string }[];
+  },
+): Promise<number> {
+  const settings = await queueSettingsOf(args);
+  const { pairs, ...options } = job;
+  return withQueue(settings, 'migrate', async (queue, redis, runs) => {
+    const run = await runs.enqueueMigrateRun(queue, redis, {
+      pairs,
+      job: options,
+      attempts: settings.attempts,
+    });
+    return reportEnqueued(args, io, settings, run, 'mailbox pair');
+  });
+}
+
+function reportEnqueued(
+  args: ParsedArgs,
+  io: CliIo,
+  settings: QueueSettings,
+  run: import('../../jobs/queue/runs.js').EnqueuedRun,
+  what: string,
+): number {
+  if (args.values.json === true) writeJson(io.stdout, { ...run, queue: settings.shownUrl });
+  else {
+    writeLine(io.stdout, run.runId);
+    writeLine(
+      io.stderr,
+      `${run.jobs} ${what} job(s) queued as run ${run.runId} on ${settings.shownUrl}; \`mailbridge worker\` runs them, \`mailbridge jobs status --run ${run.runId}\` follows them.`,
+    );
+  }
+  return ExitCode.ok;
 }

@@ -8,19 +8,28 @@ import {
   type MigrateSectionSettings,
   readMigrateSection,
 } from '../../jobs/migrate/config-section.js';
-import { parseEndpoint, resolvePassword, type Side } from '../../jobs/migrate/endpoint.js';
+import {
+  describeEndpoint,
+  parseEndpoint,
+  resolvePassword,
+  type Side,
+} from '../../jobs/migrate/endpoint.js';
 import {
   DEFAULT_MIGRATE_CONNECTIONS,
+  DEFAULT_PAIR_CONCURRENCY,
   type MigrateProgressEvent,
   type MigrateResult,
   migrateMailbox,
+  readMailboxPairs,
 } from '../../jobs/migrate/index.js';
 import { displayText } from '../../util/display-text.js';
 import { formatBytes } from '../../util/format.js';
 import { usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import { type CliIo, writeLine } from '../output.js';
-import { parseSince } from './archive.js';
+import { parseSince, positiveInteger } from './archive.js';
+import { enqueueMigrate, QUEUE_FLAG } from './jobs.js';
+import { runMigrateList } from './migrate-list.js';
 
 const REDRAW_INTERVAL_MS = 250;
 
@@ -38,7 +47,7 @@ export const migrateCommand: Command = {
   summary:
     'copy a mailbox into another over IMAP: folders, flags and dates; resumable, no duplicates',
   usage:
-    "migrate --from SOURCE --to DEST [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--sync-flags] [--dry-run] [--json]",
+    "migrate --from SOURCE --to DEST | --mailboxes FILE [--concurrency N] [--queue URL]  [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--sync-flags] [--dry-run] [--json]",
   usesSettings: true,
   flags: [
     {
@@ -52,6 +61,22 @@ export const migrateCommand: Command = {
       type: 'string',
       value: 'DEST',
       help: 'm365:ADDRESS or imaps://USER@HOST:PORT (or migrate.to in the config file)',
+    },
+    {
+      name: 'mailboxes',
+      type: 'string',
+      value: 'FILE',
+      help: 'many pairs instead: CSV source,destination, one pair a line (# comments)',
+    },
+    {
+      name: 'concurrency',
+      type: 'string',
+      value: 'N',
+      help: `with --mailboxes: pairs at once (default ${DEFAULT_PAIR_CONCURRENCY})`,
+    },
+    {
+      ...QUEUE_FLAG,
+      help: 'with --mailboxes: enqueue one job per pair for `mailbridge worker`; print the run id',
     },
     {
       name: 'folder',
@@ -84,7 +109,7 @@ export const migrateCommand: Command = {
       name: 'state',
       type: 'string',
       value: 'DIR',
-      help: 'state folder of this pair (default under ~/.local/state/mailbridge/migrate)',
+      help: "state folder of this pair, or with --mailboxes the folder of every pair's (default under ~/.local/state/mailbridge/migrate)",
     },
     {
       name: 'connections',
@@ -148,6 +173,12 @@ export const migrateCommand: Command = {
     'not copied twice, even without the state folder. Exit 1 when the destination refused a message',
     '(listed with its reason), 0 when every message is there.',
     '',
+    '--mailboxes FILE runs many pairs, --concurrency at a time (pairs sharing a mailbox one after',
+    'another), each with a state folder named for it under --state; one line per pair, exit 1 if',
+    'any failed (3 or 4 when all failed so). The passwords and configurations above serve every pair.',
+    'With --queue URL it enqueues one job per pair for `mailbridge worker`; workers take imaps://',
+    'passwords from their own environment or config, never from Redis.',
+    '',
     'With --config FILE, its migrate section gives what the flags leave out (from, to, folders, exclude,',
     'map, since, state, connections, syncFlags, fromPasswordFile, toPasswordFile); a flag given replaces',
     'its setting.',
@@ -159,21 +190,12 @@ export const migrateCommand: Command = {
     const section = configFile
       ? await readMigrateSection(configFile, DEFAULT_MAX_CONNECTIONS_PER_MAILBOX)
       : {};
-    const from = endpoint('from', args.values, section);
-    const to = endpoint('to', args.values, section);
     const sinceText = text(args.values.since);
     const since = sinceText
       ? parseSince(sinceText)
       : section.since
         ? parseSince(section.since)
         : undefined;
-    const passwords: { fromPassword?: string; toPassword?: string } = {};
-    if (from.kind === 'imap')
-      passwords.fromPassword = await password('from', args.values, section, io);
-    if (to.kind === 'imap') passwords.toPassword = await password('to', args.values, section, io);
-    const configs: { fromConfig?: MailbridgeConfig; toConfig?: MailbridgeConfig } = {};
-    if (from.kind === 'm365') configs.fromConfig = await endpointConfig('from', context);
-    if (to.kind === 'm365') configs.toConfig = await endpointConfig('to', context);
     const stateFlag = text(args.values.state);
     const state = stateFlag ? resolve(stateFlag) : section.state;
     const connectionsText = text(args.values.connections);
@@ -189,6 +211,34 @@ export const migrateCommand: Command = {
       const given = strings(args.values[flag]);
       return given.length > 0 ? given : (fromSection ?? []);
     };
+    const shared = {
+      folders: list('folder', section.folders),
+      exclude: list('exclude', section.exclude),
+      map: list('map', section.map),
+      ...(since ? { since } : {}),
+      ...(connections !== undefined ? { connections } : {}),
+      dryRun: args.values['dry-run'] === true,
+      syncFlags: args.values['sync-flags'] === true || section.syncFlags === true,
+    };
+    const listFile = text(args.values.mailboxes);
+    if (listFile) return runList(context, listFile, section, { ...shared, state, json });
+    for (const flag of ['concurrency', 'queue']) {
+      if (args.values[flag] !== undefined) {
+        throw usageError(
+          `--${flag} goes with --mailboxes FILE`,
+          'One pair (--from/--to) runs alone; --connections sets its connections.',
+        );
+      }
+    }
+    const from = endpoint('from', args.values, section);
+    const to = endpoint('to', args.values, section);
+    const passwords: { fromPassword?: string; toPassword?: string } = {};
+    if (from.kind === 'imap')
+      passwords.fromPassword = await password('from', args.values, section, io);
+    if (to.kind === 'imap') passwords.toPassword = await password('to', args.values, section, io);
+    const configs: { fromConfig?: MailbridgeConfig; toConfig?: MailbridgeConfig } = {};
+    if (from.kind === 'm365') configs.fromConfig = await endpointConfig('from', context);
+    if (to.kind === 'm365') configs.toConfig = await endpointConfig('to', context);
 
     const controller = new AbortController();
     const onSignal = () => controller.abort(new Error('interrupted'));
@@ -202,14 +252,8 @@ export const migrateCommand: Command = {
         to,
         ...configs,
         ...passwords,
-        folders: list('folder', section.folders),
-        exclude: list('exclude', section.exclude),
-        map: list('map', section.map),
-        ...(since ? { since } : {}),
+        ...shared,
         ...(state ? { stateDir: state } : {}),
-        ...(connections !== undefined ? { connections } : {}),
-        dryRun: args.values['dry-run'] === true,
-        syncFlags: args.values['sync-flags'] === true || section.syncFlags === true,
         logger: context.logger,
         signal: controller.signal,
         onProgress: progress.onEvent,
@@ -226,6 +270,92 @@ export const migrateCommand: Command = {
   },
 };
 
+/** `--mailboxes FILE`: the pairs here, or (`--queue`) one job per pair on the queue. */
+async function runList(
+  context: CommandContext,
+  listFile: string,
+  section: MigrateSectionSettings,
+  options: {
+    folders: string[];
+    exclude: string[];
+    map: string[];
+    since?: Date;
+    connections?: number;
+    dryRun: boolean;
+    syncFlags: boolean;
+    state: string | undefined;
+    json: boolean;
+  },
+): Promise<number> {
+  const { args, io } = context;
+  for (const side of ['from', 'to'] as const) {
+    if (text(args.values[side]) !== undefined) {
+      throw usageError(
+        `--${side} and --mailboxes cannot go together: the list names every pair`,
+        'Put the pair in the list file as source,destination, or drop --mailboxes.',
+      );
+    }
+  }
+  const concurrency = positiveInteger(
+    args.values.concurrency,
+    '--concurrency',
+    DEFAULT_PAIR_CONCURRENCY,
+  );
+  const pairs = await readMailboxPairs(listFile);
+  const { state, json, since, ...shared } = options;
+  if (typeof args.values.queue === 'string') {
+    if (shared.dryRun) {
+      throw usageError(
+        '--dry-run does not go with --queue',
+        'Run the list here with --dry-run first.',
+      );
+    }
+    const configFile = (side: Side) => {
+      const file = text(args.values[`${side}-config`]);
+      return file ? resolve(file) : undefined;
+    };
+    const fromConfig = configFile('from');
+    const toConfig = configFile('to');
+    return enqueueMigrate(args, io, {
+      pairs: pairs.map((p) => ({ from: describeEndpoint(p.from), to: describeEndpoint(p.to) })),
+      folders: shared.folders,
+      exclude: shared.exclude,
+      map: shared.map,
+      ...(since ? { since: since.toISOString().slice(0, 10) } : {}),
+      ...(shared.connections !== undefined ? { connections: shared.connections } : {}),
+      syncFlags: shared.syncFlags,
+      ...(state ? { stateRoot: state } : {}),
+      ...(fromConfig ? { fromConfig } : {}),
+      ...(toConfig ? { toConfig } : {}),
+    });
+  }
+  const passwords: { fromPassword?: string; toPassword?: string } = {};
+  if (pairs.some((p) => p.from.kind === 'imap'))
+    passwords.fromPassword = await password('from', args.values, section, io);
+  if (pairs.some((p) => p.to.kind === 'imap'))
+    passwords.toPassword = await password('to', args.values, section, io);
+  const configs: { fromConfig?: MailbridgeConfig; toConfig?: MailbridgeConfig } = {};
+  if (pairs.some((p) => p.from.kind === 'm365'))
+    configs.fromConfig = await endpointConfig('from', context);
+  if (pairs.some((p) => p.to.kind === 'm365'))
+    configs.toConfig = await endpointConfig('to', context);
+  return runMigrateList(
+    io,
+    {
+      pairs,
+      ...shared,
+      ...(since ? { since } : {}),
+      ...passwords,
+      ...configs,
+      ...(state ? { stateRoot: state } : {}),
+      concurrency,
+      logger: context.logger,
+      env: io.env,
+    },
+    json,
+  );
+}
+
 /** `--from`/`--to`, else the section's `from`/`to`; errors name where the value came from. */
 function endpoint(side: Side, values: Record<string, unknown>, section: MigrateSectionSettings) {
   const flag = text(values[side]);
@@ -238,7 +368,8 @@ function endpoint(side: Side, values: Record<string, unknown>, section: MigrateS
   );
 }
 
-async function password(
+/** The password of an `imaps://` side: its flag's file, the section's file, else the environment. */
+export async function password(
   side: Side,
   values: Record<string, unknown>,
   section: MigrateSectionSettings,

@@ -1,12 +1,17 @@
+import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
 import { ExitCode } from '../../errors.js';
+import { readMigrateSection } from '../../jobs/migrate/config-section.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
+import type { CliIo } from '../output.js';
 import { writeJson, writeLine } from '../output.js';
 import { QUEUE_FLAG, queueSettingsOf } from './jobs.js';
+import { password } from './migrate.js';
 
 export const workerCommand: Command = {
   name: 'worker',
-  summary: 'run queued archive jobs (from `archive --queue`) until stopped; start one per machine',
+  summary:
+    'run queued archive and migrate jobs (from `--queue`) until stopped; start one per machine',
   usage: 'worker [--queue URL] [--concurrency N] [--json]',
   usesSettings: true,
   flags: [
@@ -15,13 +20,17 @@ export const workerCommand: Command = {
       name: 'concurrency',
       type: 'string',
       value: 'N',
-      help: 'mailboxes at once (default: queue.concurrency, else 4)',
+      help: 'jobs of each kind at once (default: queue.concurrency, else 4)',
     },
     { name: 'json', type: 'boolean', help: 'print the summary at the stop as JSON' },
   ],
   details: [
-    'Each job is the crash-safe archive of one mailbox: a job whose worker dies is taken by',
-    'another once its lock runs out (queue.lockDuration, 30s) and continues from the checkpoint.',
+    'Each job is the crash-safe archive of one mailbox, or migration of one mailbox pair: a job',
+    'whose worker dies is taken by another once its lock runs out (queue.lockDuration, 30s) and',
+    'continues from the checkpoint. Passwords of imaps:// endpoints in migrate jobs come from this',
+    "worker's MAILBRIDGE_FROM_PASSWORD / MAILBRIDGE_TO_PASSWORD or its --config file's",
+    'migrate.fromPasswordFile / toPasswordFile, never from the queue; a job this worker has no',
+    'password for fails with QUEUE_WORKER_PASSWORD_MISSING.',
     'SIGTERM or Ctrl-C: the running archives stop between two messages, record what they',
     'fetched, and go back to the queue; the worker then exits 0. Connections to one mailbox are',
     'shared by every worker: at most queue.connectionsPerMailbox (8) at once, and a throttling',
@@ -41,17 +50,20 @@ export const workerCommand: Command = {
       concurrency = Number(text);
     }
     const config = await loadConfig();
-    const { runArchiveWorker } = await import('../../jobs/queue/worker.js');
+    const passwords = await workerPasswords(args.values, io);
+    const { runWorker } = await import('../../jobs/queue/worker.js');
     const controller = new AbortController();
     const stop = () => controller.abort();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {
-      const summary = await runArchiveWorker(config, {
+      const summary = await runWorker(config, {
         settings,
         concurrency,
         logger,
         signal: controller.signal,
+        passwords,
+        env: io.env,
       });
       if (args.values.json === true) writeJson(io.stdout, summary);
       else {
@@ -67,3 +79,19 @@ export const workerCommand: Command = {
     }
   },
 };
+
+/** Passwords for migrate jobs' imaps:// sides, read once at the start: a bad file stops the worker (exit 2). */
+async function workerPasswords(
+  values: Record<string, unknown>,
+  io: CliIo,
+): Promise<{ from?: string; to?: string }> {
+  const file = typeof values.config === 'string' ? values.config : undefined;
+  const section = file ? await readMigrateSection(file, DEFAULT_MAX_CONNECTIONS_PER_MAILBOX) : {};
+  const found: { from?: string; to?: string } = {};
+  for (const side of ['from', 'to'] as const) {
+    const variable = side === 'from' ? 'MAILBRIDGE_FROM_PASSWORD' : 'MAILBRIDGE_TO_PASSWORD';
+    const configured = side === 'from' ? section.fromPasswordFile : section.toPasswordFile;
+    if (configured || io.env[variable]) found[side] = await password(side, {}, section, io);
+  }
+  return found;
+}

@@ -3,7 +3,10 @@
  * folder, resumable and without duplicates (see copy-folder.ts and state.ts).
  */
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
-import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
+import {
+  type ConnectionSlots,
+  DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+} from '../../clients/connection-limit.js';
 import { createImapSession, type ImapSession } from '../../clients/imap-session.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError } from '../../errors.js';
@@ -78,6 +81,15 @@ export interface MigrateMailboxOptions {
   onProgress?: (event: MigrateProgressEvent) => void;
   /** Environment for passwords and the default state folder. @default process.env */
   env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Where each side's sessions take their slot of `maxConnections`: this
+   * process by default; the job queue's workers share leases in Redis.
+   */
+  connectionSlots?: ConnectionSlots;
+  /** Sessions to one mailbox at once, on each side. @default 8 */
+  maxConnections?: number;
+  /** Token providers by configuration, shared by the runs of a list so each app asks once. */
+  tokenProviders?: Map<MailbridgeConfig, TokenProvider>;
 }
 
 export interface MigrateResult {
@@ -136,12 +148,16 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     });
   }
 
-  const providers = new Map<MailbridgeConfig, TokenProvider>();
+  const providers = options.tokenProviders ?? new Map<MailbridgeConfig, TokenProvider>();
+  const slots = {
+    ...(options.connectionSlots ? { connectionSlots: options.connectionSlots } : {}),
+    ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
+  };
   const open = (endpoint: MigrateEndpoint, side: Side): ImapSession => {
     if (endpoint.kind === 'imap') {
       const given = side === 'from' ? options.fromPassword : options.toPassword;
       const password = given ?? resolvePassword(side, { env });
-      return createPasswordSession(endpoint, password, { logger });
+      return createPasswordSession(endpoint, password, { logger, ...slots });
     }
     const config = side === 'from' ? options.fromConfig : (options.toConfig ?? options.fromConfig);
     if (!config) {
@@ -160,6 +176,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
       mailbox: endpoint.mailbox,
       tokenProvider: provider,
       logger,
+      ...slots,
     });
   };
 

@@ -5,6 +5,11 @@
  * dropped connection with the same policy as our XOAUTH2 sessions.
  */
 import {
+  type ConnectionSlots,
+  connectionKey,
+  DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+} from '../../clients/connection-limit.js';
+import {
   type ImapFlowErrorFields,
   isDroppedConnectionCode,
   openImapConnection,
@@ -24,9 +29,15 @@ import type { PasswordImapEndpoint } from './endpoint.js';
 export function createPasswordSession(
   endpoint: PasswordImapEndpoint,
   password: string,
-  options: { logger?: Logger } = {},
+  options: { logger?: Logger; connectionSlots?: ConnectionSlots; maxConnections?: number } = {},
 ): ImapSession {
   const logger = options.logger ?? silentLogger;
+  // Held like an XOAUTH2 session's: per user on the server, in this process or the queue's leases.
+  const slot = {
+    key: connectionKey(endpoint.host, endpoint.port, endpoint.user),
+    limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+    ...(options.connectionSlots ? { slots: options.connectionSlots } : {}),
+  };
   return createLoginSession(
     {
       name: endpoint.user,
@@ -45,7 +56,7 @@ export function createPasswordSession(
       },
       toError: (error) => passwordImapError(error, endpoint),
     },
-    { logger },
+    { logger, slot },
   );
 }
 

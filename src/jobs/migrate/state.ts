@@ -42,9 +42,14 @@ export function defaultStateDir(
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): string {
   const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(base, 'mailbridge', 'migrate', pairFolderName(from, to));
+}
+
+/** The pair's folder name: readable, and unique through a hash of both endpoints. */
+export function pairFolderName(from: string, to: string): string {
   const readable = `${from}--${to}`.replace(/[^A-Za-z0-9@._-]+/g, '_').slice(0, 120);
   const hash = createHash('sha256').update(`${from}\n${to}`).digest('hex').slice(0, 10);
-  return join(base, 'mailbridge', 'migrate', `${readable}-${hash}`);
+  return `${readable}-${hash}`;
 }
 
 export class MigrationState {

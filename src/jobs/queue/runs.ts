@@ -1,6 +1,6 @@
 /**
  * Runs on the queue: `archive --queue` adds one job per mailbox under a new
- * run id; `jobs status` reads each job's state, progress, result or failure;
+ * run id, `migrate --mailboxes --queue` one per mailbox pair; `jobs status` reads each job's state, progress, result or failure;
  * `jobs retry` puts finished jobs back. A run is a Redis hash (when, what,
  * how many jobs) and its jobs are `RUN.0` … `RUN.n-1`, so a run's jobs are
  * found without scanning the queue.
@@ -14,6 +14,10 @@ import {
   type ArchiveJobData,
   type ArchiveJobProgress,
   type ArchiveJobResult,
+  type JobKind,
+  MIGRATE_QUEUE,
+  type MigrateJobData,
+  type MigrateJobResult,
   parseFailureReason,
 } from './job-data.js';
 import { KEY_PREFIX } from './redis.js';
@@ -33,8 +37,24 @@ export interface EnqueuedRun {
   jobs: number;
 }
 
+export interface EnqueueMigrateOptions {
+  pairs: readonly { from: string; to: string }[];
+  job: Omit<MigrateJobData, 'runId' | 'from' | 'to'>;
+  attempts: number;
+}
+
+export function openQueue(redis: Redis, kind: JobKind): Queue {
+  const name = kind === 'migrate' ? MIGRATE_QUEUE : ARCHIVE_QUEUE;
+  return new Queue(name, { connection: redis, prefix: KEY_PREFIX });
+}
+
 export function openArchiveQueue(redis: Redis): Queue {
-  return new Queue(ARCHIVE_QUEUE, { connection: redis, prefix: KEY_PREFIX });
+  return openQueue(redis, 'archive');
+}
+
+/** What kind of jobs a run holds (runs from before migrate jobs have no kind: archive). */
+export async function runKind(redis: Redis, runId: string): Promise<JobKind> {
+  return (await redis.hget(runKey(runId), 'kind')) === 'migrate' ? 'migrate' : 'archive';
 }
 
 /** A sortable id: the UTC time and 4 random hex digits, e.g. `20261206T1305Z-3fa1`. */
@@ -49,31 +69,61 @@ export async function enqueueArchiveRun(
   redis: Redis,
   options: EnqueueOptions,
 ): Promise<EnqueuedRun> {
-  const runId = newRunId();
   const unique = [
     ...new Map(options.mailboxes.map((m) => [m.trim().toLowerCase(), m.trim()])).values(),
   ];
+  return enqueueRun(queue, redis, {
+    kind: 'archive',
+    record: { outDir: options.job.outDir },
+    data: unique.map((mailbox) => ({ ...options.job, mailbox })),
+    attempts: options.attempts,
+  });
+}
+
+/** One job per mailbox pair (a pair listed twice is one job), then the run record. */
+export async function enqueueMigrateRun(
+  queue: Queue,
+  redis: Redis,
+  options: EnqueueMigrateOptions,
+): Promise<EnqueuedRun> {
+  const unique = [
+    ...new Map(options.pairs.map((p) => [`${p.from}\n${p.to}`.toLowerCase(), p])).values(),
+  ];
+  return enqueueRun(queue, redis, {
+    kind: 'migrate',
+    record: options.job.stateRoot ? { stateRoot: options.job.stateRoot } : {},
+    data: unique.map((pair) => ({ ...options.job, from: pair.from, to: pair.to })),
+    attempts: options.attempts,
+  });
+}
+
+async function enqueueRun(
+  queue: Queue,
+  redis: Redis,
+  run: {
+    kind: JobKind;
+    record: Record<string, string>;
+    data: (Omit<ArchiveJobData, 'runId'> | Omit<MigrateJobData, 'runId'>)[];
+    attempts: number;
+  },
+): Promise<EnqueuedRun> {
+  const runId = newRunId();
   const created = Date.now();
   // The record first: a run whose jobs are partly added is still listed (and its count says so).
   await redis
     .multi()
-    .hset(runKey(runId), {
-      kind: 'archive',
-      created,
-      jobs: unique.length,
-      outDir: options.job.outDir,
-    })
+    .hset(runKey(runId), { kind: run.kind, created, jobs: run.data.length, ...run.record })
     .zadd(RUNS_KEY, created, runId)
     .exec();
   const BATCH = 500;
-  for (let start = 0; start < unique.length; start += BATCH) {
+  for (let start = 0; start < run.data.length; start += BATCH) {
     await queue.addBulk(
-      unique.slice(start, start + BATCH).map((mailbox, i) => ({
-        name: 'archive',
-        data: { ...options.job, runId, mailbox } satisfies ArchiveJobData,
+      run.data.slice(start, start + BATCH).map((data, i) => ({
+        name: run.kind,
+        data: { ...data, runId },
         opts: {
           jobId: `${runId}.${start + i}`,
-          attempts: options.attempts,
+          attempts: run.attempts,
           backoff: { type: 'exponential', delay: 5_000 },
           removeOnComplete: false,
           removeOnFail: false,
@@ -81,13 +131,17 @@ export async function enqueueArchiveRun(
       })),
     );
   }
-  return { runId, jobs: unique.length };
+  return { runId, jobs: run.data.length };
 }
 
 export type MailboxState = 'waiting' | 'retrying' | 'active' | 'done' | 'failed';
 
 export interface MailboxStatus {
+  /** The mailbox; for a migrate job, `FROM → TO`. */
   mailbox: string;
+  /** A migrate job's endpoints. */
+  from?: string;
+  to?: string;
   jobId: string;
   state: MailboxState;
   attempts: number;
@@ -95,15 +149,19 @@ export interface MailboxStatus {
   worker?: string;
   progress?: Omit<ArchiveJobProgress, 'worker'>;
   /** When done. */
-  result?: ArchiveJobResult;
+  result?: ArchiveJobResult | MigrateJobResult;
   /** When failed, or retrying after a failure. */
   error?: { code: string; message: string };
 }
 
 export interface RunStatus {
   runId: string;
+  kind: JobKind;
   created: string;
+  /** Archive runs: where to. */
   outDir: string;
+  /** Migrate runs: the state folders' folder, when one was given. */
+  stateRoot?: string;
   counts: Record<MailboxState, number>;
   mailboxes: MailboxStatus[];
 }
@@ -148,20 +206,30 @@ export async function runStatus(queue: Queue, redis: Redis, runId: string): Prom
   for (const m of mailboxes) counts[m.state]++;
   return {
     runId,
+    kind: record.kind === 'migrate' ? 'migrate' : 'archive',
     created: new Date(Number(record.created ?? 0)).toISOString(),
     outDir: record.outDir ?? '',
+    ...(record.stateRoot ? { stateRoot: record.stateRoot } : {}),
     counts,
     mailboxes,
   };
 }
 
 async function mailboxStatus(job: Job): Promise<MailboxStatus> {
-  const data = job.data as ArchiveJobData;
+  const data = job.data as Partial<ArchiveJobData & MigrateJobData>;
   const state = await job.getState();
-  const base = { mailbox: data.mailbox, jobId: job.id ?? '', attempts: job.attemptsMade };
+  const names =
+    data.from !== undefined && data.to !== undefined
+      ? { mailbox: `${data.from} → ${data.to}`, from: data.from, to: data.to }
+      : { mailbox: data.mailbox ?? '' };
+  const base = { ...names, jobId: job.id ?? '', attempts: job.attemptsMade };
   const error = job.failedReason ? parseFailureReason(job.failedReason) : undefined;
   if (state === 'completed') {
-    return { ...base, state: 'done', result: job.returnvalue as ArchiveJobResult };
+    return {
+      ...base,
+      state: 'done',
+      result: job.returnvalue as ArchiveJobResult | MigrateJobResult,
+    };
   }
   if (state === 'failed') return { ...base, state: 'failed', ...(error ? { error } : {}) };
   if (state === 'active') {

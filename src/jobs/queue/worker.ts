@@ -1,8 +1,9 @@
 /**
- * A worker: takes archive jobs from the queue, `concurrency` at a time, and
- * runs each as the archive job's own crash-safe run of one mailbox. So a job
+ * A worker: takes archive jobs and migrate jobs from their queues,
+ * `concurrency` of each kind at a time, and runs each as that job's own
+ * crash-safe run of one mailbox (or mailbox pair, migrate-job.ts). So a job
  * retried after its worker died continues from that run's checkpoint (the
- * manifest), and fetches again only the messages that were in flight.
+ * manifest, the pair's state), and does again only what was in flight.
  *
  * Connections to a mailbox are leased from Redis (connection-leases.ts), so
  * the per-mailbox budget holds across every worker. A stop (`signal`, SIGTERM
@@ -11,6 +12,7 @@
  */
 import { hostname } from 'node:os';
 import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import type { TokenProvider } from '../../auth/token-provider.js';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, MailbridgeError } from '../../errors.js';
@@ -23,7 +25,11 @@ import {
   type ArchiveJobProgress,
   type ArchiveJobResult,
   failureReason,
+  MIGRATE_QUEUE,
+  type MigrateJobData,
+  type MigrateJobResult,
 } from './job-data.js';
+import { migrateJobResult, runMigrateJob } from './migrate-job.js';
 import { connectForWorker, KEY_PREFIX } from './redis.js';
 import type { QueueSettings } from './settings.js';
 
@@ -44,6 +50,10 @@ export interface ArchiveWorkerOptions {
   signal: AbortSignal;
   /** Shown in `jobs status`. @default host:pid */
   name?: string;
+  /** The worker's own passwords for migrate jobs' `imaps://` endpoints. */
+  passwords?: { from?: string; to?: string };
+  /** For the default state folders and other configuration files. @default process.env */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface ArchiveWorkerSummary {
@@ -55,7 +65,7 @@ export interface ArchiveWorkerSummary {
 }
 
 /** Runs jobs until `signal` is aborted; resolves once every job it held is finished or back in the queue. */
-export async function runArchiveWorker(
+export async function runWorker(
   config: MailbridgeConfig,
   options: ArchiveWorkerOptions,
 ): Promise<ArchiveWorkerSummary> {
@@ -65,11 +75,12 @@ export async function runArchiveWorker(
   const leases = createConnectionLeases(redis, { leaseMs: settings.lockDurationMs, logger });
   const tokenProvider = createTokenProvider(config, { logger });
   const summary: ArchiveWorkerSummary = { name, completed: 0, failed: 0, returned: 0 };
+  const tokenProviders = new Map<MailbridgeConfig, TokenProvider>([[config, tokenProvider]]);
 
-  const processor = async (job: Job, token?: string): Promise<ArchiveJobResult> => {
-    const data = job.data as ArchiveJobData;
+  /** Writes the job's progress to Redis at most once per PROGRESS_INTERVAL_MS. */
+  const progressOf = (job: Job) => {
     let reported = 0;
-    const report = (counts: { messages: number; bytes: number; estimatedMessages: number }) => {
+    return (counts: { messages: number; bytes: number; estimatedMessages: number }) => {
       const now = Date.now();
       if (now - reported < PROGRESS_INTERVAL_MS) return;
       reported = now;
@@ -81,6 +92,60 @@ export async function runArchiveWorker(
       };
       job.updateProgress(progress).catch(() => {});
     };
+  };
+  /** Back in the queue for any worker, without counting as a failed attempt. */
+  const handBack = async (job: Job, token: string | undefined, what: string): Promise<never> => {
+    await job.moveToWait(token);
+    summary.returned++;
+    logger.log('info', 'queue: job returned to the queue', { job: job.id, what });
+    throw new WaitingError();
+  };
+
+  const migrateProcessor = async (job: Job, token?: string): Promise<MigrateJobResult> => {
+    const data = job.data as MigrateJobData;
+    const pair = `${data.from} → ${data.to}`;
+    const report = progressOf(job);
+    const counts = { messages: 0, bytes: 0, estimatedMessages: 0 };
+    report(counts);
+    logger.log('info', 'queue: job started', { job: job.id, pair, worker: name });
+    const started = Date.now();
+    try {
+      const result = await runMigrateJob(
+        data,
+        {
+          config,
+          passwords: options.passwords ?? {},
+          connectionSlots: leases,
+          connectionsPerMailbox: settings.connectionsPerMailbox,
+          tokenProviders,
+          logger,
+          signal,
+          env: options.env ?? process.env,
+        },
+        (event) => {
+          if (event.type === 'folder-start') counts.estimatedMessages += event.pending;
+          else if (event.type === 'message') {
+            counts.messages++;
+            counts.bytes += event.bytes;
+          }
+          report(counts);
+        },
+      );
+      return migrateJobResult(name, result, Date.now() - started);
+    } catch (error) {
+      if (
+        signal.aborted &&
+        error instanceof MailbridgeError &&
+        error.code === 'MIGRATE_INTERRUPTED'
+      )
+        return handBack(job, token, pair);
+      throw asJobFailure(error, `Migrating ${pair}`, 'MIGRATE_COMMAND_FAILED');
+    }
+  };
+
+  const processor = async (job: Job, token?: string): Promise<ArchiveJobResult> => {
+    const data = job.data as ArchiveJobData;
+    const report = progressOf(job);
     report({ messages: 0, bytes: 0, estimatedMessages: 0 });
     logger.log('info', 'queue: job started', { job: job.id, mailbox: data.mailbox, worker: name });
     let result: Awaited<ReturnType<typeof archiveMailbox>>;
@@ -101,18 +166,9 @@ export async function runArchiveWorker(
         onProgress: (event) => report(event.counts),
       });
     } catch (error) {
-      throw asJobFailure(error, data.mailbox);
+      throw asJobFailure(error, `Archiving ${data.mailbox}`);
     }
-    if (result.interrupted) {
-      // Back in the queue for any worker, without counting as a failed attempt.
-      await job.moveToWait(token);
-      summary.returned++;
-      logger.log('info', 'queue: job returned to the queue', {
-        job: job.id,
-        mailbox: data.mailbox,
-      });
-      throw new WaitingError();
-    }
+    if (result.interrupted) return handBack(job, token, data.mailbox);
     if (!result.ok) {
       const failed = result.folders.find((f) => f.status === 'failed');
       const code = failed?.error?.code ?? 'ARCHIVE_FAILED';
@@ -132,7 +188,7 @@ export async function runArchiveWorker(
     };
   };
 
-  const worker = new Worker(ARCHIVE_QUEUE, processor, {
+  const workerOptions = {
     connection: redis,
     prefix: KEY_PREFIX,
     concurrency: options.concurrency,
@@ -141,30 +197,38 @@ export async function runArchiveWorker(
     stalledInterval: settings.lockDurationMs,
     maxStalledCount: MAX_STALLED,
     autorun: false,
-  });
-  worker.on('completed', (job) => {
-    summary.completed++;
-    logger.log('info', 'queue: job done', { job: job.id, mailbox: job.data.mailbox });
-  });
-  worker.on('failed', (job, error) => {
-    if (error instanceof WaitingError || error.name === 'WaitingError') return;
-    summary.failed++;
-    logger.log('warn', 'queue: job failed', {
-      job: job?.id,
-      mailbox: job?.data.mailbox,
-      attempts: job?.attemptsMade,
-      error: error.message,
+  };
+  const workers = [
+    new Worker(ARCHIVE_QUEUE, processor, workerOptions),
+    new Worker(MIGRATE_QUEUE, migrateProcessor, workerOptions),
+  ];
+  const label = (job: Job | undefined) =>
+    job?.data.mailbox ?? (job ? `${job.data.from} → ${job.data.to}` : undefined);
+  for (const worker of workers) {
+    worker.on('completed', (job) => {
+      summary.completed++;
+      logger.log('info', 'queue: job done', { job: job.id, what: label(job) });
     });
-  });
-  worker.on('error', (error) => {
-    logger.log('warn', 'queue: worker error', { error: error.message });
-  });
+    worker.on('failed', (job, error) => {
+      if (error instanceof WaitingError || error.name === 'WaitingError') return;
+      summary.failed++;
+      logger.log('warn', 'queue: job failed', {
+        job: job?.id,
+        what: label(job),
+        attempts: job?.attemptsMade,
+        error: error.message,
+      });
+    });
+    worker.on('error', (error) => {
+      logger.log('warn', 'queue: worker error', { error: error.message });
+    });
+  }
 
   const stopped = new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     else signal.addEventListener('abort', () => resolve(), { once: true });
   });
-  const running = worker.run();
+  const running = Promise.all(workers.map((w) => w.run()));
   logger.log('info', 'queue: worker started', {
     worker: name,
     redis: settings.shownUrl,
@@ -172,7 +236,7 @@ export async function runArchiveWorker(
   });
   await Promise.race([stopped, running]);
   // close() stops taking jobs and waits for the running ones, which the signal has interrupted.
-  await worker.close();
+  await Promise.all(workers.map((w) => w.close()));
   await running.catch(() => {});
   await leases.close();
   await redis.quit().catch(() => redis.disconnect());
@@ -183,14 +247,9 @@ export async function runArchiveWorker(
  * A failure as BullMQ keeps it, its code in front. Settings problems do not
  * mend by waiting: they fail the job at once instead of using its attempts.
  */
-function asJobFailure(error: unknown, mailbox: string): Error {
+function asJobFailure(error: unknown, doing: string, code = 'ARCHIVE_FAILED'): Error {
   if (!(error instanceof MailbridgeError)) {
-    return new Error(
-      failureReason(
-        'ARCHIVE_FAILED',
-        `Archiving ${mailbox}: ${String((error as Error).message ?? error)}`,
-      ),
-    );
+    return new Error(failureReason(code, `${doing}: ${String((error as Error).message ?? error)}`));
   }
   const reason = failureReason(error.code, error.message);
   return error instanceof ConfigurationError ? new UnrecoverableError(reason) : new Error(reason);

@@ -38,7 +38,8 @@ export interface QueueTestEnv {
   configFile(queue: Record<string, unknown>): Promise<string>;
   direct(mailbox: string): Promise<ImapFlow>;
   cli(args: string[], options?: { timeoutMs?: number }): Promise<CliResult>;
-  startWorker(args: string[]): Worker;
+  /** `extraEnv` on top of `env`, e.g. a migrate source's password. */
+  startWorker(args: string[], extraEnv?: Record<string, string>): Worker;
   close(): Promise<void>;
 }
 
@@ -48,9 +49,15 @@ export interface Worker {
   exited: Promise<number | null>;
 }
 
-export async function startQueueTestEnv(mailboxes: readonly string[]): Promise<QueueTestEnv> {
+export async function startQueueTestEnv(
+  mailboxes: readonly string[],
+  options: { passwordUsers?: Record<string, string> } = {},
+): Promise<QueueTestEnv> {
   const service = await startTokenService();
-  const servers = await startMailServers({ tokenService: service });
+  const servers = await startMailServers({
+    tokenService: service,
+    ...(options.passwordUsers ? { passwordUsers: options.passwordUsers } : {}),
+  });
   const redis = await startRedisServer({ password: REDIS_PASSWORD });
   const dir = await mkdtemp(join(tmpdir(), 'mailbridge-queue-test-'));
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
@@ -75,9 +82,9 @@ export async function startQueueTestEnv(mailboxes: readonly string[]): Promise<Q
     },
     direct: (mailbox) => createImapClient(config, { mailbox }),
     cli: (args, options = {}) => runCli(args, env, { timeoutMs: options.timeoutMs ?? 30_000 }),
-    startWorker(args) {
+    startWorker(args, extraEnv = {}) {
       const child = spawn(process.execPath, [CLI_PATH, 'worker', ...args], {
-        env: cliEnv(env),
+        env: cliEnv({ ...env, ...extraEnv }),
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let output = '';
