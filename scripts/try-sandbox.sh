@@ -3,7 +3,8 @@
 # this checkout into a temporary folder and runs, in one shell, exactly the
 # lines of the README block under "Try it first, without Microsoft 365",
 # then checks what they printed. Run it as the user who will use mailbridge
-# (root works too); Dovecot's packages must be installed.
+# (root works too); its first line, scripts/install-packages.sh, installs
+# Dovecot's packages when they are missing (as root, or through sudo).
 #   scripts/try-sandbox.sh            # exits 0 when every line did what README says
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

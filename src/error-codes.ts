@@ -444,6 +444,12 @@ export const ERROR_CODES = {
     exit: 4,
     remedy: 'Check the SMTP host and port (587, STARTTLS) and the network.',
   },
+  SMTP_TEMPORARY_FAILURE: {
+    group: 'mail',
+    exit: 4,
+    remedy:
+      'Exchange refused for now (4yz) on every attempt: send again later, or through the relay.',
+  },
   SMTP_FAILED: {
     group: 'mail',
     exit: 1,
@@ -646,6 +652,16 @@ export const ERROR_CODES = {
     group: 'setup',
     exit: 2,
     remedy: 'Give an app name or client id from `mailbridge sandbox status`.',
+  },
+  SANDBOX_TENANT_UNKNOWN: {
+    group: 'setup',
+    exit: 2,
+    remedy: 'Give a tenant domain or id from `mailbridge sandbox status`.',
+  },
+  SANDBOX_GRANT_CROSS_TENANT: {
+    group: 'setup',
+    exit: 2,
+    remedy: "Grant an app only mailboxes of its own tenant; use the other tenant's app there.",
   },
   SANDBOX_START_FAILED: {
     group: 'setup',

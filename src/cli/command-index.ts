@@ -148,7 +148,7 @@ export const COMMAND_INDEX: readonly CommandEntry[] = [
   {
     name: 'sandbox start',
     summary:
-      'start a local Microsoft 365 stand-in (token service, IMAP, SMTP) and print its settings',
+      'start a local Microsoft 365 stand-in (token service, IMAP, POP3, SMTP) and print its settings',
     load: async () => (await import('./commands/sandbox.js')).sandboxStartCommand,
   },
   {

@@ -23,6 +23,14 @@ export interface ImapFaultProxy {
   throttleNext(count: number, backoffMs: number, match?: RegExp): void;
   /** The next `count` commands matching `match` are answered `<tag> <reply>`, e.g. `BAD User is authenticated but not connected.`. */
   refuseNext(count: number, reply: string, match: RegExp): void;
+  /**
+   * The next `count` commands matching `match` end their session with
+   * `* BYE Session invalidated - AccessTokenExpired`, as if its token had just
+   * expired, whatever the token's real expiry.
+   */
+  byeNext(count: number, match: RegExp): void;
+  /** Forgets the throttles, refusals and BYEs not given yet. */
+  clearFaults(): void;
   /** Whether to end sessions when their token expires, as Exchange does. @default true */
   setExpireSessions(on: boolean): void;
   /** Cuts every open connection without a word, like a network failure. */
@@ -32,11 +40,13 @@ export interface ImapFaultProxy {
 
 interface Throttle {
   remaining: number;
-  /** The reply after the tag. */
-  reply: string;
+  /** The reply after the tag; none: the session ends with the expiry BYE. */
+  reply?: string;
   match: RegExp;
   throttle: boolean;
 }
+
+const EXPIRED_BYE = '* BYE Session invalidated - AccessTokenExpired\r\n';
 
 export async function startImapFaultProxy(
   upstream: { host: string; port: number },
@@ -84,7 +94,7 @@ export async function startImapFaultProxy(
         expiryTimer = setTimeout(
           () => {
             byesSent++;
-            client.write('* BYE Session invalidated - AccessTokenExpired\r\n', () => end());
+            client.write(EXPIRED_BYE, () => end());
           },
           Math.max(0, exp - Date.now()),
         );
@@ -112,6 +122,11 @@ export async function startImapFaultProxy(
           throttle.remaining--;
           if (throttle.remaining <= 0) throttles.shift();
           if (throttle.throttle) throttlesSent++;
+          if (throttle.reply === undefined) {
+            byesSent++;
+            client.write(EXPIRED_BYE, () => end());
+            return false;
+          }
           client.write(`${tag} ${throttle.reply}\r\n`);
           return false;
         }
@@ -142,6 +157,12 @@ export async function startImapFaultProxy(
     },
     refuseNext(count, reply, match) {
       throttles.push({ remaining: count, reply, match, throttle: false });
+    },
+    byeNext(count, match) {
+      throttles.push({ remaining: count, match, throttle: false });
+    },
+    clearFaults() {
+      throttles.length = 0;
     },
     setExpireSessions(on) {
       expireSessions = on;

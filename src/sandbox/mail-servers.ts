@@ -119,7 +119,7 @@ export interface MailServersOptions {
    */
   dir?: string;
   /** Fixed loopback ports instead of free ones the kernel picks. */
-  ports?: { imap?: number; smtp?: number; lmtp?: number };
+  ports?: { imap?: number; smtp?: number; lmtp?: number; pop3?: number };
   /**
    * A folder (around `dir`) removed when the servers stop, or when this
    * process dies without stopping them. @default `dir` when it is temporary
@@ -207,7 +207,9 @@ export async function startMailServers(options: MailServersOptions): Promise<Mai
     servers.smtp = { host: '127.0.0.1', port: options.ports?.smtp ?? (smtpPort as number) };
     servers.lmtpPort = options.ports?.lmtp ?? (lmtpPort as number);
     if (hvePort !== undefined) servers.hve = { host: '127.0.0.1', port: hvePort };
-    if (options.pop3) servers.pop3 = { host: '127.0.0.1', port: spare2 as number };
+    if (options.pop3) {
+      servers.pop3 = { host: '127.0.0.1', port: options.ports?.pop3 ?? (spare2 as number) };
+    }
     writeConfiguration(
       layout,
       servers.imap.port,
@@ -440,6 +442,7 @@ service imap-login {
 }
 ${pop3Port === undefined ? '' : pop3Listener(pop3Port)}${layout.submission === 'postfix' ? postfixListeners() : lmtpListener(lmtpPort)}
 ${layout.systemUsers ? '' : NO_CHROOT}
+${layout.systemUsers || pop3Port === undefined ? '' : NO_CHROOT_POP3}
 # Without the auth penalty listener, anvil adds no delay after failed logins
 # (up to 15 s per client IP otherwise), so failure tests stay fast.
 service anvil {
@@ -496,6 +499,9 @@ const NO_CHROOT = `service imap-login {
   chroot =
 }
 service anvil {
+  chroot =
+}`;
+const NO_CHROOT_POP3 = `service pop3-login {
   chroot =
 }`;
 

@@ -1,8 +1,9 @@
 /**
  * A Microsoft 365 stand-in on this machine, for trying mailbridge and for a
  * user's own tests: an Entra-like token service (HTTPS, its own CA), IMAP
- * (Dovecot behind the Exchange-like fault proxy) and SMTP submission that
- * accept only its app-only tokens, only for mailboxes the app was granted.
+ * (Dovecot behind the Exchange-like fault proxy), POP3 and SMTP submission
+ * that accept only its app-only tokens, only for mailboxes the app was
+ * granted, in one tenant or several.
  * Everything listens on 127.0.0.1 and everything it writes is under `dir`.
  * The servers stop with stop(), or with the process that started them (the
  * mail servers' watchdog).
@@ -22,9 +23,23 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ConfigurationError, MailbridgeError } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
-import { findApp, type SandboxApp, type SandboxDirectory, SEEDED_DIRECTORY } from './directory.js';
+import {
+  checkDirectory,
+  crossTenantGrant,
+  findApp,
+  type SandboxApp,
+  type SandboxDirectory,
+  SEEDED_DIRECTORY,
+  tenantOfApp,
+  tenantOfMailbox,
+} from './directory.js';
 import { type ImapFaultProxy, startImapFaultProxy } from './imap-fault-proxy.js';
-import { EXCHANGE_AUDIENCE, type MailServers, startMailServers } from './mail-servers.js';
+import {
+  type Endpoint,
+  EXCHANGE_AUDIENCE,
+  type MailServers,
+  startMailServers,
+} from './mail-servers.js';
 import { checkSandboxPackages } from './packages.js';
 import { issueCertificate } from './pki.js';
 import { loadOrCreateSandboxCa } from './sandbox-ca.js';
@@ -35,11 +50,11 @@ export interface SandboxOptions {
   /** Folder for everything it writes; kept by stop(). @default a temporary folder, removed by stop() */
   dir?: string;
   /**
-   * Fixed ports: the token service on N, IMAP N+1, SMTP N+2 (Dovecot itself
-   * N+3 and its LMTP N+4). @default free ports
+   * Fixed ports: the token service on N, IMAP N+1, SMTP N+2, POP3 N+5
+   * (Dovecot's own IMAP N+3 and its LMTP N+4). @default free ports
    */
   portBase?: number;
-  /** Tenant, mailboxes and apps. @default SEEDED_DIRECTORY (contoso.test) */
+  /** Tenants, mailboxes and apps. @default SEEDED_DIRECTORY (contoso.test and fabrikam.test) */
   directory?: SandboxDirectory;
   /** Lifetime of access tokens in seconds. @default 3599, as Entra */
   tokenLifetimeSeconds?: number;
@@ -53,11 +68,13 @@ export type SandboxFault =
   | { kind: 'token'; status: 429 | 500 | 503; count?: number; retryAfterSeconds?: number }
   /** The next IMAP commands get `NO Request is throttled. Suggested Backoff Time: ms milliseconds`. */
   | { kind: 'imap-throttle'; ms: number; count?: number }
+  /** The next IMAP commands end their session with `* BYE Session invalidated - AccessTokenExpired`. */
+  | { kind: 'imap-bye'; count?: number }
   /** The next SMTP commands of `stage` get `reply`, e.g. `535 5.7.139 …` at AUTH, `451 4.7.500 …` at MAIL. */
   | { kind: 'smtp'; reply: string; stage?: 'auth' | 'mail'; count?: number }
   /** Tokens issued from now on live `seconds`; IMAP sessions end with `* BYE … AccessTokenExpired` at expiry. */
   | { kind: 'token-lifetime'; seconds: number }
-  /** Forgets the token and SMTP faults not given yet. */
+  /** Forgets the token, IMAP and SMTP faults not given yet. */
   | { kind: 'clear' };
 
 export interface Sandbox {
@@ -66,14 +83,20 @@ export interface Sandbox {
   readonly directory: SandboxDirectory;
   /** Settings for the first app of the directory, as environment variables. */
   readonly env: Readonly<Record<string, string>>;
-  /** Settings for the app with this name or client id. */
+  /** Settings for the app with this name or client id (its own tenant's id). */
   envFor(app: string): Record<string, string>;
   readonly endpoints: {
     authority: string;
     imap: { host: string; port: number };
     smtp: { host: string; port: number };
+    /** Implicit TLS; tokens need POP.AccessAsApp. */
+    pop3: { host: string; port: number };
   };
-  /** What `Add-MailboxPermission` (and SendAs) does: the app may open and send as `mailbox`. */
+  /**
+   * What `Add-MailboxPermission` (and SendAs) does: the app may open and send
+   * as `mailbox`. A mailbox of another tenant of the directory is refused
+   * (SANDBOX_GRANT_CROSS_TENANT), as Exchange knows only its own tenant's apps.
+   */
   grant(app: string, mailbox: string): Promise<void>;
   revoke(app: string, mailbox: string): Promise<void>;
   fault(fault: SandboxFault): void;
@@ -82,12 +105,13 @@ export interface Sandbox {
   stop(): Promise<void>;
 }
 
-const THROTTLED_COMMANDS =
-  /^\S+\s+(?:UID\s+)?(?:SELECT|EXAMINE|FETCH|SEARCH|LIST|STATUS|APPEND)\b/i;
+/** Commands of a selected or authenticated session: where Exchange throttles and where an expiry shows. */
+const MAILBOX_COMMANDS = /^\S+\s+(?:UID\s+)?(?:SELECT|EXAMINE|FETCH|SEARCH|LIST|STATUS|APPEND)\b/i;
 
 export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
   checkSandboxPackages();
   const directory = structuredClone(options.directory ?? SEEDED_DIRECTORY);
+  checkDirectory(directory, 'given to startSandbox');
   const temporary = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mailbridge-sandbox-'));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -113,7 +137,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     if (temporary) rmSync(dir, { recursive: true, force: true });
   };
   try {
-    tokenService = await startTokenService({
+    const service = await startTokenService({
       ca,
       tenantId: directory.tenant.id,
       tenantDomain: directory.tenant.domain,
@@ -122,9 +146,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds }
         : {}),
     });
+    tokenService = service;
+    for (const tenant of directory.otherTenants ?? []) {
+      service.addTenant({ tenantId: tenant.id, domains: [tenant.domain] });
+    }
     for (const app of directory.apps) {
       const credential = credentials.get(app.clientId) as AppCredential;
-      tokenService.registerApp({
+      service.registerApp({
+        tenantId: tenantOfApp(directory, app).id,
         clientId: app.clientId,
         displayName: app.name,
         ...(credential.secret
@@ -134,11 +163,12 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       });
     }
     mailServers = await startMailServers({
-      tokenService,
+      tokenService: service,
       ca,
       dir: join(dir, 'servers'),
       submission: 'node',
-      ports: { imap: at(3), smtp: at(2), lmtp: at(4) },
+      pop3: true,
+      ports: { imap: at(3), smtp: at(2), lmtp: at(4), pop3: at(5) },
       ...(temporary ? { removeOnStop: dir } : {}),
     });
     seedMailboxes(mailServers.mailDir, directory.mailboxes);
@@ -158,6 +188,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     authority: token.url,
     imap: { host: imapProxy.host, port: imapProxy.port },
     smtp: servers.smtp,
+    pop3: servers.pop3 as Endpoint,
   };
   const appOrThrow = (nameOrId: string): SandboxApp => {
     const app = findApp(directory, nameOrId);
@@ -176,7 +207,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const app = appOrThrow(nameOrId);
     const credential = credentials.get(app.clientId) as AppCredential;
     return {
-      AZURE_TENANT_ID: directory.tenant.id,
+      AZURE_TENANT_ID: tenantOfApp(directory, app).id,
       AZURE_CLIENT_ID: app.clientId,
       ...(credential.secret
         ? { AZURE_CLIENT_SECRET: credential.secret }
@@ -188,6 +219,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       MAILBRIDGE_IMAP_PORT: String(endpoints.imap.port),
       MAILBRIDGE_SMTP_HOST: endpoints.smtp.host,
       MAILBRIDGE_SMTP_PORT: String(endpoints.smtp.port),
+      MAILBRIDGE_POP_HOST: endpoints.pop3.host,
+      MAILBRIDGE_POP_PORT: String(endpoints.pop3.port),
     };
   };
   let stopped: Promise<void> | undefined;
@@ -199,6 +232,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     endpoints,
     async grant(nameOrId, mailbox) {
       const app = appOrThrow(nameOrId);
+      const across = crossTenantGrant(directory, app, mailbox);
+      if (across) {
+        throw new ConfigurationError({
+          code: 'SANDBOX_GRANT_CROSS_TENANT',
+          message: `Cannot grant ${app.name} access to ${mailbox}: ${across}`,
+          remedy: `Grant it a mailbox of its own tenant, or use an app of ${tenantOfMailbox(directory, mailbox)?.domain ?? 'that tenant'} (\`mailbridge sandbox status\` lists them).`,
+        });
+      }
       await servers.grantMailbox(app.clientId, mailbox);
       const address = mailbox.toLowerCase();
       if (!app.mailboxes.includes(address)) app.mailboxes.push(address);
@@ -219,7 +260,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
           });
           return;
         case 'imap-throttle':
-          imapProxy.throttleNext(fault.count ?? 1, fault.ms, THROTTLED_COMMANDS);
+          imapProxy.throttleNext(fault.count ?? 1, fault.ms, MAILBOX_COMMANDS);
+          return;
+        case 'imap-bye':
+          imapProxy.byeNext(fault.count ?? 1, MAILBOX_COMMANDS);
           return;
         case 'smtp':
           servers.replySmtpNext(fault.count ?? 1, fault.stage ?? 'auth', fault.reply);
@@ -229,6 +273,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
           return;
         case 'clear':
           token.clearFaults();
+          imapProxy.clearFaults();
           servers.clearSmtpReplies();
           return;
       }

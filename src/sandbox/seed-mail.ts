@@ -27,8 +27,13 @@ export function seedMailboxes(mailRoot: string, mailboxes: readonly SeedMailbox[
     const maildir = join(mailRoot, domain, local, 'Maildir');
     if (existsSync(maildir)) continue;
     for (const path of [join(mailRoot, domain), join(mailRoot, domain, local)]) made(path);
+    made(maildir);
     for (const [folder, count] of Object.entries(mailbox.folders)) {
-      const base = folder.toUpperCase() === 'INBOX' ? maildir : join(maildir, ...folder.split('/'));
+      const parts = folder.toUpperCase() === 'INBOX' ? [] : folder.split('/');
+      // Every level of a nested folder (`Archive`, then `Archive/2024`) belongs to the mail user.
+      for (let depth = 1; depth <= parts.length; depth++)
+        made(join(maildir, ...parts.slice(0, depth)));
+      const base = join(maildir, ...parts);
       for (const sub of ['cur', 'new', 'tmp']) made(join(base, sub));
       for (let i = 1; i <= count; i++) {
         serial++;
@@ -40,7 +45,6 @@ export function seedMailboxes(mailRoot: string, mailboxes: readonly SeedMailbox[
         chownSync(file, uid, gid);
       }
     }
-    made(maildir);
   }
 }
 

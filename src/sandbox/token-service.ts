@@ -988,7 +988,9 @@ class EntraTokenService implements TokenService {
       iss: accessTokenIssuer(app.tenantId),
       iat: now - BACKDATE_SECONDS,
       nbf: now - BACKDATE_SECONDS,
-      exp: now + this.lifetimeSeconds,
+      // Rounded up, never down: a client counts `expires_in` from when it sent the request, so
+      // the token must live at least that long (rounded down, a 2 s token could die at once).
+      exp: Math.ceil(this.now() / 1000) + this.lifetimeSeconds,
       aio: base64url(randomBytes(48)),
       app_displayname: app.displayName,
       appid: app.clientId,

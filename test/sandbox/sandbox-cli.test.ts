@@ -4,80 +4,33 @@
  * the public CLI only; `doctor`, `send` and `token` pointed at it by the
  * `export` lines it prints.
  */
-import { execFile } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/error-codes.js';
 import { checkSandboxPackages } from '../../src/sandbox/packages.js';
-import { CLI_PATH } from '../helpers/run-cli.js';
+import { runTool } from '../jobs/proxy/tools.js';
+import {
+  isAlive,
+  mailbridge,
+  NOBODY,
+  newSandboxDir,
+  parseExports,
+  portBase,
+  removeSandboxDir,
+  root,
+} from './cli-support.js';
 
-const root = process.getuid?.() === 0;
-/** uid of nobody, who owns the folders when the tests run as root. */
-const NOBODY = 65534;
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** The CLI as the unprivileged user, with only PATH and the given settings. */
-function mailbridge(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const [command, prefix] = root
-    ? ['runuser', ['-u', 'nobody', '--', process.execPath]]
-    : [process.execPath, []];
-  return new Promise((resolve) => {
-    execFile(
-      command as string,
-      [...(prefix as string[]), CLI_PATH, ...args],
-      {
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), ...env },
-        cwd: tmpdir(),
-        timeout: 60_000,
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-/** The `export NAME='value'` lines `sandbox start` and `sandbox env` print. */
-function parseExports(text: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const m of text.matchAll(/^export ([A-Z_0-9]+)='((?:[^']|'\\'')*)'$/gm)) {
-    env[m[1] as string] = (m[2] as string).replaceAll("'\\''", "'");
-  }
-  return env;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function newDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mailbridge-sandbox-test-'));
-  if (root) chownSync(dir, NOBODY, NOBODY);
-  return join(dir, 'sandbox');
-}
-
-/** Two bases far apart from each other and from the kernel's ephemeral range on this machine. */
-const BASE_A = 20_000 + (process.pid % 2000) * 5;
-const BASE_B = BASE_A + 10_000;
+const BASE_A = portBase(0);
+const BASE_B = portBase(1);
 
 describe('mailbridge sandbox, started by an unprivileged user', () => {
-  const dirA = newDir();
-  const dirB = newDir();
+  const dirA = newSandboxDir();
+  const dirB = newSandboxDir();
   let env: Record<string, string> = {};
   let pids: number[] = [];
+  /** `mailbridge sandbox WORDS --dir dirA`. */
+  const inA = (...words: string[]) => mailbridge(['sandbox', ...words, '--dir', dirA]);
 
   beforeAll(async () => {
     const started = await mailbridge([
@@ -98,7 +51,7 @@ describe('mailbridge sandbox, started by an unprivileged user', () => {
   afterAll(async () => {
     await mailbridge(['sandbox', 'stop', '--dir', dirA]);
     await mailbridge(['sandbox', 'stop', '--dir', dirB]);
-    for (const dir of [dirA, dirB]) rmSync(join(dir, '..'), { recursive: true, force: true });
+    for (const dir of [dirA, dirB]) removeSandboxDir(dir);
   }, 60_000);
 
   it('prints the settings as export lines, on loopback ports from --port-base', () => {
@@ -109,6 +62,8 @@ describe('mailbridge sandbox, started by an unprivileged user', () => {
       MAILBRIDGE_IMAP_HOST: '127.0.0.1',
       MAILBRIDGE_IMAP_PORT: String(BASE_A + 1),
       MAILBRIDGE_SMTP_PORT: String(BASE_A + 2),
+      MAILBRIDGE_POP_HOST: '127.0.0.1',
+      MAILBRIDGE_POP_PORT: String(BASE_A + 5),
     });
     expect(env.AZURE_CLIENT_SECRET).toMatch(/^sbx~/);
     expect(env.MAILBRIDGE_CA_FILE).toBe(join(dirA, 'ca', 'ca.pem'));
@@ -145,16 +100,7 @@ describe('mailbridge sandbox, started by an unprivileged user', () => {
     expect(before.stdout).toContain('[FAIL] imap authenticate');
     expect(before.code).toBe(3);
 
-    const grant = await mailbridge([
-      'sandbox',
-      'grant',
-      '--dir',
-      dirA,
-      '--app',
-      'alerts-only',
-      '--mailbox',
-      'archive@contoso.test',
-    ]);
+    const grant = await inA('grant', '--app', 'alerts-only', '--mailbox', 'archive@contoso.test');
     expect(grant.code).toBe(0);
     const after = await mailbridge(
       ['doctor', '--mailbox', 'archive@contoso.test', '--imap'],
@@ -176,63 +122,94 @@ describe('mailbridge sandbox, started by an unprivileged user', () => {
     );
   }, 60_000);
 
-  it('a token 503 fault reaches the token endpoint and mailbridge token reports it', async () => {
-    expect(
-      (await mailbridge(['sandbox', 'fault', 'token', '503', '--count', '20', '--dir', dirA])).code,
-    ).toBe(0);
-    const token = await mailbridge(['token'], env);
-    expect(token.code).not.toBe(0);
-    expect(token.stderr).toMatch(/503|temporarily|unavailable/i);
-    expect((await mailbridge(['sandbox', 'fault', 'clear', '--dir', dirA])).code).toBe(0);
-    expect((await mailbridge(['token'], env)).code).toBe(0);
-  }, 60_000);
-
-  it("an smtp 535-5.7.139 fault makes send fail with Exchange's reply", async () => {
-    expect(
-      (await mailbridge(['sandbox', 'fault', 'smtp', '535-5.7.139', '--count', '5', '--dir', dirA]))
-        .code,
-    ).toBe(0);
-    const send = await mailbridge(
-      [
-        'send',
-        '--from',
-        'archive@contoso.test',
-        '--to',
-        'ceo@contoso.test',
-        '--subject',
-        'x',
-        '--text',
-        'y',
-      ],
-      env,
+  it('serves POP3 over implicit TLS: curl logs in with XOAUTH2 and the token mailbridge prints', async () => {
+    /** README's line: the token goes to curl on its standard input (`-K -`), never in its arguments. */
+    const pop = async (appEnv: Record<string, string>) => {
+      const token = await mailbridge(['token', '--show-token'], appEnv);
+      expect(token.code).toBe(0);
+      return runTool(
+        'curl',
+        [
+          '-sS',
+          '-K',
+          '-',
+          '--user',
+          'archive@contoso.test:',
+          '--cacert',
+          env.MAILBRIDGE_CA_FILE as string,
+          `pop3s://${env.MAILBRIDGE_POP_HOST}:${env.MAILBRIDGE_POP_PORT}/`,
+        ],
+        { input: `oauth2-bearer = "${token.stdout.trim()}"\n` },
+      );
+    };
+    const list = await pop(env);
+    expect(list.stderr).toBe('');
+    // POP3 shows INBOX only: the three seeded messages, numbered, with their sizes.
+    expect(list.stdout.trim().split(/\r?\n/)).toHaveLength(3);
+    // An app without POP.AccessAsApp is refused, as Exchange refuses it.
+    const noPop = parseExports(
+      (await mailbridge(['sandbox', 'env', '--dir', dirA, '--app', 'cert-app'])).stdout,
     );
-    expect(send.stderr).toContain('5.7.139');
-    expect(send.code).toBe(3);
-    expect((await mailbridge(['sandbox', 'fault', 'clear', '--dir', dirA])).code).toBe(0);
+    expect((await pop(noPop)).code).not.toBe(0);
   }, 60_000);
 
-  it("an imap throttle fault gives Exchange's backoff reply, which imap folders reports", async () => {
-    expect(
-      (await mailbridge(['sandbox', 'fault', 'imap', 'throttle', '--ms', '1500', '--dir', dirA]))
-        .code,
-    ).toBe(0);
-    const folders = await mailbridge(['imap', 'folders', '--mailbox', 'archive@contoso.test'], env);
-    expect(folders.stderr).toContain('IMAP_THROTTLED');
-    expect(folders.stderr).toContain('Suggested Backoff Time: 1500 milliseconds');
-    expect(folders.code).toBe(4);
-  }, 60_000);
-
-  it('refuses an unknown app with SANDBOX_APP_UNKNOWN (exit 2)', async () => {
-    const grant = await mailbridge([
+  it("has a second tenant: sandbox env --tenant prints its app, green on its own mailbox, refused on the other tenant's", async () => {
+    const printed = await mailbridge([
       'sandbox',
-      'grant',
+      'env',
       '--dir',
       dirA,
-      '--app',
-      'archivr',
-      '--mailbox',
-      'a@contoso.test',
+      '--tenant',
+      'fabrikam.test',
     ]);
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toContain('app fabrikam-archiver, tenant fabrikam.test');
+    const fabrikam = parseExports(printed.stdout);
+    expect(fabrikam.AZURE_TENANT_ID).toBe('9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b');
+    expect(fabrikam.AZURE_CLIENT_ID).toBe('55555555-5555-4555-8555-555555555555');
+    expect(fabrikam.AZURE_AUTHORITY_HOST).toBe(env.AZURE_AUTHORITY_HOST);
+
+    const own = await mailbridge(
+      ['doctor', '--mailbox', 'archive@fabrikam.test', '--imap'],
+      fabrikam,
+    );
+    expect(own.stdout).toContain('Result: all checks passed');
+    expect(own.code).toBe(0);
+
+    // Its token is refused on contoso's mailbox, and Exchange's grant cannot cross tenants.
+    const other = await mailbridge(
+      ['doctor', '--mailbox', 'archive@contoso.test', '--imap'],
+      fabrikam,
+    );
+    expect(other.stdout).toContain('[FAIL] imap authenticate');
+    expect(other.code).toBe(3);
+    const grant = await inA(
+      'grant',
+      '--app',
+      'fabrikam-archiver',
+      '--mailbox',
+      'archive@contoso.test',
+    );
+    expect(grant.stderr).toContain('SANDBOX_GRANT_CROSS_TENANT');
+    expect(grant.stderr).toContain('archive@contoso.test is in tenant contoso.test');
+    expect(grant.code).toBe(2);
+
+    // contoso's settings with fabrikam's tenant id: Entra does not know the app there.
+    const crossed = await mailbridge(['token'], {
+      ...env,
+      AZURE_TENANT_ID: fabrikam.AZURE_TENANT_ID as string,
+    });
+    expect(crossed.code).not.toBe(0);
+    expect(crossed.stderr).toContain('AADSTS700016');
+
+    const unknown = await mailbridge(['sandbox', 'env', '--dir', dirA, '--tenant', 'fabrikam.tst']);
+    expect(unknown.stderr).toContain('SANDBOX_TENANT_UNKNOWN');
+    expect(unknown.stderr).toContain('did you mean fabrikam.test');
+    expect(unknown.code).toBe(2);
+  }, 90_000);
+
+  it('refuses an unknown app with SANDBOX_APP_UNKNOWN (exit 2)', async () => {
+    const grant = await inA('grant', '--app', 'archivr', '--mailbox', 'a@contoso.test');
     expect(grant.stderr).toContain('SANDBOX_APP_UNKNOWN');
     expect(grant.stderr).toContain('archiver');
     expect(grant.code).toBe(2);

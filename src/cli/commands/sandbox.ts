@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ExitCode, MailbridgeError } from '../../errors.js';
+import { ConfigurationError, ExitCode, MailbridgeError } from '../../errors.js';
 import {
   controlSandbox,
   isAlive,
@@ -17,10 +17,22 @@ import {
   type SandboxState,
   serveSandbox,
 } from '../../sandbox/daemon.js';
-import { findApp, parseDirectory, type SandboxDirectory } from '../../sandbox/directory.js';
+import {
+  findApp,
+  findTenant,
+  parseDirectory,
+  type SandboxApp,
+  type SandboxDirectory,
+  SEEDED_DIRECTORY,
+  tenantOfApp,
+  tenantOfMailbox,
+  tenantsOf,
+} from '../../sandbox/directory.js';
 import { checkSandboxPackages } from '../../sandbox/packages.js';
 import type { SandboxFault } from '../../sandbox/sandbox.js';
 import { shQuote } from '../../setup/shell-quote.js';
+import { closestName } from '../../util/did-you-mean.js';
+import { displayText } from '../../util/display-text.js';
 import type { FlagSpec } from '../args.js';
 import { usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
@@ -37,7 +49,13 @@ const appFlag: FlagSpec = {
   name: 'app',
   type: 'string',
   value: 'NAME',
-  help: 'app name or client id (default the first app)',
+  help: 'app name or client id (default the first app of the tenant)',
+};
+const tenantFlag: FlagSpec = {
+  name: 'tenant',
+  type: 'string',
+  value: 'DOMAIN',
+  help: 'settings for an app of this tenant, domain or id (default the first tenant, contoso.test)',
 };
 const startFlags: FlagSpec[] = [
   dirFlag,
@@ -45,7 +63,7 @@ const startFlags: FlagSpec[] = [
     name: 'port-base',
     type: 'string',
     value: 'N',
-    help: 'token service on N, IMAP N+1, SMTP N+2 (N to N+4 used)',
+    help: 'token service on N, IMAP N+1, SMTP N+2, POP3 N+5 (N to N+5 used)',
   },
   {
     name: 'directory',
@@ -60,6 +78,7 @@ const startFlags: FlagSpec[] = [
     help: 'lifetime of access tokens in seconds (default 3599)',
   },
   appFlag,
+  tenantFlag,
   jsonFlag,
 ];
 
@@ -113,29 +132,49 @@ function runningState(dir: string): SandboxState {
   return state;
 }
 
-function appEnv(state: SandboxState, app: unknown): { name: string; env: Record<string, string> } {
-  const wanted = typeof app === 'string' ? findApp(state.directory, app) : state.directory.apps[0];
-  if (!wanted) {
-    throw new MailbridgeError({
-      code: 'SANDBOX_APP_UNKNOWN',
-      message: `The sandbox has no app ${String(app)}`,
-      remedy: `Name one of: ${state.directory.apps.map((a) => a.name).join(', ')}.`,
+/** The app --app names, else the first app of --tenant (default the first tenant). */
+function chosenApp(directory: SandboxDirectory, values: Record<string, unknown>): SandboxApp {
+  const tenant = typeof values.tenant === 'string' ? values.tenant : undefined;
+  const home = tenant === undefined ? directory.tenant : findTenant(directory, tenant);
+  if (!home) {
+    const domains = tenantsOf(directory).map((t) => t.domain);
+    const suggestion = closestName(tenant as string, domains);
+    throw new ConfigurationError({
+      code: 'SANDBOX_TENANT_UNKNOWN',
+      message: `The sandbox has no tenant ${displayText(tenant as string, 100)}${suggestion ? ` (did you mean ${suggestion}?)` : ''}`,
+      remedy: `Name one of: ${domains.join(', ')}.`,
     });
   }
-  return { name: wanted.name, env: state.env[wanted.name] ?? {} };
+  const apps = directory.apps.filter((a) => tenantOfApp(directory, a).id === home.id);
+  const wanted = typeof values.app === 'string' ? findApp(directory, values.app) : apps[0];
+  if (!wanted || !apps.includes(wanted)) {
+    const named = typeof values.app === 'string' ? values.app : '(any)';
+    throw new ConfigurationError({
+      code: 'SANDBOX_APP_UNKNOWN',
+      message: `The sandbox has no app ${displayText(named, 100)} in tenant ${home.domain}`,
+      remedy: `Name one of: ${apps.map((a) => a.name).join(', ') || '(none: that tenant has no app)'}.`,
+    });
+  }
+  return wanted;
+}
+
+function appEnv(state: SandboxState, values: Record<string, unknown>) {
+  const app = chosenApp(state.directory, values);
+  return {
+    name: app.name,
+    tenant: tenantOfApp(state.directory, app).domain,
+    env: state.env[app.name] ?? {},
+  };
 }
 
 /** `export NAME='value'` lines, or JSON: what `start` and `env` print. */
 function printEnv(context: CommandContext, state: SandboxState, dir: string): void {
-  const { name, env } = appEnv(state, context.args.values.app);
+  const { name, tenant, env } = appEnv(state, context.args.values);
   if (context.args.values.json === true) {
-    writeJson(context.io.stdout, { dir, app: name, env, endpoints: state.endpoints });
+    writeJson(context.io.stdout, { dir, app: name, tenant, env, endpoints: state.endpoints });
     return;
   }
-  writeLine(
-    context.io.stdout,
-    `# mailbridge sandbox in ${dir}: app ${name}, tenant ${state.directory.tenant.domain}`,
-  );
+  writeLine(context.io.stdout, `# mailbridge sandbox in ${dir}: app ${name}, tenant ${tenant}`);
   for (const [key, value] of Object.entries(env)) {
     writeLine(context.io.stdout, `export ${key}=${shQuote(value, key)}`);
   }
@@ -144,17 +183,30 @@ function printEnv(context: CommandContext, state: SandboxState, dir: string): vo
 export const sandboxStartCommand: Command = {
   name: 'sandbox start',
   summary:
-    'start a local Microsoft 365 stand-in (token service, IMAP, SMTP) and print its settings',
+    'start a local Microsoft 365 stand-in (token service, IMAP, POP3, SMTP) and print its settings',
   usage:
-    'sandbox start [--dir DIR] [--port-base N] [--directory FILE] [--token-lifetime S] [--app NAME] [--json]',
+    'sandbox start [--dir DIR] [--port-base N] [--directory FILE] [--token-lifetime S] [--tenant DOMAIN] [--app NAME] [--json]',
   usesSettings: false,
   flags: startFlags,
-  details:
-    'Prints `export` lines for the first app (or --app): run `eval "$(mailbridge sandbox start)"`, then any\ncommand, e.g. `mailbridge doctor --mailbox archive@contoso.test`. Everything listens on 127.0.0.1 and is\nwritten under --dir. The servers keep running after this command: stop them with `mailbridge sandbox stop`.',
+  details: [
+    'Prints `export` lines for the first app (or --app, or the first app of --tenant): run',
+    '`eval "$(mailbridge sandbox start)"`, then any command, e.g. `mailbridge doctor --mailbox archive@contoso.test`.',
+    'Everything listens on 127.0.0.1 and is written under --dir. The servers keep running after this',
+    'command: stop them with `mailbridge sandbox stop`.',
+    '',
+    '--directory FILE replaces the seeded tenants (contoso.test, fabrikam.test) with JSON of this shape:',
+    '  {"tenant": {"id": GUID, "domain": "contoso.test"}, "otherTenants": [{"id", "domain"}],',
+    '   "mailboxes": [{"address": "a@contoso.test", "folders": {"INBOX": 3, "Archive/2024": 2}}],',
+    '   "apps": [{"name": "archiver", "clientId": GUID, "credential": "secret"|"certificate",',
+    '             "roles": ["IMAP.AccessAsApp", "SMTP.SendAsApp", "POP.AccessAsApp"],',
+    '             "mailboxes": ["a@contoso.test"], "tenant": "contoso.test"}]}',
+    "otherTenants and an app's tenant (default the first tenant) are optional; an app is granted only",
+    'mailboxes of its own tenant.',
+  ].join('\n'),
   async run(context) {
     const dir = sandboxDir(context);
     // Bad flags are refused here, before anything is spawned.
-    runOptions(context);
+    chosenApp(runOptions(context).directory ?? SEEDED_DIRECTORY, context.args.values);
     checkSandboxPackages();
     if (readSandboxState(dir)) {
       throw new MailbridgeError({
@@ -216,7 +268,7 @@ export const sandboxRunCommand: Command = {
     'run the sandbox in the foreground until stopped (what `sandbox start` runs in the background)',
   usage: 'sandbox run [--dir DIR] [--port-base N] [--directory FILE] [--token-lifetime S]',
   usesSettings: false,
-  flags: startFlags.filter((flag) => flag.name !== 'json' && flag.name !== 'app'),
+  flags: startFlags.filter((flag) => !['json', 'app', 'tenant'].includes(flag.name)),
   async run(context) {
     const dir = sandboxDir(context);
     const { portBase, tokenLifetimeSeconds, directory } = runOptions(context);
@@ -233,9 +285,9 @@ export const sandboxRunCommand: Command = {
 export const sandboxEnvCommand: Command = {
   name: 'sandbox env',
   summary: "print the running sandbox's settings as `export` lines or JSON",
-  usage: 'sandbox env [--dir DIR] [--app NAME] [--json]',
+  usage: 'sandbox env [--dir DIR] [--tenant DOMAIN] [--app NAME] [--json]',
   usesSettings: false,
-  flags: [dirFlag, appFlag, jsonFlag],
+  flags: [dirFlag, appFlag, tenantFlag, jsonFlag],
   async run(context) {
     const dir = sandboxDir(context);
     printEnv(context, runningState(dir), dir);
@@ -259,6 +311,7 @@ export const sandboxStatusCommand: Command = {
         pid: state.pid,
         endpoints,
         tenant: directory.tenant,
+        tenants: tenantsOf(directory),
         mailboxes: directory.mailboxes.map((m) => m.address),
         apps: directory.apps,
       });
@@ -266,15 +319,26 @@ export const sandboxStatusCommand: Command = {
     }
     const out = (line: string) => writeLine(context.io.stdout, line);
     out(`running in ${dir} (pid ${state.pid}) since ${state.startedAt}`);
+    const at = (e: { host: string; port: number }) => `${e.host}:${e.port}`;
     out(
-      `authority ${endpoints.authority}  imap ${endpoints.imap.host}:${endpoints.imap.port}  smtp ${endpoints.smtp.host}:${endpoints.smtp.port}`,
+      `authority ${endpoints.authority}  imap ${at(endpoints.imap)}  smtp ${at(endpoints.smtp)}  pop3 ${at(endpoints.pop3)}`,
     );
-    out(`tenant ${directory.tenant.domain} (${directory.tenant.id})`);
-    out(`mailboxes: ${directory.mailboxes.map((m) => m.address).join(', ')}`);
-    for (const app of directory.apps) {
+    for (const tenant of tenantsOf(directory)) {
+      out(`tenant ${tenant.domain} (${tenant.id})`);
+      const inTenant = (address: string) => tenantOfMailbox(directory, address)?.id === tenant.id;
       out(
-        `app ${app.name} ${app.clientId} ${app.credential}; roles ${app.roles.join(', ') || 'none'}; granted ${app.mailboxes.join(', ') || 'nothing'}`,
+        `  mailboxes: ${
+          directory.mailboxes
+            .map((m) => m.address)
+            .filter(inTenant)
+            .join(', ') || 'none'
+        }`,
       );
+      for (const app of directory.apps.filter((a) => tenantOfApp(directory, a).id === tenant.id)) {
+        out(
+          `  app ${app.name} ${app.clientId} ${app.credential}; roles ${app.roles.join(', ') || 'none'}; granted ${app.mailboxes.join(', ') || 'nothing'}`,
+        );
+      }
     }
     return ExitCode.ok;
   },
@@ -368,7 +432,10 @@ export const sandboxGrantCommand = grantCommand('grant');
 export const sandboxRevokeCommand = grantCommand('revoke');
 
 const FAULT_USAGE =
-  'token 503|429|500 [--count N] | imap throttle --ms N [--count N] | imap bye-expired [--seconds S] | smtp 535-5.7.139 | smtp 4xx [--count N] | token-lifetime --seconds S | clear';
+  'token 503|429|500 [--count N] | imap throttle --ms N [--count N] | imap bye-expired [--count N] | smtp 535-5.7.139 [--count N] | smtp 4xx [--count N] | token-lifetime --seconds S | clear';
+
+/** As many as any test gives: the fault stays until `sandbox fault clear`. */
+const UNTIL_CLEARED = 1_000_000_000;
 
 /** The fault the operands and flags name. */
 export function parseFault(words: string[], values: Record<string, unknown>): SandboxFault {
@@ -381,17 +448,27 @@ export function parseFault(words: string[], values: Record<string, unknown>): Sa
     const ms = numberFlag(values.ms, '--ms', 1, 86_400_000) ?? 299_609;
     return { kind: 'imap-throttle', ms, count };
   }
-  if ((what === 'imap' && detail === 'bye-expired') || what === 'token-lifetime') {
-    const seconds = numberFlag(values.seconds, '--seconds', 1, 86_400) ?? 5;
+  if (what === 'imap' && detail === 'bye-expired') return { kind: 'imap-bye', count };
+  if (what === 'token-lifetime') {
+    const seconds = numberFlag(values.seconds, '--seconds', 1, 86_400);
+    if (seconds === undefined) {
+      throw usageError(
+        'token-lifetime needs --seconds S',
+        'For example: token-lifetime --seconds 30.',
+      );
+    }
     return { kind: 'token-lifetime', seconds };
   }
   if (what === 'smtp' && detail === '535-5.7.139') {
     return {
       kind: 'smtp',
       stage: 'auth',
-      count,
+      // A tenant setting, not a passing state: every login gets it until `clear`, unless --count says.
+      count: values.count === undefined ? UNTIL_CLEARED : count,
+      // What Exchange answers when SMTP AUTH is turned off for the organisation (the default
+      // for new tenants, and for basic authentication everywhere from the end of 2026).
       reply:
-        '535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator.',
+        '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.',
     };
   }
   if (what === 'smtp' && detail === '4xx') {
@@ -418,18 +495,22 @@ export const sandboxFaultCommand: Command = {
       name: 'count',
       type: 'string',
       value: 'N',
-      help: 'how many requests or commands get it (default 1)',
+      help: 'how many requests or commands get it (default 1; smtp 535-5.7.139: until clear)',
     },
     { name: 'ms', type: 'string', value: 'N', help: 'backoff time of `imap throttle` in ms' },
     {
       name: 'seconds',
       type: 'string',
       value: 'S',
-      help: 'token lifetime for `token-lifetime` and `imap bye-expired` (default 5)',
+      help: 'token lifetime of `token-lifetime`',
     },
   ],
-  details:
-    '`imap bye-expired` shortens the lifetime of new tokens: IMAP sessions that log in with one end with\n`* BYE Session invalidated - AccessTokenExpired` when it expires.',
+  details: [
+    '`imap bye-expired` ends the sessions of the next N IMAP commands with `* BYE Session invalidated -',
+    'AccessTokenExpired`, as when a token expires mid-job; `token-lifetime --seconds S` makes tokens issued',
+    'from now on live S seconds (sessions then end so at their expiry). `clear` forgets the token, IMAP and',
+    'SMTP faults not given yet.',
+  ].join('\n'),
   async run(context) {
     const dir = sandboxDir(context);
     const fault = parseFault(context.args.positionals, context.args.values);

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import type Mail from 'nodemailer/lib/mailer/index.js';
+import { sendWithTemporaryRetry } from '../../clients/smtp-temporary-retry.js';
 import { createSmtpTransport } from '../../clients/smtp-transport.js';
 import { ConfigurationError, ExitCode } from '../../errors.js';
 import { displayText } from '../../util/display-text.js';
@@ -106,6 +107,8 @@ export const sendCommand: Command = {
     '--text and --html together send both as alternatives. `-` reads standard input, for one of',
     '--text, --html and --eml per run. --header refuses the fields mailbridge sets itself.',
     'Exit 3 with the diagnosis when Exchange refuses the login or the sender (e.g. SendAs missing).',
+    'A temporary refusal (4yz, e.g. 451 4.7.500 Server busy) is tried twice more within a few seconds;',
+    'then exit 4 with SMTP_TEMPORARY_FAILURE (nothing was sent).',
   ].join('\n'),
   async run({ args, io, logger, loadConfig }) {
     const v = args.values;
@@ -154,7 +157,10 @@ export const sendCommand: Command = {
     const config = await loadConfig();
     const transport = createSmtpTransport(config, { from, logger, pool: false });
     try {
-      const info = await transport.sendMail(message);
+      const info = await sendWithTemporaryRetry(() => transport.sendMail(message), {
+        from,
+        logger,
+      });
       // nodemailer makes up an id for a raw message too, but only the file's own is in the message.
       const messageId = Buffer.isBuffer(message.raw)
         ? /^message-id:\s*(<[^>\r\n]+>)/im.exec(message.raw.toString('latin1'))?.[1]
