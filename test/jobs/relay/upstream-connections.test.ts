@@ -4,7 +4,7 @@
  * login, time in which that connection carries nothing. Real Postfix behind
  * a TCP proxy that counts connections.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 /** A relay with one upstream connection, to Postfix through a TCP proxy that counts connections. */
-async function relayBehindProxy(spool: string) {
+async function relayBehindProxy(spool: string, scanIntervalMs?: number) {
   const proxy = await startProxy(upstream.servers.smtp);
   const log = collectText();
   const relay = await startRelay(
@@ -47,6 +47,7 @@ async function relayBehindProxy(spool: string) {
         connectionsPerMailbox: 1,
       }),
       logger: createJsonLogger(log.stream),
+      ...(scanIntervalMs !== undefined ? { scanIntervalMs } : {}),
     },
   );
   return { proxy, relay, log };
@@ -116,6 +117,45 @@ describe('upstream connections', () => {
       expect(events.find((e) => e.event === 'delivered' && e.messageId === ids[1])?.attempts).toBe(
         1,
       );
+    } finally {
+      client.close();
+      await relay.stop({ timeoutMs: 2000 });
+      await proxy.close();
+    }
+  }, 120_000);
+
+  it('a queued message whose spool file is gone goes to dead/ as SPOOL_FILE_MISSING, not retried', async () => {
+    const { proxy, relay, log } = await relayBehindProxy('spool-missing', 200);
+    const events = () =>
+      log
+        .text()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { event?: string; id?: string; code?: string });
+    const until = async <T>(find: () => T | undefined): Promise<T> => {
+      for (let i = 0; i < 300; i++) {
+        const found = find();
+        if (found !== undefined) return found;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`not seen in the log:\n${log.text()}`);
+    };
+    const client = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: relay.listeners[0]?.port,
+      ignoreTLS: true,
+    });
+    try {
+      await proxy.down();
+      await client.sendMail({ from: PRINTER, to: RECIPIENT, subject: 'scan', text: 'x' });
+      const deferred = await until(() => events().find((e) => e.event === 'deferred'));
+      const id = deferred.id as string;
+      await unlink(relay.spool.queuePath(id, 'eml'));
+      await proxy.up();
+      expect(await relay.spool.release(id)).toBe('kicked');
+      const dead = await until(() => events().find((e) => e.event === 'dead' && e.id === id));
+      expect(dead.code).toBe('SPOOL_FILE_MISSING');
+      expect(events().filter((e) => e.event === 'deferred')).toHaveLength(1);
     } finally {
       client.close();
       await relay.stop({ timeoutMs: 2000 });
