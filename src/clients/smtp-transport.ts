@@ -68,9 +68,48 @@ export function createSmtpTransport(
 ): SmtpTransport {
   const logger = options.logger ?? silentLogger;
   const provider = options.tokenProvider ?? createTokenProvider(config, { logger });
-  const rate = options.rateLimitPerMinute ?? EXCHANGE_MESSAGES_PER_MINUTE;
   const pooled = options.pool ?? true;
-  const common = {
+  const common = smtpConnectionOptions(config, options.from, provider);
+  const transporter = pooled
+    ? nodemailer.createTransport({
+        ...common,
+        pool: true,
+        maxConnections: options.maxConnections ?? 2,
+        ...(options.maxMessages !== undefined ? { maxMessages: options.maxMessages } : {}),
+      } as SMTPPool.Options)
+    : nodemailer.createTransport(common as SMTPTransport.Options);
+  const submit = submissionRunner(config, { ...options, tokenProvider: provider, logger });
+  const mapError = (error: unknown): MailbridgeError =>
+    smtpErrorToMailbridge(error, `${config.smtp.host}:${config.smtp.port}`, options.from);
+
+  return {
+    sendMail(message) {
+      return submit(() => transporter.sendMail(message) as Promise<SMTPTransport.SentMessageInfo>);
+    },
+    async verify() {
+      try {
+        await transporter.verify();
+      } catch (error) {
+        throw mapError(error);
+      }
+    },
+    close() {
+      transporter.close();
+    },
+  };
+}
+
+/**
+ * What nodemailer needs to reach Exchange's submission port: STARTTLS required
+ * and verified, SASL XOAUTH2 with tokens from our provider. Shared by
+ * createSmtpTransport and by callers that drive nodemailer's SMTPConnection themselves.
+ */
+export function smtpConnectionOptions(
+  config: MailbridgeConfig,
+  from: string,
+  provider: TokenProvider,
+) {
+  return {
     host: config.smtp.host,
     port: config.smtp.port,
     secure: config.smtp.port === 465,
@@ -84,7 +123,7 @@ export function createSmtpTransport(
     greetingTimeout: SMTP_GREETING_TIMEOUT_MS,
     auth: {
       type: 'OAuth2' as const,
-      user: options.from,
+      user: from,
       // Our provider is the only token cache: an expiry 1 ms ahead makes nodemailer ask it every time.
       provisionCallback: (
         _user: string,
@@ -97,54 +136,44 @@ export function createSmtpTransport(
         );
       },
     },
-    logger: false,
+    logger: false as const,
   };
-  const transporter = pooled
-    ? nodemailer.createTransport({
-        ...common,
-        pool: true,
-        maxConnections: options.maxConnections ?? 2,
-        ...(options.maxMessages !== undefined ? { maxMessages: options.maxMessages } : {}),
-      } as SMTPPool.Options)
-    : nodemailer.createTransport(common as SMTPTransport.Options);
+}
 
+/**
+ * Runs submissions under the rate limit (`rateLimitPerMinute`, Exchange's 30
+ * by default), with our errors, and once more on a fresh token when the
+ * server refused the login with 535.
+ */
+export function submissionRunner(
+  config: MailbridgeConfig,
+  options: SmtpTransportOptions & { tokenProvider: TokenProvider; logger: Logger },
+): <T>(send: () => Promise<T>) => Promise<T> {
+  const { tokenProvider: provider, logger } = options;
+  const rate = options.rateLimitPerMinute ?? EXCHANGE_MESSAGES_PER_MINUTE;
   const limiter = rate === false ? undefined : createSlidingWindowLimiter(rate, 60_000);
   const where = `${config.smtp.host}:${config.smtp.port}`;
   const mapError = (error: unknown): MailbridgeError =>
     smtpErrorToMailbridge(error, where, options.from);
-
-  return {
-    async sendMail(message) {
-      const send = () => transporter.sendMail(message) as Promise<SMTPTransport.SentMessageInfo>;
-      const limited = () => (limiter ? limiter.run(send) : send());
+  return async (send) => {
+    const limited = () => (limiter ? limiter.run(send) : send());
+    try {
+      return await limited();
+    } catch (error) {
+      if (!isAuthRefusal(error)) throw mapError(error);
+      // Exchange answers a stale token with 535, not the 334 challenge after which
+      // nodemailer renews by itself: get a new token and try once more. Nothing was
+      // accepted before AUTH, so this cannot send the message twice.
+      logger.log('info', 'smtp auth refused; retrying with a fresh token', {
+        from: options.from,
+      });
+      await provider.getToken({ forceRefresh: true });
       try {
         return await limited();
-      } catch (error) {
-        if (!isAuthRefusal(error)) throw mapError(error);
-        // Exchange answers a stale token with 535, not the 334 challenge after which
-        // nodemailer renews by itself: get a new token and try once more. Nothing was
-        // accepted before AUTH, so this cannot send the message twice.
-        logger.log('info', 'smtp auth refused; retrying with a fresh token', {
-          from: options.from,
-        });
-        await provider.getToken({ forceRefresh: true });
-        try {
-          return await limited();
-        } catch (second) {
-          throw mapError(second);
-        }
+      } catch (second) {
+        throw mapError(second);
       }
-    },
-    async verify() {
-      try {
-        await transporter.verify();
-      } catch (error) {
-        throw mapError(error);
-      }
-    },
-    close() {
-      transporter.close();
-    },
+    }
   };
 }
 

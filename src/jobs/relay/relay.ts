@@ -9,7 +9,6 @@ import { readFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { CredentialMetrics } from '../../auth/credential-metrics.js';
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
-import { createSmtpTransport } from '../../clients/smtp-transport.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, NetworkError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
@@ -23,6 +22,7 @@ import { createRecipientRouter } from './route.js';
 import { tokenRefreshMarginMs } from './route-config.js';
 import { type SmtpListener, sharedListenerState, startSmtpListener } from './server.js';
 import { type RecoveryReport, Spool } from './spool.js';
+import { createUpstreamPool } from './upstream-pool.js';
 import { openUserStore } from './users.js';
 
 /**
@@ -147,11 +147,10 @@ export async function startRelay(
     const transportFor =
       options.transportFor ??
       ((mailbox: string) =>
-        createSmtpTransport(config, {
+        createUpstreamPool(config, {
           from: mailbox,
           tokenProvider: credential.tokenProvider,
           logger,
-          pool: true,
           maxConnections: settings.connectionsPerMailbox,
           maxMessages: UPSTREAM_MESSAGES_PER_CONNECTION,
           rateLimitPerMinute: settings.rateLimitPerMinute,
@@ -165,13 +164,12 @@ export async function startRelay(
         ? {
             // No per-minute window: HVE has none, and that is what it is for.
             hveTransport: () =>
-              createSmtpTransport(
+              createUpstreamPool(
                 { ...config, smtp: { ...config.smtp, host: hve.host, port: hve.port } },
                 {
                   from: hve.account,
                   tokenProvider: credential.tokenProvider,
                   logger,
-                  pool: true,
                   maxConnections: settings.connectionsPerMailbox,
                   maxMessages: UPSTREAM_MESSAGES_PER_CONNECTION,
                   rateLimitPerMinute: false,

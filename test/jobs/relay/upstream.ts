@@ -134,6 +134,12 @@ export interface TcpProxy {
   readonly connections: number;
   up(): Promise<void>;
   down(): Promise<void>;
+  /**
+   * The upstream side of every open connection goes, while the client side stays
+   * open until the client next writes: a server that closed an idle connection
+   * without the client having seen it yet.
+   */
+  stale(): void;
   close(): Promise<void>;
 }
 
@@ -142,6 +148,7 @@ export async function startProxy(target: { host: string; port: number }): Promis
   let server: Server | undefined;
   let port = 0;
   let connections = 0;
+  const pairs = new Set<{ client: Socket; upstream: Socket }>();
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const s = createServer((client) => {
@@ -155,6 +162,9 @@ export async function startProxy(target: { host: string; port: number }): Promis
           sockets.delete(client);
           sockets.delete(upstream);
         };
+        const pair = { client, upstream };
+        pairs.add(pair);
+        client.on('close', () => pairs.delete(pair));
         client.on('error', drop).on('close', drop);
         upstream.on('error', drop).on('close', drop);
         client.pipe(upstream).pipe(client);
@@ -184,6 +194,20 @@ export async function startProxy(target: { host: string; port: number }): Promis
     },
     up: listen,
     down: stop,
+    stale() {
+      for (const { client, upstream } of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        upstream
+          .removeAllListeners('close')
+          .removeAllListeners('error')
+          .on('error', () => {});
+        upstream.destroy();
+        // Unpiped, it stays paused: resumed, so that the client's next write is seen.
+        client.once('data', () => client.destroy()).resume();
+      }
+      pairs.clear();
+    },
     close: stop,
   };
 }
