@@ -5,7 +5,7 @@ import { startProxy } from '../../jobs/proxy/proxy.js';
 import { createJsonLogger } from '../../log/json-logger.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
-import { catchSignals, relayHashPasswordCommand } from './relay.js';
+import { catchSignals, relayHashPasswordCommand, runHashPassword } from './relay.js';
 
 const PROXY_DETAILS = [
   'Lets programs that can only log in with a user name and a password (fetchmail, ERP systems',
@@ -78,4 +78,5 @@ export const proxyHashPasswordCommand: Command = {
     'The password is never accepted as an argument (argv is visible to other users).',
     'Put the hash in proxy.users[].passwordHash. Example: printf %s "$PW" | mailbridge proxy hash-password',
   ].join('\n'),
+  run: (context) => runHashPassword(context, 'proxy hash-password'),
 };

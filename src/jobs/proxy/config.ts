@@ -127,7 +127,7 @@ export function parseProxySettings(raw: unknown, options: ParseProxyOptions = {}
   const users: ProxyUser[] = [];
   const seen = new Set<string>();
   (valid('users') ? (section.users ?? []) : []).forEach((user, i) => {
-    const hash = parsePasswordHash(user.passwordHash);
+    const hash = parsePasswordHash(user.passwordHash, 'mailbridge proxy hash-password');
     if (!hash.ok) add(`proxy.users[${i}].passwordHash`, hash.reason);
     if (user.name.includes('#')) {
       add(`proxy.users[${i}].name`, "a user name cannot hold '#': it separates name and mailbox.");
