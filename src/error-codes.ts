@@ -579,6 +579,22 @@ export const ERROR_CODES = {
     remedy:
       'Check `proxy.tls.cert` and `proxy.tls.key` (PEM) and that the proxy user may read them.',
   },
+  POP3_AUTH_FAILED: {
+    group: 'proxy',
+    exit: 3,
+    remedy:
+      'In the proxy log: Exchange refused the POP3 XOAUTH2 login. Check `POP.AccessAsApp` (`mailbridge token`), FullAccess, and `Set-CASMailbox -PopEnabled $true`.',
+  },
+  POP3_THROTTLED: {
+    group: 'proxy',
+    exit: 4,
+    remedy: 'In the proxy log: POP3 busy or throttled; wait, then use fewer sessions per mailbox.',
+  },
+  POP3_MAILBOX_IN_USE: {
+    group: 'proxy',
+    exit: 4,
+    remedy: 'In the proxy log: another POP3 session holds the mailbox; stop the other client.',
+  },
   RELAY_CONFIG_INVALID: {
     group: 'relay',
     exit: 2,

@@ -146,6 +146,8 @@ export const proxySectionSchema = sectionMapping(
         rule((ms: number) => (ms === 0 ? `${FIELD} must be above 0.` : undefined)),
       ),
     ),
+    /** On SIGTERM, how long relayed sessions get to reach the end of a reply before they are cut. */
+    shutdownTimeout: v.optional(duration),
     /** Delay after wrong passwords, per address and per user, doubling from initial to max. */
     authPenalty: v.optional(
       sectionMapping(

@@ -111,6 +111,14 @@ export interface MailServersOptions {
    * the `POP.AccessAsApp` role, as Exchange Online's POP. @default false
    */
   pop3?: boolean;
+  /**
+   * IMAP and POP3 sessions one mailbox may hold from one address at once
+   * (Dovecot's `mail_max_userip_connections`, 10 by default), with IMAP's
+   * process limits raised to match: one login process serving many clients
+   * (it also carries their TLS) and room for as many `imap` processes. For
+   * tests that keep hundreds of sessions open. @default Dovecot's own limits
+   */
+  maxUserConnections?: number;
   /** CA that issues the servers' certificates. @default the test run's CA (test-ca.ts) */
   ca?: Issued;
   /**
@@ -443,12 +451,34 @@ service imap-login {
 ${pop3Port === undefined ? '' : pop3Listener(pop3Port)}${layout.submission === 'postfix' ? postfixListeners() : lmtpListener(lmtpPort)}
 ${layout.systemUsers ? '' : NO_CHROOT}
 ${layout.systemUsers || pop3Port === undefined ? '' : NO_CHROOT_POP3}
+${options.maxUserConnections === undefined ? '' : manySessions(options.maxUserConnections)}
 # Without the auth penalty listener, anvil adds no delay after failed logins
 # (up to 15 s per client IP otherwise), so failure tests stay fast.
 service anvil {
   unix_listener anvil-auth-penalty {
     mode = 0
   }
+}
+`;
+}
+
+/**
+ * Room for `perUser` sessions per mailbox and address, and for about a
+ * thousand in all. By default every TLS session keeps an imap-login process
+ * of its own (service_count = 1) and there may be 100 of them; one
+ * long-lived login process (service_count = 0) serves them all instead. Each
+ * session still has its own `imap` process (up to 1024), and anvil a
+ * connection from each.
+ */
+function manySessions(perUser: number): string {
+  return `mail_max_userip_connections = ${perUser}
+service imap-login {
+  service_count = 0
+  process_min_avail = 1
+  client_limit = 2048
+}
+service anvil {
+  client_limit = 2048
 }
 `;
 }

@@ -5,7 +5,7 @@ import { startProxy } from '../../jobs/proxy/proxy.js';
 import { createJsonLogger } from '../../log/json-logger.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
-import { catchSignals, relayHashPasswordCommand } from './relay.js';
+import { catchSignals, relayHashPasswordCommand, runHashPassword } from './relay.js';
 
 const PROXY_DETAILS = [
   'Lets programs that can only log in with a user name and a password (fetchmail, ERP systems',
@@ -16,11 +16,13 @@ const PROXY_DETAILS = [
   'The config file needs the usual app settings and a proxy: section: imap {listen}, pop3 {listen},',
   'tls {cert, key, minVersion}, users [{name, passwordHash, mailboxes}], allowNetworks,',
   'maxConnections, maxConnectionsPerAddress, maxConnectionsPerUser, idleTimeout, loginTimeout,',
-  'authPenalty {initial, max}, http. POP3 goes to pop.host:pop.port (MAILBRIDGE_POP_HOST/PORT).',
+  'shutdownTimeout, authPenalty {initial, max}, http. POP3 goes to pop.host:pop.port',
+  '(MAILBRIDGE_POP_HOST/PORT).',
   '',
   'Logs one JSON line per login on stdout (user, mailbox, client, outcome; never a password or',
   'token). A listener beyond loopback without TLS or without allowNetworks is refused at start-up',
-  '(exit 2). SIGTERM or SIGINT: stop listening, end the sessions, exit 0.',
+  '(exit 2). SIGTERM or SIGINT: stop listening, BYE to clients not logged in, end each session',
+  'between two replies (a FETCH under way finishes first) or at proxy.shutdownTimeout, exit 0.',
 ].join('\n');
 
 export const proxyCommand: Command = {
@@ -78,4 +80,5 @@ export const proxyHashPasswordCommand: Command = {
     'The password is never accepted as an argument (argv is visible to other users).',
     'Put the hash in proxy.users[].passwordHash. Example: printf %s "$PW" | mailbridge proxy hash-password',
   ].join('\n'),
+  run: (context) => runHashPassword(context, 'proxy hash-password'),
 };

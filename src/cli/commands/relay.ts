@@ -119,29 +119,35 @@ export const relayHashPasswordCommand: Command = {
     'The password is never accepted as an argument (argv is visible to other users).',
     'Example: mailbridge relay hash-password --user scanner >> /etc/mailbridge/relay-users',
   ].join('\n'),
-  async run({ args, io }) {
-    const user = typeof args.values.user === 'string' ? args.values.user : undefined;
-    if (user !== undefined && !/^[\x21-\x39\x3b-\x7e]{1,128}$/.test(user)) {
-      throw usageError(
-        '--user must be printable ASCII without spaces or colons',
-        'For example: --user scanner-2f.',
-      );
-    }
-    const input = stdinOf(io);
-    const password = isTty(input)
-      ? await promptTwice(input, io.stderr)
-      : firstLine(await readAll(input));
-    if (password === '') {
-      throw usageError(
-        'the password is empty',
-        'Type it at the prompt, or pipe it in: printf %s "$PW" | mailbridge relay hash-password.',
-      );
-    }
-    const hash = await hashPassword(password);
-    writeLine(io.stdout, user !== undefined ? `${user}:${hash}` : hash);
-    return ExitCode.ok;
-  },
+  run: (context) => runHashPassword(context, 'relay hash-password'),
 };
+
+/** Reads a password and prints its hash; `command` (relay's or proxy's) is named in its errors. */
+export async function runHashPassword(
+  { args, io }: CommandContext,
+  command: string,
+): Promise<number> {
+  const user = typeof args.values.user === 'string' ? args.values.user : undefined;
+  if (user !== undefined && !/^[\x21-\x39\x3b-\x7e]{1,128}$/.test(user)) {
+    throw usageError(
+      '--user must be printable ASCII without spaces or colons',
+      'For example: --user scanner-2f.',
+    );
+  }
+  const input = stdinOf(io);
+  const password = isTty(input)
+    ? await promptTwice(input, io.stderr)
+    : firstLine(await readAll(input));
+  if (password === '') {
+    throw usageError(
+      'the password is empty',
+      `Type it at the prompt, or pipe it in: printf %s "$PW" | mailbridge ${command}.`,
+    );
+  }
+  const hash = await hashPassword(password);
+  writeLine(io.stdout, user !== undefined ? `${user}:${hash}` : hash);
+  return ExitCode.ok;
+}
 
 export const relayStatusCommand: Command = {
   name: 'relay status',

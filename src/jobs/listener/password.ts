@@ -45,14 +45,20 @@ const OTHER_ALGORITHMS = new Set([
 
 export type HashParseResult = { ok: true; value: ParsedScryptHash } | { ok: false; reason: string };
 
-/** Parses a PHC scrypt string; the reason says what is wrong without echoing the value. */
-export function parsePasswordHash(text: string): HashParseResult {
+/**
+ * Parses a PHC scrypt string; the reason says what is wrong without echoing
+ * the value, and names `hashCommand` (the relay's or the proxy's) as the way
+ * to make one.
+ */
+export function parsePasswordHash(
+  text: string,
+  hashCommand = 'mailbridge relay hash-password',
+): HashParseResult {
   const value = text.trim();
   if (!value.startsWith('$')) {
     return {
       ok: false,
-      reason:
-        'it is not a PHC hash (passwords are never stored in plain text: make one with `mailbridge relay hash-password`)',
+      reason: `it is not a PHC hash (passwords are never stored in plain text: make one with \`${hashCommand}\`)`,
     };
   }
   const fields = value.split('$');
@@ -61,7 +67,7 @@ export function parsePasswordHash(text: string): HashParseResult {
   if (id === 'argon2id' || id === 'argon2i' || id === 'argon2d') {
     return {
       ok: false,
-      reason: `${id} hashes are not supported on Node.js 20 (no argon2 in node:crypto): make a scrypt hash with \`mailbridge relay hash-password\``,
+      reason: `${id} hashes are not supported on Node.js 20 (no argon2 in node:crypto): make a scrypt hash with \`${hashCommand}\``,
     };
   }
   if (id !== 'scrypt') {

@@ -47,6 +47,8 @@ export interface ProxySettings {
   idleTimeout: number;
   /** From connection to login, in ms: slow or silent clients are cut off. */
   loginTimeout: number;
+  /** On stop, how long relayed sessions get to reach the end of a reply, in ms. */
+  shutdownTimeout: number;
   authPenalty: { initialMs: number; maxMs: number };
   http?: { host: string; port: number };
 }
@@ -60,6 +62,8 @@ export const PROXY_DEFAULTS = {
   // RFC 3501 §5.4: an autologout timer of at least 30 minutes.
   idleTimeout: 30 * 60 * 1000,
   loginTimeout: 60_000,
+  // A FETCH of a large message in flight finishes; an idle session ends at once.
+  shutdownTimeout: 30_000,
   authPenalty: { initialMs: 1000, maxMs: 15_000 },
   minVersion: 'TLSv1.2',
 } as const;
@@ -127,7 +131,7 @@ export function parseProxySettings(raw: unknown, options: ParseProxyOptions = {}
   const users: ProxyUser[] = [];
   const seen = new Set<string>();
   (valid('users') ? (section.users ?? []) : []).forEach((user, i) => {
-    const hash = parsePasswordHash(user.passwordHash);
+    const hash = parsePasswordHash(user.passwordHash, 'mailbridge proxy hash-password');
     if (!hash.ok) add(`proxy.users[${i}].passwordHash`, hash.reason);
     if (user.name.includes('#')) {
       add(`proxy.users[${i}].name`, "a user name cannot hold '#': it separates name and mailbox.");
@@ -187,6 +191,7 @@ export function parseProxySettings(raw: unknown, options: ParseProxyOptions = {}
     maxConnectionsPerUser: or('maxConnectionsPerUser', PROXY_DEFAULTS.maxConnectionsPerUser),
     idleTimeout: or('idleTimeout', PROXY_DEFAULTS.idleTimeout),
     loginTimeout: or('loginTimeout', PROXY_DEFAULTS.loginTimeout),
+    shutdownTimeout: or('shutdownTimeout', PROXY_DEFAULTS.shutdownTimeout),
     authPenalty,
     ...(http ? { http } : {}),
   };

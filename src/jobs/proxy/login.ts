@@ -11,7 +11,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { TokenProvider } from '../../auth/token-provider.js';
 import { acquireConnectionSlot, connectionKey } from '../../clients/connection-limit.js';
-import { type Diagnosis, diagnoseImapResponse, replyLine } from '../../clients/diagnostics.js';
+import { replyLine } from '../../clients/diagnostics.js';
 import type { Endpoint } from '../../config/types.js';
 import type { Logger } from '../../log/logger.js';
 import { asciiText } from '../../util/display-text.js';
@@ -20,6 +20,11 @@ import { hashPassword, parsePasswordHash, verifyPassword } from '../listener/pas
 import type { ProxyProtocol, ProxySettings, ProxyUser } from './config.js';
 import type { LoginOutcome, ProxyMetrics } from './metrics.js';
 import { loginUpstream, type UpstreamSession } from './upstream.js';
+import {
+  diagnoseUpstreamRefusal,
+  type UpstreamDiagnosis,
+  undiagnosedReason,
+} from './upstream-diagnosis.js';
 
 /** Exchange Online allows about 16-20 IMAP connections per mailbox: stay under it over all users. */
 const CONNECTIONS_PER_MAILBOX = 16;
@@ -90,7 +95,7 @@ interface Attempt {
   outcome: LoginOutcome;
   user: string;
   mailbox?: string;
-  diagnosis?: Diagnosis;
+  diagnosis?: UpstreamDiagnosis;
   error?: string;
 }
 
@@ -184,12 +189,15 @@ async function attempt(
           mailbox,
         };
       }
-      const diagnosis = upstream.reply ? diagnoseImapResponse(upstream.reply) : undefined;
+      const diagnosis = upstream.reply
+        ? diagnoseUpstreamRefusal(request.protocol, upstream.reply)
+        : undefined;
       context.metrics.upstreamError(diagnosis?.code ?? (upstream.reply ? 'REFUSED' : 'NETWORK'));
       if (forceRefresh || !upstream.reply) {
         release();
         const reply = upstream.reply ? replyLine(upstream.reply, 200) : undefined;
-        return fail('upstream_refused', shortReason(diagnosis, upstream.reply), {
+        const reason = diagnosis?.clientReason ?? undiagnosedReason(upstream.reply !== undefined);
+        return fail('upstream_refused', reason, {
           mailbox,
           ...(diagnosis ? { diagnosis } : {}),
           ...(reply && !diagnosis ? { error: `upstream reply: ${reply}` } : {}),
@@ -230,11 +238,4 @@ async function mailboxSlot(key: string): Promise<(() => void) | undefined> {
   // The place came too late: give it back as soon as it comes.
   if (!won) void slot.then((release) => release());
   return won;
-}
-
-/** What the client is told: short, no diagnosis (that goes to the admin's log). */
-function shortReason(diagnosis: Diagnosis | undefined, reply: string | undefined): string {
-  if (diagnosis?.code === 'IMAP_THROTTLED') return 'The mail service is busy, try again later';
-  if (diagnosis?.code === 'IMAP_NOT_CONNECTED') return 'The mailbox cannot be opened now';
-  return reply ? 'The mail service refused the login' : 'The mail service cannot be reached';
 }

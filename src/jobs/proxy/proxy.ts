@@ -31,7 +31,14 @@ import { type FrontHooks, serveImap } from './imap-front.js';
 import { type LoginContext, login, loginContextParts } from './login.js';
 import { ProxyMetrics } from './metrics.js';
 import { servePop3 } from './pop3-front.js';
-import { splice } from './splice.js';
+import { type SplicedSession, splice } from './splice.js';
+
+const SHUTDOWN_WORDS = {
+  imap: '* BYE mailbridge proxy shutting down\r\n',
+  pop3: '-ERR [SYS/TEMP] mailbridge proxy shutting down\r\n',
+} as const;
+/** After the sessions ended: how long their sockets get to close before they are destroyed. */
+const CLOSE_GRACE_MS = 2000;
 
 export interface StartProxyOptions extends ParseProxyOptions {
   /** Validated settings; parsed from `config.sections.proxy` when absent. */
@@ -51,8 +58,12 @@ export interface ProxyHandle {
   }[];
   readonly http: { host: string; port: number } | undefined;
   readonly metrics: ProxyMetrics;
-  /** Stops listening and ends every session. */
-  close(): Promise<void>;
+  /**
+   * Stops listening, says BYE (POP3: `-ERR`) to clients not logged in, and
+   * ends each relayed session where a reply ends, with a BYE for IMAP, or at
+   * `timeoutMs` (default proxy.shutdownTimeout) whatever it is doing.
+   */
+  close(options?: { timeoutMs?: number }): Promise<void>;
 }
 
 /**
@@ -90,6 +101,11 @@ export async function startProxy(
   };
   const perAddress = new Map<string, number>();
   const sockets = new Set<Socket>();
+  /** Connections not logged in yet, and relayed sessions: what a stop must end. */
+  const waiting = new Map<ClientConnection, ProxyListenAddress['protocol']>();
+  const spliced = new Map<SplicedSession, ProxyListenAddress['protocol']>();
+  /** Set by close(): new sessions are finished as soon as they start. */
+  let stopping: { deadline: number; finished: Promise<void>[] } | undefined;
 
   const accept = (socket: Socket, listener: ProxyListenAddress, secure: boolean) => {
     const address = socket.remoteAddress ?? '';
@@ -104,7 +120,8 @@ export async function startProxy(
       refuse('Access denied');
       return;
     }
-    if (sockets.size >= settings.maxConnections) {
+    // Client connections only: `sockets` also holds the upstream side of each session.
+    if (metrics.connections >= settings.maxConnections) {
       refuse('Too many connections, try again later');
       return;
     }
@@ -130,6 +147,8 @@ export async function startProxy(
       isLoopbackAddress(listener.host),
       secureContext,
     );
+    waiting.set(connection, listener.protocol);
+    socket.once('close', () => waiting.delete(connection));
     // A client that says nothing, or trickles, is cut off here whatever it does.
     const deadline = setTimeout(() => {
       logger.log('warn', 'login timeout', { event: 'login-timeout', client: address });
@@ -143,20 +162,29 @@ export async function startProxy(
         login(context, { protocol: listener.protocol, client: address, loginName, password }),
       spliced: (result, fromClient) => {
         clearTimeout(deadline);
+        waiting.delete(connection);
         metrics.sessions[listener.protocol]++;
         const upstream = result.session.socket;
         sockets.add(upstream as unknown as Socket);
-        splice(connection.socket, upstream, {
+        const session = splice(connection.socket, upstream, {
           fromClient,
           fromUpstream: result.session.pending,
           idleTimeoutMs: settings.idleTimeout,
           metrics,
           onEnd: () => {
             sockets.delete(upstream as unknown as Socket);
+            spliced.delete(session);
             metrics.sessions[listener.protocol]--;
             result.release();
           },
         });
+        spliced.set(session, listener.protocol);
+        // A login that was under way when the stop began.
+        if (stopping) {
+          stopping.finished.push(
+            session.finish(SHUTDOWN_WORDS[listener.protocol], stopping.deadline),
+          );
+        }
       },
     };
     const serve = listener.protocol === 'imap' ? serveImap : servePop3;
@@ -178,14 +206,42 @@ export async function startProxy(
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     await http?.close();
   };
+  const stop = async (timeoutMs: number) => {
+    if (stopping) return;
+    stopping = { deadline: Date.now() + timeoutMs, finished: [] };
+    const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    logger.log('info', 'proxy stopping', {
+      event: 'stopping',
+      waiting: waiting.size,
+      sessions: spliced.size,
+      timeoutMs,
+    });
+    for (const [connection, protocol] of waiting) connection.close(SHUTDOWN_WORDS[protocol]);
+    waiting.clear();
+    for (const [session, protocol] of spliced) {
+      stopping.finished.push(session.finish(SHUTDOWN_WORDS[protocol], stopping.deadline));
+    }
+    // Logins under way add theirs while these run.
+    for (let done = 0; done < stopping.finished.length; done = stopping.finished.length) {
+      await Promise.all(stopping.finished.slice(done));
+    }
+    // Each side was ended; a peer that does not close its side in time is cut off.
+    const grace = setTimeout(() => {
+      for (const socket of sockets) socket.destroy();
+    }, CLOSE_GRACE_MS);
+    await closed;
+    clearTimeout(grace);
+    await http?.close();
+  };
   try {
     for (const listener of settings.listen) {
       const server =
         listener.implicitTls && tlsOptions
-          ? createTlsServer({ ...tlsOptions, handshakeTimeout: settings.loginTimeout }, (socket) =>
-              accept(socket as unknown as Socket, listener, true),
+          ? createTlsServer(
+              { ...tlsOptions, handshakeTimeout: settings.loginTimeout, noDelay: true },
+              (socket) => accept(socket as unknown as Socket, listener, true),
             )
-          : createServer((socket) => accept(socket, listener, false));
+          : createServer({ noDelay: true }, (socket) => accept(socket, listener, false));
       // Failed handshakes (a TLS 1.0 client when 1.2 is the minimum) are the client's problem.
       server.on('tlsClientError', () => {});
       server.on('error', (error) =>
@@ -251,8 +307,8 @@ export async function startProxy(
     listeners,
     http: http && settings.http ? { host: settings.http.host, port: http.port } : undefined,
     metrics,
-    close: async () => {
-      await closeAll();
+    close: async (closeOptions = {}) => {
+      await stop(closeOptions.timeoutMs ?? settings.shutdownTimeout);
       logger.log('info', 'proxy stopped', { event: 'stopped' });
     },
   };

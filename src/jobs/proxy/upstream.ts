@@ -87,6 +87,8 @@ function open(options: UpstreamOptions): Promise<TLSSocket> {
     });
     socket.once('secureConnect', () => {
       socket.off('error', reject);
+      // Commands and IDLE updates are small writes: none should wait for an ACK.
+      socket.setNoDelay(true);
       resolve(socket);
     });
     socket.once('error', reject);

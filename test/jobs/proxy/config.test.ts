@@ -84,6 +84,13 @@ describe('proxy settings', () => {
     expect(found.join('\n')).toContain('the scheme must be imap:// or imaps://');
     expect(found.join('\n')).toContain('asks for implicit TLS, but proxy.tls');
     expect(found.join('\n')).not.toContain('secret');
+    // The proxy's users make their hashes with the proxy's command.
+    const plain = problems({
+      users: [{ name: 'alice', passwordHash: 'secret', mailboxes: ['a@contoso.example'] }],
+    }).join('\n');
+    expect(plain).toContain('proxy.users[0].passwordHash');
+    expect(plain).toContain('mailbridge proxy hash-password');
+    expect(plain).not.toContain('relay');
   });
 });
 
@@ -117,6 +124,13 @@ describe('mailbridge proxy (CLI)', () => {
     const parsed = parsePasswordHash(result.stdout.trim());
     expect(parsed.ok).toBe(true);
     if (parsed.ok) expect(await verifyPassword('pässword', parsed.value)).toBe(true);
+  });
+
+  it('names the command that was run when the password is empty', async () => {
+    const result = await runCli(['proxy', 'hash-password'], {}, { input: '\n' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('mailbridge proxy hash-password');
+    expect(result.stderr).not.toContain('relay');
   });
 
   it('exits 2 before listening when a plain listener is beyond loopback', async () => {

@@ -19,6 +19,7 @@ import {
   EXCHANGE_AUDIENCE,
   IMAP_ROLE,
   type MailServers,
+  type MailServersOptions,
   POP_ROLE,
   SMTP_ROLE,
   startMailServers,
@@ -47,6 +48,8 @@ export interface ProxyFixture {
   servers: MailServers;
   app: RegisteredApp;
   config: MailbridgeConfig;
+  /** The environment `config` was loaded from: the app and the mail servers, for a CLI child. */
+  env: Record<string, string>;
   dir: string;
   tls: { cert: string; key: string };
   hashes: { alice: string; bob: string };
@@ -63,12 +66,19 @@ export interface ProxyFixture {
 }
 
 export async function startFixture(
-  options: { tokenLifetimeSeconds?: number } = {},
+  options: {
+    tokenLifetimeSeconds?: number;
+    mailServers?: Omit<MailServersOptions, 'tokenService' | 'pop3'>;
+  } = {},
 ): Promise<ProxyFixture> {
   const service = await startTokenService(
     options.tokenLifetimeSeconds ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds } : {},
   );
-  const servers = await startMailServers({ tokenService: service, pop3: true });
+  const servers = await startMailServers({
+    ...options.mailServers,
+    tokenService: service,
+    pop3: true,
+  });
   const app = service.registerApp({
     roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE, POP_ROLE, SMTP_ROLE] },
   });
@@ -105,6 +115,7 @@ export async function startFixture(
     servers,
     app,
     config,
+    env,
     dir,
     tls,
     hashes,

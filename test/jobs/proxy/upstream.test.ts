@@ -4,8 +4,8 @@
  * Session invalidated - AccessTokenExpired`) ends for the client too, and
  * its next login is served at once with a fresh token; a login Exchange
  * refuses (Dovecot, the app's grant revoked)
- * reaches the client as `NO [AUTHENTICATIONFAILED]` and the admin's log as
- * the diagnosis.
+ * reaches the client as `NO [AUTHENTICATIONFAILED]` (POP3: `-ERR [AUTH]`)
+ * and the admin's log as the diagnosis.
  */
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +92,53 @@ describe('upstream session ends', () => {
     expect(String(line?.fix)).toContain('mailbridge token');
     expect(proxy.metrics.render()).toContain(
       'mailbridge_proxy_upstream_errors_total{code="IMAP_AUTH_FAILED"} 2',
+    );
+  });
+});
+
+describe('upstream POP3 refusal', () => {
+  it('answers -ERR [AUTH] without the upstream text, and logs the diagnosis for the admin', async () => {
+    const pop3 = await fx.start({
+      imap: { listen: [] },
+      pop3: { listen: ['pop3s://127.0.0.1:0'] },
+    });
+    await fx.servers.revokeMailbox(fx.app.clientId, ALICE_MAILBOX);
+    const socket = tlsConnect({ host: '127.0.0.1', port: pop3.listeners[0]?.port as number });
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => {
+      text += chunk;
+    });
+    const waitFor = async (pattern: RegExp) => {
+      const until = Date.now() + 10_000;
+      while (!pattern.test(text)) {
+        if (Date.now() > until) throw new Error(`no ${pattern} in ${JSON.stringify(text)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      await waitFor(/^\+OK/);
+      socket.write(`USER ${ALICE.name}\r\n`);
+      await waitFor(/\r\n\+OK\r\n$/);
+      socket.write(`PASS ${ALICE.password}\r\n`);
+      await waitFor(/-ERR[^\r]*\r\n$/);
+    } finally {
+      await fx.servers.grantMailbox(fx.app.clientId, ALICE_MAILBOX);
+      socket.destroy();
+    }
+    // The client hears the proxy's words, not Dovecot's (nor anything Exchange said).
+    expect(text).toMatch(/\r\n-ERR \[AUTH\] The mail service refused the login\r\n$/);
+    expect(text).not.toContain('Authentication failed');
+    const line = fx.logs.filter((l) => l.event === 'login').at(-1);
+    expect(line).toMatchObject({
+      protocol: 'pop3',
+      outcome: 'upstream_refused',
+      mailbox: ALICE_MAILBOX,
+      diagnosis: 'POP3_AUTH_FAILED',
+      reply: '-ERR [AUTH] Authentication failed.',
+    });
+    expect(String(line?.fix)).toContain('POP.AccessAsApp');
+    expect(pop3.metrics.render()).toContain(
+      'mailbridge_proxy_upstream_errors_total{code="POP3_AUTH_FAILED"} 2',
     );
   });
 });
