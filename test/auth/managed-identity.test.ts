@@ -8,13 +8,9 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AuthenticationError,
-  ConfigurationError,
-  createTokenProvider,
-  loadConfig,
-  type MailbridgeError,
-} from '../../src/index.js';
+import { createTokenProvider } from '../../src/auth/token-provider.js';
+import { loadConfig } from '../../src/config/load.js';
+import { AuthenticationError, ConfigurationError, type MailbridgeError } from '../../src/errors.js';
 import { type IdentityEndpoint, startIdentityEndpoint } from '../helpers/identity-endpoint.js';
 import { runCli } from '../helpers/run-cli.js';
 import {

@@ -1,5 +1,7 @@
 /** The error one token request ends in, for tests of failure paths. */
-import { createTokenProvider, loadConfig, type MailbridgeError } from '../../src/index.js';
+import { createTokenProvider } from '../../src/auth/token-provider.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { MailbridgeError } from '../../src/errors.js';
 
 /** Two quick attempts: enough to tell a retried failure from a permanent one. */
 const FAST_RETRY = { baseDelayMs: 10, maxDelayMs: 20, maxAttempts: 2 };

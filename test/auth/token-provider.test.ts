@@ -9,15 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createTokenProvider, type TokenProviderOptions } from '../../src/auth/token-provider.js';
+import { loadConfig } from '../../src/config/load.js';
 import {
   AuthenticationError,
   ConfigurationError,
-  createTokenProvider,
-  loadConfig,
   type MailbridgeError,
   NetworkError,
-  type TokenProviderOptions,
-} from '../../src/index.js';
+} from '../../src/errors.js';
 import { decodeJwt, signJwt } from '../helpers/jwt.js';
 import {
   certificateThumbprint,

@@ -12,14 +12,14 @@ import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AccessToken,
-  createImapClient,
-  createSmtpTransport,
   createTokenProvider,
-  loadConfig,
-  type MailbridgeConfig,
-  runDoctor,
   type TokenProvider,
-} from '../../src/index.js';
+} from '../../src/auth/token-provider.js';
+import { createImapClient } from '../../src/clients/imap-client.js';
+import { createSmtpTransport } from '../../src/clients/smtp-transport.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { MailbridgeConfig } from '../../src/config/types.js';
+import { runDoctor } from '../../src/doctor/run.js';
 import { appEnvironment } from '../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,

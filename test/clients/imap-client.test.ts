@@ -6,7 +6,9 @@
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createImapClient, loadConfig, type MailbridgeConfig } from '../../src/index.js';
+import { createImapClient } from '../../src/clients/imap-client.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { MailbridgeConfig } from '../../src/config/types.js';
 import { appEnvironment } from '../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,

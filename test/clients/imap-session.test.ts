@@ -5,13 +5,11 @@
  */
 import type { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  createImapClient,
-  createImapSession,
-  createTokenProvider,
-  loadConfig,
-  type MailbridgeConfig,
-} from '../../src/index.js';
+import { createTokenProvider } from '../../src/auth/token-provider.js';
+import { createImapClient } from '../../src/clients/imap-client.js';
+import { createImapSession } from '../../src/clients/imap-session.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { MailbridgeConfig } from '../../src/config/types.js';
 import { appEnvironment } from '../helpers/app-env.js';
 import { type ImapFaultProxy, startImapFaultProxy } from '../helpers/imap-fault-proxy.js';
 import {

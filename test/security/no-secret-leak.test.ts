@@ -8,13 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createTokenProvider,
-  describeConfig,
-  type Logger,
-  loadConfig,
-  type MailbridgeConfig,
-} from '../../src/index.js';
+import { createTokenProvider } from '../../src/auth/token-provider.js';
+import { describeConfig, loadConfig } from '../../src/config/load.js';
+import type { MailbridgeConfig } from '../../src/config/types.js';
+import type { Logger } from '../../src/log/logger.js';
 import { encryptPrivateKey, issueCertificate } from '../helpers/pki.js';
 import { runCli } from '../helpers/run-cli.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';

@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTokenProvider } from '../../src/auth/token-provider.js';
 import { setupCertCommand } from '../../src/cli/commands/setup-cert.js';
 import { loadCertificate } from '../../src/config/certificate.js';
-import { createTokenProvider, loadConfig } from '../../src/index.js';
+import { loadConfig } from '../../src/config/load.js';
 import {
   CERTIFICATE_FILE_NAMES,
   generateCertificate,

@@ -11,7 +11,6 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/load.js';
@@ -20,13 +19,13 @@ import { type RelayHandle, startRelay } from '../../../src/jobs/relay/relay.js';
 import { createJsonLogger } from '../../../src/log/json-logger.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import { EXCHANGE_AUDIENCE, IMAP_ROLE, SMTP_ROLE } from '../../helpers/mail-servers.js';
+import { CLI_PATH, cliEnv, requireBuilt } from '../../helpers/run-cli.js';
 import { DEFAULT_TOKEN_LIFETIME_SECONDS } from '../../helpers/token-service.js';
 import { openSmtp } from './smtp-dialog.js';
 import { collectText, startUpstream, type Upstream } from './upstream.js';
 
 const PRINTER = 'printer@contoso.example';
 const RECIPIENT = 'desk@contoso.example';
-const RUN_RELAY = fileURLToPath(new URL('./run-relay.ts', import.meta.url));
 
 let upstream: Upstream;
 let dir: string;
@@ -60,13 +59,8 @@ async function runRelay(name: string, env: Record<string, string>) {
       },
     }),
   );
-  const inherited: Record<string, string> = {};
-  for (const key of ['PATH', 'HOME', 'NODE_EXTRA_CA_CERTS', 'TMPDIR']) {
-    const value = process.env[key];
-    if (value !== undefined) inherited[key] = value;
-  }
-  const child = spawn(process.execPath, ['--import', 'tsx', RUN_RELAY, '--config', configFile], {
-    env: { ...inherited, ...upstream.env, ...env },
+  const child = spawn(process.execPath, [requireBuilt(CLI_PATH), 'relay', '--config', configFile], {
+    env: cliEnv({ ...upstream.env, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);

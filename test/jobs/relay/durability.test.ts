@@ -1,6 +1,6 @@
 /**
  * Durability: the relay runs as a child process (`mailbridge relay`, through
- * run-relay.ts), 500 messages arrive from several clients at once, and the
+ * the built CLI), 500 messages arrive from several clients at once, and the
  * relay is killed with SIGKILL in the middle of the burst while it is
  * delivering. After a restart, every message that was acknowledged with 250
  * must arrive at the real upstream (Postfix → Dovecot, read over IMAP), and

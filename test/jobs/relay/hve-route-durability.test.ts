@@ -1,5 +1,5 @@
 /**
- * `mailbridge relay` with an `hve` route as a child process (run-relay.ts),
+ * `mailbridge relay` with an `hve` route as a child process (the built CLI),
  * as the relay durability test runs it: a burst of messages each with an
  * internal and an external recipient, split into an HVE part and a mailbox
  * part, and a SIGKILL while the parts are being delivered (after some HVE

@@ -1,14 +1,12 @@
 /**
- * `mailbridge relay` in a child process (through run-relay.ts), with its JSON
- * log lines parsed as they come: for the tests that kill it, start two at
- * once, or restart it on the same spool.
+ * `mailbridge relay` in a child process (the built CLI, as a user runs it),
+ * with its JSON log lines parsed as they come: for the tests that kill it,
+ * start two at once, or restart it on the same spool.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const RUN_RELAY = fileURLToPath(new URL('./run-relay.ts', import.meta.url));
+import { CLI_PATH, cliEnv, requireBuilt } from '../../helpers/run-cli.js';
 
 export interface RelayProcess {
   child: ChildProcess;
@@ -28,13 +26,8 @@ export function killRelayChildren(): void {
 }
 
 export function spawnRelay(configFile: string, env: Record<string, string>): RelayProcess {
-  const inherited: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'NODE_EXTRA_CA_CERTS', 'TMPDIR']) {
-    const value = process.env[name];
-    if (value !== undefined) inherited[name] = value;
-  }
-  const child = spawn(process.execPath, ['--import', 'tsx', RUN_RELAY, '--config', configFile], {
-    env: { ...inherited, ...env },
+  const child = spawn(process.execPath, [requireBuilt(CLI_PATH), 'relay', '--config', configFile], {
+    env: cliEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   relayChildren.push(child);

@@ -1,8 +1,9 @@
 /**
- * Runs `mailbridge relay` in a child process for the durability tests, as
- * `node --import tsx test/jobs/relay/run-relay.ts --config FILE` (the command
- * is not in the CLI's registry yet). The settings are read exactly as the CLI
- * reads them: flags, then the environment, then --config.
+ * Runs `mailbridge relay` from the sources, as
+ * `node --import tsx test/jobs/relay/run-relay.ts --config FILE`, for the
+ * benchmarks in bench/ (the tests start the built CLI instead: tsx costs about
+ * a second of CPU per start). The settings are read exactly as the CLI reads
+ * them: flags, then the environment, then --config.
  */
 import {
   COMMON_FLAGS,

@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type DeliveryRecord, Spool, type SpoolEnvelope } from '../../../src/jobs/relay/spool.js';
+import { requireBuilt } from '../../helpers/run-cli.js';
 
 let dir: string;
 let spool: Spool;
@@ -352,8 +354,11 @@ interface Lockers {
  * same instant, start-up already behind them) and release it on `release`.
  */
 async function startLockers(count: number, spoolDir: string): Promise<Lockers> {
+  const built = requireBuilt(
+    fileURLToPath(new URL('../../../dist/jobs/relay/spool.js', import.meta.url)),
+  );
   const script = `
-    import { Spool } from ${JSON.stringify(new URL('../../../src/jobs/relay/spool.ts', import.meta.url).pathname)};
+    import { Spool } from ${JSON.stringify(built)};
     import { createInterface } from 'node:readline';
     const spool = new Spool(process.argv[1]);
     console.log('ready');
@@ -367,7 +372,7 @@ async function startLockers(count: number, spoolDir: string): Promise<Lockers> {
       }
     }`;
   const children = Array.from({ length: count }, () =>
-    spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, spoolDir], {
+    spawn(process.execPath, ['--input-type=module', '-e', script, spoolDir], {
       stdio: ['pipe', 'pipe', 'inherit'],
     }),
   );
