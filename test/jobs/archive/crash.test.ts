@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mailboxDirName } from '../../../src/jobs/archive/paths.js';
 import type { ArchiveMailboxResult } from '../../../src/jobs/archive/runner.js';
 import { verifyArchive } from '../../../src/jobs/archive/verify.js';
+import { seededRandom } from '../../helpers/seeded-random.js';
 import {
   type ArchiveTestEnv,
   buildForChildren,
@@ -58,18 +59,6 @@ afterAll(async () => {
   await build?.remove();
   if (out) await rm(out, { recursive: true, force: true });
 });
-
-/** mulberry32: a seeded generator, so a failing sequence of kill points can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Folder directory name → IMAP folder, from each folder.json. */
 async function folderNames(mailboxDir: string): Promise<Map<string, string>> {
@@ -122,7 +111,7 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
   it('completes with nothing missing, doubled or partial after SIGKILLs at random points', async () => {
     env.service.setTokenLifetime(5);
     const seed = Number(process.env.ARCHIVE_KILL_SEED ?? Date.now() % 1_000_000);
-    const next = random(seed);
+    const next = seededRandom(seed);
     const mailboxDir = join(out, mailboxDirName(MAILBOX));
     // Small partial FETCHes: a large message takes many commands, and kills fall inside it.
     const options = {
