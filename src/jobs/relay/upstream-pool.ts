@@ -52,6 +52,13 @@ type SendInfo = Awaited<ReturnType<DeliveryTransport['sendMail']>>;
 /** Failures of the connection rather than replies about the message (nodemailer's own rule). */
 const TRANSIENT = new Set(['ECONNECTION', 'ESOCKET', 'ETIMEDOUT']);
 
+/**
+ * nodemailer's code for a lost connection, given to the pool's own "closed"
+ * failures so that the relay's backoff classifies them like nodemailer's.
+ * It is nodemailer's vocabulary, not one of our registered codes.
+ */
+const CONNECTION_LOST = 'ECONNECTION';
+
 export function createUpstreamPool(
   config: MailbridgeConfig,
   options: UpstreamPoolOptions,
@@ -85,7 +92,7 @@ export function createUpstreamPool(
     let fail: (error?: Error) => void = () => {};
     const failed = new Promise<never>((_, reject) => {
       fail = (error) =>
-        reject(error ?? Object.assign(new Error('Connection closed'), { code: 'ECONNECTION' }));
+        reject(error ?? Object.assign(new Error('Connection closed'), { code: CONNECTION_LOST }));
     });
     failed.catch(() => {});
     const onError = (error: Error) => fail(error);
@@ -127,7 +134,8 @@ export function createUpstreamPool(
 
   const acquire = async (): Promise<{ upstream: Upstream; reused: boolean }> => {
     for (;;) {
-      if (closed) throw Object.assign(new Error('The relay is stopping'), { code: 'ECONNECTION' });
+      if (closed)
+        throw Object.assign(new Error('The relay is stopping'), { code: CONNECTION_LOST });
       const upstream = idle.pop();
       if (upstream) return { upstream, reused: true };
       if (opened < options.maxConnections) {
