@@ -68,8 +68,8 @@ const BLOCK_BYTES = 4 * 1024 * 1024;
 /**
  * Put Block List requests at once. Each carries only block ids and
  * properties, so this bounds requests, not memory (the blocks are up
- * already). Against Azurite under load, 8 already hide most of the round
- * trip (bench/README.md, archive-blob).
+ * already); half the messages the archiver prepares at once
+ * (message-archiver.ts), so uploads and commits both keep going.
  */
 const COMMITS_IN_FLIGHT = 16;
 /** Blob metadata: the UID committed just before this one in its folder (orphan-chain.ts). */
