@@ -11,10 +11,13 @@
  * `--rounds` rounds alternate the order; medians, the process's CPU time,
  * and the load average beside each run, since Azurite shares the machine.
  *
- *   npx tsx bench/archive-blob.ts [--messages 10000] [--rounds 2] [--write-readme]
+ * `--wan`: Azurite through test/helpers/shaping-proxy.ts (bench/wan.ts), a
+ * storage account some distance away: each request pays the round trip.
+ *
+ *   npx tsx bench/archive-blob.ts [--messages 10000] [--rounds 2] [--wan] [--write-readme]
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,8 +26,10 @@ import { archiveMailbox, createImapClient, loadConfig } from '../src/index.js';
 import { appEnvironment } from '../test/helpers/app-env.js';
 import { startAzurite } from '../test/helpers/azurite.js';
 import { EXCHANGE_AUDIENCE, IMAP_ROLE, startMailServers } from '../test/helpers/mail-servers.js';
+import { type ShapingProxy, startShapingProxy } from '../test/helpers/shaping-proxy.js';
 import { startTokenService } from '../test/helpers/token-service.js';
 import { seedMaildir } from './archive-seed.js';
+import { processTimes } from './process-cpu.js';
 import {
   describeMachine,
   markdownTable,
@@ -35,6 +40,7 @@ import {
   wholeOption,
   writeReadmeSection,
 } from './support.js';
+import { describeWan } from './wan.js';
 
 const MAILBOX = 'bench-blob@contoso.example';
 const CONTAINER = 'bench';
@@ -47,6 +53,8 @@ const progress = progressLogger('archive-blob');
 interface BenchOptions {
   messages: number;
   rounds: number;
+  /** Azurite reached through the shaping proxy, as a storage account far from the machine. */
+  wan: boolean;
   writeReadme: boolean;
 }
 
@@ -56,12 +64,14 @@ function parseOptions(argv: string[]): BenchOptions {
     options: {
       messages: { type: 'string', default: '10000' },
       rounds: { type: 'string', default: '2' },
+      wan: { type: 'boolean', default: false },
       'write-readme': { type: 'boolean', default: false },
     },
   });
   return {
     messages: wholeOption('messages', values.messages, 1, 100_000),
     rounds: wholeOption('rounds', values.rounds, 1, 20),
+    wan: values.wan,
     writeReadme: values['write-readme'],
   };
 }
@@ -70,6 +80,8 @@ interface Run {
   side: Side;
   ms: number;
   cpu: number;
+  /** CPU seconds of the Azurite process meanwhile. */
+  azuriteCpu: number;
   load: number;
 }
 
@@ -78,12 +90,23 @@ async function measure(options: BenchOptions): Promise<number> {
   const work = await mkdtemp(join(os.tmpdir(), 'mailbridge-bench-blob-'));
   const servers = await startMailServers({ tokenService: service });
   const azurite = await startAzurite();
+  let proxy: ShapingProxy | undefined;
   try {
     const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
     await servers.grantMailbox(app.clientId, MAILBOX);
     const env = appEnvironment(service, app, { imap: servers.imap });
     const config = await loadConfig({ env });
-    process.env.AZURE_STORAGE_CONNECTION_STRING = azurite.connectionString;
+    const azuritePort = new URL(azurite.endpoint).port;
+    // --wan: the same Azurite, its requests and answers through the shaping proxy.
+    let reach = (text: string) => text;
+    if (options.wan) {
+      const shaping = await startShapingProxy({ host: '127.0.0.1', port: Number(azuritePort) });
+      proxy = shaping;
+      reach = (text) => text.replace(`127.0.0.1:${azuritePort}/`, `127.0.0.1:${shaping.port}/`);
+    }
+    process.env.AZURE_STORAGE_CONNECTION_STRING = reach(azurite.connectionString);
+    const azuritePid = await azuriteProcess(azuritePort);
+    const azuriteCpu = async () => (await processTimes(azuritePid)).own;
     await azurite.createContainer(CONTAINER);
 
     progress(`seeding ${options.messages} messages`);
@@ -108,9 +131,10 @@ async function measure(options: BenchOptions): Promise<number> {
         const out =
           side === 'disk'
             ? await mkdtemp(join(work, 'disk-'))
-            : azurite.url(CONTAINER, `round-${round}`);
+            : reach(azurite.url(CONTAINER, `round-${round}`));
         const load = os.loadavg()[0] ?? 0;
         const cpuStart = process.cpuUsage();
+        const azuriteStart = await azuriteCpu();
         const start = performance.now();
         const result = await archiveMailbox(config, { mailbox: MAILBOX, outDir: out });
         const ms = performance.now() - start;
@@ -118,7 +142,13 @@ async function measure(options: BenchOptions): Promise<number> {
         if (!result.ok || result.messagesNew !== seeded.messages) {
           throw new Error(`${side}: archived ${result.messagesNew} of ${seeded.messages}`);
         }
-        runs.push({ side, ms, cpu: (cpuUsed.user + cpuUsed.system) / 1e6, load });
+        runs.push({
+          side,
+          ms,
+          cpu: (cpuUsed.user + cpuUsed.system) / 1e6,
+          azuriteCpu: (await azuriteCpu()) - azuriteStart,
+          load,
+        });
         progress(
           `round ${round + 1}: ${side} ${(ms / 1000).toFixed(1)} s, ${(seeded.messages / (ms / 1000)).toFixed(0)} messages/s, load ${load.toFixed(1)}`,
         );
@@ -130,16 +160,29 @@ async function measure(options: BenchOptions): Promise<number> {
       const mine = runs.filter((r) => r.side === side);
       const seconds = median(mine.map((r) => r.ms / 1000));
       return [
-        side === 'disk' ? 'local directory' : 'Azurite (HTTPS, loopback)',
+        side === 'disk'
+          ? 'local directory'
+          : proxy
+            ? `Azurite (HTTPS) through the shaping proxy, ${describeWan(proxy)}`
+            : 'Azurite (HTTPS, loopback)',
         seconds.toFixed(1),
         (seeded.messages / seconds).toFixed(0),
         (seeded.bytes / 1e6 / seconds).toFixed(1),
         median(mine.map((r) => r.cpu)).toFixed(1),
+        median(mine.map((r) => r.azuriteCpu)).toFixed(1),
         mine.map((r) => r.load.toFixed(1)).join(', '),
       ];
     });
     const table = markdownTable(
-      ['archive into', 'seconds', 'messages/s', 'MB/s', 'CPU s (ours)', 'load average at start'],
+      [
+        'archive into',
+        'seconds',
+        'messages/s',
+        'MB/s',
+        'CPU s (ours)',
+        'CPU s (Azurite)',
+        'load average at start',
+      ],
       rows,
     );
     const azuriteVersion = await readFile(
@@ -155,11 +198,23 @@ async function measure(options: BenchOptions): Promise<number> {
     }
     return 0;
   } finally {
+    await proxy?.close();
     await azurite.stop();
     await servers.stop();
     await service.close();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The Azurite process listening on `port` (test/helpers/azurite.ts starts it with `--blobPort`). */
+async function azuriteProcess(port: string): Promise<number> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const at = args.indexOf('--blobPort');
+    if (at >= 0 && args[at + 1] === port) return Number(entry);
+  }
+  throw new Error(`no Azurite process listens on port ${port}`);
 }
 
 /** The mail user's uid and gid, who owns the Maildir. */

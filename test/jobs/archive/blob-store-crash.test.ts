@@ -7,12 +7,12 @@
 import { createHash } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ManifestRecord, readManifestChunks } from '../../../src/jobs/archive/manifest.js';
 import { folderDirName, mailboxDirName, messagePath } from '../../../src/jobs/archive/paths.js';
 import { type Azurite, startAzurite } from '../../helpers/azurite.js';
 import { runCli } from '../../helpers/run-cli.js';
 import {
   type ArchiveTestEnv,
+  blobManifestRecords,
   buildForChildren,
   messageWithAttachment,
   plainMessage,
@@ -56,16 +56,7 @@ afterAll(async () => {
 
 const root = () => `${mailboxDirName(MAILBOX)}/`;
 
-async function manifest(): Promise<ManifestRecord[]> {
-  const records: ManifestRecord[] = [];
-  const blob = container.getBlobClient(`${root()}manifest.jsonl`);
-  if (!(await blob.exists())) return records;
-  const download = await blob.download();
-  await readManifestChunks(download.readableStreamBody as AsyncIterable<Buffer>, (r) =>
-    records.push(r),
-  );
-  return records;
-}
+const manifest = () => blobManifestRecords(container, root());
 
 /** Every listed (committed) message blob is the server's exact message; every line names one. */
 async function checkInvariants(): Promise<string[]> {

@@ -11,11 +11,16 @@ import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ContainerClient } from '@azure/storage-blob';
 import type { ImapFlow } from 'imapflow';
 import { createImapClient } from '../../../src/clients/imap-client.js';
 import { loadConfig } from '../../../src/config/load.js';
 import type { MailbridgeConfig } from '../../../src/config/types.js';
-import { type ManifestRecord, readManifest } from '../../../src/jobs/archive/manifest.js';
+import {
+  type ManifestRecord,
+  readManifest,
+  readManifestChunks,
+} from '../../../src/jobs/archive/manifest.js';
 import type { Logger } from '../../../src/log/logger.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
@@ -173,6 +178,21 @@ export function warningCollector(): { logger: Logger; text(): string } {
 export async function manifestRecords(mailboxDir: string): Promise<ManifestRecord[]> {
   const records: ManifestRecord[] = [];
   await readManifest(`${mailboxDir}/manifest.jsonl`, (r) => records.push(r));
+  return records;
+}
+
+/** The manifest lines of a mailbox archived into a container (`root`: its prefix, ending in `/`); none when there is no manifest yet. */
+export async function blobManifestRecords(
+  container: ContainerClient,
+  root: string,
+): Promise<ManifestRecord[]> {
+  const records: ManifestRecord[] = [];
+  const blob = container.getBlobClient(`${root}manifest.jsonl`);
+  if (!(await blob.exists())) return records;
+  const download = await blob.download();
+  await readManifestChunks(download.readableStreamBody as AsyncIterable<Buffer>, (r) =>
+    records.push(r),
+  );
   return records;
 }
 

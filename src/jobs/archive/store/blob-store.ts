@@ -9,8 +9,14 @@
  *   with its MD5 and its SHA-256 (metadata `sha256`). A process killed
  *   before that leaves only uncommitted blocks: never listed, never read,
  *   dropped by the service after a week. Blocks go up while other messages
- *   download; only the small commits run in UID order (see
- *   message-archiver.ts for why the order matters).
+ *   download. The commits are started in UID order, up to
+ *   COMMITS_IN_FLIGHT at once (a round trip each: one after another they set
+ *   the pace), and `sync()` waits for all of them before any manifest line
+ *   names them. A crash can then leave a later message committed without an
+ *   earlier one; each blob names the one committed before it (metadata
+ *   `afteruid`), and only blobs with an unbroken chain back to the manifest
+ *   are recorded as orphans (orphan-chain.ts): the others are deleted and
+ *   fetched again, so the checkpoint never passes a message not stored.
  * - The manifest is an append blob. An Append Block is atomic and durable
  *   once answered, so a line is never torn; each names the append position
  *   it expects, so a retried append cannot add lines twice. Lines are
@@ -44,7 +50,9 @@ import { type VerifyOptions, type VerifyReport, verifyArchive } from '../verify.
 import { blobStoreError, containerClient } from './blob-client.js';
 import type { BlobLocation } from './blob-location.js';
 import { blobArchiveTree } from './blob-tree.js';
+import { CommitWindow } from './commit-window.js';
 import { hashChunks } from './file-hash.js';
+import { splitByChain } from './orphan-chain.js';
 import { compareOrphans } from './orphan-order.js';
 import { writeWhole } from './prepare-whole.js';
 import type {
@@ -57,6 +65,15 @@ import type {
 
 /** Bytes per staged block: the memory a message being uploaded holds at most. */
 const BLOCK_BYTES = 4 * 1024 * 1024;
+/**
+ * Put Block List requests at once. Each carries only block ids and
+ * properties, so this bounds requests, not memory (the blocks are up
+ * already); half the messages the archiver prepares at once
+ * (message-archiver.ts), so uploads and commits both keep going.
+ */
+const COMMITS_IN_FLIGHT = 16;
+/** Blob metadata: the UID committed just before this one in its folder (orphan-chain.ts). */
+const AFTER_UID = 'afteruid';
 const LEASE_SECONDS = 15;
 const RENEW_EVERY_MS = 5_000;
 /** How long a run waits for a lease a dead run left to expire. */
@@ -64,6 +81,9 @@ const LOCK_WAIT_MS = (LEASE_SECONDS + 5) * 1000;
 
 export class BlobArchiveStore implements ArchiveStore {
   private readonly folderDirs = new Map<string, Promise<string>>();
+  private readonly commits = new CommitWindow(COMMITS_IN_FLIGHT);
+  /** `folderDir/uidValidity` → the UID of the last commit started there by this run. */
+  private readonly lastCommitted = new Map<string, number>();
   private leaseId = '';
   private renewTimer: NodeJS.Timeout | undefined;
   private leaseLost: unknown;
@@ -168,11 +188,18 @@ export class BlobArchiveStore implements ArchiveStore {
         const written = await flush();
         if (finished) throw new Error('partial message already finished');
         finished = true;
-        await this.call('store a message in', () =>
-          blob.commitBlockList(blockIds, {
-            blobHTTPHeaders: { blobContentMD5: md5.digest(), blobContentType: 'message/rfc822' },
-            metadata: { sha256: written.sha256 },
-          }),
+        const metadata: Record<string, string> = { sha256: written.sha256 };
+        const after = this.chainCommit(relativePath);
+        if (after !== undefined) metadata[AFTER_UID] = String(after);
+        const contentMd5 = md5.digest();
+        // Durable once sync() has returned: the manifest line waits for that.
+        await this.commits.start(() =>
+          this.call('store a message in', () =>
+            blob.commitBlockList(blockIds, {
+              blobHTTPHeaders: { blobContentMD5: contentMd5, blobContentType: 'message/rfc822' },
+              metadata,
+            }),
+          ),
         );
         return written;
       },
@@ -188,8 +215,20 @@ export class BlobArchiveStore implements ArchiveStore {
     return writeWhole(await this.createPartial(relativePath), data);
   }
 
-  /** A committed block list is durable once the service answers. */
-  async sync(): Promise<void> {}
+  /** A committed block list is durable once the service answers: waits for every answer. */
+  sync(): Promise<void> {
+    return this.commits.drain();
+  }
+
+  /** The UID committed before `relativePath` in its folder by this run (commits come in UID order). */
+  private chainCommit(relativePath: string): number | undefined {
+    const location = parseMessagePath(relativePath);
+    if (!location) return undefined;
+    const key = `${location.folderDir}/${location.uidValidity}`;
+    const after = this.lastCommitted.get(key);
+    this.lastCommitted.set(key, location.uid);
+    return after;
+  }
 
   async openManifest(
     index: ManifestIndex,
@@ -207,19 +246,29 @@ export class BlobArchiveStore implements ArchiveStore {
   }
 
   async findOrphans(index: ManifestIndex): Promise<OrphanFile[]> {
-    const found: { name: string; folderDir: string; uidValidity: number; uid: number }[] = [];
+    const found: {
+      name: string;
+      folderDir: string;
+      uidValidity: number;
+      uid: number;
+      after: number | undefined;
+    }[] = [];
     const recorded = new Set<string>();
     await this.call('list', async () => {
-      for await (const item of this.container.listBlobsFlat({ prefix: this.root })) {
+      const listing = this.container.listBlobsFlat({ prefix: this.root, includeMetadata: true });
+      for await (const item of listing) {
         const name = item.name.slice(this.root.length);
         if (name.endsWith(`/${FOLDER_INFO_FILE}`)) recorded.add(name.split('/')[0] as string);
         const location = parseMessagePath(name);
-        if (location) found.push({ name, ...location });
+        const after = Number(item.metadata?.[AFTER_UID]);
+        if (location) {
+          found.push({ name, ...location, after: Number.isInteger(after) ? after : undefined });
+        }
       }
     });
     const folders = new Map<string, string | undefined>();
-    const orphans: OrphanFile[] = [];
-    for (const { name, folderDir, uidValidity, uid } of found) {
+    const candidates: (OrphanFile & { after: number | undefined })[] = [];
+    for (const { name, folderDir, uidValidity, uid, after } of found) {
       if (!folders.has(folderDir)) {
         folders.set(
           folderDir,
@@ -229,9 +278,18 @@ export class BlobArchiveStore implements ArchiveStore {
       const folder = folders.get(folderDir);
       // Without a folder name nothing says which folder this is; `verify` reports it.
       if (folder === undefined || index.has(folder, uidValidity, uid)) continue;
-      orphans.push({ folder, folderDir, uidValidity, uid, path: name });
+      candidates.push({ folder, folderDir, uidValidity, uid, path: name, after });
     }
-    return orphans.sort(compareOrphans);
+    const { whole, broken } = splitByChain(candidates, (folder, uidValidity, uid) =>
+      index.has(folder, uidValidity, uid),
+    );
+    // Behind a gap: fetched again by this run, or gone from the server (then never listed).
+    for (const blob of broken) {
+      await this.call('remove an unconfirmed message from', () =>
+        this.container.getBlobClient(`${this.root}${blob.path}`).deleteIfExists(),
+      );
+    }
+    return whole.map(({ after: _, ...orphan }) => orphan).sort(compareOrphans);
   }
 
   hasMessage(relativePath: string): Promise<boolean> {
@@ -260,6 +318,8 @@ export class BlobArchiveStore implements ArchiveStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // A run that failed may still have commits under way; they need no lease, but let them end.
+    await this.commits.drain().catch(() => {});
     clearInterval(this.renewTimer);
     await this.lease.releaseLease().catch(() => {
       // Expires on its own within LEASE_SECONDS.
