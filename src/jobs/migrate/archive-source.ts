@@ -111,7 +111,7 @@ export class ArchiveSource {
         const range = typeof query.source === 'object' ? query.source : undefined;
         if (!range) return (await this.fetched(from, m, seq, query)) ?? false;
         const start = range.start ?? 0;
-        // Checked once, at the first piece: the pieces then come from the file as it was checked.
+        // A large message is checked as a whole once, before its first piece is handed out.
         if (start === 0 && !(await this.intact(from, m, () => hashFile(this.file(m))))) {
           return false;
         }
@@ -180,8 +180,11 @@ export class ArchiveSource {
       reason = `the archive's file ${m.path} does not match its manifest line (SHA-256 or size differ): it was altered or damaged`;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'EISDIR') throw error;
-      reason = `the archive's file ${m.path} is missing`;
+      if (code === undefined) throw error;
+      reason =
+        code === 'ENOENT'
+          ? `the archive's file ${m.path} is missing`
+          : `the archive's file ${m.path} cannot be read (${code})`;
     }
     this.logger.log('warn', 'an archived message cannot be restored', {
       folder: folder.path,
