@@ -867,7 +867,20 @@ export const ERROR_CODES = {
   MIGRATE_ENDPOINT_UNSUPPORTED: {
     group: 'migrate',
     exit: 2,
-    remedy: '`migrate`: `archive:DIR` endpoints are not built yet; migrate between IMAP mailboxes.',
+    remedy:
+      '`migrate`: `archive:DIR` is a source only (write archives with `mailbridge archive`), and an `azblob://` archive cannot be restored yet: copy it to a folder first.',
+  },
+  MIGRATE_ARCHIVE_INVALID: {
+    group: 'migrate',
+    exit: 2,
+    remedy:
+      "`migrate --from archive:DIR`: give the one mailbox's folder `mailbridge archive --out` wrote (it holds `manifest.jsonl`).",
+  },
+  MIGRATE_TOKEN_COMMAND_FAILED: {
+    group: 'migrate',
+    exit: 3,
+    remedy:
+      '`migrate`: the `migrate.fromTokenCommand`/`toTokenCommand` could not be run, failed or printed no token (its stderr is in the message); run it yourself and fix it.',
   },
   MIGRATE_PASSWORD_MISSING: {
     group: 'migrate',

@@ -39,6 +39,17 @@ function isCalendarDate(value: string): boolean {
   return !Number.isNaN(date.getTime()) && date.toISOString().startsWith(value);
 }
 
+const COMMAND_MESSAGE = `${FIELD} must be a list: [program, argument, ...], run without a shell.`;
+
+/** A command line as argv: a single string would invite shell quoting that nothing here applies. */
+const commandLine = v.pipe(
+  v.array(v.string(COMMAND_MESSAGE), COMMAND_MESSAGE),
+  v.minLength(1, COMMAND_MESSAGE),
+  rule((argv: string[]) =>
+    argv[0]?.trim() ? undefined : `${FIELD} must start with the program to run.`,
+  ),
+);
+
 const MAP_MESSAGE = `${FIELD} must map source folders to target folders: { SRC: DEST } or a list of 'SRC=DEST'.`;
 
 /** `migrate:` — copy mailboxes from one IMAP server to another (issue 16). */
@@ -83,6 +94,9 @@ export const migrateSectionSchema = sectionMapping(
     syncFlags: v.optional(flag),
     fromPasswordFile: v.optional(path),
     toPasswordFile: v.optional(path),
+    /** An imaps:// side with XOAUTH2: the command printing its access token. */
+    fromTokenCommand: v.optional(commandLine),
+    toTokenCommand: v.optional(commandLine),
   },
   `${FIELD} must be a mapping of settings.`,
 );

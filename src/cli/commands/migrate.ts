@@ -54,7 +54,7 @@ export const migrateCommand: Command = {
       name: 'from',
       type: 'string',
       value: 'SOURCE',
-      help: 'm365:ADDRESS or imaps://USER@HOST:PORT (or migrate.from in the config file)',
+      help: 'm365:ADDRESS, imaps://USER@HOST:PORT or archive:DIR (or migrate.from in the config file)',
     },
     {
       name: 'to',
@@ -162,7 +162,10 @@ export const migrateCommand: Command = {
     '--from-config/--to-config FILE), or imaps://USER@HOST:993 (user name percent-encoded:',
     'imaps://bob%40example.org@mail.example.org) with the password in --from-password-file /',
     '--to-password-file or MAILBRIDGE_FROM_PASSWORD / MAILBRIDGE_TO_PASSWORD, never on the command',
-    'line. imap://USER@HOST:143 requires STARTTLS (plain IMAP only on loopback).',
+    'line. imap://USER@HOST:143 requires STARTTLS (plain IMAP only on loopback). An imaps:// server that',
+    'takes OAuth (Gmail) logs in with XOAUTH2 and the token printed by migrate.fromTokenCommand /',
+    'toTokenCommand in the --config file. SOURCE may be archive:DIR, a mailbox folder written by',
+    '`mailbridge archive`: restored with its flags and dates, each file checked against the manifest.',
     '',
     "Folders keep their names with the destination's delimiter; Sent, Drafts, Trash, Junk and Archive",
     "go to the destination's folders of that use (Sent Items, Deleted Items, Junk Email on Exchange).",
@@ -180,7 +183,8 @@ export const migrateCommand: Command = {
     'passwords from their own environment or config, never from Redis.',
     '',
     'With --config FILE, its migrate section gives what the flags leave out (from, to, folders, exclude,',
-    'map, since, state, connections, syncFlags, fromPasswordFile, toPasswordFile); a flag given replaces',
+    'map, since, state, connections, syncFlags, fromPasswordFile, toPasswordFile, fromTokenCommand,',
+    'toTokenCommand); a flag given replaces',
     'its setting.',
   ].join('\n'),
   async run(context) {
@@ -233,9 +237,12 @@ export const migrateCommand: Command = {
     const from = endpoint('from', args.values, section);
     const to = endpoint('to', args.values, section);
     const passwords: { fromPassword?: string; toPassword?: string } = {};
-    if (from.kind === 'imap')
+    // A side with a token command logs in with XOAUTH2: it has no password.
+    const { fromTokenCommand, toTokenCommand } = section;
+    if (from.kind === 'imap' && !fromTokenCommand)
       passwords.fromPassword = await password('from', args.values, section, io);
-    if (to.kind === 'imap') passwords.toPassword = await password('to', args.values, section, io);
+    if (to.kind === 'imap' && !toTokenCommand)
+      passwords.toPassword = await password('to', args.values, section, io);
     const configs: { fromConfig?: MailbridgeConfig; toConfig?: MailbridgeConfig } = {};
     if (from.kind === 'm365') configs.fromConfig = await endpointConfig('from', context);
     if (to.kind === 'm365') configs.toConfig = await endpointConfig('to', context);
@@ -252,6 +259,8 @@ export const migrateCommand: Command = {
         to,
         ...configs,
         ...passwords,
+        ...(fromTokenCommand ? { fromTokenCommand } : {}),
+        ...(toTokenCommand ? { toTokenCommand } : {}),
         ...shared,
         ...(state ? { stateDir: state } : {}),
         logger: context.logger,

@@ -1,10 +1,14 @@
 /**
- * Reading messages from a source mailbox over IMAP: the parts the archive
- * job uses and the migrate job and the distributed worker are meant to reuse.
+ * Reading messages from a source mailbox over IMAP, or from an archive
+ * folder: the parts the archive job uses and the migrate job and the
+ * distributed worker are meant to reuse.
  * Nothing here knows where messages go (files, another mailbox, a blob
  * store): the job says so through callbacks and its own record of what is
  * done.
  *
+ *   archive-paths.ts    pure: where an archive keeps its manifest, folders and message files
+ *   archive-manifest.ts an archive's manifest read line by line, sound records only
+ *   file-hash.ts        SHA-256 and size of a file or a stream, one reused buffer
  *   folder-listing.ts   LIST with STATUS, selectable folders, the job's names, the user's patterns
  *   folder-filter.ts    pure: folder patterns (`*`), \Noselect, patterns that matched nothing
  *   folder-plan.ts      pure: a folder's plan from its STATUS and the job's checkpoint; UID SEARCH criteria
@@ -21,7 +25,10 @@
  * Each job gives its own codes and words (ReadJobTerms); log lines start
  * with the job's name, as the archive's always have.
  */
+export * from './archive-manifest.js';
+export * from './archive-paths.js';
 export * from './fetch-groups.js';
+export * from './file-hash.js';
 export * from './folder-access.js';
 export * from './folder-filter.js';
 export * from './folder-listing.js';

@@ -11,6 +11,7 @@ import { AppendPipeline, type AppendPipelineOptions } from '../../clients/imap-a
 import type { MailbridgeConfig } from '../../config/types.js';
 import type { Logger } from '../../log/logger.js';
 import type { PasswordImapEndpoint } from './endpoint.js';
+import { type ImapCredential, loginOf } from './password-session.js';
 
 /** What opening needs, fetched anew each time (a fresh token); undefined when this endpoint has no pipeline. */
 export type PipelineSettings = () => Promise<
@@ -65,10 +66,10 @@ export class AppendLane {
   }
 }
 
-/** A password endpoint's pipeline: implicit TLS only (STARTTLS ones append through the session). */
+/** A password (or token command) endpoint's pipeline: implicit TLS only (STARTTLS ones append through the session). */
 export function passwordPipeline(
   endpoint: PasswordImapEndpoint,
-  password: string,
+  credential: ImapCredential,
 ): PipelineSettings {
   return async () =>
     endpoint.security === 'implicit'
@@ -76,7 +77,7 @@ export function passwordPipeline(
           options: {
             host: endpoint.host,
             port: endpoint.port,
-            login: { user: endpoint.user, pass: password },
+            login: await loginOf(endpoint, credential),
           },
         }
       : undefined;

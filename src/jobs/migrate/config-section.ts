@@ -23,6 +23,8 @@ export interface MigrateSectionSettings {
   syncFlags?: boolean;
   fromPasswordFile?: string;
   toPasswordFile?: string;
+  fromTokenCommand?: string[];
+  toTokenCommand?: string[];
 }
 
 /**
@@ -45,6 +47,14 @@ export async function readMigrateSection(
       message: `migrate.connections must be a whole number from 1 to ${maxConnections}: each is one connection per mailbox on each side.`,
     });
   }
+  for (const side of ['from', 'to'] as const) {
+    if (parsed.ok && section[`${side}PasswordFile`] && section[`${side}TokenCommand`]) {
+      problems.push({
+        field: `migrate.${side}TokenCommand`,
+        message: `migrate.${side}TokenCommand and migrate.${side}PasswordFile are two ways to log in: give one.`,
+      });
+    }
+  }
   if (problems.length > 0) {
     const lines = problems.map((p) => `  - ${p.field}: ${p.message}`);
     throw new ConfigurationError({
@@ -58,6 +68,7 @@ export async function readMigrateSection(
   const path = (value: string) => (isAbsolute(value) ? value : resolve(base, value));
   const { from, to, folders, exclude, since, connections, map, state } = section as MigrateSection;
   const { fromPasswordFile, toPasswordFile, syncFlags } = section as MigrateSection;
+  const { fromTokenCommand, toTokenCommand } = section as MigrateSection;
   return {
     ...(from ? { from } : {}),
     ...(to ? { to } : {}),
@@ -70,5 +81,8 @@ export async function readMigrateSection(
     ...(state ? { state: path(state) } : {}),
     ...(fromPasswordFile ? { fromPasswordFile: path(fromPasswordFile) } : {}),
     ...(toPasswordFile ? { toPasswordFile: path(toPasswordFile) } : {}),
+    // The program as written: a bare name is looked up in PATH, a relative path is the user's to mean.
+    ...(fromTokenCommand ? { fromTokenCommand } : {}),
+    ...(toTokenCommand ? { toTokenCommand } : {}),
   };
 }

@@ -1,9 +1,12 @@
 /**
  * Pure: what `--from` / `--to` name. A Microsoft 365 mailbox through our own
- * configuration (`m365:ADDRESS`), or any IMAP server with a user name and a
- * password (`imaps://USER@HOST[:PORT]`, `imap://…` with STARTTLS). The
- * password never comes from the URL: argv is visible to every user in `ps`.
+ * configuration (`m365:ADDRESS`), any IMAP server with a user name and a
+ * password (`imaps://USER@HOST[:PORT]`, `imap://…` with STARTTLS), or, as a
+ * source only, a mailbox's folder written by `mailbridge archive`
+ * (`archive:DIR`, made absolute). The password never comes from the URL:
+ * argv is visible to every user in `ps`.
  */
+import { resolve } from 'node:path';
 import { ConfigurationError } from '../../errors.js';
 import { displayText } from '../../util/display-text.js';
 import { isMailAddress } from '../../util/mail-address.js';
@@ -24,7 +27,13 @@ export interface PasswordImapEndpoint {
   security: 'implicit' | 'starttls' | 'starttls-if-offered';
 }
 
-export type MigrateEndpoint = M365Endpoint | PasswordImapEndpoint;
+export interface ArchiveEndpoint {
+  kind: 'archive';
+  /** Absolute path of one mailbox's archive folder (it holds manifest.jsonl). */
+  dir: string;
+}
+
+export type MigrateEndpoint = M365Endpoint | PasswordImapEndpoint | ArchiveEndpoint;
 
 const EXAMPLES =
   'Give m365:user@contoso.com, or imaps://USER@HOST:993 with the user name percent-encoded (bob%40example.org).';
@@ -46,11 +55,24 @@ export function parseEndpoint(text: string, side: Side, name = `--${side}`): Mig
     return { kind: 'm365', mailbox };
   }
   if (scheme === 'archive') {
-    throw new ConfigurationError({
-      code: 'MIGRATE_ENDPOINT_UNSUPPORTED',
-      message: `${flag} archive:DIR (restoring from an archive folder) is not supported yet`,
-      remedy: 'Migrate between IMAP mailboxes (m365:ADDRESS, imaps://USER@HOST) for now.',
-    });
+    if (side === 'to') throw archiveDestinationError(flag);
+    const dir = value.slice('archive:'.length);
+    if (/^azblob:/i.test(dir)) {
+      throw new ConfigurationError({
+        code: 'MIGRATE_ENDPOINT_UNSUPPORTED',
+        message: `${flag} archive:azblob://… (restoring from Azure Blob Storage) is not supported yet`,
+        remedy:
+          "Copy the mailbox's archive to a local folder first (azcopy copy … --recursive), then give --from archive:FOLDER.",
+      });
+    }
+    if (dir === '') {
+      throw invalid(
+        flag,
+        'archive: names no folder',
+        'Give archive:DIR/ADDRESS, the folder `mailbridge archive --out DIR` wrote for the mailbox.',
+      );
+    }
+    return { kind: 'archive', dir: resolve(dir) };
   }
   if (scheme === 'imaps' || scheme === 'imap') return parseImapUrl(value, scheme, flag, side);
   throw invalid(flag, `'${displayText(value, 80)}' is not an endpoint`, EXAMPLES);
@@ -99,6 +121,16 @@ function parseImapUrl(
   return { kind: 'imap', host, port, user, security };
 }
 
+/** migrate reads archives, it does not write them: that is `mailbridge archive`'s job. */
+export function archiveDestinationError(flag: string): ConfigurationError {
+  return new ConfigurationError({
+    code: 'MIGRATE_ENDPOINT_UNSUPPORTED',
+    message: `${flag} archive:DIR: migrate restores from an archive but does not write one`,
+    remedy:
+      'Archive the mailbox with `mailbridge archive --mailbox ADDRESS --out DIR` (incremental, verified with `mailbridge archive verify DIR`).',
+  });
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
@@ -114,6 +146,7 @@ function invalid(flag: string, what: string, remedy: string): ConfigurationError
 /** How the endpoint is shown to people and written into the state folder: never a secret. */
 export function describeEndpoint(endpoint: MigrateEndpoint): string {
   if (endpoint.kind === 'm365') return `m365:${endpoint.mailbox}`;
+  if (endpoint.kind === 'archive') return `archive:${endpoint.dir}`;
   const scheme = endpoint.security === 'implicit' ? 'imaps' : 'imap';
   const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
   return `${scheme}://${encodeURIComponent(endpoint.user)}@${host}:${endpoint.port}`;

@@ -14,6 +14,7 @@ import { type Logger, silentLogger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
 import { AppendLane, passwordPipeline, tokenPipeline } from './append-lane.js';
+import { ArchiveSource } from './archive-source.js';
 import {
   type ConnectionPair,
   type CopyContext,
@@ -23,6 +24,7 @@ import {
   throwIfInterrupted,
 } from './copy-folder.js';
 import {
+  archiveDestinationError,
   describeEndpoint,
   type MigrateEndpoint,
   parseEndpoint,
@@ -37,7 +39,7 @@ import {
 } from './folder-plan.js';
 import { runFolderWorkers } from './folder-workers.js';
 import { LeasePool } from './lease-pool.js';
-import { createPasswordSession } from './password-session.js';
+import { createPasswordSession, type ImapCredential } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
 import { syncFolderFlags } from './sync-flags.js';
 import { forgetVanishedCopies } from './vanished-copies.js';
@@ -46,7 +48,11 @@ import { forgetVanishedCopies } from './vanished-copies.js';
 export const DEFAULT_MIGRATE_CONNECTIONS = 4;
 
 export interface MigrateMailboxOptions {
-  /** `m365:ADDRESS`, `imaps://USER@HOST:PORT` or `imap://…` (STARTTLS), or a parsed endpoint. */
+  /**
+   * `m365:ADDRESS`, `imaps://USER@HOST:PORT` or `imap://…` (STARTTLS),
+   * `archive:DIR` (a mailbox's folder written by `mailbridge archive`; source
+   * only), or a parsed endpoint.
+   */
   from: string | MigrateEndpoint;
   to: string | MigrateEndpoint;
   /** Configuration of an `m365:` source; also used for an `m365:` destination without `toConfig`. */
@@ -55,6 +61,13 @@ export interface MigrateMailboxOptions {
   /** Password of a password endpoint; else `MAILBRIDGE_FROM_PASSWORD` / `MAILBRIDGE_TO_PASSWORD`. */
   fromPassword?: string;
   toPassword?: string;
+  /**
+   * An `imaps://` endpoint that logs in with XOAUTH2: the program and
+   * arguments (no shell) of a command printing an OAuth access token on
+   * stdout, run for every login. Takes the place of the password.
+   */
+  fromTokenCommand?: readonly string[];
+  toTokenCommand?: readonly string[];
   /** Source folders to take (`*` wildcard); all when empty. */
   folders?: readonly string[];
   exclude?: readonly string[];
@@ -120,6 +133,20 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   const from =
     typeof options.from === 'string' ? parseEndpoint(options.from, 'from') : options.from;
   const to = typeof options.to === 'string' ? parseEndpoint(options.to, 'to') : options.to;
+  if (to.kind === 'archive') throw archiveDestinationError('--to');
+  for (const [side, endpoint] of [
+    ['from', from],
+    ['to', to],
+  ] as const) {
+    if (options[`${side}TokenCommand`] && endpoint.kind !== 'imap') {
+      throw new ConfigurationError({
+        code: 'MIGRATE_OPTION_INVALID',
+        message: `migrate.${side}TokenCommand is set, but --${side} ${displayText(describeEndpoint(endpoint), 80)} is not an imaps:// server`,
+        remedy: `Give --${side} imaps://USER@HOST:993 for a server that takes XOAUTH2 with that token, or remove the setting.`,
+      });
+    }
+  }
+  const archive = from.kind === 'archive' ? new ArchiveSource(from.dir, logger) : undefined;
   const map = (options.map ?? []).map((text) => {
     const entry = parseMapEntry(text);
     if (!entry) {
@@ -153,12 +180,22 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     ...(options.connectionSlots ? { connectionSlots: options.connectionSlots } : {}),
     ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
   };
+  /** A password endpoint's token command, else its password (given, or from the environment). */
+  const credential = (side: Side): ImapCredential => {
+    const argv = side === 'from' ? options.fromTokenCommand : options.toTokenCommand;
+    if (argv) return { argv, name: `migrate.${side}TokenCommand`, env };
+    return (
+      (side === 'from' ? options.fromPassword : options.toPassword) ??
+      resolvePassword(side, { env })
+    );
+  };
   const open = (endpoint: MigrateEndpoint, side: Side): ImapSession => {
-    if (endpoint.kind === 'imap') {
-      const given = side === 'from' ? options.fromPassword : options.toPassword;
-      const password = given ?? resolvePassword(side, { env });
-      return createPasswordSession(endpoint, password, { logger, ...slots });
+    if (endpoint.kind === 'archive') {
+      if (!archive) throw archiveDestinationError(`--${side}`);
+      return archive.session();
     }
+    if (endpoint.kind === 'imap')
+      return createPasswordSession(endpoint, credential(side), { logger, ...slots });
     const config = side === 'from' ? options.fromConfig : (options.toConfig ?? options.fromConfig);
     if (!config) {
       throw new ConfigurationError({
@@ -182,10 +219,9 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
 
   /** The destination's pipelined APPEND connection of one pair (append-lane.ts). */
   const appends = (endpoint: MigrateEndpoint): AppendLane => {
-    if (endpoint.kind === 'imap') {
-      const password = options.toPassword ?? resolvePassword('to', { env });
-      return new AppendLane(passwordPipeline(endpoint, password), logger);
-    }
+    if (endpoint.kind === 'archive') throw archiveDestinationError('--to');
+    if (endpoint.kind === 'imap')
+      return new AppendLane(passwordPipeline(endpoint, credential('to')), logger);
     // open() made the provider of this configuration, or refused the endpoint.
     const config = (options.toConfig ?? options.fromConfig) as MailbridgeConfig;
     const provider = providers.get(config) as TokenProvider;
@@ -236,6 +272,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
         throwIfInterrupted(options.signal);
         await forgetVanishedCopies(pair.destination, opened, mapping, logger);
         const copied = await copyFolder(context, pair, mapping);
+        if (archive) reportDamaged(copied, archive.takeDamaged(mapping.source), options.onProgress);
         if (options.syncFlags !== true) return copied;
         const flags = { source: pair.source, destination: pair.destination, state: opened, dryRun };
         return { ...copied, flagsUpdated: await syncFolderFlags(flags, mapping) };
@@ -265,6 +302,18 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
       ...[...sessions].map((s) => s.close()),
       ...pool.items.map((p) => p.appends?.close()),
     ]);
+  }
+}
+
+/** Archived messages whose file was missing or altered: not sent, reported with the refusals. */
+function reportDamaged(
+  result: MigrateFolderResult,
+  damaged: readonly MigrateFolderResult['skipped'][number][],
+  onProgress: ((event: MigrateProgressEvent) => void) | undefined,
+): void {
+  for (const message of damaged) {
+    result.skipped.push(message);
+    onProgress?.({ type: 'message', source: result.source, outcome: 'skipped', bytes: 0 });
   }
 }
 

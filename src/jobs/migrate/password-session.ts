@@ -2,7 +2,9 @@
  * A session on an IMAP server that takes a user name and a password (the
  * other side of most migrations into Microsoft 365): TLS always verified,
  * AUTHENTICATE PLAIN or LOGIN as the server offers, reconnecting after a
- * dropped connection with the same policy as our XOAUTH2 sessions.
+ * dropped connection with the same policy as our XOAUTH2 sessions. With a
+ * token command instead of a password, XOAUTH2 with the token it prints,
+ * asked anew for every login (token-command.ts).
  */
 import {
   type ConnectionSlots,
@@ -25,10 +27,23 @@ import {
   tlsUntrustedError,
 } from '../../util/network-errors.js';
 import type { PasswordImapEndpoint } from './endpoint.js';
+import { runTokenCommand, type TokenCommand } from './token-command.js';
+
+/** A password, or the command that prints an OAuth token. */
+export type ImapCredential = string | TokenCommand;
+
+/** What imapflow logs in with: the token command runs here, once per login. */
+export async function loginOf(
+  endpoint: PasswordImapEndpoint,
+  credential: ImapCredential,
+): Promise<{ user: string; pass: string } | { user: string; accessToken: string }> {
+  if (typeof credential === 'string') return { user: endpoint.user, pass: credential };
+  return { user: endpoint.user, accessToken: await runTokenCommand(credential) };
+}
 
 export function createPasswordSession(
   endpoint: PasswordImapEndpoint,
-  password: string,
+  credential: ImapCredential,
   options: { logger?: Logger; connectionSlots?: ConnectionSlots; maxConnections?: number } = {},
 ): ImapSession {
   const logger = options.logger ?? silentLogger;
@@ -47,21 +62,25 @@ export function createPasswordSession(
           host: endpoint.host,
           port: endpoint.port,
           security: endpoint.security,
-          auth: { user: endpoint.user, pass: password },
+          auth: await loginOf(endpoint, credential),
           logger,
           logFields: { host: endpoint.host },
-          toError: (error) => passwordImapError(error, endpoint),
+          toError: (error) => passwordImapError(error, endpoint, credential),
         });
         return { client };
       },
-      toError: (error) => passwordImapError(error, endpoint),
+      toError: (error) => passwordImapError(error, endpoint, credential),
     },
     { logger, slot },
   );
 }
 
 /** Our error for what imapflow threw, with the server's words where it gave some. */
-export function passwordImapError(error: unknown, endpoint: PasswordImapEndpoint): MailbridgeError {
+export function passwordImapError(
+  error: unknown,
+  endpoint: PasswordImapEndpoint,
+  credential: ImapCredential = '',
+): MailbridgeError {
   if (error instanceof MailbridgeError) return error;
   const err = (error instanceof Error ? error : new Error(String(error))) as Error &
     ImapFlowErrorFields;
@@ -69,11 +88,13 @@ export function passwordImapError(error: unknown, endpoint: PasswordImapEndpoint
   const words = err.responseText ? ` (${displayText(err.responseText)})` : '';
   if (isPlainTextAnswerToTls(err)) return notTlsPortError('imap', where, err);
   if (err.authenticationFailed) {
+    const byToken = typeof credential !== 'string';
     return new AuthenticationError({
       code: 'MIGRATE_LOGIN_REFUSED',
-      message: `The IMAP server ${where} refused the login of ${displayText(endpoint.user)}${words}`,
-      remedy:
-        'Check the user name in the URL and the password (file or environment variable), and that this user may log in over IMAP with a password.',
+      message: `The IMAP server ${where} refused the ${byToken ? `XOAUTH2 login (token from ${credential.name})` : 'login'} of ${displayText(endpoint.user)}${words}`,
+      remedy: byToken
+        ? "Check the user name in the URL, and that the command's token is for this user with the provider's IMAP scope (for Gmail https://mail.google.com/)."
+        : 'Check the user name in the URL and the password (file or environment variable), and that this user may log in over IMAP with a password.',
       cause: err,
     });
   }

@@ -6,19 +6,18 @@
  * every rerun, so only the identity check stands between a rerun and a
  * duplicate.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_PATH, cliEnv } from '../../helpers/run-cli.js';
-import { seededRandom } from '../../helpers/seeded-random.js';
 import {
   expected,
+  killAtRandomPoints,
   type MigrateTestEnv,
   seedMessages,
   seedSource,
   snapshotOf,
+  startCliRun,
   startMigrateTestEnv,
 } from './support.js';
 
@@ -35,46 +34,11 @@ const MAPPED: Record<string, string> = {
 const MESSAGES = 1_000;
 const KILLS = 5;
 
-async function journalLines(stateDir: string): Promise<number> {
-  const text = await readFile(join(stateDir, 'journal.jsonl'), 'utf8').catch(() => '');
-  return text.split('\n').length - 1;
-}
-
-interface Ended {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 function startMigrate(env: MigrateTestEnv, mailbox: string, stateDir: string) {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      CLI_PATH,
-      'migrate',
-      '--from',
-      env.sourceUrl,
-      '--to',
-      `m365:${mailbox}`,
-      '--state',
-      stateDir,
-      '--json',
-    ],
-    { env: cliEnv(env.env), stdio: ['ignore', 'pipe', 'pipe'] },
+  return startCliRun(
+    ['migrate', '--from', env.sourceUrl, '--to', `m365:${mailbox}`, '--state', stateDir, '--json'],
+    env.env,
   );
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const done = new Promise<Ended>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return { child, done };
 }
 
 describe('migrate killed at random points', { tags: ['soak'] }, () => {
@@ -94,43 +58,16 @@ describe('migrate killed at random points', { tags: ['soak'] }, () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  /**
-   * Kills one run after a random number of journal lines plus a few random
-   * milliseconds (so the kill lands between an APPEND and its line too),
-   * then the next run continues; after `KILLS` kills a run goes to its end.
-   */
+  /** `KILLS` runs killed at random points, then a run to the end. */
   async function killAndRerun(mailbox: string, loseState: boolean): Promise<string[]> {
-    const seed = Number(process.env.MIGRATE_KILL_SEED ?? Date.now() % 1_000_000);
-    const next = seededRandom(seed);
     const stateDir = join(work, mailbox);
-    const log = [`seed ${seed}`];
-    let kills = 0;
-    let done = 0;
-    for (let round = 0; round < KILLS * 3 && kills < KILLS; round++) {
-      // Spread over the run: each kill comes after up to a further sixth of the messages (with the
-      // state deleted, the rerun first writes again the lines of what it finds already there).
-      const target = done + 1 + Math.floor(next() * (MESSAGES / (KILLS + 1)));
-      const extraMs = Math.floor(next() * 30);
-      const run = startMigrate(env, mailbox, stateDir);
-      let killed = false;
-      const poll = setInterval(async () => {
-        if (killed || (await journalLines(stateDir)) < target) return;
-        killed = true;
-        setTimeout(() => run.child.kill('SIGKILL'), extraMs);
-      }, 15);
-      const ended = await run.done;
-      clearInterval(poll);
-      done = await journalLines(stateDir);
-      log.push(
-        `round ${round}: ${ended.signal ?? `exit ${ended.code}`} at ${target} lines + ${extraMs} ms; journal ${done}`,
-      );
-      if (ended.signal === 'SIGKILL') kills++;
-      else {
-        expect(ended.code, `${log.join('\n')}\n${ended.stderr}`).toBe(0);
-        break;
-      }
-      if (loseState) await rm(stateDir, { recursive: true, force: true });
-    }
+    const { kills, log } = await killAtRandomPoints({
+      start: () => startMigrate(env, mailbox, stateDir),
+      stateDir,
+      messages: MESSAGES,
+      kills: KILLS,
+      loseState,
+    });
     expect(kills, log.join('\n')).toBe(KILLS);
 
     const final = startMigrate(env, mailbox, stateDir);

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   describeEndpoint,
@@ -62,8 +63,23 @@ describe('migrate endpoints', () => {
       expect(error.code).toBe('MIGRATE_ENDPOINT_INVALID');
       expect(error.message).toMatch(/^--to: /);
     }
-    const archive = refusal(() => parseEndpoint('archive:/srv/archive', 'from'));
-    expect(archive).toMatchObject({ code: 'MIGRATE_ENDPOINT_UNSUPPORTED', exitCode: 2 });
+  });
+
+  it('takes archive:DIR as a source only, made absolute; refuses it as a destination and azblob://', () => {
+    expect(parseEndpoint('archive:/srv/archive/alice%40contoso.com', 'from')).toEqual({
+      kind: 'archive',
+      dir: '/srv/archive/alice%40contoso.com',
+    });
+    expect(parseEndpoint('archive:backup/a', 'from')).toEqual({
+      kind: 'archive',
+      dir: resolve('backup/a'),
+    });
+    const destination = refusal(() => parseEndpoint('archive:/srv/archive', 'to'));
+    expect(destination).toMatchObject({ code: 'MIGRATE_ENDPOINT_UNSUPPORTED', exitCode: 2 });
+    expect(destination.message).toContain('mailbridge archive');
+    const blob = refusal(() => parseEndpoint('archive:azblob://acct/container', 'from'));
+    expect(blob).toMatchObject({ code: 'MIGRATE_ENDPOINT_UNSUPPORTED', exitCode: 2 });
+    expect(refusal(() => parseEndpoint('archive:', 'from')).code).toBe('MIGRATE_ENDPOINT_INVALID');
   });
 
   it('takes the password from the file first, then the environment, never elsewhere', () => {

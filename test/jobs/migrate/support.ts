@@ -5,8 +5,12 @@
  * folders to compare: per folder the multiset of (SHA-256 of the bytes,
  * INTERNALDATE, flags).
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
+import { expect } from 'vitest';
 import { createImapClient, loadConfig, type MailbridgeConfig } from '../../../src/index.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
@@ -16,6 +20,8 @@ import {
   type MailServers,
   startMailServers,
 } from '../../helpers/mail-servers.js';
+import { CLI_PATH, cliEnv } from '../../helpers/run-cli.js';
+import { seededRandom } from '../../helpers/seeded-random.js';
 import { startTokenService, type TokenService } from '../../helpers/token-service.js';
 
 export const SOURCE_USER = 'alice@oldhost.example';
@@ -219,4 +225,87 @@ export function expected(
     out.set(dest, kept.sort());
   }
   return out;
+}
+
+export interface EndedRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The CLI in a child process, as a user runs it; `done` once it has ended, however. */
+export function startCliRun(
+  args: string[],
+  env: Record<string, string>,
+): { child: ChildProcess; done: Promise<EndedRun> } {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    env: cliEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const done = new Promise<EndedRun>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+async function journalLines(stateDir: string): Promise<number> {
+  const text = await readFile(join(stateDir, 'journal.jsonl'), 'utf8').catch(() => '');
+  return text.split('\n').length - 1;
+}
+
+/**
+ * Kills runs of `start` with SIGKILL after a random number of journal lines
+ * plus a few random milliseconds (so a kill lands between an APPEND and its
+ * line too), until `kills` runs were killed or one ended by itself (exit 0
+ * expected); with `loseState` the state folder is deleted before each rerun.
+ * The seed (MIGRATE_KILL_SEED replays one) and each round are in the log.
+ */
+export async function killAtRandomPoints(options: {
+  start: () => { child: ChildProcess; done: Promise<EndedRun> };
+  stateDir: string;
+  messages: number;
+  kills: number;
+  loseState: boolean;
+}): Promise<{ kills: number; log: string[] }> {
+  const { stateDir, kills: wanted } = options;
+  const seed = Number(process.env.MIGRATE_KILL_SEED ?? Date.now() % 1_000_000);
+  const next = seededRandom(seed);
+  const log = [`seed ${seed}`];
+  let kills = 0;
+  let done = 0;
+  for (let round = 0; round < wanted * 3 && kills < wanted; round++) {
+    // Spread over the run: each kill comes after up to a further share of the messages (with the
+    // state deleted, the rerun first writes again the lines of what it finds already there).
+    const target = done + 1 + Math.floor(next() * (options.messages / (wanted + 1)));
+    const extraMs = Math.floor(next() * 30);
+    const run = options.start();
+    let killed = false;
+    const poll = setInterval(async () => {
+      if (killed || (await journalLines(stateDir)) < target) return;
+      killed = true;
+      setTimeout(() => run.child.kill('SIGKILL'), extraMs);
+    }, 15);
+    const ended = await run.done;
+    clearInterval(poll);
+    done = await journalLines(stateDir);
+    log.push(
+      `round ${round}: ${ended.signal ?? `exit ${ended.code}`} at ${target} lines + ${extraMs} ms; journal ${done}`,
+    );
+    if (ended.signal === 'SIGKILL') kills++;
+    else {
+      expect(ended.code, `${log.join('\n')}\n${ended.stderr}`).toBe(0);
+      break;
+    }
+    if (options.loseState) await rm(stateDir, { recursive: true, force: true });
+  }
+  return { kills, log };
 }
