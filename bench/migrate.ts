@@ -8,7 +8,8 @@
  * client copies it, in the same run, into an empty destination mailbox of its
  * own, over implicit TLS, in two network profiles:
  *   - loopback: straight to Dovecot;
- *   - WAN: through test/helpers/shaping-proxy.ts, 15 ms each way and 2 MB/s
+ *   - WAN: through test/helpers/shaping-proxy.ts (a process of its own, as a
+ *     network is: in ours' process it would share our event loop), 15 ms each way and 2 MB/s
  *     per connection each way, on both sides (Exchange Online serves one
  *     IMAP connection far slower than a loopback Dovecot).
  * The clients:
@@ -22,7 +23,7 @@
  * imapsync is not packaged in Debian 12 and is not measured.
  *
  *   npx tsx bench/migrate.ts [--messages 10000] [--rounds 1]
- *     [--profiles loopback,wan] [--offlineimap] [--write-readme]
+ *     [--profiles loopback,wan] [--clients ours,mbsync] [--offlineimap] [--write-readme]
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -46,7 +47,11 @@ import {
   type MailServers,
   startMailServers,
 } from '../test/helpers/mail-servers.js';
-import { type ShapingProxy, startShapingProxy } from '../test/helpers/shaping-proxy.js';
+import {
+  DEFAULT_BYTES_PER_SECOND,
+  DEFAULT_DELAY_MS,
+  startShapingProxy,
+} from '../test/helpers/shaping-proxy.js';
 import { startTokenService, type TokenService } from '../test/helpers/token-service.js';
 import { seedMaildir } from './archive-seed.js';
 import {
@@ -87,7 +92,8 @@ interface BenchOptions {
   messages: number;
   rounds: number;
   profiles: Profile[];
-  offlineimap: boolean;
+  /** Which clients to run: ours and mbsync by default, offlineimap3 only when asked. */
+  clients: Side[];
   writeReadme: boolean;
 }
 
@@ -98,6 +104,7 @@ function parseOptions(argv: string[]): BenchOptions {
       messages: { type: 'string', default: '10000' },
       rounds: { type: 'string', default: '1' },
       profiles: { type: 'string', default: 'loopback,wan' },
+      clients: { type: 'string', default: 'ours,mbsync' },
       offlineimap: { type: 'boolean', default: false },
       'write-readme': { type: 'boolean', default: false },
     },
@@ -106,11 +113,16 @@ function parseOptions(argv: string[]): BenchOptions {
   for (const p of profiles) {
     if (p !== 'loopback' && p !== 'wan') throw new Error(`--profiles: unknown profile ${p}`);
   }
+  const clients = values.clients.split(',').map((c) => c.trim());
+  for (const c of clients) {
+    if (!(c in SIDE_NAMES)) throw new Error(`--clients: unknown client ${c}`);
+  }
+  if (values.offlineimap && !clients.includes('offlineimap')) clients.push('offlineimap');
   return {
     messages: wholeOption('messages', values.messages, 1, 100_000),
     rounds: wholeOption('rounds', values.rounds, 1, 20),
     profiles: profiles as Profile[],
-    offlineimap: values.offlineimap,
+    clients: clients as Side[],
     writeReadme: values['write-readme'],
   };
 }
@@ -302,7 +314,7 @@ async function measure(options: BenchOptions): Promise<number> {
   }
   const service = await startTokenService();
   let servers: MailServers | undefined;
-  let proxy: ShapingProxy | undefined;
+  let proxy: ProxyProcess | undefined;
   const work = await mkdtemp(join(os.tmpdir(), 'mailbridge-bench-migrate-'));
   try {
     progress('starting Dovecot');
@@ -333,14 +345,12 @@ async function measure(options: BenchOptions): Promise<number> {
     await execFileAsync('sync');
     // Dovecot gives the files UIDs and builds its index at the first SELECT: not measured.
     await warmUp(servers, options.messages);
-    proxy = await startShapingProxy(servers.imap);
+    proxy = await startProxyProcess(servers.imap);
     progress(
       `seeded ${seeded.messages} messages, ${mb(seeded.bytes)} MB; WAN: ${proxy.delayMs} ms each way, ${mb(proxy.bytesPerSecond)} MB/s per connection`,
     );
 
-    const sides: Side[] = options.offlineimap
-      ? ['ours', 'mbsync', 'offlineimap']
-      : ['ours', 'mbsync'];
+    const sides = options.clients;
     const runs: Run[] = [];
     for (let round = 0; round < options.rounds; round++) {
       for (const profile of options.profiles) {
@@ -420,7 +430,7 @@ function render(
   options: BenchOptions,
   sides: Side[],
   bytes: number,
-  proxy: ShapingProxy,
+  proxy: ProxyProcess,
 ): string {
   const x = (v: number) => `${v.toFixed(2)}×`;
   const of = (profile: Profile, side: Side) =>
@@ -498,13 +508,15 @@ function render(
           ];
         }),
     );
-    sections.push(table, ratios);
+    sections.push(table);
+    if (sides.includes('ours') && sides.length > 1) sections.push(ratios);
   }
   sections.push(
     `Messages: bench/archive-seed.ts, ${options.messages} in the source's INBOX (${bytes} bytes as ` +
       'Dovecot serves them), copied into a new, empty destination mailbox per run. Source: ' +
       'password login (PLAIN); destination: XOAUTH2 with a token of the local token service. ' +
-      "WAN: both sides through test/helpers/shaping-proxy.ts. CPU time is the client's own " +
+      'WAN: both sides through test/helpers/shaping-proxy.ts, run in a process of its own. ' +
+      "CPU time is the client's own " +
       "(the bench process, or the tool's process); Dovecot's, on the same two cores, is on its " +
       'own row. imapsync is not packaged in Debian 12 and is not measured.',
   );
@@ -522,11 +534,13 @@ async function missingTools(options: BenchOptions): Promise<string[]> {
       () => true,
       () => false,
     );
-  if (!(await has('mbsync', ['--version']))) missing.push('mbsync (apt-get install isync)');
-  if (!SASL_PLUGIN_DIRS.some((dir) => existsSync(join(dir, 'libkdexoauth2.so')))) {
+  const mbsync = options.clients.includes('mbsync');
+  if (mbsync && !(await has('mbsync', ['--version'])))
+    missing.push('mbsync (apt-get install isync)');
+  if (mbsync && !SASL_PLUGIN_DIRS.some((dir) => existsSync(join(dir, 'libkdexoauth2.so')))) {
     missing.push('the SASL XOAUTH2 plugin (apt-get install libsasl2-modules-kdexoauth2)');
   }
-  if (options.offlineimap && !(await has('offlineimap', ['--version']))) {
+  if (options.clients.includes('offlineimap') && !(await has('offlineimap', ['--version']))) {
     missing.push('offlineimap (apt-get install offlineimap3)');
   }
   return missing;
@@ -545,4 +559,59 @@ const progress = progressLogger('migrate');
 
 // ---------------------------------------------------------------------------
 
-runBench('migrate', parseOptions, measure);
+/** Set in the child that runs the shaping proxy: `host:port` of the server behind it. */
+const PROXY_CHILD = 'MAILBRIDGE_BENCH_MIGRATE_PROXY_TARGET';
+
+interface ProxyProcess {
+  host: '127.0.0.1';
+  port: number;
+  delayMs: number;
+  bytesPerSecond: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The shaping proxy in a process of its own, as a network is: in the bench's
+ * process it would share ours' event loop and CPU (forwarding every byte of
+ * both sides) while mbsync, a process of its own, had the proxy elsewhere.
+ */
+async function startProxyProcess(target: { host: string; port: number }): Promise<ProxyProcess> {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] as string], {
+    env: { ...process.env, [PROXY_CHILD]: `${target.host}:${target.port}` },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const [line] = (await new Promise<string[]>((resolve, reject) => {
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('\n')) resolve(text.split('\n'));
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`the shaping proxy exited with ${code}`)));
+  })) as [string];
+  const port = Number(line);
+  return {
+    host: '127.0.0.1',
+    port,
+    delayMs: DEFAULT_DELAY_MS,
+    bytesPerSecond: DEFAULT_BYTES_PER_SECOND,
+    async close() {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
+/** The proxy child: prints its port, runs until its stdin closes. */
+async function runProxyChild(target: string): Promise<void> {
+  const [host, port] = target.split(':') as [string, string];
+  const proxy = await startShapingProxy({ host, port: Number(port) });
+  process.stdout.write(`${proxy.port}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', () => void proxy.close().then(() => process.exit(0)));
+}
+
+const proxyTarget = process.env[PROXY_CHILD];
+if (proxyTarget) void runProxyChild(proxyTarget);
+else runBench('migrate', parseOptions, measure);

@@ -19,6 +19,8 @@ export interface ImapFaultProxy {
   readonly connections: number;
   readonly byesSent: number;
   readonly throttlesSent: number;
+  /** Commands answered with a `refuseNext` reply. */
+  readonly refusalsSent: number;
   /** The next `count` commands matching `match` are answered with Exchange's throttling reply. */
   throttleNext(count: number, backoffMs: number, match?: RegExp): void;
   /** The next `count` commands matching `match` are answered `<tag> <reply>`, e.g. `BAD User is authenticated but not connected.`. */
@@ -58,6 +60,7 @@ export async function startImapFaultProxy(
   let connections = 0;
   let byesSent = 0;
   let throttlesSent = 0;
+  let refusalsSent = 0;
   let expireSessions = true;
   const throttles: Throttle[] = [];
 
@@ -127,6 +130,7 @@ export async function startImapFaultProxy(
             client.write(EXPIRED_BYE, () => end());
             return false;
           }
+          if (!throttle.throttle) refusalsSent++;
           client.write(`${tag} ${throttle.reply}\r\n`);
           return false;
         }
@@ -150,6 +154,9 @@ export async function startImapFaultProxy(
     },
     get throttlesSent() {
       return throttlesSent;
+    },
+    get refusalsSent() {
+      return refusalsSent;
     },
     throttleNext(count, backoffMs, match = /\bFETCH\b/i) {
       const reply = `NO Request is throttled. Suggested Backoff Time: ${backoffMs} milliseconds`;

@@ -23,9 +23,13 @@ import { type LeasePool, shareParts } from './lease-pool.js';
 import { flagsToCopy, uidSet } from './message-flags.js';
 import type { MigrationState } from './state.js';
 
-/** A batch of bodies fetched at once: bounded in count and bytes, so memory stays bounded. */
+/**
+ * A batch of bodies fetched at once: bounded in count and bytes, so memory
+ * stays bounded. A pair holds two at most: one being APPENDed while it reads
+ * the next.
+ */
 const BATCH_MESSAGES = 200;
-const BATCH_BYTES = 16 * 1024 * 1024;
+const BATCH_BYTES = 8 * 1024 * 1024;
 /**
  * Pipelined APPENDs unanswered at once: enough to cover a round trip of a slow
  * link many times over, few enough that a failed connection leaves little to check.
@@ -132,6 +136,8 @@ interface FolderRun {
   destNext: number;
   identities: IdentityCounts | undefined;
   result: MigrateFolderResult;
+  /** Per pair, its last batch's APPENDs, still going while the pair reads the next batch. */
+  sending: Map<ConnectionPair, Promise<void>>;
 }
 
 async function copyPending(
@@ -177,9 +183,18 @@ async function copyPending(
     destNext: target.uidNext,
     identities,
     result,
+    sending: new Map(),
   };
-  await shareParts(ctx.pool, pair, [...batches(messages)], (worker, batch) =>
-    copyBatch(ctx, worker, run, batch),
+  await shareParts(
+    ctx.pool,
+    pair,
+    [...batches(messages)],
+    (worker, batch) => copyBatch(ctx, worker, run, batch),
+    async (worker) => {
+      const sending = run.sending.get(worker);
+      run.sending.delete(worker);
+      await sending;
+    },
   );
 }
 
@@ -216,14 +231,35 @@ interface Outgoing {
   since: number;
 }
 
+/**
+ * Reads one batch on the pair's source and leaves its APPENDs going
+ * (`run.sending`) once the pair's batch before has been answered: the source
+ * reads the next batch while the destination takes this one, so on a slow
+ * link neither waits for the other.
+ */
 async function copyBatch(
   ctx: CopyContext,
   pair: ConnectionPair,
   run: FolderRun,
   batch: SourceMessage[],
 ): Promise<void> {
+  const outgoing = await readBatch(ctx, pair, run, batch);
+  await run.sending.get(pair);
+  const sending = sendBatch(ctx, pair, run, outgoing);
+  // Awaited by the pair's next batch or by shareParts' finish; until then a failure is not unhandled.
+  sending.catch(() => {});
+  run.sending.set(pair, sending);
+}
+
+/** The batch's messages not yet at the destination; those found there by identity are recorded. */
+async function readBatch(
+  ctx: CopyContext,
+  pair: ConnectionPair,
+  run: FolderRun,
+  batch: SourceMessage[],
+): Promise<Outgoing[]> {
   const { mapping, uidValidity, destValidity, identities, result } = run;
-  if (!(await selectFolder(ctx, pair, run))) return;
+  if (!(await selectFolder(ctx, pair, run))) return [];
   const bodies = await fetchBodies(pair.source, batch, ctx.dryRun);
   const outgoing: Outgoing[] = [];
   for (const message of batch) {
@@ -263,6 +299,17 @@ async function copyBatch(
     });
   }
   bodies.clear();
+  return outgoing;
+}
+
+/** APPENDs `outgoing` and records each; the pipeline first, the session for what it left. */
+async function sendBatch(
+  ctx: CopyContext,
+  pair: ConnectionPair,
+  run: FolderRun,
+  outgoing: Outgoing[],
+): Promise<void> {
+  const { mapping } = run;
   // The pipeline also for one message: imapflow copies a message into its command, and a large one twice is too much.
   const pipeline = outgoing.length > 0 ? await pair.appends?.get() : undefined;
   const leftOver = pipeline ? await appendPipelined(ctx, run, pipeline, outgoing) : [];
@@ -301,6 +348,8 @@ async function appendPipelined(
   const journal: Promise<void>[] = [];
   const inFlight: Promise<void>[] = [];
   let bytes = 0;
+  // Not awaited: the APPENDs follow at once, and go in whether or not it is selected.
+  pipeline.select(run.mapping.destination).catch(() => {});
   for (const item of outgoing) {
     if (!pipeline.usable || ctx.signal?.aborted) {
       leftOver.push({ item, unsure: false });

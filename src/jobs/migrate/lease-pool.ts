@@ -71,28 +71,38 @@ export class LeasePool<T> {
  * Works through `parts` with the `lead` lease and every item the pool can
  * spare meanwhile; helpers go back as soon as a holder waits in `acquire`.
  * The lead stays with the caller. The first failure stops every worker at its
- * next part and is thrown once all have stopped.
+ * next part and is thrown once all have stopped. `finish(item)`, when given,
+ * runs when a worker takes no more parts, before its item goes back: `work`
+ * may leave the end of a part running (writing it while the next is read),
+ * and an item must not go back busy.
  */
 export async function shareParts<T, P>(
   pool: LeasePool<T>,
   lead: T,
   parts: readonly P[],
   work: (item: T, part: P) => Promise<void>,
+  finish?: (item: T) => Promise<void>,
 ): Promise<void> {
   const queue = [...parts];
   let failure: { error: unknown } | undefined;
   const helpers: Promise<void>[] = [];
   const drain = async (item: T, helper: boolean): Promise<void> => {
-    while (queue.length > 0 && !failure) {
-      if (helper && pool.waiting > 0) return;
-      const part = queue.shift() as P;
-      try {
-        await work(item, part);
-      } catch (error) {
-        failure ??= { error };
-        return;
+    try {
+      while (queue.length > 0 && !failure) {
+        if (helper && pool.waiting > 0) return;
+        const part = queue.shift() as P;
+        try {
+          await work(item, part);
+        } catch (error) {
+          failure ??= { error };
+          return;
+        }
+        if (!helper) recruit();
       }
-      if (!helper) recruit();
+    } finally {
+      await finish?.(item).catch((error: unknown) => {
+        failure ??= { error };
+      });
     }
   };
   const recruit = () => {

@@ -80,4 +80,60 @@ describe('LeasePool and shareParts', () => {
     ).rejects.toThrow('boom');
     expect(started.length).toBeLessThan(9);
   });
+
+  it('lets a part finish while the worker starts the next, and takes no item back busy', async () => {
+    const pool = new LeasePool(2, (i) => i);
+    const lead = await pool.acquire();
+    const tails = new Map<number, Promise<void>>();
+    const busy = new Set<number>();
+    const overlapped: number[] = [];
+    const returnedBusy: number[] = [];
+    await shareParts(
+      pool,
+      lead.item,
+      [1, 2, 3, 4, 5, 6],
+      async (item, part) => {
+        await tick();
+        // The part before on this item is still finishing: reading and writing overlap.
+        if (busy.has(item)) overlapped.push(part);
+        await tails.get(item);
+        busy.add(item);
+        // Writing takes longer than reading, as on a link where the destination is the slower side.
+        tails.set(
+          item,
+          new Promise((resolve) => setTimeout(resolve, 20)).then(() => {
+            busy.delete(item);
+          }),
+        );
+      },
+      async (item) => {
+        await tails.get(item);
+        if (busy.has(item)) returnedBusy.push(item);
+      },
+    );
+    expect(overlapped.length).toBeGreaterThan(0);
+    expect(returnedBusy).toEqual([]);
+    expect(busy.size).toBe(0);
+  });
+
+  it('throws a failure of finish once every worker stopped', async () => {
+    const pool = new LeasePool(2, (i) => i);
+    const lead = await pool.acquire();
+    const done: number[] = [];
+    await expect(
+      shareParts(
+        pool,
+        lead.item,
+        [1, 2, 3, 4],
+        async (_, part) => {
+          await tick();
+          done.push(part);
+        },
+        async (item) => {
+          if (item === lead.item) throw new Error('tail failed');
+        },
+      ),
+    ).rejects.toThrow('tail failed');
+    expect(done.sort()).toEqual([1, 2, 3, 4]);
+  });
 });
