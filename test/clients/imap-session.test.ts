@@ -28,6 +28,12 @@ let servers: MailServers;
 let proxy: ImapFaultProxy;
 let config: MailbridgeConfig;
 let uids: number[];
+/**
+ * How far the token service's clock runs behind the client's. A token's `exp`
+ * then falls before the expiry the client reckons from `expires_in`, as with
+ * a skewed client clock, so Exchange's BYE comes before the planned reconnect.
+ */
+let clockSkewMs = 0;
 
 function message(i: number): string {
   return [
@@ -43,7 +49,7 @@ function message(i: number): string {
 }
 
 beforeAll(async () => {
-  service = await startTokenService();
+  service = await startTokenService({ now: () => Date.now() - clockSkewMs });
   servers = await startMailServers({ tokenService: service });
   proxy = await startImapFaultProxy(servers.imap);
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
@@ -70,6 +76,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
+  clockSkewMs = 0;
   service.setTokenLifetime(3599);
   proxy.setExpireSessions(true);
 });
@@ -158,6 +165,7 @@ describe('createImapSession', () => {
   });
 
   it('recovers from Exchange ending the session (BYE AccessTokenExpired) mid-job', async () => {
+    clockSkewMs = 1500;
     const byesBefore = proxy.byesSent;
     const { passes, stats } = await fetchContinuously(0, 15, {
       perMessageMs: 100,
