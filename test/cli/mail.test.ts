@@ -580,7 +580,8 @@ describe('createSmtpTransport', () => {
     const real = createTokenProvider(config);
     const stale: AccessToken = await real.getToken();
     service.setTokenLifetime(3599);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // The service rounds exp up to a whole second: a 1-second token is dead after 2 s at the most.
+    await new Promise((resolve) => setTimeout(resolve, 2_200));
     let forced = 0;
     // Serves the expired token until asked for a fresh one, as a cache that trusts a wrong clock would.
     const provider: TokenProvider = {

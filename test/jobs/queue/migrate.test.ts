@@ -147,26 +147,39 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const config = await env.configFile({ lockDuration: '4s' });
     const runId = await enqueue(await listFile('pairs.csv', all), join(work, 'state'));
     const workers = [0, 1].map(() => env.startWorker(workerArgs(config), WITH_PASSWORD));
-    // The victim is whichever worker first holds a job with messages copied.
+    // The victim is whichever worker first holds a job with messages copied. It is
+    // stopped (SIGSTOP) before its jobs are read again, so none of them can finish
+    // between that reading and the SIGKILL: `held` is exactly what it had in flight.
     let held: string[] = [];
     let victimName = '';
-    await waitUntil(
-      async () => {
-        const active = (await status(runId)).mailboxes.filter(
-          (m) => m.state === 'active' && m.worker && (m.progress?.messages ?? 0) > 0,
-        );
-        victimName = active[0]?.worker?.replace(/^.*(:\d+)$/, '$1') ?? '';
-        held = active.filter((m) => m.worker?.endsWith(victimName)).map((m) => m.mailbox);
-        return held.length > 0;
-      },
-      180_000,
-      'a worker to hold a job with progress',
-    ).catch((error: Error) => {
-      throw new Error(`${error.message}\n${workers.map((w) => w.output()).join('\n---\n')}`);
-    });
-    const victim = workers.find((w) => `:${w.child.pid}` === victimName) as Worker;
-    const survivor = workers.find((w) => w !== victim) as Worker;
-    victim.child.kill('SIGKILL');
+    let victim: Worker | undefined;
+    const activeOn = async (name: string) =>
+      (await status(runId)).mailboxes
+        .filter((m) => m.state === 'active' && m.worker?.endsWith(name))
+        .map((m) => m.mailbox);
+    for (let attempt = 0; attempt < 5 && held.length === 0; attempt++) {
+      await waitUntil(
+        async () => {
+          const active = (await status(runId)).mailboxes.filter(
+            (m) => m.state === 'active' && m.worker && (m.progress?.messages ?? 0) > 0,
+          );
+          victimName = active[0]?.worker?.replace(/^.*(:\d+)$/, '$1') ?? '';
+          return victimName !== '';
+        },
+        180_000,
+        'a worker to hold a job with progress',
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}\n${workers.map((w) => w.output()).join('\n---\n')}`);
+      });
+      victim = workers.find((w) => `:${w.child.pid}` === victimName) as Worker;
+      victim.child.kill('SIGSTOP');
+      held = await activeOn(victimName);
+      if (held.length === 0) victim.child.kill('SIGCONT');
+    }
+    expect(held.length).toBeGreaterThan(0);
+    const stopped = victim as Worker;
+    const survivor = workers.find((w) => w !== stopped) as Worker;
+    stopped.child.kill('SIGKILL');
     await waitUntil(async () => (await status(runId)).counts.done === PAIRS, 300_000, 'the run');
     const final = await status(runId);
     expect(final.code).toBe(0);
@@ -256,10 +269,16 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const config = await env.configFile({ lockDuration: '4s' });
     const runId = await enqueue(await listFile('term.csv', [4, 5]), join(work, 'state-term'));
     const first = env.startWorker(workerArgs(config), WITH_PASSWORD);
+    // Both pairs were copied by the first test, so a job's work here is finding
+    // its messages at the destination: progress counts no copies, and a quiet
+    // machine may finish it between two polls. A job taken is the signal.
     await waitUntil(
-      async () => (await status(runId)).mailboxes.some((m) => (m.progress?.messages ?? 0) > 0),
+      async () => {
+        const now = await status(runId);
+        return now.counts.active > 0 || now.counts.done > 0;
+      },
       180_000,
-      'a job with progress',
+      'a job taken by the worker',
     );
     first.child.kill('SIGTERM');
     expect(await first.exited, first.output()).toBe(0);
