@@ -8,8 +8,9 @@
 import { isAbsolute, resolve } from 'node:path';
 import { parseSection } from '../../config/schema.js';
 import { type ProxySection, proxySectionSchema } from '../../config/sections.js';
-import { type ConfigProblem, ConfigurationError } from '../../errors.js';
+import type { ConfigProblem } from '../../errors.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from '../listener/cidr.js';
+import { throwSectionProblems } from '../listener/config-problems.js';
 import {
   type ListenAddress,
   type ListenSchemes,
@@ -196,14 +197,12 @@ export function parseProxySettings(raw: unknown, options: ParseProxyOptions = {}
     ...(http ? { http } : {}),
   };
   problems.push(...exposureProblems(settings));
-  if (problems.length > 0) {
-    throw new ConfigurationError({
-      code: 'PROXY_CONFIG_INVALID',
-      message: `The proxy configuration has ${problems.length} problem(s)`,
-      remedy: 'Fix the proxy section of the config file; `mailbridge proxy --help` lists its keys.',
-      problems,
-    });
-  }
+  throwSectionProblems(
+    'proxy',
+    'PROXY_CONFIG_INVALID',
+    problems,
+    'Fix the proxy section of the config file; `mailbridge proxy --help` lists its keys.',
+  );
   return settings;
 }
 

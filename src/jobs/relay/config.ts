@@ -26,8 +26,9 @@ import {
   unknownSectionKey,
   whenAbsent,
 } from '../../config/schema.js';
-import { type ConfigProblem, ConfigurationError } from '../../errors.js';
+import type { ConfigProblem } from '../../errors.js';
 import { type Cidr, isEverywhere, isLoopbackAddress, parseCidr } from '../listener/cidr.js';
+import { throwSectionProblems } from '../listener/config-problems.js';
 import { type ListenAddress, parseListenAddress } from '../listener/listen-address.js';
 import { type PolicyRule, parseSenderPattern, type SenderPattern } from './policy.js';
 import { type HveRoute, hveRouteSchema } from './route-config.js';
@@ -455,14 +456,12 @@ export function parseRelaySettings(raw: unknown, options: ParseRelayOptions = {}
     }
   }
 
-  if (problems.length > 0) {
-    throw new ConfigurationError({
-      code: 'RELAY_CONFIG_INVALID',
-      message: `The relay configuration has ${problems.length} problem(s)`,
-      remedy: 'Fix the relay section of the config file; `mailbridge relay --help` lists its keys.',
-      problems,
-    });
-  }
+  throwSectionProblems(
+    'relay',
+    'RELAY_CONFIG_INVALID',
+    problems,
+    'Fix the relay section of the config file; `mailbridge relay --help` lists its keys.',
+  );
   return settings;
 }
 

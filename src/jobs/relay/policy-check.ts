@@ -12,9 +12,10 @@
  * mailbox without permission otherwise shows first as a dead letter.
  */
 import { readFile } from 'node:fs/promises';
-import { type ConfigProblem, ConfigurationError } from '../../errors.js';
+import type { ConfigProblem } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { asciiText } from '../../util/display-text.js';
+import { throwSectionProblems } from '../listener/config-problems.js';
 import type { PolicyRule, RelaySettings } from './config.js';
 import type { UserStore } from './users.js';
 
@@ -63,7 +64,12 @@ export function checkPolicyAddresses(policy: readonly PolicyRule[]): void {
       field: named.field,
       message: `'${asciiText(named.address, 80)}' is not a valid mail address (local@domain, no spaces, quotes or empty dot-separated parts).`,
     }));
-  throwProblems(problems, 'Correct the addresses in relay.policy.');
+  throwSectionProblems(
+    'relay',
+    'RELAY_CONFIG_INVALID',
+    problems,
+    'Correct the addresses in relay.policy.',
+  );
 }
 
 /** @throws ConfigurationError `RELAY_CONFIG_INVALID` for each rule naming a user the users file lacks */
@@ -75,20 +81,12 @@ export async function checkPolicyUsers(settings: RelaySettings, users: UserStore
       field: `relay.policy[${rule.index}].user`,
       message: `user '${rule.user}' is not in the users file ${settings.users}.`,
     }));
-  throwProblems(
+  throwSectionProblems(
+    'relay',
+    'RELAY_CONFIG_INVALID',
     problems,
     'Add the user with `mailbridge relay hash-password --user NAME >> USERS_FILE`, or fix the rule.',
   );
-}
-
-function throwProblems(problems: ConfigProblem[], remedy: string): void {
-  if (problems.length === 0) return;
-  throw new ConfigurationError({
-    code: 'RELAY_CONFIG_INVALID',
-    message: `The relay configuration has ${problems.length} problem(s)`,
-    remedy,
-    problems,
-  });
 }
 
 /**
