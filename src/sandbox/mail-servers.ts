@@ -1103,6 +1103,9 @@ async function waitFor(
     if (await probe()) return;
     await delay(25);
   }
+  // Once more past the deadline: if this process's event loop was held up
+  // (a busy machine, a synchronous call beside us) the loop may never have probed.
+  if (await probe()) return;
   throw new Error(`${name} was not ready after ${READY_TIMEOUT_MS} ms`);
 }
 

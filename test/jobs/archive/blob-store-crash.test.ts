@@ -13,9 +13,9 @@ import { runCli } from '../../helpers/run-cli.js';
 import {
   type ArchiveTestEnv,
   blobManifestRecords,
-  buildForChildren,
   messageWithAttachment,
   plainMessage,
+  projectBuild,
   type ServerFolder,
   serverSnapshot,
   startArchiveChild,
@@ -30,13 +30,11 @@ const BIG_BYTES = 24_000_000;
 let env: ArchiveTestEnv;
 let azurite: Azurite;
 let container: ContainerClient;
-let build: Awaited<ReturnType<typeof buildForChildren>>;
+const build = projectBuild();
 let inbox: ServerFolder;
 let bigUid: number;
 
 beforeAll(async () => {
-  // One after the other: the compiler's CPU would otherwise hold Dovecot's start past its timeout.
-  build = await buildForChildren();
   [env, azurite] = await Promise.all([startArchiveTestEnv([MAILBOX]), startAzurite()]);
   container = await azurite.createContainer(CONTAINER);
   const seeder = await env.direct(MAILBOX);
@@ -51,7 +49,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.close();
   await azurite?.stop();
-  await build?.remove();
 });
 
 const root = () => `${mailboxDirName(MAILBOX)}/`;

@@ -13,10 +13,10 @@ import { verifyArchive } from '../../../src/jobs/archive/verify.js';
 import { seededRandom } from '../../helpers/seeded-random.js';
 import {
   type ArchiveTestEnv,
-  buildForChildren,
   manifestRecords,
   messageWithAttachment,
   plainMessage,
+  projectBuild,
   type ServerFolder,
   serverSnapshot,
   sha256File,
@@ -33,10 +33,9 @@ const LARGE = 2;
 let env: ArchiveTestEnv;
 let out: string;
 let server: Map<string, ServerFolder>;
-let build: Awaited<ReturnType<typeof buildForChildren>>;
+const build = projectBuild();
 
 beforeAll(async () => {
-  build = await buildForChildren();
   env = await startArchiveTestEnv([MAILBOX, BIG]);
   out = await mkdtemp(join(tmpdir(), 'mailbridge-archive-crash-'));
   const seeder = await env.direct(MAILBOX);
@@ -56,7 +55,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await env?.close();
-  await build?.remove();
   if (out) await rm(out, { recursive: true, force: true });
 });
 

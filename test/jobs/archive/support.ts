@@ -4,11 +4,9 @@
  * APPEND straight into Dovecot, and snapshots of the server and an archive to
  * compare.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ContainerClient } from '@azure/storage-blob';
@@ -30,6 +28,7 @@ import {
   type MailServers,
   startMailServers,
 } from '../../helpers/mail-servers.js';
+import { requireBuilt } from '../../helpers/run-cli.js';
 import { startTokenService, type TokenService } from '../../helpers/token-service.js';
 
 export interface ArchiveTestEnv {
@@ -206,41 +205,15 @@ const CHILD = fileURLToPath(new URL('./fixtures/archive-child.mjs', import.meta.
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /**
- * Compiles src/ into a temporary directory for child processes: they then run
- * as users run them, without a TypeScript loader in their memory or start-up.
- * Type errors elsewhere in the tree do not stop tsc from emitting; only the
- * files the children need are checked for.
+ * The project's build (`dist/`), which the test command makes before the
+ * tests: child processes run it as users run it, without a TypeScript loader
+ * in their memory or start-up. (Each file compiling its own copy cost a tsc
+ * run of 20-40 s of CPU, and a synchronous one starved the harness's
+ * readiness checks running beside it.)
  */
-export async function buildForChildren(): Promise<{ dir: string; remove(): Promise<void> }> {
-  const root = await mkdtemp(join(tmpdir(), 'mailbridge-archive-build-'));
-  // Bare imports resolve from the build's location: give it the project's packages.
-  await symlink(join(ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
-  await writeFile(join(root, 'package.json'), '{"type":"module"}\n');
-  const dir = join(root, 'dist');
-  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const result = spawnSync(
-    process.execPath,
-    [
-      tsc,
-      '-p',
-      join(ROOT, 'tsconfig.build.json'),
-      '--outDir',
-      dir,
-      '--declaration',
-      'false',
-      '--declarationMap',
-      'false',
-      '--sourceMap',
-      'false',
-    ],
-    { encoding: 'utf8' },
-  );
-  for (const needed of ['config/load.js', 'jobs/archive/runner.js']) {
-    if (!existsSync(join(dir, needed))) {
-      throw new Error(`tsc did not emit ${needed}:\n${result.stdout}\n${result.stderr}`);
-    }
-  }
-  return { dir, remove: () => rm(root, { recursive: true, force: true }) };
+export function projectBuild(): { dir: string } {
+  requireBuilt(join(ROOT, 'dist', 'jobs', 'archive', 'runner.js'));
+  return { dir: join(ROOT, 'dist') };
 }
 
 export interface ChildRun {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrateResult } from '../../../src/jobs/migrate/migrate.js';
-import { buildForChildren, messageWithAttachment } from '../archive/support.js';
+import { messageWithAttachment, projectBuild } from '../archive/support.js';
 import { type MigrateTestEnv, SOURCE_PASSWORD, startMigrateTestEnv } from './support.js';
 
 const DEST = 'grace@contoso.example';
@@ -20,14 +20,11 @@ const CHILD = join(import.meta.dirname, 'fixtures', 'migrate-child.mjs');
 
 describe('migrate memory', { tags: ['soak'] }, () => {
   let env: MigrateTestEnv;
-  let build: Awaited<ReturnType<typeof buildForChildren>>;
+  const build = projectBuild();
   let work: string;
 
   beforeAll(async () => {
-    [env, build] = await Promise.all([
-      startMigrateTestEnv([DEST], { unlimitedSize: true }),
-      buildForChildren(),
-    ]);
+    env = await startMigrateTestEnv([DEST], { unlimitedSize: true });
     work = await mkdtemp(join(tmpdir(), 'mailbridge-migrate-memory-'));
     const source = await env.source();
     try {
@@ -40,7 +37,6 @@ describe('migrate memory', { tags: ['soak'] }, () => {
   }, 180_000);
   afterAll(async () => {
     await env?.close();
-    await build?.remove();
     if (work) await rm(work, { recursive: true, force: true });
   });
 

@@ -12,7 +12,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   archiveFolderHashes,
   bodiesFetched,
@@ -21,6 +21,7 @@ import {
   serverFolderHashes,
   sessionsNow,
   startQueueTestEnv,
+  stopWorkerHoldingJobs,
   type Worker,
   waitUntil,
 } from './support.js';
@@ -63,6 +64,10 @@ beforeAll(async () => {
   listFile = join(work, 'mailboxes.txt');
   await writeFile(listFile, `# the tenant\n${mailboxes.join('\n')}\n`);
 }, 900_000);
+
+afterEach(async () => {
+  await env?.killWorkers();
+}, 60_000);
 
 afterAll(async () => {
   await env?.close();
@@ -184,24 +189,15 @@ describe('workers that stop', () => {
     const config = await env.configFile({ lockDuration: '4s' });
     const before = await bodiesFetched(env.servers);
     const runId = await enqueue(out, list);
-    const [victim, ...others] = [0, 1, 2].map(() => env.startWorker(workerArgs(config)));
-    const victimName = `:${victim?.child.pid}`;
-    let held: string[] = [];
-    await waitUntil(
-      async () => {
-        const active = (await status(runId)).mailboxes.filter(
-          (m) =>
-            m.state === 'active' &&
-            m.worker?.endsWith(victimName) &&
-            (m.progress?.messages ?? 0) > 0,
-        );
-        held = active.map((m) => m.mailbox);
-        return held.length > 0;
-      },
+    const workers = [0, 1, 2].map(() => env.startWorker(workerArgs(config)));
+    const { victim, held } = await stopWorkerHoldingJobs(
+      workers,
+      async () => (await status(runId)).mailboxes,
       120_000,
-      'the victim to hold a job with progress',
     );
-    victim?.child.kill('SIGKILL');
+    const victimName = `:${victim.child.pid}`;
+    const others = workers.filter((w) => w !== victim);
+    victim.child.kill('SIGKILL');
     await waitUntil(
       async () => (await status(runId)).counts.done === list.length,
       300_000,
@@ -212,7 +208,7 @@ describe('workers that stop', () => {
     // What it held when it died was finished by the others (it may have finished others before).
     for (const m of final.mailboxes.filter((m) => held.includes(m.mailbox)))
       expect(m.result?.worker).not.toMatch(new RegExp(`${victimName}$`));
-    await stopAll(others as Worker[]);
+    await stopAll(others);
     await expectExact(out, list);
     const fetched = (await bodiesFetched(env.servers)) - before;
     const refetched = fetched - messagesOf(list);
@@ -230,8 +226,12 @@ describe('workers that stop', () => {
     const config = await env.configFile({ lockDuration: '4s' });
     const runId = await enqueue(out, list);
     const first = env.startWorker(workerArgs(config, 4));
+    // Its own job with progress: then its SIGTERM handler is in place, and it has messages to record.
     await waitUntil(
-      async () => (await status(runId)).mailboxes.some((m) => (m.progress?.messages ?? 0) > 0),
+      async () =>
+        (await status(runId)).mailboxes.some(
+          (m) => m.worker?.endsWith(`:${first.child.pid}`) && (m.progress?.messages ?? 0) > 0,
+        ),
       120_000,
       'a job with progress',
     );

@@ -9,12 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expected, seedMessages, seedWith, snapshotOf } from '../migrate/support.js';
 import {
   type QueueTestEnv,
   REDIS_PASSWORD,
   startQueueTestEnv,
+  stopWorkerHoldingJobs,
   type Worker,
   waitUntil,
 } from './support.js';
@@ -59,6 +60,10 @@ beforeAll(async () => {
     }),
   );
 }, 300_000);
+
+afterEach(async () => {
+  await env?.killWorkers();
+}, 60_000);
 
 afterAll(async () => {
   await env?.close();
@@ -147,39 +152,14 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const config = await env.configFile({ lockDuration: '4s' });
     const runId = await enqueue(await listFile('pairs.csv', all), join(work, 'state'));
     const workers = [0, 1].map(() => env.startWorker(workerArgs(config), WITH_PASSWORD));
-    // The victim is whichever worker first holds a job with messages copied. It is
-    // stopped (SIGSTOP) before its jobs are read again, so none of them can finish
-    // between that reading and the SIGKILL: `held` is exactly what it had in flight.
-    let held: string[] = [];
-    let victimName = '';
-    let victim: Worker | undefined;
-    const activeOn = async (name: string) =>
-      (await status(runId)).mailboxes
-        .filter((m) => m.state === 'active' && m.worker?.endsWith(name))
-        .map((m) => m.mailbox);
-    for (let attempt = 0; attempt < 5 && held.length === 0; attempt++) {
-      await waitUntil(
-        async () => {
-          const active = (await status(runId)).mailboxes.filter(
-            (m) => m.state === 'active' && m.worker && (m.progress?.messages ?? 0) > 0,
-          );
-          victimName = active[0]?.worker?.replace(/^.*(:\d+)$/, '$1') ?? '';
-          return victimName !== '';
-        },
-        180_000,
-        'a worker to hold a job with progress',
-      ).catch((error: Error) => {
-        throw new Error(`${error.message}\n${workers.map((w) => w.output()).join('\n---\n')}`);
-      });
-      victim = workers.find((w) => `:${w.child.pid}` === victimName) as Worker;
-      victim.child.kill('SIGSTOP');
-      held = await activeOn(victimName);
-      if (held.length === 0) victim.child.kill('SIGCONT');
-    }
-    expect(held.length).toBeGreaterThan(0);
-    const stopped = victim as Worker;
-    const survivor = workers.find((w) => w !== stopped) as Worker;
-    stopped.child.kill('SIGKILL');
+    const { victim, held } = await stopWorkerHoldingJobs(
+      workers,
+      async () => (await status(runId)).mailboxes,
+      180_000,
+    );
+    const victimName = `:${victim.child.pid}`;
+    const survivor = workers.find((w) => w !== victim) as Worker;
+    victim.child.kill('SIGKILL');
     await waitUntil(async () => (await status(runId)).counts.done === PAIRS, 300_000, 'the run');
     const final = await status(runId);
     expect(final.code).toBe(0);

@@ -40,6 +40,8 @@ export interface QueueTestEnv {
   cli(args: string[], options?: { timeoutMs?: number }): Promise<CliResult>;
   /** `extraEnv` on top of `env`, e.g. a migrate source's password. */
   startWorker(args: string[], extraEnv?: Record<string, string>): Worker;
+  /** SIGKILLs the workers still running: after each test, so that none takes the next test's jobs. */
+  killWorkers(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -68,6 +70,10 @@ export async function startQueueTestEnv(
   };
   const config = await loadConfig({ env });
   const workers: Worker[] = [];
+  const killWorkers = async () => {
+    for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
+    await Promise.all(workers.map((w) => w.exited));
+  };
   let files = 0;
   return {
     service,
@@ -101,9 +107,9 @@ export async function startQueueTestEnv(
       workers.push(worker);
       return worker;
     },
+    killWorkers,
     async close() {
-      for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
-      await Promise.all(workers.map((w) => w.exited));
+      await killWorkers();
       await redis.stop();
       await servers.stop();
       await service.close();
@@ -228,4 +234,46 @@ export function waitUntil(
     }
     throw new Error(`timed out waiting for ${what}`);
   })();
+}
+
+/** A job as `jobs status --json` lists it. */
+export interface JobSeen {
+  mailbox: string;
+  state: string;
+  worker?: string;
+}
+
+/**
+ * Finds one of `workers` holding a job and stops it (SIGSTOP), then reads the
+ * jobs again: stopped, it can finish none of them before the caller's SIGKILL,
+ * so `held` is exactly what it had in flight. A worker caught between two jobs
+ * is let go (SIGCONT) and the search goes on.
+ */
+export async function stopWorkerHoldingJobs(
+  workers: readonly Worker[],
+  jobs: () => Promise<JobSeen[]>,
+  timeoutMs: number,
+): Promise<{ victim: Worker; held: string[] }> {
+  const deadline = Date.now() + timeoutMs;
+  const heldBy = (list: JobSeen[], worker: Worker) =>
+    list
+      .filter((m) => m.state === 'active' && m.worker?.endsWith(`:${worker.child.pid}`))
+      .map((m) => m.mailbox);
+  while (Date.now() < deadline) {
+    const now = await jobs();
+    const victim = workers.find((w) => heldBy(now, w).length > 0);
+    if (now.length > 0 && now.every((m) => m.state === 'done')) break;
+    if (!victim) continue;
+    victim.child.kill('SIGSTOP');
+    // Commands it sent before it stopped still reach Redis: let them land.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const held = heldBy(await jobs(), victim);
+    if (held.length > 0) return { victim, held };
+    victim.child.kill('SIGCONT');
+  }
+  throw new Error(
+    `no worker was seen holding a job before the run ended or ${timeoutMs} ms passed:\n${workers
+      .map((w) => w.output())
+      .join('\n---\n')}`,
+  );
 }
