@@ -834,7 +834,7 @@ class RunningMailServers implements MailServers {
   private readonly children: { child: ChildProcess; graceful: boolean }[] = [];
   private stopped = false;
   private grantUpdates: Promise<void> = Promise.resolve();
-  private watchdog: ChildProcess | undefined;
+  private readonly watchdogs: ChildProcess[] = [];
   private readonly onExit = () => this.killNow();
 
   constructor(
@@ -858,7 +858,6 @@ class RunningMailServers implements MailServers {
   async start(): Promise<void> {
     const dovecot = this.spawnGroup('dovecot', ['-F', '-c', this.layout.dovecot.config], false);
     if (this.submission === 'node') {
-      this.startWatchdog();
       await waitFor(dovecot, 'Dovecot', () => canConnect(this.imap.port));
       this.submissionServer = await startSubmissionServer({
         port: this.smtp.port,
@@ -889,7 +888,6 @@ class RunningMailServers implements MailServers {
       ['-c', this.layout.postfix.configDir, '-d'],
       true,
     );
-    this.startWatchdog();
     await waitFor(postfix, 'Postfix', () => canConnect(this.smtp.port));
   }
 
@@ -969,7 +967,7 @@ class RunningMailServers implements MailServers {
     const deadline = Date.now() + STOP_TIMEOUT_MS;
     while ((await this.processIds()).length > 0 && Date.now() < deadline) await delay(10);
     await this.submissionServer?.close();
-    if (this.watchdog) signalProcessGroup(this.watchdog, 'SIGKILL');
+    for (const watchdog of this.watchdogs) signalProcessGroup(watchdog, 'SIGKILL');
     process.off('exit', this.onExit);
     if (this.removeOnStop) rmSync(this.removeOnStop, { recursive: true, force: true });
   }
@@ -985,6 +983,7 @@ class RunningMailServers implements MailServers {
       });
       child.on('error', () => {});
       this.children.push({ child, graceful });
+      this.startWatchdog(child);
       return child;
     } finally {
       closeSync(output);
@@ -994,29 +993,32 @@ class RunningMailServers implements MailServers {
   /** Last resort when the test process exits without stop(): no waiting is possible here. */
   private killNow(): void {
     for (const { child } of this.children) signalProcessGroup(child, 'SIGKILL');
-    if (this.watchdog) signalProcessGroup(this.watchdog, 'SIGKILL');
+    for (const watchdog of this.watchdogs) signalProcessGroup(watchdog, 'SIGKILL');
     if (this.removeOnStop) rmSync(this.removeOnStop, { recursive: true, force: true });
   }
 
   /**
    * For a test process that dies without running any handler (SIGKILL, a
    * worker timeout): a shell that outlives it, notices within a second and
-   * kills both servers, which would otherwise run on, holding their ports.
+   * kills the server's process group, which would otherwise run on, holding
+   * its ports. One per server, started with it: a process killed while the
+   * next server starts must not leave the first behind.
    * (Debian's sh is dash: its kill takes no `--`.)
    */
-  private startWatchdog(): void {
-    const groups = this.children.flatMap(({ child }) => (child.pid ? [String(child.pid)] : []));
+  private startWatchdog(server: ChildProcess): void {
+    if (!server.pid) return;
     const script =
-      'while kill -0 "$1" 2>/dev/null; do sleep 1; done; dir=$2; shift 2; ' +
-      'for group in "$@"; do kill -9 "-$group" 2>/dev/null; done; [ -z "$dir" ] || rm -rf "$dir"';
+      'while kill -0 "$1" 2>/dev/null; do sleep 1; done; ' +
+      'kill -9 "-$3" 2>/dev/null; [ -z "$2" ] || rm -rf "$2"';
     const dir = this.removeOnStop ?? '';
-    this.watchdog = spawn(
+    const watchdog = spawn(
       'sh',
-      ['-c', script, 'mailbridge-mail-watchdog', String(process.pid), dir, ...groups],
+      ['-c', script, 'mailbridge-mail-watchdog', String(process.pid), dir, String(server.pid)],
       { detached: true, stdio: 'ignore', env: SERVER_ENV },
     );
-    this.watchdog.on('error', () => {});
-    this.watchdog.unref();
+    watchdog.on('error', () => {});
+    watchdog.unref();
+    this.watchdogs.push(watchdog);
   }
 
   /**
