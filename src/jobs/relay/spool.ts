@@ -2,7 +2,7 @@
  * The relay's spool: the only place a message lives between the client's
  * `250` and Exchange's. Layout under the spool directory:
  *
- *   tmp/<id>.eml, tmp/<id>.json    a reception in progress (never acknowledged)
+ *   tmp/<id>.json                  an envelope being written (never acknowledged)
  *   queue/<id>.eml                 the message as received (plus a Message-ID if it had none)
  *   queue/<id>.json                its envelope; its presence commits the message
  *   queue/<id>.kick                "try now", left by `mailbridge relay retry`
@@ -11,11 +11,12 @@
  *   delivered.jsonl                one line per delivery (the delivery record), keyed by spool id
  *   lock                           an OS lock held by the relay using this spool, and its pid
  *
- * Commit order: both files are written to tmp/ and flushed (fsync, or
- * O_DSYNC for a message written in one go), the .eml is renamed into queue/,
- * then the .json, then queue/ itself is fsynced (once for all the receptions
- * that got there together: group commit); only then may the client hear
- * `250`. A message leaves queue/ only after
+ * Commit order: the .eml is written straight into queue/ (an .eml without
+ * its .json is an uncommitted reception, which recover() discards, so it
+ * needs no rename of its own) and the .json into tmp/, both flushed (fsync,
+ * or O_DSYNC for a file written in one go); the .json is renamed into
+ * queue/, then queue/ itself is fsynced (once for all the receptions that got
+ * there together: group commit); only then may the client hear `250`. A message leaves queue/ only after
  * Exchange accepted it and the delivery record was appended: the .json goes
  * first (uncommitting it), then the .eml. `recover()` finishes or rolls back
  * whatever a crash interrupted, following the same order.
@@ -418,7 +419,8 @@ export class Spool {
       });
     }
     const id = newSpoolId();
-    const tmpEml = join(this.tmpDir, `${id}.eml`);
+    // Written in place: until its .json joins it, an .eml in queue/ commits nothing.
+    const eml = this.queuePath(id, 'eml');
     const tmpJson = join(this.tmpDir, `${id}.json`);
     let handle: FileHandle | undefined;
     let committed = false;
@@ -438,7 +440,7 @@ export class Spool {
       let unwrittenBytes = 0;
       const writeOut = async () => {
         handle ??= await open(
-          tmpEml,
+          eml,
           constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
           0o600,
         );
@@ -525,7 +527,7 @@ export class Spool {
         nextAttemptAt: now,
         ...(input.bounce ? { bounce: true } : {}),
       };
-      // The two files are flushed side by side; neither is in queue/ yet, so the order is free.
+      // The two files are flushed side by side: the .json is not in queue/ yet, so the order is free.
       const file = handle;
       await Promise.all([
         file
@@ -534,10 +536,9 @@ export class Spool {
               await file.close();
               handle = undefined;
             })()
-          : writeNewFileSynced(tmpEml, content as Buffer),
+          : writeNewFileSynced(eml, content as Buffer),
         writeNewFileSynced(tmpJson, `${JSON.stringify(envelope)}\n`),
       ]);
-      await rename(tmpEml, this.queuePath(id, 'eml'));
       await rename(tmpJson, this.queuePath(id, 'json'));
       await this.syncQueueDir();
       committed = true;
@@ -545,7 +546,7 @@ export class Spool {
     } finally {
       if (handle) await handle.close().catch(() => {});
       if (!committed) {
-        await rm(tmpEml, { force: true });
+        await rm(eml, { force: true });
         await rm(tmpJson, { force: true });
       }
     }
