@@ -48,6 +48,7 @@ import { ConfigurationError, MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic, writeFileDurably } from '../../util/durable.js';
 import { type NativeFileLocks, nativeFileLocks } from '../../util/file-lock.js';
 import { groupCommit } from './group-commit.js';
+import { NewSyncedFile } from './synced-file.js';
 
 export interface SpoolEnvelope {
   version: 1;
@@ -422,7 +423,8 @@ export class Spool {
     // Written in place: until its .json joins it, an .eml in queue/ commits nothing.
     const eml = this.queuePath(id, 'eml');
     const tmpJson = join(this.tmpDir, `${id}.json`);
-    let handle: FileHandle | undefined;
+    const emlFile = new NewSyncedFile(eml);
+    const jsonFile = new NewSyncedFile(tmpJson);
     let committed = false;
     try {
       let head: Buffer[] = [];
@@ -438,16 +440,13 @@ export class Spool {
       // written at the end in one durable write, and delivery starts from it in memory.
       let unwritten: Buffer[] = [];
       let unwrittenBytes = 0;
+      let large = false;
       const writeOut = async () => {
-        handle ??= await open(
-          eml,
-          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-          0o600,
-        );
+        large = true;
         const data = Buffer.concat(unwritten);
         unwritten = [];
         unwrittenBytes = 0;
-        await writeAll(handle, data);
+        await emlFile.write(data);
       };
       const emit = async (data: Buffer) => {
         bytes += data.length;
@@ -502,13 +501,7 @@ export class Spool {
       if (writeError) throw writeError;
       if (tooLarge) return { ok: false, reason: 'too-large', bytes: received };
       if (!headerDone) await flushHead();
-      let content: Buffer | undefined;
-      if (handle) {
-        await writeOut();
-      } else {
-        content = Buffer.concat(unwritten);
-        unwritten = [];
-      }
+      const content = large ? undefined : Buffer.concat(unwritten);
 
       const now = new Date().toISOString();
       const envelope: SpoolEnvelope = {
@@ -527,25 +520,26 @@ export class Spool {
         nextAttemptAt: now,
         ...(input.bounce ? { bounce: true } : {}),
       };
-      // The two files are flushed side by side: the .json is not in queue/ yet, so the order is free.
-      const file = handle;
-      await Promise.all([
-        file
-          ? (async () => {
-              await file.sync();
-              await file.close();
-              handle = undefined;
-            })()
-          : writeNewFileSynced(eml, content as Buffer),
-        writeNewFileSynced(tmpJson, `${JSON.stringify(envelope)}\n`),
-      ]);
+      // The two files are written side by side: the .json is not in queue/ yet, so the order is free.
+      await Promise.all(
+        [
+          [emlFile, content ?? Buffer.concat(unwritten)] as const,
+          [jsonFile, `${JSON.stringify(envelope)}\n`] as const,
+        ].map(async ([file, data]) => {
+          await file.write(data);
+          await file.flush();
+        }),
+      );
+      unwritten = [];
       await rename(tmpJson, this.queuePath(id, 'json'));
       await this.syncQueueDir();
       committed = true;
       return { ok: true, envelope, ...(content ? { content } : {}) };
     } finally {
-      if (handle) await handle.close().catch(() => {});
+      // After a commit the files are closed behind the client's 250, not before it.
+      const closing = Promise.all([emlFile.close(), jsonFile.close()]);
       if (!committed) {
+        await closing;
         await rm(eml, { force: true });
         await rm(tmpJson, { force: true });
       }
@@ -946,14 +940,6 @@ async function listIds(
   return out;
 }
 
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) {
-    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
-    offset += bytesWritten;
-  }
-}
-
 /**
  * An envelope from its file, checked enough that the worker can act on it.
  * @throws Error saying what is wrong (not JSON, a field missing, another id)
@@ -1022,19 +1008,6 @@ function osLocks(): Promise<NativeFileLocks> {
 async function sameFile(handle: FileHandle, path: string): Promise<boolean> {
   const [open, named] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
   return named !== undefined && open.ino === named.ino && open.dev === named.dev;
-}
-
-/**
- * Creates a file (it must not exist) whose data is on disk when the call
- * returns: O_DSYNC makes the one write durable, without an fsync of its own.
- */
-async function writeNewFileSynced(path: string, data: string | Buffer): Promise<void> {
-  // Windows has no O_DSYNC.
-  if (constants.O_DSYNC === undefined) return writeFileDurably(path, data);
-  await writeFile(path, data, {
-    flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC,
-    mode: 0o600,
-  });
 }
 
 /** unlink, with a file already gone taken as done (rm's `force` costs an lstat more). */

@@ -66,6 +66,32 @@ describe('receive', () => {
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
   });
 
+  it('writes a message bigger than it keeps in memory in pieces, byte for byte', async () => {
+    const body = Buffer.concat([
+      Buffer.from('Message-ID: <big@printer.lan>\r\n\r\n'),
+      Buffer.alloc(700 * 1024, 'x'),
+      Buffer.from('\r\nend\r\n'),
+    ]);
+    const result = await spool.receive(chunked(body, 64 * 1024), input);
+    if (!result.ok) throw new Error('refused');
+    expect(result.content).toBeUndefined();
+    expect(Buffer.compare(await readFile(spool.queuePath(result.envelope.id, 'eml')), body)).toBe(
+      0,
+    );
+    expect(result.envelope.size).toBe(body.length);
+    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
+  });
+
+  it('a spool it cannot write to: the reception fails and leaves no message file in queue/', async () => {
+    // The .eml is created in queue/ as the reception starts; the envelope cannot be.
+    await rm(join(dir, 'tmp'), { recursive: true });
+    await writeFile(join(dir, 'tmp'), 'not a folder');
+    await expect(
+      spool.receive(chunked(Buffer.from('Subject: x\r\n\r\nx\r\n')), input),
+    ).rejects.toThrow(/ENOTDIR/);
+    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+  });
+
   it('adds a Message-ID when the message has none, so a duplicate stays recognisable', async () => {
     const envelope = await receive('Subject: no id\r\nX-Long: a\r\n b\r\n\r\nbody\r\n');
     expect(envelope.messageIdAdded).toBe(true);
