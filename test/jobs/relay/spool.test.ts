@@ -1,5 +1,14 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -91,6 +100,25 @@ describe('receive', () => {
     ).rejects.toThrow(/ENOTDIR/);
     expect(await readdir(join(dir, 'queue'))).toEqual([]);
   });
+
+  it.runIf(process.platform === 'linux')(
+    'keeps queue/ open for its flushes, one handle for many receptions, closed by unlock',
+    async () => {
+      const openOnQueue = async () => {
+        let count = 0;
+        for (const fd of await readdir('/proc/self/fd')) {
+          const target = await readlink(join('/proc/self/fd', fd)).catch(() => '');
+          if (target === join(dir, 'queue')) count++;
+        }
+        return count;
+      };
+      await Promise.all([1, 2, 3].map((n) => receive(`Message-ID: <${n}@x>\r\n\r\n${n}\r\n`)));
+      await receive('Message-ID: <4@x>\r\n\r\n4\r\n');
+      expect(await openOnQueue()).toBe(1);
+      await spool.unlock();
+      expect(await openOnQueue()).toBe(0);
+    },
+  );
 
   it('adds a Message-ID when the message has none, so a duplicate stays recognisable', async () => {
     const envelope = await receive('Subject: no id\r\nX-Long: a\r\n b\r\n\r\nbody\r\n');
