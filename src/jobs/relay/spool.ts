@@ -2,7 +2,7 @@
  * The relay's spool: the only place a message lives between the client's
  * `250` and Exchange's. Layout under the spool directory:
  *
- *   tmp/<id>.eml, tmp/<id>.json    a reception in progress (never acknowledged)
+ *   tmp/<id>.json                  an envelope being written (never acknowledged)
  *   queue/<id>.eml                 the message as received (plus a Message-ID if it had none)
  *   queue/<id>.json                its envelope; its presence commits the message
  *   queue/<id>.kick                "try now", left by `mailbridge relay retry`
@@ -11,11 +11,12 @@
  *   delivered.jsonl                one line per delivery (the delivery record), keyed by spool id
  *   lock                           an OS lock held by the relay using this spool, and its pid
  *
- * Commit order: both files are written to tmp/ and flushed (fsync, or
- * O_DSYNC for a message written in one go), the .eml is renamed into queue/,
- * then the .json, then queue/ itself is fsynced (once for all the receptions
- * that got there together: group commit); only then may the client hear
- * `250`. A message leaves queue/ only after
+ * Commit order: the .eml is written straight into queue/ (an .eml without
+ * its .json is an uncommitted reception, which recover() discards, so it
+ * needs no rename of its own) and the .json into tmp/, both flushed (fsync,
+ * or O_DSYNC for a file written in one go); the .json is renamed into
+ * queue/, then queue/ itself is fsynced (once for all the receptions that got
+ * there together: group commit); only then may the client hear `250`. A message leaves queue/ only after
  * Exchange accepted it and the delivery record was appended: the .json goes
  * first (uncommitting it), then the .eml. `recover()` finishes or rolls back
  * whatever a crash interrupted, following the same order.
@@ -47,6 +48,7 @@ import { ConfigurationError, MailbridgeError } from '../../errors.js';
 import { fsyncDirectory, writeFileAtomic, writeFileDurably } from '../../util/durable.js';
 import { type NativeFileLocks, nativeFileLocks } from '../../util/file-lock.js';
 import { groupCommit } from './group-commit.js';
+import { NewSyncedFile } from './synced-file.js';
 
 export interface SpoolEnvelope {
   version: 1;
@@ -191,6 +193,8 @@ export class Spool {
   private recordsEndLine = false;
   /** Flushes queue/ once for every reception that renamed its files into it meanwhile. */
   private readonly syncQueueDir: () => Promise<void>;
+  /** queue/, kept open for those flushes while the spool is locked. */
+  private queueDirHandle: Promise<FileHandle> | undefined;
 
   constructor(dir: string, options: SpoolOptions = {}) {
     this.dir = dir;
@@ -202,7 +206,7 @@ export class Spool {
     this.lockPath = join(dir, 'lock');
     this.hostname = options.hostname ?? osHostname();
     this.onRecordState = options.onRecordState ?? (() => {});
-    this.syncQueueDir = groupCommit(() => fsyncDirectory(this.queueDir));
+    this.syncQueueDir = groupCommit(() => this.flushQueueDir());
   }
 
   /**
@@ -303,6 +307,7 @@ export class Spool {
 
   async unlock(): Promise<void> {
     await this.stopRecordRetries();
+    await this.closeQueueDir();
     const handle = this.lockHandle;
     if (!handle) return;
     this.lockHandle = undefined;
@@ -418,9 +423,11 @@ export class Spool {
       });
     }
     const id = newSpoolId();
-    const tmpEml = join(this.tmpDir, `${id}.eml`);
+    // Written in place: until its .json joins it, an .eml in queue/ commits nothing.
+    const eml = this.queuePath(id, 'eml');
     const tmpJson = join(this.tmpDir, `${id}.json`);
-    let handle: FileHandle | undefined;
+    const emlFile = new NewSyncedFile(eml);
+    const jsonFile = new NewSyncedFile(tmpJson);
     let committed = false;
     try {
       let head: Buffer[] = [];
@@ -436,16 +443,13 @@ export class Spool {
       // written at the end in one durable write, and delivery starts from it in memory.
       let unwritten: Buffer[] = [];
       let unwrittenBytes = 0;
+      let large = false;
       const writeOut = async () => {
-        handle ??= await open(
-          tmpEml,
-          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-          0o600,
-        );
+        large = true;
         const data = Buffer.concat(unwritten);
         unwritten = [];
         unwrittenBytes = 0;
-        await writeAll(handle, data);
+        await emlFile.write(data);
       };
       const emit = async (data: Buffer) => {
         bytes += data.length;
@@ -500,13 +504,7 @@ export class Spool {
       if (writeError) throw writeError;
       if (tooLarge) return { ok: false, reason: 'too-large', bytes: received };
       if (!headerDone) await flushHead();
-      let content: Buffer | undefined;
-      if (handle) {
-        await writeOut();
-      } else {
-        content = Buffer.concat(unwritten);
-        unwritten = [];
-      }
+      const content = large ? undefined : Buffer.concat(unwritten);
 
       const now = new Date().toISOString();
       const envelope: SpoolEnvelope = {
@@ -525,27 +523,27 @@ export class Spool {
         nextAttemptAt: now,
         ...(input.bounce ? { bounce: true } : {}),
       };
-      // The two files are flushed side by side; neither is in queue/ yet, so the order is free.
-      const file = handle;
-      await Promise.all([
-        file
-          ? (async () => {
-              await file.sync();
-              await file.close();
-              handle = undefined;
-            })()
-          : writeNewFileSynced(tmpEml, content as Buffer),
-        writeNewFileSynced(tmpJson, `${JSON.stringify(envelope)}\n`),
-      ]);
-      await rename(tmpEml, this.queuePath(id, 'eml'));
+      // The two files are written side by side: the .json is not in queue/ yet, so the order is free.
+      await Promise.all(
+        [
+          [emlFile, content ?? Buffer.concat(unwritten)] as const,
+          [jsonFile, `${JSON.stringify(envelope)}\n`] as const,
+        ].map(async ([file, data]) => {
+          await file.write(data);
+          await file.flush();
+        }),
+      );
+      unwritten = [];
       await rename(tmpJson, this.queuePath(id, 'json'));
       await this.syncQueueDir();
       committed = true;
       return { ok: true, envelope, ...(content ? { content } : {}) };
     } finally {
-      if (handle) await handle.close().catch(() => {});
+      // After a commit the files are closed behind the client's 250, not before it.
+      const closing = Promise.all([emlFile.close(), jsonFile.close()]);
       if (!committed) {
-        await rm(tmpEml, { force: true });
+        await closing;
+        await rm(eml, { force: true });
         await rm(tmpJson, { force: true });
       }
     }
@@ -733,6 +731,29 @@ export class Spool {
       await this.closeRecords();
       throw error;
     }
+  }
+
+  /**
+   * The group commit's flush of queue/, on a handle kept open: an open and a
+   * close fewer (two thread-pool trips) between the end of DATA and the 250.
+   * Windows cannot open a directory for it (see fsyncDirectory).
+   */
+  private async flushQueueDir(): Promise<void> {
+    if (process.platform === 'win32') return;
+    this.queueDirHandle ??= open(this.queueDir, constants.O_RDONLY);
+    try {
+      await (await this.queueDirHandle).sync();
+    } catch (error) {
+      // Opened again for the next flush.
+      await this.closeQueueDir();
+      throw error;
+    }
+  }
+
+  private async closeQueueDir(): Promise<void> {
+    const handle = this.queueDirHandle;
+    this.queueDirHandle = undefined;
+    await handle?.then((h) => h.close()).catch(() => {});
   }
 
   private async closeRecords(): Promise<void> {
@@ -945,14 +966,6 @@ async function listIds(
   return out;
 }
 
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) {
-    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
-    offset += bytesWritten;
-  }
-}
-
 /**
  * An envelope from its file, checked enough that the worker can act on it.
  * @throws Error saying what is wrong (not JSON, a field missing, another id)
@@ -1021,19 +1034,6 @@ function osLocks(): Promise<NativeFileLocks> {
 async function sameFile(handle: FileHandle, path: string): Promise<boolean> {
   const [open, named] = await Promise.all([handle.stat(), stat(path).catch(() => undefined)]);
   return named !== undefined && open.ino === named.ino && open.dev === named.dev;
-}
-
-/**
- * Creates a file (it must not exist) whose data is on disk when the call
- * returns: O_DSYNC makes the one write durable, without an fsync of its own.
- */
-async function writeNewFileSynced(path: string, data: string | Buffer): Promise<void> {
-  // Windows has no O_DSYNC.
-  if (constants.O_DSYNC === undefined) return writeFileDurably(path, data);
-  await writeFile(path, data, {
-    flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC,
-    mode: 0o600,
-  });
 }
 
 /** unlink, with a file already gone taken as done (rm's `force` costs an lstat more). */

@@ -266,6 +266,8 @@ describe('an oversized message', () => {
     const limit = 1024 * 1024;
     const relay = await startAttackRelay({ maxMessageSize: limit });
     const tmp = join(relay.settings.spool, 'tmp');
+    // A reception writes its message file straight into queue/ (uncommitted until its envelope joins it).
+    const queue = join(relay.settings.spool, 'queue');
     const smtp = await openSmtp(portOf(relay));
     await smtp.send('EHLO printer.lan');
     await smtp.send(`MAIL FROM:<${PRINTER}>`);
@@ -278,12 +280,14 @@ describe('an oversized message', () => {
     for (let i = 0; i < 8; i++) smtp.write(chunk);
     let largest = 0;
     const sizes = async () => {
-      for (const name of await readdir(tmp).catch(() => [] as string[])) {
-        const size = await stat(join(tmp, name)).then(
-          (s) => s.size,
-          () => 0,
-        );
-        largest = Math.max(largest, size);
+      for (const folder of [tmp, queue]) {
+        for (const name of await readdir(folder).catch(() => [] as string[])) {
+          const size = await stat(join(folder, name)).then(
+            (s) => s.size,
+            () => 0,
+          );
+          largest = Math.max(largest, size);
+        }
       }
     };
     const deadline = Date.now() + 2000;
@@ -306,6 +310,7 @@ describe('an oversized message', () => {
     // The limit counts the bytes received; the file has the Message-ID line the relay adds on top.
     expect(largest).toBeLessThanOrEqual(limit + 'Message-ID: <>\r\n'.length + 80);
     expect(await readdir(tmp)).toEqual([]);
+    expect(await readdir(queue)).toEqual([]);
     expect(relay.queueDepth()).toBe(0);
   }, 30_000);
 });

@@ -1,5 +1,14 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -65,6 +74,51 @@ describe('receive', () => {
     );
     expect(await readdir(join(dir, 'tmp'))).toEqual([]);
   });
+
+  it('writes a message bigger than it keeps in memory in pieces, byte for byte', async () => {
+    const body = Buffer.concat([
+      Buffer.from('Message-ID: <big@printer.lan>\r\n\r\n'),
+      Buffer.alloc(700 * 1024, 'x'),
+      Buffer.from('\r\nend\r\n'),
+    ]);
+    const result = await spool.receive(chunked(body, 64 * 1024), input);
+    if (!result.ok) throw new Error('refused');
+    expect(result.content).toBeUndefined();
+    expect(Buffer.compare(await readFile(spool.queuePath(result.envelope.id, 'eml')), body)).toBe(
+      0,
+    );
+    expect(result.envelope.size).toBe(body.length);
+    expect(await readdir(join(dir, 'tmp'))).toEqual([]);
+  });
+
+  it('a spool it cannot write to: the reception fails and leaves no message file in queue/', async () => {
+    // The .eml is created in queue/ as the reception starts; the envelope cannot be.
+    await rm(join(dir, 'tmp'), { recursive: true });
+    await writeFile(join(dir, 'tmp'), 'not a folder');
+    await expect(
+      spool.receive(chunked(Buffer.from('Subject: x\r\n\r\nx\r\n')), input),
+    ).rejects.toThrow(/ENOTDIR/);
+    expect(await readdir(join(dir, 'queue'))).toEqual([]);
+  });
+
+  it.runIf(process.platform === 'linux')(
+    'keeps queue/ open for its flushes, one handle for many receptions, closed by unlock',
+    async () => {
+      const openOnQueue = async () => {
+        let count = 0;
+        for (const fd of await readdir('/proc/self/fd')) {
+          const target = await readlink(join('/proc/self/fd', fd)).catch(() => '');
+          if (target === join(dir, 'queue')) count++;
+        }
+        return count;
+      };
+      await Promise.all([1, 2, 3].map((n) => receive(`Message-ID: <${n}@x>\r\n\r\n${n}\r\n`)));
+      await receive('Message-ID: <4@x>\r\n\r\n4\r\n');
+      expect(await openOnQueue()).toBe(1);
+      await spool.unlock();
+      expect(await openOnQueue()).toBe(0);
+    },
+  );
 
   it('adds a Message-ID when the message has none, so a duplicate stays recognisable', async () => {
     const envelope = await receive('Subject: no id\r\nX-Long: a\r\n b\r\n\r\nbody\r\n');
