@@ -4,7 +4,7 @@
  * the capabilities to hand to the client. What comes after is spliced, not
  * read. A refusal carries the server's reply line, for the diagnosis.
  */
-import { connect, type TLSSocket } from 'node:tls';
+import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
 import { buildXOAuth2 } from '../../auth/sasl.js';
 import type { Endpoint } from '../../config/types.js';
 import { servername, trustOptions } from '../../util/tls.js';
@@ -13,6 +13,14 @@ import { LineReader } from './line-reader.js';
 
 /** Replies of a server are short; Exchange's longest carry a diagnostic blob of a few KB. */
 const MAX_REPLY_LINE = 64 * 1024;
+/**
+ * What the upstream socket reads ahead while the splice holds it paused:
+ * one TLS record, not the stream's default 16 KB. With the default, a pause
+ * (splice.ts takes a short one between reads) stopped nothing: Node kept
+ * reading and decrypting record by record until 16 KB waited, each record a
+ * wake-up of its own.
+ */
+const READ_AHEAD = 1024;
 
 export interface UpstreamSession {
   socket: TLSSocket;
@@ -77,14 +85,17 @@ export async function loginUpstream(
 function open(options: UpstreamOptions): Promise<TLSSocket> {
   const { host, port } = options.endpoint;
   return new Promise((resolve, reject) => {
-    const socket = connect({
+    // tls.connect takes `highWaterMark` (Node's docs), @types/node does not list it.
+    const connectOptions: ConnectionOptions & { highWaterMark: number } = {
       host,
       port,
       ...servername(host),
       ...trustOptions(options.extraCaCertificates),
       // Exchange Online refuses TLS 1.0/1.1 on POP and IMAP; so do we towards it.
       minVersion: 'TLSv1.2',
-    });
+      highWaterMark: READ_AHEAD,
+    };
+    const socket = connect(connectOptions);
     socket.once('secureConnect', () => {
       socket.off('error', reject);
       // Commands and IDLE updates are small writes: none should wait for an ACK.
