@@ -23,7 +23,8 @@
  * imapsync is not packaged in Debian 12 and is not measured.
  *
  *   npx tsx bench/migrate.ts [--messages 10000] [--rounds 1]
- *     [--profiles loopback,wan] [--clients ours,mbsync] [--offlineimap] [--write-readme]
+ *     [--profiles loopback,wan] [--clients ours,mbsync] [--capabilities exchange|dovecot]
+ *     [--offlineimap] [--write-readme]
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -95,6 +96,12 @@ interface BenchOptions {
   /** Which clients to run: ours and mbsync by default, offlineimap3 only when asked. */
   clients: Side[];
   writeReadme: boolean;
+  /**
+   * What Dovecot advertises: Exchange Online's capability list (no
+   * MULTIAPPEND), as the tests use, or Dovecot's own (`--capabilities dovecot`:
+   * two Dovecot users as they are).
+   */
+  capabilities: 'exchange' | 'dovecot';
 }
 
 function parseOptions(argv: string[]): BenchOptions {
@@ -105,6 +112,7 @@ function parseOptions(argv: string[]): BenchOptions {
       rounds: { type: 'string', default: '1' },
       profiles: { type: 'string', default: 'loopback,wan' },
       clients: { type: 'string', default: 'ours,mbsync' },
+      capabilities: { type: 'string', default: 'exchange' },
       offlineimap: { type: 'boolean', default: false },
       'write-readme': { type: 'boolean', default: false },
     },
@@ -124,7 +132,15 @@ function parseOptions(argv: string[]): BenchOptions {
     profiles: profiles as Profile[],
     clients: clients as Side[],
     writeReadme: values['write-readme'],
+    capabilities: capabilitiesOption(values.capabilities),
   };
+}
+
+function capabilitiesOption(value: string): BenchOptions['capabilities'] {
+  if (value !== 'exchange' && value !== 'dovecot') {
+    throw new Error(`--capabilities: exchange or dovecot, not ${value}`);
+  }
+  return value;
 }
 
 interface Run {
@@ -321,6 +337,7 @@ async function measure(options: BenchOptions): Promise<number> {
     servers = await startMailServers({
       tokenService: service,
       passwordUsers: { [SOURCE]: SOURCE_PASSWORD },
+      capabilities: options.capabilities,
     });
     const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
     const mbsyncTrust = join(work, 'mbsync-trust.pem');
@@ -515,6 +532,9 @@ function render(
     `Messages: bench/archive-seed.ts, ${options.messages} in the source's INBOX (${bytes} bytes as ` +
       'Dovecot serves them), copied into a new, empty destination mailbox per run. Source: ' +
       'password login (PLAIN); destination: XOAUTH2 with a token of the local token service. ' +
+      (options.capabilities === 'dovecot'
+        ? 'Dovecot advertises its own capabilities (MULTIAPPEND among them). '
+        : "Dovecot advertises Exchange Online's capability list (no MULTIAPPEND). ") +
       'WAN: both sides through test/helpers/shaping-proxy.ts, run in a process of its own. ' +
       "CPU time is the client's own " +
       "(the bench process, or the tool's process); Dovecot's, on the same two cores, is on its " +

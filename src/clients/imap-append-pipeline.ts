@@ -26,8 +26,20 @@ export interface AppendPipelineOptions {
 
 /** `reply`: the server's tagged answer other than OK, as received. */
 export type PipelinedAppendResult =
-  | { ok: true; uid?: number; uidValidity?: string }
+  | {
+      ok: true;
+      /** The first message's UID; `uids` has each message's, in the order sent. */
+      uid?: number;
+      uids?: number[];
+      uidValidity?: string;
+    }
   | { ok: false; reply: string };
+
+export interface AppendMessage {
+  raw: Buffer;
+  flags: readonly string[];
+  internalDate: Date | undefined;
+}
 
 interface Waiting {
   tag: string;
@@ -37,6 +49,29 @@ interface Waiting {
 }
 
 const WRITE_SLICE = 256 * 1024;
+/** More UIDs than this in one APPENDUID answer is not a reply to anything this sends. */
+const MAX_UIDS = 100_000;
+
+/** The capability names of CAPABILITY's untagged answer, upper-cased. */
+function capabilityNames(untagged: string): Set<string> {
+  const line = /^\* CAPABILITY (.*)$/im.exec(untagged)?.[1] ?? '';
+  return new Set(line.toUpperCase().split(/\s+/).filter(Boolean));
+}
+
+/** An APPENDUID uid-set (`5`, `5:9`, `5,7:8`) as its UIDs in order; undefined when malformed. */
+export function uidList(set: string): number[] | undefined {
+  const uids: number[] = [];
+  for (const part of set.split(',')) {
+    const [first, last = first] = part.split(':').map(Number) as [number, number?];
+    if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last) || first < 1 || last < 1) {
+      return undefined;
+    }
+    const step = last >= first ? 1 : -1;
+    if (uids.length + Math.abs(last - first) >= MAX_UIDS) return undefined;
+    for (let uid = first; uid !== last + step; uid += step) uids.push(uid);
+  }
+  return uids;
+}
 
 const MONTHS = 'Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec'.split(' ');
 
@@ -108,6 +143,7 @@ export class AppendPipeline {
         `AUTHENTICATE ${mechanism} ${Buffer.from(response).toString('base64')}`,
       );
       const after = await pipeline.command('CAPABILITY');
+      pipeline.capabilities = capabilityNames(after);
       if (!/\bLITERAL\+/i.test(after)) {
         pipeline.close();
         return undefined;
@@ -124,6 +160,7 @@ export class AppendPipeline {
   /** Untagged lines while a `command` waits: what CAPABILITY answered. */
   private untagged: string[] | undefined;
   private selected: string | undefined;
+  private capabilities = new Set<string>();
 
   private greeting(): Promise<void> {
     if (this.greeted) return Promise.resolve();
@@ -193,14 +230,26 @@ export class AppendPipeline {
     flags: readonly string[],
     internalDate: Date | undefined,
   ): Promise<PipelinedAppendResult> {
+    return this.appendMany(mailbox, [{ raw, flags, internalDate }]);
+  }
+
+  /** The server offers MULTIAPPEND (RFC 3502): `appendMany` may take more than one message. */
+  get multiAppend(): boolean {
+    return this.capabilities.has('MULTIAPPEND');
+  }
+
+  /**
+   * One APPEND of several messages (MULTIAPPEND), sent like `append`. The
+   * server stores all of them or none, in one transaction: Dovecot then
+   * locks and updates the folder once rather than once per message. With
+   * UIDPLUS the answer's `uids` are theirs, in order.
+   */
+  appendMany(mailbox: string, messages: readonly AppendMessage[]): Promise<PipelinedAppendResult> {
     const name = quotedMailbox(mailbox);
     if (this.failure) return Promise.reject(this.failure);
     const tag = `A${++this.next}`;
-    const parts = [tag, 'APPEND', name];
-    if (flags.length > 0) parts.push(`(${flags.join(' ')})`);
-    if (internalDate) parts.push(internalDateText(internalDate));
     return new Promise((resolve, reject) => {
-      const bytes = raw.length;
+      const bytes = messages.reduce((sum, m) => sum + m.raw.length, 0);
       this.bytesOut += bytes;
       this.waiting.push({
         tag,
@@ -211,9 +260,16 @@ export class AppendPipeline {
         reject,
         bytes,
       });
+      let head = `${tag} APPEND ${name}`;
+      for (const { raw, flags, internalDate } of messages) {
+        const parts = [head];
+        if (flags.length > 0) parts.push(`(${flags.join(' ')})`);
+        if (internalDate) parts.push(internalDateText(internalDate));
+        const line = Buffer.from(`${parts.join(' ')} {${raw.length}+}\r\n`);
+        this.writing = this.writing.then(() => this.write(line)).then(() => this.write(raw));
+        head = '';
+      }
       this.writing = this.writing
-        .then(() => this.write(Buffer.from(`${parts.join(' ')} {${bytes}+}\r\n`)))
-        .then(() => this.write(raw))
         .then(() => this.write(Buffer.from('\r\n')))
         .catch((error: Error) => this.fail(error));
     });
@@ -294,10 +350,11 @@ export class AppendPipeline {
       waiting.resolve({ ok: false, reply: `${match[2]} ${match[3]}` });
       return;
     }
-    const appendUid = /\[APPENDUID (\d+) (\d+)\]/i.exec(match[3] as string);
+    const appendUid = /\[APPENDUID (\d+) ([\d:,]+)\]/i.exec(match[3] as string);
+    const uids = appendUid ? uidList(appendUid[2] as string) : undefined;
     waiting.resolve(
-      appendUid
-        ? { ok: true, uidValidity: appendUid[1] as string, uid: Number(appendUid[2]) }
+      appendUid && uids
+        ? { ok: true, uidValidity: appendUid[1] as string, uid: uids[0] as number, uids }
         : { ok: true },
     );
   }

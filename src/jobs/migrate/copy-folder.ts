@@ -39,6 +39,13 @@ const PIPELINE_MESSAGES = 64;
 const LARGE_MESSAGE_BYTES = 8 * 1024 * 1024;
 const PIECE_BYTES = 2 * 1024 * 1024;
 const PIPELINE_BYTES = 8 * 1024 * 1024;
+/**
+ * Messages in one APPEND where the server offers MULTIAPPEND: Dovecot locks
+ * and updates the folder once per APPEND, not per message. Two groups at
+ * least fit the pipeline's window, so one is sent while the last is answered.
+ */
+const MULTIAPPEND_MESSAGES = 32;
+const MULTIAPPEND_BYTES = 4 * 1024 * 1024;
 
 export interface SkippedMessage {
   uid: number;
@@ -333,10 +340,11 @@ async function sendBatch(
 
 /**
  * Sends `outgoing` on the pipeline, a window at a time, and records each
- * message the server took in the order the answers come. Returns those to
- * send again through the session: refused ones (the session gets the
- * server's words, or waits out throttling), and those in flight when the
- * connection failed (`unsure`: the server may have stored them).
+ * message the server took in the order the answers come. Where the server
+ * offers MULTIAPPEND, neighbouring messages go in one APPEND (stored all or
+ * none). Returns those to send again through the session: refused ones (the
+ * session gets the server's words, or waits out throttling), and those in
+ * flight when the connection failed (`unsure`: the server may have stored them).
  */
 async function appendPipelined(
   ctx: CopyContext,
@@ -347,49 +355,94 @@ async function appendPipelined(
   const leftOver: { item: Outgoing; unsure: boolean }[] = [];
   const journal: Promise<void>[] = [];
   const inFlight: Promise<void>[] = [];
+  let messages = 0;
   let bytes = 0;
   // Not awaited: the APPENDs follow at once, and go in whether or not it is selected.
   pipeline.select(run.mapping.destination).catch(() => {});
-  for (const item of outgoing) {
+
+  for (const group of appendGroups(outgoing, pipeline.multiAppend)) {
     if (!pipeline.usable || ctx.signal?.aborted) {
-      leftOver.push({ item, unsure: false });
+      for (const item of group) leftOver.push({ item, unsure: false });
       continue;
     }
-    bytes += item.raw.length;
+    const size = group.reduce((sum, item) => sum + item.raw.length, 0);
+    messages += group.length;
+    bytes += size;
     const answered = pipeline
-      .append(run.mapping.destination, item.raw, item.flags, item.message.internalDate)
+      .appendMany(
+        run.mapping.destination,
+        group.map((item) => ({
+          raw: item.raw,
+          flags: item.flags,
+          internalDate: item.message.internalDate,
+        })),
+      )
       .then(
         (answer) => {
           if (!answer.ok) {
-            leftOver.push({ item, unsure: false });
+            // None of the group was stored: each goes again on its own, to get its own answer.
+            for (const item of group) leftOver.push({ item, unsure: false });
             return;
           }
-          const outcome = {
-            present: false,
-            ...(answer.uid !== undefined ? { uid: answer.uid } : {}),
-            ...(answer.uidValidity !== undefined ? { uidValidity: answer.uidValidity } : {}),
-          };
-          // Not chained: the state writes lines recorded meanwhile in one flush.
-          const settled = settle(ctx, run, item, outcome);
-          // Awaited below with the rest; until then a failure must not count as unhandled.
-          settled.catch(() => {});
-          journal.push(settled);
+          // UIDs that do not match the group one for one name nothing: the identity check covers it.
+          const uids =
+            answer.uids?.length === group.length
+              ? answer.uids
+              : group.length === 1 && answer.uid !== undefined
+                ? [answer.uid]
+                : undefined;
+          group.forEach((item, index) => {
+            const uid = uids?.[index];
+            const outcome = {
+              present: false,
+              ...(uid !== undefined ? { uid } : {}),
+              ...(uid !== undefined && answer.uidValidity !== undefined
+                ? { uidValidity: answer.uidValidity }
+                : {}),
+            };
+            // Not chained: the state writes lines recorded meanwhile in one go.
+            const settled = settle(ctx, run, item, outcome);
+            // Awaited below with the rest; until then a failure must not count as unhandled.
+            settled.catch(() => {});
+            journal.push(settled);
+          });
         },
         () => {
-          leftOver.push({ item, unsure: true });
+          for (const item of group) leftOver.push({ item, unsure: true });
         },
       )
       .finally(() => {
-        bytes -= item.raw.length;
+        messages -= group.length;
+        bytes -= size;
       });
     inFlight.push(answered);
-    while (inFlight.length >= PIPELINE_MESSAGES || bytes > PIPELINE_BYTES) {
+    while (messages >= PIPELINE_MESSAGES || bytes > PIPELINE_BYTES) {
       await inFlight.shift();
     }
   }
   await Promise.all(inFlight);
   await Promise.all(journal);
   return leftOver.sort((a, b) => a.item.message.uid - b.item.message.uid);
+}
+
+/** Neighbouring messages, one APPEND each: several per APPEND with MULTIAPPEND, bounded in count and bytes. */
+function* appendGroups(outgoing: Outgoing[], multiAppend: boolean): Generator<Outgoing[]> {
+  let group: Outgoing[] = [];
+  let bytes = 0;
+  const limit = multiAppend ? MULTIAPPEND_MESSAGES : 1;
+  for (const item of outgoing) {
+    if (
+      group.length > 0 &&
+      (group.length >= limit || bytes + item.raw.length > MULTIAPPEND_BYTES)
+    ) {
+      yield group;
+      group = [];
+      bytes = 0;
+    }
+    group.push(item);
+    bytes += item.raw.length;
+  }
+  if (group.length > 0) yield group;
 }
 
 /** Records what became of one APPEND and tells the progress listener. */

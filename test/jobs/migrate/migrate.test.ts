@@ -2,7 +2,6 @@
  * `mailbridge migrate` from a password IMAP mailbox to a Microsoft 365-like
  * one (XOAUTH2), against the real Dovecot of test/helpers.
  */
-import { chownSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateMailbox } from '../../../src/index.js';
 import { runCli } from '../../helpers/run-cli.js';
 import {
+  deliverTooBig,
   expected,
-  MAX_MESSAGE_SIZE,
   type MigrateTestEnv,
   SOURCE_PASSWORD,
   seed,
@@ -299,24 +298,6 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     }
   }, 120_000);
 
-  /** Over the server's limit, so it cannot be APPENDed to the source either: delivered as a file, as mail arrives. */
-  const deliverTooBig = async (folder: string, maildirName: (names: string[]) => string) => {
-    const source = await env.source();
-    try {
-      const big = `Subject: too big\r\nMessage-ID: <big.${Date.now()}@fabrikam.example>\r\n\r\n${'y'.repeat(MAX_MESSAGE_SIZE + 1000)}\r\n`;
-      await source.mailboxOpen(folder);
-      const maildir = join(env.servers.dir, 'mail', 'oldhost.example', 'alice', 'Maildir');
-      const cur = join(maildir, maildirName(readdirSync(maildir)), 'cur');
-      const owner = statSync(cur);
-      const file = join(cur, `${Math.floor(Date.now() / 1000)}.big.mailbridge:2,S`);
-      writeFileSync(file, big);
-      chownSync(file, owner.uid, owner.gid);
-      await source.noop();
-    } finally {
-      await source.logout();
-    }
-  };
-
   it('reports a message the destination refuses, copies the rest and exits 1', async () => {
     const source = await env.source();
     try {
@@ -324,7 +305,7 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     } finally {
       await source.logout();
     }
-    await deliverTooBig('Big', () => 'Big');
+    await deliverTooBig(env, 'Big', () => 'Big');
     const result = await run(['--folder', 'Big'], {});
     const summary = lastJson(result.stdout);
     expect(result.code).toBe(1);
@@ -343,7 +324,7 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     } finally {
       await source.logout();
     }
-    await deliverTooBig(folder, (names) => names.find((n) => n.startsWith(long)) ?? '');
+    await deliverTooBig(env, folder, (names) => names.find((n) => n.startsWith(long)) ?? '');
     const result = await run(['--folder', folder], {});
     expect(result.code).toBe(1);
     const warning = result.stderr.split('\n').find((l) => l.includes('refused a message')) ?? '';

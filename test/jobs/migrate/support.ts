@@ -7,6 +7,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { chownSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
@@ -44,7 +45,13 @@ export interface MigrateTestEnv {
 
 export async function startMigrateTestEnv(
   m365Mailboxes: string[],
-  options: { faultProxy?: boolean; tokenLifetimeSeconds?: number; unlimitedSize?: boolean } = {},
+  options: {
+    faultProxy?: boolean;
+    tokenLifetimeSeconds?: number;
+    unlimitedSize?: boolean;
+    /** Dovecot's own IMAP capabilities (MULTIAPPEND among them) rather than Exchange's. */
+    dovecotCapabilities?: boolean;
+  } = {},
 ): Promise<MigrateTestEnv> {
   const service = await startTokenService(
     options.tokenLifetimeSeconds ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds } : {},
@@ -53,6 +60,7 @@ export async function startMigrateTestEnv(
     tokenService: service,
     passwordUsers: { [SOURCE_USER]: SOURCE_PASSWORD },
     ...(options.unlimitedSize ? {} : { maxMessageSize: MAX_MESSAGE_SIZE }),
+    ...(options.dovecotCapabilities ? { capabilities: 'dovecot' as const } : {}),
   });
   const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
   for (const mailbox of m365Mailboxes) await servers.grantMailbox(app.clientId, mailbox);
@@ -158,6 +166,32 @@ export async function seedWith(
 /** Seeds the password source mailbox over its own connection. */
 export function seedSource(env: MigrateTestEnv, messages: SeedMessage[]): Promise<void> {
   return seedWith(env.source, messages);
+}
+
+/**
+ * A message over the server's limit in a source folder: it cannot be
+ * APPENDed to the source either, so it is delivered as a file, as mail
+ * arrives. `maildirName` picks the folder's directory among the Maildir's.
+ */
+export async function deliverTooBig(
+  env: MigrateTestEnv,
+  folder: string,
+  maildirName: (names: string[]) => string,
+): Promise<void> {
+  const source = await env.source();
+  try {
+    const big = `Subject: too big\r\nMessage-ID: <big.${Date.now()}@fabrikam.example>\r\n\r\n${'y'.repeat(MAX_MESSAGE_SIZE + 1000)}\r\n`;
+    await source.mailboxOpen(folder);
+    const maildir = join(env.servers.dir, 'mail', 'oldhost.example', 'alice', 'Maildir');
+    const cur = join(maildir, maildirName(readdirSync(maildir)), 'cur');
+    const owner = statSync(cur);
+    const file = join(cur, `${Math.floor(Date.now() / 1000)}.big.mailbridge:2,S`);
+    writeFileSync(file, big);
+    chownSync(file, owner.uid, owner.gid);
+    await source.noop();
+  } finally {
+    await source.logout();
+  }
 }
 
 /** Per folder: sorted `sha256 internalDate flags` lines, one per message. */
