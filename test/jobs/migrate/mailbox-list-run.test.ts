@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createImapClient, loadConfig } from '../../../src/index.js';
+import { createImapClient } from '../../../src/clients/imap-client.js';
+import { loadConfig } from '../../../src/config/load.js';
 import { pairStateDir } from '../../../src/jobs/migrate/mailbox-list-run.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import {

@@ -11,7 +11,9 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { expect } from 'vitest';
-import { createImapClient, loadConfig, type MailbridgeConfig } from '../../../src/index.js';
+import { createImapClient } from '../../../src/clients/imap-client.js';
+import { loadConfig } from '../../../src/config/load.js';
+import type { MailbridgeConfig } from '../../../src/config/types.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import { type ImapFaultProxy, startImapFaultProxy } from '../../helpers/imap-fault-proxy.js';
 import {
