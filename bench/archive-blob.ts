@@ -21,7 +21,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { archiveMailbox, createImapClient, loadConfig } from '../src/index.js';
 import { appEnvironment } from '../test/helpers/app-env.js';
 import { startAzurite } from '../test/helpers/azurite.js';
@@ -31,13 +31,14 @@ import { startTokenService } from '../test/helpers/token-service.js';
 import { seedMaildir } from './archive-seed.js';
 import { processTimes } from './process-cpu.js';
 import {
+  type CorpusBenchOptions,
+  corpusBenchOptions,
   describeMachine,
   markdownTable,
   median,
   progressLogger,
   README,
   runBench,
-  wholeOption,
   writeReadmeSection,
 } from './support.js';
 import { describeWan } from './wan.js';
@@ -50,32 +51,6 @@ type Side = (typeof SIDES)[number];
 const execFileAsync = promisify(execFile);
 const progress = progressLogger('archive-blob');
 
-interface BenchOptions {
-  messages: number;
-  rounds: number;
-  /** Azurite reached through the shaping proxy, as a storage account far from the machine. */
-  wan: boolean;
-  writeReadme: boolean;
-}
-
-function parseOptions(argv: string[]): BenchOptions {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      messages: { type: 'string', default: '10000' },
-      rounds: { type: 'string', default: '2' },
-      wan: { type: 'boolean', default: false },
-      'write-readme': { type: 'boolean', default: false },
-    },
-  });
-  return {
-    messages: wholeOption('messages', values.messages, 1, 100_000),
-    rounds: wholeOption('rounds', values.rounds, 1, 20),
-    wan: values.wan,
-    writeReadme: values['write-readme'],
-  };
-}
-
 interface Run {
   side: Side;
   ms: number;
@@ -85,7 +60,7 @@ interface Run {
   load: number;
 }
 
-async function measure(options: BenchOptions): Promise<number> {
+async function measure(options: CorpusBenchOptions): Promise<number> {
   const service = await startTokenService();
   const work = await mkdtemp(join(os.tmpdir(), 'mailbridge-bench-blob-'));
   const servers = await startMailServers({ tokenService: service });
@@ -223,4 +198,4 @@ async function mailUser(): Promise<[number, number]> {
   return [await id('-u'), await id('-g')];
 }
 
-runBench('archive-blob', parseOptions, measure);
+runBench('archive-blob', (argv) => corpusBenchOptions(argv, { rounds: 2 }), measure);

@@ -55,7 +55,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import {
   archiveMailbox,
   createImapClient,
@@ -83,13 +83,14 @@ import {
   serverCpuSeconds,
 } from './process-cpu.js';
 import {
+  type CorpusBenchOptions,
+  corpusBenchOptions,
   describeMachine,
   markdownTable,
   median,
   progressLogger,
   README,
   runBench,
-  wholeOption,
   writeReadmeSection,
 } from './support.js';
 import { describeWan } from './wan.js';
@@ -103,32 +104,6 @@ const GOAL_VS_RAW = 0.5;
 const execFileAsync = promisify(execFile);
 const openFile = promisify(openCallback);
 const datasync = promisify(fdatasync);
-
-interface BenchOptions {
-  messages: number;
-  rounds: number;
-  /** Ours and mbsync only, through the shaping proxy. */
-  wan: boolean;
-  writeReadme: boolean;
-}
-
-function parseOptions(argv: string[]): BenchOptions {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      messages: { type: 'string', default: '10000' },
-      rounds: { type: 'string', default: '3' },
-      wan: { type: 'boolean', default: false },
-      'write-readme': { type: 'boolean', default: false },
-    },
-  });
-  return {
-    messages: wholeOption('messages', values.messages, 1, 100_000),
-    rounds: wholeOption('rounds', values.rounds, 1, 20),
-    wan: values.wan,
-    writeReadme: values['write-readme'],
-  };
-}
 
 type Side = 'ours' | 'mbsync' | 'raw' | 'disk' | 'minimal' | 'required' | 'library';
 const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw', 'disk', 'minimal', 'required', 'library'];
@@ -470,7 +445,7 @@ function runRaw(ctx: Context, accessToken: string, files?: DurableFiles): Promis
 
 // ---------------------------------------------------------------------------
 
-async function measure(options: BenchOptions): Promise<number> {
+async function measure(options: CorpusBenchOptions): Promise<number> {
   const missing = await missingTools();
   if (missing.length > 0) {
     process.stderr.write(
@@ -610,7 +585,7 @@ async function measure(options: BenchOptions): Promise<number> {
   }
 }
 
-function render(runs: Run[], options: BenchOptions, bytes: number): string {
+function render(runs: Run[], options: CorpusBenchOptions, bytes: number): string {
   const seconds = (side: Side) => runs.filter((r) => r.side === side).map((r) => r.ms / 1000);
   const wall = Object.fromEntries(SIDES.map((s) => [s, median(seconds(s))])) as Record<
     Side,
@@ -711,7 +686,12 @@ function render(runs: Run[], options: BenchOptions, bytes: number): string {
 }
 
 /** Ours against mbsync through the shaping proxy: every round, and the ratio. */
-function renderWan(runs: Run[], options: BenchOptions, bytes: number, proxy: ShapingProxy): string {
+function renderWan(
+  runs: Run[],
+  options: CorpusBenchOptions,
+  bytes: number,
+  proxy: ShapingProxy,
+): string {
   const of = (side: Side) => runs.filter((r) => r.side === side);
   const rate = (side: Side) => options.messages / median(of(side).map((r) => r.ms / 1000));
   const every = (side: Side, value: (r: Run) => string) => of(side).map(value).join(', ');
@@ -811,4 +791,4 @@ const progress = progressLogger('archive');
 
 // ---------------------------------------------------------------------------
 
-runBench('archive', parseOptions, measure);
+runBench('archive', (argv) => corpusBenchOptions(argv, { rounds: 3 }), measure);

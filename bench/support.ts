@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { createTestCa } from '../test/helpers/pki.js';
 import { CA_CERT_FILE, CA_KEY_FILE, TEST_CA_DIR_ENV } from '../test/helpers/test-ca.js';
 
@@ -162,4 +163,34 @@ export function wholeOption(
     );
   }
   return n;
+}
+
+export interface CorpusBenchOptions {
+  messages: number;
+  rounds: number;
+  /** Through the shaping proxy, as a server or storage account far from the machine. */
+  wan: boolean;
+  writeReadme: boolean;
+}
+
+/** `--messages N --rounds N [--wan] [--write-readme]`, for the benches that archive a seeded corpus. */
+export function corpusBenchOptions(
+  argv: string[],
+  defaults: { rounds: number },
+): CorpusBenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      messages: { type: 'string', default: '10000' },
+      rounds: { type: 'string', default: String(defaults.rounds) },
+      wan: { type: 'boolean', default: false },
+      'write-readme': { type: 'boolean', default: false },
+    },
+  });
+  return {
+    messages: wholeOption('messages', values.messages, 1, 100_000),
+    rounds: wholeOption('rounds', values.rounds, 1, 20),
+    wan: values.wan,
+    writeReadme: values['write-readme'],
+  };
 }

@@ -36,11 +36,11 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { signalProcessGroup } from '../util/process.js';
 import { type Issued, issueServerCertificate } from './pki.js';
+import { canConnect, delay, freePorts, waitUntilReady } from './server-readiness.js';
 import { type SubmissionServer, startSubmissionServer } from './submission-server.js';
 import { loadTestCa } from './test-ca.js';
 import type { TokenService } from './token-service.js';
@@ -858,7 +858,7 @@ class RunningMailServers implements MailServers {
   async start(): Promise<void> {
     const dovecot = this.spawnGroup('dovecot', ['-F', '-c', this.layout.dovecot.config], false);
     if (this.submission === 'node') {
-      await waitFor(dovecot, 'Dovecot', () => canConnect(this.imap.port));
+      await waitUntilReady(dovecot, 'Dovecot', () => canConnect(this.imap.port), READY_TIMEOUT_MS);
       this.submissionServer = await startSubmissionServer({
         port: this.smtp.port,
         tls: {
@@ -874,7 +874,7 @@ class RunningMailServers implements MailServers {
     }
     await Promise.all([
       // Dovecot's master creates every listener before it forks a service.
-      waitFor(dovecot, 'Dovecot', () => canConnect(this.imap.port)),
+      waitUntilReady(dovecot, 'Dovecot', () => canConnect(this.imap.port), READY_TIMEOUT_MS),
       // `postfix check` creates the queue folders with their owners and modes;
       // it needs nothing of Dovecot's, so it runs while Dovecot starts.
       run('postfix', ['-c', this.layout.postfix.configDir, 'check'], this.layout.output),
@@ -888,7 +888,7 @@ class RunningMailServers implements MailServers {
       ['-c', this.layout.postfix.configDir, '-d'],
       true,
     );
-    await waitFor(postfix, 'Postfix', () => canConnect(this.smtp.port));
+    await waitUntilReady(postfix, 'Postfix', () => canConnect(this.smtp.port), READY_TIMEOUT_MS);
   }
 
   replySmtpNext(count: number, stage: 'auth' | 'mail', reply: string): void {
@@ -1077,10 +1077,6 @@ async function stopGroup(child: ChildProcess, graceful: boolean): Promise<void> 
   await Promise.race([exited, delay(STOP_TIMEOUT_MS)]);
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
 /** Runs a command to completion, its output appended to `outputFile`; throws on failure. */
 async function run(command: string, args: string[], outputFile: string): Promise<void> {
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
@@ -1090,58 +1086,6 @@ async function run(command: string, args: string[], outputFile: string): Promise
   });
   if (output) await writeFile(outputFile, output, { flag: 'a' });
   if (code !== 0) throw new Error(`${command} ${args.join(' ')} failed (${code}): ${output}`);
-}
-
-async function waitFor(
-  child: ChildProcess,
-  name: string,
-  probe: () => Promise<boolean>,
-): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${name} exited during start-up (${child.exitCode ?? child.signalCode})`);
-    }
-    if (await probe()) return;
-    await delay(25);
-  }
-  // Once more past the deadline: if this process's event loop was held up
-  // (a busy machine, a synchronous call beside us) the loop may never have probed.
-  if (await probe()) return;
-  throw new Error(`${name} was not ready after ${READY_TIMEOUT_MS} ms`);
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-/**
- * Ports the kernel hands out for port 0, released again. Another process
- * could take one before the server binds it; start-up then fails loudly.
- */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => createServer());
-  const ports = await Promise.all(
-    servers.map(
-      (server) =>
-        new Promise<number>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(0, '127.0.0.1', () => {
-            const address = server.address();
-            resolve(typeof address === 'object' && address ? address.port : 0);
-          });
-        }),
-    ),
-  );
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
 }
 
 interface ProcessInfo {

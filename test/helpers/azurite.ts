@@ -16,10 +16,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { canConnect, freePorts, waitUntilReady } from '../../src/sandbox/server-readiness.js';
 import { signalProcessGroup } from '../../src/util/process.js';
 import { issueServerCertificate } from './pki.js';
 import { loadTestCa } from './test-ca.js';
@@ -58,7 +58,7 @@ export async function startAzurite(): Promise<Azurite> {
   writeFileSync(join(dir, 'cert.pem'), tls.certificatePem);
   writeFileSync(join(dir, 'key.pem'), tls.keys.privateKeyPem, { mode: 0o600 });
   const logFile = join(dir, 'azurite.log');
-  const port = await freePort();
+  const [port = 0] = await freePorts(1);
   const main = join(
     dirname(createRequire(import.meta.url).resolve('azurite/package.json')),
     'dist/src/blob/main.js',
@@ -115,7 +115,7 @@ export async function startAzurite(): Promise<Azurite> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitForPort(port, child);
+    await waitUntilReady(child, 'azurite', () => canConnect(port), READY_TIMEOUT_MS);
   } catch (error) {
     const text = log();
     await stop();
@@ -140,34 +140,4 @@ export async function startAzurite(): Promise<Azurite> {
     log,
     stop,
   };
-}
-
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`azurite exited with ${child.exitCode}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`azurite did not listen on 127.0.0.1:${port} within ${READY_TIMEOUT_MS} ms`);
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return typeof address === 'object' && address ? address.port : 0;
 }

@@ -11,9 +11,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { delay, freePorts, waitUntilReady } from '../../src/sandbox/server-readiness.js';
 import { signalProcessGroup } from '../../src/util/process.js';
 
 export interface RedisServerOptions {
@@ -44,7 +45,7 @@ const SERVER_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'mailbridge-redis-'));
-  const port = await freePort();
+  const [port = 0] = await freePorts(1);
   const config = join(dir, 'redis.conf');
   writeFileSync(
     config,
@@ -110,18 +111,12 @@ class RunningRedis implements RedisServer {
       closeSync(output);
     }
     this.startWatchdog();
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    const child = this.child;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(
-          `redis-server exited during start-up (${child.exitCode ?? child.signalCode})`,
-        );
-      }
-      if (await answersPing(this.port)) return;
-      await delay(25);
-    }
-    throw new Error(`redis-server was not ready after ${READY_TIMEOUT_MS} ms`);
+    await waitUntilReady(
+      this.child,
+      'redis-server',
+      () => answersPing(this.port),
+      READY_TIMEOUT_MS,
+    );
   }
 
   async restart(options: { kill?: boolean; downMs?: number } = {}): Promise<void> {
@@ -185,10 +180,6 @@ class RunningRedis implements RedisServer {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
 /**
  * Whether Redis answers PING as a server that has loaded its data: `+PONG`,
  * or `-NOAUTH` with a password set. `-LOADING` while it reads the AOF.
@@ -205,18 +196,5 @@ function answersPing(port: number): Promise<boolean> {
       resolve(/^(\+PONG|-NOAUTH)/.test(reply));
     });
     socket.once('error', () => resolve(false));
-  });
-}
-
-/** A port the kernel hands out for port 0, released again (start-up fails loudly if taken). */
-function freePort(): Promise<number> {
-  const server = createServer();
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
   });
 }

@@ -24,6 +24,7 @@ import { formatBytes } from '../../util/format.js';
 import { listFileLines } from '../../util/list-file.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
+import { parseSince, positiveInteger } from '../flag-values.js';
 import { type CliIo, writeJson, writeLine } from '../output.js';
 import { enqueueArchive, QUEUE_FLAG } from './jobs.js';
 
@@ -39,27 +40,6 @@ function strings(value: unknown): string[] {
 /** Addresses from a `--mailboxes` file: one per line; blank lines and `#` comments ignored. */
 export function parseMailboxList(text: string): string[] {
   return listFileLines(text).map((line) => line.text);
-}
-
-/** `YYYY-MM-DD` (a day: IMAP SEARCH SINCE has no time of day), or an ISO date-time's day. */
-export function parseSince(text: string): Date {
-  const match = /^(\d{4}-\d{2}-\d{2})(?:[T ].*)?$/.exec(text.trim());
-  const date = match ? new Date(`${match[1]}T00:00:00Z`) : undefined;
-  if (!date || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== match?.[1]) {
-    throw usageError(
-      `--since must be a date like 2024-01-31, not '${text.slice(0, 40)}'`,
-      'Messages received on or after that day (UTC) are archived.',
-    );
-  }
-  return date;
-}
-
-export function positiveInteger(value: unknown, flag: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string' || !/^[1-9]\d{0,3}$/.test(value)) {
-    throw usageError(`${flag} must be a whole number from 1 to 9999`, `For example: ${flag} 4.`);
-  }
-  return Number(value);
 }
 
 export const archiveCommand: Command = {

@@ -8,8 +8,8 @@ import { newUids, toUidSet } from '../../jobs/mailbox-read/index.js';
 import { displayText } from '../../util/display-text.js';
 import { usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
+import { parseSince } from '../flag-values.js';
 import { writeJson, writeLine } from '../output.js';
-import { parseSince } from './archive.js';
 
 const mailboxFlag = {
   name: 'mailbox',

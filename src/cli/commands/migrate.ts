@@ -26,8 +26,8 @@ import { displayText } from '../../util/display-text.js';
 import { formatBytes } from '../../util/format.js';
 import { usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
+import { parseSince, positiveInteger } from '../flag-values.js';
 import { type CliIo, writeLine } from '../output.js';
-import { parseSince, positiveInteger } from './archive.js';
 import { enqueueMigrate, QUEUE_FLAG } from './jobs.js';
 import { runMigrateList } from './migrate-list.js';
 

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateMailbox } from '../../../src/index.js';
+import { migrateMailbox } from '../../../src/jobs/migrate/migrate.js';
 import {
   expected,
   type MigrateTestEnv,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateMailbox } from '../../../src/index.js';
+import { migrateMailbox } from '../../../src/jobs/migrate/migrate.js';
 import { issueServerCertificate } from '../../helpers/pki.js';
 import { loadTestCa } from '../../helpers/test-ca.js';
 import {

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateMailbox } from '../../../src/index.js';
+import { migrateMailbox } from '../../../src/jobs/migrate/migrate.js';
 import { runCli } from '../../helpers/run-cli.js';
 import {
   deliverTooBig,

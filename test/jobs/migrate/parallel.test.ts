@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateMailbox } from '../../../src/index.js';
+import { migrateMailbox } from '../../../src/jobs/migrate/migrate.js';
 import { type ShapingProxy, startShapingProxy } from '../../helpers/shaping-proxy.js';
 import {
   expected,

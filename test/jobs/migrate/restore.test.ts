@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MailbridgeError } from '../../../src/errors.js';
-import { readManifest } from '../../../src/index.js';
+import { readManifest } from '../../../src/jobs/archive/manifest.js';
 import { migrateMailbox } from '../../../src/jobs/migrate/index.js';
 import { runCli } from '../../helpers/run-cli.js';
 import {
