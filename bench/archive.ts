@@ -28,16 +28,18 @@
  * `--rounds` rounds, each running the seven in a rotated order; medians, and
  * each client's CPU time.
  *
- * `--wan`: ours and mbsync only, both through the shaping proxy of the
- * migrate bench (test/helpers/shaping-proxy.ts, bench/wan.ts: 15 ms each way,
- * 2 MB/s per connection), what a user archiving from Exchange Online meets;
- * the results go to their own section of bench/README.md.
+ * `--wan`: ours with `--connections 4` and with one connection, and mbsync,
+ * all through the shaping proxy of the migrate bench
+ * (test/helpers/shaping-proxy.ts, bench/wan.ts: 15 ms each way, 2 MB/s per
+ * connection), what a user archiving from Exchange Online meets; the results
+ * go to their own section of bench/README.md. `--connections N` sets ours's
+ * connections on loopback (default: the archive's default).
  *
  * Needs root, the mail servers of test/helpers/mail-servers.ts and
  * `apt-get install isync libsasl2-modules-kdexoauth2`. Like bench/smtp.ts it
  * runs twice: a launcher that makes a throwaway CA and a child that trusts it.
  *
- *   npx tsx bench/archive.ts [--messages 10000] [--rounds 3] [--wan] [--write-readme]
+ *   npx tsx bench/archive.ts [--messages 10000] [--rounds 3] [--wan] [--connections N] [--write-readme]
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -64,6 +66,7 @@ import {
   type MailbridgeConfig,
 } from '../src/index.js';
 import { parseMessageMetadata } from '../src/jobs/archive/metadata.js';
+import { DEFAULT_ARCHIVE_CONNECTIONS } from '../src/jobs/archive/runner.js';
 import { fsyncDirectory } from '../src/util/durable.js';
 import { appEnvironment } from '../test/helpers/app-env.js';
 import {
@@ -99,19 +102,22 @@ const MAILBOX = 'bench-archive@contoso.example';
 const SASL_PLUGIN_DIRS = ['/usr/lib/x86_64-linux-gnu/sasl2', '/usr/lib/aarch64-linux-gnu/sasl2'];
 /** Goals from the issue: ours / mbsync and ours / raw, messages per second. */
 const GOAL_VS_MBSYNC = 1.5;
+/** Issue 16: on the WAN profile, `archive --connections 4` against mbsync. */
+const WAN_CONNECTIONS = 4;
 const GOAL_VS_RAW = 0.5;
 
 const execFileAsync = promisify(execFile);
 const openFile = promisify(openCallback);
 const datasync = promisify(fdatasync);
 
-type Side = 'ours' | 'mbsync' | 'raw' | 'disk' | 'minimal' | 'required' | 'library';
+type Side = 'ours' | 'ours1' | 'mbsync' | 'raw' | 'disk' | 'minimal' | 'required' | 'library';
 const SIDES: readonly Side[] = ['ours', 'mbsync', 'raw', 'disk', 'minimal', 'required', 'library'];
-/** Through the shaping proxy: the two real clients. */
-const WAN_SIDES: readonly Side[] = ['ours', 'mbsync'];
+/** Through the shaping proxy: the real clients, ours with WAN_CONNECTIONS (`ours`) and with one. */
+const WAN_SIDES: readonly Side[] = ['ours', 'ours1', 'mbsync'];
 /** How the ratio rows name each client. */
 const SIDE_NAMES: Record<Side, string> = {
   ours: 'ours',
+  ours1: 'ours, one connection',
   mbsync: 'mbsync',
   raw: 'raw ceiling',
   disk: 'disk ceiling',
@@ -274,8 +280,8 @@ async function runLibrary(ctx: Context, dir: string): Promise<number> {
 }
 
 /** Ours, through the library, into an empty directory; the token fetch included. */
-async function runOurs(ctx: Context, dir: string): Promise<number> {
-  const result = await archiveMailbox(ctx.config, { mailbox: MAILBOX, outDir: dir });
+async function runOurs(ctx: Context, dir: string, connections: number): Promise<number> {
+  const result = await archiveMailbox(ctx.config, { mailbox: MAILBOX, outDir: dir, connections });
   if (!result.ok) throw new Error(`archiveMailbox did not finish: ${JSON.stringify(result)}`);
   return result.messagesNew;
 }
@@ -525,7 +531,9 @@ async function measure(options: CorpusBenchOptions): Promise<number> {
         const dir = await mkdtemp(join(work, `${side}-`));
         try {
           const accessToken =
-            side === 'ours' || side === 'disk' || side === 'library' ? '' : await token(config);
+            side === 'ours' || side === 'ours1' || side === 'disk' || side === 'library'
+              ? ''
+              : await token(config);
           await execFileAsync('sync');
           const load = os.loadavg()[0] as number;
           const childCpu = await childrenCpuSeconds();
@@ -533,7 +541,9 @@ async function measure(options: CorpusBenchOptions): Promise<number> {
           const cpuStart = process.cpuUsage();
           const start = performance.now();
           let messages: number;
-          if (side === 'ours') messages = await runOurs(ctx, dir);
+          if (side === 'ours')
+            messages = await runOurs(ctx, dir, options.wan ? WAN_CONNECTIONS : options.connections);
+          else if (side === 'ours1') messages = await runOurs(ctx, dir, 1);
           else if (side === 'mbsync') messages = await runMbsync(ctx, dir, accessToken);
           else if (side === 'disk') messages = await runDisk(dir, served);
           else if (side === 'library') messages = await runLibrary(ctx, dir);
@@ -618,7 +628,7 @@ function render(runs: Run[], options: CorpusBenchOptions, bytes: number): string
   const table = markdownTable(
     [
       `${options.messages} messages, ${mb(bytes)} MB, median of ${options.rounds} round(s)`,
-      'ours: `archiveMailbox`',
+      `ours: \`archiveMailbox\`${options.connections === 1 ? '' : `, ${options.connections} connections`}`,
       'mbsync (isync, FSync yes)',
       'raw ceiling: one `UID FETCH 1:* BODY.PEEK[]`',
       'disk ceiling: the same bytes as durable files, no server',
@@ -685,7 +695,7 @@ function render(runs: Run[], options: CorpusBenchOptions, bytes: number): string
   ].join('\n\n');
 }
 
-/** Ours against mbsync through the shaping proxy: every round, and the ratio. */
+/** Ours (with WAN_CONNECTIONS, and with one) against mbsync through the shaping proxy. */
 function renderWan(
   runs: Run[],
   options: CorpusBenchOptions,
@@ -698,7 +708,8 @@ function renderWan(
   const table = markdownTable(
     [
       `${describeWan(proxy)}; ${options.messages} messages, ${mb(bytes)} MB, median of ${options.rounds} round(s)`,
-      'ours: `archiveMailbox` (one connection)',
+      `ours: \`archive --connections ${WAN_CONNECTIONS}\``,
+      'ours: one connection (`--connections 1`)',
       'mbsync (isync, FSync yes)',
     ],
     [
@@ -723,29 +734,46 @@ function renderWan(
       ],
     ],
   );
-  const ratio = rate('ours') / rate('mbsync');
-  const perRound = Array.from({ length: options.rounds }, (_, round) => {
-    const ms = (s: Side) => of(s).find((r) => r.round === round)?.ms ?? Number.NaN;
-    return ms('mbsync') / ms('ours');
-  });
+  // `side` against `other`: of the medians, and per round.
+  const compared = (side: Side, other: Side) => {
+    const perRound = Array.from({ length: options.rounds }, (_, round) => {
+      const ms = (s: Side) => of(s).find((r) => r.round === round)?.ms ?? Number.NaN;
+      return ms(other) / ms(side);
+    });
+    return {
+      ratio: rate(side) / rate(other),
+      range: `${Math.min(...perRound).toFixed(2)}× – ${Math.max(...perRound).toFixed(2)}×`,
+    };
+  };
+  const vsMbsync = compared('ours', 'mbsync');
+  const row = (name: string, c: { ratio: number; range: string }) => [
+    name,
+    `${c.ratio.toFixed(2)}×`,
+    c.range,
+    '',
+    '',
+  ];
   const ratios = markdownTable(
     ['Ratio (messages/s)', 'of the medians', 'range over the rounds', 'goal', 'met'],
     [
       [
-        'ours / mbsync',
-        `${ratio.toFixed(2)}×`,
-        `${Math.min(...perRound).toFixed(2)}× – ${Math.max(...perRound).toFixed(2)}×`,
+        `ours, ${WAN_CONNECTIONS} connections / mbsync`,
+        `${vsMbsync.ratio.toFixed(2)}×`,
+        vsMbsync.range,
         `≥ ${GOAL_VS_MBSYNC.toFixed(2)}×`,
-        ratio >= GOAL_VS_MBSYNC ? 'yes' : '**no**',
+        vsMbsync.ratio >= GOAL_VS_MBSYNC ? 'yes' : '**no**',
       ],
+      row('ours, one connection / mbsync', compared('ours1', 'mbsync')),
+      row(`ours, ${WAN_CONNECTIONS} connections / one`, compared('ours', 'ours1')),
     ],
   );
   return [
     table,
     ratios,
-    `Messages: bench/archive-seed.ts, ${options.messages} in INBOX. Both clients reach Dovecot ` +
-      'through test/helpers/shaping-proxy.ts; ours with its defaults (the archive has no ' +
-      '`--connections` yet: one connection per mailbox), mbsync with one connection.',
+    `Messages: bench/archive-seed.ts, ${options.messages} in INBOX (one folder: its UIDs go ` +
+      `in parts to the ${WAN_CONNECTIONS} connections). Every client reaches Dovecot through ` +
+      'test/helpers/shaping-proxy.ts, each connection shaped on its own; mbsync uses one ' +
+      'connection. Rounds rotate the order of the clients.',
   ].join('\n\n');
 }
 
@@ -791,4 +819,8 @@ const progress = progressLogger('archive');
 
 // ---------------------------------------------------------------------------
 
-runBench('archive', (argv) => corpusBenchOptions(argv, { rounds: 3 }), measure);
+runBench(
+  'archive',
+  (argv) => corpusBenchOptions(argv, { rounds: 3, connections: DEFAULT_ARCHIVE_CONNECTIONS }),
+  measure,
+);

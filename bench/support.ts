@@ -170,13 +170,15 @@ export interface CorpusBenchOptions {
   rounds: number;
   /** Through the shaping proxy, as a server or storage account far from the machine. */
   wan: boolean;
+  /** Ours's connections (`--connections`), for the benches that take it; 1 otherwise. */
+  connections: number;
   writeReadme: boolean;
 }
 
 /** `--messages N --rounds N [--wan] [--write-readme]`, for the benches that archive a seeded corpus. */
 export function corpusBenchOptions(
   argv: string[],
-  defaults: { rounds: number },
+  defaults: { rounds: number; connections?: number },
 ): CorpusBenchOptions {
   const { values } = parseArgs({
     args: argv,
@@ -185,12 +187,19 @@ export function corpusBenchOptions(
       rounds: { type: 'string', default: String(defaults.rounds) },
       wan: { type: 'boolean', default: false },
       'write-readme': { type: 'boolean', default: false },
+      ...(defaults.connections === undefined
+        ? {}
+        : { connections: { type: 'string', default: String(defaults.connections) } }),
     },
   });
   return {
     messages: wholeOption('messages', values.messages, 1, 100_000),
     rounds: wholeOption('rounds', values.rounds, 1, 20),
     wan: values.wan,
+    connections:
+      defaults.connections === undefined
+        ? 1
+        : wholeOption('connections', values.connections as string, 1, 8),
     writeReadme: values['write-readme'],
   };
 }

@@ -813,6 +813,12 @@ export const ERROR_CODES = {
     remedy:
       '`--folder`/`--exclude` select no folder of the mailbox: check the names (`mailbridge imap folders`), or pass `--allow-empty`.',
   },
+  ARCHIVE_OPTION_INVALID: {
+    group: 'archive',
+    exit: 2,
+    remedy:
+      '`archive`: fix the option or `archive:` setting named (`--connections` is a whole number from 1 to the per-mailbox cap, 8 by default).',
+  },
   ARCHIVE_FAILED: {
     group: 'archive',
     exit: 1,

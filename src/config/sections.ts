@@ -1,6 +1,6 @@
 /**
- * Job sections declared ahead of their jobs: `migrate:` (issue 16), `proxy:`
- * (issue 18) and `queue:` (issue 20). Each is a schema and the type it
+ * Job sections declared ahead of their jobs: `migrate:` and `archive:`
+ * (issue 16), `proxy:` (issue 18) and `queue:` (issue 20). Each is a schema and the type it
  * infers; the job that reads a section calls `sectionProblems` (or
  * `parseSection`) and adds its own rules between settings (listeners beyond
  * loopback, networks). Unknown keys are refused with their "did you mean",
@@ -101,6 +101,16 @@ export const migrateSectionSchema = sectionMapping(
   `${FIELD} must be a mapping of settings.`,
 );
 export type MigrateSection = v.InferOutput<typeof migrateSectionSchema>;
+
+/** `archive:` — what `mailbridge archive` takes from the config file; its flags win. */
+export const archiveSectionSchema = sectionMapping(
+  {
+    /** IMAP connections per mailbox (`--connections`); the job checks the per-mailbox cap. */
+    connections: v.optional(count(1, 16)),
+  },
+  `${FIELD} must be a mapping of settings, e.g. archive: { connections: 4 }.`,
+);
+export type ArchiveSection = v.InferOutput<typeof archiveSectionSchema>;
 
 const listener = (example: string) =>
   v.optional(
@@ -208,6 +218,7 @@ export type QueueSection = v.InferOutput<typeof queueSectionSchema>;
 
 /** The declared sections by name. */
 export const JOB_SECTION_SCHEMAS = {
+  archive: archiveSectionSchema,
   migrate: migrateSectionSchema,
   proxy: proxySectionSchema,
   queue: queueSectionSchema,

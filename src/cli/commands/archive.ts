@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ExitCode, MailbridgeError } from '../../errors.js';
+import { ConfigurationError, ExitCode, MailbridgeError } from '../../errors.js';
+import { readArchiveSection } from '../../jobs/archive/config-section.js';
 import {
   applyProgressEvent,
   formatSummary,
@@ -14,7 +15,9 @@ import {
 import {
   type ArchiveProgressEvent,
   archiveMailboxes,
+  checkConnections,
   DEFAULT_ARCHIVE_CONCURRENCY,
+  DEFAULT_ARCHIVE_CONNECTIONS,
 } from '../../jobs/archive/runner.js';
 import { isBlobTarget, parseBlobLocation } from '../../jobs/archive/store/blob-location.js';
 import { type VerifyReport, verifyArchive } from '../../jobs/archive/verify.js';
@@ -46,7 +49,7 @@ export const archiveCommand: Command = {
   name: 'archive',
   summary: 'archive mailboxes as .eml files with a manifest; incremental and crash-safe',
   usage:
-    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR|URL [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--queue URL] [--json]',
+    'archive --mailbox ADDRESS... | --mailboxes FILE  --out DIR|URL [--folder NAME...] [--exclude NAME...] [--since DATE] [--allow-empty] [--repair] [--concurrency N] [--connections N] [--queue URL] [--json]',
   usesSettings: true,
   flags: [
     {
@@ -106,6 +109,12 @@ export const archiveCommand: Command = {
       help: `mailboxes archived at once (default ${DEFAULT_ARCHIVE_CONCURRENCY})`,
     },
     {
+      name: 'connections',
+      type: 'string',
+      value: 'N',
+      help: `IMAP connections per mailbox: folders, and parts of a large one, at once (default ${DEFAULT_ARCHIVE_CONNECTIONS}, at most 8; config: archive.connections)`,
+    },
+    {
       ...QUEUE_FLAG,
       help: 'enqueue one job per mailbox for `mailbridge worker` instead; print the run id',
     },
@@ -161,7 +170,21 @@ export const archiveCommand: Command = {
       '--concurrency',
       DEFAULT_ARCHIVE_CONCURRENCY,
     );
+    const connectionsText = args.values.connections;
+    if (connectionsText !== undefined && !/^\d{1,4}$/.test(String(connectionsText))) {
+      throw new ConfigurationError({
+        code: 'ARCHIVE_OPTION_INVALID',
+        message: `--connections must be a whole number, not '${displayText(String(connectionsText), 20)}'`,
+        remedy: `For example: --connections 4 (from 1 to 8; the default is ${DEFAULT_ARCHIVE_CONNECTIONS}).`,
+      });
+    }
     if (typeof args.values.queue === 'string') {
+      if (connectionsText !== undefined) {
+        throw usageError(
+          '--connections goes with archives run here, not with --queue',
+          "The queue's workers archive each mailbox on one connection; queue.connectionsPerMailbox caps them.",
+        );
+      }
       return enqueueArchive(args, io, {
         mailboxes,
         outDir: resolve(out),
@@ -173,6 +196,15 @@ export const archiveCommand: Command = {
       });
     }
     const config = await loadConfig();
+    const connections =
+      connectionsText !== undefined
+        ? Number(connectionsText)
+        : readArchiveSection(config).connections;
+    checkConnections(
+      connections,
+      undefined,
+      connectionsText !== undefined ? '--connections' : 'archive.connections',
+    );
 
     const controller = new AbortController();
     const onSignal = () => controller.abort();
@@ -190,6 +222,7 @@ export const archiveCommand: Command = {
         allowEmpty: args.values['allow-empty'] === true,
         repair: args.values.repair === true,
         concurrency,
+        ...(connections !== undefined ? { connections } : {}),
         logger: reporter.wrap(logger),
         signal: controller.signal,
         onProgress: reporter.onEvent,

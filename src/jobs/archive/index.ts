@@ -8,7 +8,9 @@
  *
  *   runner.ts           entry points: archiveMailbox, archiveMailboxes (several at once), archiveError
  *   mailbox-job.ts      one mailbox's run: folders, orphans, repair, checkpoints, estimates, result
- *   folder-archiver.ts  one folder: select, its orphans, plan, search, FETCH in batches
+ *   folder-archiver.ts  one folder: select, its orphans, plan, search, FETCH in parts over the connections
+ *   part-lines.ts       a folder's manifest lines in UID order when its parts run at once
+ *   config-section.ts   the config file's `archive:` section
  *   message-archiver.ts one message: temp file, flush, rename in UID order, manifest line
  *   run-context.ts      what those share during one mailbox's run
  *   run-types.ts        options, progress events and results (public types)
@@ -44,7 +46,12 @@ export {
 export type { ArchiveSummary } from './progress.js';
 export { summarizeRun } from './progress.js';
 export type * from './run-types.js';
-export { archiveMailbox, archiveMailboxes, DEFAULT_ARCHIVE_CONCURRENCY } from './runner.js';
+export {
+  archiveMailbox,
+  archiveMailboxes,
+  DEFAULT_ARCHIVE_CONCURRENCY,
+  DEFAULT_ARCHIVE_CONNECTIONS,
+} from './runner.js';
 export type {
   AlteredFile,
   DamagedRecord,

@@ -9,8 +9,9 @@
  */
 
 import type { ListResponse } from 'imapflow';
-import { createTokenProvider } from '../../auth/token-provider.js';
-import { createImapSession, type ImapSession } from '../../clients/imap-session.js';
+import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
+import { createImapSession, type ImapSessionStats } from '../../clients/imap-session.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
@@ -20,6 +21,8 @@ import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../mailbox-read/fetch-gr
 import { FolderAccess } from '../mailbox-read/folder-access.js';
 import { type FolderListing, listedStatus, listFolders } from '../mailbox-read/folder-listing.js';
 import { type FolderStatus, planFolder } from '../mailbox-read/folder-plan.js';
+import { runFolderWorkers } from '../mailbox-read/folder-workers.js';
+import { LeasePool } from '../mailbox-read/lease-pool.js';
 import { notifyProgress, ProgressCounts } from '../mailbox-read/progress-counts.js';
 import { InterruptedError, type ReadJobTerms } from '../mailbox-read/read-errors.js';
 import { byFolder } from './by-folder.js';
@@ -50,6 +53,9 @@ const DEFAULT_CHUNK_BYTES = 256 * 1024;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/** Connections per mailbox by default (`options.connections`). */
+export const DEFAULT_ARCHIVE_CONNECTIONS = 1;
+
 const ARCHIVE_TERMS: ReadJobTerms = {
   name: 'archive',
   folderChangedCode: 'ARCHIVE_UIDVALIDITY_CHANGED',
@@ -65,6 +71,7 @@ export async function archiveMailbox(
   config: MailbridgeConfig,
   options: ArchiveMailboxOptions,
 ): Promise<ArchiveMailboxResult> {
+  checkConnections(options.connections, options.maxConnections);
   const store = await openArchiveStore(options.outDir, options.mailbox);
   const index = new ManifestIndex();
   let writer: ManifestAppender | undefined;
@@ -115,13 +122,14 @@ class MailboxJob implements ArchiveRunContext {
   readonly logger: Logger;
   readonly mailbox: string;
   readonly batch: ManifestBatch;
+  /** The first connection: it lists, repairs, and is the first of `connections`. */
   readonly access: FolderAccess;
+  readonly connections: LeasePool<FolderAccess>;
   readonly progress = new ProgressCounts();
   readonly limits: FetchLimits;
   readonly chunkBytes: number;
-  private readonly session: ImapSession;
   private readonly started = Date.now();
-  private readonly folderResults: ArchiveFolderResult[] = [];
+  private folderResults: () => ArchiveFolderResult[] = () => [];
   private readonly repairs: RepairResult = { repaired: 0, unrepairable: [] };
   private listing: FolderListing | undefined;
 
@@ -134,17 +142,26 @@ class MailboxJob implements ArchiveRunContext {
   ) {
     this.mailbox = options.mailbox;
     this.logger = options.logger ?? silentLogger;
-    this.session = createImapSession(config, {
-      mailbox: options.mailbox,
-      tokenProvider: options.tokenProvider ?? createTokenProvider(config, { logger: this.logger }),
-      logger: this.logger,
-      ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
-      ...options.session,
-    });
-    this.access = new FolderAccess(
-      this.session,
-      ARCHIVE_TERMS,
-      (path) => this.listing?.serverPath(path) ?? path,
+    const tokenProvider: TokenProvider =
+      options.tokenProvider ?? createTokenProvider(config, { logger: this.logger });
+    // Each connects when first used: a helper only when a folder has parts to spare.
+    const connection = () =>
+      new FolderAccess(
+        createImapSession(config, {
+          mailbox: options.mailbox,
+          tokenProvider,
+          logger: this.logger,
+          ...(options.maxConnections !== undefined
+            ? { maxConnections: options.maxConnections }
+            : {}),
+          ...options.session,
+        }),
+        ARCHIVE_TERMS,
+        (path) => this.listing?.serverPath(path) ?? path,
+      );
+    this.access = connection();
+    this.connections = new LeasePool(options.connections ?? DEFAULT_ARCHIVE_CONNECTIONS, (index) =>
+      index === 0 ? this.access : connection(),
     );
     this.limits = { ...DEFAULT_FETCH_LIMITS, ...options.fetch };
     this.chunkBytes = options.fetch?.chunkBytes ?? DEFAULT_CHUNK_BYTES;
@@ -160,7 +177,7 @@ class MailboxJob implements ArchiveRunContext {
     let unmatched: string[] = [];
     try {
       const filter = { include: this.options.folders ?? [], exclude: this.options.exclude ?? [] };
-      const listing = await listFolders(this.session, {
+      const listing = await listFolders(this.access.session, {
         filter,
         mailbox,
         job: 'archive',
@@ -215,7 +232,12 @@ class MailboxJob implements ArchiveRunContext {
         counts: this.progress.snapshot(),
       });
 
-      for (const folder of folders) {
+      // Listed in the listing's order, each once it starts: an interrupted folder's counts are in
+      // the result too, those never started are not.
+      const started: (ArchiveFolderResult | undefined)[] = new Array(folders.length);
+      this.folderResults = () => started.filter((r): r is ArchiveFolderResult => r !== undefined);
+      const work = folders.map((folder, index) => ({ folder, index, destination: folder.path }));
+      await runFolderWorkers(work, this.connections, async (access, { folder, index }) => {
         this.checkAborted();
         const result: ArchiveFolderResult = {
           folder: folder.path,
@@ -226,10 +248,10 @@ class MailboxJob implements ArchiveRunContext {
           parseErrors: 0,
           recovered: 0,
         };
-        // Listed before it runs, so an interrupted folder's counts are in the result too.
-        this.folderResults.push(result);
+        started[index] = result;
         await archiveFolder(
           this,
+          access,
           folder.path,
           statuses.get(folder.path),
           orphans.get(folder.path) ?? [],
@@ -241,7 +263,7 @@ class MailboxJob implements ArchiveRunContext {
           folder: result,
           counts: this.progress.snapshot(),
         });
-      }
+      });
       await this.batch.flush();
     } catch (error) {
       // Whatever happened, what is on disk gets its manifest lines now if it can.
@@ -254,7 +276,7 @@ class MailboxJob implements ArchiveRunContext {
       if (!(error instanceof InterruptedError)) throw error;
       interrupted = true;
     } finally {
-      await this.session.close();
+      await Promise.all([this.access, ...this.connections.items].map((c) => c.session.close()));
     }
     const result = this.result(interrupted, unmatched);
     this.emit({ type: 'mailbox-done', mailbox, result, counts: this.progress.snapshot() });
@@ -297,7 +319,7 @@ class MailboxJob implements ArchiveRunContext {
   }
 
   private result(interrupted: boolean, unmatched: string[]): ArchiveMailboxResult {
-    const folders = this.folderResults;
+    const folders = this.folderResults();
     const sum = (pick: (f: ArchiveFolderResult) => number) =>
       folders.reduce((total, f) => total + pick(f), 0);
     return {
@@ -320,7 +342,7 @@ class MailboxJob implements ArchiveRunContext {
       repaired: this.repairs.repaired,
       unrepairable: this.repairs.unrepairable,
       durationMs: Date.now() - this.started,
-      session: { ...this.session.stats },
+      session: sessionStats([this.access, ...this.connections.items]),
     };
   }
 }
@@ -339,5 +361,38 @@ function noFolderMatched(
     code: 'ARCHIVE_NO_FOLDER_MATCHED',
     message: `No folder of ${mailbox} is selected${filter.include.length ? ` by --folder ${shown(filter.include)}` : ''}${filter.exclude.length ? ` once --exclude ${shown(filter.exclude)} is left out` : ''}, so nothing would be archived`,
     remedy: `${hints.length ? `${hints.join(' ')} ` : ''}Folders are exact IMAP paths with * as wildcard (\`mailbridge imap folders --mailbox ${mailbox}\` lists them); pass --allow-empty if an empty selection is intended.`,
+  });
+}
+
+/** Every connection's counts, added up (the listing one may not be in the pool). */
+function sessionStats(connections: readonly FolderAccess[]): ImapSessionStats {
+  const total: ImapSessionStats = { connects: 0, tokenRenewals: 0, retries: 0, throttledMs: 0 };
+  for (const { session } of new Set(connections)) {
+    total.connects += session.stats.connects;
+    total.tokenRenewals += session.stats.tokenRenewals;
+    total.retries += session.stats.retries;
+    total.throttledMs += session.stats.throttledMs;
+  }
+  return total;
+}
+
+/**
+ * `connections`: a whole number, at most the sessions one mailbox may have
+ * at once (`maxConnections`): a connection beyond them would wait for a slot
+ * the others hold until the end of the run. `name` is what the user gave it as.
+ * @throws ConfigurationError ARCHIVE_OPTION_INVALID
+ */
+export function checkConnections(
+  connections: number | undefined,
+  maxConnections?: number,
+  name = '--connections',
+): void {
+  if (connections === undefined) return;
+  const cap = maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX;
+  if (Number.isInteger(connections) && connections >= 1 && connections <= cap) return;
+  throw new ConfigurationError({
+    code: 'ARCHIVE_OPTION_INVALID',
+    message: `${name} must be a whole number from 1 to ${cap}, not ${displayText(String(connections), 20)}`,
+    remedy: `Each is one IMAP connection to the mailbox, at most ${cap} at once${maxConnections === undefined ? '' : ' (maxConnections)'}; Exchange Online allows about 16 per mailbox. The default is ${DEFAULT_ARCHIVE_CONNECTIONS}.`,
   });
 }

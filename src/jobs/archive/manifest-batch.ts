@@ -1,6 +1,8 @@
 /**
  * Manifest lines waiting to be written: in batches, since each write is
- * flushed to disk, and never before their files are durable.
+ * flushed to disk, and never before their files are durable. Several
+ * connections queue lines at once; the writes go one after another, in the
+ * order the lines were queued.
  */
 import type { ManifestIndex, ManifestRecord } from './manifest.js';
 import { type ManifestSyncPolicy, shouldWriteManifest } from './plan.js';
@@ -9,6 +11,8 @@ import type { ArchiveStore, ManifestAppender } from './store/types.js';
 export class ManifestBatch {
   private pending: ManifestRecord[] = [];
   private oldestPendingAt: number | undefined;
+  /** The write under way, if any: the next one starts after it. */
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: ArchiveStore,
@@ -28,13 +32,18 @@ export class ManifestBatch {
   }
 
   /** Makes the renamed files durable, then appends their lines: never a line before its file. */
-  async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
-    const batch = this.pending;
-    this.pending = [];
-    this.oldestPendingAt = undefined;
-    await this.store.sync();
-    await this.writer.append(batch);
-    for (const record of batch) this.index.add(record);
+  flush(): Promise<void> {
+    const write = this.writing.then(async () => {
+      if (this.pending.length === 0) return;
+      const batch = this.pending;
+      this.pending = [];
+      this.oldestPendingAt = undefined;
+      await this.store.sync();
+      await this.writer.append(batch);
+      for (const record of batch) this.index.add(record);
+    });
+    // A failed write fails its callers; the next flush still runs (and fails too if the writer is broken).
+    this.writing = write.catch(() => {});
+    return write;
   }
 }

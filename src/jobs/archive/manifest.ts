@@ -14,6 +14,11 @@
  * others to no one, so a line that `verify` rejects can never move a
  * checkpoint. A forged line with a high UID would otherwise make every later
  * run skip the folder's new mail.
+ *
+ * Nor does a recovered line (a file found in place after a crash): with a
+ * folder archived over several connections at once, a part's files can be in
+ * place while an earlier part's are still missing (part-lines.ts). A run
+ * searches from the checkpoint and leaves out what the manifest already has.
  */
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -58,8 +63,11 @@ export function readManifestChunks(
 }
 
 interface UidValidityEntry {
+  /** Highest UID of a line written in UID order: the checkpoint. */
   lastUid: number;
   uids: Set<number>;
+  /** UIDs of recovered lines: archived, but no checkpoint. */
+  recovered: Set<number>;
 }
 
 /** What is archived, by folder and UIDVALIDITY: the checkpoints and the duplicate check. */
@@ -81,12 +89,13 @@ export class ManifestIndex {
     }
     let entry = byUv.get(record.uidValidity);
     if (!entry) {
-      entry = { lastUid: 0, uids: new Set() };
+      entry = { lastUid: 0, uids: new Set(), recovered: new Set() };
       byUv.set(record.uidValidity, entry);
     }
     if (entry.uids.has(record.uid)) return false;
     entry.uids.add(record.uid);
-    entry.lastUid = Math.max(entry.lastUid, record.uid);
+    if (record.recovered) entry.recovered.add(record.uid);
+    else entry.lastUid = Math.max(entry.lastUid, record.uid);
     this.messages++;
     this.bytes += record.size;
     return true;
@@ -98,6 +107,7 @@ export class ManifestIndex {
    * forged line with a high UID would otherwise make every later run skip the
    * folder's new mail). Usually one check per UIDVALIDITY, the highest line;
    * more only where files are missing. The lines stay counted as archived.
+   * Recovered lines are not checked: they are no checkpoint.
    * Returns the UIDs whose files are missing, by UIDVALIDITY.
    */
   async confirmCheckpoints(
@@ -106,7 +116,9 @@ export class ManifestIndex {
   ): Promise<Map<number, number[]>> {
     const missing = new Map<number, number[]>();
     for (const [uidValidity, entry] of this.folders.get(folder) ?? []) {
-      const descending = [...entry.uids].sort((a, b) => b - a);
+      const descending = [...entry.uids]
+        .filter((uid) => !entry.recovered.has(uid))
+        .sort((a, b) => b - a);
       let confirmed = 0;
       for (const uid of descending) {
         if (await exists(uidValidity, uid)) {

@@ -1,6 +1,7 @@
 /**
- * Stores messages of a selected folder: each into a temp file, flushed,
- * renamed into place in UID order, then its manifest line queued.
+ * Stores messages of a folder selected on one connection: each into a temp
+ * file, flushed, renamed into place in UID order, then its manifest line
+ * queued in its turn (part-lines.ts).
  */
 import type { MessageInfo } from '../mailbox-read/message-info.js';
 import { downloadInPieces } from '../mailbox-read/partial-download.js';
@@ -22,6 +23,8 @@ import type { PartialMessage, WrittenFile } from './store/types.js';
  */
 const STORE_CONCURRENCY = 32;
 const STORE_MAX_BYTES = 32 * 1024 * 1024;
+/** Each of several connections takes its share of those, at least this many files. */
+const STORE_MIN_CONCURRENCY = 4;
 
 interface Prepared {
   partial: PartialMessage;
@@ -38,9 +41,10 @@ interface Placed {
  * Small messages, several per FETCH (see fetchWholeInOrder). Each is written
  * to a temp file and flushed (fdatasync) while the answer streams in, and
  * parsed meanwhile; the renames into place stay in UID order, each followed
- * by its record, so the files in place are always every message up to some
- * UID: a crash cannot leave a higher UID's file (recorded by the next run as
- * an orphan, moving the checkpoint) in place without a lower one's.
+ * by its record, so with one connection the files in place are always every
+ * message up to some UID. (With several, another part's may be missing below
+ * them: orphans never move the checkpoint, so the next run fetches those.)
+ * The files flushed at once are shared between the connections.
  */
 export function archiveWholeMessages(
   run: ArchiveRunContext,
@@ -48,8 +52,9 @@ export function archiveWholeMessages(
   uids: number[],
   infos: Map<number, MessageInfo>,
 ): Promise<void> {
+  const share = run.connections.size;
   return fetchWholeInOrder<Prepared, Placed>(
-    run.access,
+    folder.access,
     folder,
     uids,
     {
@@ -65,7 +70,10 @@ export function archiveWholeMessages(
       fetchSkipped: (uid) => archiveStreamedMessage(run, folder, uid, infos.get(uid)),
       checkAborted: () => run.checkAborted(),
     },
-    { concurrency: STORE_CONCURRENCY, maxBytes: STORE_MAX_BYTES },
+    {
+      concurrency: Math.max(STORE_MIN_CONCURRENCY, Math.ceil(STORE_CONCURRENCY / share)),
+      maxBytes: Math.ceil(STORE_MAX_BYTES / share),
+    },
   );
 }
 
@@ -102,7 +110,7 @@ export async function archiveStreamedMessage(
   const parser = createMetadataParser();
   let committed = false;
   try {
-    const downloaded = await downloadInPieces(run.access, folder, uid, partial, {
+    const downloaded = await downloadInPieces(folder.access, folder, uid, partial, {
       chunkBytes: run.chunkBytes,
       checkAborted: () => run.checkAborted(),
       onPiece: (piece) => parser.write(piece),
@@ -152,7 +160,7 @@ async function record(
   folder.result.bytesNew += written.size;
   if (metadata.parseError) folder.result.parseErrors++;
   run.progress.done(written.size);
-  await run.batch.queue(record);
+  await folder.queue(record);
   run.emit({
     type: 'message',
     mailbox: run.mailbox,

@@ -37,6 +37,12 @@ export interface ArchiveMailboxOptions {
   onProgress?: (event: ArchiveProgressEvent) => void;
   /** Stops the run between two messages; what is stored stays stored. */
   signal?: AbortSignal;
+  /**
+   * IMAP connections this run opens to the mailbox: folders are archived on
+   * several at once, and a large folder's UIDs are split into parts across
+   * them. At most `maxConnections`. @default 1
+   */
+  connections?: number;
   /** Connections to one mailbox open at once, across the process. @default 8 */
   maxConnections?: number;
   /** Passed to the long-session helper. */

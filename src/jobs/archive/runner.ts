@@ -10,7 +10,7 @@ import { MailbridgeError } from '../../errors.js';
 import { silentLogger } from '../../log/logger.js';
 import { InterruptedError } from '../mailbox-read/read-errors.js';
 import { diskError, diskErrorCode } from './disk-errors.js';
-import { archivedBefore, archiveMailbox } from './mailbox-job.js';
+import { archivedBefore, archiveMailbox, checkConnections } from './mailbox-job.js';
 import type {
   ArchiveCounts,
   ArchiveMailboxesOptions,
@@ -19,7 +19,7 @@ import type {
   ArchiveRunResult,
 } from './run-types.js';
 
-export { archiveMailbox } from './mailbox-job.js';
+export { archiveMailbox, checkConnections, DEFAULT_ARCHIVE_CONNECTIONS } from './mailbox-job.js';
 export type * from './run-types.js';
 
 export const DEFAULT_ARCHIVE_CONCURRENCY = 4;
@@ -34,6 +34,8 @@ export async function archiveMailboxes(
 ): Promise<ArchiveRunResult> {
   const started = Date.now();
   const { mailboxes, concurrency = DEFAULT_ARCHIVE_CONCURRENCY, ...shared } = options;
+  // Wrong for every mailbox alike: said once, before any starts.
+  checkConnections(shared.connections, shared.maxConnections);
   const unique = [...new Map(mailboxes.map((m) => [m.trim().toLowerCase(), m.trim()])).values()];
   const tokenProvider =
     shared.tokenProvider ?? createTokenProvider(config, { logger: shared.logger ?? silentLogger });

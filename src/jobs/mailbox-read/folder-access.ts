@@ -35,15 +35,21 @@ export class FolderAccess {
     return { folder: { path, uidValidity: status.uidValidity }, status };
   }
 
+  /**
+   * Selects the folder unless this connection has it selected under that
+   * UIDVALIDITY already: a connection joining another's work on the folder.
+   * Under another UIDVALIDITY, `run` then refuses to go on.
+   */
+  async join(folder: FolderRef): Promise<void> {
+    if (this.isSelected(folder)) return;
+    await this.select(folder.path);
+  }
+
   /** Runs an operation with the folder selected, refusing to go on under another UIDVALIDITY. */
   run<T>(folder: FolderRef, operation: (client: ImapFlow) => Promise<T>): Promise<T> {
     return this.session.run(async (client) => {
-      const selected = this.session.selected;
-      if (
-        !selected ||
-        selected.path !== this.serverPath(folder.path) ||
-        Number(selected.uidValidity) !== folder.uidValidity
-      ) {
+      if (!this.isSelected(folder)) {
+        const selected = this.session.selected;
         throw new FolderChangedError({
           code: this.terms.folderChangedCode,
           message: `The UIDVALIDITY of ${folder.path} changed from ${folder.uidValidity} to ${String(selected?.uidValidity)}`,
@@ -52,5 +58,14 @@ export class FolderAccess {
       }
       return operation(client);
     });
+  }
+
+  private isSelected(folder: FolderRef): boolean {
+    const selected = this.session.selected;
+    return (
+      selected !== undefined &&
+      selected.path === this.serverPath(folder.path) &&
+      Number(selected.uidValidity) === folder.uidValidity
+    );
   }
 }

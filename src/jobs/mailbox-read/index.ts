@@ -19,6 +19,8 @@
  *   whole-fetch.ts      small messages, several per FETCH, prepared at once, placed in UID order
  *   partial-download.ts a large message in partial FETCHes, resumable after a reconnect
  *   folder-retry.ts     one folder's work: again after a UIDVALIDITY change, failing the folder or the run
+ *   lease-pool.ts       a job's connections lent out in turn; a folder's parts shared with the idle ones
+ *   folder-workers.ts   folders spread over a lease pool, those written to one place one after another
  *   progress-counts.ts  messages and bytes done, the estimate refined per folder
  *   read-errors.ts      FolderChangedError, InterruptedError and the job's words for them
  *
@@ -34,6 +36,8 @@ export * from './folder-filter.js';
 export * from './folder-listing.js';
 export * from './folder-plan.js';
 export * from './folder-retry.js';
+export * from './folder-workers.js';
+export * from './lease-pool.js';
 export * from './message-info.js';
 export * from './partial-download.js';
 export * from './progress-counts.js';

@@ -16,10 +16,10 @@ import type { ImapSession } from '../../clients/imap-session.js';
 import { MailbridgeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
+import { type LeasePool, shareParts } from '../mailbox-read/lease-pool.js';
 import type { AppendLane } from './append-lane.js';
 import type { FolderMapping } from './folder-plan.js';
 import { IDENTITY_HEADERS, IdentityCounts, messageIdentity } from './identity.js';
-import { type LeasePool, shareParts } from './lease-pool.js';
 import { flagsToCopy, uidSet } from './message-flags.js';
 import type { MigrationState } from './state.js';
 

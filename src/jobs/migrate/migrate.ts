@@ -13,6 +13,8 @@ import { ConfigurationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
+import { runFolderWorkers } from '../mailbox-read/folder-workers.js';
+import { LeasePool } from '../mailbox-read/lease-pool.js';
 import { AppendLane, passwordPipeline, tokenPipeline } from './append-lane.js';
 import { ArchiveSource } from './archive-source.js';
 import {
@@ -37,8 +39,6 @@ import {
   parseMapEntry,
   planFolders,
 } from './folder-plan.js';
-import { runFolderWorkers } from './folder-workers.js';
-import { LeasePool } from './lease-pool.js';
 import { createPasswordSession, type ImapCredential } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
 import { syncFolderFlags } from './sync-flags.js';

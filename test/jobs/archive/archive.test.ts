@@ -18,6 +18,7 @@ import {
 import type { Command } from '../../../src/cli/command.js';
 import { archiveCommand, archiveVerifyCommand } from '../../../src/cli/commands/archive.js';
 import { loadConfig } from '../../../src/config/load.js';
+import { readArchiveSection } from '../../../src/jobs/archive/config-section.js';
 import { encodeName, mailboxDirName } from '../../../src/jobs/archive/paths.js';
 import {
   type ArchiveMailboxResult,
@@ -26,6 +27,7 @@ import {
 } from '../../../src/jobs/archive/runner.js';
 import { verifyArchive } from '../../../src/jobs/archive/verify.js';
 import { silentLogger } from '../../../src/log/logger.js';
+import { sessionsNow } from '../queue/support.js';
 import {
   type ArchiveTestEnv,
   malformedMessage,
@@ -44,6 +46,15 @@ const OTHER = 'reports@contoso.example';
 const FULL = 'full@contoso.example';
 /** Has a folder whose decoded name holds a control character. */
 const NAMES = 'names@contoso.example';
+/** Archived over three connections: several folders, INBOX split into parts of 50 UIDs. */
+const CONNS = 'conns@contoso.example';
+const CONNS_FOLDERS = {
+  INBOX: 70,
+  Sent: 12,
+  'Archive/2023': 12,
+  Projects: 10,
+  Notes: 3,
+} as const;
 const LONG = 'L'.repeat(210);
 const FOLDERS = [
   'INBOX',
@@ -66,7 +77,7 @@ let out: string;
 let mailboxDir: string;
 
 beforeAll(async () => {
-  env = await startArchiveTestEnv([MAILBOX, OTHER, FULL, NAMES]);
+  env = await startArchiveTestEnv([MAILBOX, OTHER, FULL, NAMES, CONNS]);
   out = await mkdtemp(join(tmpdir(), 'mailbridge-archive-'));
   mailboxDir = join(out, mailboxDirName(MAILBOX));
   const seeder = await env.direct(MAILBOX);
@@ -92,6 +103,15 @@ beforeAll(async () => {
     for (let i = 0; i < 3; i++) await other.append(folder, plainMessage(++n, folder, OTHER));
   }
   await other.logout();
+
+  const conns = await env.direct(CONNS);
+  for (const [folder, count] of Object.entries(CONNS_FOLDERS)) {
+    if (folder !== 'INBOX') await conns.mailboxCreate(folder);
+    for (let i = 0; i < count; i++) {
+      await conns.append(folder, plainMessage(++n, folder, CONNS), i % 3 ? [] : ['\\Seen']);
+    }
+  }
+  await conns.logout();
 
   const full = await env.direct(FULL);
   for (let i = 0; i < 60; i++)
@@ -657,6 +677,123 @@ describe('mailbridge archive (command)', () => {
         .code,
     ).toBe(2);
     expect((await runCommand(archiveVerifyCommand, [])).code).toBe(2);
+  });
+});
+
+describe('mailbridge archive --connections', () => {
+  it('archives a mailbox over 3 connections exactly, Dovecot never holding more than 3 sessions', async () => {
+    // Tokens outlive the run: a renewal's new connection may overlap the old one's close.
+    env.service.setTokenLifetime(3599);
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-conns-'));
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await sessionsNow(env.servers)).get(CONNS) ?? 0);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    const archiveOnThree = async () => {
+      const argv = ['--mailbox', CONNS, '--out', dir, '--connections', '3', '--json'];
+      const { code, stdout, stderr } = await runCommand(archiveCommand, argv);
+      expect(code, stderr).toBe(0);
+      return (JSON.parse(stdout) as { mailboxes: ArchiveMailboxResult[] }).mailboxes[0];
+    };
+    try {
+      const result = await archiveOnThree();
+      sampling = false;
+      await sampler;
+      const total = Object.values(CONNS_FOLDERS).reduce((sum, n) => sum + n, 0);
+      expect(result?.messagesNew).toBe(total);
+      // Three connections, each logged in once.
+      expect(result?.session.connects).toBe(3);
+      const records = await manifestRecords(join(dir, mailboxDirName(CONNS)));
+      const server = await serverSnapshot(env, CONNS);
+      expect(records).toHaveLength(total);
+      for (const [folder, { uidValidity, messages }] of server) {
+        expect(
+          records
+            .filter((r) => r.folder === folder && r.uidValidity === uidValidity && !r.recovered)
+            .map((r) => [r.uid, r.size, r.sha256])
+            .sort((a, b) => Number(a[0]) - Number(b[0])),
+          folder,
+        ).toEqual([...messages].map(([uid, m]) => [uid, m.size, m.sha256]));
+      }
+      expect((await verifyArchive(dir)).ok).toBe(true);
+      expect(most, 'Dovecot sessions of the mailbox at once').toBeLessThanOrEqual(3);
+      expect(most).toBeGreaterThanOrEqual(2);
+      // Nothing new: the checkpoints are every folder's highest UID.
+      const second = await archiveOnThree();
+      expect(second?.messagesNew).toBe(0);
+      expect(second?.folders.every((f) => f.status === 'up-to-date')).toBe(true);
+    } finally {
+      sampling = false;
+      await sampler;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('archives what is missing below files a crash left in place, as another connection leaves them', async () => {
+    // Three connections, killed: one part's files in place (6-12) without lines, the part
+    // below (3-5) not yet fetched. The files are recorded, and 3-5 archived all the same.
+    const dir = await mkdtemp(join(tmpdir(), 'mailbridge-archive-gap-'));
+    const run = () =>
+      archiveMailbox(env.config, { mailbox: CONNS, outDir: dir, folders: ['Sent'] });
+    try {
+      expect((await run()).messagesNew).toBe(CONNS_FOLDERS.Sent);
+      const mailboxPath = join(dir, mailboxDirName(CONNS));
+      const records = await manifestRecords(mailboxPath);
+      const kept = records.filter((r) => r.uid <= 2);
+      for (const r of records.filter((r) => r.uid >= 3 && r.uid <= 5)) {
+        await rm(join(mailboxPath, ...r.path.split('/')));
+      }
+      await writeFile(
+        join(mailboxPath, 'manifest.jsonl'),
+        kept.map((r) => `${JSON.stringify(r)}\n`).join(''),
+      );
+      const again = await run();
+      expect(again).toMatchObject({ ok: true, recovered: CONNS_FOLDERS.Sent - 5, messagesNew: 3 });
+      const after = await manifestRecords(mailboxPath);
+      expect(after.map((r) => r.uid).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: CONNS_FOLDERS.Sent }, (_, i) => i + 1),
+      );
+      expect((await verifyArchive(dir)).ok).toBe(true);
+      // The recovered lines are no checkpoint, yet nothing is fetched twice.
+      expect((await run()).messagesNew).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a --connections or archive.connections out of range with exit 2, saying why', async () => {
+    const run = (value: string, ...more: string[]) =>
+      runCommand(archiveCommand, [
+        '--mailbox',
+        CONNS,
+        '--out',
+        out,
+        '--connections',
+        value,
+        ...more,
+      ]);
+    for (const value of ['0', '9', 'x', '2.5']) {
+      const refused = await run(value);
+      expect(refused.code, value).toBe(2);
+      expect(refused.stderr, value).toMatch(/--connections must be a whole number/);
+    }
+    expect((await run('9')).stderr).toContain('from 1 to 8, not 9');
+    const queued = await run('2', '--queue', 'redis://127.0.0.1:1/0');
+    expect(queued.code).toBe(2);
+    expect(queued.stderr).toContain('not with --queue');
+    expect(() => readArchiveSection({ sections: { archive: { connections: 0 } } })).toThrow(
+      /archive\.connections: archive\.connections must be a whole number from 1 to 16/,
+    );
+    expect(() => readArchiveSection({ sections: { archive: { conections: 2 } } })).toThrow(
+      /did you mean 'archive\.connections'/,
+    );
+    expect(readArchiveSection({ sections: { archive: { connections: 4 } } })).toEqual({
+      connections: 4,
+    });
   });
 });
 

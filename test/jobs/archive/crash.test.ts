@@ -28,6 +28,8 @@ const MAILBOX = 'crash@contoso.example';
 const BIG = 'big@contoso.example';
 const FOLDERS = ['INBOX', 'Projects/Alpha', 'Ünïcödé'];
 const PER_FOLDER = 50;
+/** INBOX's extra messages: parts of it go to other connections once theirs are done. */
+const INBOX_EXTRA = 60;
 const LARGE = 2;
 
 let env: ArchiveTestEnv;
@@ -42,10 +44,10 @@ beforeAll(async () => {
   let n = 0;
   for (const folder of FOLDERS) {
     if (folder !== 'INBOX') await seeder.mailboxCreate(folder);
-    for (let i = 0; i < PER_FOLDER; i++) {
+    for (let i = 0; i < PER_FOLDER + (folder === 'INBOX' ? INBOX_EXTRA : 0); i++) {
       await seeder.append(folder, plainMessage(++n, folder, MAILBOX));
       // Large messages between small ones: kills land inside partial-FETCH streams too.
-      if (folder === 'INBOX' && i % 20 === 10)
+      if (folder === 'INBOX' && (i === 10 || i === 90))
         await seeder.append(folder, messageWithAttachment(n, MAILBOX, 1_200_000));
     }
   }
@@ -106,7 +108,7 @@ async function checkInvariants(mailboxDir: string): Promise<{ files: number; lin
 }
 
 describe('archive crash safety', { tags: ['soak'] }, () => {
-  it('completes with nothing missing, doubled or partial after SIGKILLs at random points', async () => {
+  it('completes with nothing missing, doubled or partial after SIGKILLs at random points, on 1 or 3 connections', async () => {
     env.service.setTokenLifetime(5);
     const seed = Number(process.env.ARCHIVE_KILL_SEED ?? Date.now() % 1_000_000);
     const next = seededRandom(seed);
@@ -116,7 +118,7 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
       session: { baseDelayMs: 20 },
       fetch: { streamAboveBytes: 512 * 1024, chunkBytes: 128 * 1024 },
     };
-    const total = PER_FOLDER * FOLDERS.length + LARGE;
+    const total = PER_FOLDER * FOLDERS.length + INBOX_EXTRA + LARGE;
     const log: string[] = [`seed ${seed}`];
     let kills = 0;
     for (let round = 0; round < 12 && kills < 6; round++) {
@@ -130,9 +132,19 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
         killed = true;
         setTimeout(() => child.kill(), extraMs);
       };
-      const child = startArchiveChild(build.dir, env.env, MAILBOX, out, options, (count) => {
-        if (round > 0 && count >= afterMessages) kill();
-      });
+      // Mostly three connections, whose parts leave gaps below other parts' files; every
+      // third round one, which must take over what three left.
+      const connections = round % 3 === 2 ? 1 : 3;
+      const child = startArchiveChild(
+        build.dir,
+        env.env,
+        MAILBOX,
+        out,
+        { ...options, connections },
+        (count) => {
+          if (round > 0 && count >= afterMessages) kill();
+        },
+      );
       if (round === 0) setTimeout(kill, 300 + Math.floor(next() * 900));
       const ended = await child.done;
       const state = await checkInvariants(mailboxDir).catch((error: Error) => {
@@ -140,7 +152,7 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
         throw error;
       });
       log.push(
-        `round ${round}: ${ended.signal ?? `exit ${ended.code}`} ${round === 0 ? 'by time' : `after ${afterMessages} msgs + ${extraMs} ms`}; files ${state.files}, lines ${state.lines}`,
+        `round ${round} (${connections} connections): ${ended.signal ?? `exit ${ended.code}`} ${round === 0 ? 'by time' : `after ${afterMessages} msgs + ${extraMs} ms`}; files ${state.files}, lines ${state.lines}`,
       );
       if (ended.signal === 'SIGKILL') kills++;
       else {
@@ -151,7 +163,10 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
     expect(kills, log.join('\n')).toBeGreaterThanOrEqual(4);
 
     // And a run to the end.
-    const final = startArchiveChild(build.dir, env.env, MAILBOX, out, options);
+    const final = startArchiveChild(build.dir, env.env, MAILBOX, out, {
+      ...options,
+      connections: 3,
+    });
     const ended = await final.done;
     expect(ended.code, ended.stderr).toBe(0);
     const { result } = JSON.parse(ended.stdout.trim().split('\n').at(-1) as string) as {
@@ -159,9 +174,16 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
     };
     log.push(`final: ${result.messagesNew} new, ${result.recovered} recovered`);
     expect(result.ok).toBe(true);
+    const records = await manifestRecords(mailboxDir);
+    const archived = new Set(records.map((r) => `${r.folder}/${r.uid}`));
+    const missing = [...server].flatMap(([folder, { messages }]) =>
+      [...messages.keys()].map((uid) => `${folder}/${uid}`).filter((key) => !archived.has(key)),
+    );
+    log.push(
+      `lines ${records.length}, messages ${archived.size}, missing: ${missing.join(', ') || 'none'}`,
+    );
     expect(result.messagesTotal, log.join('\n')).toBe(total);
 
-    const records = await manifestRecords(mailboxDir);
     expect(records).toHaveLength(total);
     for (const [folder, { uidValidity, messages }] of server) {
       const archived = records.filter((r) => r.folder === folder);

@@ -1,9 +1,9 @@
 /**
- * A fixed number of things (connection pairs) lent out one holder at a time,
- * in the order they were asked for. A holder that only borrowed to help
- * (`tryAcquire`) gives its thing back as soon as someone else waits, so a
- * large folder uses every idle connection without keeping the next folder
- * from starting.
+ * A fixed number of things (an archive's connections, migrate's connection
+ * pairs) lent out one holder at a time, in the order they were asked for. A
+ * holder that only borrowed to help (`tryAcquire`) gives its thing back as
+ * soon as someone else waits, so a large folder uses every idle connection
+ * without keeping the next folder from starting.
  */
 export interface Lease<T> {
   readonly item: T;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LeasePool, shareParts } from '../../../src/jobs/migrate/lease-pool.js';
+import { LeasePool, shareParts } from '../../../src/jobs/mailbox-read/lease-pool.js';
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { runFolderWorkers } from '../../../src/jobs/mailbox-read/folder-workers.js';
+import { LeasePool } from '../../../src/jobs/mailbox-read/lease-pool.js';
 import type { FolderMapping } from '../../../src/jobs/migrate/folder-plan.js';
-import { runFolderWorkers } from '../../../src/jobs/migrate/folder-workers.js';
-import { LeasePool } from '../../../src/jobs/migrate/lease-pool.js';
 
 const pool = (size: number) => new LeasePool(size, (index) => index);
 

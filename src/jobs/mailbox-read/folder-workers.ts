@@ -1,22 +1,27 @@
 /**
- * Spreads folders over the pool's connection pairs: each folder is planned on
- * a pair of its own, and its batches may spread further (copy-folder.ts).
- * Folders that go to the same destination folder run one after another: two
- * folders appending to one destination at once could each take the other's
- * fresh copy of a message both source folders hold for its own, and one copy
- * would be missing.
+ * Spreads a job's folders over the connections of a lease pool: each folder
+ * is worked on with a connection of its own, and its batches may spread
+ * further (shareParts). Folders written to the same place (`destination`,
+ * compared without case) run one after another: two migrate folders
+ * appending to one destination at once could each take the other's fresh
+ * copy of a message both source folders hold for its own, and one copy would
+ * be missing.
  */
-import type { FolderMapping } from './folder-plan.js';
 import type { LeasePool } from './lease-pool.js';
 
-export async function runFolderWorkers<T, P>(
-  plan: readonly FolderMapping[],
+/** A folder to work on: where it is written (a destination folder, an archive folder). */
+export interface FolderWork {
+  readonly destination: string;
+}
+
+export async function runFolderWorkers<F extends FolderWork, T, P>(
+  plan: readonly F[],
   pool: LeasePool<P>,
-  work: (item: P, mapping: FolderMapping) => Promise<T>,
+  work: (item: P, folder: F) => Promise<T>,
 ): Promise<T[]> {
   const groups = new Map<string, number[]>();
-  plan.forEach((mapping, index) => {
-    const key = mapping.destination.toLowerCase();
+  plan.forEach((folder, index) => {
+    const key = folder.destination.toLowerCase();
     const group = groups.get(key);
     if (group) group.push(index);
     else groups.set(key, [index]);
@@ -30,7 +35,7 @@ export async function runFolderWorkers<T, P>(
         if (failure) return;
         const lease = await pool.acquire();
         try {
-          results[index] = await work(lease.item, plan[index] as FolderMapping);
+          results[index] = await work(lease.item, plan[index] as F);
         } catch (error) {
           // The first failure stops every runner at its next folder; it is the one reported.
           failure ??= { error };
