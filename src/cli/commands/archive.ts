@@ -184,7 +184,7 @@ export const archiveCommand: Command = {
     if (typeof args.values.queue === 'string') {
       return enqueueArchive(args, io, {
         mailboxes,
-        outDir: resolve(out),
+        outDir,
         folders: strings(args.values.folder),
         exclude: strings(args.values.exclude),
         ...(since ? { since: since.toISOString().slice(0, 10) } : {}),

@@ -19,6 +19,8 @@ const PASSWORD = 'the one provider password';
 const SOURCE = 'old@oldhost.example';
 const TARGET = 'moved@oldhost.example';
 const M365 = 'new@contoso.example';
+/** A blob container: the job carries the URL as given (the worker fails before using it). */
+const BLOB_OUT = 'azblob://devstoreaccount1/archive/nightly';
 const PASSWORDS = { MAILBRIDGE_FROM_PASSWORD: PASSWORD, MAILBRIDGE_TO_PASSWORD: PASSWORD };
 
 let env: QueueTestEnv;
@@ -52,6 +54,7 @@ afterAll(async () => {
 }, 60_000);
 
 interface Status {
+  outDir: string;
   counts: Record<string, number>;
   mailboxes: { mailbox: string; state: string; attempts: number; error?: { code: string } }[];
 }
@@ -72,7 +75,7 @@ describe('a worker without the app settings', () => {
     await writeFile(mailboxes, `${M365}\n`);
     const [, archiveRun] = await Promise.all([
       enqueued(['migrate', '--mailboxes', pairs, '--state', join(work, 'state')]),
-      enqueued(['archive', '--mailboxes', mailboxes, '--out', join(work, 'archive')]),
+      enqueued(['archive', '--mailboxes', mailboxes, '--out', BLOB_OUT]),
     ]);
 
     const worker = env.startWorker(['--queue', env.queueUrl], PASSWORDS, {
@@ -120,6 +123,7 @@ describe('a worker without the app settings', () => {
     ]);
     expect(shown.code, shown.stderr).toBe(1);
     const archive = JSON.parse(shown.stdout) as Status;
+    expect(archive).toMatchObject({ outDir: BLOB_OUT });
     expect(archive.mailboxes[0]).toMatchObject({
       state: 'failed',
       attempts: 1,
