@@ -15,15 +15,21 @@
  * job per mailbox, and the clock runs until every job is done. Then the
  * workers get SIGTERM and the archive is checked (a manifest line per message).
  *
+ * Then, in the same run, the issue's second table: bench/archive-blob.ts
+ * (the 10,000-message corpus archived into Azurite against into a local
+ * directory, Azurite through the same shaping proxy), as a child process of
+ * its own once the scale servers are stopped; `--blob-messages 0` skips it.
+ *
  *   npm run bench:scale -- [--mailboxes 200] [--messages 50] [--workers 1,2,4]
- *     [--rounds 1] [--write-readme]
+ *     [--rounds 1] [--blob-messages 10000] [--blob-rounds 1] [--write-readme]
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -69,6 +75,9 @@ interface BenchOptions {
   messages: number;
   workers: number[];
   rounds: number;
+  /** Messages of the blob bench's corpus (bench/archive-blob.ts); 0: not run. */
+  blobMessages: number;
+  blobRounds: number;
   writeReadme: boolean;
 }
 
@@ -80,6 +89,8 @@ function parseOptions(argv: string[]): BenchOptions {
       messages: { type: 'string', default: '50' },
       workers: { type: 'string', default: '1,2,4' },
       rounds: { type: 'string', default: '1' },
+      'blob-messages': { type: 'string', default: '10000' },
+      'blob-rounds': { type: 'string', default: '1' },
       'write-readme': { type: 'boolean', default: false },
     },
   });
@@ -93,6 +104,8 @@ function parseOptions(argv: string[]): BenchOptions {
     messages: wholeOption('messages', values.messages, 1, 10_000),
     workers,
     rounds: wholeOption('rounds', values.rounds, 1, 10),
+    blobMessages: wholeOption('blob-messages', values['blob-messages'], 0, 100_000),
+    blobRounds: wholeOption('blob-rounds', values['blob-rounds'], 1, 20),
     writeReadme: values['write-readme'],
   };
 }
@@ -165,7 +178,34 @@ async function archivedMessages(out: string, mailboxes: readonly string[]): Prom
   return lines;
 }
 
+/** The scale table, then the blob table of bench/archive-blob.ts. */
 async function measure(options: BenchOptions): Promise<number> {
+  const code = await measureScale(options);
+  if (code !== 0 || options.blobMessages === 0) return code;
+  progress(`archive of ${options.blobMessages} messages into Azurite against a local directory`);
+  return archiveBlobBench(options);
+}
+
+/** bench/archive-blob.ts in a child (its own CA and servers), through the same shaping proxy. */
+async function archiveBlobBench(options: BenchOptions): Promise<number> {
+  const file = join(dirname(fileURLToPath(import.meta.url)), 'archive-blob.ts');
+  const args = [
+    '--messages',
+    String(options.blobMessages),
+    '--rounds',
+    String(options.blobRounds),
+    '--wan',
+    ...(options.writeReadme ? ['--write-readme'] : []),
+  ];
+  // execArgv carries tsx's loader, as bench/support.ts runs the measuring child.
+  const child = spawn(process.execPath, [...process.execArgv, file, ...args], {
+    stdio: 'inherit',
+  });
+  const [exitCode] = (await once(child, 'exit')) as [number | null];
+  return exitCode ?? 1;
+}
+
+async function measureScale(options: BenchOptions): Promise<number> {
   const service = await startTokenService();
   const work = await mkdtemp(join(os.tmpdir(), 'mailbridge-bench-scale-'));
   let servers: MailServers | undefined;

@@ -999,6 +999,12 @@ export const ERROR_CODES = {
     remedy:
       "A migrate job's `imaps://` endpoint has no password on this worker (passwords never travel through Redis): set `MAILBRIDGE_FROM_PASSWORD`/`MAILBRIDGE_TO_PASSWORD` in the worker's environment or `migrate.fromPasswordFile`/`toPasswordFile` in its `--config`, then `mailbridge jobs retry --run ID --failed`.",
   },
+  QUEUE_WORKER_SETTINGS_MISSING: {
+    group: 'queue',
+    exit: 2,
+    remedy:
+      "A job needs the app's settings (tenant, client id, credential) and this worker started without them (an archive job, or a migrate job with an `m365:` side): give the worker the same settings as `mailbridge archive` (environment or `--config`), restart it, then `mailbridge jobs retry --run ID --failed`.",
+  },
   RELAY_SPOOL_LOCK_UNAVAILABLE: {
     group: 'relay',
     exit: 2,

@@ -211,6 +211,8 @@ export const queueSectionSchema = sectionMapping(
      * connections go to the others.
      */
     lockDuration: v.optional(duration),
+    /** PEM CA certificates to trust for a `rediss://` server, besides Node's own. */
+    caFile: v.optional(text(`${FIELD} must be the path of a PEM file.`)),
   },
   `${FIELD} must be a mapping of settings.`,
 );

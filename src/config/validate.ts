@@ -97,6 +97,24 @@ const TENANT_MISSING =
   "tenantId is missing. Set it (or AZURE_TENANT_ID) to the Directory (tenant) ID from the app registration's Overview page, or a verified domain such as contoso.onmicrosoft.com.";
 const CLIENT_MISSING =
   "clientId is missing. Set it (or AZURE_CLIENT_ID) to the Application (client) ID from the app registration's Overview page.";
+function noCredential(): string {
+  return `No credential is set. Set exactly one of ${CREDENTIAL_KEYS.slice(0, 3)
+    .map((key) => `${key} (${environmentVariableFor(key)})`)
+    .join(
+      ', ',
+    )}; a certificate is the safer choice for unattended use. In Azure, managedIdentity: true (MAILBRIDGE_CREDENTIAL=managed-identity) needs none of them.`;
+}
+
+/**
+ * Whether `problems` say only that the app's settings were never given (no
+ * tenant, no client, no credential), as on a machine that runs password-login
+ * jobs only; settings given wrongly, or anything else wrong, are not that.
+ */
+export function onlyAppSettingsAbsent(problems: readonly ConfigProblem[]): boolean {
+  const absent = new Set([TENANT_MISSING, CLIENT_MISSING, noCredential()]);
+  return problems.length === absent.size && problems.every((p) => absent.has(p.message));
+}
+
 const CLIENT_NOT_GUID = `${FIELD} is not a GUID. Use the Application (client) ID from the app registration's Overview page (not its name, and not a secret).`;
 const IDENTITY_CLIENT_NOT_GUID = `${FIELD} is not a GUID. With managedIdentity it names a user-assigned identity: use its Client ID (the identity's Overview page), or leave it unset for the system-assigned identity.`;
 
@@ -283,14 +301,7 @@ export async function validateSettings(
       : settings[key] !== undefined && settings[key] !== null,
   );
   if (present.length === 0) {
-    add(
-      'credential',
-      `No credential is set. Set exactly one of ${CREDENTIAL_KEYS.slice(0, 3)
-        .map((key) => `${key} (${environmentVariableFor(key)})`)
-        .join(
-          ', ',
-        )}; a certificate is the safer choice for unattended use. In Azure, managedIdentity: true (MAILBRIDGE_CREDENTIAL=managed-identity) needs none of them.`,
-    );
+    add('credential', noCredential());
   } else if (present.length > 1) {
     add(
       'credential',

@@ -50,7 +50,16 @@ export interface Azurite {
   stop(): Promise<void>;
 }
 
-export async function startAzurite(): Promise<Azurite> {
+export interface AzuriteOptions {
+  /**
+   * Also accept Entra bearer tokens (`--oauth basic`): Azurite checks their
+   * issuer (`https://sts.windows.net/…`, as the token service's), audience
+   * (`https://storage.azure.com`) and lifetime, not their signature.
+   */
+  oauth?: boolean;
+}
+
+export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurite> {
   const dir = mkdtempSync(join(tmpdir(), 'mailbridge-azurite-'));
   const data = join(dir, 'data');
   mkdirSync(data);
@@ -84,6 +93,7 @@ export async function startAzurite(): Promise<Azurite> {
         '--disableTelemetry',
         // The SDK may speak a newer service version than this Azurite knows.
         '--skipApiVersionCheck',
+        ...(options.oauth ? ['--oauth', 'basic'] : []),
       ],
       { detached: true, stdio: ['ignore', output, output], env: { PATH: process.env.PATH ?? '' } },
     );

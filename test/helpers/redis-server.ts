@@ -20,6 +20,12 @@ import { signalProcessGroup } from '../../src/util/process.js';
 export interface RedisServerOptions {
   /** `requirepass`: clients must AUTH with it. @default none */
   password?: string;
+  /**
+   * A TLS port besides the plain one (which the harness keeps for its
+   * readiness check), serving this certificate and key (PEM). Clients are
+   * not asked for certificates.
+   */
+  tls?: { certificatePem: string; privateKeyPem: string; caPem: string };
 }
 
 export interface RedisServer {
@@ -27,6 +33,8 @@ export interface RedisServer {
   readonly port: number;
   /** `redis://127.0.0.1:PORT/0`, without the password (give that through the environment). */
   readonly url: string;
+  /** With `tls`: `rediss://127.0.0.1:TLSPORT/0`. */
+  readonly tlsUrl: string | undefined;
   readonly dir: string;
   /**
    * Stops the server and starts it again on the same port from its AOF.
@@ -45,8 +53,13 @@ const SERVER_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'mailbridge-redis-'));
-  const [port = 0] = await freePorts(1);
+  const [port = 0, tlsPort] = await freePorts(options.tls ? 2 : 1);
   const config = join(dir, 'redis.conf');
+  if (options.tls) {
+    writeFileSync(join(dir, 'tls-cert.pem'), options.tls.certificatePem);
+    writeFileSync(join(dir, 'tls-key.pem'), options.tls.privateKeyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'tls-ca.pem'), options.tls.caPem);
+  }
   writeFileSync(
     config,
     [
@@ -62,11 +75,20 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       // BullMQ's requirement: keys with a TTL or not, never evicted.
       'maxmemory-policy noeviction',
       ...(options.password ? [`requirepass ${options.password}`] : []),
+      ...(tlsPort
+        ? [
+            `tls-port ${tlsPort}`,
+            `tls-cert-file ${join(dir, 'tls-cert.pem')}`,
+            `tls-key-file ${join(dir, 'tls-key.pem')}`,
+            `tls-ca-cert-file ${join(dir, 'tls-ca.pem')}`,
+            'tls-auth-clients no',
+          ]
+        : []),
       '',
     ].join('\n'),
     { mode: 0o600 },
   );
-  const server = new RunningRedis(dir, port, config);
+  const server = new RunningRedis(dir, port, config, tlsPort);
   try {
     await server.start();
     return server;
@@ -89,12 +111,17 @@ class RunningRedis implements RedisServer {
     readonly dir: string,
     readonly port: number,
     private readonly config: string,
+    private readonly tlsPort: number | undefined,
   ) {
     process.on('exit', this.onExit);
   }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  get tlsUrl(): string | undefined {
+    return this.tlsPort ? `rediss://127.0.0.1:${this.tlsPort}/0` : undefined;
   }
 
   async start(): Promise<void> {

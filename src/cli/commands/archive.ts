@@ -187,7 +187,7 @@ export const archiveCommand: Command = {
       }
       return enqueueArchive(args, io, {
         mailboxes,
-        outDir: resolve(out),
+        outDir,
         folders: strings(args.values.folder),
         exclude: strings(args.values.exclude),
         ...(since ? { since: since.toISOString().slice(0, 10) } : {}),

@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
-import { ExitCode } from '../../errors.js';
+import { onlyAppSettingsAbsent } from '../../config/validate.js';
+import { ConfigurationError, ExitCode } from '../../errors.js';
 import { readMigrateSection } from '../../jobs/migrate/config-section.js';
 import { usageError } from '../args.js';
 import type { Command } from '../command.js';
@@ -30,7 +31,9 @@ export const workerCommand: Command = {
     'continues from the checkpoint. Passwords of imaps:// endpoints in migrate jobs come from this',
     "worker's MAILBRIDGE_FROM_PASSWORD / MAILBRIDGE_TO_PASSWORD or its --config file's",
     'migrate.fromPasswordFile / toPasswordFile, never from the queue; a job this worker has no',
-    'password for fails with QUEUE_WORKER_PASSWORD_MISSING.',
+    "password for fails with QUEUE_WORKER_PASSWORD_MISSING. Without the app's settings the worker",
+    'still runs: archive jobs and migrate jobs with an m365: side fail with',
+    'QUEUE_WORKER_SETTINGS_MISSING, imaps:// migrations run.',
     'SIGTERM or Ctrl-C: the running archives stop between two messages, record what they',
     'fetched, and go back to the queue; the worker then exits 0. Connections to one mailbox are',
     'shared by every worker: at most queue.connectionsPerMailbox (8) at once, and a throttling',
@@ -49,7 +52,13 @@ export const workerCommand: Command = {
       }
       concurrency = Number(text);
     }
-    const config = await loadConfig();
+    // A worker for imaps:// migrations needs no app settings: only the jobs that do fail.
+    // Settings given wrongly (or an unreadable --config) still stop it here.
+    const config = await loadConfig().catch((error: unknown) => {
+      if (error instanceof ConfigurationError && onlyAppSettingsAbsent(error.problems))
+        return error;
+      throw error;
+    });
     const passwords = await workerPasswords(args.values, io);
     const { runWorker } = await import('../../jobs/queue/worker.js');
     const controller = new AbortController();

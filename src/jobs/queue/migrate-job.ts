@@ -21,11 +21,13 @@ import {
   migrateMailbox,
   pairStateDir,
 } from '../migrate/index.js';
+import { appSettingsFor, type WorkerAppSettings } from './app-settings.js';
 import type { MigrateJobData, MigrateJobResult } from './job-data.js';
 
 /** What the worker gives every migrate job. */
 export interface MigrateJobContext {
-  config: MailbridgeConfig;
+  /** The worker's app settings, or why it has none (only `m365:` sides need them). */
+  config: WorkerAppSettings;
   /** The worker's passwords for `imaps://` sources and destinations. */
   passwords: { from?: string; to?: string };
   connectionSlots: ConnectionSlots;
@@ -48,13 +50,16 @@ export async function runMigrateJob(
     if (password === undefined) throw passwordMissing(side, data[side]);
     passwords[side === 'from' ? 'fromPassword' : 'toPassword'] = password;
   }
-  const configOf = async (file: string | undefined) =>
-    file ? loadConfig({ file, env: context.env }) : context.config;
+  const configOf = async (side: 'from' | 'to', file: string | undefined) => {
+    if (file) return loadConfig({ file, env: context.env });
+    if (!/^m365:/i.test(data[side].trim())) return undefined;
+    return appSettingsFor(context.config, `Migrating ${displayText(data[side])}`);
+  };
   return migrateMailbox({
     from: data.from,
     to: data.to,
-    fromConfig: await configOf(data.fromConfig),
-    toConfig: await configOf(data.toConfig),
+    fromConfig: await configOf('from', data.fromConfig),
+    toConfig: await configOf('to', data.toConfig),
     ...passwords,
     folders: data.folders,
     exclude: data.exclude,

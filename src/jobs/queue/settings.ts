@@ -6,12 +6,16 @@
  * the same host and port.
  */
 
+import { dirname, resolve } from 'node:path';
 import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
+import { readCaFile, readNodeExtraCaCerts } from '../../config/ca-file.js';
 import { readRedisUrlEnvironment } from '../../config/env.js';
 import { readConfigFile } from '../../config/file.js';
 import { parseSection } from '../../config/schema.js';
 import { type QueueSection, queueSectionSchema } from '../../config/sections.js';
 import { ConfigurationError } from '../../errors.js';
+import { displayText } from '../../util/display-text.js';
+import { trustOptions } from '../../util/tls.js';
 
 export const DEFAULT_WORKER_CONCURRENCY = 4;
 export const DEFAULT_JOB_ATTEMPTS = 5;
@@ -26,6 +30,8 @@ export interface QueueSettings {
   connectionsPerMailbox: number;
   attempts: number;
   lockDurationMs: number;
+  /** For `rediss://` with `queue.caFile`: Node's CAs and that file's; absent, Node's own. */
+  tls?: { ca: string[] };
 }
 
 export interface QueueSettingsSources {
@@ -54,14 +60,40 @@ export async function readQueueSettings(sources: QueueSettingsSources): Promise<
     connectionsPerMailbox: section.connectionsPerMailbox ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
     attempts: section.attempts ?? DEFAULT_JOB_ATTEMPTS,
     lockDurationMs: section.lockDuration ?? DEFAULT_LOCK_DURATION_MS,
+    ...(section.caFile ? { tls: await trustedCas(section.caFile) } : {}),
   };
+}
+
+/**
+ * A `ca` option replaces Node's trust store, so the default CAs and
+ * NODE_EXTRA_CA_CERTS's (which Node loaded at start) are listed with the file's.
+ */
+async function trustedCas(caFile: string): Promise<{ ca: string[] }> {
+  const result = await readCaFile(caFile);
+  if ('problem' in result) {
+    throw new ConfigurationError({
+      code: 'QUEUE_OPTION_INVALID',
+      message: `queue.caFile ${displayText(caFile)} cannot be used: ${result.problem}`,
+      remedy: "Name a PEM file holding the CA that signed the Redis server's certificate.",
+    });
+  }
+  const extra = [
+    ...result.certificates,
+    ...(await readNodeExtraCaCerts(process.env.NODE_EXTRA_CA_CERTS)),
+  ];
+  return trustOptions(extra) as { ca: string[] };
 }
 
 async function readQueueSection(file: string): Promise<Partial<QueueSection>> {
   const raw = (await readConfigFile(file)).queue;
   if (raw === undefined || raw === null) return {};
   const parsed = parseSection(queueSectionSchema, raw, { prefix: 'queue' });
-  if (parsed.problems.length === 0) return parsed.value as Partial<QueueSection>;
+  if (parsed.problems.length === 0) {
+    const section = parsed.value as Partial<QueueSection>;
+    // Relative to the config file, as the file settings of the app are.
+    if (section.caFile) section.caFile = resolve(dirname(resolve(file)), section.caFile);
+    return section;
+  }
   const lines = parsed.problems.map((p) => `  - ${p.field}: ${p.message}`);
   throw new ConfigurationError({
     code: 'QUEUE_OPTION_INVALID',

@@ -18,6 +18,7 @@ import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, MailbridgeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { archiveMailbox } from '../archive/index.js';
+import { appSettingsFor, type WorkerAppSettings } from './app-settings.js';
 import { createConnectionLeases } from './connection-leases.js';
 import {
   ARCHIVE_QUEUE,
@@ -30,7 +31,7 @@ import {
   type MigrateJobResult,
 } from './job-data.js';
 import { migrateJobResult, runMigrateJob } from './migrate-job.js';
-import { connectForWorker, KEY_PREFIX } from './redis.js';
+import { connectForWorker, firstReady, KEY_PREFIX } from './redis.js';
 import type { QueueSettings } from './settings.js';
 
 /** How often a job's progress is written to Redis. */
@@ -64,18 +65,47 @@ export interface ArchiveWorkerSummary {
   returned: number;
 }
 
-/** Runs jobs until `signal` is aborted; resolves once every job it held is finished or back in the queue. */
+/**
+ * Runs jobs until `signal` is aborted; resolves once every job it held is
+ * finished or back in the queue. `config`: the app's settings, or the
+ * ConfigurationError that says why the worker has none; then the jobs that
+ * need them fail with QUEUE_WORKER_SETTINGS_MISSING and the others run.
+ */
 export async function runWorker(
-  config: MailbridgeConfig,
+  config: WorkerAppSettings,
   options: ArchiveWorkerOptions,
 ): Promise<ArchiveWorkerSummary> {
   const { settings, logger, signal } = options;
   const name = options.name ?? `${hostname()}:${process.pid}`;
-  const redis = connectForWorker(settings, logger);
-  const leases = createConnectionLeases(redis, { leaseMs: settings.lockDurationMs, logger });
-  const tokenProvider = createTokenProvider(config, { logger });
   const summary: ArchiveWorkerSummary = { name, completed: 0, failed: 0, returned: 0 };
-  const tokenProviders = new Map<MailbridgeConfig, TokenProvider>([[config, tokenProvider]]);
+  const stopped = new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  const redis = connectForWorker(settings, logger);
+  const ready = await Promise.race([
+    firstReady(redis, settings).then(() => true),
+    stopped.then(() => false),
+  ]).catch((error: unknown) => {
+    redis.disconnect();
+    throw error;
+  });
+  if (!ready) {
+    redis.disconnect();
+    return summary;
+  }
+  const leases = createConnectionLeases(redis, { leaseMs: settings.lockDurationMs, logger });
+  const tokenProviders = new Map<MailbridgeConfig, TokenProvider>();
+  let tokenProvider: TokenProvider | undefined;
+  if (config instanceof ConfigurationError) {
+    logger.log('warn', 'queue: no app settings; archive jobs and m365 migrate jobs will fail', {
+      code: config.code,
+      error: config.message,
+    });
+  } else {
+    tokenProvider = createTokenProvider(config, { logger });
+    tokenProviders.set(config, tokenProvider);
+  }
 
   /** Writes the job's progress to Redis at most once per PROGRESS_INTERVAL_MS. */
   const progressOf = (job: Job) => {
@@ -150,7 +180,8 @@ export async function runWorker(
     logger.log('info', 'queue: job started', { job: job.id, mailbox: data.mailbox, worker: name });
     let result: Awaited<ReturnType<typeof archiveMailbox>>;
     try {
-      result = await archiveMailbox(config, {
+      const appConfig = appSettingsFor(config, `Archiving ${data.mailbox}`);
+      result = await archiveMailbox(appConfig, {
         mailbox: data.mailbox,
         outDir: data.outDir,
         folders: data.folders,
@@ -158,7 +189,7 @@ export async function runWorker(
         ...(data.since ? { since: new Date(`${data.since}T00:00:00Z`) } : {}),
         allowEmpty: data.allowEmpty,
         repair: data.repair,
-        tokenProvider,
+        tokenProvider: tokenProviders.get(appConfig),
         logger,
         signal,
         maxConnections: settings.connectionsPerMailbox,
@@ -224,10 +255,6 @@ export async function runWorker(
     });
   }
 
-  const stopped = new Promise<void>((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
   const running = Promise.all(workers.map((w) => w.run()));
   logger.log('info', 'queue: worker started', {
     worker: name,

@@ -39,8 +39,15 @@ export interface QueueTestEnv {
   configFile(queue: Record<string, unknown>): Promise<string>;
   direct(mailbox: string): Promise<ImapFlow>;
   cli(args: string[], options?: { timeoutMs?: number }): Promise<CliResult>;
-  /** `extraEnv` on top of `env`, e.g. a migrate source's password. */
-  startWorker(args: string[], extraEnv?: Record<string, string>): Worker;
+  /**
+   * `extraEnv` on top of `env`, e.g. a migrate source's password.
+   * `withoutAppSettings`: only MAILBRIDGE_REDIS_URL of `env`, a worker for imaps:// migrations.
+   */
+  startWorker(
+    args: string[],
+    extraEnv?: Record<string, string>,
+    options?: { withoutAppSettings?: boolean },
+  ): Worker;
   /** SIGKILLs the workers still running: after each test, so that none takes the next test's jobs. */
   killWorkers(): Promise<void>;
   close(): Promise<void>;
@@ -91,9 +98,12 @@ export async function startQueueTestEnv(
     },
     direct: (mailbox) => createImapClient(config, { mailbox }),
     cli: (args, options = {}) => runCli(args, env, { timeoutMs: options.timeoutMs ?? 30_000 }),
-    startWorker(args, extraEnv = {}) {
+    startWorker(args, extraEnv = {}, options = {}) {
+      const base = options.withoutAppSettings
+        ? { MAILBRIDGE_REDIS_URL: env.MAILBRIDGE_REDIS_URL as string }
+        : env;
       const child = spawn(process.execPath, [CLI_PATH, 'worker', ...args], {
-        env: cliEnv({ ...env, ...extraEnv }),
+        env: cliEnv({ ...base, ...extraEnv }),
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let output = '';
