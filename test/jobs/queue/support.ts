@@ -259,8 +259,10 @@ export interface JobSeen {
 /**
  * Finds one of `workers` holding a job and stops it (SIGSTOP), then reads the
  * jobs again: stopped, it can finish none of them before the caller's SIGKILL,
- * so `held` is exactly what it had in flight. A worker caught between two jobs
- * is let go (SIGCONT) and the search goes on.
+ * so `held` is exactly what it had in flight (possibly nothing, if its jobs
+ * ended in the moment before the stop). One shot: a worker stopped and let go
+ * again misses its lock renewals, and its jobs, taken by another worker while
+ * it still runs them, fail on the pair's state lock.
  */
 export async function stopWorkerHoldingJobs(
   workers: readonly Worker[],
@@ -274,15 +276,13 @@ export async function stopWorkerHoldingJobs(
       .map((m) => m.mailbox);
   while (Date.now() < deadline) {
     const now = await jobs();
-    const victim = workers.find((w) => heldBy(now, w).length > 0);
     if (now.length > 0 && now.every((m) => m.state === 'done')) break;
+    const victim = workers.find((w) => heldBy(now, w).length > 0);
     if (!victim) continue;
     victim.child.kill('SIGSTOP');
     // Commands it sent before it stopped still reach Redis: let them land.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const held = heldBy(await jobs(), victim);
-    if (held.length > 0) return { victim, held };
-    victim.child.kill('SIGCONT');
+    return { victim, held: heldBy(await jobs(), victim) };
   }
   throw new Error(
     `no worker was seen holding a job before the run ended or ${timeoutMs} ms passed:\n${workers
