@@ -192,7 +192,9 @@ describe('at run time', () => {
       const port = relay.listeners[0]?.port as number;
       const httpPort = relay.http?.port as number;
       expect((await healthz(httpPort)).code).toBe(200);
-      await new Promise((r) => setTimeout(r, expiresAt.getTime() - Date.now() + 4000));
+      // Past the secret's expiry by more than a token's life (4 s, its exp rounded up
+      // to the whole second by the token service): the relay's token is gone by then.
+      await new Promise((r) => setTimeout(r, expiresAt.getTime() - Date.now() + 6000));
 
       const client = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true });
       const info = await client.sendMail({
