@@ -211,7 +211,12 @@ describe('at run time', () => {
         () => output.text(),
       );
       expect(queued.lastError?.code).toBe('SECRET_EXPIRED');
-      expect(output.text()).toMatch(/"event":"deferred".*"code":"SECRET_EXPIRED"/);
+      // The spool records the deferral before the log line about it is written.
+      await eventually(
+        () => /"event":"deferred".*"code":"SECRET_EXPIRED"/.test(output.text()) || undefined,
+        5_000,
+        () => output.text(),
+      );
       expect(output.text()).not.toContain('"code":"EAUTH"');
 
       const health = await healthz(httpPort);
