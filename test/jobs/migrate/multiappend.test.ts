@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uidList } from '../../../src/clients/imap-append-pipeline.js';
-import { migrateMailbox } from '../../../src/index.js';
+import { migrateMailbox } from '../../../src/jobs/migrate/migrate.js';
 import type { JournalRecord } from '../../../src/jobs/migrate/state.js';
 import {
   deliverTooBig,
