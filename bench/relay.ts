@@ -829,9 +829,16 @@ function cpuRows(
       ratio,
     ),
     row(
+      'The same with a relay process that used no CPU: direct path CPU / the relay path’s other parts',
+      (f) =>
+        totalCpu(f.directCpu.perMessage) /
+        (totalCpu(f.relayCpu.perMessage) - f.relayCpu.perMessage.relay),
+      ratio,
+    ),
+    row(
       `**Relay process CPU per message that 0.90× needs when CPU-bound** (ms)`,
       (f) => f.relayCpuFor90,
-      ms,
+      (v) => (v > 0 ? ms(v) : `${ms(v)} (unreachable)`),
     ),
   ];
 }
