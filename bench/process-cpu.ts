@@ -1,7 +1,8 @@
 /**
  * CPU seconds of a bench's clients and of the Dovecot instance serving them,
- * read from /proc (Linux), and the mail user that owns seeded Maildirs.
- * Shared by bench/archive.ts and bench/migrate.ts.
+ * read from /proc (Linux), the machine's busy and idle time, and the mail
+ * user that owns seeded Maildirs. Shared by bench/archive.ts,
+ * bench/migrate.ts and bench/relay.ts.
  */
 import { readdir, readFile } from 'node:fs/promises';
 
@@ -31,15 +32,28 @@ export async function childrenCpuSeconds(): Promise<number> {
 }
 
 /** The pid of the Dovecot master started with `configFile`. */
-export async function dovecotMaster(configFile: string): Promise<number> {
+export function dovecotMaster(configFile: string): Promise<number> {
+  return serverMaster('dovecot', configFile);
+}
+
+/**
+ * The pid of the Postfix master started with `-c configDir` (its children:
+ * smtpd, cleanup, qmgr, lmtp, trivial-rewrite, tlsmgr, …).
+ */
+export function postfixMaster(configDir: string): Promise<number> {
+  return serverMaster('postfix', configDir);
+}
+
+/** The pid of the process whose command line holds `name` and has `argument` as one argument. */
+async function serverMaster(name: string, argument: string): Promise<number> {
   for (const entry of await readdir('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(configFile) && cmdline.includes('dovecot')) {
+    if (cmdline.split('\0').includes(argument) && cmdline.includes(name)) {
       return Number(entry);
     }
   }
-  throw new Error(`no Dovecot master runs with ${configFile}`);
+  throw new Error(`no ${name} master runs with ${argument}`);
 }
 
 /**
@@ -60,6 +74,22 @@ export async function serverCpuSeconds(master: number): Promise<number> {
     }
   }
   return seconds;
+}
+
+/** CPU seconds of the whole machine so far, all cores (/proc/stat's first line). */
+export interface MachineTimes {
+  busy: number;
+  /** idle + iowait: time no process wanted a core. */
+  idle: number;
+}
+
+export async function machineTimes(): Promise<MachineTimes> {
+  const stat = await readFile('/proc/stat', 'utf8');
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
+  const ticks = (stat.split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  const total = ticks.reduce((sum, t) => sum + t, 0);
+  return { busy: (total - idle) / 100, idle: idle / 100 };
 }
 
 export function ownCpuSeconds(since: NodeJS.CpuUsage): number {

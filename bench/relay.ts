@@ -1,8 +1,8 @@
 /**
  * Relay benchmark (results and how to read them: bench/README.md).
  *
- * `mailbridge relay` runs as a child process (test/jobs/relay/run-relay.ts,
- * as the durability test runs it) in front of real Postfix submission
+ * `mailbridge relay` runs as a child process from the build (dist/cli/main.js,
+ * as users and the durability test run it) in front of real Postfix submission
  * (STARTTLS, SASL XOAUTH2 checked by Dovecot against the local token
  * service). The question is issue 21's: does a device lose anything by
  * sending through the relay rather than straight to Exchange with the same
@@ -17,12 +17,16 @@
  *      (open loop, a message is due at its time whether or not the last one
  *      is done), so the upstream keeps up and the end-to-end time through the
  *      relay minus the direct time is what the relay adds, not queueing.
- * The relay's RSS (/proc/PID/status) is read at rest after start, sampled
+ * In the full-speed phases the CPU time of every process involved (this
+ * one's clients, the relay, Postfix's and Dovecot's processes) is read per
+ * delivered message, with the machine's idle time: what the ratio could be on
+ * these cores if CPU were the limit. The relay's RSS (/proc/PID/status) is read at rest after start, sampled
  * during the load and read again once it has drained. Every message must land
  * in Dovecot (IMAP STATUS per recipient). `--checkout DIR` runs the relay of
  * another checkout (e.g. a worktree of main) under the same clients.
  *
- * Needs root (the mail servers of test/helpers/mail-servers.ts). Like
+ * Needs root (the mail servers of test/helpers/mail-servers.ts) and the build
+ * (`npm run bench:relay` builds first). Like
  * bench/smtp.ts it runs twice: a launcher that makes a throwaway CA and a
  * child that trusts it through NODE_EXTRA_CA_CERTS (the relay inherits it).
  *
@@ -54,7 +58,17 @@ import {
   SMTP_ROLE,
   startMailServers,
 } from '../test/helpers/mail-servers.js';
+import { requireBuilt } from '../test/helpers/run-cli.js';
 import { startTokenService } from '../test/helpers/token-service.js';
+import {
+  dovecotMaster,
+  type MachineTimes,
+  machineTimes,
+  ownCpuSeconds,
+  postfixMaster,
+  processTimes,
+  serverCpuSeconds,
+} from './process-cpu.js';
 import {
   delay,
   describeMachine,
@@ -68,6 +82,8 @@ import {
 } from './support.js';
 
 const SENDER = 'scanner@contoso.example';
+/** Issue 21's goal for the delivered rate, relay / direct. */
+const GOAL_RATIO = 0.9;
 /** One recipient per side, so Dovecot's count checks each side on its own. */
 const RECIPIENTS = {
   relay: 'bench-relay@contoso.example',
@@ -80,8 +96,6 @@ const WARM_UP_MESSAGES = 50;
 const SETTLE_MS = 2000;
 const RSS_SAMPLE_MS = 20;
 const TIMEOUT_MS = 60_000;
-/** USER_HZ of /proc/PID/stat: 100 on every Linux build that matters here. */
-const CLOCK_TICKS_PER_SECOND = 100;
 
 // About 20 KB as sent: 4 KB of text and a 12 KB attachment (16 KB in base64), as bench/smtp.ts.
 const TEXT = Array.from({ length: 64 }, (_, i) =>
@@ -150,10 +164,11 @@ async function spawnRelay(
   options: BenchOptions,
 ): Promise<RelayChild> {
   const profile = options.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProf] : [];
-  const runRelay = join(options.checkout, 'test/jobs/relay/run-relay.ts');
+  // The build, as the shipped CLI runs: under tsx the relay also paid for its loader and source maps.
+  const cli = requireBuilt(join(options.checkout, 'dist/cli/main.js'));
   const child: ChildProcess = spawn(
     process.execPath,
-    [...profile, '--import', 'tsx', runRelay, '--config', configFile],
+    [...profile, cli, 'relay', '--config', configFile],
     { cwd: options.checkout, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const events: Record<string, unknown>[] = [];
@@ -237,14 +252,64 @@ async function rssOf(pid: number): Promise<number> {
   return Number(kb) * 1024;
 }
 
-/** CPU time (user + system) a process has used so far, in ms (Linux, /proc/PID/stat). */
-async function cpuOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces), from field 3 on: utime is 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+/**
+ * Every process a message passes through, as the CPU figures group them:
+ * `clients` is this process (the devices or the direct connections, and the
+ * token service, the IMAP checks and the reading of the relay's log).
+ */
+const PARTS = ['clients', 'relay', 'postfix', 'dovecot'] as const;
+type Part = (typeof PARTS)[number];
+
+interface CpuReading {
+  /** CPU seconds used so far, per part. */
+  parts: Record<Part, number>;
+  machine: MachineTimes;
 }
+
+/** Reads the CPU seconds of every part at once, and the machine's. */
+function cpuMeters(relayPid: number, postfix: number, dovecot: number) {
+  return async (): Promise<CpuReading> => ({
+    parts: {
+      clients: ownCpuSeconds({ user: 0, system: 0 }),
+      relay: (await processTimes(relayPid)).own,
+      postfix: await serverCpuSeconds(postfix),
+      dovecot: await serverCpuSeconds(dovecot),
+    },
+    machine: await machineTimes(),
+  });
+}
+
+/** Where a full-speed phase's CPU went. */
+interface PhaseCpu {
+  /** CPU ms per delivered message, per part. */
+  perMessage: Record<Part, number>;
+  /** Share of the machine's CPU time left idle from the phase's start to its last 250 (direct) or `delivered` (relay). */
+  idle: number;
+  /** CPU ms per message of every other process on the machine over the phase (other users' load). */
+  others: number;
+}
+
+function phaseCpu(
+  before: CpuReading,
+  loadEnd: MachineTimes,
+  after: CpuReading,
+  messages: number,
+): PhaseCpu {
+  const perMessage = Object.fromEntries(
+    PARTS.map((part) => [part, ((after.parts[part] - before.parts[part]) * 1000) / messages]),
+  ) as Record<Part, number>;
+  const idle = loadEnd.idle - before.machine.idle;
+  const busy = loadEnd.busy - before.machine.busy;
+  const machineMs = ((after.machine.busy - before.machine.busy) * 1000) / messages;
+  return {
+    perMessage,
+    idle: idle / (idle + busy),
+    others: Math.max(0, machineMs - totalCpu(perMessage)),
+  };
+}
+
+const totalCpu = (perMessage: Record<Part, number>) =>
+  PARTS.reduce((sum, part) => sum + perMessage[part], 0);
 
 /** Samples the RSS every RSS_SAMPLE_MS until stopped; returns the highest. */
 function sampleRss(pid: number): { stop(): Promise<number> } {
@@ -357,9 +422,9 @@ interface Round {
   /** The 1-minute load average when the round started. */
   load: number;
   relay: LoadResult;
-  /** CPU ms the relay process used for the full-speed phase, accepting and delivering. */
-  relayCpuMs: number;
+  relayCpu: PhaseCpu;
   direct: LoadResult;
+  directCpu: PhaseCpu;
   pacedPerSecond: number;
   pacedRelay: LoadResult;
   pacedDirect: LoadResult;
@@ -412,7 +477,12 @@ async function measure(options: BenchOptions): Promise<number> {
     await delay(SETTLE_MS);
     const atRest = await rssOf(relay.pid);
 
-    const results = await run(config, relay, port, options, atRest);
+    const meters = cpuMeters(
+      relay.pid,
+      await postfixMaster(join(servers.dir, 'postfix', 'etc')),
+      await dovecotMaster(join(servers.dir, 'dovecot', 'dovecot.conf')),
+    );
+    const results = await run(config, relay, meters, port, options, atRest);
     const machine = describeMachine(await softwareVersions());
     const table = renderResults(results, options);
     process.stdout.write(`${machine}\n\n${table}\n`);
@@ -436,6 +506,7 @@ async function measure(options: BenchOptions): Promise<number> {
 async function run(
   config: MailbridgeConfig,
   relay: RelayChild,
+  meters: () => Promise<CpuReading>,
   port: number,
   options: BenchOptions,
   atRest: number,
@@ -470,10 +541,13 @@ async function run(
   const inboxes = await openInboxes(config);
   const held: Record<Side, number> = { relay: 0, direct: 0 };
   // Postfix delivers into Dovecot in the background: each phase starts on an empty queue.
-  const settle = async (side: Side, load: LoadResult) => {
+  // Returns the machine's times when the last message reached Postfix.
+  const settle = async (side: Side, load: LoadResult): Promise<MachineTimes> => {
     held[side] += load.submissions.length;
     if (side === 'relay') await relay.waitForDelivered(held.relay);
+    const loadEnd = await machineTimes();
     await inboxes.waitFor(side, held[side]);
+    return loadEnd;
   };
   try {
     progress(`warm-up: ${WARM_UP_MESSAGES} messages per side`);
@@ -489,22 +563,25 @@ async function run(
         progress(
           `round ${r}/${options.rounds} (load ${load.toFixed(2)}): ${side} ${label}, ${count} messages from ${transports[side].length} connections`,
         );
+        const before = await meters();
         const result = await runLoad(transports[side], side, count, `${label}-${r}`, perSecond);
-        await settle(side, result);
-        return result;
+        const loadEnd = await settle(side, result);
+        // Counted once Dovecot holds everything: Postfix's delivery is part of a message's cost.
+        const cpu = phaseCpu(before, loadEnd, await meters(), result.submissions.length);
+        return { result, cpu };
       };
-      const cpuBefore = await cpuOf(relay.pid);
-      const relayLoad = await phase('relay', 'full', options.messages);
-      const relayCpuMs = (await cpuOf(relay.pid)) - cpuBefore;
-      const direct = await phase('direct', 'full', options.messages);
+      const relayFull = await phase('relay', 'full', options.messages);
+      const directFull = await phase('direct', 'full', options.messages);
+      const direct = directFull.result;
       const pacedPerSecond = directRate(direct) / 2;
-      const pacedRelay = await phase('relay', 'paced', options.paced, pacedPerSecond);
-      const pacedDirect = await phase('direct', 'paced', options.paced, pacedPerSecond);
+      const pacedRelay = (await phase('relay', 'paced', options.paced, pacedPerSecond)).result;
+      const pacedDirect = (await phase('direct', 'paced', options.paced, pacedPerSecond)).result;
       rounds.push({
         load,
-        relay: relayLoad,
-        relayCpuMs,
+        relay: relayFull.result,
+        relayCpu: relayFull.cpu,
         direct,
+        directCpu: directFull.cpu,
         pacedPerSecond,
         pacedRelay,
         pacedDirect,
@@ -614,7 +691,12 @@ interface RoundFigures {
   relayDelivered: number;
   direct: number;
   ratio: number;
-  relayCpuPerMessage: number;
+  relayCpu: PhaseCpu;
+  directCpu: PhaseCpu;
+  /** Relay / direct delivered rate if all the work of both sides were CPU-bound on this machine. */
+  cpuBoundRatio: number;
+  /** The relay process's CPU per message that would let the relay path reach 0.9× of direct when CPU-bound. */
+  relayCpuFor90: number;
   relay250: [number, number];
   direct250: [number, number];
   relayEndToEnd: [number, number];
@@ -650,7 +732,12 @@ function roundFigures(round: Round, deliveredAt: Map<string, number>): RoundFigu
     relayDelivered,
     direct,
     ratio: relayDelivered / direct,
-    relayCpuPerMessage: round.relayCpuMs / relay.submissions.length,
+    relayCpu: round.relayCpu,
+    directCpu: round.directCpu,
+    cpuBoundRatio: totalCpu(round.directCpu.perMessage) / totalCpu(round.relayCpu.perMessage),
+    relayCpuFor90:
+      totalCpu(round.directCpu.perMessage) / GOAL_RATIO -
+      (totalCpu(round.relayCpu.perMessage) - round.relayCpu.perMessage.relay),
     relay250: p(toAcceptance(relay)),
     direct250: p(toAcceptance(round.direct)),
     relayEndToEnd: p(endToEnd(relay, deliveredAt)),
@@ -693,6 +780,76 @@ function check(results: Results, options: BenchOptions): string[] {
   return problems;
 }
 
+type Row = (
+  label: string,
+  pick: (f: RoundFigures) => number,
+  show?: (v: number) => string,
+) => string[];
+
+/**
+ * Where the CPU went at full speed, per delivered message, and what that
+ * allows: with every core busy a path delivers at most cores / (its CPU per
+ * message), so if both sides were CPU-bound the ratio of delivered rates is
+ * the inverse ratio of their CPU per message.
+ */
+function cpuRows(
+  row: Row,
+  ratio: (v: number) => string,
+  fixed: (digits: number) => (v: number) => string,
+): string[][] {
+  const ms = fixed(2);
+  const percent = (v: number) => `${(v * 100).toFixed(0)} %`;
+  const cores = os.cpus().length;
+  const perSide = (
+    side: 'relay' | 'direct',
+    label: string,
+    pick: (f: RoundFigures) => PhaseCpu,
+  ) => [
+    ...PARTS.filter((part) => side === 'relay' || part !== 'relay').map((part) =>
+      row(`${label}: ${PART_LABELS[part]} (ms per message)`, (f) => pick(f).perMessage[part], ms),
+    ),
+    row(`**${label}: all of them** (ms per message)`, (f) => totalCpu(pick(f).perMessage), ms),
+    row(
+      `${label}: its ceiling if CPU-bound, ${cores} cores (messages/s)`,
+      (f) => (cores * 1000) / totalCpu(pick(f).perMessage),
+    ),
+    row(
+      `${label}: machine idle until the last message reached Postfix`,
+      (f) => pick(f).idle,
+      percent,
+    ),
+    row(`${label}: other processes on the machine (ms per message)`, (f) => pick(f).others, ms),
+  ];
+  return [
+    ...perSide('relay', 'Relay path', (f) => f.relayCpu),
+    ...perSide('direct', 'Direct path', (f) => f.directCpu),
+    row(
+      '**Delivered rate the relay could reach if CPU-bound**, direct path CPU / relay path CPU',
+      (f) => f.cpuBoundRatio,
+      ratio,
+    ),
+    row(
+      'The same with a relay process that used no CPU: direct path CPU / the relay path’s other parts',
+      (f) =>
+        totalCpu(f.directCpu.perMessage) /
+        (totalCpu(f.relayCpu.perMessage) - f.relayCpu.perMessage.relay),
+      ratio,
+    ),
+    row(
+      `**Relay process CPU per message that 0.90× needs when CPU-bound** (ms)`,
+      (f) => f.relayCpuFor90,
+      (v) => (v > 0 ? ms(v) : `${ms(v)} (unreachable)`),
+    ),
+  ];
+}
+
+const PART_LABELS: Record<Part, string> = {
+  clients: 'clients (bench process)',
+  relay: 'relay process',
+  postfix: 'Postfix (all its processes)',
+  dovecot: 'Dovecot (all its processes)',
+};
+
 function renderResults(results: Results, options: BenchOptions): string {
   const rounds = results.rounds.map((round) => roundFigures(round, results.deliveredAt));
   const n = options.upstreamConnections;
@@ -720,7 +877,7 @@ function renderResults(results: Results, options: BenchOptions): string {
     row('**Delivered rate, relay / direct** (goal ≥ 0.90×)', (f) => f.ratio, ratio),
     row(
       'Relay process CPU per message, accepting and delivering (ms)',
-      (f) => f.relayCpuPerMessage,
+      (f) => f.relayCpu.perMessage.relay,
       fixed(2),
     ),
     ...p50p99('Direct: 250', (f) => f.direct250),
@@ -739,6 +896,10 @@ function renderResults(results: Results, options: BenchOptions): string {
       (f) => f.added[1],
     ),
   ]);
+  const cpu = markdownTable(
+    ['CPU at full speed, per delivered message', header[1] as string, header[2] as string],
+    cpuRows(row, ratio, fixed),
+  );
   const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
   const memory = markdownTable(
     ['Relay process RSS (MB)', 'VmRSS'],
@@ -751,11 +912,12 @@ function renderResults(results: Results, options: BenchOptions): string {
   const held = WARM_UP_MESSAGES + options.rounds * (options.messages + options.paced);
   return [
     figures,
+    cpu,
     memory,
     `Each message: ${(results.messageBytes / 1024).toFixed(1)} KB as sent (4 KB of text and a 12 KB ` +
       `attachment), one recipient, from ${SENDER}. The relay: \`rateLimitPerMinute: false\`, ` +
-      `${n} upstream connections for the mailbox (\`connectionsPerMailbox\`), run with tsx ` +
-      `(its RSS includes the TypeScript loader). Dovecot held ${results.delivered.relay} (relay) ` +
+      `${n} upstream connections for the mailbox (\`connectionsPerMailbox\`), run from the ` +
+      `build (\`node dist/cli/main.js relay\`). Dovecot held ${results.delivered.relay} (relay) ` +
       `and ${results.delivered.direct} (direct) of ${held} messages each, warm-up included.`,
   ].join('\n\n');
 }
