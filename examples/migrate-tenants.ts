@@ -15,10 +15,11 @@ if (!fromFile || !fromMailbox || !toFile || !toMailbox) {
 }
 
 try {
-  // Only the files: a variable such as AZURE_TENANT_ID in this shell must not change either side.
+  // Each file is its side's identity: AZURE_TENANT_ID and the like in this shell change
+  // neither side; other variables (a CA file, the IMAP host) fill only what a file leaves out.
   const [fromConfig, toConfig] = await Promise.all([
-    loadConfig({ file: fromFile, env: {} }),
-    loadConfig({ file: toFile, env: {} }),
+    loadConfig({ file: fromFile, fileIsIdentity: true }),
+    loadConfig({ file: toFile, fileIsIdentity: true }),
   ]);
   const result = await migrateMailbox({
     from: `m365:${fromMailbox}`,

@@ -3,9 +3,15 @@
  * overrides (CLI flags, library callers) > environment > config file >
  * defaults (the cloud's endpoints). Mappings (`imap`, `smtp`, job sections)
  * merge key by key, so `MAILBRIDGE_IMAP_PORT` changes the port and keeps the
- * file's host.
+ * file's host. One side of a two-tenant job reverses the first two
+ * (`fileIsIdentity`).
  */
-import { type Environment, readEnvironment, readNetworkEnvironment } from './env.js';
+import {
+  type Environment,
+  type EnvironmentSettings,
+  readEnvironment,
+  readNetworkEnvironment,
+} from './env.js';
 import { configFileWarnings, readConfigFile } from './file.js';
 import { isPlainObject } from './schema.js';
 import type { MailbridgeConfig, Settings } from './types.js';
@@ -18,7 +24,27 @@ export interface LoadConfigOptions {
   file?: string;
   /** Highest-priority settings: CLI flags, or a library caller's options. */
   overrides?: Settings;
+  /**
+   * The file is one side's identity in a job between two tenants
+   * (`--from-config`/`--to-config`): the environment then holds the other
+   * side's app, so the app's identity (tenant, client, credential) comes from
+   * the file alone, and the file's other settings win over the environment's,
+   * which fills only what the file leaves out.
+   */
+  fileIsIdentity?: boolean;
 }
+
+/** Settings that say which app signs in as whom: never mixed between two sides. */
+const IDENTITY_SETTINGS = new Set([
+  'tenantId',
+  'clientId',
+  'clientSecret',
+  'certificatePath',
+  'certificatePassword',
+  'sendCertificateChain',
+  'federatedTokenFile',
+  'managedIdentity',
+]);
 
 /**
  * Merges the sources and validates them once.
@@ -28,18 +54,23 @@ export interface LoadConfigOptions {
  */
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<MailbridgeConfig> {
   const fromFile = options.file === undefined ? {} : await readConfigFile(options.file);
+  const fileFirst = options.fileIsIdentity === true && options.file !== undefined;
   const environment = readEnvironment(options.env);
+  if (fileFirst) withoutIdentity(environment);
 
   const merged: Settings = {};
   const origins = new Map<string, SettingOrigin>();
-  if (options.file !== undefined) {
+  const mergeFile = () => {
+    if (options.file === undefined) return;
     const path = options.file;
     mergeInto(merged, fromFile, origins, () => ({ source: 'file', path }));
-  }
+  };
+  if (!fileFirst) mergeFile();
   mergeInto(merged, environment.settings, origins, (key) => ({
     source: 'environment',
     variable: environment.origins.get(key) ?? key,
   }));
+  if (fileFirst) mergeFile();
   if (options.overrides) {
     mergeInto(merged, options.overrides, origins, () => ({ source: 'override' }));
   }
@@ -53,6 +84,14 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Mailb
   });
   config.warnings.unshift(...warnings);
   return config;
+}
+
+function withoutIdentity(environment: EnvironmentSettings): void {
+  for (const setting of IDENTITY_SETTINGS) {
+    delete environment.settings[setting];
+    environment.origins.delete(setting);
+  }
+  environment.problems = environment.problems.filter((p) => !IDENTITY_SETTINGS.has(p.field));
 }
 
 /**

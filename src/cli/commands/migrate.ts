@@ -401,7 +401,9 @@ export async function password(
 /** `--from-config`/`--to-config` when given, else the usual configuration (flags, environment, --config). */
 function endpointConfig(side: Side, context: CommandContext): Promise<MailbridgeConfig> {
   const file = text(context.args.values[`${side}-config`]);
-  return file ? loadConfigFile({ file, env: context.io.env }) : context.loadConfig();
+  return file
+    ? loadConfigFile({ file, env: context.io.env, fileIsIdentity: true })
+    : context.loadConfig();
 }
 
 export function formatResult(result: MigrateResult): string[] {

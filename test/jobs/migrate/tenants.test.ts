@@ -28,6 +28,8 @@ import {
 const SOURCE = 'henry@fabrikam.example';
 /** In a second tenant with an app of its own. */
 const DEST = 'henry@contoso.example';
+/** A second mailbox of that tenant, for the run with the source's app in the environment. */
+const DEST_FROM_ENV_RUN = 'henry.env@contoso.example';
 const FOLDERS = ['INBOX', 'Sent Items', 'Projekte/Ä', 'x.y'];
 const IDENTITY = Object.fromEntries(FOLDERS.map((f) => [f, f]));
 
@@ -67,6 +69,7 @@ describe('migrate: Microsoft 365 → Microsoft 365 across tenants', () => {
       roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] },
     });
     await env.servers.grantMailbox(destApp.clientId, DEST);
+    await env.servers.grantMailbox(destApp.clientId, DEST_FROM_ENV_RUN);
     destConfig = await loadConfig({
       env: appEnvironment(env.service, destApp, { imap: env.servers.imap }),
     });
@@ -137,4 +140,50 @@ describe('migrate: Microsoft 365 → Microsoft 365 across tenants', () => {
     expect(result.stderr).toContain('IMAP_AUTH_FAILED');
     expect(result.stderr).toContain(DEST);
   }, 60_000);
+  it("takes the destination's whole identity from --to-config while the environment holds the source's app", async () => {
+    // As after `eval "$(mailbridge sandbox start)"` or in a pipeline set up for one tenant:
+    // the AZURE_* variables name the source's app, the file names the other tenant's.
+    const environment = appEnvironment(env.service, sourceApp(), { imap: env.servers.imap });
+    const run = (toConfig: string) =>
+      runCli(
+        [
+          'migrate',
+          '--from',
+          `m365:${SOURCE}`,
+          '--to',
+          `m365:${DEST_FROM_ENV_RUN}`,
+          '--to-config',
+          toConfig,
+          '--folder',
+          'INBOX',
+          '--state',
+          join(work, `state-env-${randomUUID()}`),
+          '--json',
+        ],
+        environment,
+        { timeoutMs: 120_000 },
+      );
+    const copied = await run(await configFile('contoso-with-env.json', destApp));
+    expect(copied.stderr).toBe('');
+    expect(copied.code).toBe(0);
+    expect(JSON.parse(copied.stdout.trim().split('\n').at(-1) as string)).toMatchObject({
+      copied: 100,
+      skipped: 0,
+    });
+
+    // A file without a credential does not borrow the environment's (the other tenant's) secret.
+    const noSecret = join(work, 'contoso-no-secret.json');
+    await writeFile(
+      noSecret,
+      JSON.stringify({ tenantId: destApp.tenantId, clientId: destApp.clientId }),
+      { mode: 0o600 },
+    );
+    const refused = await run(noSecret);
+    expect(refused.code).toBe(2);
+    // With --json the error is the last line of stdout.
+    const said = refused.stdout + refused.stderr;
+    expect(said).toContain('CONFIG_INVALID');
+    expect(said).toContain('credential');
+    expect(said).not.toContain(env.env.AZURE_CLIENT_SECRET as string);
+  }, 180_000);
 });
