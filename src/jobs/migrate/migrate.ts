@@ -5,7 +5,9 @@
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
 import {
   type ConnectionSlots,
+  connectionKey,
   DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+  processConnectionSlots,
 } from '../../clients/connection-limit.js';
 import { createImapSession, type ImapSession } from '../../clients/imap-session.js';
 import type { MailbridgeConfig } from '../../config/types.js';
@@ -15,7 +17,7 @@ import { displayText } from '../../util/display-text.js';
 import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
 import { runFolderWorkers } from '../mailbox-read/folder-workers.js';
 import { LeasePool } from '../mailbox-read/lease-pool.js';
-import { AppendLane, passwordPipeline, tokenPipeline } from './append-lane.js';
+import { AppendLane, type LaneSlot, passwordPipeline, tokenPipeline } from './append-lane.js';
 import { ArchiveSource } from './archive-source.js';
 import {
   type ConnectionPair,
@@ -39,6 +41,7 @@ import {
   parseMapEntry,
   planFolders,
 } from './folder-plan.js';
+import { PairDestination } from './pair-destination.js';
 import { createPasswordSession, type ImapCredential } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
 import { syncFolderFlags } from './sync-flags.js';
@@ -217,25 +220,36 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     });
   };
 
+  /** The slot a pipelined APPEND connection holds: the same budget as the sessions to that mailbox. */
+  const laneSlot = (host: string, port: number, user: string): LaneSlot => ({
+    key: connectionKey(host, port, user),
+    limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+    slots: options.connectionSlots ?? processConnectionSlots,
+  });
   /** The destination's pipelined APPEND connection of one pair (append-lane.ts). */
   const appends = (endpoint: MigrateEndpoint): AppendLane => {
     if (endpoint.kind === 'archive') throw archiveDestinationError('--to');
-    if (endpoint.kind === 'imap')
-      return new AppendLane(passwordPipeline(endpoint, credential('to')), logger);
+    if (endpoint.kind === 'imap') {
+      const slot = laneSlot(endpoint.host, endpoint.port, endpoint.user);
+      return new AppendLane(passwordPipeline(endpoint, credential('to')), slot, logger);
+    }
     // open() made the provider of this configuration, or refused the endpoint.
     const config = (options.toConfig ?? options.fromConfig) as MailbridgeConfig;
     const provider = providers.get(config) as TokenProvider;
-    return new AppendLane(tokenPipeline(config, endpoint.mailbox, provider), logger);
+    const slot = laneSlot(config.imap.host, config.imap.port, endpoint.mailbox);
+    return new AppendLane(tokenPipeline(config, endpoint.mailbox, provider), slot, logger);
   };
+  /** Session or APPEND connection, one at a time: a pair counts once against the destination's budget. */
+  const destinationOfPair = () => new PairDestination(() => open(to, 'to'), appends(to));
 
   // Both are checked before anything is written: a wrong password must not leave a state folder behind.
   const source = open(from, 'from');
-  const destination = open(to, 'to');
+  const destination = destinationOfPair();
   // The first pair is the one that lists; the others open when a folder or a batch needs them.
   const pool = new LeasePool<ConnectionPair>(connections, (index) =>
     index === 0
-      ? { source, destination, appends: appends(to) }
-      : { source: open(from, 'from'), destination: open(to, 'to'), appends: appends(to) },
+      ? { source, destination }
+      : { source: open(from, 'from'), destination: destinationOfPair() },
   );
   let state: MigrationState | undefined;
   try {
@@ -296,12 +310,9 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   } finally {
     await state?.close();
     // The listing pair may never have entered the pool.
-    const sessions = new Set([source, destination]);
+    const sessions = new Set<ImapSession>([source, destination]);
     for (const p of pool.items) sessions.add(p.source).add(p.destination);
-    await Promise.all([
-      ...[...sessions].map((s) => s.close()),
-      ...pool.items.map((p) => p.appends?.close()),
-    ]);
+    await Promise.all([...sessions].map((s) => s.close()));
   }
 }
 
