@@ -31,6 +31,7 @@ import {
   archiveDestinationError,
   describeEndpoint,
   type MigrateEndpoint,
+  type PasswordImapEndpoint,
   parseEndpoint,
   resolvePassword,
   type Side,
@@ -184,9 +185,16 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
   };
   /** A password endpoint's token command, else its password (given, or from the environment). */
-  const credential = (side: Side): ImapCredential => {
+  const credential = (side: Side, endpoint: PasswordImapEndpoint): ImapCredential => {
     const argv = side === 'from' ? options.fromTokenCommand : options.toTokenCommand;
-    if (argv) return { argv, name: `migrate.${side}TokenCommand`, env };
+    // One command can serve many users (a list of pairs): it learns which from MAILBRIDGE_USER.
+    if (argv) {
+      return {
+        argv,
+        name: `migrate.${side}TokenCommand`,
+        env: { ...env, MAILBRIDGE_USER: endpoint.user },
+      };
+    }
     return (
       (side === 'from' ? options.fromPassword : options.toPassword) ??
       resolvePassword(side, { env })
@@ -198,7 +206,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
       return archive.session();
     }
     if (endpoint.kind === 'imap')
-      return createPasswordSession(endpoint, credential(side), { logger, ...slots });
+      return createPasswordSession(endpoint, credential(side, endpoint), { logger, ...slots });
     const config = side === 'from' ? options.fromConfig : (options.toConfig ?? options.fromConfig);
     if (!config) {
       throw new ConfigurationError({
@@ -231,7 +239,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     if (endpoint.kind === 'archive') throw archiveDestinationError('--to');
     if (endpoint.kind === 'imap') {
       const slot = laneSlot(endpoint.host, endpoint.port, endpoint.user);
-      return new AppendLane(passwordPipeline(endpoint, credential('to')), slot, logger);
+      return new AppendLane(passwordPipeline(endpoint, credential('to', endpoint)), slot, logger);
     }
     // open() made the provider of this configuration, or refused the endpoint.
     const config = (options.toConfig ?? options.fromConfig) as MailbridgeConfig;
