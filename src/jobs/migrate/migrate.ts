@@ -184,6 +184,15 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     ...(options.connectionSlots ? { connectionSlots: options.connectionSlots } : {}),
     ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
   };
+  /** One token provider per configuration, so each app asks once for all the run's connections. */
+  const providerOf = (config: MailbridgeConfig): TokenProvider => {
+    let provider = providers.get(config);
+    if (!provider) {
+      provider = createTokenProvider(config, { logger });
+      providers.set(config, provider);
+    }
+    return provider;
+  };
   /** A password endpoint's token command, else its password (given, or from the environment). */
   const credential = (side: Side, endpoint: PasswordImapEndpoint): ImapCredential => {
     const argv = side === 'from' ? options.fromTokenCommand : options.toTokenCommand;
@@ -215,14 +224,9 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
         remedy: `Pass ${side}Config to migrateMailbox (the CLI loads the usual configuration, or --${side}-config FILE).`,
       });
     }
-    let provider = providers.get(config);
-    if (!provider) {
-      provider = createTokenProvider(config, { logger });
-      providers.set(config, provider);
-    }
     return createImapSession(config, {
       mailbox: endpoint.mailbox,
-      tokenProvider: provider,
+      tokenProvider: providerOf(config),
       logger,
       ...slots,
     });
@@ -241,14 +245,21 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
       const slot = laneSlot(endpoint.host, endpoint.port, endpoint.user);
       return new AppendLane(passwordPipeline(endpoint, credential('to', endpoint)), slot, logger);
     }
-    // open() made the provider of this configuration, or refused the endpoint.
+    // open() refuses an m365: endpoint without a configuration before any lane is made.
     const config = (options.toConfig ?? options.fromConfig) as MailbridgeConfig;
-    const provider = providers.get(config) as TokenProvider;
     const slot = laneSlot(config.imap.host, config.imap.port, endpoint.mailbox);
-    return new AppendLane(tokenPipeline(config, endpoint.mailbox, provider), slot, logger);
+    return new AppendLane(
+      tokenPipeline(config, endpoint.mailbox, providerOf(config)),
+      slot,
+      logger,
+    );
   };
   /** Session or APPEND connection, one at a time: a pair counts once against the destination's budget. */
-  const destinationOfPair = () => new PairDestination(() => open(to, 'to'), appends(to));
+  const destinationOfPair = () => {
+    // The session first: it refuses an endpoint the lane could not serve (no configuration).
+    const session = open(to, 'to');
+    return new PairDestination(session, () => open(to, 'to'), appends(to));
+  };
 
   // Both are checked before anything is written: a wrong password must not leave a state folder behind.
   const source = open(from, 'from');

@@ -24,13 +24,14 @@ export class PairDestination implements ImapSession {
     throttledMs: 0,
   };
 
-  /** `openSession` makes a session that connects on first use, as every session does. */
+  /** `openSession` makes another session like `first`, once the pipeline has taken its place. */
   constructor(
+    first: ImapSession,
     private readonly openSession: () => ImapSession,
     private readonly lane: AppendLane | undefined,
   ) {
-    this.session = openSession();
-    this.mailbox = this.session.mailbox;
+    this.session = first;
+    this.mailbox = first.mailbox;
   }
 
   async run<T>(operation: (client: ImapFlow) => Promise<T>): Promise<T> {

@@ -55,7 +55,9 @@ describe('migrate: the connection budget per mailbox', () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();
+    const messages: string[] = [];
     const result = await migrateMailbox({
+      logger: { log: (_level, message) => messages.push(message) },
       from: env.sourceUrl,
       to: `m365:${DEST}`,
       toConfig: env.config,
@@ -72,6 +74,8 @@ describe('migrate: the connection budget per mailbox', () => {
     expect(most.get(DEST)).toBeGreaterThan(0);
     expect(most.get(DEST)).toBeLessThanOrEqual(BUDGET);
     expect(most.get(SOURCE_USER)).toBeLessThanOrEqual(BUDGET);
+    // Within the budget by the pipeline's taking the session's place, not by doing without it.
+    expect(messages).not.toContain('pipelined APPEND connection failed to open');
 
     const want = expected(
       await snapshotOf(env.source, FOLDERS),
