@@ -178,7 +178,9 @@ export const migrateCommand: Command = {
     '',
     '--mailboxes FILE runs many pairs, --concurrency at a time (pairs sharing a mailbox one after',
     'another), each with a state folder named for it under --state; one line per pair, exit 1 if',
-    'any failed (3 or 4 when all failed so). The passwords and configurations above serve every pair.',
+    'any failed (3 or 4 when all failed so). The passwords and configurations above serve every pair;',
+    'a line may name its own password files: source,destination[,SRC-PASSWORD-FILE[,DEST-PASSWORD-FILE]]',
+    '(relative to the list). A token command learns the user it is run for from MAILBRIDGE_USER.',
     'With --queue URL it enqueues one job per pair for `mailbridge worker`; workers take imaps://',
     'passwords from their own environment or config, never from Redis.',
     '',
@@ -313,6 +315,12 @@ async function runList(
   const pairs = await readMailboxPairs(listFile);
   const { state, json, since, ...shared } = options;
   if (typeof args.values.queue === 'string') {
+    if (pairs.some((p) => p.fromPassword !== undefined || p.toPassword !== undefined)) {
+      throw usageError(
+        'Password files in the list do not go with --queue: passwords never travel through the queue',
+        'Give each worker the password in its own environment or config (a master login), or run the list here without --queue.',
+      );
+    }
     if (shared.dryRun) {
       throw usageError(
         '--dry-run does not go with --queue',
@@ -338,10 +346,12 @@ async function runList(
       ...(toConfig ? { toConfig } : {}),
     });
   }
+  // The run's password serves the imaps:// sides whose line names no file of their own.
   const passwords: { fromPassword?: string; toPassword?: string } = {};
-  if (pairs.some((p) => p.from.kind === 'imap'))
+  const { fromTokenCommand, toTokenCommand } = section;
+  if (!fromTokenCommand && pairs.some((p) => p.from.kind === 'imap' && !p.fromPassword))
     passwords.fromPassword = await password('from', args.values, section, io);
-  if (pairs.some((p) => p.to.kind === 'imap'))
+  if (!toTokenCommand && pairs.some((p) => p.to.kind === 'imap' && !p.toPassword))
     passwords.toPassword = await password('to', args.values, section, io);
   const configs: { fromConfig?: MailbridgeConfig; toConfig?: MailbridgeConfig } = {};
   if (pairs.some((p) => p.from.kind === 'm365'))
@@ -355,6 +365,8 @@ async function runList(
       ...shared,
       ...(since ? { since } : {}),
       ...passwords,
+      ...(fromTokenCommand ? { fromTokenCommand } : {}),
+      ...(toTokenCommand ? { toTokenCommand } : {}),
       ...configs,
       ...(state ? { stateRoot: state } : {}),
       concurrency,

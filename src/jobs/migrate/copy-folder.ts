@@ -17,10 +17,10 @@ import { MailbridgeError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { displayText } from '../../util/display-text.js';
 import { type LeasePool, shareParts } from '../mailbox-read/lease-pool.js';
-import type { AppendLane } from './append-lane.js';
 import type { FolderMapping } from './folder-plan.js';
 import { IDENTITY_HEADERS, IdentityCounts, messageIdentity } from './identity.js';
 import { flagsToCopy, uidSet } from './message-flags.js';
+import type { PairDestination } from './pair-destination.js';
 import type { MigrationState } from './state.js';
 
 /**
@@ -72,11 +72,10 @@ export type MigrateProgressEvent =
   | { type: 'message'; source: string; outcome: 'copied' | 'present' | 'skipped'; bytes: number }
   | { type: 'folder-done'; result: MigrateFolderResult };
 
-/** One connection to each side, and the destination's pipelined APPEND connection when it has one. */
+/** A source session, and the destination's session or pipelined APPEND connection. */
 export interface ConnectionPair {
   source: ImapSession;
-  destination: ImapSession;
-  appends?: AppendLane;
+  destination: PairDestination;
 }
 
 export interface CopyContext {
@@ -205,7 +204,7 @@ async function copyPending(
   );
 }
 
-/** Selects the folder's source and destination on `pair` unless they are already. */
+/** Selects the folder's source on `pair` unless it is already; the destination is selected where it is used. */
 async function selectFolder(
   ctx: CopyContext,
   pair: ConnectionPair,
@@ -221,9 +220,6 @@ async function selectFolder(
       });
       return false;
     }
-  }
-  if (pair.destination.selected?.path !== mapping.destination) {
-    await pair.destination.open(mapping.destination, { readOnly: ctx.dryRun });
   }
   return true;
 }
@@ -318,7 +314,7 @@ async function sendBatch(
 ): Promise<void> {
   const { mapping } = run;
   // The pipeline also for one message: imapflow copies a message into its command, and a large one twice is too much.
-  const pipeline = outgoing.length > 0 ? await pair.appends?.get() : undefined;
+  const pipeline = outgoing.length > 0 ? await pair.destination.pipeline() : undefined;
   const leftOver = pipeline ? await appendPipelined(ctx, run, pipeline, outgoing) : [];
   // What was in flight when the signal came is answered and journalled; nothing more is sent.
   throwIfInterrupted(ctx.signal);
@@ -326,6 +322,10 @@ async function sendBatch(
     ? leftOver
     : outgoing.map((item) => ({ item, unsure: false }))) {
     throwIfInterrupted(ctx.signal);
+    // An APPEND cut short is looked for among the folder's newest messages: it must be selected.
+    if (pair.destination.selected?.path !== mapping.destination) {
+      await pair.destination.open(mapping.destination);
+    }
     const outcome = await appendOnce(pair.destination, mapping.destination, {
       raw: item.raw,
       identity: item.identity,

@@ -24,7 +24,8 @@ export const DEFAULT_PAIR_CONCURRENCY = 4;
 
 export interface MigrateMailboxListOptions
   extends Omit<MigrateMailboxOptions, 'from' | 'to' | 'stateDir' | 'onProgress'> {
-  pairs: readonly Pick<MailboxPair, 'from' | 'to'>[];
+  /** A pair's own `fromPassword` / `toPassword` replaces the run's password or token command for that side. */
+  pairs: readonly Pick<MailboxPair, 'from' | 'to' | 'fromPassword' | 'toPassword'>[];
   /** Folder holding one state folder per pair. @default each pair's default state folder */
   stateRoot?: string;
   /** Pairs at once. @default 4 */
@@ -93,14 +94,21 @@ export async function migrateMailboxList(
     const stateDir = pairStateDir(name, stateRoot, env);
     try {
       if (shared.signal?.aborted) throw interrupted(shared.signal);
-      const result = await migrateMailbox({
+      const run: MigrateMailboxOptions = {
         ...shared,
         from: pair.from,
         to: pair.to,
         stateDir,
         tokenProviders,
         ...(onProgress ? { onProgress: (event) => onProgress(name, event) } : {}),
-      });
+      };
+      for (const side of ['from', 'to'] as const) {
+        const password = pair[`${side}Password`];
+        if (password === undefined) continue;
+        run[`${side}Password`] = password;
+        delete run[`${side}TokenCommand`];
+      }
+      const result = await migrateMailbox(run);
       return { ...name, ok: result.ok, stateDir, result };
     } catch (error) {
       return { ...name, ok: false, stateDir, error: asError(error, name) };

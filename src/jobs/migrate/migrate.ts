@@ -5,7 +5,9 @@
 import { createTokenProvider, type TokenProvider } from '../../auth/token-provider.js';
 import {
   type ConnectionSlots,
+  connectionKey,
   DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+  processConnectionSlots,
 } from '../../clients/connection-limit.js';
 import { createImapSession, type ImapSession } from '../../clients/imap-session.js';
 import type { MailbridgeConfig } from '../../config/types.js';
@@ -15,7 +17,7 @@ import { displayText } from '../../util/display-text.js';
 import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
 import { runFolderWorkers } from '../mailbox-read/folder-workers.js';
 import { LeasePool } from '../mailbox-read/lease-pool.js';
-import { AppendLane, passwordPipeline, tokenPipeline } from './append-lane.js';
+import { AppendLane, type LaneSlot, passwordPipeline, tokenPipeline } from './append-lane.js';
 import { ArchiveSource } from './archive-source.js';
 import {
   type ConnectionPair,
@@ -29,6 +31,7 @@ import {
   archiveDestinationError,
   describeEndpoint,
   type MigrateEndpoint,
+  type PasswordImapEndpoint,
   parseEndpoint,
   resolvePassword,
   type Side,
@@ -39,6 +42,7 @@ import {
   parseMapEntry,
   planFolders,
 } from './folder-plan.js';
+import { PairDestination } from './pair-destination.js';
 import { createPasswordSession, type ImapCredential } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
 import { syncFolderFlags } from './sync-flags.js';
@@ -180,10 +184,26 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     ...(options.connectionSlots ? { connectionSlots: options.connectionSlots } : {}),
     ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
   };
+  /** One token provider per configuration, so each app asks once for all the run's connections. */
+  const providerOf = (config: MailbridgeConfig): TokenProvider => {
+    let provider = providers.get(config);
+    if (!provider) {
+      provider = createTokenProvider(config, { logger });
+      providers.set(config, provider);
+    }
+    return provider;
+  };
   /** A password endpoint's token command, else its password (given, or from the environment). */
-  const credential = (side: Side): ImapCredential => {
+  const credential = (side: Side, endpoint: PasswordImapEndpoint): ImapCredential => {
     const argv = side === 'from' ? options.fromTokenCommand : options.toTokenCommand;
-    if (argv) return { argv, name: `migrate.${side}TokenCommand`, env };
+    // One command can serve many users (a list of pairs): it learns which from MAILBRIDGE_USER.
+    if (argv) {
+      return {
+        argv,
+        name: `migrate.${side}TokenCommand`,
+        env: { ...env, MAILBRIDGE_USER: endpoint.user },
+      };
+    }
     return (
       (side === 'from' ? options.fromPassword : options.toPassword) ??
       resolvePassword(side, { env })
@@ -195,7 +215,7 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
       return archive.session();
     }
     if (endpoint.kind === 'imap')
-      return createPasswordSession(endpoint, credential(side), { logger, ...slots });
+      return createPasswordSession(endpoint, credential(side, endpoint), { logger, ...slots });
     const config = side === 'from' ? options.fromConfig : (options.toConfig ?? options.fromConfig);
     if (!config) {
       throw new ConfigurationError({
@@ -204,38 +224,51 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
         remedy: `Pass ${side}Config to migrateMailbox (the CLI loads the usual configuration, or --${side}-config FILE).`,
       });
     }
-    let provider = providers.get(config);
-    if (!provider) {
-      provider = createTokenProvider(config, { logger });
-      providers.set(config, provider);
-    }
     return createImapSession(config, {
       mailbox: endpoint.mailbox,
-      tokenProvider: provider,
+      tokenProvider: providerOf(config),
       logger,
       ...slots,
     });
   };
 
+  /** The slot a pipelined APPEND connection holds: the same budget as the sessions to that mailbox. */
+  const laneSlot = (host: string, port: number, user: string): LaneSlot => ({
+    key: connectionKey(host, port, user),
+    limit: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
+    slots: options.connectionSlots ?? processConnectionSlots,
+  });
   /** The destination's pipelined APPEND connection of one pair (append-lane.ts). */
   const appends = (endpoint: MigrateEndpoint): AppendLane => {
     if (endpoint.kind === 'archive') throw archiveDestinationError('--to');
-    if (endpoint.kind === 'imap')
-      return new AppendLane(passwordPipeline(endpoint, credential('to')), logger);
-    // open() made the provider of this configuration, or refused the endpoint.
+    if (endpoint.kind === 'imap') {
+      const slot = laneSlot(endpoint.host, endpoint.port, endpoint.user);
+      return new AppendLane(passwordPipeline(endpoint, credential('to', endpoint)), slot, logger);
+    }
+    // open() refuses an m365: endpoint without a configuration before any lane is made.
     const config = (options.toConfig ?? options.fromConfig) as MailbridgeConfig;
-    const provider = providers.get(config) as TokenProvider;
-    return new AppendLane(tokenPipeline(config, endpoint.mailbox, provider), logger);
+    const slot = laneSlot(config.imap.host, config.imap.port, endpoint.mailbox);
+    return new AppendLane(
+      tokenPipeline(config, endpoint.mailbox, providerOf(config)),
+      slot,
+      logger,
+    );
+  };
+  /** Session or APPEND connection, one at a time: a pair counts once against the destination's budget. */
+  const destinationOfPair = () => {
+    // The session first: it refuses an endpoint the lane could not serve (no configuration).
+    const session = open(to, 'to');
+    return new PairDestination(session, () => open(to, 'to'), appends(to));
   };
 
   // Both are checked before anything is written: a wrong password must not leave a state folder behind.
   const source = open(from, 'from');
-  const destination = open(to, 'to');
+  const destination = destinationOfPair();
   // The first pair is the one that lists; the others open when a folder or a batch needs them.
   const pool = new LeasePool<ConnectionPair>(connections, (index) =>
     index === 0
-      ? { source, destination, appends: appends(to) }
-      : { source: open(from, 'from'), destination: open(to, 'to'), appends: appends(to) },
+      ? { source, destination }
+      : { source: open(from, 'from'), destination: destinationOfPair() },
   );
   let state: MigrationState | undefined;
   try {
@@ -296,12 +329,9 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   } finally {
     await state?.close();
     // The listing pair may never have entered the pool.
-    const sessions = new Set([source, destination]);
+    const sessions = new Set<ImapSession>([source, destination]);
     for (const p of pool.items) sessions.add(p.source).add(p.destination);
-    await Promise.all([
-      ...[...sessions].map((s) => s.close()),
-      ...pool.items.map((p) => p.appends?.close()),
-    ]);
+    await Promise.all([...sessions].map((s) => s.close()));
   }
 }
 

@@ -81,8 +81,8 @@ describe('migrate: a large folder over several connections', () => {
     });
     expect(new Set(keys).size).toBe(940);
     expect(keys.length).toBe(940);
-    // Four session connections and four pipelined APPEND connections on the destination.
-    expect(proxy.connections).toBeGreaterThanOrEqual(8);
+    // Four pipelined APPEND connections on the destination, one per pair, and a session to plan.
+    expect(proxy.connections).toBeGreaterThanOrEqual(5);
 
     // A rerun finds everything done.
     const again = await migrateMailbox({

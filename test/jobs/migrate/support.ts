@@ -53,6 +53,8 @@ export async function startMigrateTestEnv(
     unlimitedSize?: boolean;
     /** Dovecot's own IMAP capabilities (MULTIAPPEND among them) rather than Exchange's. */
     dovecotCapabilities?: boolean;
+    /** More password users of the source's provider, each with a password of its own. */
+    passwordUsers?: Readonly<Record<string, string>>;
   } = {},
 ): Promise<MigrateTestEnv> {
   const service = await startTokenService(
@@ -62,7 +64,7 @@ export async function startMigrateTestEnv(
     tokenService: service,
     // Only IMAP here: SMTP submission by this process, not Postfix (about 1.3 s of CPU a start).
     submission: 'node',
-    passwordUsers: { [SOURCE_USER]: SOURCE_PASSWORD },
+    passwordUsers: { [SOURCE_USER]: SOURCE_PASSWORD, ...options.passwordUsers },
     ...(options.unlimitedSize ? {} : { maxMessageSize: MAX_MESSAGE_SIZE }),
     ...(options.dovecotCapabilities ? { capabilities: 'dovecot' as const } : {}),
   });
