@@ -7,6 +7,7 @@
  * splice that follows.
  */
 import type { Duplex } from 'node:stream';
+import type { HandedOverSource } from './byte-source.js';
 
 export class LineTooLongError extends Error {
   constructor(readonly limit: number) {
@@ -27,11 +28,18 @@ export class LineReader {
     this.signal();
   };
 
+  /**
+   * `source`: where the socket's bytes come from when it reads into a reused
+   * buffer (byte-source.ts) rather than emitting `data`.
+   */
   constructor(
     private readonly socket: Duplex,
     private readonly maxLine: number,
+    private readonly source?: HandedOverSource,
   ) {
-    socket.on('data', this.onData);
+    if (source)
+      source.onBytes((view, length) => this.onData(Buffer.from(view.subarray(0, length))));
+    else socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onEnd);
     socket.on('error', this.onEnd);
@@ -69,7 +77,8 @@ export class LineReader {
   detach(): Buffer {
     // Paused until the splice pipes it: data now would have no reader and be lost.
     this.socket.pause();
-    this.socket.off('data', this.onData);
+    if (this.source) this.source.hold();
+    else this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
     this.socket.off('close', this.onEnd);
     this.socket.off('error', this.onEnd);

@@ -167,6 +167,7 @@ export async function startProxy(
         const upstream = result.session.socket;
         sockets.add(upstream as unknown as Socket);
         const session = splice(connection.socket, upstream, {
+          upstreamBytes: result.session.bytes,
           fromClient,
           fromUpstream: result.session.pending,
           idleTimeoutMs: settings.idleTimeout,

@@ -7,7 +7,9 @@
  * message followed by a BYE.
  */
 import type { Duplex } from 'node:stream';
+import { type ByteSource, dataEvents } from './byte-source.js';
 import type { ProxyMetrics } from './metrics.js';
+import { SlabWriter } from './slab-writer.js';
 
 /**
  * Bytes one direction may hold for a side that reads slowly before the other
@@ -28,7 +30,6 @@ const BATCH_TARGET = 64 * 1024;
 const BREATHER_MS = 1;
 /** One direction is a bulk transfer once it carried this much without a word back. */
 const ONE_WAY_BEFORE_BREATHER = 256 * 1024;
-
 /** A spliced session, as the listener sees it when it stops. */
 export interface SplicedSession {
   /**
@@ -48,6 +49,8 @@ export function splice(
   client: Duplex,
   upstream: Duplex,
   options: {
+    /** What the upstream socket reads (byte-source.ts). */
+    upstreamBytes: ByteSource;
     /** Read from the client past its login command (a pipelining client). */
     fromClient: Buffer;
     /** Sent by the upstream past its login reply. */
@@ -67,6 +70,8 @@ export function splice(
     if (ended) return;
     ended = true;
     clearTimeout(idle);
+    flushToUpstream();
+    flushToClient();
     // end(), not destroy(): what one side said last (a BYE) still reaches the other.
     client.end();
     upstream.end();
@@ -91,14 +96,14 @@ export function splice(
   };
   let idle: NodeJS.Timeout | undefined = setTimeout(checkIdle, options.idleTimeoutMs);
   const [toUpstream, toClient] = oneWayPair();
-  pump(client, upstream, toUpstream, (chunk) => {
-    metrics.bytesFromClients += chunk.length;
+  const flushToUpstream = pump(client, dataEvents(client), upstream, toUpstream, (_, length) => {
+    metrics.bytesFromClients += length;
     lastActivity = Date.now();
   });
-  pump(upstream, client, toClient, (chunk) => {
-    metrics.bytesToClients += chunk.length;
+  const flushToClient = pump(upstream, options.upstreamBytes, client, toClient, (bytes, length) => {
+    metrics.bytesToClients += length;
     lastActivity = Date.now();
-    upstreamAtLineEnd = endsLine(chunk);
+    upstreamAtLineEnd = bytes[length - 1] === 0x0a;
   });
   for (const side of [client, upstream]) {
     side.on('error', end);
@@ -129,17 +134,26 @@ function endsLine(chunk: Buffer): boolean {
 }
 
 /**
- * pipe(), with three changes for bulk transfers (a `FETCH 1:*`, bench/proxy.ts):
+ * pipe(), with four changes for bulk transfers (a `FETCH 1:*`, bench/proxy.ts):
  * - the reader pauses only once BUFFER_PER_DIRECTION waits for the writer;
  * - what one turn of the event loop read leaves as one write: Dovecot sends
- *   TLS records of 4 KB and Node hands each over as a chunk, which written
+ *   TLS records of 4 KB and Node hands each over on its own, which written
  *   one by one cost a TLS record and a write() syscall each;
+ * - the reads are copied into recycled slabs (slab-writer.ts), not handed
+ *   over as a Buffer each;
  * - in a long one-way stream, a turn that read less than BATCH_TARGET is
  *   followed by a pause of BREATHER_MS, so that the next read finds many
  *   records waiting rather than one: a wake-up per 4 KB was most of the
  *   proxy's CPU. Request and reply (the other side spoke since) never wait.
+ * Returns what writes out at once what was read (before an end).
  */
-function pump(from: Duplex, to: Duplex, stream: OneWay, counted: (chunk: Buffer) => void): void {
+function pump(
+  from: Duplex,
+  source: ByteSource,
+  to: Duplex,
+  stream: OneWay,
+  counted: (bytes: Buffer, length: number) => void,
+): () => void {
   let waitingDrain = false;
   let breathing = false;
   const resumeIfFree = () => {
@@ -153,38 +167,48 @@ function pump(from: Duplex, to: Duplex, stream: OneWay, counted: (chunk: Buffer)
     breathing = false;
     resumeIfFree();
   };
-  let corked = false;
+  const out = new SlabWriter(to);
+  const flush = () => {
+    out.flush();
+    if (to.writableLength >= BUFFER_PER_DIRECTION && !waitingDrain) {
+      waitingDrain = true;
+      from.pause();
+      to.once('drain', drained);
+    }
+  };
+  let turnEnding = false;
   let batch = 0;
   const endTurn = () => {
-    corked = false;
-    to.uncork();
-    if (batch < BATCH_TARGET && stream.bytes >= ONE_WAY_BEFORE_BREATHER && !breathing) {
+    turnEnding = false;
+    flush();
+    const bulk = stream.bytes >= ONE_WAY_BEFORE_BREATHER;
+    if (!bulk) out.release();
+    else if (batch < BATCH_TARGET && !breathing) {
       breathing = true;
       from.pause();
       setTimeout(breathed, BREATHER_MS);
     }
     batch = 0;
   };
-  from.on('data', (chunk: Buffer) => {
-    counted(chunk);
-    batch += chunk.length;
-    stream.bytes += chunk.length;
+  source.onBytes((bytes, length) => {
+    counted(bytes, length);
+    batch += length;
+    stream.bytes += length;
     stream.other.bytes = 0;
-    if (!corked) {
-      corked = true;
-      to.cork();
+    out.add(bytes, length, stream.bytes >= ONE_WAY_BEFORE_BREATHER);
+    if (!turnEnding) {
+      turnEnding = true;
       // setImmediate, not nextTick: Node runs the tick queue after each chunk of a read.
       setImmediate(endTurn);
     }
-    if (!to.write(chunk) && to.writableLength >= BUFFER_PER_DIRECTION && !waitingDrain) {
-      waitingDrain = true;
-      from.pause();
-      to.once('drain', drained);
-    }
   });
-  from.once('end', () => to.end());
+  from.once('end', () => {
+    out.flush();
+    to.end();
+  });
   // The line reader paused it before login: data flows from here on.
   from.resume();
+  return () => out.flush();
 }
 
 /** Bytes one direction carried since the other last spoke. */

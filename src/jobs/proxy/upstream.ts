@@ -8,22 +8,16 @@ import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls';
 import { buildXOAuth2 } from '../../auth/sasl.js';
 import type { Endpoint } from '../../config/types.js';
 import { servername, trustOptions } from '../../util/tls.js';
+import { type ByteSource, type OnRead, reusedReadBuffer } from './byte-source.js';
 import type { ProxyProtocol } from './config.js';
 import { LineReader } from './line-reader.js';
 
 /** Replies of a server are short; Exchange's longest carry a diagnostic blob of a few KB. */
 const MAX_REPLY_LINE = 64 * 1024;
-/**
- * What the upstream socket reads ahead while the splice holds it paused:
- * one TLS record, not the stream's default 16 KB. With the default, a pause
- * (splice.ts takes a short one between reads) stopped nothing: Node kept
- * reading and decrypting record by record until 16 KB waited, each record a
- * wake-up of its own.
- */
-const READ_AHEAD = 1024;
-
 export interface UpstreamSession {
   socket: TLSSocket;
+  /** What the socket reads (it emits no `data`): byte-source.ts. */
+  bytes: ByteSource;
   /** Bytes the upstream sent after its login reply, to pass on first. */
   pending: Buffer;
   /** IMAP: the capabilities after login, COMPRESS left out. */
@@ -49,13 +43,14 @@ export async function loginUpstream(
   options: UpstreamOptions,
 ): Promise<UpstreamResult> {
   let socket: TLSSocket | undefined;
+  const { onread, source } = reusedReadBuffer();
   const timer = setTimeout(
     () => socket?.destroy(new Error('upstream login timed out')),
     options.timeoutMs,
   );
   try {
-    socket = await open(options);
-    const reader = new LineReader(socket, MAX_REPLY_LINE);
+    socket = await open(options, onread);
+    const reader = new LineReader(socket, MAX_REPLY_LINE, source);
     const sasl = buildXOAuth2(options.mailbox, options.accessToken);
     const result =
       protocol === 'imap'
@@ -70,6 +65,7 @@ export async function loginUpstream(
       ok: true,
       session: {
         socket,
+        bytes: source,
         pending,
         ...(result.capabilities !== undefined ? { capabilities: result.capabilities } : {}),
       },
@@ -82,18 +78,17 @@ export async function loginUpstream(
   }
 }
 
-function open(options: UpstreamOptions): Promise<TLSSocket> {
+function open(options: UpstreamOptions, onread: OnRead): Promise<TLSSocket> {
   const { host, port } = options.endpoint;
   return new Promise((resolve, reject) => {
-    // tls.connect takes `highWaterMark` (Node's docs), @types/node does not list it.
-    const connectOptions: ConnectionOptions & { highWaterMark: number } = {
+    const connectOptions: ConnectionOptions & { onread: OnRead } = {
       host,
       port,
       ...servername(host),
       ...trustOptions(options.extraCaCertificates),
       // Exchange Online refuses TLS 1.0/1.1 on POP and IMAP; so do we towards it.
       minVersion: 'TLSv1.2',
-      highWaterMark: READ_AHEAD,
+      onread,
     };
     const socket = connect(connectOptions);
     socket.once('secureConnect', () => {

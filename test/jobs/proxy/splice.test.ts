@@ -1,6 +1,6 @@
 /**
  * The relay under a long one-way stream of small TLS records (Dovecot's are
- * 4 KB), where the splice corks its writes per turn and pauses between reads
+ * 4 KB), where the splice writes once per turn and pauses between reads
  * (bench/proxy.ts measures the CPU this saves): every byte arrives, in
  * order, and in fewer records than the upstream sent. Real TLS both ways;
  * the client's TLS bytes pass a plain TCP tap that counts the records the
@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type OnRead, reusedReadBuffer } from '../../../src/jobs/proxy/byte-source.js';
 import { ProxyMetrics } from '../../../src/jobs/proxy/metrics.js';
 import { splice } from '../../../src/jobs/proxy/splice.js';
 import { issueServerCertificate } from '../../helpers/pki.js';
@@ -87,14 +88,19 @@ describe('splice', () => {
 
     // The proxy's side: the client's TLS ends here, and is spliced to the upstream.
     const front = tls.createServer(credentials, (clientSide) => {
-      const upstream = tls.connect({
+      // As upstream.ts connects: reading into one reused buffer.
+      const { onread, source } = reusedReadBuffer();
+      const options: tls.ConnectionOptions & { onread: OnRead } = {
         host: '127.0.0.1',
         port: upstreamPort,
         ca: ca.certificatePem,
-      });
+        onread,
+      };
+      const upstream = tls.connect(options);
       cleanup.push(() => upstream.destroy());
       upstream.once('secureConnect', () => {
         splice(clientSide, upstream, {
+          upstreamBytes: source,
           fromClient: Buffer.from('go\r\n'),
           fromUpstream: Buffer.alloc(0),
           idleTimeoutMs: 30_000,
