@@ -11,7 +11,7 @@ export function parseSince(text: string): Date {
   if (!date || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== match?.[1]) {
     throw usageError(
       `--since must be a date like 2024-01-31, not '${text.slice(0, 40)}'`,
-      'Messages received on or after that day (UTC) are archived.',
+      'Give a day as YYYY-MM-DD: only messages received on or after it (UTC) are taken.',
     );
   }
   return date;

@@ -79,7 +79,8 @@ export function reportError(
 ): number {
   if (error instanceof MailbridgeError) {
     if (options.json) {
-      writeJson(io.stdout, { ok: false, error: error.toJSON() });
+      // One line: commands that stream JSON lines (archive, migrate) end with it.
+      writeLine(io.stdout, JSON.stringify({ ok: false, error: error.toJSON() }));
     } else if (error instanceof ConfigurationError && error.problems.length > 0) {
       writeLine(io.stderr, `mailbridge: error ${error.code}: the configuration has problems:`);
       for (const problem of error.problems) {
@@ -100,7 +101,7 @@ export function reportError(
   }
   const message = error instanceof Error ? error.message : String(error);
   if (options.json) {
-    writeJson(io.stdout, { ok: false, error: { code: 'INTERNAL', message } });
+    writeLine(io.stdout, JSON.stringify({ ok: false, error: { code: 'INTERNAL', message } }));
   } else {
     writeLine(io.stderr, `mailbridge: internal error: ${message}`);
     writeLine(io.stderr, '  This is a bug; please report it with the output of --debug.');

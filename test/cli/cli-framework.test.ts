@@ -461,3 +461,24 @@ describe('start-up loads only what the command needs', () => {
     expect(packagesIn(urls)).toEqual(['@azure/msal-node']);
   });
 });
+
+describe('errors with --json', () => {
+  it('are one line of stdout, so that a stream of JSON lines stays one', async () => {
+    const { code, stdout, stderr } = await run([
+      'migrate',
+      '--from',
+      'imap:/x',
+      '--to',
+      'm365:bob@contoso.example',
+      '--json',
+    ]);
+    expect(code).toBe(2);
+    expect(stderr).toBe('');
+    const lines = stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      ok: false,
+      error: { code: 'MIGRATE_ENDPOINT_INVALID', exitCode: 2 },
+    });
+  });
+});

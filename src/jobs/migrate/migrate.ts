@@ -138,6 +138,14 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
     typeof options.from === 'string' ? parseEndpoint(options.from, 'from') : options.from;
   const to = typeof options.to === 'string' ? parseEndpoint(options.to, 'to') : options.to;
   if (to.kind === 'archive') throw archiveDestinationError('--to');
+  if (describeEndpoint(from).toLowerCase() === describeEndpoint(to).toLowerCase()) {
+    // Every message would be "already there": almost surely a typo in one of the two.
+    throw new ConfigurationError({
+      code: 'MIGRATE_ENDPOINT_INVALID',
+      message: `--from and --to are the same mailbox, ${displayText(describeEndpoint(to), 80)}`,
+      remedy: 'Give the mailbox to copy from as --from and the one to copy into as --to.',
+    });
+  }
   for (const [side, endpoint] of [
     ['from', from],
     ['to', to],

@@ -5,6 +5,7 @@ import {
   parseEndpoint,
   resolvePassword,
 } from '../../../src/jobs/migrate/endpoint.js';
+import { migrateMailbox } from '../../../src/jobs/migrate/migrate.js';
 
 function refusal(fn: () => unknown): { code: string; exitCode: number; message: string } {
   try {
@@ -98,5 +99,21 @@ describe('migrate endpoints', () => {
     expect(refusal(() => resolvePassword('to', { file: { path: 'p', text: '\n' } })).code).toBe(
       'MIGRATE_PASSWORD_MISSING',
     );
+  });
+});
+
+describe('a mailbox into itself', () => {
+  it.each([
+    ['m365:bob@contoso.example', 'm365:Bob@Contoso.example'],
+    [
+      'imaps://bob%40example.org@mail.example.org',
+      'imaps://bob%40example.org@MAIL.example.org:993',
+    ],
+  ])('%s → %s is refused before anything connects', async (from, to) => {
+    await expect(migrateMailbox({ from, to })).rejects.toMatchObject({
+      code: 'MIGRATE_ENDPOINT_INVALID',
+      exitCode: 2,
+      message: expect.stringContaining('same mailbox'),
+    });
   });
 });
