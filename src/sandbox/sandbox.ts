@@ -9,19 +9,10 @@
  * mail servers' watchdog).
  */
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { ConfigurationError, MailbridgeError } from '../errors.js';
+import { join } from 'node:path';
+import { ConfigurationError } from '../errors.js';
 import { closestName } from '../util/did-you-mean.js';
 import {
   checkDirectory,
@@ -43,6 +34,7 @@ import {
 import { checkSandboxPackages } from './packages.js';
 import { issueCertificate } from './pki.js';
 import { loadOrCreateSandboxCa } from './sandbox-ca.js';
+import { prepareSandboxDir } from './sandbox-folder.js';
 import { seedMailboxes } from './seed-mail.js';
 import { startTokenService, type TokenService } from './token-service.js';
 
@@ -114,11 +106,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   checkDirectory(directory, 'given to startSandbox');
   const temporary = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mailbridge-sandbox-'));
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // As root, Dovecot's processes run as its system users and must pass through; the
-  // secrets below stay in folders of their own that only the owner may open.
-  chmodSync(dir, process.getuid?.() === 0 ? 0o711 : 0o700);
-  if (process.getuid?.() === 0) checkPassable(dir);
+  prepareSandboxDir(dir);
   const base = options.portBase;
   const at = (offset: number) => (base === undefined ? undefined : base + offset);
   const { ca, certificatePath, nodeExtraCaPath } = loadOrCreateSandboxCa(
@@ -284,19 +272,6 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       return stopped;
     },
   };
-}
-
-/** As root, Dovecot's system users must pass through every folder above `dir`. */
-function checkPassable(dir: string): void {
-  for (let folder = dirname(dir); folder !== dirname(folder); folder = dirname(folder)) {
-    if ((statSync(folder).mode & 0o001) === 0) {
-      throw new MailbridgeError({
-        code: 'SANDBOX_START_FAILED',
-        message: `Dovecot's users (dovecot, mail) cannot pass through ${folder} to reach the sandbox folder ${dir}`,
-        remedy: `Run the sandbox as a normal user, or as root give a --dir whose parent folders others may enter (chmod o+x ${folder}).`,
-      });
-    }
-  }
 }
 
 interface AppCredential {

@@ -4,7 +4,7 @@
  * subcommands through its folder.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigurationError, ExitCode, MailbridgeError } from '../../errors.js';
@@ -30,6 +30,12 @@ import {
 } from '../../sandbox/directory.js';
 import { checkSandboxPackages } from '../../sandbox/packages.js';
 import type { SandboxFault } from '../../sandbox/sandbox.js';
+import {
+  defaultSandboxDir,
+  prepareSandboxDir,
+  recordStartedDir,
+  startedDir,
+} from '../../sandbox/sandbox-folder.js';
 import { shQuote } from '../../setup/shell-quote.js';
 import { closestName } from '../../util/did-you-mean.js';
 import { displayText } from '../../util/display-text.js';
@@ -42,7 +48,7 @@ const dirFlag: FlagSpec = {
   name: 'dir',
   type: 'string',
   value: 'DIR',
-  help: 'folder of the sandbox (default $XDG_STATE_HOME/mailbridge/sandbox)',
+  help: 'folder of the sandbox (default $XDG_STATE_HOME/mailbridge/sandbox; as root /var/lib/mailbridge/sandbox when that is closed to others)',
 };
 const jsonFlag: FlagSpec = { name: 'json', type: 'boolean', help: 'print JSON' };
 const appFlag: FlagSpec = {
@@ -85,12 +91,22 @@ const startFlags: FlagSpec[] = [
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
-function sandboxDir(context: CommandContext): string {
+function defaultDir(context: CommandContext): string {
+  const env = context.io.env;
+  return defaultSandboxDir(env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state'));
+}
+
+/**
+ * --dir, else the default folder; for commands that drive a running sandbox, the
+ * one the last `start --dir` started when none runs in the default folder.
+ */
+function sandboxDir(context: CommandContext, findStarted = false): string {
   const given = context.args.values.dir;
   if (typeof given === 'string' && given !== '') return resolve(given);
-  const env = context.io.env;
-  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
-  return join(stateHome, 'mailbridge', 'sandbox');
+  const dir = defaultDir(context);
+  if (!findStarted || readSandboxState(dir)) return dir;
+  const started = startedDir(dir);
+  return started && readSandboxState(started) ? started : dir;
 }
 
 function numberFlag(value: unknown, flag: string, min: number, max: number): number | undefined {
@@ -216,7 +232,7 @@ export const sandboxStartCommand: Command = {
           'Print its settings with `mailbridge sandbox env`, stop it with `mailbridge sandbox stop`, or give another --dir.',
       });
     }
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    prepareSandboxDir(dir);
     const log = join(dir, LOG_FILE);
     const out = openSync(log, 'w', 0o600);
     const passOn = ['dir', 'port-base', 'directory', 'token-lifetime'].flatMap((flag) => {
@@ -250,13 +266,20 @@ export const sandboxStartCommand: Command = {
     child.unref();
     if (!state) {
       if (!exited && child.pid) process.kill(child.pid, 'SIGTERM');
-      const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n');
+      // The background process's own error already has the prefix this one gets.
+      const tail = readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .slice(-5)
+        .join('\n')
+        .replace(/^mailbridge: error /gm, '');
       throw new MailbridgeError({
         code: 'SANDBOX_START_FAILED',
         message: `The sandbox did not start${exited ? '' : ` within ${START_TIMEOUT_MS / 1000} s`}: ${tail}`,
-        remedy: `Read ${log}; if a port of --port-base is taken, choose another.`,
+        remedy: `Read ${log}${tail.includes('EADDRINUSE') ? '; a port of --port-base is taken: choose another' : ''}.`,
       });
     }
+    recordStartedDir(defaultDir(context), dir);
     printEnv(context, state, dir);
     return ExitCode.ok;
   },
@@ -289,7 +312,7 @@ export const sandboxEnvCommand: Command = {
   usesSettings: false,
   flags: [dirFlag, appFlag, tenantFlag, jsonFlag],
   async run(context) {
-    const dir = sandboxDir(context);
+    const dir = sandboxDir(context, true);
     printEnv(context, runningState(dir), dir);
     return ExitCode.ok;
   },
@@ -302,7 +325,7 @@ export const sandboxStatusCommand: Command = {
   usesSettings: false,
   flags: [dirFlag, jsonFlag],
   async run(context) {
-    const dir = sandboxDir(context);
+    const dir = sandboxDir(context, true);
     const state = runningState(dir);
     const { directory, endpoints } = state;
     if (context.args.values.json === true) {
@@ -366,7 +389,7 @@ export const sandboxStopCommand: Command = {
   usesSettings: false,
   flags: [dirFlag],
   async run(context) {
-    const dir = sandboxDir(context);
+    const dir = sandboxDir(context, true);
     const stopped = await stopSandbox(dir);
     writeLine(
       context.io.stderr,
@@ -415,7 +438,7 @@ function grantCommand(action: 'grant' | 'revoke'): Command {
     usesSettings: false,
     flags: grantFlags,
     async run(context) {
-      const dir = sandboxDir(context);
+      const dir = sandboxDir(context, true);
       runningState(dir);
       const { app, mailbox } = context.args.values as { app: string; mailbox: string };
       await controlSandbox(dir, { action, app, mailbox });
@@ -512,7 +535,7 @@ export const sandboxFaultCommand: Command = {
     'SMTP faults not given yet.',
   ].join('\n'),
   async run(context) {
-    const dir = sandboxDir(context);
+    const dir = sandboxDir(context, true);
     const fault = parseFault(context.args.positionals, context.args.values);
     runningState(dir);
     await controlSandbox(dir, { action: 'fault', fault });
