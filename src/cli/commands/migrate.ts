@@ -47,7 +47,7 @@ export const migrateCommand: Command = {
   summary:
     'copy a mailbox into another over IMAP: folders, flags and dates; resumable, no duplicates',
   usage:
-    "migrate --from SOURCE --to DEST | --mailboxes FILE [--concurrency N] [--queue URL]  [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--sync-flags] [--dry-run] [--json]",
+    "migrate --from SOURCE --to DEST | --mailboxes FILE [--concurrency N] [--queue URL] [--folder P]... [--exclude P]... [--map 'SRC=DEST']... [--since DATE] [--state DIR] [--connections N] [--sync-flags] [--dry-run] [--json]",
   usesSettings: true,
   flags: [
     {

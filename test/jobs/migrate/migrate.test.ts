@@ -163,6 +163,16 @@ describe('migrate: password IMAP → Microsoft 365', () => {
       (m) => m.date >= new Date('2020-01-01T00:00:00Z'),
     );
     expect(lastJson(recent.stdout).copied).toBe(fromSeeds.length);
+
+    const misspelt = await run(['--dry-run', '--folder', 'Inbx']);
+    expect(misspelt.code).toBe(2);
+    expect(lastJson(misspelt.stdout)).toMatchObject({
+      ok: false,
+      error: {
+        code: 'MIGRATE_NO_FOLDER_MATCHED',
+        message: expect.stringContaining("did you mean 'INBOX' for 'Inbx'?"),
+      },
+    });
   }, 120_000);
 
   it('copies every message once into its mapped folder, bytes, dates and flags equal', async () => {
