@@ -263,6 +263,12 @@ export const ERROR_CODES = {
     exit: 4,
     remedy: 'Wait as suggested; use fewer connections and smaller fetches.',
   },
+  IMAP_TOO_MANY_CONNECTIONS: {
+    group: 'mail',
+    exit: 4,
+    remedy:
+      'Login refused for too many connections to the mailbox: another run or client holds them; wait or lower `--connections`.',
+  },
   IMAP_COMMAND_TOO_LONG: {
     group: 'mail',
     exit: 1,

@@ -45,6 +45,7 @@ export type DiagnosisCode =
   | 'IMAP_NOT_CONNECTED'
   | 'IMAP_TOKEN_EXPIRED'
   | 'IMAP_THROTTLED'
+  | 'IMAP_TOO_MANY_CONNECTIONS'
   | 'IMAP_COMMAND_TOO_LONG'
   | 'SMTP_AUTH_FAILED'
   | 'SMTP_AUTH_DISABLED_TENANT'
@@ -168,6 +169,26 @@ export const DIAGNOSES: readonly DiagnosisEntry[] = [
       'too many connections to the same mailbox at once, from this program or others using the same mailbox',
     ],
     fix: 'Wait for the backoff time the server suggested before the next command, then continue with fewer connections per mailbox and smaller fetch batches.',
+  },
+  {
+    // Dovecot refuses the login itself (`NO [LIMIT] Maximum number of connections
+    // from user+IP exceeded (mail_max_userip_connections=10)`) and imapflow marks
+    // it `authenticationFailed`: without this entry it read as a token problem.
+    // Exchange's own answer (`BAD User is authenticated but not connected`) more
+    // often means missing FullAccess, so it stays IMAP_NOT_CONNECTED.
+    code: 'IMAP_TOO_MANY_CONNECTIONS',
+    protocol: 'imap',
+    class: 'network',
+    retryable: true,
+    imap: {
+      status: ['NO', 'BAD', 'BYE'],
+      text: /^Maximum number of connections\b|^Too many simultaneous connections\b/i,
+    },
+    summary: 'The IMAP server refused the login: too many connections to the mailbox',
+    causes: [
+      'another run or client holds them: the server caps the connections one mailbox may have open at once (Exchange Online about 16 to 20, counting every program that uses it)',
+    ],
+    fix: "Another run or client holds them: wait for it to finish, or lower --connections (or the other programs' connection counts), then try again; the credentials and permissions are fine.",
   },
   {
     code: 'IMAP_AUTH_FAILED',

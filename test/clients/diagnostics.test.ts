@@ -76,6 +76,14 @@ const imapRows: Row[] = [
     says: ['fewer connections per mailbox'],
   },
   {
+    // Dovecot's (the sandbox's) refusal of a login beyond mail_max_userip_connections.
+    line: 'A2 NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)',
+    code: 'IMAP_TOO_MANY_CONNECTIONS',
+    class: 'network',
+    retryable: true,
+    says: ['Another run or client holds them', 'lower --connections'],
+  },
+  {
     line: 'A9 BAD Command Error. 10',
     code: 'IMAP_COMMAND_TOO_LONG',
     class: 'protocol',

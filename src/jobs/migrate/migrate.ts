@@ -43,6 +43,7 @@ import {
   parseMapEntry,
   planFolders,
 } from './folder-plan.js';
+import { refusedOnSide } from './login-side.js';
 import { PairDestination } from './pair-destination.js';
 import { createPasswordSession, type ImapCredential } from './password-session.js';
 import { defaultStateDir, MigrationState } from './state.js';
@@ -283,7 +284,11 @@ export async function migrateMailbox(options: MigrateMailboxOptions): Promise<Mi
   try {
     // Both settled before either failure is thrown: a session closed while its login is still
     // on its way would keep that connection, and the process, alive.
-    const listed = await Promise.allSettled([listFolders(source), listFolders(destination)]);
+    // The first logins of the run: a refusal names its side (both may be m365: mailboxes).
+    const listed = await Promise.allSettled([
+      listFolders(source).catch((error) => Promise.reject(refusedOnSide(error, 'from', from))),
+      listFolders(destination).catch((error) => Promise.reject(refusedOnSide(error, 'to', to))),
+    ]);
     const [sourceFolders, destFolders] = listed.map((outcome) => {
       if (outcome.status === 'rejected') throw outcome.reason;
       return outcome.value;

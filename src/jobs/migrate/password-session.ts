@@ -11,6 +11,7 @@ import {
   connectionKey,
   DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
 } from '../../clients/connection-limit.js';
+import { diagnoseImapResponse, diagnosisToError } from '../../clients/diagnostics.js';
 import {
   type ImapFlowErrorFields,
   isDroppedConnectionCode,
@@ -87,6 +88,13 @@ export function passwordImapError(
   const where = `${endpoint.host}:${endpoint.port}`;
   const words = err.responseText ? ` (${displayText(err.responseText)})` : '';
   if (isPlainTextAnswerToTls(err)) return notTlsPortError('imap', where, err);
+  // A login refused for the connection limit is not a wrong password: wait, as for Exchange.
+  const limit = err.responseStatus
+    ? diagnoseImapResponse(`${err.responseStatus} ${err.responseText ?? ''}`)
+    : undefined;
+  if (limit?.code === 'IMAP_TOO_MANY_CONNECTIONS') {
+    return diagnosisToError(limit, { mailbox: endpoint.user, cause: err });
+  }
   if (err.authenticationFailed) {
     const byToken = typeof credential !== 'string';
     return new AuthenticationError({
