@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { pairStateDir } from '../../../src/jobs/migrate/mailbox-list-run.js';
+import { MigrationState } from '../../../src/jobs/migrate/state.js';
 import { expected, seedMessages, seedWith, snapshotOf } from '../migrate/support.js';
 import {
   type QueueTestEnv,
@@ -77,7 +79,7 @@ async function listFile(name: string, indexes: number[]): Promise<string> {
   return file;
 }
 
-async function enqueue(file: string, state: string): Promise<string> {
+async function enqueue(file: string, state: string, extra: string[] = []): Promise<string> {
   const result = await env.cli([
     'migrate',
     '--mailboxes',
@@ -87,6 +89,7 @@ async function enqueue(file: string, state: string): Promise<string> {
     '--queue',
     env.queueUrl,
     '--json',
+    ...extra,
   ]);
   expect(result.code, result.stderr).toBe(0);
   return (JSON.parse(result.stdout) as { runId: string }).runId;
@@ -271,6 +274,43 @@ describe('migrate --mailboxes --queue with two workers', () => {
     await stopAll([second]);
     await expectExactlyOnce([4, 5]);
   }, 420_000);
+
+  it('a pair whose state another run still holds is retried later, not failed: it completes once that run lets go, exactly once', async () => {
+    // One attempt: a refusal that used one up would fail the pair for good at once.
+    const config = await env.configFile({ lockDuration: '2s', attempts: 1 });
+    const stateRoot = join(work, 'state-held');
+    const runId = await enqueue(await listFile('held.csv', [3]), stateRoot, ['--config', config]);
+    const [job] = (await status(runId)).mailboxes;
+    const pair = { from: job?.from as string, to: job?.to as string };
+    // The run that lost its queue lock but still works on the pair: it holds the pair's state.
+    const holder = await MigrationState.open(pairStateDir(pair, stateRoot), pair);
+    const worker = env.startWorker(workerArgs(config), WITH_PASSWORD);
+    let released = false;
+    try {
+      await waitUntil(
+        async () =>
+          ['retrying', 'failed'].includes((await status(runId)).mailboxes[0]?.state ?? ''),
+        60_000,
+        'the worker to meet the held state',
+      );
+      // Not now rather than never: it waits its turn, its attempts untouched, and does nothing meanwhile.
+      const refused = await status(runId);
+      expect(refused.mailboxes[0]?.state, worker.output()).toBe('retrying');
+      expect(refused.mailboxes[0]?.attempts).toBe(0);
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect((await status(runId)).counts).toMatchObject({ failed: 0, done: 0 });
+      await holder.close();
+      released = true;
+    } finally {
+      if (!released) await holder.close();
+    }
+    await waitUntil(async () => (await status(runId)).counts.done === 1, 60_000, 'the pair');
+    const done = await status(runId);
+    expect(done.counts).toEqual({ waiting: 0, retrying: 0, active: 0, done: 1, failed: 0 });
+    expect(done.mailboxes[0]?.result?.skipped).toBe(0);
+    await stopAll([worker]);
+    await expectExactlyOnce([3]);
+  }, 180_000);
 
   it('a bad line in the list: exit 2 naming it, nothing enqueued', async () => {
     const file = join(work, 'bad.csv');
