@@ -157,13 +157,17 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const workers = [0, 1].map(() => env.startWorker(workerArgs(config), WITH_PASSWORD));
     const { victim, held } = await stopWorkerHoldingJobs(
       workers,
-      async () => (await status(runId)).mailboxes,
+      async () => (await env.runStatus(runId)).mailboxes,
       180_000,
     );
     const victimName = `:${victim.child.pid}`;
     const survivor = workers.find((w) => w !== victim) as Worker;
     victim.child.kill('SIGKILL');
-    await waitUntil(async () => (await status(runId)).counts.done === PAIRS, 300_000, 'the run');
+    await waitUntil(
+      async () => (await env.runStatus(runId)).counts.done === PAIRS,
+      300_000,
+      'the run',
+    );
     const final = await status(runId);
     expect(final.code).toBe(0);
     expect(final.kind).toBe('migrate');
@@ -204,7 +208,7 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const runId = await enqueue(await listFile('one.csv', [0]), join(work, 'state-retry'));
     const bare = env.startWorker(workerArgs(config));
     await waitUntil(
-      async () => (await status(runId)).counts.failed === 1,
+      async () => (await env.runStatus(runId)).counts.failed === 1,
       60_000,
       'the refusal',
     ).catch((error: Error) => {
@@ -234,7 +238,11 @@ describe('migrate --mailboxes --queue with two workers', () => {
     expect(retried.code, retried.stderr).toBe(0);
     expect(retried.stdout).toMatch(/1 job\(s\) of run/);
     const worker = env.startWorker(workerArgs(config), WITH_PASSWORD);
-    await waitUntil(async () => (await status(runId)).counts.done === 1, 120_000, 'the retry');
+    await waitUntil(
+      async () => (await env.runStatus(runId)).counts.done === 1,
+      120_000,
+      'the retry',
+    );
     const done = await status(runId);
     // After the first test the messages are there already: found by identity, not copied again.
     const result = done.mailboxes[0]?.result;
@@ -257,7 +265,7 @@ describe('migrate --mailboxes --queue with two workers', () => {
     // machine may finish it between two polls. A job taken is the signal.
     await waitUntil(
       async () => {
-        const now = await status(runId);
+        const now = await env.runStatus(runId);
         return now.counts.active > 0 || now.counts.done > 0;
       },
       180_000,
@@ -270,7 +278,7 @@ describe('migrate --mailboxes --queue with two workers', () => {
     expect(after.counts.failed).toBe(0);
     if (after.counts.done < 2) expect(first.output()).toMatch(/[1-9]\d* returned to the queue/);
     const second = env.startWorker(workerArgs(config), WITH_PASSWORD);
-    await waitUntil(async () => (await status(runId)).counts.done === 2, 180_000, 'the run');
+    await waitUntil(async () => (await env.runStatus(runId)).counts.done === 2, 180_000, 'the run');
     await stopAll([second]);
     await expectExactlyOnce([4, 5]);
   }, 420_000);
@@ -280,7 +288,7 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const config = await env.configFile({ lockDuration: '2s', attempts: 1 });
     const stateRoot = join(work, 'state-held');
     const runId = await enqueue(await listFile('held.csv', [3]), stateRoot, ['--config', config]);
-    const [job] = (await status(runId)).mailboxes;
+    const [job] = (await env.runStatus(runId)).mailboxes;
     const pair = { from: job?.from as string, to: job?.to as string };
     // The run that lost its queue lock but still works on the pair: it holds the pair's state.
     const holder = await MigrationState.open(pairStateDir(pair, stateRoot), pair);
@@ -289,7 +297,7 @@ describe('migrate --mailboxes --queue with two workers', () => {
     try {
       await waitUntil(
         async () =>
-          ['retrying', 'failed'].includes((await status(runId)).mailboxes[0]?.state ?? ''),
+          ['retrying', 'failed'].includes((await env.runStatus(runId)).mailboxes[0]?.state ?? ''),
         60_000,
         'the worker to meet the held state',
       );
@@ -298,13 +306,13 @@ describe('migrate --mailboxes --queue with two workers', () => {
       expect(refused.mailboxes[0]?.state, worker.output()).toBe('retrying');
       expect(refused.mailboxes[0]?.attempts).toBe(0);
       await new Promise((r) => setTimeout(r, 3_000));
-      expect((await status(runId)).counts).toMatchObject({ failed: 0, done: 0 });
+      expect((await env.runStatus(runId)).counts).toMatchObject({ failed: 0, done: 0 });
       await holder.close();
       released = true;
     } finally {
       if (!released) await holder.close();
     }
-    await waitUntil(async () => (await status(runId)).counts.done === 1, 60_000, 'the pair');
+    await waitUntil(async () => (await env.runStatus(runId)).counts.done === 1, 60_000, 'the pair');
     const done = await status(runId);
     expect(done.counts).toEqual({ waiting: 0, retrying: 0, active: 0, done: 1, failed: 0 });
     expect(done.mailboxes[0]?.result?.skipped).toBe(0);
