@@ -18,7 +18,8 @@
  * 134 s), of which Azurite itself used 589 s of CPU, 34 ms a blob (for the
  * 3,024 blobs of 12 mailboxes it was 18 ms a blob): its cost per blob grows
  * with the blobs it holds, and it, not the workers (35-38 s of CPU each at
- * 36 of the 60 mailboxes), sets the pace.
+ * 36 of the 60 mailboxes), sets the pace. Every folder matched; reading
+ * the 17,113 blobs back took another 1,260 s, the whole test 50 min.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
