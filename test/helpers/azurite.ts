@@ -39,6 +39,8 @@ export interface Azurite {
   /** What a user sets as AZURE_STORAGE_CONNECTION_STRING for it. */
   readonly connectionString: string;
   readonly dir: string;
+  /** Its process, for reading its CPU time from /proc. */
+  readonly pid: number | undefined;
   /** The https:// URL of a container (and prefix), as `--out` takes it. */
   url(container: string, prefix?: string): string;
   /** A client of our own, for creating containers and checking blobs. */
@@ -57,6 +59,12 @@ export interface AzuriteOptions {
    * (`https://storage.azure.com`) and lifetime, not their signature.
    */
   oauth?: boolean;
+  /**
+   * Keep blobs and their index in memory only (`--inMemoryPersistence`):
+   * for tests that never restart it, since persisting its index after every
+   * write costs it CPU that grows with the blobs it holds.
+   */
+  inMemory?: boolean;
 }
 
 export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurite> {
@@ -83,8 +91,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
         '127.0.0.1',
         '--blobPort',
         String(port),
-        '--location',
-        data,
+        ...(options.inMemory ? ['--inMemoryPersistence'] : ['--location', data]),
         '--cert',
         join(dir, 'cert.pem'),
         '--key',
@@ -140,6 +147,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     port,
     connectionString,
     dir,
+    pid: child.pid,
     url: (container, prefix) => `${endpoint}/${container}${prefix ? `/${prefix}` : ''}`,
     container: (name) => service.getContainerClient(name),
     async createContainer(name) {

@@ -11,7 +11,7 @@
  * recorded, and puts its job back in the queue for any worker.
  */
 import { hostname } from 'node:os';
-import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { DelayedError, type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { TokenProvider } from '../../auth/token-provider.js';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import type { MailbridgeConfig } from '../../config/types.js';
@@ -130,6 +130,29 @@ export async function runWorker(
     logger.log('info', 'queue: job returned to the queue', { job: job.id, what });
     throw new WaitingError();
   };
+  /**
+   * Another run holds the pair's state: a worker that lost its queue lock
+   * (stopped, cut from Redis) but still works on it. Its kernel lock lasts
+   * exactly as long as that run, so the job waits its turn, using no attempt,
+   * rather than failing while the other may still finish; the lock keeps the
+   * two from ever running at once.
+   */
+  const tryLater = async (
+    job: Job,
+    token: string | undefined,
+    what: string,
+    error: MailbridgeError,
+  ): Promise<never> => {
+    await job.moveToDelayed(Date.now() + settings.lockDurationMs, token);
+    logger.log('info', 'queue: job deferred', {
+      job: job.id,
+      what,
+      code: error.code,
+      error: error.message,
+      retryInMs: settings.lockDurationMs,
+    });
+    throw new DelayedError();
+  };
 
   const migrateProcessor = async (job: Job, token?: string): Promise<MigrateJobResult> => {
     const data = job.data as MigrateJobData;
@@ -169,6 +192,8 @@ export async function runWorker(
         error.code === 'MIGRATE_INTERRUPTED'
       )
         return handBack(job, token, pair);
+      if (error instanceof MailbridgeError && error.code === 'MIGRATE_STATE_LOCKED')
+        return tryLater(job, token, pair, error);
       throw asJobFailure(error, `Migrating ${pair}`, 'MIGRATE_COMMAND_FAILED');
     }
   };

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { pairStateDir } from '../../../src/jobs/migrate/mailbox-list-run.js';
+import { MigrationState } from '../../../src/jobs/migrate/state.js';
 import { expected, seedMessages, seedWith, snapshotOf } from '../migrate/support.js';
 import {
   type QueueTestEnv,
@@ -77,7 +79,7 @@ async function listFile(name: string, indexes: number[]): Promise<string> {
   return file;
 }
 
-async function enqueue(file: string, state: string): Promise<string> {
+async function enqueue(file: string, state: string, extra: string[] = []): Promise<string> {
   const result = await env.cli([
     'migrate',
     '--mailboxes',
@@ -87,6 +89,7 @@ async function enqueue(file: string, state: string): Promise<string> {
     '--queue',
     env.queueUrl,
     '--json',
+    ...extra,
   ]);
   expect(result.code, result.stderr).toBe(0);
   return (JSON.parse(result.stdout) as { runId: string }).runId;
@@ -154,13 +157,17 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const workers = [0, 1].map(() => env.startWorker(workerArgs(config), WITH_PASSWORD));
     const { victim, held } = await stopWorkerHoldingJobs(
       workers,
-      async () => (await status(runId)).mailboxes,
+      async () => (await env.runStatus(runId)).mailboxes,
       180_000,
     );
     const victimName = `:${victim.child.pid}`;
     const survivor = workers.find((w) => w !== victim) as Worker;
     victim.child.kill('SIGKILL');
-    await waitUntil(async () => (await status(runId)).counts.done === PAIRS, 300_000, 'the run');
+    await waitUntil(
+      async () => (await env.runStatus(runId)).counts.done === PAIRS,
+      300_000,
+      'the run',
+    );
     const final = await status(runId);
     expect(final.code).toBe(0);
     expect(final.kind).toBe('migrate');
@@ -201,7 +208,7 @@ describe('migrate --mailboxes --queue with two workers', () => {
     const runId = await enqueue(await listFile('one.csv', [0]), join(work, 'state-retry'));
     const bare = env.startWorker(workerArgs(config));
     await waitUntil(
-      async () => (await status(runId)).counts.failed === 1,
+      async () => (await env.runStatus(runId)).counts.failed === 1,
       60_000,
       'the refusal',
     ).catch((error: Error) => {
@@ -231,7 +238,11 @@ describe('migrate --mailboxes --queue with two workers', () => {
     expect(retried.code, retried.stderr).toBe(0);
     expect(retried.stdout).toMatch(/1 job\(s\) of run/);
     const worker = env.startWorker(workerArgs(config), WITH_PASSWORD);
-    await waitUntil(async () => (await status(runId)).counts.done === 1, 120_000, 'the retry');
+    await waitUntil(
+      async () => (await env.runStatus(runId)).counts.done === 1,
+      120_000,
+      'the retry',
+    );
     const done = await status(runId);
     // After the first test the messages are there already: found by identity, not copied again.
     const result = done.mailboxes[0]?.result;
@@ -254,7 +265,7 @@ describe('migrate --mailboxes --queue with two workers', () => {
     // machine may finish it between two polls. A job taken is the signal.
     await waitUntil(
       async () => {
-        const now = await status(runId);
+        const now = await env.runStatus(runId);
         return now.counts.active > 0 || now.counts.done > 0;
       },
       180_000,
@@ -267,10 +278,47 @@ describe('migrate --mailboxes --queue with two workers', () => {
     expect(after.counts.failed).toBe(0);
     if (after.counts.done < 2) expect(first.output()).toMatch(/[1-9]\d* returned to the queue/);
     const second = env.startWorker(workerArgs(config), WITH_PASSWORD);
-    await waitUntil(async () => (await status(runId)).counts.done === 2, 180_000, 'the run');
+    await waitUntil(async () => (await env.runStatus(runId)).counts.done === 2, 180_000, 'the run');
     await stopAll([second]);
     await expectExactlyOnce([4, 5]);
   }, 420_000);
+
+  it('a pair whose state another run still holds is retried later, not failed: it completes once that run lets go, exactly once', async () => {
+    // One attempt: a refusal that used one up would fail the pair for good at once.
+    const config = await env.configFile({ lockDuration: '2s', attempts: 1 });
+    const stateRoot = join(work, 'state-held');
+    const runId = await enqueue(await listFile('held.csv', [3]), stateRoot, ['--config', config]);
+    const [job] = (await env.runStatus(runId)).mailboxes;
+    const pair = { from: job?.from as string, to: job?.to as string };
+    // The run that lost its queue lock but still works on the pair: it holds the pair's state.
+    const holder = await MigrationState.open(pairStateDir(pair, stateRoot), pair);
+    const worker = env.startWorker(workerArgs(config), WITH_PASSWORD);
+    let released = false;
+    try {
+      await waitUntil(
+        async () =>
+          ['retrying', 'failed'].includes((await env.runStatus(runId)).mailboxes[0]?.state ?? ''),
+        60_000,
+        'the worker to meet the held state',
+      );
+      // Not now rather than never: it waits its turn, its attempts untouched, and does nothing meanwhile.
+      const refused = await status(runId);
+      expect(refused.mailboxes[0]?.state, worker.output()).toBe('retrying');
+      expect(refused.mailboxes[0]?.attempts).toBe(0);
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect((await env.runStatus(runId)).counts).toMatchObject({ failed: 0, done: 0 });
+      await holder.close();
+      released = true;
+    } finally {
+      if (!released) await holder.close();
+    }
+    await waitUntil(async () => (await env.runStatus(runId)).counts.done === 1, 60_000, 'the pair');
+    const done = await status(runId);
+    expect(done.counts).toEqual({ waiting: 0, retrying: 0, active: 0, done: 1, failed: 0 });
+    expect(done.mailboxes[0]?.result?.skipped).toBe(0);
+    await stopAll([worker]);
+    await expectExactlyOnce([3]);
+  }, 180_000);
 
   it('a bad line in the list: exit 2 naming it, nothing enqueued', async () => {
     const file = join(work, 'bad.csv');

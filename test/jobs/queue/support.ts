@@ -9,11 +9,20 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ContainerClient } from '@azure/storage-blob';
+import type { Queue } from 'bullmq';
 import type { ImapFlow } from 'imapflow';
+import { Redis } from 'ioredis';
 import { createImapClient } from '../../../src/clients/imap-client.js';
 import { loadConfig } from '../../../src/config/load.js';
-import { readManifest } from '../../../src/jobs/archive/manifest.js';
+import {
+  type ManifestRecord,
+  readManifest,
+  readManifestChunks,
+} from '../../../src/jobs/archive/manifest.js';
 import { mailboxDirName } from '../../../src/jobs/archive/paths.js';
+import type { JobKind } from '../../../src/jobs/queue/job-data.js';
+import { openQueue, type RunStatus, runKind, runStatus } from '../../../src/jobs/queue/runs.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
@@ -39,6 +48,12 @@ export interface QueueTestEnv {
   configFile(queue: Record<string, unknown>): Promise<string>;
   direct(mailbox: string): Promise<ImapFlow>;
   cli(args: string[], options?: { timeoutMs?: number }): Promise<CliResult>;
+  /**
+   * A run's status as `jobs status --json` gives it, read by this process:
+   * for polling, where a `jobs status` each time costs a Node start (about a
+   * second of CPU) a poll.
+   */
+  runStatus(runId: string): Promise<RunStatus>;
   /**
    * `extraEnv` on top of `env`, e.g. a migrate source's password.
    * `withoutAppSettings`: only MAILBRIDGE_REDIS_URL of `env`, a worker for imaps:// migrations.
@@ -79,6 +94,18 @@ export async function startQueueTestEnv(
     MAILBRIDGE_REDIS_URL: `redis://:${REDIS_PASSWORD}@127.0.0.1:${redis.port}/0`,
   };
   const config = await loadConfig({ env });
+  const statusRedis = new Redis(env.MAILBRIDGE_REDIS_URL, { maxRetriesPerRequest: null });
+  // Redis restarts in one test: the poll fails meanwhile (waitUntil tries again), nothing to report.
+  statusRedis.on('error', () => {});
+  const queues = new Map<JobKind, Queue>();
+  const queueOf = (kind: JobKind) => {
+    let queue = queues.get(kind);
+    if (!queue) {
+      queue = openQueue(statusRedis, kind);
+      queues.set(kind, queue);
+    }
+    return queue;
+  };
   const workers: Worker[] = [];
   const killWorkers = async () => {
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
@@ -98,6 +125,8 @@ export async function startQueueTestEnv(
     },
     direct: (mailbox) => createImapClient(config, { mailbox }),
     cli: (args, options = {}) => runCli(args, env, { timeoutMs: options.timeoutMs ?? 30_000 }),
+    runStatus: async (runId) =>
+      runStatus(queueOf(await runKind(statusRedis, runId)), statusRedis, runId),
     startWorker(args, extraEnv = {}, options = {}) {
       const base = options.withoutAppSettings
         ? { MAILBRIDGE_REDIS_URL: env.MAILBRIDGE_REDIS_URL as string }
@@ -123,39 +152,14 @@ export async function startQueueTestEnv(
     killWorkers,
     async close() {
       await killWorkers();
+      await Promise.all([...queues.values()].map((q) => q.close()));
+      statusRedis.disconnect();
       await redis.stop();
       await servers.stop();
       await service.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** `count` plain messages of about 1-2 KB, each different. */
-export async function seedMailbox(
-  client: ImapFlow,
-  mailbox: string,
-  folders: Record<string, number>,
-): Promise<void> {
-  for (const [folder, count] of Object.entries(folders)) {
-    if (folder !== 'INBOX') await client.mailboxCreate(folder);
-    for (let i = 0; i < count; i++) {
-      await client.append(
-        folder,
-        [
-          `From: sender${i}@fabrikam.example`,
-          `To: ${mailbox}`,
-          `Subject: ${folder} ${i}`,
-          `Message-ID: <${i}.${folder}.${mailbox}>`,
-          'Date: Mon, 1 Apr 2024 09:00:00 +0200',
-          '',
-          `Message ${i} of ${folder} for ${mailbox}.`,
-          'y'.repeat(500 + ((i * 53) % 1500)),
-          '',
-        ].join('\r\n'),
-      );
-    }
-  }
 }
 
 /** Per folder: SHA-256 over each message's SHA-256 in UID order, and the count, as the server has them. */
@@ -182,21 +186,52 @@ export async function serverFolderHashes(
   return out;
 }
 
-/** The same from an archive: each file's SHA-256 as it is on disk, by the manifest's UIDs. */
+/** The same from an archive directory: each file's SHA-256 as it is on disk, by the manifest's UIDs. */
 export async function archiveFolderHashes(
   outDir: string,
   mailbox: string,
 ): Promise<Map<string, { count: number; sha256: string }>> {
   const dir = join(outDir, mailboxDirName(mailbox));
-  const byFolder = new Map<string, [number, string][]>();
-  const records: { folder: string; uid: number; path: string }[] = [];
+  const records: ManifestRecord[] = [];
   await readManifest(join(dir, 'manifest.jsonl'), (r) => records.push(r));
-  for (const r of records) {
-    const bytes = await readFile(join(dir, ...r.path.split('/')));
-    const list = byFolder.get(r.folder) ?? [];
-    list.push([r.uid, createHash('sha256').update(bytes).digest('hex')]);
-    byFolder.set(r.folder, list);
-  }
+  return manifestFolderHashes(records, (path) => readFile(join(dir, ...path.split('/'))));
+}
+
+/** The same from a blob container: each blob's SHA-256 as the service returns it. */
+export async function blobFolderHashes(
+  container: ContainerClient,
+  prefix: string,
+  mailbox: string,
+): Promise<Map<string, { count: number; sha256: string }>> {
+  const root = `${prefix}${mailboxDirName(mailbox)}/`;
+  const records: ManifestRecord[] = [];
+  const manifest = await container.getBlobClient(`${root}manifest.jsonl`).download();
+  await readManifestChunks(manifest.readableStreamBody as AsyncIterable<Buffer>, (r) =>
+    records.push(r),
+  );
+  return manifestFolderHashes(records, (path) =>
+    container.getBlobClient(`${root}${path}`).downloadToBuffer(),
+  );
+}
+
+async function manifestFolderHashes(
+  records: readonly ManifestRecord[],
+  read: (path: string) => Promise<Buffer>,
+): Promise<Map<string, { count: number; sha256: string }>> {
+  const byFolder = new Map<string, [number, string][]>();
+  // A few at a time: thousands of blobs one after another would be slow, all at once too many sockets.
+  let next = 0;
+  const reader = async () => {
+    for (let r = records[next++]; r; r = records[next++]) {
+      const sha = createHash('sha256')
+        .update(await read(r.path))
+        .digest('hex');
+      const list = byFolder.get(r.folder) ?? [];
+      list.push([r.uid, sha]);
+      byFolder.set(r.folder, list);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, reader));
   return new Map([...byFolder].map(([folder, list]) => [folder, digest(list)]));
 }
 
@@ -241,11 +276,19 @@ export function waitUntil(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return (async () => {
+    let failure: unknown;
     while (Date.now() < deadline) {
-      if (await check()) return;
+      // A check that fails (Redis restarting) is "not yet"; its last error goes with the timeout.
+      try {
+        if (await check()) return;
+      } catch (error) {
+        failure = error;
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
-    throw new Error(`timed out waiting for ${what}`);
+    throw new Error(
+      `timed out waiting for ${what}${failure ? ` (last check: ${(failure as Error).message})` : ''}`,
+    );
   })();
 }
 
