@@ -51,7 +51,7 @@ export async function runMigrateJob(
     passwords[side === 'from' ? 'fromPassword' : 'toPassword'] = password;
   }
   const configOf = async (side: 'from' | 'to', file: string | undefined) => {
-    if (file) return loadConfig({ file, env: context.env });
+    if (file) return loadConfig({ file, env: context.env, fileIsIdentity: true });
     if (!/^m365:/i.test(data[side].trim())) return undefined;
     return appSettingsFor(context.config, `Migrating ${displayText(data[side])}`);
   };
