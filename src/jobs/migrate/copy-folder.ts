@@ -119,7 +119,15 @@ export async function copyFolder(
       : (await pair.source.run((c) =>
           c.search(ctx.since ? { since: ctx.since } : { all: true }, { uid: true }),
         )) || [];
-  const done = ctx.state.copied(mapping.source, uidValidity);
+  const done = ctx.state.copiedInto(mapping.source, uidValidity, mapping.destination);
+  const remapped = ctx.state.copied(mapping.source, uidValidity).size - done.size;
+  if (remapped > 0) {
+    ctx.logger.log(
+      'warn',
+      'messages copied earlier into another destination folder are copied into this one, as the mapping now says; the earlier copies stay',
+      { source: mapping.source, destination: mapping.destination, messages: remapped },
+    );
+  }
   const pending = found.filter((uid) => !done.has(uid)).sort((a, b) => a - b);
   ctx.onProgress?.({
     type: 'folder-start',

@@ -177,6 +177,21 @@ export class MigrationState {
   }
 
   /**
+   * Source UIDs already in destination folder `destination`: those `copied`
+   * less the ones placed in another folder, which a changed `--map` now sends
+   * here. A message copied without a known place counts as here.
+   */
+  copiedInto(folder: string, uidValidity: string, destination: string): ReadonlySet<number> {
+    const done = this.copied(folder, uidValidity);
+    const placed = this.placements(folder, uidValidity);
+    const elsewhere = [...placed].filter(([, p]) => p.df !== destination);
+    if (elsewhere.length === 0) return done;
+    const here = new Set(done);
+    for (const [uid] of elsewhere) here.delete(uid);
+    return here;
+  }
+
+  /**
    * Where each message of this source folder went (destination folder,
    * UIDVALIDITY, UID), for those whose destination UID the server told
    * (APPENDUID) or the identity check found.

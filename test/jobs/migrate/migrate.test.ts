@@ -404,4 +404,28 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     expect(wrong.stderr).toContain('MIGRATE_LOGIN_REFUSED');
     expect(wrong.stderr).not.toContain('not the password');
   }, 60_000);
+  it('copies a folder into its new destination when --map changed since an earlier run, with a warning', async () => {
+    // The file's own state: this test comes last, the remapping stays in it.
+    const own = ['--folder', 'v1.2'];
+    const first = await run(own);
+    expect(first.code).toBe(0);
+    const before = lastJson(first.stdout);
+    const inFolder = before.copied + before.alreadyPresent;
+    expect(inFolder).toBeGreaterThan(0);
+
+    const remapped = await run([...own, '--map', 'v1.2=v1.2 moved']);
+    expect(remapped.code).toBe(0);
+    expect(lastJson(remapped.stdout)).toMatchObject({ copied: inFolder, skipped: 0 });
+    expect(remapped.stderr).toContain('copied into this one, as the mapping now says');
+    const dest = await env.m365(DEST);
+    try {
+      expect((await dest.mailboxOpen('v1.2 moved', { readOnly: true })).exists).toBe(inFolder);
+    } finally {
+      await dest.logout();
+    }
+
+    const again = await run([...own, '--map', 'v1.2=v1.2 moved']);
+    expect(lastJson(again.stdout)).toMatchObject({ copied: 0, alreadyPresent: 0 });
+    expect(again.stderr).not.toContain('as the mapping now says');
+  }, 120_000);
 });
