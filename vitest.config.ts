@@ -1,5 +1,4 @@
 import { defineConfig } from 'vitest/config';
-import { SlowestFirst } from './test/slowest-first.js';
 
 export default defineConfig({
   test: {
@@ -13,7 +12,6 @@ export default defineConfig({
     // 2-core machine). Every harness takes free ports and a folder of its own.
     maxWorkers: 4,
     globalSetup: ['test/global-setup.ts'],
-    sequence: { sequencer: SlowestFirst },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // `npm run test:quick` leaves these out; `npm test` (CI) runs everything.
