@@ -409,8 +409,13 @@ describe('migrate: password IMAP → Microsoft 365', () => {
     const own = ['--folder', 'v1.2'];
     const first = await run(own);
     expect(first.code).toBe(0);
-    const before = lastJson(first.stdout);
-    const inFolder = before.copied + before.alreadyPresent;
+    const source = await env.source();
+    let inFolder: number;
+    try {
+      inFolder = (await source.mailboxOpen('v1.2', { readOnly: true })).exists;
+    } finally {
+      await source.logout();
+    }
     expect(inFolder).toBeGreaterThan(0);
 
     const remapped = await run([...own, '--map', 'v1.2=v1.2 moved']);
