@@ -10,7 +10,7 @@
  * own, and wait on `jobs status` read in this process (the CLI's only for
  * what the tests assert): both were most of the file's CPU before.
  *
- * QUEUE_TEST_MAILBOXES=60 is the issue's figure (the suite runs 12; the
+ * QUEUE_TEST_MAILBOXES=60 is the issue's figure (the suite runs 12, six of them into Azurite; the
  * SIGKILL, SIGTERM and Redis tests take parts of 12, 8 and 12). Measured on
  * 2 shared cores at load average 10-21: seeding and reading back 60
  * mailboxes (17,113 messages) 32 s, where APPENDs took 220 s; the 3-worker
@@ -57,6 +57,13 @@ let listFile: string;
 let work: string;
 const onServer = new Map<string, Map<string, { count: number; sha256: string }>>();
 const total = sizes.reduce((a, b) => a + b, 0);
+/**
+ * Into Azurite: every mailbox when QUEUE_TEST_MAILBOXES names the tenant's
+ * size, else the first six. Azurite spends 18 ms of CPU or more on a blob,
+ * and the whole twelve's 3,000 blobs up and down again made this the
+ * suite's slowest file.
+ */
+const intoBlobs = process.env.QUEUE_TEST_MAILBOXES ? mailboxes : mailboxes.slice(0, 6);
 
 beforeAll(async () => {
   [env, azurite] = await Promise.all([
@@ -166,7 +173,7 @@ describe('archive --queue with three workers', () => {
     async () => {
       const out = `azblob://${AZURITE_ACCOUNT}/${CONTAINER}/${PREFIX}`;
       const config = await env.configFile({ lockDuration: '5s' });
-      const runId = await enqueue(out);
+      const runId = await enqueue(out, intoBlobs);
       const started = Date.now();
       const workers = [0, 1, 2].map(() =>
         env.startWorker(['--queue', env.queueUrl, '--config', config, '--concurrency', '4'], {
@@ -174,7 +181,7 @@ describe('archive --queue with three workers', () => {
         }),
       );
       await waitUntil(
-        async () => (await env.runStatus(runId)).counts.done === mailboxes.length,
+        async () => (await env.runStatus(runId)).counts.done === intoBlobs.length,
         600_000 * SCALE,
         'the run',
       ).catch((error: Error) => {
@@ -182,24 +189,24 @@ describe('archive --queue with three workers', () => {
       });
       const seconds = (Date.now() - started) / 1000;
       console.log(
-        `${mailboxes.length} mailboxes, ${total} messages, 3 workers into Azurite: ${seconds.toFixed(1)} s; Azurite's CPU ${await azuriteCpuSeconds()} s`,
+        `${intoBlobs.length} mailboxes, ${messagesOf(intoBlobs)} messages, 3 workers into Azurite: ${seconds.toFixed(1)} s; Azurite's CPU ${await azuriteCpuSeconds()} s`,
       );
       const final = await status(runId);
       expect(final.counts).toEqual({
         waiting: 0,
         retrying: 0,
         active: 0,
-        done: mailboxes.length,
+        done: intoBlobs.length,
         failed: 0,
       });
       // Every worker took part.
-      if (mailboxes.length >= 12)
+      if (intoBlobs.length >= 12)
         expect(
           new Set(final.mailboxes.map((m) => (m as { result?: { worker: string } }).result?.worker))
             .size,
         ).toBe(3);
       await stopAll(workers);
-      for (const mailbox of mailboxes) {
+      for (const mailbox of intoBlobs) {
         expect(await blobFolderHashes(container, PREFIX, mailbox), mailbox).toEqual(
           onServer.get(mailbox),
         );
