@@ -15,10 +15,10 @@ import { createImapSession, type ImapSessionStats } from '../../clients/imap-ses
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
-import { closestName } from '../../util/did-you-mean.js';
 import { displayText } from '../../util/display-text.js';
 import { DEFAULT_FETCH_LIMITS, type FetchLimits } from '../mailbox-read/fetch-groups.js';
 import { FolderAccess } from '../mailbox-read/folder-access.js';
+import { folderSuggestions } from '../mailbox-read/folder-filter.js';
 import { type FolderListing, listedStatus, listFolders } from '../mailbox-read/folder-listing.js';
 import { type FolderStatus, planFolder } from '../mailbox-read/folder-plan.js';
 import { runFolderWorkers } from '../mailbox-read/folder-workers.js';
@@ -353,14 +353,10 @@ function noFolderMatched(
   folders: readonly string[],
 ): ConfigurationError {
   const shown = (patterns: readonly string[]) => patterns.map((p) => displayText(p)).join(', ');
-  const hints = filter.include.flatMap((pattern) => {
-    const close = closestName(pattern, folders);
-    return close ? [`did you mean '${displayText(close)}' for '${displayText(pattern)}'?`] : [];
-  });
   return new ConfigurationError({
     code: 'ARCHIVE_NO_FOLDER_MATCHED',
     message: `No folder of ${mailbox} is selected${filter.include.length ? ` by --folder ${shown(filter.include)}` : ''}${filter.exclude.length ? ` once --exclude ${shown(filter.exclude)} is left out` : ''}, so nothing would be archived`,
-    remedy: `${hints.length ? `${hints.join(' ')} ` : ''}Folders are exact IMAP paths with * as wildcard (\`mailbridge imap folders --mailbox ${mailbox}\` lists them); pass --allow-empty if an empty selection is intended.`,
+    remedy: `${folderSuggestions(filter.include, folders)}Folders are exact IMAP paths with * as wildcard (\`mailbridge imap folders --mailbox ${mailbox}\` lists them); pass --allow-empty if an empty selection is intended.`,
   });
 }
 

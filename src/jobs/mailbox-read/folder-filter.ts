@@ -6,6 +6,9 @@
  * `Archive/*` takes every folder below `Archive`, but not `Archive` itself.
  */
 
+import { closestName } from '../../util/did-you-mean.js';
+import { displayText } from '../../util/display-text.js';
+
 export function matchesPattern(pattern: string, path: string): boolean {
   const parts = pattern.split('*');
   if (parts.length === 1) return pattern === path;
@@ -42,6 +45,18 @@ export function folderSelected(path: string, filter: FolderFilter): boolean {
 /** Include patterns that matched no folder: usually a typo the user wants to hear about. */
 export function unmatchedPatterns(paths: readonly string[], patterns: readonly string[]): string[] {
   return patterns.filter((p) => !paths.some((path) => matchesPattern(p, path)));
+}
+
+/**
+ * "did you mean" for each pattern with a close folder name, as the start of a
+ * remedy (each ending in a space), or '' when none is close.
+ */
+export function folderSuggestions(patterns: readonly string[], paths: readonly string[]): string {
+  const hints = patterns.flatMap((pattern) => {
+    const close = closestName(pattern, paths);
+    return close ? [`did you mean '${displayText(close)}' for '${displayText(pattern)}'?`] : [];
+  });
+  return hints.length ? `${hints.join(' ')} ` : '';
 }
 
 /**

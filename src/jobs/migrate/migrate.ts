@@ -13,9 +13,8 @@ import { createImapSession, type ImapSession } from '../../clients/imap-session.
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log/logger.js';
-import { closestName } from '../../util/did-you-mean.js';
 import { displayText } from '../../util/display-text.js';
-import { unmatchedPatterns } from '../mailbox-read/folder-filter.js';
+import { folderSuggestions, unmatchedPatterns } from '../mailbox-read/folder-filter.js';
 import { runFolderWorkers } from '../mailbox-read/folder-workers.js';
 import { LeasePool } from '../mailbox-read/lease-pool.js';
 import { AppendLane, type LaneSlot, passwordPipeline, tokenPipeline } from './append-lane.js';
@@ -388,19 +387,11 @@ function checkSelection(
       unmatched.length > 0
         ? `--folder ${unmatched.map((p) => `'${displayText(p, 80)}'`).join(', ')} matches no folder of the source (it has ${source.length})`
         : '--folder and --exclude together leave no folder of the source',
-    remedy: `${didYouMean(
+    remedy: `${folderSuggestions(
       unmatched,
       source.map((f) => f.path),
     )}Give folder paths as the source lists them (\`*\` as a wildcard); --dry-run shows the plan.`,
   });
-}
-
-function didYouMean(patterns: readonly string[], paths: readonly string[]): string {
-  const hints = patterns.flatMap((pattern) => {
-    const close = closestName(pattern, paths);
-    return close ? [`did you mean '${displayText(close)}' for '${displayText(pattern)}'? `] : [];
-  });
-  return hints.join('');
 }
 
 /** Source subscriptions for folders the destination already has (new folders are subscribed on creation). */
