@@ -65,25 +65,42 @@ const SECRET_SETTINGS = ['clientSecret', 'certificatePassword'] as const;
 /**
  * Warnings about the file itself: one holding a secret and readable by the
  * group or others gives the secret to every such user. Only the key names
- * are said, never the values. POSIX modes only: Windows has ACLs instead.
+ * are said, never the values.
  */
 export async function configFileWarnings(path: string, settings: Settings): Promise<string[]> {
   const secrets = SECRET_SETTINGS.filter((key) => settings[key] !== undefined);
-  if (secrets.length === 0 || process.platform === 'win32') return [];
+  if (secrets.length === 0) return [];
   const absolute = resolve(path);
+  const warning = await readableByOthers(
+    absolute,
+    `The config file ${absolute} holds ${secrets.join(' and ')}`,
+  );
+  return warning === undefined
+    ? []
+    : [
+        `${warning}: run chmod 600 ${absolute}, or keep the secret in AZURE_CLIENT_SECRET (or a certificate) instead.`,
+      ];
+}
+
+/**
+ * A warning for a file that holds a secret (`what`, e.g. "The config file
+ * /etc/x.json holds clientSecret") when its group or all users may read it;
+ * undefined when only its owner may, or when it cannot be looked at. POSIX
+ * modes only: Windows has ACLs instead. The caller adds the remedy.
+ */
+export async function readableByOthers(path: string, what: string): Promise<string | undefined> {
+  if (process.platform === 'win32') return undefined;
   let mode: number;
   try {
-    mode = (await stat(absolute)).mode & 0o777;
+    mode = (await stat(path)).mode & 0o777;
   } catch {
-    return [];
+    return undefined;
   }
-  if ((mode & 0o044) === 0) return [];
+  if ((mode & 0o044) === 0) return undefined;
   const readers = [mode & 0o040 ? 'its group' : '', mode & 0o004 ? 'all users' : '']
     .filter(Boolean)
     .join(' and ');
-  return [
-    `The config file ${absolute} holds ${secrets.join(' and ')} and can be read by ${readers} (mode ${mode.toString(8).padStart(4, '0')}): run chmod 600 ${absolute}, or keep the secret in AZURE_CLIENT_SECRET (or a certificate) instead.`,
-  ];
+  return `${what} and can be read by ${readers} (mode ${mode.toString(8).padStart(4, '0')})`;
 }
 
 function resolvePaths(settings: Settings, directory: string): Settings {

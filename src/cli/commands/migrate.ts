@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DEFAULT_MAX_CONNECTIONS_PER_MAILBOX } from '../../clients/connection-limit.js';
+import { readableByOthers } from '../../config/file.js';
 import { loadConfig as loadConfigFile } from '../../config/load.js';
 import type { MailbridgeConfig } from '../../config/types.js';
 import { ConfigurationError, ExitCode } from '../../errors.js';
@@ -27,7 +28,7 @@ import { formatBytes } from '../../util/format.js';
 import { usageError } from '../args.js';
 import type { Command, CommandContext } from '../command.js';
 import { parseSince, positiveInteger } from '../flag-values.js';
-import { type CliIo, writeLine } from '../output.js';
+import { type CliIo, writeLine, writeWarning } from '../output.js';
 import { enqueueMigrate, QUEUE_FLAG } from './jobs.js';
 import { runMigrateList } from './migrate-list.js';
 
@@ -407,7 +408,10 @@ export async function password(
       remedy: 'Give a file this user may read, holding the password on its first line.',
     });
   });
-  return resolvePassword(side, { file: { path, text: content, name } });
+  const password = resolvePassword(side, { file: { path, text: content, name } });
+  const readable = await readableByOthers(path, `${name} ${displayText(path)} holds a password`);
+  if (readable) writeWarning(io.stderr, `${readable}: run chmod 600 on it.`);
+  return password;
 }
 
 /** `--from-config`/`--to-config` when given, else the usual configuration (flags, environment, --config). */
