@@ -37,7 +37,7 @@ export interface ListedPair extends MailboxPair {
 const MAX_LIST_BYTES = 16 * 1024 * 1024;
 
 const REMEDY =
-  'Write one pair a line as source,destination[,source password file[,destination password file]] (m365:ADDRESS or imaps://USER@HOST each; # starts a comment), then run it again.';
+  'Write one pair a line as source,destination[,source password file[,destination password file]] (m365:ADDRESS or imaps://USER@HOST each, or archive:DIR as a source; # starts a comment), then run it again.';
 
 const COLUMNS: Record<Side, string> = { from: 'the source', to: 'the destination' };
 
