@@ -21,12 +21,14 @@
  * 36 of the 60 mailboxes), sets the pace. Every folder matched; reading
  * the 17,113 blobs back took another 1,260 s, the whole test 50 min.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { seedMailboxes } from '../../../src/sandbox/seed-mail.js';
+import { mailboxDirName } from '../../../src/jobs/archive/paths.js';
+import { openArchiveStore } from '../../../src/jobs/archive/store/open.js';
+import { type SeedMailbox, seedMailboxes } from '../../../src/sandbox/seed-mail.js';
 import { AZURITE_ACCOUNT, type Azurite, startAzurite } from '../../helpers/azurite.js';
 import {
   archiveFolderHashes,
@@ -64,10 +66,13 @@ const total = sizes.reduce((a, b) => a + b, 0);
  * suite's slowest file.
  */
 const intoBlobs = process.env.QUEUE_TEST_MAILBOXES ? mailboxes : mailboxes.slice(0, 6);
+/** Small mailboxes for the tests of one job: a held archive lock. */
+const small = ['held0@contoso.example', 'held1@contoso.example'];
+const SMALL = { INBOX: 3, Sent: 2 };
 
 beforeAll(async () => {
   [env, azurite] = await Promise.all([
-    startQueueTestEnv(mailboxes),
+    startQueueTestEnv([...mailboxes, ...small]),
     startAzurite({ inMemory: true }),
   ]);
   container = await azurite.createContainer(CONTAINER);
@@ -76,17 +81,20 @@ beforeAll(async () => {
   // Straight into Dovecot's Maildirs: APPENDs of thousands of messages cost most of this file's CPU.
   seedMailboxes(
     env.servers.mailDir,
-    mailboxes.map((address, i) => {
-      const n = sizes[i] as number;
-      const third = Math.floor(n / 3);
-      return { address, folders: { INBOX: n - 2 * third, 'Archive/2024': third, Sent: third } };
-    }),
+    mailboxes
+      .map((address, i): SeedMailbox => {
+        const n = sizes[i] as number;
+        const third = Math.floor(n / 3);
+        return { address, folders: { INBOX: n - 2 * third, 'Archive/2024': third, Sent: third } };
+      })
+      .concat(small.map((address) => ({ address, folders: SMALL }))),
   );
   // What the server serves (Dovecot gives the messages their UIDs here) is what the archives must hold.
   await Promise.all(
     [0, 1, 2, 3].map(async (lane) => {
-      for (let i = lane; i < mailboxes.length; i += 4) {
-        const mailbox = mailboxes[i] as string;
+      const all = [...mailboxes, ...small];
+      for (let i = lane; i < all.length; i += 4) {
+        const mailbox = all[i] as string;
         const client = await env.direct(mailbox);
         onServer.set(mailbox, await serverFolderHashes(client));
         await client.logout();
@@ -365,4 +373,87 @@ describe('the per-mailbox connection budget', () => {
     expect(most).toBeGreaterThan(0);
     for (let i = 0; i < 6; i++) await expectExact(join(work, `budget-${i}`), [mailbox]);
   }, 600_000);
+});
+
+describe('an archive job whose output another run holds (ARCHIVE_LOCKED)', () => {
+  it('is deferred, not failed, while that run writes, and completes once it lets go, every message fetched once', async () => {
+    const mailbox = small[0] as string;
+    const out = join(work, 'held');
+    // One attempt: a refusal that used one up would fail the job for good at once.
+    const config = await env.configFile({ lockDuration: '1s', attempts: 1, concurrency: 1 });
+    // The run that lost its queue lock but still writes: this live process holds the archive's lock.
+    const holder = await openArchiveStore(out, mailbox);
+    let released = false;
+    const before = await bodiesFetched(env.servers);
+    try {
+      const runId = await env.enqueueArchive(out, [mailbox], 1);
+      const worker = await env.startInProcessWorker(config);
+      const deferrals = () => worker.logged.filter((l) => l.message === 'queue: job deferred');
+      // Deferred again and again while the lock is held: waiting, not failing.
+      await waitUntil(() => deferrals().length >= 2, 30_000, 'two deferrals');
+      const waiting = await env.runStatus(runId);
+      expect(waiting.counts).toMatchObject({ retrying: 1, failed: 0, done: 0 });
+      expect(waiting.mailboxes[0]?.attempts).toBe(0);
+      expect(deferrals()[0]?.fields).toMatchObject({ code: 'ARCHIVE_LOCKED', retryInMs: 1_000 });
+      await holder.close();
+      released = true;
+      await waitUntil(
+        async () => (await env.runStatus(runId)).counts.done === 1,
+        30_000,
+        'the job',
+      );
+      expect((await env.runStatus(runId)).counts).toEqual({
+        waiting: 0,
+        retrying: 0,
+        active: 0,
+        done: 1,
+        failed: 0,
+      });
+      const summary = await worker.stop();
+      expect(summary).toMatchObject({ completed: 1, failed: 0 });
+    } finally {
+      if (!released) await holder.close();
+    }
+    await expectExact(out, [mailbox]);
+    expect((await bodiesFetched(env.servers)) - before).toBe(SMALL.INBOX + SMALL.Sent);
+  }, 120_000);
+
+  it('fails with ARCHIVE_LOCKED and its remedy once it has waited queue.lockWait (a lock left on another machine)', async () => {
+    const mailbox = small[1] as string;
+    const out = join(work, 'held-elsewhere');
+    const config = await env.configFile({
+      lockDuration: '1s',
+      lockWait: '3s',
+      attempts: 3,
+      concurrency: 1,
+    });
+    // A run on a machine that is gone: its pid cannot be checked, so its lock is never taken over.
+    const dir = join(out, mailboxDirName(mailbox));
+    await mkdir(dir, { recursive: true });
+    const startedAt = new Date().toISOString();
+    await writeFile(
+      join(dir, '.lock'),
+      `${JSON.stringify({ pid: 4242, hostname: 'gone.example', startedAt })}\n`,
+    );
+    const before = await bodiesFetched(env.servers);
+    const runId = await env.enqueueArchive(out, [mailbox], 3);
+    const worker = await env.startInProcessWorker(config);
+    await waitUntil(
+      async () => (await env.runStatus(runId)).counts.failed === 1,
+      30_000,
+      'the failure',
+    );
+    const failed = await status(runId);
+    const deferred = worker.logged.filter((l) => l.message === 'queue: job deferred').length;
+    expect(deferred).toBeGreaterThanOrEqual(2);
+    // For good, at once: another attempt would only wait again.
+    expect(failed.mailboxes[0]).toMatchObject({ state: 'failed', attempts: 1 });
+    const error = (failed.mailboxes[0] as { error?: { code: string; message: string } }).error;
+    expect(error?.code).toBe('ARCHIVE_LOCKED');
+    expect(error?.message).toContain('pid 4242 on gone.example');
+    expect(error?.message).toMatch(/delete the \.lock file/);
+    expect(error?.message).toMatch(/Still held after [3-9] s of waiting: queue\.lockWait is 3 s/);
+    expect(await worker.stop()).toMatchObject({ completed: 0, failed: 1 });
+    expect((await bodiesFetched(env.servers)) - before).toBe(0);
+  }, 120_000);
 });
