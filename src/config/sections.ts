@@ -211,6 +211,12 @@ export const queueSectionSchema = sectionMapping(
      * connections go to the others.
      */
     lockDuration: v.optional(duration),
+    /**
+     * How long a job waits, deferred, for another run's lock on its archive
+     * or migrate state before it fails: a lock left on another machine is
+     * never known to be free.
+     */
+    lockWait: v.optional(duration),
     /** PEM CA certificates to trust for a `rediss://` server, besides Node's own. */
     caFile: v.optional(text(`${FIELD} must be the path of a PEM file.`)),
   },

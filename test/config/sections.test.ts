@@ -97,7 +97,7 @@ describe('declared sections (migrate, proxy, queue)', () => {
       {
         field: 'queue.frobnicate',
         message:
-          "Unknown setting 'queue.frobnicate'. Known: url, concurrency, connectionsPerMailbox, attempts, lockDuration, caFile.",
+          "Unknown setting 'queue.frobnicate'. Known: url, concurrency, connectionsPerMailbox, attempts, lockDuration, lockWait, caFile.",
       },
     ]);
   });

@@ -20,6 +20,8 @@ import { trustOptions } from '../../util/tls.js';
 export const DEFAULT_WORKER_CONCURRENCY = 4;
 export const DEFAULT_JOB_ATTEMPTS = 5;
 export const DEFAULT_LOCK_DURATION_MS = 30_000;
+/** Long enough for a cut-off worker's run of a large mailbox to end. */
+export const DEFAULT_LOCK_WAIT_MS = 3_600_000;
 
 export interface QueueSettings {
   /** With its password: give it to ioredis, never to a log or an error. */
@@ -30,6 +32,8 @@ export interface QueueSettings {
   connectionsPerMailbox: number;
   attempts: number;
   lockDurationMs: number;
+  /** How long a job is deferred for another run's lock before it fails. */
+  lockWaitMs: number;
   /** For `rediss://` with `queue.caFile`: Node's CAs and that file's; absent, Node's own. */
   tls?: { ca: string[] };
 }
@@ -60,6 +64,7 @@ export async function readQueueSettings(sources: QueueSettingsSources): Promise<
     connectionsPerMailbox: section.connectionsPerMailbox ?? DEFAULT_MAX_CONNECTIONS_PER_MAILBOX,
     attempts: section.attempts ?? DEFAULT_JOB_ATTEMPTS,
     lockDurationMs: section.lockDuration ?? DEFAULT_LOCK_DURATION_MS,
+    lockWaitMs: section.lockWait ?? DEFAULT_LOCK_WAIT_MS,
     ...(section.caFile ? { tls: await trustedCas(section.caFile) } : {}),
   };
 }

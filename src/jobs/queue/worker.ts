@@ -11,7 +11,7 @@
  * recorded, and puts its job back in the queue for any worker.
  */
 import { hostname } from 'node:os';
-import { DelayedError, type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { TokenProvider } from '../../auth/token-provider.js';
 import { createTokenProvider } from '../../auth/token-provider.js';
 import type { MailbridgeConfig } from '../../config/types.js';
@@ -30,6 +30,7 @@ import {
   type MigrateJobData,
   type MigrateJobResult,
 } from './job-data.js';
+import { deferWhileLocked, forgetLockWait, isHeldByAnotherRun } from './lock-wait.js';
 import { migrateJobResult, runMigrateJob } from './migrate-job.js';
 import { connectForWorker, firstReady, KEY_PREFIX } from './redis.js';
 import type { QueueSettings } from './settings.js';
@@ -125,34 +126,19 @@ export async function runWorker(
   };
   /** Back in the queue for any worker, without counting as a failed attempt. */
   const handBack = async (job: Job, token: string | undefined, what: string): Promise<never> => {
+    await forgetLockWait(job);
     await job.moveToWait(token);
     summary.returned++;
     logger.log('info', 'queue: job returned to the queue', { job: job.id, what });
     throw new WaitingError();
   };
-  /**
-   * Another run holds the pair's state: a worker that lost its queue lock
-   * (stopped, cut from Redis) but still works on it. Its kernel lock lasts
-   * exactly as long as that run, so the job waits its turn, using no attempt,
-   * rather than failing while the other may still finish; the lock keeps the
-   * two from ever running at once.
-   */
-  const tryLater = async (
-    job: Job,
-    token: string | undefined,
-    what: string,
-    error: MailbridgeError,
-  ): Promise<never> => {
-    await job.moveToDelayed(Date.now() + settings.lockDurationMs, token);
-    logger.log('info', 'queue: job deferred', {
-      job: job.id,
-      what,
-      code: error.code,
-      error: error.message,
+  /** Another run holds what the job writes: it waits its turn (lock-wait.ts). */
+  const tryLater = (job: Job, token: string | undefined, what: string, error: MailbridgeError) =>
+    deferWhileLocked(job, token, what, error, {
       retryInMs: settings.lockDurationMs,
+      lockWaitMs: settings.lockWaitMs,
+      logger,
     });
-    throw new DelayedError();
-  };
 
   const migrateProcessor = async (job: Job, token?: string): Promise<MigrateJobResult> => {
     const data = job.data as MigrateJobData;
@@ -192,8 +178,8 @@ export async function runWorker(
         error.code === 'MIGRATE_INTERRUPTED'
       )
         return handBack(job, token, pair);
-      if (error instanceof MailbridgeError && error.code === 'MIGRATE_STATE_LOCKED')
-        return tryLater(job, token, pair, error);
+      if (isHeldByAnotherRun(error)) return tryLater(job, token, pair, error);
+      await forgetLockWait(job);
       throw asJobFailure(error, `Migrating ${pair}`, 'MIGRATE_COMMAND_FAILED');
     }
   };
@@ -222,10 +208,13 @@ export async function runWorker(
         onProgress: (event) => report(event.counts),
       });
     } catch (error) {
+      if (isHeldByAnotherRun(error)) return tryLater(job, token, data.mailbox, error);
+      await forgetLockWait(job);
       throw asJobFailure(error, `Archiving ${data.mailbox}`);
     }
     if (result.interrupted) return handBack(job, token, data.mailbox);
     if (!result.ok) {
+      await forgetLockWait(job);
       const failed = result.folders.find((f) => f.status === 'failed');
       const code = failed?.error?.code ?? 'ARCHIVE_FAILED';
       const message = failed

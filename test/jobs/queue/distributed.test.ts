@@ -10,8 +10,10 @@
  * own, and wait on `jobs status` read in this process (the CLI's only for
  * what the tests assert): both were most of the file's CPU before.
  *
- * QUEUE_TEST_MAILBOXES=60 is the issue's figure (the suite runs 12, six of them into Azurite; the
- * SIGKILL, SIGTERM and Redis tests take parts of 12, 8 and 12). Measured on
+ * QUEUE_TEST_MAILBOXES=60 is the issue's figure (the suite seeds 12; six of
+ * the smaller ones go into Azurite, and the SIGKILL, SIGTERM and Redis tests
+ * take 6, 2 and 6 of them, in-process enqueues and status reads: the CLI's
+ * `archive --queue` and `jobs status` are each run by the first test). Measured on
  * 2 shared cores at load average 10-21: seeding and reading back 60
  * mailboxes (17,113 messages) 32 s, where APPENDs took 220 s; the 3-worker
  * archive of all of them into Azurite 1,735 s (to a local directory it was
@@ -21,12 +23,14 @@
  * 36 of the 60 mailboxes), sets the pace. Every folder matched; reading
  * the 17,113 blobs back took another 1,260 s, the whole test 50 min.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContainerClient } from '@azure/storage-blob';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { seedMailboxes } from '../../../src/sandbox/seed-mail.js';
+import { mailboxDirName } from '../../../src/jobs/archive/paths.js';
+import { openArchiveStore } from '../../../src/jobs/archive/store/open.js';
+import { type SeedMailbox, seedMailboxes } from '../../../src/sandbox/seed-mail.js';
 import { AZURITE_ACCOUNT, type Azurite, startAzurite } from '../../helpers/azurite.js';
 import {
   archiveFolderHashes,
@@ -63,11 +67,23 @@ const total = sizes.reduce((a, b) => a + b, 0);
  * and the whole twelve's 3,000 blobs up and down again made this the
  * suite's slowest file.
  */
-const intoBlobs = process.env.QUEUE_TEST_MAILBOXES ? mailboxes : mailboxes.slice(0, 6);
+const intoBlobs = process.env.QUEUE_TEST_MAILBOXES ? mailboxes : pick([0, 1, 3, 4, 6, 9]);
+/**
+ * The tenant's mailboxes at these indexes. The suite's tests take the smaller
+ * ones (100-247 messages, 944 in all; the twelve hold 3,024): each still
+ * spans several FETCHes of 100, and what they show needs work in flight, not
+ * thousands of messages.
+ */
+function pick(indexes: number[]): string[] {
+  return indexes.map((i) => mailboxes[i % mailboxes.length] as string);
+}
+/** Small mailboxes for the tests of one job: a held archive lock. */
+const small = ['held0@contoso.example', 'held1@contoso.example'];
+const SMALL = { INBOX: 3, Sent: 2 };
 
 beforeAll(async () => {
   [env, azurite] = await Promise.all([
-    startQueueTestEnv(mailboxes),
+    startQueueTestEnv([...mailboxes, ...small]),
     startAzurite({ inMemory: true }),
   ]);
   container = await azurite.createContainer(CONTAINER);
@@ -76,17 +92,20 @@ beforeAll(async () => {
   // Straight into Dovecot's Maildirs: APPENDs of thousands of messages cost most of this file's CPU.
   seedMailboxes(
     env.servers.mailDir,
-    mailboxes.map((address, i) => {
-      const n = sizes[i] as number;
-      const third = Math.floor(n / 3);
-      return { address, folders: { INBOX: n - 2 * third, 'Archive/2024': third, Sent: third } };
-    }),
+    mailboxes
+      .map((address, i): SeedMailbox => {
+        const n = sizes[i] as number;
+        const third = Math.floor(n / 3);
+        return { address, folders: { INBOX: n - 2 * third, 'Archive/2024': third, Sent: third } };
+      })
+      .concat(small.map((address) => ({ address, folders: SMALL }))),
   );
   // What the server serves (Dovecot gives the messages their UIDs here) is what the archives must hold.
   await Promise.all(
     [0, 1, 2, 3].map(async (lane) => {
-      for (let i = lane; i < mailboxes.length; i += 4) {
-        const mailbox = mailboxes[i] as string;
+      const all = [...mailboxes, ...small];
+      for (let i = lane; i < all.length; i += 4) {
+        const mailbox = all[i] as string;
         const client = await env.direct(mailbox);
         onServer.set(mailbox, await serverFolderHashes(client));
         await client.logout();
@@ -232,17 +251,13 @@ function workerArgs(config: string, concurrency = 4): string[] {
   return ['--queue', env.queueUrl, '--config', config, '--concurrency', String(concurrency)];
 }
 
-/** A part of the tenant for the tests that need less than all of it. */
-const part = (from: number, count: number) =>
-  mailboxes.slice(from % mailboxes.length, (from % mailboxes.length) + count);
-
 describe('workers that stop', () => {
   it('SIGKILL of a worker holding jobs: the others finish them, nothing missing, refetches bounded by what was in flight', async () => {
-    const list = part(0, 12);
+    const list = pick([0, 1, 3, 4, 6, 9]);
     const out = join(work, 'killed');
     const config = await env.configFile({ lockDuration: '4s' });
     const before = await bodiesFetched(env.servers);
-    const runId = await enqueue(out, list);
+    const runId = await env.enqueueArchive(out, list, 5);
     const workers = [0, 1, 2].map(() => env.startWorker(workerArgs(config)));
     const { victim, held } = await stopWorkerHoldingJobs(
       workers,
@@ -257,7 +272,7 @@ describe('workers that stop', () => {
       300_000,
       'the run',
     );
-    const final = await status(runId);
+    const final = await env.runStatus(runId);
     expect(final.counts.failed).toBe(0);
     // What it held when it died was finished by the others (it may have finished others before).
     for (const m of final.mailboxes.filter((m) => held.includes(m.mailbox)))
@@ -275,10 +290,11 @@ describe('workers that stop', () => {
   }, 600_000);
 
   it('SIGTERM: current messages recorded, jobs back in the queue unharmed, finished by another worker', async () => {
-    const list = part(12, 8);
+    // The two largest but one (374 and 384 messages): the job seen with progress is still running.
+    const list = pick([2, 5]);
     const out = join(work, 'terminated');
     const config = await env.configFile({ lockDuration: '4s' });
-    const runId = await enqueue(out, list);
+    const runId = await env.enqueueArchive(out, list, 5);
     const first = env.startWorker(workerArgs(config, 4));
     // Its own job with progress: then its SIGTERM handler is in place, and it has messages to record.
     await waitUntil(
@@ -292,7 +308,7 @@ describe('workers that stop', () => {
     first.child.kill('SIGTERM');
     expect(await first.exited, first.output()).toBe(0);
     expect(first.output()).toMatch(/\d+ returned to the queue/);
-    const after = await status(runId);
+    const after = await env.runStatus(runId);
     expect(after.counts.active).toBe(0);
     expect(after.counts.failed).toBe(0);
     expect(after.counts.retrying).toBe(0);
@@ -310,11 +326,12 @@ describe('workers that stop', () => {
 
 describe('Redis restarted mid-run', () => {
   it('loses no job: the run completes, every mailbox exact', async () => {
-    const list = part(20, 12);
+    const list = pick([0, 1, 3, 4, 6, 9]);
     const out = join(work, 'redis-restart');
     const config = await env.configFile({ lockDuration: '10s' });
-    const runId = await enqueue(out, list);
-    const workers = [0, 1, 2].map(() => env.startWorker(workerArgs(config, 2)));
+    const runId = await env.enqueueArchive(out, list, 5);
+    // One worker, three at a time: when Redis goes, jobs are active, waiting and done.
+    const workers = [env.startWorker(workerArgs(config, 3))];
     await waitUntil(
       async () => (await env.runStatus(runId)).counts.done >= 2,
       300_000,
@@ -326,7 +343,7 @@ describe('Redis restarted mid-run', () => {
       300_000,
       'the run',
     );
-    expect((await status(runId)).counts.failed).toBe(0);
+    expect((await env.runStatus(runId)).counts.failed).toBe(0);
     await stopAll(workers);
     await expectExact(out, list);
   }, 600_000);
@@ -339,7 +356,8 @@ describe('the per-mailbox connection budget', () => {
     const config = await env.configFile({ lockDuration: '5s', connectionsPerMailbox: budget });
     // Six runs of the same mailbox into six archives: six jobs that want it at once.
     const runs: string[] = [];
-    for (let i = 0; i < 6; i++) runs.push(await enqueue(join(work, `budget-${i}`), [mailbox]));
+    for (let i = 0; i < 6; i++)
+      runs.push(await env.enqueueArchive(join(work, `budget-${i}`), [mailbox], 5));
     let most = 0;
     let sampling = true;
     const sampler = (async () => {
@@ -365,4 +383,87 @@ describe('the per-mailbox connection budget', () => {
     expect(most).toBeGreaterThan(0);
     for (let i = 0; i < 6; i++) await expectExact(join(work, `budget-${i}`), [mailbox]);
   }, 600_000);
+});
+
+describe('an archive job whose output another run holds (ARCHIVE_LOCKED)', () => {
+  it('is deferred, not failed, while that run writes, and completes once it lets go, every message fetched once', async () => {
+    const mailbox = small[0] as string;
+    const out = join(work, 'held');
+    // One attempt: a refusal that used one up would fail the job for good at once.
+    const config = await env.configFile({ lockDuration: '1s', attempts: 1, concurrency: 1 });
+    // The run that lost its queue lock but still writes: this live process holds the archive's lock.
+    const holder = await openArchiveStore(out, mailbox);
+    let released = false;
+    const before = await bodiesFetched(env.servers);
+    try {
+      const runId = await env.enqueueArchive(out, [mailbox], 1);
+      const worker = await env.startInProcessWorker(config);
+      const deferrals = () => worker.logged.filter((l) => l.message === 'queue: job deferred');
+      // Deferred again and again while the lock is held: waiting, not failing.
+      await waitUntil(() => deferrals().length >= 2, 30_000, 'two deferrals');
+      const waiting = await env.runStatus(runId);
+      expect(waiting.counts).toMatchObject({ retrying: 1, failed: 0, done: 0 });
+      expect(waiting.mailboxes[0]?.attempts).toBe(0);
+      expect(deferrals()[0]?.fields).toMatchObject({ code: 'ARCHIVE_LOCKED', retryInMs: 1_000 });
+      await holder.close();
+      released = true;
+      await waitUntil(
+        async () => (await env.runStatus(runId)).counts.done === 1,
+        30_000,
+        'the job',
+      );
+      expect((await env.runStatus(runId)).counts).toEqual({
+        waiting: 0,
+        retrying: 0,
+        active: 0,
+        done: 1,
+        failed: 0,
+      });
+      const summary = await worker.stop();
+      expect(summary).toMatchObject({ completed: 1, failed: 0 });
+    } finally {
+      if (!released) await holder.close();
+    }
+    await expectExact(out, [mailbox]);
+    expect((await bodiesFetched(env.servers)) - before).toBe(SMALL.INBOX + SMALL.Sent);
+  }, 120_000);
+
+  it('fails with ARCHIVE_LOCKED and its remedy once it has waited queue.lockWait (a lock left on another machine)', async () => {
+    const mailbox = small[1] as string;
+    const out = join(work, 'held-elsewhere');
+    const config = await env.configFile({
+      lockDuration: '1s',
+      lockWait: '3s',
+      attempts: 3,
+      concurrency: 1,
+    });
+    // A run on a machine that is gone: its pid cannot be checked, so its lock is never taken over.
+    const dir = join(out, mailboxDirName(mailbox));
+    await mkdir(dir, { recursive: true });
+    const startedAt = new Date().toISOString();
+    await writeFile(
+      join(dir, '.lock'),
+      `${JSON.stringify({ pid: 4242, hostname: 'gone.example', startedAt })}\n`,
+    );
+    const before = await bodiesFetched(env.servers);
+    const runId = await env.enqueueArchive(out, [mailbox], 3);
+    const worker = await env.startInProcessWorker(config);
+    await waitUntil(
+      async () => (await env.runStatus(runId)).counts.failed === 1,
+      30_000,
+      'the failure',
+    );
+    const failed = await env.runStatus(runId);
+    const deferred = worker.logged.filter((l) => l.message === 'queue: job deferred').length;
+    expect(deferred).toBeGreaterThanOrEqual(2);
+    // For good, at once: another attempt would only wait again.
+    expect(failed.mailboxes[0]).toMatchObject({ state: 'failed', attempts: 1 });
+    const error = failed.mailboxes[0]?.error;
+    expect(error?.code).toBe('ARCHIVE_LOCKED');
+    expect(error?.message).toContain('pid 4242 on gone.example');
+    expect(error?.message).toMatch(/delete the \.lock file/);
+    expect(error?.message).toMatch(/Still held after [3-9] s of waiting: queue\.lockWait is 3 s/);
+    expect(await worker.stop()).toMatchObject({ completed: 0, failed: 1 });
+    expect((await bodiesFetched(env.servers)) - before).toBe(0);
+  }, 120_000);
 });

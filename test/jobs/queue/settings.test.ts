@@ -50,6 +50,7 @@ describe('the queue settings', () => {
           url: 'rediss://:pw@cache.internal:6380/1',
           connectionsPerMailbox: 3,
           lockDuration: '10s',
+          lockWait: '20m',
         },
       }),
     );
@@ -59,6 +60,7 @@ describe('the queue settings', () => {
       shownUrl: 'rediss://cache.internal:6380/1',
       connectionsPerMailbox: 3,
       lockDurationMs: 10_000,
+      lockWaitMs: 1_200_000,
       concurrency: 4,
       attempts: 5,
     });
@@ -99,6 +101,7 @@ describe('the queue settings', () => {
       concurrency: 8,
       connectionsPerMailbox: 8,
       lockDurationMs: 30_000,
+      lockWaitMs: 3_600_000,
     });
   });
 

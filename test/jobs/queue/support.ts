@@ -22,7 +22,16 @@ import {
 } from '../../../src/jobs/archive/manifest.js';
 import { mailboxDirName } from '../../../src/jobs/archive/paths.js';
 import type { JobKind } from '../../../src/jobs/queue/job-data.js';
-import { openQueue, type RunStatus, runKind, runStatus } from '../../../src/jobs/queue/runs.js';
+import {
+  enqueueArchiveRun,
+  openQueue,
+  type RunStatus,
+  runKind,
+  runStatus,
+} from '../../../src/jobs/queue/runs.js';
+import { readQueueSettings } from '../../../src/jobs/queue/settings.js';
+import { type ArchiveWorkerSummary, runWorker } from '../../../src/jobs/queue/worker.js';
+import type { Logger } from '../../../src/log/logger.js';
 import { appEnvironment } from '../../helpers/app-env.js';
 import {
   EXCHANGE_AUDIENCE,
@@ -65,7 +74,23 @@ export interface QueueTestEnv {
   ): Worker;
   /** SIGKILLs the workers still running: after each test, so that none takes the next test's jobs. */
   killWorkers(): Promise<void>;
+  /**
+   * One archive job per mailbox, enqueued by this process as `archive --queue`
+   * does: for tests about the jobs, not the command.
+   */
+  enqueueArchive(outDir: string, mailboxes: readonly string[], attempts: number): Promise<string>;
+  /**
+   * A worker in this process (`runWorker`, what `mailbridge worker` runs),
+   * with `configFile`'s queue settings: no Node start, and what it logs.
+   */
+  startInProcessWorker(configFile: string): Promise<InProcessWorker>;
   close(): Promise<void>;
+}
+
+export interface InProcessWorker {
+  /** Each log line's message and fields. */
+  logged: { message: string; fields: Record<string, unknown> }[];
+  stop(): Promise<ArchiveWorkerSummary>;
 }
 
 export interface Worker {
@@ -112,6 +137,7 @@ export async function startQueueTestEnv(
     await Promise.all(workers.map((w) => w.exited));
   };
   let files = 0;
+  const inProcess: InProcessWorker[] = [];
   return {
     service,
     servers,
@@ -149,8 +175,44 @@ export async function startQueueTestEnv(
       workers.push(worker);
       return worker;
     },
-    killWorkers,
+    killWorkers: async () => {
+      await Promise.all(inProcess.splice(0).map((w) => w.stop()));
+      await killWorkers();
+    },
+    async enqueueArchive(outDir, list, attempts) {
+      const run = await enqueueArchiveRun(queueOf('archive'), statusRedis, {
+        mailboxes: list,
+        job: { outDir, folders: [], exclude: [], allowEmpty: false, repair: false },
+        attempts,
+      });
+      return run.runId;
+    },
+    async startInProcessWorker(configFile) {
+      const settings = await readQueueSettings({ configFile, env });
+      const controller = new AbortController();
+      const logged: InProcessWorker['logged'] = [];
+      const logger: Logger = {
+        log: (_level, message, fields = {}) => logged.push({ message, fields }),
+      };
+      const running = runWorker(config, {
+        settings,
+        concurrency: settings.concurrency,
+        logger,
+        signal: controller.signal,
+        env,
+      });
+      const worker: InProcessWorker = {
+        logged,
+        stop: () => {
+          controller.abort();
+          return running;
+        },
+      };
+      inProcess.push(worker);
+      return worker;
+    },
     async close() {
+      await Promise.all(inProcess.splice(0).map((w) => w.stop()));
       await killWorkers();
       await Promise.all([...queues.values()].map((q) => q.close()));
       statusRedis.disconnect();
