@@ -31,11 +31,11 @@ import { type Azurite, startAzurite } from '../../helpers/azurite.js';
 import { type IdentityEndpoint, startIdentityEndpoint } from '../../helpers/identity-endpoint.js';
 import { EXCHANGE_AUDIENCE, IMAP_ROLE } from '../../helpers/mail-servers.js';
 import { runCli } from '../../helpers/run-cli.js';
+import { runCliInProcess } from '../../helpers/run-cli-in-process.js';
 import {
   type ArchiveTestEnv,
   blobManifestRecords,
   plainMessage,
-  runCliInProcess,
   type ServerFolder,
   serverSnapshot,
   startArchiveTestEnv,

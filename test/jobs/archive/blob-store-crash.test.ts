@@ -9,13 +9,13 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { folderDirName, mailboxDirName, messagePath } from '../../../src/jobs/archive/paths.js';
 import { type Azurite, startAzurite } from '../../helpers/azurite.js';
+import { runCliInProcess } from '../../helpers/run-cli-in-process.js';
 import {
   type ArchiveTestEnv,
   blobManifestRecords,
   messageWithAttachment,
   plainMessage,
   projectBuild,
-  runCliInProcess,
   type ServerFolder,
   serverSnapshot,
   startArchiveChild,

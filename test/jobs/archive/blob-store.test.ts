@@ -14,11 +14,11 @@ import { type ManifestRecord, readManifestChunks } from '../../../src/jobs/archi
 import { folderDirName, mailboxDirName } from '../../../src/jobs/archive/paths.js';
 import { AZURITE_KEY, type Azurite, startAzurite } from '../../helpers/azurite.js';
 import { runCli } from '../../helpers/run-cli.js';
+import { runCliInProcess } from '../../helpers/run-cli-in-process.js';
 import {
   type ArchiveTestEnv,
   messageWithAttachment,
   plainMessage,
-  runCliInProcess,
   type ServerFolder,
   serverSnapshot,
   startArchiveTestEnv,

@@ -8,11 +8,9 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { ContainerClient } from '@azure/storage-blob';
 import type { ImapFlow } from 'imapflow';
-import { runCli as runCliEntry } from '../../../src/cli/run.js';
 import { createImapClient } from '../../../src/clients/imap-client.js';
 import { loadConfig } from '../../../src/config/load.js';
 import type { MailbridgeConfig } from '../../../src/config/types.js';
@@ -30,7 +28,7 @@ import {
   type MailServers,
   startMailServers,
 } from '../../helpers/mail-servers.js';
-import { type CliResult, requireBuilt } from '../../helpers/run-cli.js';
+import { requireBuilt } from '../../helpers/run-cli.js';
 import { startTokenService, type TokenService } from '../../helpers/token-service.js';
 
 export interface ArchiveTestEnv {
@@ -70,40 +68,6 @@ export async function startArchiveTestEnv(mailboxes: string[]): Promise<ArchiveT
       await service.close();
     },
   };
-}
-
-/**
- * `mailbridge ARGS` run by the CLI's own entry (src/cli/run.ts) in this
- * process: the same exit code, stdout and stderr as a child's, without a Node
- * start and the storage SDK's loading on every run (about 1.4 s of CPU each).
- * For runs about archiving, not about the process; each file keeps one child
- * run. The blob store reads AZURE_STORAGE_CONNECTION_STRING from the process's
- * environment, so `env` is set there for the run: runs must not overlap.
- */
-export async function runCliInProcess(
-  args: string[],
-  env: Record<string, string>,
-): Promise<CliResult> {
-  const saved = new Map(Object.keys(env).map((name) => [name, process.env[name]]));
-  Object.assign(process.env, env);
-  const out: string[] = [];
-  const err: string[] = [];
-  const sink = (into: string[]) =>
-    new Writable({
-      write(chunk: Buffer | string, _encoding, done) {
-        into.push(chunk.toString());
-        done();
-      },
-    });
-  try {
-    const code = await runCliEntry(args, { stdout: sink(out), stderr: sink(err), env });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    for (const [name, value] of saved) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  }
 }
 
 export function plainMessage(i: number, folder: string, to: string): string {
