@@ -1,7 +1,10 @@
 /**
- * `mailbridge doctor` against the real test Dovecot and Postfix: its advice
+ * `mailbridge doctor` against the real test Dovecot and SMTP submission
+ * (smtp-server in this process: nothing here is about Postfix): its advice
  * when Exchange's side refuses a login that the token's claims allow, and the
- * caFile setting on the IMAP and SMTP connections.
+ * caFile setting on the IMAP and SMTP connections. The caFile runs are child
+ * processes (Node reads NODE_EXTRA_CA_CERTS at start); the advice runs go
+ * through the CLI's entry in this process.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appEnvironment } from '../helpers/app-env.js';
@@ -14,6 +17,7 @@ import {
   startMailServers,
 } from '../helpers/mail-servers.js';
 import { runCli } from '../helpers/run-cli.js';
+import { runCliInProcess } from '../helpers/run-cli-in-process.js';
 import { testCaPath } from '../helpers/test-ca.js';
 import {
   type RegisteredApp,
@@ -31,7 +35,7 @@ let env: Record<string, string>;
 
 beforeAll(async () => {
   service = await startTokenService();
-  servers = await startMailServers({ tokenService: service });
+  servers = await startMailServers({ tokenService: service, submission: 'node' });
   app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE, SMTP_ROLE] } });
   await servers.grantMailbox(app.clientId, GRANTED);
   env = appEnvironment(service, app, { imap: servers.imap, smtp: servers.smtp });
@@ -44,7 +48,10 @@ afterAll(async () => {
 
 describe('a refused IMAP login after the claims passed', () => {
   it('leads with the Exchange side and prints the setup command once, with the values doctor knows', async () => {
-    const { code, stdout } = await runCli(['doctor', '--mailbox', NOT_GRANTED, '--imap'], env);
+    const { code, stdout } = await runCliInProcess(
+      ['doctor', '--mailbox', NOT_GRANTED, '--imap'],
+      env,
+    );
     expect(code).toBe(3);
     expect(stdout).toMatch(/\[ok\] +token claims +aud https:\/\/outlook\.office365\.com/);
     expect(stdout).toMatch(/\[FAIL\] imap authenticate +IMAP_AUTH_FAILED: Exchange Online refused/);
@@ -61,7 +68,7 @@ describe('a refused IMAP login after the claims passed', () => {
   });
 
   it('--json carries the same advice once, in fix', async () => {
-    const { code, stdout } = await runCli(
+    const { code, stdout } = await runCliInProcess(
       ['doctor', '--mailbox', NOT_GRANTED, '--imap', '--json'],
       env,
     );
@@ -86,7 +93,7 @@ describe('"authenticated but not connected" after the login passed', () => {
 
   it('leads with what the earlier steps left: FullAccess on this mailbox, then time, other connections, IMAP off', async () => {
     proxy.refuseNext(1, 'BAD User is authenticated but not connected.', /\bLIST\b/i);
-    const { code, stdout } = await runCli(['doctor', '--mailbox', GRANTED, '--imap'], {
+    const { code, stdout } = await runCliInProcess(['doctor', '--mailbox', GRANTED, '--imap'], {
       ...env,
       MAILBRIDGE_IMAP_PORT: String(proxy.port),
     });

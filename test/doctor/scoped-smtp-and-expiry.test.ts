@@ -2,7 +2,10 @@
  * `mailbridge doctor --scoped-smtp` and the credential's end date, against the
  * real test Dovecot and Postfix: the tenant-wide SMTP.SendAsApp that defeats
  * an Exchange scope, the advice for a refusal under a scoped grant, and a
- * certificate that expires in 10 days (also in `token --json`).
+ * certificate that expires in 10 days (also in `token --json`). SMTP
+ * submission is smtp-server in this process, refusing as Exchange does (535
+ * 5.7.3 without SMTP.SendAsApp): nothing here is about Postfix. One run is a
+ * child process; the others go through the CLI's entry in this process.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +21,7 @@ import {
 } from '../helpers/mail-servers.js';
 import { issueCertificate } from '../helpers/pki.js';
 import { runCli } from '../helpers/run-cli.js';
+import { runCliInProcess } from '../helpers/run-cli-in-process.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
 
 const MAILBOX = 'shared@contoso.example';
@@ -34,7 +38,7 @@ let dir: string;
 
 beforeAll(async () => {
   service = await startTokenService();
-  servers = await startMailServers({ tokenService: service });
+  servers = await startMailServers({ tokenService: service, submission: 'node' });
   dir = await mkdtemp(join(tmpdir(), 'mailbridge-doctor-'));
 }, 60_000);
 
@@ -48,9 +52,10 @@ async function doctor(
   env: Record<string, string>,
   extra: string[],
 ): Promise<Report & { code: number | null; stdout: string }> {
-  const { code, stdout } = await runCli(['doctor', '--mailbox', MAILBOX, '--json', ...extra], env, {
-    timeoutMs: 40_000,
-  });
+  const { code, stdout } = await runCliInProcess(
+    ['doctor', '--mailbox', MAILBOX, '--json', ...extra],
+    env,
+  );
   return { ...(JSON.parse(stdout) as Report), code, stdout };
 }
 
@@ -113,7 +118,7 @@ describe('a certificate credential that expires in 10 days', () => {
   });
 
   it('token --json gives its end date as credentialExpiresOn', async () => {
-    const { code, stdout } = await runCli(['token', '--json'], env);
+    const { code, stdout } = await runCliInProcess(['token', '--json'], env);
     expect(code).toBe(0);
     expect(JSON.parse(stdout).credentialExpiresOn).toBe(notAfter.toISOString());
   });
@@ -130,7 +135,7 @@ describe('a certificate credential that expires in 10 days', () => {
 
   it('a secret has no credentialExpiresOn: its end date is known to Entra only', async () => {
     const app = service.registerApp({ roles: { [EXCHANGE_AUDIENCE]: [IMAP_ROLE] } });
-    const { stdout } = await runCli(['token', '--json'], appEnvironment(service, app));
+    const { stdout } = await runCliInProcess(['token', '--json'], appEnvironment(service, app));
     expect(JSON.parse(stdout)).not.toHaveProperty('credentialExpiresOn');
   });
 });

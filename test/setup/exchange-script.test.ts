@@ -68,12 +68,23 @@ for (const remove of [false, true]) {
   }
 }
 
-async function render(
-  input: ExchangePlanInput,
-): Promise<{ plan: ExchangePlan; text: string; ps: ParsedScript }> {
-  const plan = parseExchangePlan(input);
-  const text = renderExchangeScript(plan);
-  return { plan, text, ps: await parsePowerShell(text) };
+type Rendered = { plan: ExchangePlan; text: string; ps: ParsedScript };
+
+/**
+ * One parse per input: each variant's tests only read its script, and parsing
+ * plus walking the tree was most of this file's CPU when every test did both.
+ */
+const rendered = new WeakMap<ExchangePlanInput, Promise<Rendered>>();
+
+function render(input: ExchangePlanInput): Promise<Rendered> {
+  let result = rendered.get(input);
+  if (!result) {
+    const plan = parseExchangePlan(input);
+    const text = renderExchangeScript(plan);
+    result = parsePowerShell(text).then((ps) => ({ plan, text, ps }));
+    rendered.set(input, result);
+  }
+  return result;
 }
 
 /** The values that came from the user, and the variable each is assigned to. */

@@ -18,7 +18,9 @@
  * 6th message's blob removed. The 4th and 5th are recorded (their chain
  * reaches the manifest); the 7th and later are fetched again, and nothing is
  * missing or extra. This one signs in with the connection string's shared key,
- * which Azurite accepts beside bearer tokens.
+ * which Azurite accepts beside bearer tokens, and its runs go through the
+ * CLI's entry in this process (runCliInProcess): the managed-identity runs
+ * are the child processes.
  */
 import { createHash } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
@@ -29,6 +31,7 @@ import { type Azurite, startAzurite } from '../../helpers/azurite.js';
 import { type IdentityEndpoint, startIdentityEndpoint } from '../../helpers/identity-endpoint.js';
 import { EXCHANGE_AUDIENCE, IMAP_ROLE } from '../../helpers/mail-servers.js';
 import { runCli } from '../../helpers/run-cli.js';
+import { runCliInProcess } from '../../helpers/run-cli-in-process.js';
 import {
   type ArchiveTestEnv,
   blobManifestRecords,
@@ -64,7 +67,7 @@ async function seed(mailbox: string, messages: number): Promise<void> {
 beforeAll(async () => {
   [env, azurite] = await Promise.all([
     startArchiveTestEnv([MAILBOX, GAP_MAILBOX]),
-    startAzurite({ oauth: true }),
+    startAzurite({ oauth: true, inMemory: true }),
   ]);
   env.service.addResource(STORAGE);
   const identity = env.service.registerApp({
@@ -137,10 +140,9 @@ const cliEnv = () => ({ ...env.env, AZURE_STORAGE_CONNECTION_STRING: azurite.con
 const manifest = () => blobManifestRecords(gapContainer, root());
 
 async function archive(): Promise<void> {
-  const run = await runCli(
+  const run = await runCliInProcess(
     ['archive', '--mailbox', GAP_MAILBOX, '--out', azurite.url(GAP_CONTAINER), '--json'],
     cliEnv(),
-    { timeoutMs: CLI_TIMEOUT },
   );
   expect(run.code, run.stderr).toBe(0);
 }
@@ -186,9 +188,10 @@ describe('blob commits in flight at a crash', () => {
     const seventhBlob = gapContainer.getBlobClient(`${root()}${seventh.path}`);
     expect((await seventhBlob.getProperties()).metadata?.afteruid).toBe(String(sixth.uid));
 
-    const verify = await runCli(['archive', 'verify', azurite.url(GAP_CONTAINER)], cliEnv(), {
-      timeoutMs: CLI_TIMEOUT,
-    });
+    const verify = await runCliInProcess(
+      ['archive', 'verify', azurite.url(GAP_CONTAINER)],
+      cliEnv(),
+    );
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   }, 600_000);
 });

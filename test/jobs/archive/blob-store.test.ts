@@ -2,7 +2,10 @@
  * `archive --out` a blob container: a mailbox on the Dovecot harness
  * archived through the CLI into Azurite (HTTPS, test CA), compared with the
  * server folder by folder; a rerun; `archive verify` against the container;
- * and the failures a user meets first (key, endpoint, URL).
+ * and the failures a user meets first (key, endpoint, URL). The first archive
+ * runs as a child process, as a user runs it; the other runs go through the
+ * CLI's entry in this process (runCliInProcess), each sparing a Node start and
+ * the storage SDK's loading.
  */
 import { createHash } from 'node:crypto';
 import type { ContainerClient } from '@azure/storage-blob';
@@ -11,6 +14,7 @@ import { type ManifestRecord, readManifestChunks } from '../../../src/jobs/archi
 import { folderDirName, mailboxDirName } from '../../../src/jobs/archive/paths.js';
 import { AZURITE_KEY, type Azurite, startAzurite } from '../../helpers/azurite.js';
 import { runCli } from '../../helpers/run-cli.js';
+import { runCliInProcess } from '../../helpers/run-cli-in-process.js';
 import {
   type ArchiveTestEnv,
   messageWithAttachment,
@@ -33,7 +37,10 @@ let container: ContainerClient;
 let server: Map<string, ServerFolder>;
 
 beforeAll(async () => {
-  [env, azurite] = await Promise.all([startArchiveTestEnv([MAILBOX]), startAzurite()]);
+  [env, azurite] = await Promise.all([
+    startArchiveTestEnv([MAILBOX]),
+    startAzurite({ inMemory: true }),
+  ]);
   container = await azurite.createContainer(CONTAINER);
   const seeder = await env.direct(MAILBOX);
   let n = 0;
@@ -119,10 +126,9 @@ describe('archive --out a blob container (Azurite)', () => {
   }, 300_000);
 
   it('fetches nothing on a rerun', async () => {
-    const run = await runCli(
+    const run = await runCliInProcess(
       ['archive', '--mailbox', MAILBOX, '--out', azurite.url(CONTAINER, PREFIX), '--json'],
       cliEnv(),
-      { timeoutMs: CLI_TIMEOUT },
     );
     expect(run.code, run.stderr).toBe(0);
     const summary = JSON.parse(run.stdout) as { mailboxes: { messagesNew: number }[] };
@@ -133,7 +139,7 @@ describe('archive --out a blob container (Azurite)', () => {
 
   it('`archive verify` checks the container and catches an altered blob', async () => {
     const url = azurite.url(CONTAINER, PREFIX);
-    const clean = await runCli(['archive', 'verify', url], cliEnv(), { timeoutMs: CLI_TIMEOUT });
+    const clean = await runCliInProcess(['archive', 'verify', url], cliEnv());
     expect(clean.code, clean.stdout + clean.stderr).toBe(0);
     expect(clean.stdout).toMatch(/all match their manifests/);
 
@@ -144,9 +150,7 @@ describe('archive --out a blob container (Azurite)', () => {
       .upload(altered, altered.length);
     const extra = Buffer.from('stray');
     await container.getBlockBlobClient(`${mailboxRoot()}stray.txt`).upload(extra, extra.length);
-    const report = await runCli(['archive', 'verify', url, '--json'], cliEnv(), {
-      timeoutMs: CLI_TIMEOUT,
-    });
+    const report = await runCliInProcess(['archive', 'verify', url, '--json'], cliEnv());
     expect(report.code, report.stderr).toBe(1);
     const json = JSON.parse(report.stdout) as {
       altered: { path: string; actualSha256: string }[];
@@ -162,10 +166,9 @@ describe('archive --out a blob container (Azurite)', () => {
 
   it('a wrong account key: ARCHIVE_STORE_AUTH_FAILED, exit 3, the key not shown', async () => {
     const wrongKey = Buffer.alloc(64, 7).toString('base64');
-    const run = await runCli(
+    const run = await runCliInProcess(
       ['archive', '--mailbox', MAILBOX, '--out', azurite.url(CONTAINER, 'other')],
       cliEnv(azurite.connectionString.replace(AZURITE_KEY, wrongKey)),
-      { timeoutMs: CLI_TIMEOUT },
     );
     expect(run.code, run.stdout + run.stderr).toBe(3);
     expect(run.stdout + run.stderr).toMatch(/ARCHIVE_STORE_AUTH_FAILED/);
@@ -174,7 +177,7 @@ describe('archive --out a blob container (Azurite)', () => {
 
   it('an endpoint that does not answer: ARCHIVE_STORE_UNREACHABLE, exit 4', async () => {
     const closed = azurite.connectionString.replace(`:${azurite.port}/`, ':1/');
-    const run = await runCli(
+    const run = await runCliInProcess(
       [
         'archive',
         '--mailbox',
@@ -183,17 +186,15 @@ describe('archive --out a blob container (Azurite)', () => {
         azurite.url(CONTAINER).replace(`:${azurite.port}/`, ':1/'),
       ],
       cliEnv(closed),
-      { timeoutMs: CLI_TIMEOUT },
     );
     expect(run.code, run.stdout + run.stderr).toBe(4);
     expect(run.stdout + run.stderr).toMatch(/ARCHIVE_STORE_UNREACHABLE/);
   }, 300_000);
 
   it('a container that does not exist: ARCHIVE_STORE_NOT_FOUND, exit 2', async () => {
-    const run = await runCli(
+    const run = await runCliInProcess(
       ['archive', '--mailbox', MAILBOX, '--out', azurite.url('no-such-container')],
       cliEnv(),
-      { timeoutMs: CLI_TIMEOUT },
     );
     expect(run.code, run.stdout + run.stderr).toBe(2);
     expect(run.stdout + run.stderr).toMatch(/ARCHIVE_STORE_NOT_FOUND/);
@@ -206,7 +207,7 @@ describe('archive --out a blob container (Azurite)', () => {
   ])(
     'a bad URL (%s): ARCHIVE_STORE_URL_INVALID, exit 2, nothing shown of a SAS',
     async (url, why) => {
-      const run = await runCli(['archive', '--mailbox', MAILBOX, '--out', url], cliEnv());
+      const run = await runCliInProcess(['archive', '--mailbox', MAILBOX, '--out', url], cliEnv());
       expect(run.code, run.stdout + run.stderr).toBe(2);
       expect(run.stderr).toMatch(/ARCHIVE_STORE_URL_INVALID/);
       expect(run.stderr).toMatch(why);
@@ -216,10 +217,9 @@ describe('archive --out a blob container (Azurite)', () => {
 
   it('a connection string for another endpoint: ARCHIVE_STORE_CREDENTIALS_INVALID, exit 2', async () => {
     const other = azurite.connectionString.replace('127.0.0.1', 'localhost');
-    const run = await runCli(
+    const run = await runCliInProcess(
       ['archive', '--mailbox', MAILBOX, '--out', azurite.url(CONTAINER, PREFIX)],
       cliEnv(other),
-      { timeoutMs: CLI_TIMEOUT },
     );
     expect(run.code, run.stdout + run.stderr).toBe(2);
     expect(run.stdout + run.stderr).toMatch(/ARCHIVE_STORE_CREDENTIALS_INVALID/);

@@ -27,10 +27,11 @@ import {
 const MAILBOX = 'crash@contoso.example';
 const BIG = 'big@contoso.example';
 const FOLDERS = ['INBOX', 'Projects/Alpha', 'Ünïcödé'];
-const PER_FOLDER = 50;
+const PER_FOLDER = 40;
 /** INBOX's extra messages: parts of it go to other connections once theirs are done. */
-const INBOX_EXTRA = 60;
+const INBOX_EXTRA = 50;
 const LARGE = 2;
+const KILLS = 4;
 
 let env: ArchiveTestEnv;
 let out: string;
@@ -47,7 +48,7 @@ beforeAll(async () => {
     for (let i = 0; i < PER_FOLDER + (folder === 'INBOX' ? INBOX_EXTRA : 0); i++) {
       await seeder.append(folder, plainMessage(++n, folder, MAILBOX));
       // Large messages between small ones: kills land inside partial-FETCH streams too.
-      if (folder === 'INBOX' && (i === 10 || i === 90))
+      if (folder === 'INBOX' && (i === 10 || i === 70))
         await seeder.append(folder, messageWithAttachment(n, MAILBOX, 1_200_000));
     }
   }
@@ -121,7 +122,8 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
     const total = PER_FOLDER * FOLDERS.length + INBOX_EXTRA + LARGE;
     const log: string[] = [`seed ${seed}`];
     let kills = 0;
-    for (let round = 0; round < 12 && kills < 6; round++) {
+    // Four kills are what is asserted; each more costs a child process and a full check.
+    for (let round = 0; round < 12 && kills < KILLS; round++) {
       // Round 0 is killed by time (start-up: lock, manifest, listing); later rounds after a
       // random number of stored messages plus a random few milliseconds.
       const afterMessages = 1 + Math.floor(next() * 30);
@@ -160,7 +162,7 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
         break;
       }
     }
-    expect(kills, log.join('\n')).toBeGreaterThanOrEqual(4);
+    expect(kills, log.join('\n')).toBeGreaterThanOrEqual(KILLS);
 
     // And a run to the end.
     const final = startArchiveChild(build.dir, env.env, MAILBOX, out, {
@@ -202,7 +204,8 @@ describe('archive crash safety', { tags: ['soak'] }, () => {
     expect(report.ok, JSON.stringify(report)).toBe(true);
     expect(report.checked).toBe(total);
     process.stdout.write(`${log.join('\n')}\n`);
-  }, 120_000);
+    // 15 s alone; over 120 s when four files share two loaded cores, as in CI.
+  }, 300_000);
 });
 
 describe('archive memory', { tags: ['soak'] }, () => {

@@ -1,5 +1,5 @@
 /**
- * The spool's disk fills up while Exchange (here the real Postfix → Dovecot)
+ * The spool's disk fills up while Exchange (here SMTP submission → Dovecot)
  * accepts messages: the delivery record cannot be written. Nothing may be
  * sent twice for that, however long the disk stays full, and everything is
  * delivered once by itself when space comes back. And a disk already full
@@ -39,7 +39,7 @@ let mounted = false;
 
 beforeAll(async () => {
   if (!isRoot) return;
-  upstream = await startUpstream([PRINTER, RECIPIENT]);
+  upstream = await startUpstream([PRINTER, RECIPIENT], { submission: 'node' });
   dir = await mkdtemp(join(tmpdir(), 'relay-disk-full-'));
   mountPoint = join(dir, 'fs');
   await run('mkdir', [mountPoint]);

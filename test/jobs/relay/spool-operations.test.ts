@@ -4,6 +4,8 @@
  * devices sent without letting it drive the terminal, a client that hangs up
  * mid-DATA, and the spool lock between whole relay processes (two started at
  * once, a restart right after SIGKILL, a lock file naming a live pid).
+ * `relay status` runs through the CLI's entry in this process: what it reads
+ * is on disk, and the relay processes are the child processes here.
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -18,7 +20,7 @@ import type { DeliveryTransport } from '../../../src/jobs/relay/delivery.js';
 import { type RelayHandle, startRelay } from '../../../src/jobs/relay/relay.js';
 import { Spool, type SpoolEnvelope } from '../../../src/jobs/relay/spool.js';
 import { createJsonLogger } from '../../../src/log/json-logger.js';
-import { runCli } from '../../helpers/run-cli.js';
+import { runCliInProcess } from '../../helpers/run-cli-in-process.js';
 import { killRelayChildren, spawnRelay, writeRelayConfig } from './relay-process.js';
 import { collectText } from './upstream.js';
 
@@ -114,7 +116,7 @@ describe('an envelope truncated on disk', () => {
     expect(relay.recovery).toMatchObject({ queued: 4, quarantined: 1 });
     expect(relay.queueDepth()).toBe(4);
 
-    const human = await runCli(['relay', 'status', '--spool', path]);
+    const human = await runCliInProcess(['relay', 'status', '--spool', path], {});
     expect(human.code).toBe(0);
     expect(human.stdout).toContain(`relay running (pid ${process.pid})`);
     expect(human.stdout).toMatch(/Queue: 4 message\(s\)/);
@@ -122,7 +124,9 @@ describe('an envelope truncated on disk', () => {
     expect(human.stdout).toContain(`${bad.id}  `);
     expect(human.stdout).toContain(join(path, 'quarantine', `${bad.id}.eml`));
     expect(human.stdout).toMatch(/cannot be read \(not JSON \(40 bytes\)\)/);
-    const json = JSON.parse((await runCli(['relay', 'status', '--spool', path, '--json'])).stdout);
+    const json = JSON.parse(
+      (await runCliInProcess(['relay', 'status', '--spool', path, '--json'], {})).stdout,
+    );
     expect(json).toMatchObject({ running: true, pid: process.pid, quarantine: [{ id: bad.id }] });
     expect(await readFile(join(path, 'quarantine', `${bad.id}.eml`), 'latin1')).toContain('scan 2');
   });
@@ -148,7 +152,7 @@ describe('relay status', () => {
     const dead = await spoolMessage(spool, `Message-ID: ${hostile}\r\n\r\ny\r\n`);
     await spool.moveToDead(dead, 'permanent failure 550 \x1b]0;title\x07');
 
-    const status = await runCli(['relay', 'status', '--spool', path]);
+    const status = await runCliInProcess(['relay', 'status', '--spool', path], {});
     expect(status.code).toBe(0);
     // biome-ignore lint/suspicious/noControlCharactersInRegex: asserting their absence.
     expect(status.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f\u202e]/);

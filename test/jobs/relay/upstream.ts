@@ -44,10 +44,14 @@ export interface Upstream {
   stop(): Promise<void>;
 }
 
-/** `hve`: also the High Volume Email stand-in, the app holding Mail.Send and access to the account. */
+/**
+ * `hve`: also the High Volume Email stand-in, the app holding Mail.Send and access to the account.
+ * `submission: 'node'`: smtp-server in this process instead of Postfix, for tests about the relay
+ * rather than Postfix (Postfix costs about 1 s of CPU a start, and its processes CPU per message).
+ */
 export async function startUpstream(
   mailboxes: string[],
-  options: Pick<MailServersOptions, 'hve'> = {},
+  options: Pick<MailServersOptions, 'hve' | 'submission'> = {},
 ): Promise<Upstream> {
   const service = await startTokenService();
   const servers = await startMailServers({ tokenService: service, ...options });
