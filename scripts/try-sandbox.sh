@@ -9,9 +9,9 @@
 #   scripts/try-sandbox.sh DIR        # the same, cloning into DIR (new) and keeping it, built
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+[ -z "${1:-}" ] || [ ! -e "$1" ] || { echo "try-sandbox: $1 exists already: name a new folder" >&2; exit 2; }
 work="$(mktemp -d)"
 clone="${1:-$work/clone}"
-[ ! -e "$clone" ] || { echo "try-sandbox: $clone exists already: name a new folder" >&2; exit 2; }
 # As root, Dovecot's own users must pass through to the sandbox's folder.
 chmod 711 "$work"
 export XDG_STATE_HOME="$work/state" # the sandbox's folder, so that nothing outside $work is touched
