@@ -6,9 +6,12 @@
 # (root works too); its first line, scripts/install-packages.sh, installs
 # Dovecot's packages when they are missing (as root, or through sudo).
 #   scripts/try-sandbox.sh            # exits 0 when every line did what README says
+#   scripts/try-sandbox.sh DIR        # the same, cloning into DIR (new) and keeping it, built
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+[ -z "${1:-}" ] || [ ! -e "$1" ] || { echo "try-sandbox: $1 exists already: name a new folder" >&2; exit 2; }
 work="$(mktemp -d)"
+clone="${1:-$work/clone}"
 # As root, Dovecot's own users must pass through to the sandbox's folder.
 chmod 711 "$work"
 export XDG_STATE_HOME="$work/state" # the sandbox's folder, so that nothing outside $work is touched
@@ -18,14 +21,15 @@ mkdir -p -m 711 "$XDG_STATE_HOME" "$XDG_STATE_HOME/mailbridge"
 cleanup() {
   # Only a sandbox the quick start left running: a stop alone would first build the clone.
   if [ -f "$XDG_STATE_HOME/mailbridge/sandbox/state.json" ]; then
-    (cd "$work/clone" && ./scripts/mailbridge sandbox stop >/dev/null 2>&1) || true
+    (cd "$clone" && ./scripts/mailbridge sandbox stop >/dev/null 2>&1) || true
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-git clone --quiet "$root" "$work/clone"
-cd "$work/clone"
+git clone --quiet "$root" "$clone"
+cd "$clone"
+clone="$PWD" # for the clean-up, wherever it runs
 # The fenced sh block that follows the heading, line by line.
 lines="$(awk '/^### Try it first/ {found=1} found && /^```sh$/ {inside=1; next} inside && /^```$/ {exit} inside {print}' README.md)"
 [ -n "$lines" ] || { echo "try-sandbox: no quick-start block in README.md" >&2; exit 1; }

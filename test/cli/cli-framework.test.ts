@@ -7,14 +7,13 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMAND_INDEX } from '../../src/cli/command-index.js';
 import { stderrLogger } from '../../src/cli/output.js';
-import { runCli as runInProcess } from '../../src/cli/run.js';
 import { appEnvironment } from '../helpers/app-env.js';
 import { CLI_PATH, cliEnv } from '../helpers/run-cli.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
+import { runInProcess, sink } from './in-process.js';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const APP = 'a3b1c2d4-e5f6-4789-9abc-def012345678';
@@ -46,22 +45,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function sink(chunks: string[]): Writable {
-  return new Writable({
-    write(chunk, _encoding, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  });
-}
-
 /** `runCli` in this process: for behaviour that needs no child, faster than spawning one. */
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runInProcess(argv, { stdout: sink(out), stderr: sink(err), env: {} });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
+const run = (argv: string[]) => runInProcess(argv);
 
 interface PipeRun {
   code: number | null;
