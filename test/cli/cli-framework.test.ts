@@ -12,8 +12,8 @@ import { COMMAND_INDEX } from '../../src/cli/command-index.js';
 import { stderrLogger } from '../../src/cli/output.js';
 import { appEnvironment } from '../helpers/app-env.js';
 import { CLI_PATH, cliEnv } from '../helpers/run-cli.js';
+import { runCliInProcess, sink } from '../helpers/run-cli-in-process.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
-import { runInProcess, sink } from './in-process.js';
 
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 const APP = 'a3b1c2d4-e5f6-4789-9abc-def012345678';
@@ -46,7 +46,7 @@ afterAll(async () => {
 });
 
 /** `runCli` in this process: for behaviour that needs no child, faster than spawning one. */
-const run = (argv: string[]) => runInProcess(argv);
+const run = (argv: string[]) => runCliInProcess(argv);
 
 interface PipeRun {
   code: number | null;

@@ -30,9 +30,9 @@ import {
 } from '../helpers/mail-servers.js';
 import { issueServerCertificate } from '../helpers/pki.js';
 import { runCli } from '../helpers/run-cli.js';
+import { runCliInProcess } from '../helpers/run-cli-in-process.js';
 import { loadTestCa } from '../helpers/test-ca.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
-import { runInProcess } from './in-process.js';
 
 const SENDER = 'reports@contoso.example';
 const RECIPIENT = 'archive@contoso.example';
@@ -226,11 +226,11 @@ describe('mailbridge send, read back over IMAP', () => {
 
   it('refuses bad usage with exit 2', async () => {
     expect(
-      (await runInProcess(['send', '--from', SENDER, '--subject', 'x', '--text', 'y'], { env }))
+      (await runCliInProcess(['send', '--from', SENDER, '--subject', 'x', '--text', 'y'], env))
         .code,
     ).toBe(2);
     expect(
-      (await runInProcess(['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 'x'], { env }))
+      (await runCliInProcess(['send', '--from', SENDER, '--to', RECIPIENT, '--subject', 'x'], env))
         .code,
     ).toBe(2);
   });
@@ -254,8 +254,9 @@ describe('mailbridge send: addresses, standard input, headers', { timeout: 120_0
   const base = ['send', '--from', SENDER, '--subject', 'x', '--text', 'y'];
 
   it('refuses a --to that is not an address as usage (exit 2), naming it, before any connection', async () => {
-    const { code, stderr } = await runInProcess([...base, '--to', 'not an address'], {
-      env: { ...env, MAILBRIDGE_SMTP_PORT: '9' },
+    const { code, stderr } = await runCliInProcess([...base, '--to', 'not an address'], {
+      ...env,
+      MAILBRIDGE_SMTP_PORT: '9',
     });
     expect(code).toBe(2);
     expect(stderr).toContain("error USAGE: --to 'not an address' is not a mail address");
@@ -264,7 +265,7 @@ describe('mailbridge send: addresses, standard input, headers', { timeout: 120_0
 
   it('refuses CR/LF and anything but one bare address in every address flag', async () => {
     const injected = `${RECIPIENT}\r\nRCPT TO:<shared@contoso.example>`;
-    const { code, stderr } = await runInProcess([...base, '--to', injected], { env });
+    const { code, stderr } = await runCliInProcess([...base, '--to', injected], env);
     expect(code).toBe(2);
     expect(stderr).toContain(`--to '${RECIPIENT}\\x0d\\x0aRCPT TO:<shared@contoso.example>'`);
     expect(stderr).not.toMatch(/[\r]/);
@@ -276,7 +277,7 @@ describe('mailbridge send: addresses, standard input, headers', { timeout: 120_0
     ] as const) {
       // --from replaces the one in `base`: a repeated single-value flag is refused on its own.
       const args = flag === '--from' ? base.filter((a) => a !== '--from' && a !== SENDER) : base;
-      const run = await runInProcess([...args, '--to', RECIPIENT, flag, value], { env });
+      const run = await runCliInProcess([...args, '--to', RECIPIENT, flag, value], env);
       expect(run.code, `${flag} ${value}`).toBe(2);
       expect(run.stderr).toContain(`${flag} '`);
     }
@@ -338,7 +339,7 @@ describe('mailbridge send: addresses, standard input, headers', { timeout: 120_0
       [['--eml', '-'], /--eml sends the file as it is, so --subject/],
     ];
     const runs = await Promise.all(
-      cases.map(([extra]) => runInProcess([...send, ...extra], { env, input: 'body' })),
+      cases.map(([extra]) => runCliInProcess([...send, ...extra], env, 'body')),
     );
     cases.forEach(([extra, message], i) => {
       expect(runs[i]?.code, extra.join(' ')).toBe(2);

@@ -21,9 +21,9 @@ import {
   startMailServers,
 } from '../helpers/mail-servers.js';
 import { cliEnv, runCli } from '../helpers/run-cli.js';
+import { runCliInProcess } from '../helpers/run-cli-in-process.js';
 import { testCaPath } from '../helpers/test-ca.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
-import { runInProcess } from './in-process.js';
 
 const MAILBOX = 'helpdesk@contoso.example';
 const SENT = 'team@contoso.example';
@@ -173,10 +173,10 @@ describe('token --for', () => {
   });
 
   it('refuses an unknown tool and --for without --mailbox with exit 2', async () => {
-    const unknown = await runInProcess(['token', '--for', 'pine', '--mailbox', MAILBOX], { env });
+    const unknown = await runCliInProcess(['token', '--for', 'pine', '--mailbox', MAILBOX], env);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('--for takes one of mbsync, msmtp, getmail, offlineimap');
-    const noMailbox = await runInProcess(['token', '--for', 'msmtp'], { env });
+    const noMailbox = await runCliInProcess(['token', '--for', 'msmtp'], env);
     expect(noMailbox.code).toBe(2);
     expect(noMailbox.stderr).toContain('--for msmtp needs --mailbox ADDRESS');
   });

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { issueCertificate } from '../helpers/pki.js';
 import { runCli } from '../helpers/run-cli.js';
+import { runCliInProcess } from '../helpers/run-cli-in-process.js';
 import { startTokenService, type TokenService } from '../helpers/token-service.js';
-import { runInProcess } from './in-process.js';
 
 const EXCHANGE = 'https://outlook.office365.com';
 const DAY = 86_400_000;
@@ -59,7 +59,7 @@ describe('help and usage', () => {
   });
 
   it('documents flags and environment in each command help', async () => {
-    const { code, stdout } = await runInProcess(['token', '--help']);
+    const { code, stdout } = await runCliInProcess(['token', '--help']);
     expect(code).toBe(0);
     for (const text of [
       '--json',
@@ -73,16 +73,16 @@ describe('help and usage', () => {
   });
 
   it('refuses an unknown command or flag with exit 2', async () => {
-    const unknown = await runInProcess(['tokn']);
+    const unknown = await runCliInProcess(['tokn']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown command 'tokn'");
-    const flag = await runInProcess(['token', '--jsn']);
+    const flag = await runCliInProcess(['token', '--jsn']);
     expect(flag.code).toBe(2);
     expect(flag.stderr).toContain('USAGE');
   });
 
   it('refuses a secret on the command line without echoing it', async () => {
-    const { code, stderr, stdout } = await runInProcess([
+    const { code, stderr, stdout } = await runCliInProcess([
       'token',
       '--client-secret',
       'Cmd~Line~Secret~123',
@@ -211,8 +211,9 @@ describe('exit codes', () => {
   });
 
   it('2 for a configuration problem, naming every field', async () => {
-    const { code, stderr } = await runInProcess(['token'], {
-      env: { AZURE_TENANT_ID: 'common', MAILBRIDGE_SCOPE: 'https://graph.microsoft.com/.default' },
+    const { code, stderr } = await runCliInProcess(['token'], {
+      AZURE_TENANT_ID: 'common',
+      MAILBRIDGE_SCOPE: 'https://graph.microsoft.com/.default',
     });
     expect(code).toBe(2);
     expect(stderr).toContain('CONFIG_INVALID');
@@ -263,8 +264,8 @@ describe('mailbridge xoauth2', () => {
   });
 
   it('refuses a missing or unsafe user with exit 2', async () => {
-    expect((await runInProcess(['xoauth2'], { env })).code).toBe(2);
-    const injected = await runInProcess(['xoauth2', '--user', 'a@b.example\u0001auth=x'], { env });
+    expect((await runCliInProcess(['xoauth2'], env)).code).toBe(2);
+    const injected = await runCliInProcess(['xoauth2', '--user', 'a@b.example\u0001auth=x'], env);
     expect(injected.code).toBe(2);
     // Refused as a flag value before any SASL string is built (the library's own check is SASL_INVALID_INPUT).
     expect(injected.stderr).toContain(
