@@ -323,9 +323,13 @@ export async function killAtRandomPoints(options: {
   let kills = 0;
   let done = 0;
   for (let round = 0; round < wanted * 3 && kills < wanted; round++) {
-    // Spread over the run: each kill comes after up to a further share of the messages (with the
-    // state deleted, the rerun first writes again the lines of what it finds already there).
-    const target = done + 1 + Math.floor(next() * (options.messages / (wanted + 1)));
+    // Spread over the run: each kill comes after up to a further share of the messages still to
+    // copy (with the state deleted, the rerun first writes again the lines of what it finds
+    // already there). The last third is kept out of reach: the lines written between the poll
+    // and the kill (up to 80 seen under load) must not take a run to its end, so every round is
+    // killed mid-run with a few hundred messages rather than a thousand.
+    const room = Math.max(1, Math.floor((options.messages * 2) / 3) - done);
+    const target = done + 1 + Math.floor((next() * room) / (wanted - kills));
     const extraMs = Math.floor(next() * 30);
     const run = options.start();
     let killed = false;
