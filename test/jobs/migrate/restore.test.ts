@@ -35,7 +35,7 @@ const KILLED_NO_STATE = 'fritz@contoso.example';
 // As Exchange names them: the archive's special-use folders come back under the same names.
 const FOLDERS = ['INBOX', 'Sent Items', 'Junk Email', 'Lists.dev', 'Kunden/Müller', 'Ünïcödé'];
 const IDENTITY = Object.fromEntries(FOLDERS.map((f) => [f, f]));
-const MESSAGES = 240;
+const MESSAGES = 150;
 const KILLS = 3;
 const TIMEOUT = 120_000;
 
