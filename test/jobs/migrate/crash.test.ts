@@ -31,7 +31,7 @@ const MAPPED: Record<string, string> = {
   'Kunden/Müller': 'Kunden/Müller',
   Ünïcödé: 'Ünïcödé',
 };
-const MESSAGES = 1_000;
+const MESSAGES = 450;
 const KILLS = 5;
 
 function startMigrate(env: MigrateTestEnv, mailbox: string, stateDir: string) {

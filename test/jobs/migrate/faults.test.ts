@@ -24,7 +24,10 @@ const DEST = 'carol@contoso.example';
 const SELECTING = 'carol.select@contoso.example';
 const FOLDERS = ['INBOX', 'Lists/dev', 'Archiv.2019', 'Kunden/Müller & Söhne', 'Reports'];
 const IDENTITY = Object.fromEntries(FOLDERS.map((f) => [f, f]));
-const MESSAGES = 2_000;
+// Enough for four cuts, the throttling and several 8-second token expiries in one run.
+const MESSAGES = 1_000;
+/** A cut every so many messages copied; at the second, the reconnections are throttled too. */
+const CUT_EVERY = 225;
 
 describe('migrate under faults', { tags: ['soak'] }, () => {
   let env: MigrateTestEnv;
@@ -59,10 +62,10 @@ describe('migrate under faults', { tags: ['soak'] }, () => {
         if (event.type !== 'message') return;
         seen++;
         // Cut while the next APPEND is on its way: the server may or may not have stored it.
-        if (seen % 450 === 0) {
+        if (seen % CUT_EVERY === 0) {
           // Once, the reconnections are throttled too: their re-SELECT, or the FETCH that
           // looks for the cut APPEND's message.
-          if (seen === 900) proxy.throttleNext(2, 1_500, /^\S+ (UID )?(SELECT|FETCH) /i);
+          if (seen === 2 * CUT_EVERY) proxy.throttleNext(2, 1_500, /^\S+ (UID )?(SELECT|FETCH) /i);
           setImmediate(() => proxy.dropAll());
         }
       },

@@ -28,6 +28,8 @@ const DESTS = [0, 1, 2].map((i) => `user${i}@contoso.example`);
 const UNGRANTED = 'nobody@contoso.example';
 const FOLDERS = ['INBOX', 'Projects'];
 const SAME = { INBOX: 'INBOX', Projects: 'Projects' };
+/** Messages of each source, a different count each: the pairs are told apart by their totals. */
+const COUNTS = [10, 15, 20];
 
 let service: TokenService;
 let servers: MailServers;
@@ -66,7 +68,7 @@ beforeAll(async () => {
   openDest = (mailbox) => () => createImapClient(config, { mailbox });
   await Promise.all(
     SOURCES.map((user, i) =>
-      seedWith(openSource(user), seedMessages(FOLDERS, 40 + 20 * i, i * 1000)),
+      seedWith(openSource(user), seedMessages(FOLDERS, COUNTS[i] as number, i * 1000)),
     ),
   );
 }, 120_000);
@@ -110,7 +112,7 @@ describe('migrate --mailboxes', () => {
       failed: 0,
       alreadyPresent: 0,
     });
-    expect(summary.copied).toBe(40 + 60 + 80);
+    expect(summary.copied).toBe(COUNTS.reduce((a, b) => a + b));
     for (const [i, user] of SOURCES.entries()) {
       const source = await snapshotOf(openSource(user), FOLDERS);
       expect(await snapshotOf(openDest(DESTS[i] as string), FOLDERS), user).toEqual(

@@ -13,7 +13,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrateResult } from '../../../src/jobs/migrate/migrate.js';
 import { messageWithAttachment, projectBuild } from '../archive/support.js';
-import { type MigrateTestEnv, SOURCE_PASSWORD, startMigrateTestEnv } from './support.js';
+import {
+  deliverAsFile,
+  type MigrateTestEnv,
+  SOURCE_PASSWORD,
+  startMigrateTestEnv,
+} from './support.js';
 
 const DEST = 'grace@contoso.example';
 const CHILD = join(import.meta.dirname, 'fixtures', 'migrate-child.mjs');
@@ -26,14 +31,10 @@ describe('migrate memory', { tags: ['soak'] }, () => {
   beforeAll(async () => {
     env = await startMigrateTestEnv([DEST], { unlimitedSize: true });
     work = await mkdtemp(join(tmpdir(), 'mailbridge-migrate-memory-'));
-    const source = await env.source();
-    try {
-      // 38 MiB of attachment, base64 with line breaks: a message of about 51 MiB; and a small one.
-      await source.append('INBOX', messageWithAttachment(50, 'alice@oldhost.example', 38 << 20));
-      await source.append('INBOX', messageWithAttachment(51, 'alice@oldhost.example', 1 << 10));
-    } finally {
-      await source.logout();
-    }
+    // 38 MiB of attachment, base64 with line breaks: a message of about 51 MiB, delivered as a
+    // file (not an APPEND this process parses and sends); and a small one.
+    await deliverAsFile(env, 'INBOX', messageWithAttachment(50, 'alice@oldhost.example', 38 << 20));
+    await deliverAsFile(env, 'INBOX', messageWithAttachment(51, 'alice@oldhost.example', 1 << 10));
   }, 180_000);
   afterAll(async () => {
     await env?.close();

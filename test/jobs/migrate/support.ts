@@ -179,20 +179,37 @@ export function seedSource(env: MigrateTestEnv, messages: SeedMessage[]): Promis
  * APPENDed to the source either, so it is delivered as a file, as mail
  * arrives. `maildirName` picks the folder's directory among the Maildir's.
  */
-export async function deliverTooBig(
+export function deliverTooBig(
   env: MigrateTestEnv,
   folder: string,
   maildirName: (names: string[]) => string,
 ): Promise<void> {
+  const big = `Subject: too big\r\nMessage-ID: <big.${Date.now()}@fabrikam.example>\r\n\r\n${'y'.repeat(MAX_MESSAGE_SIZE + 1000)}\r\n`;
+  return deliverAsFile(env, folder, big, maildirName);
+}
+
+/** Files delivered so far: each gets a name of its own. */
+let delivered = 0;
+
+/**
+ * Puts `raw` into a source folder as a file of its Maildir (marked \\Seen), as
+ * mail arrives: no IMAP APPEND to parse it. `maildirName` picks the folder's
+ * directory among the Maildir's; without it, INBOX.
+ */
+export async function deliverAsFile(
+  env: MigrateTestEnv,
+  folder: string,
+  raw: string,
+  maildirName?: (names: string[]) => string,
+): Promise<void> {
   const source = await env.source();
   try {
-    const big = `Subject: too big\r\nMessage-ID: <big.${Date.now()}@fabrikam.example>\r\n\r\n${'y'.repeat(MAX_MESSAGE_SIZE + 1000)}\r\n`;
     await source.mailboxOpen(folder);
     const maildir = join(env.servers.dir, 'mail', 'oldhost.example', 'alice', 'Maildir');
-    const cur = join(maildir, maildirName(readdirSync(maildir)), 'cur');
+    const cur = join(maildir, maildirName ? maildirName(readdirSync(maildir)) : '', 'cur');
     const owner = statSync(cur);
-    const file = join(cur, `${Math.floor(Date.now() / 1000)}.big.mailbridge:2,S`);
-    writeFileSync(file, big);
+    const file = join(cur, `${Math.floor(Date.now() / 1000)}.${++delivered}.mailbridge:2,S`);
+    writeFileSync(file, raw);
     chownSync(file, owner.uid, owner.gid);
     await source.noop();
   } finally {
@@ -323,9 +340,13 @@ export async function killAtRandomPoints(options: {
   let kills = 0;
   let done = 0;
   for (let round = 0; round < wanted * 3 && kills < wanted; round++) {
-    // Spread over the run: each kill comes after up to a further share of the messages (with the
-    // state deleted, the rerun first writes again the lines of what it finds already there).
-    const target = done + 1 + Math.floor(next() * (options.messages / (wanted + 1)));
+    // Spread over the run: each kill comes after up to a further share of the messages still to
+    // copy (with the state deleted, the rerun first writes again the lines of what it finds
+    // already there). The last third is kept out of reach: the lines written between the poll
+    // and the kill (up to 80 seen under load) must not take a run to its end, so every round is
+    // killed mid-run with a few hundred messages rather than a thousand.
+    const room = Math.max(1, Math.floor((options.messages * 2) / 3) - done);
+    const target = done + 1 + Math.floor((next() * room) / (wanted - kills));
     const extraMs = Math.floor(next() * 30);
     const run = options.start();
     let killed = false;

@@ -2,9 +2,10 @@
  * `migrate.fromTokenCommand` / `toTokenCommand`: an imaps:// endpoint that
  * logs in with XOAUTH2 and the token a user's command prints, against the
  * real Dovecot harness (its XOAUTH2 check asks the token service). The
- * command here is `mailbridge token` itself, wrapped so the test can count
- * its runs: what a user would write for Gmail is `oauth2l fetch …` or their
- * own script. Failing commands, silent ones and refused tokens each say
+ * command here is a script of the kind a user writes for their provider
+ * (for Gmail, `oauth2l fetch …` or their own): it asks the token service for
+ * a client-credentials token over HTTPS in one Node process (`mailbridge
+ * token` in a second one cost a CLI start per login) and counts its runs. Failing commands, silent ones and refused tokens each say
  * what happened; the token is never in a log line or an error.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -15,7 +16,8 @@ import type { MailbridgeError } from '../../../src/errors.js';
 import { readMigrateSection } from '../../../src/jobs/migrate/config-section.js';
 import { migrateMailbox } from '../../../src/jobs/migrate/index.js';
 import type { Logger } from '../../../src/log/logger.js';
-import { CLI_PATH, cliEnv, runCli } from '../../helpers/run-cli.js';
+import { EXCHANGE_AUDIENCE } from '../../helpers/mail-servers.js';
+import { cliEnv, runCli } from '../../helpers/run-cli.js';
 import {
   expected,
   type MigrateTestEnv,
@@ -49,12 +51,25 @@ describe('migrate with an OAuth token from a command', () => {
       script,
       [
         "const { appendFileSync } = require('node:fs');",
-        "const { spawnSync } = require('node:child_process');",
+        "const { request } = require('node:https');",
         `appendFileSync(${JSON.stringify(counter)}, 'x');`,
-        `const run = spawnSync(process.execPath, [${JSON.stringify(CLI_PATH)}, 'token', '--show-token'], { encoding: 'utf8' });`,
-        'process.stdout.write(run.stdout);',
-        'process.stderr.write(run.stderr);',
-        'process.exit(run.status ?? 1);',
+        'const form = new URLSearchParams({',
+        "  grant_type: 'client_credentials',",
+        '  client_id: process.env.AZURE_CLIENT_ID,',
+        '  client_secret: process.env.AZURE_CLIENT_SECRET,',
+        `  scope: ${JSON.stringify(`${EXCHANGE_AUDIENCE}/.default`)},`,
+        '}).toString();',
+        `const req = request(${JSON.stringify(env.service.tokenEndpoint())}, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, (res) => {`,
+        "  let body = '';",
+        "  res.setEncoding('utf8').on('data', (chunk) => { body += chunk; });",
+        "  res.on('end', () => {",
+        '    const token = res.statusCode === 200 ? JSON.parse(body).access_token : undefined;',
+        "    if (token) process.stdout.write(token + '\\n');",
+        "    else { process.stderr.write('token service: HTTP ' + res.statusCode + '\\n'); process.exitCode = 1; }",
+        '  });',
+        '});',
+        "req.on('error', (error) => { process.stderr.write(error.message + '\\n'); process.exitCode = 1; });",
+        'req.end(form);',
       ].join('\n'),
     );
     tokenCommand = [process.execPath, script];
