@@ -35,7 +35,6 @@ export interface LockWaitOptions {
   /** Deferred this long in all, the job fails. */
   lockWaitMs: number;
   logger: Logger;
-  now?: () => number;
 }
 
 /**
@@ -50,8 +49,9 @@ export async function deferWhileLocked(
   error: MailbridgeError,
   options: LockWaitOptions,
 ): Promise<never> {
-  const now = options.now?.() ?? Date.now();
-  const since = (job.data as LockWaitData).lockedSince ?? now;
+  const now = Date.now();
+  const recorded = (job.data as LockWaitData).lockedSince;
+  const since = recorded ?? now;
   const waited = now - since;
   if (waited >= options.lockWaitMs) {
     throw new UnrecoverableError(
@@ -62,9 +62,7 @@ export async function deferWhileLocked(
       ),
     );
   }
-  if ((job.data as LockWaitData).lockedSince === undefined) {
-    await job.updateData({ ...job.data, lockedSince: since });
-  }
+  if (recorded === undefined) await job.updateData({ ...job.data, lockedSince: since });
   await job.moveToDelayed(now + options.retryInMs, token);
   options.logger.log('info', 'queue: job deferred', {
     job: job.id,

@@ -138,6 +138,11 @@ export async function startQueueTestEnv(
   };
   let files = 0;
   const inProcess: InProcessWorker[] = [];
+  /** The in-process workers stopped, the child workers SIGKILLed. */
+  const stopEveryWorker = async () => {
+    await Promise.all(inProcess.splice(0).map((w) => w.stop()));
+    await killWorkers();
+  };
   return {
     service,
     servers,
@@ -175,10 +180,7 @@ export async function startQueueTestEnv(
       workers.push(worker);
       return worker;
     },
-    killWorkers: async () => {
-      await Promise.all(inProcess.splice(0).map((w) => w.stop()));
-      await killWorkers();
-    },
+    killWorkers: stopEveryWorker,
     async enqueueArchive(outDir, list, attempts) {
       const run = await enqueueArchiveRun(queueOf('archive'), statusRedis, {
         mailboxes: list,
@@ -212,8 +214,7 @@ export async function startQueueTestEnv(
       return worker;
     },
     async close() {
-      await Promise.all(inProcess.splice(0).map((w) => w.stop()));
-      await killWorkers();
+      await stopEveryWorker();
       await Promise.all([...queues.values()].map((q) => q.close()));
       statusRedis.disconnect();
       await redis.stop();
